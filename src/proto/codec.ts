@@ -1,0 +1,124 @@
+import protobuf from 'protobufjs';
+import { messageType, TO_OBJECT } from './root.js';
+
+/**
+ * Encoding and decoding of Envoy messages given as plain objects (snake_case fields, nested Any values in the
+ * `{ '@type': url, ...fields }` form Envoy's YAML uses).
+ */
+
+export class UnknownFieldError extends Error {
+  constructor(readonly path: string, readonly typeName: string) {
+    super(`unknown field ${path} (not in ${typeName})`);
+    this.name = 'UnknownFieldError';
+  }
+}
+
+/**
+ * Throws UnknownFieldError for any key that is not a field of the message (protobufjs silently drops them,
+ * and a dropped setting is a silent misconfiguration of every Envoy).
+ */
+export function assertKnownFields(type: protobuf.Type, value: unknown, path = ''): void {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return;
+  const obj = value as Record<string, unknown>;
+  if (type.fullName === '.google.protobuf.Any' && typeof obj['@type'] === 'string') {
+    const inner = messageType(obj['@type']);
+    const { '@type': _ignored, ...rest } = obj;
+    assertKnownFields(inner, rest, path);
+    return;
+  }
+  if (type.fullName === '.google.protobuf.Struct' || type.fullName === '.google.protobuf.Value') return;
+  for (const [key, fieldValue] of Object.entries(obj)) {
+    const field = type.fields[key];
+    const where = path ? `${path}.${key}` : key;
+    if (!field) {
+      if (type.oneofs?.[key]) continue;
+      throw new UnknownFieldError(where, type.fullName.slice(1));
+    }
+    field.resolve();
+    const child = field.resolvedType;
+    if (!(child instanceof protobuf.Type) || fieldValue === null || fieldValue === undefined) continue;
+    if (field.map) {
+      for (const [k, v] of Object.entries(fieldValue as Record<string, unknown>)) assertKnownFields(child, v, `${where}[${k}]`);
+    } else if (field.repeated && Array.isArray(fieldValue)) {
+      fieldValue.forEach((item, i) => assertKnownFields(child, item, `${where}[${i}]`));
+    } else {
+      assertKnownFields(child, fieldValue, where);
+    }
+  }
+}
+
+/** Encodes a plain object as the named message, refusing unknown fields. */
+export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array {
+  const type = messageType(typeNameOrUrl);
+  assertKnownFields(type, value);
+  return type.encode(type.fromObject(value)).finish();
+}
+
+/** Decodes bytes into a plain object in proto-loader's shape (string longs/enums, defaults present). */
+export function decodeMessage<T = Record<string, unknown>>(typeNameOrUrl: string, bytes: Uint8Array): T {
+  const type = messageType(typeNameOrUrl);
+  return type.toObject(type.decode(bytes), TO_OBJECT) as T;
+}
+
+/** The bytes of a google.protobuf.Any holding an already encoded message. */
+export function encodeAny(typeUrl: string, value: Uint8Array): Uint8Array {
+  const w = protobuf.Writer.create();
+  w.uint32((1 << 3) | 2).string(typeUrl);
+  w.uint32((2 << 3) | 2).bytes(value);
+  return w.finish();
+}
+
+/** A plain object packed as an Any in the `@type` form, for nesting typed_config in translator output. */
+export function typed<T extends object>(typeUrl: string, value: T): T & { '@type': string } {
+  return { '@type': typeUrl, ...value };
+}
+
+/** A google.protobuf.Duration in plain-object form from milliseconds. */
+export function duration(ms: number): { seconds: string; nanos: number } {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: String(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
+
+// protobufjs' built-in google.protobuf.Value keeps camelCase field names even when keepCase is on.
+type StructValue =
+  | { nullValue: 'NULL_VALUE' }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: { fields: Record<string, StructValue> } }
+  | { listValue: { values: StructValue[] } };
+
+/** A google.protobuf.Struct in plain-object form from a JSON-like value. */
+export function struct(value: Record<string, unknown>): { fields: Record<string, StructValue> } {
+  const fields: Record<string, StructValue> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) fields[k] = structValue(v);
+  return { fields };
+}
+
+function structValue(v: unknown): StructValue {
+  if (v === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(structValue) } };
+  if (typeof v === 'object') return { structValue: struct(v as Record<string, unknown>) };
+  return { stringValue: String(v) };
+}
+
+/** A JSON-like value from a decoded google.protobuf.Struct (proto-loader shape). */
+export function fromStruct(s: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const fields = (s as { fields?: Record<string, unknown> } | null | undefined)?.fields ?? {};
+  for (const [k, v] of Object.entries(fields)) out[k] = fromStructValue(v);
+  return out;
+}
+
+function fromStructValue(v: unknown): unknown {
+  const val = (v ?? {}) as Record<string, unknown>;
+  if (val.structValue != null) return fromStruct(val.structValue);
+  if (val.listValue != null) return ((val.listValue as { values?: unknown[] }).values ?? []).map(fromStructValue);
+  if (val.stringValue != null) return val.stringValue;
+  if (val.numberValue != null) return Number(val.numberValue);
+  if (val.boolValue != null) return val.boolValue;
+  return null;
+}
