@@ -1,0 +1,94 @@
+import { isFullStateType, isKnownType, isRetainedOnRemoval, type TypeUrl } from './resource-types.js';
+import { contentHash, type XdsResource } from './snapshot.js';
+import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './stream.js';
+import { encodeDeltaResponse, type DeltaDiscoveryRequest } from './wire.js';
+
+/**
+ * Incremental (delta) xDS: the client subscribes and unsubscribes by name, reports what it holds on
+ * reconnect (initial_resource_versions), and each response carries only changed and removed resources.
+ * What the client holds is tracked optimistically while a response is pending and restored on a NACK.
+ */
+export class DeltaStream extends XdsStream {
+  /** Handles one request: ACK/NACK, subscription changes, then sends what is due. */
+  handleRequest(req: DeltaDiscoveryRequest): { typeUrl: TypeUrl } | { ignored: string } {
+    const typeUrl = req.type_url || this.identity.serviceType || '';
+    if (!isKnownType(typeUrl)) return { ignored: `unknown type ${typeUrl || '(empty)'}` };
+    if (!this.identity.ads && typeUrl !== this.identity.serviceType) {
+      return { ignored: `type ${typeUrl} on the ${this.identity.serviceType ?? '?'} service` };
+    }
+    const st = this.state(typeUrl);
+    if (req.response_nonce !== '') {
+      this.settle(st, req.response_nonce, req.error_detail?.message ? req.error_detail : null);
+    }
+    if (!st.subscribed) {
+      st.subscribed = true;
+      // The legacy wildcard: a first request naming nothing, for a type that has wildcard semantics.
+      if (req.resource_names_subscribe.length === 0 && isFullStateType(typeUrl)) st.wildcard = true;
+      for (const [name, version] of Object.entries(req.initial_resource_versions)) st.held.set(name, version);
+      if (Object.keys(req.initial_resource_versions).length > 0) st.responded = true;
+    }
+    for (const name of req.resource_names_subscribe) {
+      if (name === '*') st.wildcard = true;
+      else st.names.add(name);
+    }
+    for (const name of req.resource_names_unsubscribe) {
+      if (name === '*') st.wildcard = false;
+      else st.names.delete(name);
+    }
+    // Names the client dropped are gone from its side: forget them without telling it.
+    for (const name of [...st.held.keys()]) if (!st.wants(name)) st.held.delete(name);
+    this.pump();
+    return { typeUrl };
+  }
+
+  protected tryPush(st: TypeState, retain: boolean): PushOutcome {
+    const want = this.desired(st, false);
+    const toSend: XdsResource[] = [];
+    for (const r of want.values()) if (st.held.get(r.name) !== r.version) toSend.push(r);
+    const keep = retain && isRetainedOnRemoval(st.typeUrl);
+    const toRemove = [...st.held.keys()].filter((name) => !want.has(name) && !keep);
+    if (toSend.length === 0 && toRemove.length === 0 && !this.mustAnswerEmpty(st)) return 'settled';
+    const change = contentHash(
+      toSend.map((r) => `${r.name}\u0000${r.version}`).sort().join('\n'),
+      '\u0001',
+      [...toRemove].sort().join('\n'),
+    );
+    if (st.lastNack?.version === change) return 'blocked';
+
+    const previous = new Map<string, string | undefined>();
+    for (const r of toSend) {
+      previous.set(r.name, st.held.get(r.name));
+      st.held.set(r.name, r.version);
+    }
+    for (const name of toRemove) {
+      previous.set(name, st.held.get(name));
+      st.held.delete(name);
+    }
+    const nonce = this.nextNonce();
+    const systemVersion = this.snapshot?.typeVersion(st.typeUrl) ?? '';
+    this.send(encodeDeltaResponse(st.typeUrl, systemVersion, toSend, toRemove, nonce, this.identity.controlPlaneId));
+    st.lastNonce = nonce;
+    st.responded = true;
+    st.pending = {
+      nonce,
+      version: change,
+      systemVersion,
+      sentAt: Date.now(),
+      resources: new Map(toSend.map((r) => [r.name, r])),
+      previous,
+    };
+    this.observer.onPush(this, st.typeUrl, systemVersion, toSend.length);
+    return 'sent';
+  }
+
+  protected onAccepted(): void {
+    // `held` already reflects the push.
+  }
+
+  protected onRefused(st: TypeState, pending: PendingPush): void {
+    for (const [name, version] of pending.previous) {
+      if (version === undefined) st.held.delete(name);
+      else st.held.set(name, version);
+    }
+  }
+}

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { encodeAny, encodeMessage } from '../proto/codec.js';
+import { PUSH_ORDER, type TypeUrl } from './resource-types.js';
+
+/**
+ * Snapshot: an immutable set of xDS resources for one node group, each encoded exactly once. Resource
+ * versions are content hashes, so the same configuration always has the same versions: across restarts and
+ * across control-plane replicas, and Envoys see no churn.
+ */
+
+/** One encoded resource, shared by every stream that sends it. */
+export interface XdsResource {
+  readonly typeUrl: TypeUrl;
+  readonly name: string;
+  /** Content hash of the encoded message. */
+  readonly version: string;
+  /** The encoded message. */
+  readonly body: Uint8Array;
+  /** The encoded google.protobuf.Any wrapping `body`, ready to splice into responses. */
+  readonly any: Uint8Array;
+}
+
+/** A resource as a translator produces it: a plain object in Envoy's proto field names. */
+export interface ResourceInput {
+  readonly typeUrl: TypeUrl;
+  readonly name: string;
+  readonly message: object;
+}
+
+/** A short content hash (16 hex digits) of bytes. */
+export function contentHash(...parts: (Uint8Array | string)[]): string {
+  const h = createHash('sha256');
+  for (const part of parts) h.update(part);
+  return h.digest('hex').slice(0, 16);
+}
+
+/** The version of a set of resources: a hash of their names and versions, independent of order. */
+export function setVersion(resources: Iterable<XdsResource>): string {
+  const keys = [...resources].map((r) => `${r.name}\u0000${r.version}`).sort();
+  return contentHash(keys.join('\n'));
+}
+
+const EMPTY: ReadonlyMap<string, XdsResource> = new Map();
+
+export class Snapshot {
+  /** Hash over every type's version: equal snapshots have equal versions. */
+  readonly version: string;
+  private readonly typeVersions = new Map<TypeUrl, string>();
+
+  private constructor(private readonly byType: ReadonlyMap<TypeUrl, ReadonlyMap<string, XdsResource>>) {
+    const parts: string[] = [];
+    for (const typeUrl of PUSH_ORDER) {
+      const v = setVersion(this.resources(typeUrl).values());
+      this.typeVersions.set(typeUrl, v);
+      parts.push(`${typeUrl}=${v}`);
+    }
+    this.version = contentHash(parts.join('\n'));
+  }
+
+  /**
+   * Encodes the inputs into a snapshot. Resources whose bytes equal one in `previous` reuse its entry, so
+   * an unchanged resource keeps one copy of its bytes however many snapshots come and go.
+   * Throws on a duplicate (type, name) or a message that does not fit its proto.
+   */
+  static from(inputs: Iterable<ResourceInput>, previous?: Snapshot): Snapshot {
+    const byType = new Map<TypeUrl, Map<string, XdsResource>>();
+    for (const input of inputs) {
+      let named = byType.get(input.typeUrl);
+      if (!named) {
+        named = new Map();
+        byType.set(input.typeUrl, named);
+      }
+      if (named.has(input.name)) throw new Error(`duplicate ${input.typeUrl} resource "${input.name}"`);
+      const body = encodeMessage(input.typeUrl, input.message);
+      const version = contentHash(input.typeUrl, '\u0000', body);
+      const prior = previous?.get(input.typeUrl, input.name);
+      named.set(
+        input.name,
+        prior && prior.version === version
+          ? prior
+          : { typeUrl: input.typeUrl, name: input.name, version, body, any: encodeAny(input.typeUrl, body) },
+      );
+    }
+    return new Snapshot(byType);
+  }
+
+  /** An empty snapshot. */
+  static empty(): Snapshot {
+    return new Snapshot(new Map());
+  }
+
+  /** Every resource of a type, by name. */
+  resources(typeUrl: TypeUrl): ReadonlyMap<string, XdsResource> {
+    return this.byType.get(typeUrl) ?? EMPTY;
+  }
+
+  /** One resource, or undefined. */
+  get(typeUrl: TypeUrl, name: string): XdsResource | undefined {
+    return this.byType.get(typeUrl)?.get(name);
+  }
+
+  /** The version of all resources of one type (what a wildcard state-of-the-world client is told). */
+  typeVersion(typeUrl: TypeUrl): string {
+    return this.typeVersions.get(typeUrl) ?? setVersion([]);
+  }
+
+  /** Resource counts per type, for status pages. */
+  counts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const typeUrl of PUSH_ORDER) out[typeUrl] = this.resources(typeUrl).size;
+    return out;
+  }
+}

@@ -1,0 +1,91 @@
+import { isFullStateType, isKnownType, type TypeUrl } from './resource-types.js';
+import { setVersion } from './snapshot.js';
+import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './stream.js';
+import { encodeSotwResponse, type DiscoveryRequest } from './wire.js';
+
+/**
+ * State-of-the-world xDS (DiscoveryRequest / DiscoveryResponse), on ADS or a per-type service. Each response
+ * carries the whole set the client asked for; version_info is the content hash of that set.
+ */
+export class SotwStream extends XdsStream {
+  /** Handles one request: ACK/NACK of the pending response, subscription changes, then sends what is due. */
+  handleRequest(req: DiscoveryRequest): { typeUrl: TypeUrl } | { ignored: string } {
+    const typeUrl = req.type_url || this.identity.serviceType || '';
+    if (!isKnownType(typeUrl)) return { ignored: `unknown type ${typeUrl || '(empty)'}` };
+    if (!this.identity.ads && typeUrl !== this.identity.serviceType) {
+      return { ignored: `type ${typeUrl} on the ${this.identity.serviceType ?? '?'} service` };
+    }
+    const st = this.state(typeUrl);
+    // Before this stream has answered the type, any nonce is left over from an earlier stream.
+    const nonce = st.responded ? req.response_nonce : '';
+    // A nonce other than the latest one sent answers a response this stream has superseded: the
+    // protocol says to ignore it; the client re-sends its subscription with the latest nonce.
+    if (nonce !== '' && nonce !== st.lastNonce) return { typeUrl };
+
+    if (nonce !== '' && st.pending?.nonce === nonce) this.settle(st, nonce, req.error_detail?.message ? req.error_detail : null);
+    this.subscribe(st, req.resource_names);
+    if (nonce === '' && req.version_info !== '' && !st.responded) this.adoptReportedVersion(st, req.version_info);
+    this.pump();
+    return { typeUrl };
+  }
+
+  private subscribe(st: TypeState, names: string[]): void {
+    st.subscribed = true;
+    const explicitWildcard = names.includes('*');
+    st.wildcard = explicitWildcard || (names.length === 0 && isFullStateType(st.typeUrl));
+    st.names.clear();
+    for (const n of names) if (n !== '*') st.names.add(n);
+    for (const name of [...st.heldContent.keys()]) {
+      if (!st.wants(name)) {
+        st.heldContent.delete(name);
+        st.held.delete(name);
+      }
+    }
+  }
+
+  /**
+   * A reconnecting client reports the version it holds. If that is exactly what it would be sent now, it is
+   * taken as held and nothing is re-sent: a control-plane restart causes no config churn.
+   */
+  private adoptReportedVersion(st: TypeState, version: string): void {
+    const want = this.desired(st, false);
+    st.heldVersion = version;
+    if (setVersion(want.values()) !== version) return;
+    st.responded = true;
+    for (const [name, r] of want) {
+      st.held.set(name, r.version);
+      st.heldContent.set(name, r);
+    }
+    st.lastAck = { version, at: Date.now() };
+  }
+
+  protected tryPush(st: TypeState, retain: boolean): PushOutcome {
+    const want = this.desired(st, retain);
+    const version = setVersion(want.values());
+    if (version === st.heldVersion && st.responded) return 'settled';
+    if (want.size === 0 && st.heldVersion === '' && !this.mustAnswerEmpty(st)) return 'settled';
+    if (st.lastNack?.version === version) return 'blocked';
+    const nonce = this.nextNonce();
+    const resources = [...want.values()];
+    this.send(encodeSotwResponse(st.typeUrl, version, resources, nonce, this.identity.controlPlaneId));
+    st.lastNonce = nonce;
+    st.responded = true;
+    st.pending = { nonce, version, systemVersion: version, sentAt: Date.now(), resources: want, previous: new Map() };
+    this.observer.onPush(this, st.typeUrl, version, resources.length);
+    return 'sent';
+  }
+
+  protected onAccepted(st: TypeState, pending: PendingPush): void {
+    st.heldVersion = pending.version;
+    st.held.clear();
+    st.heldContent.clear();
+    for (const [name, r] of pending.resources) {
+      st.held.set(name, r.version);
+      st.heldContent.set(name, r);
+    }
+  }
+
+  protected onRefused(): void {
+    // The client keeps what it held before; nothing to undo here.
+  }
+}

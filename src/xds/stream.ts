@@ -1,0 +1,223 @@
+import type { NodeInfo } from './cache.js';
+import { isFullStateType, isRetainedOnRemoval, PUSH_ORDER, shortTypeName, TypeUrl } from './resource-types.js';
+import type { Snapshot, XdsResource } from './snapshot.js';
+
+/**
+ * XdsStream: the per-stream protocol state shared by state-of-the-world and delta streams: what the client
+ * subscribed to, what it holds, the one response per type awaiting its ACK, the last NACK, and the pump
+ * that decides what to send next.
+ *
+ * Ordering on ADS (make before break): a snapshot change is applied type by type in PUSH_ORDER, each push
+ * waiting for the previous one's ACK: clusters (old ones kept) with their endpoints, then listeners with
+ * their routes, then the filter policy; only when all of those are acknowledged are the clusters and
+ * endpoints that the new snapshot dropped removed. A NACK stops the update where it is: the types after it keep their last
+ * acknowledged config (so routes never point at clusters Envoy refused), and the rejected version is not
+ * sent again until the snapshot changes.
+ */
+
+export type Transport = 'sotw' | 'delta';
+
+/**
+ * The type an Envoy waits for before it acknowledges a push: a new cluster warms until its endpoints
+ * arrive (and Envoy holds the CDS ACK until then), a new listener until its route configuration does. So
+ * while CDS or LDS awaits its ACK, EDS or RDS must still be answered; everything else waits.
+ */
+function warmingCompanion(typeUrl: TypeUrl): TypeUrl | null {
+  if (typeUrl === TypeUrl.Cluster) return TypeUrl.ClusterLoadAssignment;
+  if (typeUrl === TypeUrl.Listener) return TypeUrl.RouteConfiguration;
+  return null;
+}
+export type PushOutcome = 'sent' | 'settled' | 'blocked';
+
+/** Receives protocol events (metrics, logs, status pages). */
+export interface StreamObserver {
+  onPush(stream: XdsStream, typeUrl: TypeUrl, version: string, resources: number): void;
+  onAck(stream: XdsStream, typeUrl: TypeUrl, version: string, latencyMs: number): void;
+  onNack(stream: XdsStream, typeUrl: TypeUrl, version: string, detail: string, latencyMs: number): void;
+}
+
+/** A response sent and not yet acknowledged. */
+export interface PendingPush {
+  readonly nonce: string;
+  /** SotW: the version_info sent; delta: a hash of the change (what a NACK blocks). */
+  readonly version: string;
+  /** Delta: the system version sent. */
+  readonly systemVersion: string;
+  readonly sentAt: number;
+  /** SotW: the full set sent. Delta: the resources sent. */
+  readonly resources: ReadonlyMap<string, XdsResource>;
+  /** Delta: the client's versions of the changed names before this push (undefined: it had none). */
+  readonly previous: ReadonlyMap<string, string | undefined>;
+}
+
+/** Everything one stream knows about one resource type. */
+export class TypeState {
+  subscribed = false;
+  wildcard = false;
+  readonly names = new Set<string>();
+  /** name -> version the client holds (acknowledged; for delta also the optimistic pending push). */
+  readonly held = new Map<string, string>();
+  /** name -> resource for what the client holds, when known (needed to keep sending retained resources). */
+  readonly heldContent = new Map<string, XdsResource>();
+  /** SotW: the version_info the client last acknowledged (or reported on reconnect). */
+  heldVersion = '';
+  lastNonce = '';
+  responded = false;
+  pending: PendingPush | null = null;
+  lastAck: { version: string; at: number } | null = null;
+  /** `version` is what blocks a re-send (SotW: version_info; delta: the change hash). */
+  lastNack: { version: string; systemVersion: string; detail: string; at: number } | null = null;
+
+  constructor(readonly typeUrl: TypeUrl) {}
+
+  /** Whether the client asked for this resource name (or for every resource of the type). */
+  wants(name: string): boolean {
+    return this.wildcard || this.names.has(name);
+  }
+}
+
+export interface StreamIdentity {
+  readonly id: number;
+  readonly transport: Transport;
+  /** True on ADS; false on a per-type service stream. */
+  readonly ads: boolean;
+  /** The one type a per-type stream serves. */
+  readonly serviceType?: TypeUrl;
+  readonly peer: string;
+  readonly controlPlaneId: string;
+}
+
+export abstract class XdsStream {
+  readonly openedAt = Date.now();
+  node: NodeInfo | null = null;
+  group = '';
+  protected snapshot: Snapshot | undefined;
+  protected readonly states = new Map<TypeUrl, TypeState>();
+  private nonceCounter = 0;
+  private closed = false;
+
+  constructor(
+    readonly identity: StreamIdentity,
+    protected readonly observer: StreamObserver,
+    private readonly write: (bytes: Uint8Array) => void,
+  ) {}
+
+  /** Applies a new snapshot for this stream's group. */
+  setSnapshot(snapshot: Snapshot): void {
+    this.snapshot = snapshot;
+    this.pump();
+  }
+
+  /** Stops all sending; the stream is gone. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** The per-type states, for status pages. */
+  typeStates(): readonly TypeState[] {
+    return PUSH_ORDER.map((t) => this.states.get(t)).filter((s): s is TypeState => s !== undefined);
+  }
+
+  protected state(typeUrl: TypeUrl): TypeState {
+    let st = this.states.get(typeUrl);
+    if (!st) {
+      st = new TypeState(typeUrl);
+      this.states.set(typeUrl, st);
+    }
+    return st;
+  }
+
+  protected nextNonce(): string {
+    return (++this.nonceCounter).toString(36);
+  }
+
+  protected send(bytes: Uint8Array): void {
+    if (!this.closed) this.write(bytes);
+  }
+
+  /** The resources of a type this client should hold now; with `retain`, dropped clusters/endpoints stay. */
+  protected desired(st: TypeState, retain: boolean): Map<string, XdsResource> {
+    const out = new Map<string, XdsResource>();
+    const all = this.snapshot?.resources(st.typeUrl);
+    if (all) {
+      if (st.wildcard) for (const r of all.values()) out.set(r.name, r);
+      for (const name of st.names) {
+        const r = all.get(name);
+        if (r) out.set(name, r);
+      }
+    }
+    if (retain && isRetainedOnRemoval(st.typeUrl)) {
+      for (const [name, r] of st.heldContent) if (!out.has(name) && st.wants(name)) out.set(name, r);
+    }
+    return out;
+  }
+
+  /** Sends the next response this stream needs, if any (see the ordering rules above). */
+  protected pump(): void {
+    if (this.closed || !this.snapshot) return;
+    if (!this.identity.ads) {
+      const st = this.identity.serviceType && this.states.get(this.identity.serviceType);
+      if (st?.subscribed && !st.pending) this.tryPush(st, false);
+      return;
+    }
+    const order = PUSH_ORDER.map((t) => this.states.get(t)).filter((s): s is TypeState => !!s?.subscribed);
+    // The type whose push is awaiting its ACK; only its warming companion may be sent meanwhile.
+    let waitingOn: TypeUrl | null = null;
+    let blocked = false;
+    for (const st of order) {
+      if (waitingOn !== null && warmingCompanion(waitingOn) !== st.typeUrl) return;
+      if (st.pending) {
+        if (waitingOn !== null) return;
+        waitingOn = st.typeUrl;
+        continue;
+      }
+      // After a refused update, types that already hold config keep it; a type never answered still is.
+      if (blocked && st.responded) continue;
+      const outcome = this.tryPush(st, true);
+      if (outcome === 'sent') {
+        if (waitingOn !== null) return;
+        waitingOn = st.typeUrl;
+      } else if (outcome === 'blocked') {
+        blocked = true;
+      }
+    }
+    if (blocked || waitingOn !== null) return;
+    for (const st of order) {
+      if (!isRetainedOnRemoval(st.typeUrl)) continue;
+      if (this.tryPush(st, false) !== 'settled') return;
+    }
+  }
+
+  /** Sends what `st` lacks, unless nothing is needed or that exact change was refused. */
+  protected abstract tryPush(st: TypeState, retain: boolean): PushOutcome;
+
+  /** Settles the pending push of a type on an ACK or NACK carrying its nonce. */
+  protected settle(st: TypeState, nonce: string, errorDetail: { message: string } | null): void {
+    const pending = st.pending;
+    if (!pending || pending.nonce !== nonce) return;
+    st.pending = null;
+    const latency = Date.now() - pending.sentAt;
+    if (errorDetail) {
+      st.lastNack = { version: pending.version, systemVersion: pending.systemVersion, detail: errorDetail.message, at: Date.now() };
+      this.onRefused(st, pending);
+      this.observer.onNack(this, st.typeUrl, pending.systemVersion, errorDetail.message, latency);
+    } else {
+      st.lastAck = { version: pending.systemVersion, at: Date.now() };
+      this.onAccepted(st, pending);
+      this.observer.onAck(this, st.typeUrl, pending.systemVersion, latency);
+    }
+  }
+
+  protected abstract onAccepted(st: TypeState, pending: PendingPush): void;
+  protected abstract onRefused(st: TypeState, pending: PendingPush): void;
+
+  /** A readable description for logs. */
+  describe(): string {
+    return `${this.node?.id ?? '?'} (${this.identity.ads ? 'ads' : shortTypeName(this.identity.serviceType ?? '')}/${this.identity.transport} #${this.identity.id})`;
+  }
+
+  /** True when a full-state type must answer even an empty set (so the client can finish initialising). */
+  protected mustAnswerEmpty(st: TypeState): boolean {
+    return !st.responded && (st.wildcard || isFullStateType(st.typeUrl));
+  }
+}

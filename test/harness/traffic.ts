@@ -1,0 +1,77 @@
+import type { EchoReply } from './upstreams.js';
+
+/** HTTP traffic for tests: single requests and a steady background load that counts failures. */
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+}
+
+/** One request; network errors become status 0 with the error as text. */
+export async function request(url: string, init: RequestInit = {}): Promise<HttpAnswer> {
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+    return { status: res.status, headers: res.headers, text: await res.text() };
+  } catch (err) {
+    return { status: 0, headers: new Headers(), text: err instanceof Error ? `${err.message} ${String((err as { cause?: unknown }).cause ?? '')}` : String(err) };
+  }
+}
+
+/** The name of the echo upstream that answered, or undefined if something else answered. */
+export async function upstreamOf(url: string, init: RequestInit = {}): Promise<string | undefined> {
+  const answer = await request(url, init);
+  if (answer.status !== 200) return undefined;
+  try {
+    return (JSON.parse(answer.text) as EchoReply).upstream;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LoadResult {
+  readonly sent: number;
+  readonly failed: number;
+  /** The first few failures, for the assertion message. */
+  readonly failures: string[];
+  /** Answers by upstream name (from x-upstream or the JSON body). */
+  readonly byUpstream: Map<string, number>;
+}
+
+/**
+ * Steady load: `concurrency` loops each sending requests back to back over `urls` until stop() is called.
+ * A failure is a network error or a status that `ok` rejects (default: not 200).
+ */
+export function steadyLoad(
+  urls: readonly string[],
+  options: { concurrency?: number; init?: () => RequestInit; ok?: (a: HttpAnswer) => boolean } = {},
+): { stop(): Promise<LoadResult> } {
+  let running = true;
+  let sent = 0;
+  let failed = 0;
+  const failures: string[] = [];
+  const byUpstream = new Map<string, number>();
+  const ok = options.ok ?? ((a: HttpAnswer) => a.status === 200);
+  const loop = async (offset: number): Promise<void> => {
+    for (let i = offset; running; i++) {
+      const url = urls[i % urls.length] ?? '';
+      const answer = await request(url, options.init?.() ?? {});
+      sent++;
+      if (!ok(answer)) {
+        failed++;
+        if (failures.length < 10) failures.push(`${url} -> ${answer.status} ${answer.text.slice(0, 200)}`);
+      } else {
+        const name = answer.headers.get('x-upstream') ?? 'other';
+        byUpstream.set(name, (byUpstream.get(name) ?? 0) + 1);
+      }
+    }
+  };
+  const loops = Array.from({ length: options.concurrency ?? 2 }, (_, i) => loop(i));
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return { sent, failed, failures, byUpstream };
+    },
+  };
+}
