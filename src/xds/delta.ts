@@ -47,7 +47,11 @@ export class DeltaStream extends XdsStream {
     for (const r of want.values()) if (st.held.get(r.name) !== r.version) toSend.push(r);
     const keep = retain && isRetainedOnRemoval(st.typeUrl);
     const toRemove = [...st.held.keys()].filter((name) => !want.has(name) && !keep);
-    if (toSend.length === 0 && toRemove.length === 0 && !this.mustAnswerEmpty(st)) return 'settled';
+    if (toSend.length === 0 && toRemove.length === 0 && !this.mustAnswerEmpty(st)) {
+      // A reconnecting client that already holds everything: record that as its acknowledged state.
+      if (st.lastAck === null && st.held.size > 0 && !st.pending) st.lastAck = { version: this.snapshot?.typeVersion(st.typeUrl) ?? '', at: Date.now() };
+      return 'settled';
+    }
     const change = contentHash(
       toSend.map((r) => `${r.name}\u0000${r.version}`).sort().join('\n'),
       '\u0001',

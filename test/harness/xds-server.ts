@@ -15,7 +15,7 @@ export interface TestXdsServer {
 }
 
 /** Starts an xDS server; pass `port` to bind a specific port (e.g. to restart on the same one). */
-export async function startXdsServer(options: { port?: number; cache?: SnapshotCache } = {}): Promise<TestXdsServer> {
+export async function startXdsServer(options: { port?: number; adminPort?: number; cache?: SnapshotCache } = {}): Promise<TestXdsServer> {
   const cache = options.cache ?? new SnapshotCache();
   const xds = new XdsServer(cache, { controlPlaneId: 'flowgate-test' });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
@@ -27,7 +27,7 @@ export async function startXdsServer(options: { port?: number; cache?: SnapshotC
   );
   const admin = new AdminServer();
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
-  const adminPort = await admin.listen(0);
+  const adminPort = await admin.listen(options.adminPort ?? 0);
   return {
     port,
     adminUrl: `http://127.0.0.1:${adminPort}`,
