@@ -1,0 +1,40 @@
+import { writeFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { envoyBootstrapJson } from '../../bootstrap/bootstrap.js';
+import { hostPort, type Command } from '../command.js';
+import { DEFAULTS } from '../defaults.js';
+
+/** `flowgate bootstrap`: prints an Envoy bootstrap pointing at a Flowgate control plane. */
+export const bootstrapCommand: Command = {
+  name: 'bootstrap',
+  summary: 'Print an Envoy bootstrap that takes all its configuration from a Flowgate control plane.',
+  options: {
+    'node-id': { type: 'string', description: 'the Envoy node id', env: 'FLOWGATE_NODE_ID', required: true, placeholder: 'ID' },
+    'node-cluster': { type: 'string', description: 'the Envoy node cluster (its node group)', env: 'FLOWGATE_NODE_CLUSTER', default: 'flowgate', placeholder: 'NAME' },
+    xds: { type: 'string', description: 'the control plane xDS address', env: 'FLOWGATE_XDS', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
+    delta: { type: 'boolean', description: 'incremental xDS (DELTA_GRPC) instead of state of the world', default: false },
+    ads: { type: 'boolean', description: 'one aggregated stream (ADS); --no-ads opens one stream per resource type', default: true },
+    'admin-address': { type: 'string', description: 'Envoy admin listen address', default: '127.0.0.1', placeholder: 'ADDR' },
+    'admin-port': { type: 'string', description: 'Envoy admin port', default: String(DEFAULTS.envoyAdminPort), placeholder: 'PORT' },
+    format: { type: 'string', description: 'yaml or json', default: 'yaml', placeholder: 'FORMAT' },
+    output: { type: 'string', short: 'o', description: 'write to FILE instead of stdout', placeholder: 'FILE' },
+  },
+  notes: 'Run Envoy with it:  flowgate bootstrap --node-id edge-1 > envoy.yaml && envoy -c envoy.yaml',
+  run(options) {
+    const xds = hostPort(String(options.xds), '--xds');
+    const json = envoyBootstrapJson({
+      nodeId: String(options['node-id']),
+      nodeCluster: String(options['node-cluster']),
+      xdsHost: xds.host,
+      xdsPort: xds.port,
+      delta: options.delta === true,
+      ads: options.ads !== false,
+      adminAddress: String(options['admin-address']),
+      adminPort: Number(options['admin-port']),
+    });
+    const text = options.format === 'json' ? JSON.stringify(json, null, 2) + '\n' : YAML.stringify(json);
+    if (typeof options.output === 'string') writeFileSync(options.output, text);
+    else process.stdout.write(text);
+    return Promise.resolve(0);
+  },
+};

@@ -1,0 +1,54 @@
+import { errorMessage } from '../errors.js';
+import { commandHelp, resolveOptions, UsageError, type Command } from './command.js';
+import { bootstrapCommand } from './commands/bootstrap.js';
+
+/**
+ * flowgate: the one CLI. `flowgate COMMAND --help` describes each command.
+ */
+
+const COMMANDS: readonly Command[] = [bootstrapCommand];
+
+function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'Usage: flowgate COMMAND [options]',
+    '',
+    'Flowgate: an Envoy control plane for models in the MLflow Model Registry.',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+    'Run `flowgate COMMAND --help` for a command\'s options.',
+    '',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`flowgate: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    const { values, positionals, help } = resolveOptions(command, rest);
+    if (help) {
+      process.stdout.write(commandHelp(command));
+      return 0;
+    }
+    return await command.run(values, positionals);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`flowgate ${name}: ${errorMessage(err)}\n\n${commandHelp(command)}`);
+      return 2;
+    }
+    process.stderr.write(`flowgate ${name}: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

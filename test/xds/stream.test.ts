@@ -1,0 +1,254 @@
+import { describe, expect, test } from 'vitest';
+import { decodeMessage } from '../../src/proto/codec.js';
+import { DeltaStream } from '../../src/xds/delta.js';
+import { TypeUrl } from '../../src/xds/resource-types.js';
+import { setVersion, Snapshot } from '../../src/xds/snapshot.js';
+import { SotwStream } from '../../src/xds/sotw.js';
+import type { StreamIdentity, StreamObserver } from '../../src/xds/stream.js';
+import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../../src/xds/wire.js';
+import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
+
+/**
+ * The stream protocol without a network: requests in, decoded responses out. Envoy's behaviour is proven in
+ * the conformance tests; these pin the protocol rules down one by one.
+ */
+
+interface SotwResponse {
+  version_info: string;
+  type_url: string;
+  nonce: string;
+  resources: { type_url: string }[];
+}
+interface DeltaResponse {
+  system_version_info: string;
+  type_url: string;
+  nonce: string;
+  resources: { name: string; version: string }[];
+  removed_resources: string[];
+}
+
+const identity = (transport: 'sotw' | 'delta', ads = true): StreamIdentity => ({
+  id: 1,
+  transport,
+  ads,
+  ...(ads ? {} : { serviceType: TypeUrl.Cluster }),
+  peer: 'test',
+  controlPlaneId: 'test',
+});
+
+function recorder() {
+  const events: string[] = [];
+  const observer: StreamObserver = {
+    onPush: (_s, t, v) => events.push(`push ${t.split('.').pop()} ${v}`),
+    onAck: (_s, t, v) => events.push(`ack ${t.split('.').pop()} ${v}`),
+    onNack: (_s, t, v, d) => events.push(`nack ${t.split('.').pop()} ${v} ${d}`),
+  };
+  return { events, observer };
+}
+
+function sotwStream(ads = true) {
+  const out: SotwResponse[] = [];
+  const { events, observer } = recorder();
+  const stream = new SotwStream(identity('sotw', ads), observer, (b) => out.push(decodeMessage<SotwResponse>('envoy.service.discovery.v3.DiscoveryResponse', b)));
+  stream.node = { id: 'n', cluster: 'c', metadata: {}, userAgent: 'test' };
+  const req = (typeUrl: string, names: string[] = [], nonce = '', version = '', error?: string): DiscoveryRequest => ({
+    type_url: typeUrl,
+    resource_names: names,
+    response_nonce: nonce,
+    version_info: version,
+    node: null,
+    error_detail: error ? { code: 3, message: error } : null,
+  });
+  return { stream, out, events, req };
+}
+
+function deltaStream() {
+  const out: DeltaResponse[] = [];
+  const { events, observer } = recorder();
+  const stream = new DeltaStream(identity('delta'), observer, (b) => out.push(decodeMessage<DeltaResponse>('envoy.service.discovery.v3.DeltaDiscoveryResponse', b)));
+  stream.node = { id: 'n', cluster: 'c', metadata: {}, userAgent: 'test' };
+  const req = (typeUrl: string, r: Partial<DeltaDiscoveryRequest> = {}): DeltaDiscoveryRequest => ({
+    type_url: typeUrl,
+    resource_names_subscribe: [],
+    resource_names_unsubscribe: [],
+    initial_resource_versions: {},
+    response_nonce: '',
+    error_detail: null,
+    node: null,
+    ...r,
+  });
+  return { stream, out, events, req };
+}
+
+const snap = (clusters: string[], route = 'c1') =>
+  Snapshot.from([
+    httpListener('l1', 10000, 'r1', 'ads'),
+    routeTo('r1', route),
+    ...clusters.flatMap((c) => [edsCluster(c, 'ads'), endpoints(c, [9000])]),
+  ]);
+
+describe('state-of-the-world streams', () => {
+  test('a wildcard full-state type is answered even when empty; a named type with nothing is not', () => {
+    const { stream, out, req } = sotwStream();
+    stream.setSnapshot(Snapshot.empty());
+    stream.handleRequest(req(TypeUrl.Cluster));
+    expect(out).toHaveLength(1);
+    expect(out[0]?.resources).toEqual([]);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['missing']));
+    expect(out).toHaveLength(1);
+  });
+
+  test('version_info is the content hash of the set; an ACK settles it; a stale nonce is ignored', () => {
+    const { stream, out, events, req } = sotwStream(false);
+    const s1 = snap(['c1']);
+    stream.setSnapshot(s1);
+    stream.handleRequest(req(TypeUrl.Cluster));
+    expect(out[0]?.version_info).toBe(s1.typeVersion(TypeUrl.Cluster));
+    stream.handleRequest(req(TypeUrl.Cluster, [], 'stale-nonce', '', 'ignored error'));
+    expect(events.filter((e) => e.startsWith('nack'))).toEqual([]);
+    stream.handleRequest(req(TypeUrl.Cluster, [], out[0]?.nonce, out[0]?.version_info));
+    expect(events).toContain(`ack Cluster ${s1.typeVersion(TypeUrl.Cluster)}`);
+  });
+
+  test('a NACKed version is not sent again until the snapshot changes', () => {
+    const { stream, out, events, req } = sotwStream(false);
+    stream.setSnapshot(snap(['c1']));
+    stream.handleRequest(req(TypeUrl.Cluster));
+    stream.handleRequest(req(TypeUrl.Cluster, [], out[0]?.nonce, out[0]?.version_info));
+    const bad = snap(['c1', 'c2']);
+    stream.setSnapshot(bad);
+    expect(out).toHaveLength(2);
+    stream.handleRequest(req(TypeUrl.Cluster, [], out[1]?.nonce, out[0]?.version_info, 'cluster c2 is bad'));
+    expect(events.at(-1)).toBe(`nack Cluster ${bad.typeVersion(TypeUrl.Cluster)} cluster c2 is bad`);
+    stream.setSnapshot(bad);
+    stream.handleRequest(req(TypeUrl.Cluster, [], out[1]?.nonce, out[0]?.version_info));
+    expect(out).toHaveLength(2);
+    const fixed = snap(['c1', 'c3']);
+    stream.setSnapshot(fixed);
+    expect(out).toHaveLength(3);
+    expect(out[2]?.version_info).toBe(fixed.typeVersion(TypeUrl.Cluster));
+  });
+
+  test('a reconnecting client that reports the current version is sent nothing', () => {
+    const { stream, out, req } = sotwStream(false);
+    const s = snap(['c1']);
+    stream.setSnapshot(s);
+    stream.handleRequest(req(TypeUrl.Cluster, [], '', s.typeVersion(TypeUrl.Cluster)));
+    expect(out).toHaveLength(0);
+    stream.handleRequest(req(TypeUrl.Cluster, [], '', 'some-older-version'));
+    expect(out).toHaveLength(0);
+    const other = sotwStream(false);
+    other.stream.setSnapshot(s);
+    other.stream.handleRequest(other.req(TypeUrl.Cluster, [], 'nonce-from-an-old-stream', 'some-older-version'));
+    expect(other.out).toHaveLength(1);
+  });
+
+  test('ADS applies a change as CDS (old clusters kept) with EDS, then LDS/RDS, then removes old clusters', () => {
+    const { stream, out, req } = sotwStream(true);
+    const subscribed: Record<string, string[]> = { [TypeUrl.ClusterLoadAssignment]: ['c1'], [TypeUrl.RouteConfiguration]: ['r1'] };
+    const ack = (i: number) => {
+      const r = out[i];
+      if (!r) throw new Error(`no response ${i}`);
+      stream.handleRequest(req(r.type_url, subscribed[r.type_url] ?? [], r.nonce, r.version_info));
+    };
+    stream.setSnapshot(snap(['c1'], 'c1'));
+    stream.handleRequest(req(TypeUrl.Cluster));
+    ack(0);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1']));
+    ack(1);
+    stream.handleRequest(req(TypeUrl.Listener));
+    ack(2);
+    stream.handleRequest(req(TypeUrl.RouteConfiguration, ['r1']));
+    ack(3);
+    expect(out.map((r) => r.type_url.split('.').pop())).toEqual(['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration']);
+
+    // c1 -> c2: c1 must stay until the route that used it has moved.
+    const next = snap(['c2'], 'c2');
+    stream.setSnapshot(next);
+    expect(out).toHaveLength(5);
+    expect(out[4]?.type_url).toBe(TypeUrl.Cluster);
+    expect(out[4]?.resources).toHaveLength(2);
+    // Envoy asks for c2's endpoints before acknowledging CDS (the cluster warms): answered at once.
+    subscribed[TypeUrl.ClusterLoadAssignment] = ['c1', 'c2'];
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2'], out[1]?.nonce, out[1]?.version_info));
+    expect(out[5]?.type_url).toBe(TypeUrl.ClusterLoadAssignment);
+    // Nothing for listeners or routes while CDS and EDS are unacknowledged.
+    expect(out).toHaveLength(6);
+    ack(4);
+    ack(5);
+    expect(out[6]?.type_url).toBe(TypeUrl.RouteConfiguration);
+    ack(6);
+    // Routes moved: now the old cluster goes.
+    expect(out[7]?.type_url).toBe(TypeUrl.Cluster);
+    expect(out[7]?.version_info).toBe(next.typeVersion(TypeUrl.Cluster));
+    expect(out[7]?.resources).toHaveLength(1);
+  });
+});
+
+describe('delta streams', () => {
+  test('sends only what changed and names what was removed', () => {
+    const { stream, out, req } = deltaStream();
+    stream.setSnapshot(snap(['c1', 'c2']));
+    stream.handleRequest(req(TypeUrl.Cluster));
+    expect(out[0]?.resources.map((r) => r.name).sort()).toEqual(['c1', 'c2']);
+    stream.handleRequest(req(TypeUrl.Cluster, { response_nonce: out[0]?.nonce }));
+    stream.setSnapshot(snap(['c2', 'c3']));
+    // Retained on ADS until the rest is settled; here nothing else is subscribed, so removal follows the ACK.
+    expect(out[1]?.resources.map((r) => r.name)).toEqual(['c3']);
+    stream.handleRequest(req(TypeUrl.Cluster, { response_nonce: out[1]?.nonce }));
+    expect(out[2]?.removed_resources).toEqual(['c1']);
+    expect(out[2]?.resources).toEqual([]);
+  });
+
+  test('a reconnect with initial_resource_versions gets only the difference', () => {
+    const s = snap(['c1', 'c2']);
+    const { stream, out, req } = deltaStream();
+    stream.setSnapshot(s);
+    const c1 = s.get(TypeUrl.Cluster, 'c1')?.version ?? '';
+    stream.handleRequest(req(TypeUrl.Cluster, { initial_resource_versions: { c1, c2: 'old', gone: 'x' } }));
+    expect(out).toHaveLength(1);
+    expect(out[0]?.resources.map((r) => r.name)).toEqual(['c2']);
+    stream.handleRequest(req(TypeUrl.Cluster, { response_nonce: out[0]?.nonce }));
+    expect(out[1]?.removed_resources).toEqual(['gone']);
+  });
+
+  test('a NACK restores what the client holds and blocks the same change', () => {
+    const { stream, out, events, req } = deltaStream();
+    stream.setSnapshot(snap(['c1']));
+    stream.handleRequest(req(TypeUrl.Cluster));
+    stream.handleRequest(req(TypeUrl.Cluster, { response_nonce: out[0]?.nonce }));
+    stream.setSnapshot(snap(['c1', 'c2']));
+    stream.handleRequest(req(TypeUrl.Cluster, { response_nonce: out[1]?.nonce, error_detail: { code: 3, message: 'no' } }));
+    expect(events.at(-1)).toMatch(/^nack Cluster .* no$/);
+    stream.setSnapshot(snap(['c1', 'c2']));
+    expect(out).toHaveLength(2);
+    stream.setSnapshot(snap(['c1', 'c3']));
+    expect(out[2]?.resources.map((r) => r.name)).toEqual(['c3']);
+  });
+
+  test('named subscriptions: subscribe, unsubscribe, explicit wildcard', () => {
+    const { stream, out, req } = deltaStream();
+    stream.setSnapshot(snap(['c1', 'c2']));
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, { resource_names_subscribe: ['c1'] }));
+    expect(out[0]?.resources.map((r) => r.name)).toEqual(['c1']);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, { response_nonce: out[0]?.nonce, resource_names_subscribe: ['c2'], resource_names_unsubscribe: ['c1'] }));
+    expect(out[1]?.resources.map((r) => r.name)).toEqual(['c2']);
+    expect(out[1]?.removed_resources).toEqual([]);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, { response_nonce: out[1]?.nonce, resource_names_subscribe: ['*'] }));
+    expect(out[2]?.resources.map((r) => r.name)).toEqual(['c1']);
+  });
+});
+
+test('Snapshot versions are content hashes: equal inputs, equal versions; a changed resource changes its type only', () => {
+  const a = snap(['c1']);
+  const b = snap(['c1']);
+  expect(a.version).toBe(b.version);
+  expect(a.get(TypeUrl.Cluster, 'c1')?.version).toBe(b.get(TypeUrl.Cluster, 'c1')?.version);
+  const c = snap(['c1'], 'c9');
+  expect(c.typeVersion(TypeUrl.Cluster)).toBe(a.typeVersion(TypeUrl.Cluster));
+  expect(c.typeVersion(TypeUrl.RouteConfiguration)).not.toBe(a.typeVersion(TypeUrl.RouteConfiguration));
+  expect(setVersion(a.resources(TypeUrl.Cluster).values())).toBe(a.typeVersion(TypeUrl.Cluster));
+  // An unchanged resource keeps its encoded bytes across snapshots.
+  const d = Snapshot.from([edsCluster('c1', 'ads')], a);
+  expect(d.get(TypeUrl.Cluster, 'c1')).toBe(a.get(TypeUrl.Cluster, 'c1'));
+});
