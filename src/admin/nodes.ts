@@ -47,7 +47,7 @@ export function nodeStatuses(server: XdsServer): NodeStatus[] {
       typeUrl: st.typeUrl,
       wildcard: st.wildcard,
       names: [...st.names].sort(),
-      held: st.held.size,
+      held: st.heldCount(),
       pending: st.pending ? { version: st.pending.systemVersion, nonce: st.pending.nonce, sentAt: iso(st.pending.sentAt) } : null,
       lastAck: st.lastAck ? { version: st.lastAck.version, at: iso(st.lastAck.at) } : null,
       lastNack: st.lastNack ? { version: st.lastNack.systemVersion, detail: st.lastNack.detail, at: iso(st.lastNack.at) } : null,

@@ -24,6 +24,7 @@ export class DeltaStream extends XdsStream {
       st.subscribed = true;
       // The legacy wildcard: a first request naming nothing, for a type that has wildcard semantics.
       if (req.resource_names_subscribe.length === 0 && isFullStateType(typeUrl)) st.wildcard = true;
+      st.subscriptionRev++;
       for (const [name, version] of Object.entries(req.initial_resource_versions)) st.held.set(name, version);
       if (Object.keys(req.initial_resource_versions).length > 0) st.responded = true;
     }
@@ -35,6 +36,7 @@ export class DeltaStream extends XdsStream {
       if (name === '*') st.wildcard = false;
       else st.names.delete(name);
     }
+    if (req.resource_names_subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) st.subscriptionRev++;
     // Names the client dropped are gone from its side: forget them without telling it.
     for (const name of [...st.held.keys()]) if (!st.wants(name)) st.held.delete(name);
     this.pump();
@@ -42,7 +44,7 @@ export class DeltaStream extends XdsStream {
   }
 
   protected tryPush(st: TypeState, retain: boolean): PushOutcome {
-    const want = this.desired(st, false);
+    const want = this.desired(st, false).resources;
     const toSend: XdsResource[] = [];
     for (const r of want.values()) if (st.held.get(r.name) !== r.version) toSend.push(r);
     const keep = retain && isRetainedOnRemoval(st.typeUrl);

@@ -1,5 +1,4 @@
 import { isFullStateType, isKnownType, type TypeUrl } from './resource-types.js';
-import { setVersion } from './snapshot.js';
 import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './stream.js';
 import { encodeSotwResponse, type DiscoveryRequest } from './wire.js';
 
@@ -31,15 +30,17 @@ export class SotwStream extends XdsStream {
 
   private subscribe(st: TypeState, names: string[]): void {
     st.subscribed = true;
+    const wasWildcard = st.wildcard;
     const explicitWildcard = names.includes('*');
     st.wildcard = explicitWildcard || (names.length === 0 && isFullStateType(st.typeUrl));
+    const before = [...st.names].sort().join('\n');
     st.names.clear();
     for (const n of names) if (n !== '*') st.names.add(n);
-    for (const name of [...st.heldContent.keys()]) {
-      if (!st.wants(name)) {
-        st.heldContent.delete(name);
-        st.held.delete(name);
-      }
+    if ([...st.names].sort().join('\n') !== before || st.wildcard !== wasWildcard) st.subscriptionRev++;
+    // Names the client dropped are gone from its side.
+    if ([...st.heldContent.keys()].some((name) => !st.wants(name))) {
+      st.heldContent = new Map([...st.heldContent].filter(([name]) => st.wants(name)));
+      st.heldRev++;
     }
   }
 
@@ -50,39 +51,33 @@ export class SotwStream extends XdsStream {
   private adoptReportedVersion(st: TypeState, version: string): void {
     const want = this.desired(st, false);
     st.heldVersion = version;
-    if (setVersion(want.values()) !== version) return;
+    if (want.version !== version) return;
     st.responded = true;
-    for (const [name, r] of want) {
-      st.held.set(name, r.version);
-      st.heldContent.set(name, r);
-    }
+    st.heldContent = want.resources;
+    st.heldRev++;
     st.lastAck = { version, at: Date.now() };
   }
 
   protected tryPush(st: TypeState, retain: boolean): PushOutcome {
     const want = this.desired(st, retain);
-    const version = setVersion(want.values());
+    const version = want.version;
     if (version === st.heldVersion && st.responded) return 'settled';
-    if (want.size === 0 && st.heldVersion === '' && !this.mustAnswerEmpty(st)) return 'settled';
+    if (want.resources.size === 0 && st.heldVersion === '' && !this.mustAnswerEmpty(st)) return 'settled';
     if (st.lastNack?.version === version) return 'blocked';
     const nonce = this.nextNonce();
-    const resources = [...want.values()];
+    const resources = [...want.resources.values()];
     this.send(encodeSotwResponse(st.typeUrl, version, resources, nonce, this.identity.controlPlaneId));
     st.lastNonce = nonce;
     st.responded = true;
-    st.pending = { nonce, version, systemVersion: version, sentAt: Date.now(), resources: want, previous: new Map() };
+    st.pending = { nonce, version, systemVersion: version, sentAt: Date.now(), resources: want.resources, previous: new Map() };
     this.observer.onPush(this, st.typeUrl, version, resources.length);
     return 'sent';
   }
 
   protected onAccepted(st: TypeState, pending: PendingPush): void {
     st.heldVersion = pending.version;
-    st.held.clear();
-    st.heldContent.clear();
-    for (const [name, r] of pending.resources) {
-      st.held.set(name, r.version);
-      st.heldContent.set(name, r);
-    }
+    st.heldContent = pending.resources;
+    st.heldRev++;
   }
 
   protected onRefused(): void {

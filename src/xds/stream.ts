@@ -1,6 +1,6 @@
 import type { NodeInfo } from './cache.js';
 import { isFullStateType, isRetainedOnRemoval, PUSH_ORDER, shortTypeName, TypeUrl } from './resource-types.js';
-import type { Snapshot, XdsResource } from './snapshot.js';
+import { setVersion, type Snapshot, type XdsResource } from './snapshot.js';
 
 /**
  * XdsStream: the per-stream protocol state shared by state-of-the-world and delta streams: what the client
@@ -55,10 +55,14 @@ export class TypeState {
   subscribed = false;
   wildcard = false;
   readonly names = new Set<string>();
-  /** name -> version the client holds (acknowledged; for delta also the optimistic pending push). */
+  /** Delta: name -> version the client holds (acknowledged, plus the optimistic pending push). */
   readonly held = new Map<string, string>();
-  /** name -> resource for what the client holds, when known (needed to keep sending retained resources). */
-  readonly heldContent = new Map<string, XdsResource>();
+  /** SotW: what the client holds (the set it last acknowledged), replaced whole on each ACK. */
+  heldContent: ReadonlyMap<string, XdsResource> = new Map();
+  /** Bumped on every subscription change, and on every change of heldContent: they key `memo`. */
+  subscriptionRev = 0;
+  heldRev = 0;
+  memo: { snapshot: Snapshot; subscriptionRev: number; heldRev: number; retain: boolean; value: Desired } | null = null;
   /** SotW: the version_info the client last acknowledged (or reported on reconnect). */
   heldVersion = '';
   lastNonce = '';
@@ -74,6 +78,17 @@ export class TypeState {
   wants(name: string): boolean {
     return this.wildcard || this.names.has(name);
   }
+
+  /** How many resources the client holds. */
+  heldCount(): number {
+    return Math.max(this.held.size, this.heldContent.size);
+  }
+}
+
+/** The resources a client should hold now, and the version of that set (computed on first use). */
+export interface Desired {
+  readonly resources: ReadonlyMap<string, XdsResource>;
+  readonly version: string;
 }
 
 export interface StreamIdentity {
@@ -135,21 +150,49 @@ export abstract class XdsStream {
     if (!this.closed) this.write(bytes);
   }
 
-  /** The resources of a type this client should hold now; with `retain`, dropped clusters/endpoints stay. */
-  protected desired(st: TypeState, retain: boolean): Map<string, XdsResource> {
-    const out = new Map<string, XdsResource>();
-    const all = this.snapshot?.resources(st.typeUrl);
-    if (all) {
-      if (st.wildcard) for (const r of all.values()) out.set(r.name, r);
-      for (const name of st.names) {
-        const r = all.get(name);
-        if (r) out.set(name, r);
-      }
+  /**
+   * The resources of a type this client should hold now; with `retain`, dropped clusters/endpoints stay.
+   * Memoised per (snapshot, subscription, held set): the pump asks again on every ACK of every stream.
+   */
+  protected desired(st: TypeState, retain: boolean): Desired {
+    const snapshot = this.snapshot;
+    const memo = st.memo;
+    if (memo && memo.snapshot === snapshot && memo.subscriptionRev === st.subscriptionRev && memo.heldRev === st.heldRev && memo.retain === retain) {
+      return memo.value;
     }
+    const all = snapshot?.resources(st.typeUrl);
+    const retained: XdsResource[] = [];
     if (retain && isRetainedOnRemoval(st.typeUrl)) {
-      for (const [name, r] of st.heldContent) if (!out.has(name) && st.wants(name)) out.set(name, r);
+      for (const [name, r] of st.heldContent) if (!all?.has(name) && st.wants(name)) retained.push(r);
     }
-    return out;
+    const extras = retained.length;
+    let out: ReadonlyMap<string, XdsResource>;
+    if (st.wildcard && extras === 0 && all) {
+      out = all; // shared with the snapshot and every other wildcard stream: no copy
+    } else {
+      const built = new Map<string, XdsResource>();
+      if (all) {
+        if (st.wildcard) for (const r of all.values()) built.set(r.name, r);
+        for (const name of st.names) {
+          const r = all.get(name);
+          if (r) built.set(name, r);
+        }
+      }
+      for (const r of retained) if (!built.has(r.name)) built.set(r.name, r);
+      out = built;
+    }
+    // A wildcard with nothing retained is exactly the snapshot's type, whose version is precomputed.
+    const whole = st.wildcard && extras === 0 && snapshot !== undefined;
+    let version: string | undefined;
+    const value: Desired = {
+      resources: out,
+      get version() {
+        version ??= whole && snapshot ? snapshot.typeVersion(st.typeUrl) : setVersion(out.values());
+        return version;
+      },
+    };
+    if (snapshot) st.memo = { snapshot, subscriptionRev: st.subscriptionRev, heldRev: st.heldRev, retain, value };
+    return value;
   }
 
   /** Sends the next response this stream needs, if any (see the ordering rules above). */

@@ -133,7 +133,7 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds) served by Flowgate', () => {
       node: { id: 'proxyless-client-1', cluster: 'proxyless', locality: {} },
     });
     grpcXds.register();
-    client = new Greeter(`xds:///${TARGET}`, grpc.credentials.createInsecure()) as GreeterClient;
+    client = new Greeter(`xds:///${TARGET}`, grpc.credentials.createInsecure()) as unknown as GreeterClient;
   });
 
   afterAll(() => {

@@ -1,0 +1,244 @@
+/**
+ * xDS fan-out benchmark: N simulated ADS clients (state of the world, in a separate process) hold the
+ * config of a gateway with M model versions; one snapshot change (a cluster added, endpoints moved, route
+ * weights changed) is made, and the time until every client has acknowledged the new version is measured,
+ * with the server's RSS.
+ *
+ *   npm run build && node dist/bench/xds-fanout.js [--clients 100,1000,5000] [--models 50]
+ *
+ * Roles: the orchestrator (default) runs one server process per N; the server spawns the client process.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { duration, typed } from '../src/proto/codec.js';
+import { SnapshotCache } from '../src/xds/cache.js';
+import { configSource } from '../src/xds/config-source.js';
+import { TypeUrl } from '../src/xds/resource-types.js';
+import { XdsServer, XDS_GRPC_OPTIONS } from '../src/xds/server.js';
+import { Snapshot, type ResourceInput } from '../src/xds/snapshot.js';
+import type { XdsStream } from '../src/xds/stream.js';
+import { messageType } from '../src/proto/root.js';
+import protobuf from 'protobufjs';
+
+const { values } = parseArgs({
+  options: {
+    role: { type: 'string', default: 'orchestrator' },
+    clients: { type: 'string', default: '100,1000,5000' },
+    models: { type: 'string', default: '50' },
+    port: { type: 'string' },
+  },
+});
+const self = fileURLToPath(import.meta.url);
+
+interface Result {
+  clients: number;
+  models: number;
+  resources: number;
+  connectMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+  heapMb: number;
+}
+
+// ---------------------------------------------------------------- the gateway config the clients hold
+const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+
+function gatewaySnapshot(models: number, change: boolean): Snapshot {
+  const ads = configSource('ads');
+  const inputs: ResourceInput[] = [];
+  const routes: object[] = [];
+  for (let m = 0; m < models; m++) {
+    const versions = change && m === 0 ? [1, 2, 3] : [1, 2];
+    for (const v of versions) {
+      const name = `model-${m}-v${v}`;
+      inputs.push({
+        typeUrl: TypeUrl.Cluster,
+        name,
+        message: { name, type: 'EDS', connect_timeout: duration(1000), lb_policy: 'LEAST_REQUEST', eds_cluster_config: { eds_config: ads } },
+      });
+      const port = 9000 + v + (change && m === 1 ? 100 : 0);
+      inputs.push({
+        typeUrl: TypeUrl.ClusterLoadAssignment,
+        name,
+        message: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: port } } } }] }] },
+      });
+    }
+    const canary = change && m === 2 ? 25 : 10;
+    routes.push({
+      match: { prefix: `/models/model-${m}` },
+      route: { weighted_clusters: { clusters: [{ name: `model-${m}-v1`, weight: { value: 100 - canary } }, { name: `model-${m}-v2`, weight: { value: canary } }] } },
+    });
+  }
+  inputs.push({ typeUrl: TypeUrl.RouteConfiguration, name: 'public', message: { name: 'public', virtual_hosts: [{ name: 'all', domains: ['*'], routes }] } });
+  inputs.push({
+    typeUrl: TypeUrl.Listener,
+    name: 'public',
+    message: {
+      name: 'public',
+      address: { socket_address: { address: '0.0.0.0', port_value: 10000 } },
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              typed_config: typed(HCM, {
+                stat_prefix: 'public',
+                rds: { route_config_name: 'public', config_source: ads },
+                http_filters: [{ name: 'envoy.filters.http.router', typed_config: typed(ROUTER, {}) }],
+              }),
+            },
+          ],
+        },
+      ],
+    },
+  });
+  return Snapshot.from(inputs);
+}
+
+// ---------------------------------------------------------------- client role
+/** Reads only version_info, type_url and nonce of a DiscoveryResponse: the clients must not be the bottleneck. */
+function peekResponse(buf: Buffer): { type_url: string; version_info: string; nonce: string } {
+  const reader = protobuf.Reader.create(buf);
+  const out = { type_url: '', version_info: '', nonce: '' };
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    const field = tag >>> 3;
+    if (field === 1) out.version_info = reader.string();
+    else if (field === 4) out.type_url = reader.string();
+    else if (field === 5) out.nonce = reader.string();
+    else reader.skipType(tag & 7);
+  }
+  return out;
+}
+
+async function runClients(port: number, n: number): Promise<void> {
+  const Request = messageType('envoy.service.discovery.v3.DiscoveryRequest');
+  const types = [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration];
+  const Client = grpc.makeGenericClientConstructor(
+    {
+      StreamAggregatedResources: {
+        path: '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (r: object) => Buffer.from(Request.encode(Request.fromObject(r)).finish()),
+        requestDeserialize: (b: Buffer) => b,
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: peekResponse,
+      },
+    },
+    'ADS',
+  );
+  let initialised = 0;
+  const streams: grpc.ClientDuplexStream<object, { type_url: string; version_info: string; nonce: string }>[] = [];
+  for (let i = 0; i < n; i++) {
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & {
+      StreamAggregatedResources(): grpc.ClientDuplexStream<object, { type_url: string; version_info: string; nonce: string }>;
+    };
+    const call = client.StreamAggregatedResources();
+    const seen = new Set<string>();
+    call.on('data', (res: { type_url: string; version_info: string; nonce: string }) => {
+      call.write({ type_url: res.type_url, version_info: res.version_info, response_nonce: res.nonce, resource_names: ['*'] });
+      if (!seen.has(res.type_url)) {
+        seen.add(res.type_url);
+        if (seen.size === types.length && ++initialised === n) process.send?.({ ready: true });
+      }
+    });
+    call.on('error', () => undefined);
+    const node = { id: `bench-${i}`, cluster: 'bench', user_agent_name: 'flowgate-bench' };
+    for (const t of types) call.write({ node, type_url: t, resource_names: ['*'] });
+    streams.push(call);
+    if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+  }
+}
+
+// ---------------------------------------------------------------- server role
+class TimedXdsServer extends XdsServer {
+  target: Snapshot | undefined;
+  changedAt = 0;
+  readonly doneAt = new Map<XdsStream, number>();
+
+  override onAck(stream: XdsStream, typeUrl: TypeUrl, version: string, latencyMs: number): void {
+    super.onAck(stream, typeUrl, version, latencyMs);
+    const target = this.target;
+    if (!target || this.doneAt.has(stream)) return;
+    const states = stream.typeStates();
+    const done = states.length === 4 && states.every((st) => st.pending === null && st.lastAck?.version === target.typeVersion(st.typeUrl));
+    if (done) this.doneAt.set(stream, Date.now() - this.changedAt);
+  }
+}
+
+async function runServer(n: number, models: number): Promise<void> {
+  const cache = new SnapshotCache();
+  const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench' });
+  const server = new grpc.Server(XDS_GRPC_OPTIONS);
+  xds.register(server);
+  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const before = gatewaySnapshot(models, false);
+  cache.setSnapshot('*', before);
+  const started = Date.now();
+  const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
+  await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
+  const connectMs = Date.now() - started;
+  await new Promise((r) => setTimeout(r, 1000));
+  global.gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  const after = gatewaySnapshot(models, true);
+  xds.target = after;
+  xds.changedAt = Date.now();
+  cache.setSnapshot('*', after);
+  while (xds.doneAt.size < n) await new Promise((r) => setTimeout(r, 5));
+  const times = [...xds.doneAt.values()].sort((a, b) => a - b);
+  const pct = (p: number): number => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? NaN;
+  const mem = process.memoryUsage();
+  const result: Result = {
+    clients: n,
+    models,
+    resources: [...Object.values(after.counts())].reduce((a, b) => a + b, 0),
+    connectMs,
+    p50Ms: pct(50),
+    p99Ms: pct(99),
+    maxMs: times.at(-1) ?? NaN,
+    rssBeforeMb: Math.round(rssBefore / 2 ** 20),
+    rssAfterMb: Math.round(mem.rss / 2 ** 20),
+    heapMb: Math.round(mem.heapUsed / 2 ** 20),
+  };
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  child.kill('SIGKILL');
+  server.forceShutdown();
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- orchestrator
+async function orchestrate(): Promise<void> {
+  const counts = String(values.clients).split(',').map(Number);
+  const results: Result[] = [];
+  for (const n of counts) {
+    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models)], {
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+      env: { ...process.env, FLOWGATE_LOG_LEVEL: 'error' },
+      execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
+    });
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => child.on('exit', r));
+    const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+    if (!line) throw new Error(`no result for N=${n}:\n${out}`);
+    const r = JSON.parse(line.slice(7)) as Result;
+    results.push(r);
+    console.log(
+      `N=${String(r.clients).padStart(5)}  resources=${r.resources}  connect+sync=${r.connectMs}ms  ` +
+        `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  server RSS=${r.rssAfterMb}MB (heap ${r.heapMb}MB)`,
+    );
+  }
+  console.log(JSON.stringify(results));
+}
+
+if (values.role === 'clients') await runClients(Number(values.port), Number(values.clients));
+else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models));
+else await orchestrate();
