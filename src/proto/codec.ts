@@ -102,7 +102,8 @@ function structValue(v: unknown): StructValue {
   if (typeof v === 'boolean') return { boolValue: v };
   if (Array.isArray(v)) return { listValue: { values: v.map(structValue) } };
   if (typeof v === 'object') return { structValue: struct(v as Record<string, unknown>) };
-  return { stringValue: String(v) };
+  // bigint, symbol, function: not JSON; recorded by their string form.
+  return { stringValue: typeof v === 'bigint' ? v.toString() : typeof v === 'symbol' ? v.toString() : 'function' };
 }
 
 /** A JSON-like value from a decoded google.protobuf.Struct (proto-loader shape). */

@@ -27,7 +27,7 @@ function messageJson(type: protobuf.Type, msg: protobuf.Message): unknown {
   const m = msg as unknown as Record<string, unknown>;
   switch (type.fullName) {
     case '.google.protobuf.Any': {
-      const typeUrl = String(m.type_url ?? '');
+      const typeUrl = typeof m.type_url === 'string' ? m.type_url : '';
       const inner = messageType(typeUrl);
       const value = (m.value as Uint8Array | undefined) ?? new Uint8Array();
       return { '@type': typeUrl, ...(messageJson(inner, inner.decode(value)) as object) };

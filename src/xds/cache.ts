@@ -1,4 +1,4 @@
-import { Snapshot } from './snapshot.js';
+import type { Snapshot } from './snapshot.js';
 
 /**
  * SnapshotCache: decides what each node should have. It holds one snapshot per node group and tells the

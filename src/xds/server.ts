@@ -123,7 +123,7 @@ export class XdsServer implements StreamObserver {
         const result =
           stream instanceof SotwStream
             ? stream.handleRequest(req as DiscoveryRequest)
-            : (stream as DeltaStream).handleRequest(req as DeltaDiscoveryRequest);
+            : (stream).handleRequest(req as DeltaDiscoveryRequest);
         if ('ignored' in result) log.debug({ node: stream.node.id, stream: identity.id, why: result.ignored }, 'xds request ignored');
       } catch (err) {
         log.error({ err, node: stream.node?.id, stream: identity.id }, 'xds request failed');

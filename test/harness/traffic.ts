@@ -14,7 +14,8 @@ export async function request(url: string, init: RequestInit = {}): Promise<Http
     const res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
     return { status: res.status, headers: res.headers, text: await res.text() };
   } catch (err) {
-    return { status: 0, headers: new Headers(), text: err instanceof Error ? `${err.message} ${String((err as { cause?: unknown }).cause ?? '')}` : String(err) };
+    const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
+    return { status: 0, headers: new Headers(), text: err instanceof Error ? `${err.message}${cause}` : String(err) };
   }
 }
 

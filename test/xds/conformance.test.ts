@@ -79,7 +79,7 @@ describe.each(MODES)('xDS conformance with real Envoy: $name', ({ ads, delta }) 
 
   async function dumpedClusters(): Promise<DumpedResource[]> {
     const dump = await envoy.configDump('dynamic_active_clusters');
-    return dump.configs as DumpedResource[];
+    return dump.configs;
   }
 
   /**

@@ -1,0 +1,166 @@
+import { isIP } from 'node:net';
+import { didYouMean, type PolicyIssue, type PolicyPath } from './issues.js';
+import { modelRoutes } from './routes.js';
+import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PolicyKind } from './schema.js';
+import type { SourceDocument, SourcePosition } from './source.js';
+
+/**
+ * Checks that span documents: unique names, at most one Gateway, references that resolve, routes and ports
+ * that are claimed once. Each issue points at the second of two clashing things and says where the first is.
+ */
+
+/** A document whose kind is known, with the name it declares (read before the schema, so a broken doc still counts). */
+export interface DeclaredDocument {
+  readonly kind: PolicyKind;
+  readonly name: string | undefined;
+  readonly source: SourceDocument;
+}
+
+export type ValidDocument =
+  | { readonly kind: 'Gateway'; readonly source: SourceDocument; readonly policy: GatewayPolicy }
+  | { readonly kind: 'Model'; readonly source: SourceDocument; readonly policy: ModelPolicy }
+  | { readonly kind: 'Consumer'; readonly source: SourceDocument; readonly policy: ConsumerPolicy };
+
+/** `models.yaml:3:7`, for "first defined at" tails. */
+function where(p: SourcePosition): string {
+  return `${p.file}:${p.line}:${p.col}`;
+}
+
+/** Duplicate names per kind and a second Gateway; `declared` must be in file order. */
+export function checkDeclarations(declared: readonly DeclaredDocument[]): PolicyIssue[] {
+  const issues: PolicyIssue[] = [];
+  let gateway: SourcePosition | undefined;
+  const firstByName = new Map<string, SourcePosition>();
+  for (const d of declared) {
+    if (d.kind === 'Gateway') {
+      if (gateway) issues.push(d.source.issue(['kind'], `a second Gateway document (the first is at ${where(gateway)}); a policy has at most one`, 'duplicate'));
+      else gateway = d.source.locate(['kind']);
+      continue;
+    }
+    if (d.name === undefined) continue;
+    const key = `${d.kind}/${d.name}`;
+    const first = firstByName.get(key);
+    if (first) issues.push(d.source.issue(['name'], `duplicate ${d.kind} name '${d.name}' (first defined at ${where(first)})`, 'duplicate'));
+    else firstByName.set(key, d.source.locate(['name']));
+  }
+  return issues;
+}
+
+/** Names that references may use: from every document that declares one, valid or not, so one broken doc does not cascade. */
+export interface KnownNames {
+  readonly models: ReadonlySet<string>;
+  readonly consumers: ReadonlySet<string>;
+  /** False when the Gateway document itself is invalid: listener and issuer references are then not judged. */
+  readonly gatewayValid: boolean;
+}
+
+/** Every cross-document rule of docs/policy.md over the documents that passed the schema. */
+export function checkReferences(docs: readonly ValidDocument[], gateway: GatewayPolicy, gatewaySource: SourceDocument | undefined, known: KnownNames): PolicyIssue[] {
+  const issues: PolicyIssue[] = [];
+  if (gatewaySource) issues.push(...checkGateway(gateway, gatewaySource));
+  const listeners = gateway.listeners.map((l) => l.name);
+  const issuers = gateway.auth.jwt.map((j) => j.name);
+  const claims = new Map<string, { model: string; at: SourcePosition }>();
+  const keyIds = new Map<string, SourcePosition>();
+  const keyDigests = new Map<string, { consumer: string; at: SourcePosition }>();
+  const subjects = new Map<string, { consumer: string; at: SourcePosition }>();
+
+  const unknown = (src: SourceDocument, path: PolicyPath, what: string, name: string, names: Iterable<string>): void => {
+    issues.push(src.issue(path, `reference to an unknown ${what} '${name}'${didYouMean(name, names)}`, 'reference'));
+  };
+
+  for (const d of docs) {
+    const src = d.source;
+    if (d.kind === 'Model') {
+      const m = d.policy;
+      // With a broken Gateway the listeners are unknown, and judging routes against the default would mislead.
+      if (known.gatewayValid) {
+        m.routes?.forEach((r, i) => {
+          if (!listeners.includes(r.listener)) unknown(src, ['routes', i, 'listener'], 'listener', r.listener, listeners);
+        });
+      }
+      for (const r of known.gatewayValid ? modelRoutes(m, gateway) : []) {
+        if (!listeners.includes(r.listener)) continue;
+        const claimPath: PolicyPath = r.routeIndex === undefined ? ['name'] : ['routes', r.routeIndex];
+        const key = `${r.listener}\u0000${r.host}\u0000${r.pathPrefix}`;
+        const first = claims.get(key);
+        const what = `listener '${r.listener}', host '${r.host}', path prefix '${r.pathPrefix}'${r.routeIndex === undefined ? ' (the default route)' : ''}`;
+        if (first) {
+          const owner = first.model === m.name ? 'this model' : `Model '${first.model}'`;
+          issues.push(src.issue(claimPath, `${what} is already claimed by ${owner} (${where(first.at)})`, 'conflict'));
+        } else {
+          claims.set(key, { model: m.name, at: src.locate(claimPath) });
+        }
+      }
+      m.access?.consumers.forEach((c, i) => {
+        if (!known.consumers.has(c)) unknown(src, ['access', 'consumers', i], 'consumer', c, known.consumers);
+      });
+      for (const rule of m.access?.versions ?? []) {
+        rule.consumers.forEach((c, i) => {
+          if (!known.consumers.has(c)) unknown(src, ['access', 'versions', rule.key, 'consumers', i], 'consumer', c, known.consumers);
+        });
+      }
+    } else if (d.kind === 'Consumer') {
+      const c = d.policy;
+      if (c.jwt && known.gatewayValid && !issuers.includes(c.jwt.issuer)) {
+        const none = issuers.length === 0 ? ' (the Gateway declares no auth.jwt issuers)' : didYouMean(c.jwt.issuer, issuers);
+        issues.push(src.issue(['jwt', 'issuer'], `reference to an unknown JWT issuer '${c.jwt.issuer}'${none}`, 'reference'));
+      }
+      for (const list of ['rateLimits', 'tokenQuotas'] as const) {
+        c[list].forEach((limit, i) => {
+          if (limit.model !== undefined && !known.models.has(limit.model)) unknown(src, [list, i, 'model'], 'model', limit.model, known.models);
+        });
+      }
+      c.apiKeys.forEach((k, i) => {
+        const firstId = keyIds.get(k.id);
+        if (firstId) issues.push(src.issue(['apiKeys', i, 'id'], `duplicate API key id '${k.id}' (first used at ${where(firstId)})`, 'duplicate'));
+        else keyIds.set(k.id, src.locate(['apiKeys', i, 'id']));
+        const firstDigest = keyDigests.get(k.sha256);
+        if (firstDigest) {
+          const owner = firstDigest.consumer === c.name ? 'this consumer' : `consumer '${firstDigest.consumer}'`;
+          issues.push(src.issue(['apiKeys', i, 'sha256'], `the same API key is already given to ${owner} (${where(firstDigest.at)}); one key identifies one consumer`, 'duplicate'));
+        } else {
+          keyDigests.set(k.sha256, { consumer: c.name, at: src.locate(['apiKeys', i, 'sha256']) });
+        }
+      });
+      if (c.jwt) {
+        const key = `${c.jwt.issuer}\u0000${c.jwt.subject}`;
+        const first = subjects.get(key);
+        if (first) issues.push(src.issue(['jwt', 'subject'], `JWT subject '${c.jwt.subject}' of issuer '${c.jwt.issuer}' already identifies consumer '${first.consumer}' (${where(first.at)})`, 'duplicate'));
+        else subjects.set(key, { consumer: c.name, at: src.locate(['jwt', 'subject']) });
+      }
+    }
+  }
+  return issues;
+}
+
+/** Whether two listener addresses can both bind one port: a wildcard takes the port on every address of its family. */
+function bindsOverlap(a: string, b: string): boolean {
+  if (a === b) return true;
+  // '::' is dual-stack on Linux by default, so it also takes the IPv4 port.
+  if (a === '::' || b === '::') return true;
+  if (a === '0.0.0.0') return isIP(b) === 4;
+  if (b === '0.0.0.0') return isIP(a) === 4;
+  return false;
+}
+
+/** Unique listener and issuer names; one listener per port and address. */
+function checkGateway(gateway: GatewayPolicy, src: SourceDocument): PolicyIssue[] {
+  const issues: PolicyIssue[] = [];
+  gateway.listeners.forEach((l, i) => {
+    const sameName = gateway.listeners.findIndex((o) => o.name === l.name);
+    if (sameName < i) {
+      issues.push(src.issue(['listeners', i, 'name'], `duplicate listener name '${l.name}' (first defined at ${where(src.locate(['listeners', sameName, 'name']))})`, 'duplicate'));
+    }
+    const clash = gateway.listeners.findIndex((o, j) => j < i && o.port === l.port && bindsOverlap(o.address, l.address));
+    const other = gateway.listeners[clash];
+    if (other) {
+      issues.push(src.issue(['listeners', i, 'port'], `port ${l.port} on ${l.address} is already bound by listener '${other.name}' on ${other.address} (${where(src.locate(['listeners', clash, 'port']))})`, 'conflict'));
+    }
+  });
+  gateway.auth.jwt.forEach((j, i) => {
+    const first = gateway.auth.jwt.findIndex((o) => o.name === j.name);
+    if (first < i) issues.push(src.issue(['auth', 'jwt', i, 'name'], `duplicate JWT issuer name '${j.name}' (first defined at ${where(src.locate(['auth', 'jwt', first, 'name']))})`, 'duplicate'));
+  });
+  return issues;
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { pathText, type PolicyIssue, type PolicyPath } from './issues.js';
+import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind } from './schema.js';
+import type { SourceDocument, SourcePosition } from './source.js';
+
+/**
+ * Policy: what the SREs' files say, validated, immutable, with a content hash and the way back from any
+ * document (and any path inside it) to the line it was written on.
+ */
+
+export interface Policy {
+  /** The directory as given to the loader. */
+  readonly dir: string;
+  /** Files read, relative to `dir`, '/'-separated, sorted. */
+  readonly files: readonly string[];
+  /** sha256 of the normalized policy: equal for directories with the same meaning, whatever the file layout, key order or comments. */
+  readonly hash: string;
+  /** The Gateway document, or the schema's defaults when there is none. */
+  readonly gateway: GatewayPolicy;
+  /** By name, in name order. */
+  readonly models: ReadonlyMap<string, ModelPolicy>;
+  readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+  /**
+   * Where `path` inside the named document was written (the Gateway's name is ignored). A path that is not in
+   * the file resolves to the mapping that would hold it. Undefined for a document that was not written (the
+   * default Gateway) or a name that is not in the policy.
+   */
+  locate(kind: PolicyKind, name: string, path?: PolicyPath): SourcePosition | undefined;
+}
+
+/** An issue about a policy document, placed by `policy.locate`, for stages after the loader (e.g. the IR). */
+export function policyIssue(policy: Policy, kind: PolicyKind, name: string, path: PolicyPath, message: string, code: PolicyIssue['code'] = 'reference'): PolicyIssue {
+  const at = policy.locate(kind, name, path) ?? { file: '', line: 0, col: 0 };
+  return { ...at, path: pathText(path), message, code };
+}
+
+/** The Gateway a policy without a Gateway document gets: every schema default. */
+export function defaultGateway(): GatewayPolicy {
+  return GatewaySchema.parse({ kind: 'Gateway' });
+}
+
+/** JSON with object keys sorted at every level, so the text depends only on content. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v: unknown) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** Makes accidental mutation by a later stage throw instead of silently changing the served policy. */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
+  }
+  return value;
+}
+
+export interface PolicyParts {
+  readonly dir: string;
+  readonly files: readonly string[];
+  readonly gateway: { readonly policy: GatewayPolicy; readonly source: SourceDocument } | undefined;
+  readonly models: readonly { readonly policy: ModelPolicy; readonly source: SourceDocument }[];
+  readonly consumers: readonly { readonly policy: ConsumerPolicy; readonly source: SourceDocument }[];
+}
+
+/** Assembles the immutable Policy from validated documents; names must already be unique. */
+export function assemblePolicy(parts: PolicyParts): Policy {
+  const byName = <T extends { name: string }>(docs: readonly { policy: T }[]): T[] =>
+    docs.map((d) => d.policy).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const gateway = deepFreeze(parts.gateway?.policy ?? defaultGateway());
+  const models = deepFreeze(byName(parts.models));
+  const consumers = deepFreeze(byName(parts.consumers));
+  // Versioned, so a change in what the hash covers is a change of every hash rather than a silent collision.
+  const hash = createHash('sha256')
+    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers }))
+    .digest('hex');
+
+  const sources = new Map<string, SourceDocument>();
+  if (parts.gateway) sources.set('Gateway/', parts.gateway.source);
+  for (const m of parts.models) sources.set(`Model/${m.policy.name}`, m.source);
+  for (const c of parts.consumers) sources.set(`Consumer/${c.policy.name}`, c.source);
+
+  const policy: Policy = {
+    dir: parts.dir,
+    files: Object.freeze([...parts.files].sort()),
+    hash,
+    gateway,
+    models: new Map(models.map((m) => [m.name, m])),
+    consumers: new Map(consumers.map((c) => [c.name, c])),
+    locate(kind, name, path = []) {
+      return sources.get(kind === 'Gateway' ? 'Gateway/' : `${kind}/${name}`)?.locate(path);
+    },
+  };
+  return Object.freeze(policy);
+}

@@ -1,0 +1,37 @@
+import type { GatewayPolicy, ModelPolicy } from './schema.js';
+
+/**
+ * The routes a Model claims once its defaults are applied. The loader needs them to find two models claiming
+ * the same (listener, host, path prefix); the IR uses the same function so both agree on what a default is.
+ */
+
+export interface ModelRoute {
+  readonly listener: string;
+  readonly pathPrefix: string;
+  readonly host: string;
+  /** Index in the Model's `routes` list; undefined for the default route (no `routes` key written). */
+  readonly routeIndex: number | undefined;
+  /** Index in that route's `hosts` list (0 for a defaulted host). */
+  readonly hostIndex: number;
+}
+
+/** The default path prefix of a model: /models/{name}. */
+export function defaultPathPrefix(modelName: string): string {
+  return `/models/${modelName}`;
+}
+
+/** Every (listener, host, path prefix) the model claims, in the order written; defaults: every listener, /models/{name}, host *. */
+export function modelRoutes(model: ModelPolicy, gateway: GatewayPolicy): ModelRoute[] {
+  const out: ModelRoute[] = [];
+  if (model.routes === undefined) {
+    for (const l of gateway.listeners) {
+      out.push({ listener: l.name, pathPrefix: defaultPathPrefix(model.name), host: '*', routeIndex: undefined, hostIndex: 0 });
+    }
+    return out;
+  }
+  model.routes.forEach((r, routeIndex) => {
+    const pathPrefix = r.pathPrefix ?? defaultPathPrefix(model.name);
+    r.hosts.forEach((host, hostIndex) => out.push({ listener: r.listener, pathPrefix, host, routeIndex, hostIndex }));
+  });
+  return out;
+}

@@ -1,0 +1,306 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Counter, Gauge } from 'prom-client';
+import { FlowgateError, errorMessage } from '../errors.js';
+import { logger, type Logger } from '../observability/log.js';
+import { metricsRegistry } from '../observability/metrics.js';
+import { displayFile } from './format.js';
+import type { PolicyIssue } from './issues.js';
+import { listPolicyFiles, loadPolicyDir } from './load.js';
+import type { Policy } from './policy.js';
+
+/**
+ * PolicyWatcher keeps the last good Policy of a directory. Edits are seen through fs.watch (recursive works
+ * on Linux from Node 20) and, because watches miss things (a ConfigMap's symlink swap, a directory replaced
+ * whole, an NFS mount), through a periodic rescan that compares a cheap stat fingerprint. Bursts of writes
+ * are debounced into one reload. A rejected edit is logged issue by issue and changes nothing that serves.
+ */
+
+export type ReloadResult = 'applied' | 'rejected' | 'unchanged';
+
+export interface ReloadOutcome {
+  readonly result: ReloadResult;
+  /** The policy serving after this reload (undefined until a first good load). */
+  readonly policy: Policy | undefined;
+  /** The issues of this load; empty unless rejected. */
+  readonly issues: readonly PolicyIssue[];
+}
+
+export interface PolicyWatcherEvents {
+  /** A policy with a new hash is now serving. */
+  policy: [Policy];
+  /** A load failed; the previous policy (if any) keeps serving. */
+  rejected: [readonly PolicyIssue[]];
+  /** Every completed reload, whatever its result. */
+  reload: [ReloadOutcome];
+}
+
+export interface PolicyWatcherOptions {
+  /** Quiet time after the last change before reloading (an editor or `kubectl cp` writes several files). Default 200ms. */
+  readonly debounceMs?: number;
+  /** Longest a steady stream of changes may postpone a reload. Default 2s. */
+  readonly maxDelayMs?: number;
+  /** Fingerprint rescan period, the safety net for missed events. Default 5s. */
+  readonly rescanMs?: number;
+  /** Use fs.watch events; false relies on rescans alone (NFS and other mounts where inotify sees nothing). Default true. */
+  readonly fsEvents?: boolean;
+  readonly log?: Logger;
+}
+
+const reloadsTotal = new Counter({
+  name: 'flowgate_policy_reloads_total',
+  help: 'Policy directory loads, by result: applied (new policy serving), rejected (issues; previous policy kept), unchanged (same hash).',
+  labelNames: ['result'] as const,
+  registers: [metricsRegistry],
+});
+for (const result of ['applied', 'rejected', 'unchanged'] as const) reloadsTotal.inc({ result }, 0);
+
+const lastSuccess = new Gauge({
+  name: 'flowgate_policy_last_reload_success_timestamp_seconds',
+  help: 'Unix time of the last load that passed validation (applied or unchanged).',
+  registers: [metricsRegistry],
+});
+const lastApplied = new Gauge({
+  name: 'flowgate_policy_last_applied_timestamp_seconds',
+  help: 'Unix time the serving policy was applied.',
+  registers: [metricsRegistry],
+});
+// A number rather than a hash label: one series forever, yet replicas serving the same policy show the same value.
+const hashPrefix = new Gauge({
+  name: 'flowgate_policy_hash',
+  help: 'The first 48 bits of the serving policy hash, as a number; equal on replicas serving the same policy.',
+  registers: [metricsRegistry],
+});
+const issuesGauge = new Gauge({
+  name: 'flowgate_policy_issues',
+  help: 'Issues found by the most recent load: non-zero means the files on disk are rejected and the last good policy is serving.',
+  registers: [metricsRegistry],
+});
+const readyGauge = new Gauge({
+  name: 'flowgate_policy_ready',
+  help: '1 once a good policy has been loaded; 0 while none has (the first load failed).',
+  registers: [metricsRegistry],
+});
+
+/** A stat fingerprint of the policy files: changes when a file is added, removed, rewritten or swapped behind a symlink. */
+export async function policyFingerprint(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  try {
+    for (const file of await listPolicyFiles(dir)) {
+      const s = await stat(join(dir, file)).catch(() => undefined);
+      h.update(`${file}\u0000${s ? `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}` : 'gone'}\n`);
+    }
+  } catch (err) {
+    h.update(`unreadable:${errorMessage(err)}`);
+  }
+  return h.digest('hex');
+}
+
+export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
+  private readonly log: Logger;
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly rescanMs: number;
+  private readonly fsEvents: boolean;
+  private serving: Policy | undefined;
+  private issues: readonly PolicyIssue[] | undefined;
+  private fingerprint: string | undefined;
+  private fsWatcher: FSWatcher | undefined;
+  private watchedRealDir: string | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private burstStartedAt: number | undefined;
+  private queued: Promise<ReloadOutcome | undefined> | undefined;
+  private forceQueued = false;
+  private tail: Promise<unknown> = Promise.resolve();
+  private started = false;
+  private stopped = false;
+  private readyWaiters: { resolve: (p: Policy) => void; reject: (e: Error) => void }[] = [];
+
+  /** `dir` as the user typed it: it prefixes every file in logs. */
+  constructor(
+    readonly dir: string,
+    options: PolicyWatcherOptions = {},
+  ) {
+    super();
+    this.log = options.log ?? logger('policy');
+    this.debounceMs = options.debounceMs ?? 200;
+    this.maxDelayMs = options.maxDelayMs ?? 2_000;
+    this.rescanMs = options.rescanMs ?? 5_000;
+    this.fsEvents = options.fsEvents ?? true;
+  }
+
+  /** The policy serving now; undefined until a first load succeeds. */
+  current(): Policy | undefined {
+    return this.serving;
+  }
+
+  /** The issues of the most recent load if it was rejected; undefined once the files on disk load cleanly. */
+  lastError(): readonly PolicyIssue[] | undefined {
+    return this.issues;
+  }
+
+  /** Readiness: true once there is a good policy to serve. A failed first load leaves it false; nothing is invented. */
+  ready(): boolean {
+    return this.serving !== undefined;
+  }
+
+  /** Resolves with the first good policy (at once if there is one); rejects if the watcher stops before that. */
+  whenReady(): Promise<Policy> {
+    if (this.serving) return Promise.resolve(this.serving);
+    if (this.stopped) return Promise.reject(new FlowgateError('policy.watcher_stopped', `the policy watcher of ${this.dir} stopped before a good policy was loaded`));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  /** Loads the directory once, then watches it; resolves with the first load's outcome (which may be a rejection). */
+  async start(): Promise<ReloadOutcome> {
+    if (this.started) throw new FlowgateError('policy.watcher_started', `the policy watcher of ${this.dir} is already started`);
+    this.started = true;
+    // Arm first, so an edit made while the first load reads the files still triggers a reload after it.
+    await this.arm();
+    this.rescanTimer = setInterval(() => void this.rescan(), this.rescanMs);
+    this.rescanTimer.unref();
+    return this.reload();
+  }
+
+  /** Loads the directory now, even if its fingerprint has not changed (e.g. on SIGHUP). */
+  async reload(): Promise<ReloadOutcome> {
+    const outcome = await this.schedule(true);
+    if (!outcome) throw new FlowgateError('policy.watcher_stopped', `the policy watcher of ${this.dir} is stopped`);
+    return outcome;
+  }
+
+  /** Stops watching, waits for a reload in flight, and fails pending whenReady() calls; the last policy stays readable. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.debounceTimer);
+    clearInterval(this.rescanTimer);
+    this.fsWatcher?.close();
+    this.fsWatcher = undefined;
+    await this.tail;
+    const error = new FlowgateError('policy.watcher_stopped', `the policy watcher of ${this.dir} stopped before a good policy was loaded`);
+    for (const w of this.readyWaiters.splice(0)) w.reject(error);
+  }
+
+  private async arm(): Promise<void> {
+    if (this.stopped || !this.fsEvents) return;
+    this.fsWatcher?.close();
+    this.fsWatcher = undefined;
+    try {
+      this.watchedRealDir = await realpath(this.dir);
+      const w = watch(this.dir, { recursive: true, persistent: false }, () => this.changed());
+      w.on('error', (err) => {
+        // The directory was removed or replaced; rescans keep watching for it and re-arm when it is back.
+        this.log.warn({ dir: this.dir, err: errorMessage(err) }, 'policy directory watch failed; relying on rescans');
+        w.close();
+        if (this.fsWatcher === w) this.fsWatcher = undefined;
+        this.changed();
+      });
+      this.fsWatcher = w;
+    } catch (err) {
+      this.watchedRealDir = undefined;
+      this.log.warn({ dir: this.dir, err: errorMessage(err) }, 'cannot watch the policy directory; relying on rescans');
+    }
+  }
+
+  private async rescan(): Promise<void> {
+    if (this.stopped) return;
+    // A directory that is itself a symlink swapped to a new target keeps the old watch alive on the old target.
+    const real = await realpath(this.dir).catch(() => undefined);
+    if (this.fsEvents && (!this.fsWatcher || real !== this.watchedRealDir)) await this.arm();
+    this.changed();
+  }
+
+  /** Something may have changed: reload after a quiet period, but never later than maxDelayMs after the first change. */
+  private changed(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    this.burstStartedAt ??= now;
+    clearTimeout(this.debounceTimer);
+    const wait = Math.max(0, Math.min(this.debounceMs, this.burstStartedAt + this.maxDelayMs - now));
+    this.debounceTimer = setTimeout(() => {
+      this.burstStartedAt = undefined;
+      void this.schedule(false);
+    }, wait);
+    this.debounceTimer.unref();
+  }
+
+  /** Runs reloads one at a time; a request while one is waiting to start joins it instead of queueing another. */
+  private schedule(force: boolean): Promise<ReloadOutcome | undefined> {
+    this.forceQueued ||= force;
+    if (this.queued) return this.queued;
+    const run: Promise<ReloadOutcome | undefined> = this.tail.then(() => {
+      this.queued = undefined;
+      const forced = this.forceQueued;
+      this.forceQueued = false;
+      return this.reloadOnce(forced);
+    });
+    this.queued = run;
+    this.tail = run.catch((err: unknown) => this.log.error({ dir: this.dir, err: errorMessage(err) }, 'policy reload failed unexpectedly'));
+    return run;
+  }
+
+  private async reloadOnce(force: boolean): Promise<ReloadOutcome | undefined> {
+    if (this.stopped) return undefined;
+    // Fingerprint before reading: a write during the read changes the next fingerprint, so it is never missed.
+    const fingerprint = await policyFingerprint(this.dir);
+    if (!force && fingerprint === this.fingerprint) return undefined;
+    this.fingerprint = fingerprint;
+    const load = await loadPolicyDir(this.dir);
+    const now = Date.now() / 1000;
+    let outcome: ReloadOutcome;
+    if (!load.ok) {
+      this.issues = load.issues;
+      issuesGauge.set(load.issues.length);
+      outcome = { result: 'rejected', policy: this.serving, issues: load.issues };
+      this.logRejection(load.issues);
+    } else {
+      this.issues = undefined;
+      issuesGauge.set(0);
+      lastSuccess.set(now);
+      if (this.serving?.hash === load.policy.hash) {
+        outcome = { result: 'unchanged', policy: this.serving, issues: [] };
+        this.log.debug({ hash: load.policy.hash }, 'policy reloaded; unchanged');
+      } else {
+        this.serving = load.policy;
+        lastApplied.set(now);
+        hashPrefix.set(parseInt(load.policy.hash.slice(0, 12), 16));
+        readyGauge.set(1);
+        outcome = { result: 'applied', policy: load.policy, issues: [] };
+        const { hash, files, models, consumers } = load.policy;
+        this.log.info({ hash, files: files.length, models: models.size, consumers: consumers.size }, 'policy applied');
+        for (const w of this.readyWaiters.splice(0)) w.resolve(load.policy);
+      }
+    }
+    reloadsTotal.inc({ result: outcome.result });
+    if (outcome.result === 'applied' && outcome.policy) this.emitSafely('policy', outcome.policy);
+    if (outcome.result === 'rejected') this.emitSafely('rejected', outcome.issues);
+    this.emitSafely('reload', outcome);
+    return outcome;
+  }
+
+  private logRejection(issues: readonly PolicyIssue[]): void {
+    for (const i of issues) {
+      this.log.error({ file: displayFile(this.dir, i.file), line: i.line, col: i.col, path: i.path, code: i.code }, i.message);
+    }
+    if (this.serving) {
+      this.log.error({ issues: issues.length, serving: this.serving.hash }, `policy rejected (${issues.length} issues); the last good policy keeps serving`);
+    } else {
+      readyGauge.set(0);
+      this.log.error({ issues: issues.length, serving: null }, `policy rejected (${issues.length} issues); no good policy has been loaded, so none is serving`);
+    }
+  }
+
+  /** A throwing listener must not stop the watcher from serving the next edit. */
+  private emitSafely<K extends keyof PolicyWatcherEvents>(event: K, ...args: PolicyWatcherEvents[K]): void {
+    try {
+      // EventEmitter's generic signature is conditional on K, which TypeScript cannot resolve inside a generic body.
+      (this.emit as (e: K, ...a: PolicyWatcherEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log.error({ event, err: errorMessage(err) }, 'policy listener threw');
+    }
+  }
+}
