@@ -182,8 +182,18 @@ function validateDocument(kind: PolicyKind, source: SourceDocument): { valid?: V
     return { valid: { kind, source, policy: result.data } as ValidDocument, issues: [] };
   }
   const issues: PolicyIssue[] = [];
+  const typos = new Map<string, string[]>();
+  for (const iss of result.error.issues) {
+    if (iss.code === 'unrecognized_keys') typos.set(JSON.stringify(iss.path), iss.keys);
+  }
   for (const iss of result.error.issues) {
     const path = iss.path.map((p) => (typeof p === 'number' ? p : String(p)));
+    const key = path[path.length - 1];
+    if (iss.code === 'invalid_type' && iss.input === undefined && typeof key === 'string') {
+      // `wieght: 10` already says "did you mean 'weight'?"; "weight is required" on top would be the same fault twice.
+      const siblings = typos.get(JSON.stringify(path.slice(0, -1))) ?? [];
+      if (siblings.some((typo) => closest(typo, [key]) === key)) continue;
+    }
     if (iss.code === 'unrecognized_keys') {
       const messages = iss.message.split(KEY_MESSAGE_SEPARATOR);
       iss.keys.forEach((key, i) => {
