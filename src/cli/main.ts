@@ -1,12 +1,15 @@
 import { errorMessage } from '../errors.js';
 import { commandHelp, resolveOptions, UsageError, type Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
+import { renderCommand } from './commands/render.js';
+import { serveCommand } from './commands/serve.js';
+import { validateCommand } from './commands/validate.js';
 
 /**
  * flowgate: the one CLI. `flowgate COMMAND --help` describes each command.
  */
 
-const COMMANDS: readonly Command[] = [bootstrapCommand];
+const COMMANDS: readonly Command[] = [serveCommand, validateCommand, renderCommand, bootstrapCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

@@ -47,6 +47,11 @@ export interface PolicyWatcherOptions {
   readonly rescanMs?: number;
   /** Use fs.watch events; false relies on rescans alone (NFS and other mounts where inotify sees nothing). Default true. */
   readonly fsEvents?: boolean;
+  /**
+   * Checks a valid policy against what only the caller knows (e.g. the registry's model names) before it is
+   * applied; any issue rejects the load like a schema error does.
+   */
+  readonly check?: (policy: Policy) => readonly PolicyIssue[];
   readonly log?: Logger;
 }
 
@@ -105,6 +110,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private readonly maxDelayMs: number;
   private readonly rescanMs: number;
   private readonly fsEvents: boolean;
+  private readonly check: ((policy: Policy) => readonly PolicyIssue[]) | undefined;
   private serving: Policy | undefined;
   private issues: readonly PolicyIssue[] | undefined;
   private fingerprint: string | undefined;
@@ -131,6 +137,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.maxDelayMs = options.maxDelayMs ?? 2_000;
     this.rescanMs = options.rescanMs ?? 5_000;
     this.fsEvents = options.fsEvents ?? true;
+    this.check = options.check;
   }
 
   /** The policy serving now; undefined until a first load succeeds. */
@@ -249,7 +256,11 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     const fingerprint = await policyFingerprint(this.dir);
     if (!force && fingerprint === this.fingerprint) return undefined;
     this.fingerprint = fingerprint;
-    const load = await loadPolicyDir(this.dir);
+    let load = await loadPolicyDir(this.dir);
+    if (load.ok && this.check) {
+      const issues = this.check(load.policy);
+      if (issues.length > 0) load = { ok: false, issues };
+    }
     const now = Date.now() / 1000;
     let outcome: ReloadOutcome;
     if (!load.ok) {

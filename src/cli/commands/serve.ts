@@ -1,0 +1,50 @@
+import { startControlPlane } from '../../control/plane.js';
+import { loadRegistryFile } from '../../registry/file.js';
+import { logger } from '../../observability/log.js';
+import { hostPort, UsageError, type Command } from '../command.js';
+import { DEFAULTS } from '../defaults.js';
+import { mlflowOptions, registryOptions } from '../registry-options.js';
+
+/** `flowgate serve`: the control plane. */
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'Run the control plane: watch the policy, poll MLflow, serve Envoy configuration over xDS.',
+  options: {
+    policy: { type: 'string', description: 'the policy directory (watched; edits apply when valid)', env: 'FLOWGATE_POLICY', required: true, placeholder: 'DIR' },
+    ...registryOptions(true),
+    'poll-interval': { type: 'string', description: 'MLflow poll interval, in ms', env: 'FLOWGATE_POLL_INTERVAL_MS', default: '5000', placeholder: 'MS' },
+    'xds-listen': { type: 'string', description: 'xDS gRPC listen address (Envoys connect here)', env: 'FLOWGATE_XDS_LISTEN', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
+    'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz, /debug/*)', env: 'FLOWGATE_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.adminPort}`, placeholder: 'HOST:PORT' },
+  },
+  notes: [
+    'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
+    'Envoys get their bootstrap from `flowgate bootstrap`. SIGTERM or SIGINT stops it gracefully: streams end,',
+    'and Envoys keep serving their last configuration until they reconnect.',
+  ].join('\n'),
+  async run(options) {
+    const pollIntervalMs = Number(options['poll-interval']);
+    if (!Number.isInteger(pollIntervalMs) || pollIntervalMs < 100) throw new UsageError('--poll-interval must be a whole number of milliseconds, at least 100');
+    const registryFile = typeof options.registry === 'string' && options.registry !== '' ? options.registry : undefined;
+    const mlflow = registryFile ? undefined : mlflowOptions(options);
+    if (!registryFile && !mlflow) throw new UsageError('give --mlflow-uri (or MLFLOW_TRACKING_URI), or --registry FILE');
+    const plane = await startControlPlane({
+      policyDir: String(options.policy),
+      ...(mlflow && { mlflow }),
+      ...(registryFile && { registry: await loadRegistryFile(registryFile) }),
+      pollIntervalMs,
+      xds: hostPort(String(options['xds-listen']), '--xds-listen'),
+      admin: hostPort(String(options['admin-listen']), '--admin-listen'),
+    });
+    const log = logger('serve');
+    log.info({ xdsPort: plane.xdsPort, adminPort: plane.adminPort }, 'control plane running');
+    await new Promise<void>((resolve) => {
+      const onSignal = (signal: string): void => {
+        log.info({ signal }, 'signal received');
+        void plane.stop().then(resolve);
+      };
+      process.once('SIGTERM', () => onSignal('SIGTERM'));
+      process.once('SIGINT', () => onSignal('SIGINT'));
+    });
+    return 0;
+  },
+};

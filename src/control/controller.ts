@@ -1,0 +1,173 @@
+import { Counter, Gauge } from 'prom-client';
+import { errorMessage } from '../errors.js';
+import { buildGatewayIR } from '../ir/build.js';
+import type { GatewayAlert, GatewayIR } from '../ir/types.js';
+import { logger, type Logger } from '../observability/log.js';
+import { metricsRegistry } from '../observability/metrics.js';
+import type { PolicyIssue } from '../policy/issues.js';
+import type { Policy } from '../policy/policy.js';
+import type { RegistrySnapshot } from '../registry/types.js';
+import { translateGateway } from '../translate/index.js';
+import type { SnapshotCache } from '../xds/cache.js';
+import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../xds/config-source.js';
+import { Snapshot } from '../xds/snapshot.js';
+
+/**
+ * GatewayController: the one place where policy and registry meet. Each time either changes it builds the
+ * Gateway IR, translates it for each xDS mode and hands the snapshots to the cache, which pushes them to the
+ * Envoys. It keeps the last IR so a registry mistake keeps the last live versions, and never publishes a
+ * snapshot that failed to translate.
+ */
+
+const builds = new Counter({
+  name: 'flowgate_snapshot_builds_total',
+  help: 'Gateway snapshot builds, by result: published (a new snapshot), unchanged (same version), failed (translation error; previous kept).',
+  labelNames: ['result'] as const,
+  registers: [metricsRegistry],
+});
+for (const result of ['published', 'unchanged', 'failed'] as const) builds.inc({ result }, 0);
+
+const snapshotVersion = new Gauge({
+  name: 'flowgate_snapshot_version',
+  help: 'The first 48 bits of the published snapshot version (ADS mode) as a number; equal on replicas serving the same config.',
+  registers: [metricsRegistry],
+});
+
+const alertsGauge = new Gauge({
+  name: 'flowgate_model_alerts',
+  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model).',
+  labelNames: ['model', 'code'] as const,
+  registers: [metricsRegistry],
+});
+
+const liveWeight = new Gauge({
+  name: 'flowgate_model_live_weight',
+  help: 'Percent of unpinned traffic each live model version receives.',
+  labelNames: ['model', 'version'] as const,
+  registers: [metricsRegistry],
+});
+
+const liveVersionsGauge = new Gauge({
+  name: 'flowgate_model_live_versions',
+  help: 'Live versions per exposed model; 0 means its routes answer 503.',
+  labelNames: ['model'] as const,
+  registers: [metricsRegistry],
+});
+
+export interface ControllerOptions {
+  readonly cache: SnapshotCache;
+  /** The xDS modes to build snapshots for (group names in the cache); default all three. */
+  readonly modes?: readonly ConfigSourceMode[];
+  readonly log?: Logger;
+}
+
+export class GatewayController {
+  private readonly log: Logger;
+  private readonly modes: readonly ConfigSourceMode[];
+  private policy: Policy | undefined;
+  private registry: RegistrySnapshot | undefined;
+  private ir: GatewayIR | undefined;
+  private readonly snapshots = new Map<ConfigSourceMode, Snapshot>();
+  private activeAlerts = new Set<string>();
+
+  constructor(private readonly options: ControllerOptions) {
+    this.log = options.log ?? logger('controller');
+    this.modes = options.modes ?? CONFIG_SOURCE_MODES;
+  }
+
+  /** The IR last published, if any. */
+  current(): GatewayIR | undefined {
+    return this.ir;
+  }
+
+  /** The published snapshot for a mode. */
+  snapshot(mode: ConfigSourceMode): Snapshot | undefined {
+    return this.snapshots.get(mode);
+  }
+
+  /** True once a snapshot has been published from a policy and (when one is configured) a registry sync. */
+  published(): boolean {
+    return this.ir !== undefined;
+  }
+
+  /**
+   * The faults of a candidate policy that only the registry can reveal; the policy watcher rejects a policy
+   * that has any. Before the first registry sync nothing can be said, so nothing is reported.
+   */
+  checkPolicy = (policy: Policy): readonly PolicyIssue[] => {
+    if (!this.registry) return [];
+    return buildGatewayIR(policy, this.registry, this.ir).issues;
+  };
+
+  setPolicy(policy: Policy): void {
+    this.policy = policy;
+    this.rebuild('policy');
+  }
+
+  setRegistry(registry: RegistrySnapshot): void {
+    this.registry = registry;
+    this.rebuild('registry');
+  }
+
+  /** Whether builds wait for a registry (serve with an MLflow URI) or run from the policy alone. */
+  private rebuild(cause: 'policy' | 'registry'): void {
+    if (!this.policy || !this.registry) return;
+    const { ir } = buildGatewayIR(this.policy, this.registry, this.ir);
+    let next: Map<ConfigSourceMode, Snapshot>;
+    try {
+      next = new Map(this.modes.map((mode) => [mode, Snapshot.from(translateGateway(ir, mode), this.snapshots.get(mode))]));
+    } catch (err) {
+      builds.inc({ result: 'failed' });
+      this.log.error({ cause, err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
+      return;
+    }
+    this.ir = ir;
+    this.reportAlerts(ir);
+    this.reportModels(ir);
+    const ads = next.get('ads') ?? [...next.values()][0];
+    if (ads && ads.version === this.snapshots.get('ads')?.version) {
+      builds.inc({ result: 'unchanged' });
+      return;
+    }
+    for (const [mode, snapshot] of next) {
+      this.snapshots.set(mode, snapshot);
+      this.options.cache.setSnapshot(mode, snapshot);
+    }
+    if (ads) snapshotVersion.set(parseInt(ads.version.slice(0, 12), 16));
+    builds.inc({ result: 'published' });
+    const live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => `v${l.version}:${l.weight}%`).join(' ')]));
+    this.log.info({ cause, version: ads?.version, policy: ir.policyHash.slice(0, 16), registry: ir.registryHash.slice(0, 16), live }, 'snapshot published');
+  }
+
+  private reportAlerts(ir: GatewayIR): void {
+    const now = new Set<string>();
+    for (const a of ir.alerts) {
+      const key = `${a.model}\u0000${a.code}\u0000${a.message}`;
+      now.add(key);
+      if (!this.activeAlerts.has(key)) this.logAlert(a);
+    }
+    for (const key of this.activeAlerts) {
+      if (!now.has(key)) {
+        const [model, code] = key.split('\u0000');
+        this.log.info({ model, code }, 'alert cleared');
+      }
+    }
+    this.activeAlerts = now;
+    alertsGauge.reset();
+    for (const a of ir.alerts) alertsGauge.inc({ model: a.model, code: a.code });
+  }
+
+  private logAlert(a: GatewayAlert): void {
+    const level = a.code === 'canary_unresolved' || a.code === 'mirror_unresolved' ? 'warn' : 'error';
+    this.log[level]({ model: a.model, code: a.code, alert: true }, a.message);
+  }
+
+  private reportModels(ir: GatewayIR): void {
+    liveWeight.reset();
+    liveVersionsGauge.reset();
+    for (const m of ir.models) {
+      liveVersionsGauge.set({ model: m.name }, m.live.length);
+      for (const l of m.live) liveWeight.set({ model: m.name, version: l.version }, l.weight);
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import * as grpc from '@grpc/grpc-js';
+import { AdminServer } from '../admin/server.js';
+import { nodeStatuses } from '../admin/nodes.js';
+import { errorMessage } from '../errors.js';
+import { logger } from '../observability/log.js';
+import { enableProcessMetrics } from '../observability/metrics.js';
+import { PolicyWatcher } from '../policy/watch.js';
+import type { MlflowClientOptions } from '../registry/mlflow-client.js';
+import { MlflowClient } from '../registry/mlflow-client.js';
+import { RegistryPoller } from '../registry/poller.js';
+import type { RegistrySnapshot } from '../registry/types.js';
+import { SnapshotCache } from '../xds/cache.js';
+import { configSourceModeOf } from '../xds/config-source.js';
+import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
+import { GatewayController } from './controller.js';
+
+/**
+ * The control plane process: policy watcher + registry poller -> controller -> snapshot cache -> xDS server,
+ * with the admin endpoint beside it. `flowgate serve` runs one; tests run it in a child process through the CLI.
+ */
+
+const log = logger('serve');
+
+export interface ControlPlaneOptions {
+  readonly policyDir: string;
+  /** Poll this MLflow server ... */
+  readonly mlflow?: MlflowClientOptions;
+  /** ... or serve this fixed registry (from --registry FILE). */
+  readonly registry?: RegistrySnapshot;
+  readonly pollIntervalMs: number;
+  readonly xds: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number };
+  /** How long streams get to end on shutdown before the server is forced down. */
+  readonly drainMs?: number;
+}
+
+export interface ControlPlane {
+  readonly xdsPort: number;
+  readonly adminPort: number;
+  readonly controller: GatewayController;
+  /** Graceful stop: Envoys keep their last config and reconnect to another replica (or to this one restarted). */
+  stop(): Promise<void>;
+}
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  enableProcessMetrics();
+  // Snapshots are built once per xDS mode; a node's group is the mode its bootstrap declared.
+  const cache = new SnapshotCache({ groupOf: (node) => configSourceModeOf(node.metadata) });
+  const controller = new GatewayController({ cache });
+  const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });
+  let poller: RegistryPoller | undefined;
+
+  watcher.on('policy', (policy) => {
+    controller.setPolicy(policy);
+  });
+  const onRegistry = (snapshot: RegistrySnapshot): void => {
+    controller.setRegistry(snapshot);
+    // A policy rejected for naming a model MLflow did not have may be good now.
+    if (watcher.lastError()) void watcher.reload();
+  };
+
+  if (options.registry) {
+    onRegistry(options.registry);
+  } else if (options.mlflow) {
+    const client = new MlflowClient(options.mlflow);
+    poller = new RegistryPoller({ client, intervalMs: options.pollIntervalMs });
+    poller.on('snapshot', onRegistry);
+  } else {
+    throw new Error('a registry source is required: an MLflow URI or a registry file');
+  }
+
+  const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}` });
+  const server = new grpc.Server(XDS_GRPC_OPTIONS);
+  xds.register(server);
+  const xdsPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${options.xds.host}:${options.xds.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+  log.info({ host: options.xds.host, port: xdsPort }, 'xds listening');
+
+  const admin = new AdminServer();
+  admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
+  admin.route('/debug/ir', () => ({ json: controller.current() ?? null }));
+  admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
+  admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
+  admin.readinessCheck('registry', () =>
+    options.registry || poller?.current ? { ready: true } : { ready: false, reason: 'the registry has not been synced yet' },
+  );
+  admin.readinessCheck('snapshot', () => (controller.published() ? { ready: true } : { ready: false, reason: 'no snapshot published yet' }));
+  const adminPort = await admin.listen(options.admin.port, options.admin.host);
+
+  const first = await watcher.start();
+  if (first.result === 'rejected') log.error({ dir: options.policyDir }, 'the policy directory is not valid; waiting for a good edit');
+  poller?.start();
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info('stopping: ending xDS streams; Envoys keep their configuration');
+      await watcher.stop();
+      poller?.stop();
+      xds.endAll();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, options.drainMs ?? 5_000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await admin.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'admin close failed'));
+      log.info('stopped');
+    })());
+
+  return { xdsPort, adminPort, controller, stop };
+}

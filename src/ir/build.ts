@@ -1,0 +1,204 @@
+import type { Policy } from '../policy/policy.js';
+import { policyIssue } from '../policy/policy.js';
+import type { PolicyIssue } from '../policy/issues.js';
+import { modelRoutes } from '../policy/routes.js';
+import type { ModelPolicy, UpstreamSettings, VersionSelector } from '../policy/schema.js';
+import type { ModelVersion, RegisteredModel, RegistrySnapshot } from '../registry/types.js';
+import {
+  clusterName,
+  type GatewayAlert,
+  type GatewayIR,
+  type LiveVersion,
+  type MirrorTarget,
+  type ModelIR,
+  type ModelProtocol,
+  type ModelSettings,
+  type UpstreamAddress,
+} from './types.js';
+
+/**
+ * The join of policy and registry into the Gateway IR. Pure: the same inputs give the same IR.
+ *
+ * Safety rules:
+ * - only READY versions with a known address are ever live;
+ * - a canary that does not resolve leaves the stable version at 100% (alert);
+ * - a stable version that does not resolve keeps the model's previous live versions (alert), so a registry
+ *   mistake never takes a model offline; a model that never had one answers 503.
+ */
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+
+const HEALTH_PATH: Readonly<Record<ModelProtocol, string>> = { mlflow: '/ping', oip: '/v2/health/ready' };
+
+export interface BuildResult {
+  readonly ir: GatewayIR;
+  /**
+   * Policy faults only the registry can reveal (a Model naming a registered model MLflow does not have),
+   * placed at their file and line. The caller rejects a policy edit that has any; for a registry change they
+   * are alerts only.
+   */
+  readonly issues: readonly PolicyIssue[];
+}
+
+/** The hash of an IR built without a registry. */
+export const NO_REGISTRY = 'none';
+
+export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR): BuildResult {
+  const alerts: GatewayAlert[] = [];
+  const issues: PolicyIssue[] = [];
+  const models: ModelIR[] = [];
+  for (const model of policy.models.values()) {
+    const registered = registry?.models.get(model.registeredModel);
+    if (registry && !registered) {
+      issues.push(
+        policyIssue(
+          policy,
+          'Model',
+          model.name,
+          [model.registeredModel === model.name ? 'name' : 'registeredModel'],
+          `registered model '${model.registeredModel}' does not exist in the MLflow registry`,
+        ),
+      );
+      alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
+    }
+    const prior = previous?.models.find((m) => m.name === model.name);
+    models.push(resolveModel(policy, model, registered, prior, alerts));
+  }
+  return {
+    ir: {
+      policyHash: policy.hash,
+      registryHash: registry?.hash ?? NO_REGISTRY,
+      listeners: policy.gateway.listeners.map((l) => ({ name: l.name, address: l.address, port: l.port })),
+      models,
+      alerts,
+    },
+    issues,
+  };
+}
+
+/** The version a selector names, or why it names none. */
+export function selectVersion(registered: RegisteredModel | undefined, selector: VersionSelector): { version: ModelVersion } | { reason: string } {
+  if (!registered) return { reason: 'the registered model does not exist' };
+  let found: ModelVersion | undefined;
+  let what: string;
+  if ('alias' in selector) {
+    what = `alias '${selector.alias}'`;
+    const v = registered.aliases[selector.alias];
+    found = v === undefined ? undefined : registered.versions.find((mv) => mv.version === v);
+    if (!found) return { reason: `${what} is not set` };
+  } else if ('stage' in selector) {
+    what = `stage ${selector.stage}`;
+    // MLflow's own reading of a stage: its newest version; only READY ones count here.
+    const inStage = registered.versions.filter((mv) => mv.stage === selector.stage && mv.status === 'READY');
+    found = inStage.at(-1);
+    if (!found) return { reason: `no READY version is in ${what}` };
+  } else {
+    what = `version ${selector.version}`;
+    found = registered.versions.find((mv) => mv.version === selector.version);
+    if (!found) return { reason: `${what} does not exist` };
+  }
+  if (found.status !== 'READY') return { reason: `${what} is version ${found.version}, which is ${found.status}, not READY` };
+  return { version: found };
+}
+
+/** Where a version is served, from the policy's address template or the version's tag. */
+export function versionAddress(model: ModelPolicy, version: ModelVersion): UpstreamAddress | { reason: string } {
+  let text: string;
+  if ('addressTemplate' in model.upstream) {
+    text = model.upstream.addressTemplate.replaceAll('{name}', model.registeredModel).replaceAll('{version}', version.version);
+  } else {
+    const tag = version.tags[model.upstream.versionTag];
+    if (tag === undefined) return { reason: `version ${version.version} has no '${model.upstream.versionTag}' tag` };
+    text = tag.trim();
+  }
+  const address = parseHostPort(text);
+  return address ?? { reason: `version ${version.version}: '${text}' is not host:port` };
+}
+
+/** host:port or [v6]:port. */
+export function parseHostPort(text: string): UpstreamAddress | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+type Resolved = { version: ModelVersion; address: UpstreamAddress } | { reason: string };
+
+function resolve(model: ModelPolicy, registered: RegisteredModel | undefined, selector: VersionSelector): Resolved {
+  const selected = selectVersion(registered, selector);
+  if ('reason' in selected) return selected;
+  const address = versionAddress(model, selected.version);
+  if ('reason' in address) return address;
+  return { version: selected.version, address };
+}
+
+function resolveModel(policy: Policy, model: ModelPolicy, registered: RegisteredModel | undefined, prior: ModelIR | undefined, alerts: GatewayAlert[]): ModelIR {
+  const alert = (code: GatewayAlert['code'], message: string): void => {
+    alerts.push({ code, model: model.name, message });
+  };
+  const live: LiveVersion[] = [];
+  const stable = resolve(model, registered, model.traffic.stable);
+  let keptLastLive = false;
+  if ('version' in stable) {
+    const canarySpec = model.traffic.canary;
+    const canary = canarySpec ? resolve(model, registered, canarySpec) : undefined;
+    if (canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
+    const canaryLive = canarySpec && canary && 'version' in canary && canary.version.version !== stable.version.version ? canary : undefined;
+    const canaryWeight = canaryLive && canarySpec ? canarySpec.weight : 0;
+    live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight));
+    if (canaryLive) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight));
+  } else if (prior && prior.live.length > 0) {
+    keptLastLive = true;
+    live.push(...prior.live);
+    alert('kept_last_live', `stable version not resolved (${stable.reason}); keeping the last live versions ${prior.live.map((l) => l.version).join(', ')}`);
+  } else {
+    alert('no_live_version', `no live version (${stable.reason}); its routes answer 503`);
+  }
+
+  let mirror: MirrorTarget | undefined;
+  const mirrorSpec = model.traffic.mirror;
+  if (mirrorSpec) {
+    const m = resolve(model, registered, mirrorSpec);
+    if ('reason' in m) alert('mirror_unresolved', `mirror not sent (${m.reason})`);
+    else mirror = { version: m.version.version, cluster: clusterName(model.name, m.version.version), address: m.address, percent: mirrorSpec.percent };
+  }
+
+  const pinnableAliases: Record<string, string> = {};
+  for (const l of live) for (const a of l.aliases) pinnableAliases[a] = l.version;
+
+  return {
+    name: model.name,
+    registeredModel: model.registeredModel,
+    protocol: model.protocol,
+    routes: modelRoutes(model, policy.gateway).map((r) => ({ listener: r.listener, host: r.host, pathPrefix: r.pathPrefix })),
+    live,
+    pinnableAliases,
+    pinning: model.pinning,
+    sticky: model.traffic.sticky ? { header: model.traffic.sticky.header } : undefined,
+    mirror,
+    settings: settingsOf(model, policy.gateway.defaults),
+    keptLastLive,
+  };
+}
+
+function liveVersion(model: ModelPolicy, version: ModelVersion, address: UpstreamAddress, role: LiveVersion['role'], weight: number): LiveVersion {
+  return { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address };
+}
+
+/** A Model's own setting replaces the Gateway default's whole block. */
+function settingsOf(model: ModelPolicy, defaults: UpstreamSettings): ModelSettings {
+  const pick = <K extends keyof UpstreamSettings>(key: K): UpstreamSettings[K] => (model[key] !== undefined ? model[key] : defaults[key]);
+  const hc = pick('healthCheck');
+  return {
+    timeoutMs: pick('timeout') ?? DEFAULT_TIMEOUT_MS,
+    connectTimeoutMs: pick('connectTimeout') ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    retries: pick('retries'),
+    loadBalancer: pick('loadBalancer') ?? 'least_request',
+    circuitBreakers: pick('circuitBreakers'),
+    outlierDetection: pick('outlierDetection'),
+    healthCheck: hc ? { ...hc, path: hc.path ?? HEALTH_PATH[model.protocol] } : undefined,
+  };
+}

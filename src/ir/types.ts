@@ -1,0 +1,104 @@
+import type { CircuitBreakers, HealthCheck, OutlierDetection, Retries } from '../policy/schema.js';
+
+/**
+ * Gateway IR: the joined, resolved view of policy + registry that every translator reads. All defaulting
+ * and cross-checking happens when it is built (build.ts); translators only map it to Envoy resources.
+ */
+
+/** Where a model version is served. */
+export interface UpstreamAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** One model version that receives traffic, with its share and its Envoy cluster. */
+export interface LiveVersion {
+  readonly version: string;
+  /** Aliases pointing at this version in the registry (sorted). */
+  readonly aliases: readonly string[];
+  /** Percent of unpinned traffic, 0..100; the live versions of a model add up to 100. */
+  readonly weight: number;
+  readonly role: 'stable' | 'canary';
+  readonly cluster: string;
+  readonly address: UpstreamAddress;
+}
+
+/** A shadow copy of live traffic to a version whose answers are discarded. */
+export interface MirrorTarget {
+  readonly version: string;
+  readonly cluster: string;
+  readonly address: UpstreamAddress;
+  readonly percent: number;
+}
+
+/** The upstream settings of a model after Gateway.defaults are applied. */
+export interface ModelSettings {
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly retries: Retries | undefined;
+  readonly loadBalancer: 'least_request' | 'round_robin' | 'random';
+  readonly circuitBreakers: CircuitBreakers | undefined;
+  readonly outlierDetection: OutlierDetection | undefined;
+  /** With the path filled from the protocol when the policy gave none. */
+  readonly healthCheck: (HealthCheck & { readonly path: string }) | undefined;
+}
+
+/** One (listener, host, path prefix) on which a model is published. */
+export interface PublicRoute {
+  readonly listener: string;
+  readonly host: string;
+  readonly pathPrefix: string;
+}
+
+export type ModelProtocol = 'mlflow' | 'oip';
+
+/** An exposed model, resolved. */
+export interface ModelIR {
+  readonly name: string;
+  readonly registeredModel: string;
+  readonly protocol: ModelProtocol;
+  readonly routes: readonly PublicRoute[];
+  /** Live versions, stable first; empty when the model has never had one (its routes answer 503). */
+  readonly live: readonly LiveVersion[];
+  /** Aliases that pin to a live version (alias -> version). */
+  readonly pinnableAliases: Readonly<Record<string, string>>;
+  readonly pinning: boolean;
+  readonly sticky: { readonly header: string } | undefined;
+  readonly mirror: MirrorTarget | undefined;
+  readonly settings: ModelSettings;
+  /** True when the registry gave no live version and the last known ones are kept. */
+  readonly keptLastLive: boolean;
+}
+
+export interface ListenerIR {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Something an operator must know about: logged and counted by the control plane. */
+export interface GatewayAlert {
+  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model';
+  readonly model: string;
+  readonly message: string;
+}
+
+export interface GatewayIR {
+  readonly policyHash: string;
+  readonly registryHash: string;
+  readonly listeners: readonly ListenerIR[];
+  /** By name, sorted. */
+  readonly models: readonly ModelIR[];
+  readonly alerts: readonly GatewayAlert[];
+}
+
+/** The Envoy cluster name of a model version: model_{model}_v{version} (parsed back by the access-log sink). */
+export function clusterName(model: string, version: string): string {
+  return `model_${model}_v${version}`;
+}
+
+/** The model and version a cluster name stands for, or undefined for other clusters. */
+export function parseClusterName(cluster: string): { model: string; version: string } | undefined {
+  const m = /^model_(.+)_v(\d+)$/.exec(cluster);
+  return m?.[1] && m[2] ? { model: m[1], version: m[2] } : undefined;
+}

@@ -1,0 +1,107 @@
+import { isIP } from 'node:net';
+import type { GatewayIR, ModelIR, UpstreamAddress } from '../ir/types.js';
+import { duration, struct } from '../proto/codec.js';
+import { configSource, type ConfigSourceMode } from '../xds/config-source.js';
+import { TypeUrl } from '../xds/resource-types.js';
+import type { ResourceInput } from '../xds/snapshot.js';
+
+/**
+ * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
+ * cluster and a ClusterLoadAssignment, so a moved endpoint is an EDS push that leaves the cluster (and its
+ * connection pools and health state) alone; versions served at a DNS name get a STRICT_DNS cluster.
+ */
+
+const LB_POLICY = { least_request: 'LEAST_REQUEST', round_robin: 'ROUND_ROBIN', random: 'RANDOM' } as const;
+
+interface ClusterTarget {
+  readonly model: ModelIR;
+  readonly version: string;
+  readonly cluster: string;
+  readonly address: UpstreamAddress;
+}
+
+/** Every (model, version) that needs a cluster, once each, by cluster name. */
+function targets(ir: GatewayIR): ClusterTarget[] {
+  const byName = new Map<string, ClusterTarget>();
+  for (const model of ir.models) {
+    for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address });
+    if (model.mirror) byName.set(model.mirror.cluster, { model, version: model.mirror.version, cluster: model.mirror.cluster, address: model.mirror.address });
+  }
+  return [...byName.values()].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
+}
+
+function lbEndpoints(address: UpstreamAddress): object[] {
+  return [{ endpoint: { address: { socket_address: { address: address.host, port_value: address.port } } } }];
+}
+
+function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
+  const s = t.model.settings;
+  const eds = isIP(t.address.host) !== 0;
+  const message: Record<string, unknown> = {
+    name: t.cluster,
+    connect_timeout: duration(s.connectTimeoutMs),
+    lb_policy: LB_POLICY[s.loadBalancer],
+    metadata: { filter_metadata: { flowgate: struct({ model: t.model.name, registered_model: t.model.registeredModel, version: t.version }) } },
+    common_lb_config: { healthy_panic_threshold: { value: 50 } },
+  };
+  if (eds) {
+    message.type = 'EDS';
+    message.eds_cluster_config = { eds_config: configSource(mode), service_name: t.cluster };
+  } else {
+    message.type = 'STRICT_DNS';
+    message.dns_lookup_family = 'V4_PREFERRED';
+    message.load_assignment = { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t.address) }] };
+  }
+  const cb = s.circuitBreakers;
+  if (cb) {
+    message.circuit_breakers = {
+      thresholds: [
+        {
+          priority: 'DEFAULT',
+          ...(cb.maxConnections !== undefined && { max_connections: { value: cb.maxConnections } }),
+          ...(cb.maxPendingRequests !== undefined && { max_pending_requests: { value: cb.maxPendingRequests } }),
+          ...(cb.maxRequests !== undefined && { max_requests: { value: cb.maxRequests } }),
+          ...(cb.maxRetries !== undefined && { max_retries: { value: cb.maxRetries } }),
+        },
+      ],
+    };
+  }
+  const od = s.outlierDetection;
+  if (od) {
+    message.outlier_detection = {
+      ...(od.consecutive5xx !== undefined && { consecutive_5xx: { value: od.consecutive5xx } }),
+      ...(od.interval !== undefined && { interval: duration(od.interval) }),
+      ...(od.baseEjectionTime !== undefined && { base_ejection_time: duration(od.baseEjectionTime) }),
+      ...(od.maxEjectionPercent !== undefined && { max_ejection_percent: { value: od.maxEjectionPercent } }),
+    };
+  }
+  const hc = s.healthCheck;
+  if (hc) {
+    message.health_checks = [
+      {
+        timeout: duration(hc.timeout),
+        interval: duration(hc.interval),
+        healthy_threshold: { value: hc.healthyThreshold },
+        unhealthy_threshold: { value: hc.unhealthyThreshold },
+        http_health_check: { path: hc.path },
+      },
+    ];
+  }
+  return message;
+}
+
+/** The clusters of the IR, and the endpoints of its EDS clusters. */
+export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
+  const out: ResourceInput[] = [];
+  for (const t of targets(ir)) {
+    out.push({ typeUrl: TypeUrl.Cluster, name: t.cluster, message: clusterMessage(t, mode) });
+    if (isIP(t.address.host) !== 0) {
+      out.push({
+        typeUrl: TypeUrl.ClusterLoadAssignment,
+        name: t.cluster,
+        message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t.address) }] },
+      });
+    }
+  }
+  return out;
+}

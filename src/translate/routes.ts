@@ -1,0 +1,170 @@
+import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
+import { duration } from '../proto/codec.js';
+import { TypeUrl } from '../xds/resource-types.js';
+import type { ResourceInput } from '../xds/snapshot.js';
+
+/**
+ * One RouteConfiguration per listener (named after it). Per model and public route:
+ *   1. pins: `x-model-version: N` / `x-model-alias: NAME` naming a live version go to its cluster;
+ *   2. a pin header naming anything else: 404 `version_not_live` (JSON);
+ *   3. everything else: the weighted split between the live versions (and the mirror, if any).
+ * A model with no live version answers 503 `no_live_version`; a path no model claims, 404 `no_route`.
+ * Every answer from a model version carries `x-flowgate-model-version`.
+ */
+
+export const VERSION_HEADER = 'x-model-version';
+export const ALIAS_HEADER = 'x-model-alias';
+export const SERVED_VERSION_HEADER = 'x-flowgate-model-version';
+
+const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
+
+function header(key: string, value: string): object {
+  return { header: { key, value }, append_action: OVERWRITE };
+}
+
+function jsonError(status: number, error: string, message: string, extra: Record<string, unknown> = {}): object {
+  return {
+    direct_response: { status, body: { inline_string: `${JSON.stringify({ error, message, ...extra })}\n` } },
+    response_headers_to_add: [header('content-type', 'application/json')],
+  };
+}
+
+/** The upstream path a public path is rewritten to, for the exact prefix and for what is below it. */
+function rewrites(model: ModelIR): { exact: string; below: string } {
+  if (model.protocol === 'oip') {
+    const base = `/v2/models/${encodeURIComponent(model.registeredModel)}`;
+    return { exact: base, below: `${base}/` };
+  }
+  return { exact: '/invocations', below: '/' };
+}
+
+function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: string } | { weighted_clusters: object }): Record<string, unknown> {
+  const s = model.settings;
+  const action: Record<string, unknown> = { ...target, prefix_rewrite: prefixRewrite, timeout: duration(s.timeoutMs) };
+  if (s.retries && s.retries.attempts > 0) {
+    action.retry_policy = {
+      retry_on: s.retries.on.join(','),
+      num_retries: { value: s.retries.attempts },
+      ...(s.retries.perTryTimeout !== undefined && { per_try_timeout: duration(s.retries.perTryTimeout) }),
+    };
+  }
+  if (model.mirror) {
+    action.request_mirror_policies = [
+      { cluster: model.mirror.cluster, runtime_fraction: { default_value: { numerator: Math.round(model.mirror.percent * 10_000), denominator: 'MILLION' } } },
+    ];
+  }
+  return action;
+}
+
+/** The routes of one model on one public route, for one path match (exact prefix, or below it). */
+function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string): object[] {
+  const name = (suffix: string): string => `${model.name}:${suffix}`;
+  if (model.live.length === 0) {
+    return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }) }];
+  }
+  const out: object[] = [];
+  const liveVersions = model.live.map((l) => l.version);
+  if (model.pinning) {
+    for (const l of model.live) {
+      out.push({
+        name: name(`pin-v${l.version}`),
+        match: { ...match, headers: [{ name: VERSION_HEADER, string_match: { exact: l.version } }] },
+        route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
+        response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)],
+      });
+    }
+    for (const [alias, version] of Object.entries(model.pinnableAliases).sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const l = model.live.find((v) => v.version === version);
+      if (!l) continue;
+      out.push({
+        name: name(`pin-${alias}`),
+        match: { ...match, headers: [{ name: ALIAS_HEADER, string_match: { exact: alias } }] },
+        route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
+        response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)],
+      });
+    }
+    const notLive = { model: model.name, live_versions: liveVersions, live_aliases: Object.keys(model.pinnableAliases).sort() };
+    for (const [h, what] of [
+      [VERSION_HEADER, 'version'],
+      [ALIAS_HEADER, 'alias'],
+    ] as const) {
+      out.push({
+        name: name(`pin-not-live-${what}`),
+        match: { ...match, headers: [{ name: h, present_match: true }] },
+        ...jsonError(404, 'version_not_live', `the ${what} named by ${h} is not a live version of model '${model.name}'`, notLive),
+      });
+    }
+  }
+  const [only] = model.live;
+  const target =
+    model.live.length === 1 && only
+      ? { cluster: only.cluster }
+      : {
+          weighted_clusters: {
+            clusters: model.live.map((l) => ({ name: l.cluster, weight: { value: l.weight }, response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)] })),
+          },
+        };
+  out.push({
+    name: name('split'),
+    match,
+    route: routeAction(model, prefixRewrite, target),
+    ...(only && model.live.length === 1 && { response_headers_to_add: [header(SERVED_VERSION_HEADER, only.version)] }),
+  });
+  return out;
+}
+
+/** A host pattern without its port: listeners already separate ports, and the route table ignores them. */
+function hostOnly(pattern: string): string {
+  return pattern === '*' ? '*' : pattern.replace(/:\d+$/, '');
+}
+
+/** Whether a host pattern matches every host a virtual host's domain can match. */
+export function covers(pattern: string, domain: string): boolean {
+  if (pattern === '*' || pattern === domain) return true;
+  return pattern.startsWith('*.') && domain !== '*' && domain.endsWith(pattern.slice(1));
+}
+
+/** Higher for a more specific host pattern: exact names, then longer wildcard suffixes, then '*'. */
+function specificity(pattern: string): number {
+  if (pattern === '*') return 0;
+  if (pattern.startsWith('*.')) return pattern.length;
+  return 10_000 + pattern.length;
+}
+
+interface Claim {
+  readonly model: ModelIR;
+  readonly route: PublicRoute;
+  readonly host: string;
+}
+
+export function routeConfiguration(ir: GatewayIR, listener: string): object {
+  const claims: Claim[] = [];
+  for (const model of ir.models) {
+    for (const route of model.routes) if (route.listener === listener) claims.push({ model, route, host: hostOnly(route.host) });
+  }
+  const domains = [...new Set(['*', ...claims.map((c) => c.host)])].sort((a, b) => specificity(b) - specificity(a) || (a < b ? -1 : a > b ? 1 : 0));
+  const virtualHosts = domains.map((domain) => {
+    const mine = claims
+      .filter((c) => covers(c.host, domain))
+      // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
+      .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (a.model.name < b.model.name ? -1 : 1));
+    const routes: object[] = [];
+    const seen = new Set<string>();
+    for (const c of mine) {
+      // A prefix is served once per virtual host: by the claim of the most specific host.
+      if (seen.has(c.route.pathPrefix)) continue;
+      seen.add(c.route.pathPrefix);
+      const rw = rewrites(c.model);
+      const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
+      routes.push(...modelRoutes(c.model, { path: prefix || '/' }, rw.exact));
+      routes.push(...modelRoutes(c.model, { prefix: `${prefix}/` }, rw.below));
+    }
+    routes.push({ name: 'no-route', match: { prefix: '/' }, ...jsonError(404, 'no_route', 'no model is published at this path') });
+    return { name: domain === '*' ? 'any' : domain, domains: [domain], routes };
+  });
+  return { name: listener, virtual_hosts: virtualHosts, ignore_port_in_host_matching: true };
+}
+
+export function translateRoutes(ir: GatewayIR): ResourceInput[] {
+  return ir.listeners.map((l) => ({ typeUrl: TypeUrl.RouteConfiguration, name: l.name, message: routeConfiguration(ir, l.name) }));
+}
