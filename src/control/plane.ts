@@ -63,6 +63,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     onRegistry(options.registry);
   } else if (options.mlflow) {
     const client = new MlflowClient(options.mlflow);
+    // Every registered model is fetched, not only those the policy names: a policy edit that starts using a
+    // model must find it in the snapshot it is checked against.
     poller = new RegistryPoller({ client, intervalMs: options.pollIntervalMs });
     poller.on('snapshot', onRegistry);
   } else {
@@ -90,14 +92,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   const first = await watcher.start();
   if (first.result === 'rejected') log.error({ dir: options.policyDir }, 'the policy directory is not valid; waiting for a good edit');
-  poller?.start();
+  if (poller) void poller.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('stopping: ending xDS streams; Envoys keep their configuration');
       await watcher.stop();
-      poller?.stop();
+      await poller?.stop();
       xds.endAll();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

@@ -1,0 +1,163 @@
+import { MlflowError, MlflowRest, isNotFound, type MlflowClientOptions } from './mlflow-rest.js';
+import {
+  isPrompt,
+  modelVersionsPage,
+  parseAnswer,
+  registeredModelAnswer,
+  registeredModelsPage,
+  toModelVersion,
+  toRegisteredModel,
+  type WireRegisteredModel,
+} from './mlflow-wire.js';
+import { registrySnapshotFrom } from './snapshot.js';
+import type { ModelVersion, RegisteredModel, RegistrySnapshot } from './types.js';
+
+/**
+ * MlflowClient reads the MLflow Model Registry over the REST API 2.0 and turns it into RegistrySnapshots.
+ * It only reads; MlflowAdmin writes.
+ */
+
+export { MlflowError, isNotFound, mlflowClientOptionsFromEnv, type MlflowClientOptions, type MlflowFailure } from './mlflow-rest.js';
+
+/** A registered model without its versions (which MLflow serves from a separate search). */
+export type RegisteredModelInfo = Omit<RegisteredModel, 'versions'>;
+
+// A server that keeps answering with a next_page_token is broken; stop rather than loop forever.
+const MAX_PAGES = 10_000;
+// Per-name fetches in flight at once when a snapshot is limited to named models.
+const NAME_CONCURRENCY = 4;
+
+/**
+ * The search-filter form of `name = <name>`. MLflow's filter grammar has no escape character, so a name is
+ * quoted with whichever quote it does not contain.
+ */
+export function nameFilter(name: string): string {
+  if (!name.includes("'")) return `name='${name}'`;
+  if (!name.includes('"')) return `name="${name}"`;
+  throw new MlflowError('bad_response', `the model name ${JSON.stringify(name)} has both quote characters and cannot be put in an MLflow search filter`, 'model-versions/search');
+}
+
+export class MlflowClient {
+  private readonly rest: MlflowRest;
+  private readonly pageSize: number;
+
+  constructor(options: MlflowClientOptions) {
+    this.rest = new MlflowRest(options);
+    this.pageSize = options.pageSize ?? 1000;
+  }
+
+  /** The tracking server's base URL, without credentials: safe to log. */
+  get trackingUri(): string {
+    return this.rest.baseUrl;
+  }
+
+  /** Every registered model (prompts excluded), following next_page_token to the end. */
+  async listRegisteredModels(): Promise<RegisteredModelInfo[]> {
+    const wire = await this.searchRegisteredModels();
+    return wire.map((m) => infoOf(m));
+  }
+
+  /** One registered model, or undefined when MLflow has none by that name. */
+  async getRegisteredModel(name: string): Promise<RegisteredModelInfo | undefined> {
+    const wire = await this.getWireRegisteredModel(name);
+    return wire === undefined ? undefined : infoOf(wire);
+  }
+
+  /** alias -> version of one registered model; undefined when the model does not exist. */
+  async aliases(name: string): Promise<Readonly<Record<string, string>> | undefined> {
+    return (await this.getRegisteredModel(name))?.aliases;
+  }
+
+  /** The versions of one model (or of every model when `name` is undefined), all pages, in MLflow's order. */
+  async searchModelVersions(name?: string): Promise<ModelVersion[]> {
+    const path = 'model-versions/search';
+    const out: ModelVersion[] = [];
+    await this.paginate(path, name === undefined ? {} : { filter: nameFilter(name) }, (json, where) => {
+      const page = parseAnswer(modelVersionsPage, json, where);
+      out.push(...page.model_versions.map(toModelVersion));
+      return page.next_page_token;
+    });
+    return out;
+  }
+
+  /**
+   * The registry as one immutable snapshot: every registered model, or only those in `names` (a name MLflow
+   * does not know is simply absent). Fails as a whole if any call fails; there are no partial snapshots.
+   */
+  async fetchSnapshot(names?: readonly string[]): Promise<RegistrySnapshot> {
+    const models = names === undefined ? await this.fetchAll() : await this.fetchNamed(names);
+    return registrySnapshotFrom(models, Date.now());
+  }
+
+  private async fetchAll(): Promise<RegisteredModel[]> {
+    const wire = await this.searchRegisteredModels();
+    const versions = await this.searchModelVersions();
+    const byModel = new Map<string, ModelVersion[]>(wire.map((m) => [m.name, []]));
+    // A version of a model created after the model list was read has no entry and waits for the next fetch.
+    for (const v of versions) byModel.get(v.name)?.push(v);
+    return wire.map((m) => toRegisteredModel(m, byModel.get(m.name) ?? []));
+  }
+
+  private async fetchNamed(names: readonly string[]): Promise<RegisteredModel[]> {
+    const unique = [...new Set(names)];
+    const fetched = await mapLimit(unique, NAME_CONCURRENCY, async (name) => {
+      const wire = await this.getWireRegisteredModel(name);
+      if (wire === undefined || isPrompt(wire)) return undefined;
+      return toRegisteredModel(wire, await this.searchModelVersions(name));
+    });
+    return fetched.filter((m): m is RegisteredModel => m !== undefined);
+  }
+
+  private async searchRegisteredModels(): Promise<WireRegisteredModel[]> {
+    const out: WireRegisteredModel[] = [];
+    await this.paginate('registered-models/search', {}, (json, where) => {
+      const page = parseAnswer(registeredModelsPage, json, where);
+      out.push(...page.registered_models.filter((m) => !isPrompt(m)));
+      return page.next_page_token;
+    });
+    return out;
+  }
+
+  private async getWireRegisteredModel(name: string): Promise<WireRegisteredModel | undefined> {
+    try {
+      const json = await this.rest.get('registered-models/get', { name });
+      return parseAnswer(registeredModelAnswer, json, this.rest.where('GET', 'registered-models/get')).registered_model;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Calls a search endpoint page after page; `read` consumes one page and returns its next_page_token. */
+  private async paginate(path: string, query: Record<string, string>, read: (json: unknown, where: string) => string | undefined): Promise<void> {
+    const seen = new Set<string>();
+    let token: string | undefined;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const json = await this.rest.get(path, { ...query, max_results: this.pageSize, page_token: token });
+      token = read(json, this.rest.where('GET', path));
+      if (token === undefined || token === '') return;
+      if (seen.has(token)) throw new MlflowError('bad_response', 'MLflow repeated the page token of an earlier page', this.rest.where('GET', path));
+      seen.add(token);
+    }
+    throw new MlflowError('bad_response', `MLflow returned more than ${MAX_PAGES} pages`, this.rest.where('GET', path));
+  }
+}
+
+function infoOf(m: WireRegisteredModel): RegisteredModelInfo {
+  const { versions: _versions, ...info } = toRegisteredModel(m, []);
+  return info;
+}
+
+/** `fn` over `items` with at most `limit` calls in flight; results in input order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import type { ModelVersion, RegisteredModel, RegistrySnapshot } from './types.js';
+
+/**
+ * The one place a RegistrySnapshot is assembled, whether its models came from MLflow or from a file: the
+ * same ordering, the same alias bookkeeping and the same hash, so equal content always means equal hashes.
+ */
+
+/** Orders MLflow version numbers as numbers ("2" before "10"); anything non-numeric sorts after, by text. */
+export function compareVersionNumbers(a: string, b: string): number {
+  const x = Number(a);
+  const y = Number(b);
+  const xNum = a !== '' && Number.isFinite(x);
+  const yNum = b !== '' && Number.isFinite(y);
+  if (xNum && yNum && x !== y) return x - y;
+  if (xNum !== yNum) return xNum ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** A copy of a string record with its keys in sorted order, so its JSON text depends only on content. */
+function sortedRecord(record: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  return Object.freeze(Object.fromEntries(Object.entries(record).sort(([a], [b]) => byText(a, b))));
+}
+
+/**
+ * One model in canonical form. The model-level alias map is the source of truth (MLflow moves an alias
+ * atomically there); an alias a version reports that the map lacks is added, one that contradicts the map
+ * (read a moment apart from it, while the alias moved) is dropped. Each version's aliases are then derived
+ * from the map, so the two views can never disagree.
+ */
+export function normalizeModel(model: RegisteredModel): RegisteredModel {
+  const versions = [...model.versions].sort((a, b) => compareVersionNumbers(a.version, b.version));
+  const aliases: Record<string, string> = { ...model.aliases };
+  for (const v of versions) for (const alias of v.aliases) aliases[alias] ??= v.version;
+  const aliasesOf = new Map<string, string[]>();
+  for (const [alias, version] of Object.entries(aliases)) aliasesOf.set(version, [...(aliasesOf.get(version) ?? []), alias]);
+  return Object.freeze({
+    name: model.name,
+    description: model.description,
+    tags: sortedRecord(model.tags),
+    aliases: sortedRecord(aliases),
+    versions: Object.freeze(
+      versions.map(
+        (v): ModelVersion =>
+          Object.freeze({
+            name: model.name,
+            version: v.version,
+            status: v.status,
+            stage: v.stage,
+            aliases: Object.freeze([...(aliasesOf.get(v.version) ?? [])].sort(byText)),
+            tags: sortedRecord(v.tags),
+            source: v.source,
+            runId: v.runId,
+            createdAt: v.createdAt,
+            updatedAt: v.updatedAt,
+          }),
+      ),
+    ),
+  });
+}
+
+/** The content hash of normalized models (sorted by name): sha256 hex over every field, fetch time excluded. */
+export function registryHash(models: readonly RegisteredModel[]): string {
+  // Objects are built with a fixed key order and sorted records, so JSON.stringify is canonical here.
+  // Versioned, so a change in what the hash covers changes every hash rather than colliding silently.
+  return createHash('sha256')
+    .update(JSON.stringify({ format: 'flowgate.registry/v1', models }))
+    .digest('hex');
+}
+
+/** Builds the immutable snapshot of `models` (any order, any alias bookkeeping) fetched at `fetchedAt`. */
+export function registrySnapshotFrom(models: readonly RegisteredModel[], fetchedAt: number = Date.now()): RegistrySnapshot {
+  const normalized = models.map(normalizeModel).sort((a, b) => byText(a.name, b.name));
+  return Object.freeze({
+    fetchedAt,
+    hash: registryHash(normalized),
+    models: new Map(normalized.map((m) => [m.name, m])),
+  });
+}

@@ -1,0 +1,208 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { MlflowAdmin } from '../../src/registry/mlflow-admin.js';
+import { freePort } from './ports.js';
+import { startProcess, waitFor, type ManagedProcess } from './process.js';
+import { repoRoot, venvBin } from './venv.js';
+
+/**
+ * A real MLflow tracking server (the mlflow wheel in .venv) on a loopback port with its own SQLite store,
+ * that a test can stop, freeze and bring back on the same port with the same data; and `mlflow models
+ * serve` for the demo model. Each command runs in its own process group, because both `mlflow server` and
+ * `mlflow models serve` do their work in a uvicorn child that a signal to the parent alone can orphan.
+ */
+
+export interface MlflowServer {
+  readonly uri: string;
+  readonly port: number;
+  /** Holds mlflow.db and artifacts/. */
+  readonly dir: string;
+  readonly admin: MlflowAdmin;
+  /** The process now running (a new one after restart()). */
+  readonly process: ManagedProcess;
+  /** SIGTERM (SIGKILL after a grace period); the data stays for restart(). */
+  stop(): Promise<void>;
+  /** SIGKILL, no goodbye: what a crash looks like. */
+  kill(): Promise<void>;
+  /** Starts again on the same port and store; resolves when /health answers. */
+  restart(): Promise<void>;
+  /** SIGSTOP: the port stays open but nothing answers, so clients time out. */
+  suspend(): void;
+  resume(): void;
+  /** Logs the demo model (examples/demo-model) as a new version of `name`. */
+  logDemoModel(name: string, label: string, options?: { tags?: Record<string, string>; aliases?: string[] }): Promise<LoggedModel>;
+}
+
+export interface LoggedModel {
+  readonly name: string;
+  readonly version: string;
+  readonly runId: string;
+  readonly source: string;
+}
+
+export interface ServedModel {
+  readonly port: number;
+  /** http://127.0.0.1:port */
+  readonly url: string;
+  readonly process: ManagedProcess;
+  stop(): Promise<void>;
+}
+
+const run = promisify(execFile);
+
+/** The environment MLflow commands run with: the venv first on PATH (models serve execs `uvicorn`), no telemetry. */
+function mlflowEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PATH: `${join(repoRoot, '.venv', 'bin')}:${process.env.PATH ?? ''}`,
+    MLFLOW_DISABLE_TELEMETRY: 'true',
+    DO_NOT_TRACK: 'true',
+    ...extra,
+  };
+  delete env.MLFLOW_TRACKING_TOKEN;
+  delete env.MLFLOW_TRACKING_USERNAME;
+  delete env.MLFLOW_TRACKING_PASSWORD;
+  return env;
+}
+
+/** Signals the whole process group a harness process leads; a group already gone is not an error. */
+function signalGroup(proc: ManagedProcess, signal: NodeJS.Signals): void {
+  const pid = proc.child.pid;
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: every member has exited.
+  }
+}
+
+/** Stops a process group: SIGTERM to all of it, SIGKILL after graceMs, and SIGKILL again for stragglers. */
+async function stopGroup(proc: ManagedProcess, graceMs = 10_000): Promise<void> {
+  signalGroup(proc, 'SIGCONT');
+  signalGroup(proc, 'SIGTERM');
+  const timer = setTimeout(() => signalGroup(proc, 'SIGKILL'), graceMs);
+  await proc.exited;
+  clearTimeout(timer);
+  signalGroup(proc, 'SIGKILL');
+}
+
+const groups = new Set<ManagedProcess>();
+process.on('exit', () => {
+  for (const proc of groups) signalGroup(proc, 'SIGKILL');
+});
+
+function startGroup(name: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): ManagedProcess {
+  const proc = startProcess(name, venvBin('mlflow'), args, { env, cwd, detached: true });
+  groups.add(proc);
+  void proc.exited.then(() => {
+    // The leader is gone; make sure its uvicorn child is too.
+    signalGroup(proc, 'SIGKILL');
+    groups.delete(proc);
+  });
+  return proc;
+}
+
+/** Resolves when GET `url` answers 200; fails at once if the process exits first, with its log. */
+async function untilAnswering(what: string, proc: ManagedProcess, url: string, timeoutMs: number): Promise<void> {
+  let answered = false;
+  const exited = proc.exited.then((code) => {
+    if (!answered) throw new Error(`${what}: exited with ${code} before answering\n--- log ---\n${proc.tail(40)}`);
+  });
+  try {
+    const answers = async (): Promise<true | undefined> => ((await fetch(url, { signal: AbortSignal.timeout(2000) })).status === 200 ? true : undefined);
+    await Promise.race([waitFor(what, answers, { timeoutMs, intervalMs: 250, describe: () => proc.tail(40) }), exited]);
+  } finally {
+    // From here on an exit is the caller's business (stop() causes one), not a failed start.
+    answered = true;
+  }
+}
+
+/** Starts an MLflow tracking server with an empty registry; resolves when /health answers. */
+export async function startMlflow(options: { name?: string } = {}): Promise<MlflowServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-mlflow-'));
+  const uri = `http://127.0.0.1:${port}`;
+  const name = options.name ?? 'mlflow';
+  const args = [
+    'server',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--workers',
+    '1',
+    '--backend-store-uri',
+    `sqlite:///${join(dir, 'mlflow.db')}`,
+    '--default-artifact-root',
+    join(dir, 'artifacts'),
+  ];
+  // No job runner: it is for GenAI jobs, and it forks seven huey consumers that would compete for the CPUs.
+  const env = mlflowEnv({ MLFLOW_SERVER_ENABLE_JOB_EXECUTION: 'false' });
+  let proc: ManagedProcess;
+  const launch = async (): Promise<void> => {
+    proc = startGroup(name, args, env, dir);
+    await untilAnswering(`mlflow server on ${uri}`, proc, `${uri}/health`, 90_000);
+  };
+  await launch();
+  return {
+    uri,
+    port,
+    dir,
+    admin: new MlflowAdmin({ trackingUri: uri }),
+    get process() {
+      return proc;
+    },
+    stop: () => stopGroup(proc),
+    kill: () => stopGroup(proc, 0),
+    restart: async () => {
+      await stopGroup(proc);
+      await launch();
+    },
+    suspend: () => signalGroup(proc, 'SIGSTOP'),
+    resume: () => signalGroup(proc, 'SIGCONT'),
+    logDemoModel: (model, label, logOptions = {}) => logDemoModel(uri, model, label, logOptions),
+  };
+}
+
+/** Runs examples/demo-model/log_model.py against `uri`; resolves with the version it registered. */
+export async function logDemoModel(
+  uri: string,
+  name: string,
+  label: string,
+  options: { tags?: Record<string, string>; aliases?: string[] } = {},
+): Promise<LoggedModel> {
+  const args = [join(repoRoot, 'examples', 'demo-model', 'log_model.py'), '--tracking-uri', uri, '--model-name', name, '--label', label];
+  for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
+  for (const alias of options.aliases ?? []) args.push('--alias', alias);
+  // Its working directory is a scratch one: MLflow may leave files (mlruns/, mlartifacts/) where it runs.
+  const cwd = mkdtempSync(join(tmpdir(), 'flowgate-log-model-'));
+  try {
+    const { stdout } = await run(venvBin('python'), args, { env: mlflowEnv(), cwd, timeout: 120_000 });
+    const lines = stdout.trim().split('\n');
+    return JSON.parse(lines[lines.length - 1] ?? '') as LoggedModel;
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(`log_model.py ${name} ${label} failed: ${err instanceof Error ? err.message : String(err)}\n${stderr.slice(-3000)}`);
+  }
+}
+
+/** Serves models:/name/version with `mlflow models serve` (local env, nothing installed); resolves when /ping answers. */
+export async function serveModel(uri: string, name: string, version: string): Promise<ServedModel> {
+  const port = await freePort();
+  const cwd = mkdtempSync(join(tmpdir(), 'flowgate-serve-'));
+  const proc = startGroup(
+    `mlflow-serve-${name}-v${version}`,
+    ['models', 'serve', '-m', `models:/${name}/${version}`, '--env-manager', 'local', '--host', '127.0.0.1', '-p', String(port), '--workers', '1'],
+    mlflowEnv({ MLFLOW_TRACKING_URI: uri }),
+    cwd,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await untilAnswering(`mlflow models serve ${name}/${version} on ${url}`, proc, `${url}/ping`, 120_000).catch(async (err: unknown) => {
+    await stopGroup(proc);
+    throw err;
+  });
+  return { port, url, process: proc, stop: () => stopGroup(proc) };
+}
