@@ -1,0 +1,97 @@
+import { Counter } from 'prom-client';
+import { metricsRegistry } from '../../src/observability/metrics.js';
+import { CREDENTIAL_HEADERS } from './credentials.js';
+
+/**
+ * The authorization decision handed to the ext_authz server, how each kind is built, and the metric that
+ * counts them. Messages and bodies are built from policy names and fixed text only, never from a credential.
+ */
+
+/** The header naming the authenticated consumer to the upstream (and to the rate-limit and quota filters). */
+export const CONSUMER_HEADER = 'x-flowgate-consumer';
+
+export type DenyCode = 'missing_credentials' | 'invalid_credentials' | 'expired_token' | 'forbidden' | 'unknown_model';
+
+/**
+ * Let the request through. `headersToSet` must overwrite (not append to) what the client sent;
+ * `headersToRemove` never names a header in `headersToSet`, so the order Envoy applies them in does not matter.
+ */
+export interface AuthzAllow {
+  readonly allow: true;
+  readonly consumer?: string;
+  readonly roles: readonly string[];
+  readonly headersToSet: Record<string, string>;
+  readonly headersToRemove: string[];
+}
+
+/** Refuse the request with this status, JSON body and headers. */
+export interface AuthzDeny {
+  readonly allow: false;
+  readonly status: 401 | 403;
+  readonly code: DenyCode;
+  readonly message: string;
+  readonly consumer?: string;
+  readonly body: string;
+  readonly headers: Record<string, string>;
+}
+
+export type AuthzDecision = AuthzAllow | AuthzDeny;
+
+/** Why a request was allowed: no credential needed, or how its consumer was identified. */
+export const ALLOW_REASONS = ['anonymous', 'api_key', 'jwt'] as const;
+/** Why a request was denied; finer than DenyCode, for operators, and still a bounded set. */
+export const DENY_REASONS = [
+  'unknown_model',
+  'missing_credentials',
+  'conflicting_credentials',
+  'malformed_authorization',
+  'invalid_api_key',
+  'malformed_token',
+  'unknown_issuer',
+  'invalid_token',
+  'expired_token',
+  'unknown_subject',
+  'jwks_unavailable',
+  'forbidden',
+  'forbidden_version',
+] as const;
+export type AllowReason = (typeof ALLOW_REASONS)[number];
+export type DenyReason = (typeof DENY_REASONS)[number];
+
+const decisions = new Counter({
+  name: 'flowgate_filter_authz_decisions_total',
+  help: 'ext_authz decisions, by result (allow|deny) and reason (how the caller was identified, or why it was refused).',
+  labelNames: ['result', 'reason'] as const,
+  registers: [metricsRegistry],
+});
+for (const reason of ALLOW_REASONS) decisions.inc({ result: 'allow', reason }, 0);
+for (const reason of DENY_REASONS) decisions.inc({ result: 'deny', reason }, 0);
+
+/** An allow decision that names the consumer upstream (when known) and strips every credential. */
+export function allowDecision(reason: AllowReason, caller?: { readonly consumer: string; readonly roles: readonly string[] }): AuthzAllow {
+  decisions.inc({ result: 'allow', reason });
+  const headersToRemove: string[] = [...CREDENTIAL_HEADERS];
+  if (!caller) {
+    // A client must never name itself to the upstream: with no consumer to set, drop whatever it sent.
+    headersToRemove.push(CONSUMER_HEADER);
+    return { allow: true, roles: [], headersToSet: {}, headersToRemove };
+  }
+  return { allow: true, consumer: caller.consumer, roles: caller.roles, headersToSet: { [CONSUMER_HEADER]: caller.consumer }, headersToRemove };
+}
+
+/** What a 401 tells the client about its bearer credential: absent, or presented and refused. */
+export type Challenge = 'none' | 'invalid_token';
+
+/** A deny decision with its JSON body; a 401 carries the Bearer challenge of RFC 6750. */
+export function denyDecision(
+  reason: DenyReason,
+  d: { status: 401 | 403; code: DenyCode; message: string; consumer?: string | undefined; challenge?: Challenge },
+): AuthzDeny {
+  decisions.inc({ result: 'deny', reason });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (d.status === 401) {
+    headers['www-authenticate'] = d.challenge === 'invalid_token' ? 'Bearer realm="flowgate", error="invalid_token"' : 'Bearer realm="flowgate"';
+  }
+  const body = `${JSON.stringify({ error: d.code, message: d.message })}\n`;
+  return { allow: false, status: d.status, code: d.code, message: d.message, ...(d.consumer !== undefined && { consumer: d.consumer }), body, headers };
+}

@@ -1,0 +1,135 @@
+import { logger } from '../../src/observability/log.js';
+import type { ConsumerPolicy, GatewayPolicy, ModelPolicy } from '../../src/policy/schema.js';
+import { checkAccess } from './access.js';
+import type { Caller, Pins } from './access.js';
+import { presentedCredential } from './credentials.js';
+import type { PresentedCredential } from './credentials.js';
+import { allowDecision, denyDecision } from './decision.js';
+import type { AllowReason, AuthzDecision, AuthzDeny } from './decision.js';
+import { JwtVerifier } from './jwt.js';
+import type { JwtFailure, RemoteKeySetOptions } from './jwt.js';
+import { ApiKeyIndex } from './keys.js';
+
+export type { AuthzAllow, AuthzDecision, AuthzDeny, DenyCode } from './decision.js';
+
+/**
+ * The authorization decision for one request to one Model: who is calling (API key or JWT), and whether the
+ * Model's `access` rules let them. Built once per policy; a new policy means a new Authorizer.
+ */
+
+const log = logger('authz');
+
+/** One request as the ext_authz server sees it. */
+export interface AuthzRequest extends Pins {
+  /** The policy Model the route belongs to. */
+  readonly model: string;
+  /** Request headers, names lower-cased. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** The policy documents an Authorizer enforces. */
+export interface AuthzPolicy {
+  readonly gateway: GatewayPolicy;
+  readonly models: readonly ModelPolicy[];
+  readonly consumers: readonly ConsumerPolicy[];
+}
+
+type Identified = { readonly ok: true; readonly caller: Caller; readonly via: Exclude<AllowReason, 'anonymous'> } | { readonly ok: false; readonly deny: AuthzDeny };
+
+const JWT_DENIALS: Readonly<Record<JwtFailure, { reason: Parameters<typeof denyDecision>[0]; code: 'invalid_credentials' | 'expired_token' }>> = {
+  malformed: { reason: 'malformed_token', code: 'invalid_credentials' },
+  unknown_issuer: { reason: 'unknown_issuer', code: 'invalid_credentials' },
+  invalid: { reason: 'invalid_token', code: 'invalid_credentials' },
+  expired: { reason: 'expired_token', code: 'expired_token' },
+  unknown_subject: { reason: 'unknown_subject', code: 'invalid_credentials' },
+  keys_unavailable: { reason: 'jwks_unavailable', code: 'invalid_credentials' },
+};
+
+/** Decides, per request, whether the caller may call the model, and what Envoy should do to the headers. */
+export class Authorizer {
+  private readonly models: ReadonlyMap<string, ModelPolicy>;
+  private readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+  private readonly apiKeys: ApiKeyIndex;
+  readonly jwt: JwtVerifier;
+
+  /** Indexes the policy; remote JWT key sets are fetched on first use (or by `jwt.prefetch()`). */
+  constructor(input: AuthzPolicy, options: { remoteKeySets?: RemoteKeySetOptions } = {}) {
+    this.models = new Map(input.models.map((m) => [m.name, m]));
+    this.consumers = new Map(input.consumers.map((c) => [c.name, c]));
+    this.apiKeys = new ApiKeyIndex(input.consumers);
+    this.jwt = new JwtVerifier(input.gateway.auth.jwt, input.consumers, options.remoteKeySets ? { remote: options.remoteKeySets } : {});
+  }
+
+  /** The decision for one request; never rejects (a failure to verify is a deny, not an error). */
+  async authorize(req: AuthzRequest): Promise<AuthzDecision> {
+    const decision = await this.decide(req);
+    if (!decision.allow) log.debug({ model: req.model, consumer: decision.consumer, code: decision.code, status: decision.status }, 'request denied');
+    return decision;
+  }
+
+  private async decide(req: AuthzRequest): Promise<AuthzDecision> {
+    const model = this.models.get(req.model);
+    if (!model) {
+      // Envoy only calls for routes built from the policy, so this is a policy/route mismatch during a reload.
+      return denyDecision('unknown_model', { status: 403, code: 'unknown_model', message: `model '${req.model}' is not in the serving policy` });
+    }
+    const presented = presentedCredential(req.headers);
+    // A credential that is presented is always checked, even for an open model: a caller whose key was revoked
+    // or whose token expired learns so at once instead of being silently served (and counted) as anonymous.
+    const identified = presented.kind === 'none' ? undefined : await this.identify(presented);
+    if (identified && !identified.ok) return identified.deny;
+
+    if (!model.access) return identified ? allowDecision(identified.via, identified.caller) : allowDecision('anonymous');
+    if (!identified) {
+      return denyDecision('missing_credentials', {
+        status: 401,
+        code: 'missing_credentials',
+        message: `model '${model.name}' needs an API key (x-api-key or authorization: Bearer) or a JWT (authorization: Bearer)`,
+      });
+    }
+    const { caller } = identified;
+    // Pins only choose a version when the model allows pinning; otherwise they change nothing and neither do their rules.
+    const pins: Pins = model.pinning ? req : {};
+    const verdict = checkAccess(model.access, caller, pins);
+    if (!verdict.admitted) {
+      const what = verdict.rule ? `pin ${'alias' in verdict.rule.selector ? `alias '${verdict.rule.key}'` : `version ${verdict.rule.selector.version}`} of` : 'call';
+      return denyDecision(verdict.rule ? 'forbidden_version' : 'forbidden', {
+        status: 403,
+        code: 'forbidden',
+        message: `consumer '${caller.consumer}' may not ${what} model '${model.name}'`,
+        consumer: caller.consumer,
+      });
+    }
+    return allowDecision(identified.via, caller);
+  }
+
+  /** The consumer a presented credential names, or the 401 that refuses it. */
+  private async identify(presented: Exclude<PresentedCredential, { kind: 'none' }>): Promise<Identified> {
+    switch (presented.kind) {
+      case 'unusable':
+        return { ok: false, deny: denyDecision(presented.reason, { status: 401, code: 'invalid_credentials', message: presented.detail }) };
+      case 'api_key': {
+        const owner = this.apiKeys.lookup(presented.key);
+        const consumer = owner && this.consumers.get(owner.consumer);
+        if (!consumer) {
+          const deny = denyDecision('invalid_api_key', {
+            status: 401,
+            code: 'invalid_credentials',
+            message: 'the API key is not valid',
+            challenge: presented.via === 'bearer' ? 'invalid_token' : 'none',
+          });
+          return { ok: false, deny };
+        }
+        return { ok: true, via: 'api_key', caller: { consumer: consumer.name, roles: consumer.roles } };
+      }
+      case 'jwt': {
+        const outcome = await this.jwt.verify(presented.token);
+        if (!outcome.ok) {
+          const { reason, code } = JWT_DENIALS[outcome.failure];
+          return { ok: false, deny: denyDecision(reason, { status: 401, code, message: outcome.detail, challenge: 'invalid_token' }) };
+        }
+        return { ok: true, via: 'jwt', caller: { consumer: outcome.consumer, roles: outcome.roles } };
+      }
+    }
+  }
+}
