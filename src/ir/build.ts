@@ -1,4 +1,5 @@
 import type { Policy } from '../policy/policy.js';
+import { filterServiceOf, modelFilters } from './filters.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
@@ -72,6 +73,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       listeners: policy.gateway.listeners.map((l) => ({ name: l.name, address: l.address, port: l.port })),
       models,
       alerts,
+      filterService: models.some((m) => m.filters) ? filterServiceOf(policy.gateway) : undefined,
     },
     issues,
   };
@@ -181,6 +183,7 @@ function resolveModel(policy: Policy, model: ModelPolicy, registered: Registered
     mirror,
     settings: settingsOf(model, policy.gateway.defaults),
     keptLastLive,
+    filters: modelFilters(model, policy.consumers.values(), policy.gateway),
   };
 }
 

@@ -68,6 +68,27 @@ export interface ModelIR {
   readonly settings: ModelSettings;
   /** True when the registry gave no live version and the last known ones are kept. */
   readonly keptLastLive: boolean;
+  /** The filter-service calls its routes make; undefined for none. */
+  readonly filters: ModelFilters | undefined;
+}
+
+/** The filter-service calls a model's routes make (src/ir/filters.ts). */
+export interface ModelFilters {
+  /** ext_authz: credentials, access rules, token-quota admission; sets x-flowgate-consumer. */
+  readonly authz: boolean;
+  /** The rate-limit service, with (model, consumer) descriptors. */
+  readonly rateLimit: boolean;
+  /** ext_proc: request body for masking or input-token estimates; response body for masking (buffered) or usage (streamed). */
+  readonly extProc: { readonly requestBody: boolean; readonly responseBody: 'none' | 'buffered' | 'streamed' } | undefined;
+  /** Requests pass when the filter service cannot be reached. */
+  readonly failOpen: boolean;
+}
+
+/** Where Envoys reach the filter service. */
+export interface FilterServiceIR {
+  readonly address: string;
+  readonly port: number;
+  readonly timeoutMs: number;
 }
 
 export interface ListenerIR {
@@ -90,6 +111,8 @@ export interface GatewayIR {
   /** By name, sorted. */
   readonly models: readonly ModelIR[];
   readonly alerts: readonly GatewayAlert[];
+  /** Set when any model's routes call the filter service. */
+  readonly filterService: FilterServiceIR | undefined;
 }
 
 /** The Envoy cluster name of a model version: model_{model}_v{version} (parsed back by the access-log sink). */

@@ -4,6 +4,7 @@ import { duration, struct } from '../proto/codec.js';
 import { configSource, type ConfigSourceMode } from '../xds/config-source.js';
 import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
+import { filtersCluster } from './filters.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -103,5 +104,6 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
       });
     }
   }
+  out.push(...filtersCluster(ir));
   return out;
 }

@@ -3,6 +3,7 @@ import { typed } from '../proto/codec.js';
 import { configSource, type ConfigSourceMode } from '../xds/config-source.js';
 import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
+import { listenerFilters } from './filters.js';
 
 /**
  * One Envoy listener per policy listener: an HTTP connection manager whose routes come over RDS (the route
@@ -12,7 +13,7 @@ import type { ResourceInput } from '../xds/snapshot.js';
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
-export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode): object {
+export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, filters: readonly object[] = []): object {
   return {
     name: listener.name,
     address: { socket_address: { address: listener.address, port_value: listener.port } },
@@ -30,7 +31,7 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode): o
               merge_slashes: true,
               path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
               generate_request_id: { value: true },
-              http_filters: [{ name: 'envoy.filters.http.router', typed_config: typed(ROUTER_TYPE, {}) }],
+              http_filters: [...filters, { name: 'envoy.filters.http.router', typed_config: typed(ROUTER_TYPE, {}) }],
             }),
           },
         ],
@@ -40,5 +41,8 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode): o
 }
 
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
-  return ir.listeners.map((l) => ({ typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode) }));
+  return ir.listeners.map((l) => {
+    const models = ir.models.filter((m) => m.routes.some((r) => r.listener === l.name));
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, listenerFilters(ir, models)) };
+  });
 }

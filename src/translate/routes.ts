@@ -1,6 +1,7 @@
 import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
 import { duration } from '../proto/codec.js';
 import { TypeUrl } from '../xds/resource-types.js';
+import { routeFilterConfig } from './filters.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 
 /**
@@ -48,6 +49,8 @@ function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: s
       ...(s.retries.perTryTimeout !== undefined && { per_try_timeout: duration(s.retries.perTryTimeout) }),
     };
   }
+  const { rateLimits } = routeFilterConfig(model);
+  if (rateLimits) action.rate_limits = rateLimits;
   if (model.mirror) {
     action.request_mirror_policies = [
       { cluster: model.mirror.cluster, runtime_fraction: { default_value: { numerator: Math.round(model.mirror.percent * 10_000), denominator: 'MILLION' } } },
@@ -63,6 +66,8 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
     return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }) }];
   }
   const out: object[] = [];
+  const { perFilter } = routeFilterConfig(model);
+  const filters = perFilter ? { typed_per_filter_config: perFilter } : {};
   const liveVersions = model.live.map((l) => l.version);
   if (model.pinning) {
     for (const l of model.live) {
@@ -71,6 +76,7 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
         match: { ...match, headers: [{ name: VERSION_HEADER, string_match: { exact: l.version } }] },
         route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
         response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)],
+        ...filters,
       });
     }
     for (const [alias, version] of Object.entries(model.pinnableAliases).sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -81,6 +87,7 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
         match: { ...match, headers: [{ name: ALIAS_HEADER, string_match: { exact: alias } }] },
         route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
         response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)],
+        ...filters,
       });
     }
     const notLive = { model: model.name, live_versions: liveVersions, live_aliases: Object.keys(model.pinnableAliases).sort() };
@@ -109,6 +116,7 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
     match,
     route: routeAction(model, prefixRewrite, target),
     ...(only && model.live.length === 1 && { response_headers_to_add: [header(SERVED_VERSION_HEADER, only.version)] }),
+    ...filters,
   });
   return out;
 }

@@ -1,0 +1,219 @@
+import type { ConsumerPolicy, ModelPolicy } from '../../src/policy/schema.js';
+import { LimitRules, counterIndex, distinctCounters, type RequestRule, type WindowName } from './rules.js';
+import type { CounterState, CounterStore } from './store.js';
+import { reportStoreError } from './telemetry.js';
+
+/**
+ * The request-rate decision, independent of gRPC: every request limit that applies to a consumer calling a
+ * model is counted in a fixed window, and the request passes only if no counter went past its limit.
+ *
+ * A refused request still counts against every limit it touched, as in Envoy's reference rate-limit service:
+ * a client that keeps retrying past its limit keeps its windows full.
+ */
+
+/** The state of one limit after a request was counted. */
+export interface LimitStatus {
+  /** Where the limit is written: `Consumer acme: 100 per hour across all models`. */
+  readonly name: string;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly resetInMs: number;
+  readonly window: WindowName;
+  /** This request took the counter past the limit. */
+  readonly exceeded: boolean;
+}
+
+export interface RateDecision {
+  readonly allowed: boolean;
+  /** Why the request was refused: a limit is used up, or the counters could not be reached and the model fails closed. */
+  readonly reason?: 'over_limit' | 'store_unavailable';
+  /** The store failed; `allowed` is then the model's failOpen (a refusal is a 503, not a 429). */
+  readonly storeError: boolean;
+  readonly limits: readonly LimitStatus[];
+  /** The exceeded limit that resets last, or when allowed, the one with the least remaining. */
+  readonly tightest: LimitStatus | undefined;
+  readonly retryAfterSeconds?: number;
+  /** RateLimit-Limit, -Remaining, -Reset (IETF draft: Reset in seconds from now) of the tightest limit; Retry-After when refused. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface RateCheck {
+  /** Undefined for anonymous requests: Model limits apply, all anonymous callers sharing one counter. */
+  readonly consumer: string | undefined;
+  readonly model: string;
+  /** How many requests this one counts as. */
+  readonly hits?: number;
+}
+
+/** Envoy's RateLimitRequest.descriptors, as plain objects. */
+export interface RateLimitDescriptor {
+  readonly entries: readonly { readonly key: string; readonly value: string }[];
+}
+
+export type RateLimitUnit = 'SECOND' | 'MINUTE' | 'HOUR' | 'DAY';
+
+export interface DescriptorStatus {
+  readonly code: 'OK' | 'OVER_LIMIT';
+  readonly currentLimit?: { readonly requestsPerUnit: number; readonly unit: RateLimitUnit };
+  readonly limitRemaining: number;
+  readonly durationUntilResetMs: number;
+}
+
+/** Envoy's RateLimitResponse, as plain objects, plus whether the store failed (the caller may answer UNAVAILABLE). */
+export interface RateLimitAnswer {
+  readonly overallCode: 'OK' | 'OVER_LIMIT';
+  readonly statuses: readonly DescriptorStatus[];
+  readonly headers: Readonly<Record<string, string>>;
+  readonly storeError: boolean;
+}
+
+export interface RateLimiterOptions {
+  readonly store: CounterStore;
+  /** Whether requests to this model pass when the store cannot be reached. */
+  readonly failOpen: (model: string) => boolean;
+  /** The clock, the same one the store uses. */
+  readonly now?: () => number;
+  /** When set, shouldRateLimit applies limits only to this domain (others get OK with no limit); any domain otherwise. */
+  readonly domain?: string;
+}
+
+const NO_LIMITS: RateDecision = { allowed: true, storeError: false, limits: [], tightest: undefined, headers: {} };
+
+export class RateLimiter {
+  private readonly rules: LimitRules;
+  private readonly store: CounterStore;
+  private readonly failOpen: (model: string) => boolean;
+  private readonly now: () => number;
+  private readonly domain: string | undefined;
+
+  constructor(models: readonly ModelPolicy[], consumers: readonly ConsumerPolicy[], options: RateLimiterOptions) {
+    this.rules = new LimitRules(models, consumers);
+    this.store = options.store;
+    this.failOpen = options.failOpen;
+    this.now = options.now ?? Date.now;
+    this.domain = options.domain;
+  }
+
+  /** Counts one request (or `hits`) against every limit on this consumer and model, and decides whether it passes. */
+  async check({ consumer, model, hits = 1 }: RateCheck): Promise<RateDecision> {
+    if (!(Number.isInteger(hits) && hits >= 0)) throw new RangeError(`hits must be a whole number >= 0 (got ${hits})`);
+    const rules = this.rules.requestRules(consumer, model);
+    if (rules.length === 0) return NO_LIMITS;
+    const counters = distinctCounters(rules.map((r) => ({ key: r.counterKey, windowMs: r.windowMs, amount: hits })));
+    let states: CounterState[];
+    try {
+      states = await this.store.incr(counters);
+    } catch (err) {
+      reportStoreError(this.store.kind, 'incr', err);
+      return this.failOpen(model)
+        ? { allowed: true, storeError: true, limits: [], tightest: undefined, headers: {} }
+        : { allowed: false, reason: 'store_unavailable', storeError: true, limits: [], tightest: undefined, headers: {} };
+    }
+    const now = this.now();
+    const indexOf = counterIndex(counters);
+    const limits = rules.map((rule) => limitStatus(rule, states[indexOf(rule.counterKey, rule.windowMs)], now));
+    const exceeded = limits.filter((l) => l.exceeded);
+    if (exceeded.length === 0) {
+      const tightest = leastRemaining(limits);
+      return { allowed: true, storeError: false, limits, tightest, headers: rateLimitHeaders(tightest) };
+    }
+    // Retry-After must outlast every exceeded window, not only the first one found.
+    const tightest = exceeded.reduce((a, b) => (b.resetInMs > a.resetInMs ? b : a));
+    const retryAfterSeconds = Math.max(1, Math.ceil(tightest.resetInMs / 1000));
+    return {
+      allowed: false,
+      reason: 'over_limit',
+      storeError: false,
+      limits,
+      tightest,
+      retryAfterSeconds,
+      headers: { ...rateLimitHeaders(tightest), 'Retry-After': String(retryAfterSeconds) },
+    };
+  }
+
+  /**
+   * Envoy's ShouldRateLimit: each descriptor naming `consumer` and `model` (in any order; other entries are
+   * ignored; no consumer entry means anonymous) is decided as check() and answered with its own status. A
+   * descriptor without a model entry, or in another domain, has no limit and is OK. Like the reference
+   * service, hitsAddend 0 counts as 1.
+   */
+  async shouldRateLimit(domain: string, descriptors: readonly RateLimitDescriptor[], hitsAddend: number): Promise<RateLimitAnswer> {
+    const hits = Number.isInteger(hitsAddend) && hitsAddend > 0 ? hitsAddend : 1;
+    const decisions = await Promise.all(
+      descriptors.map((descriptor) => {
+        const { consumer, model } = descriptorTarget(descriptor);
+        if (model === undefined || (this.domain !== undefined && domain !== this.domain)) return Promise.resolve(NO_LIMITS);
+        return this.check({ consumer, model, hits });
+      }),
+    );
+    const refused = decisions.filter((d) => !d.allowed);
+    let headers: Readonly<Record<string, string>> = {};
+    if (refused.length > 0) {
+      const withLimit = refused.filter((d) => d.tightest !== undefined);
+      if (withLimit.length > 0) headers = withLimit.reduce((a, b) => ((b.retryAfterSeconds ?? 0) > (a.retryAfterSeconds ?? 0) ? b : a)).headers;
+    } else {
+      const tightest = leastRemaining(decisions.flatMap((d) => (d.tightest === undefined ? [] : [d.tightest])));
+      headers = rateLimitHeaders(tightest);
+    }
+    return {
+      overallCode: refused.length > 0 ? 'OVER_LIMIT' : 'OK',
+      statuses: decisions.map(descriptorStatus),
+      headers,
+      storeError: decisions.some((d) => d.storeError),
+    };
+  }
+}
+
+function limitStatus(rule: RequestRule, state: CounterState | undefined, now: number): LimitStatus {
+  // The store answers one state per counter asked; a missing one is a bug here, not a Redis condition.
+  if (state === undefined) throw new Error(`no counter state for ${rule.counterKey}`);
+  return {
+    name: rule.name,
+    limit: rule.requests,
+    remaining: Math.max(0, rule.requests - state.count),
+    resetInMs: Math.max(0, state.resetAtMs - now),
+    window: rule.per,
+    exceeded: state.count > rule.requests,
+  };
+}
+
+/** The limit with the least remaining; of equals, the one that resets last. */
+function leastRemaining(limits: readonly LimitStatus[]): LimitStatus | undefined {
+  let best: LimitStatus | undefined;
+  for (const l of limits) {
+    if (best === undefined || l.remaining < best.remaining || (l.remaining === best.remaining && l.resetInMs > best.resetInMs)) best = l;
+  }
+  return best;
+}
+
+/** The IETF draft RateLimit fields of one limit (none when no limit applies). */
+export function rateLimitHeaders(limit: LimitStatus | undefined): Record<string, string> {
+  if (limit === undefined) return {};
+  return {
+    'RateLimit-Limit': String(limit.limit),
+    'RateLimit-Remaining': String(limit.remaining),
+    'RateLimit-Reset': String(Math.ceil(limit.resetInMs / 1000)),
+  };
+}
+
+function descriptorTarget(descriptor: RateLimitDescriptor): { consumer: string | undefined; model: string | undefined } {
+  let consumer: string | undefined;
+  let model: string | undefined;
+  for (const { key, value } of descriptor.entries) {
+    if (key === 'consumer') consumer ??= value;
+    else if (key === 'model') model ??= value;
+  }
+  return { consumer, model };
+}
+
+function descriptorStatus(decision: RateDecision): DescriptorStatus {
+  const code = decision.allowed ? 'OK' : 'OVER_LIMIT';
+  const limit = decision.tightest;
+  if (limit === undefined) return { code, limitRemaining: 0, durationUntilResetMs: 0 };
+  return {
+    code,
+    currentLimit: { requestsPerUnit: limit.limit, unit: limit.window.toUpperCase() as RateLimitUnit },
+    limitRemaining: limit.remaining,
+    durationUntilResetMs: limit.resetInMs,
+  };
+}

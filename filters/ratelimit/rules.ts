@@ -1,0 +1,139 @@
+import { WINDOW_MS, type ConsumerPolicy, type ModelPolicy } from '../../src/policy/schema.js';
+
+/**
+ * Which request limits and token quotas of the policy apply to one consumer calling one model, and the
+ * counter each one counts in. Limits that count the same events (a Model's per-consumer limit and a
+ * Consumer's limit on that model) share a counter, so a request is counted once however many rules watch it.
+ */
+
+export type WindowName = keyof typeof WINDOW_MS;
+export type TokenKind = 'input' | 'output' | 'total';
+
+/** The consumer name anonymous requests are counted under; policy names start with a letter or digit, so it cannot collide. */
+export const ANONYMOUS = '-anonymous-';
+
+/** One request limit as it applies to one consumer and model. */
+export interface RequestRule {
+  /** Where the limit is written, for people: `Model chat: 5 per minute per consumer`. */
+  readonly name: string;
+  readonly requests: number;
+  readonly per: WindowName;
+  readonly windowMs: number;
+  readonly counterKey: string;
+}
+
+/** One token quota as it applies to one consumer and model. */
+export interface QuotaRule {
+  readonly name: string;
+  readonly tokens: number;
+  readonly per: WindowName;
+  readonly windowMs: number;
+  readonly count: TokenKind;
+  /** The tokens charged in the window. */
+  readonly tokensKey: string;
+  /** The answers charged in the window (for the average charge per answer). */
+  readonly answersKey: string;
+}
+
+/** The policy's limits and quotas, indexed by model and consumer name. */
+export class LimitRules {
+  private readonly models: ReadonlyMap<string, ModelPolicy>;
+  private readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+
+  constructor(models: readonly ModelPolicy[], consumers: readonly ConsumerPolicy[]) {
+    this.models = new Map(models.map((m) => [m.name, m]));
+    this.consumers = new Map(consumers.map((c) => [c.name, c]));
+  }
+
+  /** A bounded metric label for a consumer: its policy name, or a fixed stand-in. */
+  consumerLabel(consumer: string | undefined): string {
+    if (consumer === undefined) return ANONYMOUS;
+    return this.consumers.has(consumer) ? consumer : '-unknown-';
+  }
+
+  /** A bounded metric label for a model: its policy name, or a fixed stand-in. */
+  modelLabel(model: string): string {
+    return this.models.has(model) ? model : '-unknown-';
+  }
+
+  /**
+   * The request limits on `consumer` calling `model`: the Model's limits (per consumer; anonymous callers
+   * share one counter) and the Consumer's limits across all models or on this one.
+   */
+  requestRules(consumer: string | undefined, model: string): RequestRule[] {
+    const who = consumer ?? ANONYMOUS;
+    const rules: RequestRule[] = [];
+    for (const limit of this.models.get(model)?.rateLimits ?? []) {
+      rules.push({ ...limit, name: `Model ${model}: ${limit.requests} per ${limit.per} per consumer`, windowMs: WINDOW_MS[limit.per], counterKey: `req:${scope(who, model)}` });
+    }
+    for (const limit of this.consumerPolicy(consumer)?.rateLimits ?? []) {
+      if (limit.model !== undefined && limit.model !== model) continue;
+      const where = limit.model === undefined ? 'across all models' : `on model ${model}`;
+      rules.push({
+        requests: limit.requests,
+        per: limit.per,
+        name: `Consumer ${who}: ${limit.requests} per ${limit.per} ${where}`,
+        windowMs: WINDOW_MS[limit.per],
+        counterKey: `req:${scope(who, limit.model)}`,
+      });
+    }
+    return rules;
+  }
+
+  /** The token quotas on `consumer` calling `model`, chosen as requestRules chooses limits. */
+  quotaRules(consumer: string | undefined, model: string): QuotaRule[] {
+    const who = consumer ?? ANONYMOUS;
+    const rules: QuotaRule[] = [];
+    for (const quota of this.models.get(model)?.tokenQuotas ?? []) {
+      rules.push(quotaRule(quota, `Model ${model}: ${quota.tokens} ${quota.count} tokens per ${quota.per} per consumer`, scope(who, model)));
+    }
+    for (const quota of this.consumerPolicy(consumer)?.tokenQuotas ?? []) {
+      if (quota.model !== undefined && quota.model !== model) continue;
+      const where = quota.model === undefined ? 'across all models' : `on model ${model}`;
+      rules.push(quotaRule(quota, `Consumer ${who}: ${quota.tokens} ${quota.count} tokens per ${quota.per} ${where}`, scope(who, quota.model)));
+    }
+    return rules;
+  }
+
+  private consumerPolicy(consumer: string | undefined): ConsumerPolicy | undefined {
+    return consumer === undefined ? undefined : this.consumers.get(consumer);
+  }
+}
+
+function quotaRule(quota: { tokens: number; per: WindowName; count: TokenKind }, name: string, where: string): QuotaRule {
+  return {
+    name,
+    tokens: quota.tokens,
+    per: quota.per,
+    count: quota.count,
+    windowMs: WINDOW_MS[quota.per],
+    tokensKey: `tok:${quota.count}:${where}`,
+    answersKey: `ans:${where}`,
+  };
+}
+
+// Names reach here from descriptors (request data), so they are encoded: no name can forge another's key.
+function scope(consumer: string, model: string | undefined): string {
+  return `c=${encodeURIComponent(consumer)}:m=${model === undefined ? '*' : encodeURIComponent(model)}`;
+}
+
+/** The distinct counters among `hits`, the first of each kept: rules sharing a counter count an event once. */
+export function distinctCounters<T extends { readonly key: string; readonly windowMs: number }>(hits: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return hits.filter((h) => {
+    const id = counterId(h.key, h.windowMs);
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+/** Finds a counter's position in `distinct` (the order the store answers in) by key and window. */
+export function counterIndex(distinct: readonly { readonly key: string; readonly windowMs: number }[]): (key: string, windowMs: number) => number {
+  const index = new Map(distinct.map((h, i) => [counterId(h.key, h.windowMs), i]));
+  return (key, windowMs) => index.get(counterId(key, windowMs)) ?? -1;
+}
+
+function counterId(key: string, windowMs: number): string {
+  return `${windowMs}|${key}`;
+}

@@ -1,0 +1,46 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pino from 'pino';
+
+/**
+ * The audit log: one JSON line per authorization, rate-limit, quota and masking decision, to stdout or a file
+ * (Gateway.audit). It names the model, the consumer, the decision and why, the request id, and for masking
+ * the rule and JSON path that fired; never a credential, and never a value that was masked.
+ */
+
+export interface AuditEvent {
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage';
+  readonly model: string;
+  readonly consumer?: string | undefined;
+  readonly decision: 'allow' | 'deny' | 'masked' | 'charged';
+  readonly code?: string;
+  readonly status?: number;
+  readonly requestId?: string | undefined;
+  readonly findings?: readonly { readonly rule: string; readonly path: string }[];
+  readonly tokens?: { readonly input: number; readonly output: number; readonly total: number; readonly estimated: boolean };
+}
+
+export interface AuditLog {
+  write(event: AuditEvent): void;
+}
+
+/** An audit log to stdout or to an absolute file path (appended). */
+export function openAuditLog(sink: 'stdout' | 'file', path?: string): AuditLog {
+  let destination: pino.DestinationStream;
+  if (sink === 'file' && path) {
+    mkdirSync(dirname(path), { recursive: true });
+    destination = pino.destination({ dest: path, append: true, sync: false, mkdir: true });
+  } else {
+    destination = pino.destination({ fd: 1, sync: false });
+  }
+  const log = pino({ base: { log: 'flowgate.audit' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: () => ({}) } }, destination);
+  return { write: (event) => log.info(event) };
+}
+
+/** An audit log that keeps events in memory (tests, benchmarks). */
+export class MemoryAuditLog implements AuditLog {
+  readonly events: AuditEvent[] = [];
+  write(event: AuditEvent): void {
+    this.events.push(event);
+  }
+}

@@ -1,0 +1,70 @@
+import type * as grpc from '@grpc/grpc-js';
+import { messageType, TO_OBJECT } from '../../src/proto/root.js';
+
+/**
+ * gRPC method definitions for the services the filter service implements, built from the same protobufjs
+ * root as the xDS server (the Envoy protos inside @grpc/grpc-js-xds). Requests decode to plain objects in
+ * proto field names; responses are plain objects encoded with the message type. A request that does not
+ * decode fails that call with INTERNAL inside grpc-js and never reaches a handler.
+ */
+
+function codec(typeName: string): { encode: (value: object) => Buffer; decode: (buf: Buffer) => unknown } {
+  const type = messageType(typeName);
+  return {
+    encode: (value) => Buffer.from(type.encode(type.fromObject(value)).finish()),
+    decode: (buf) => type.toObject(type.decode(buf), TO_OBJECT),
+  };
+}
+
+function method(path: string, req: string, res: string, stream: boolean): grpc.MethodDefinition<unknown, object> {
+  const request = codec(req);
+  const response = codec(res);
+  return {
+    path,
+    requestStream: stream,
+    responseStream: stream,
+    requestSerialize: (value: unknown) => request.encode(value as object),
+    requestDeserialize: request.decode,
+    responseSerialize: response.encode,
+    responseDeserialize: response.decode as (buf: Buffer) => object,
+  };
+}
+
+export const AUTHORIZATION_SERVICE: grpc.ServiceDefinition = {
+  Check: method('/envoy.service.auth.v3.Authorization/Check', 'envoy.service.auth.v3.CheckRequest', 'envoy.service.auth.v3.CheckResponse', false),
+};
+
+export const RATE_LIMIT_SERVICE: grpc.ServiceDefinition = {
+  ShouldRateLimit: method(
+    '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+    'envoy.service.ratelimit.v3.RateLimitRequest',
+    'envoy.service.ratelimit.v3.RateLimitResponse',
+    false,
+  ),
+};
+
+export const EXTERNAL_PROCESSOR_SERVICE: grpc.ServiceDefinition = {
+  Process: method(
+    '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+    'envoy.service.ext_proc.v3.ProcessingRequest',
+    'envoy.service.ext_proc.v3.ProcessingResponse',
+    true,
+  ),
+};
+
+/** An Envoy HeaderMap as decoded: values in `value` or (newer Envoys) `raw_value` bytes. */
+export function headerMapToRecord(map: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  const headers = (map as { headers?: { key?: string; value?: string; raw_value?: Buffer }[] } | null | undefined)?.headers ?? [];
+  for (const h of headers) {
+    if (!h.key) continue;
+    const value = h.value !== undefined && h.value !== '' ? h.value : h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? '');
+    out[h.key.toLowerCase()] = value;
+  }
+  return out;
+}
+
+/** HeaderValueOptions that replace any value the request already had. */
+export function setHeaders(headers: Readonly<Record<string, string>>): object[] {
+  return Object.entries(headers).map(([key, value]) => ({ header: { key: key.toLowerCase(), value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
+}

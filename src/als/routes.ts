@@ -1,0 +1,7 @@
+import type { AdminServer } from '../admin/server.js';
+import type { TrafficAggregator } from './aggregator.js';
+
+/** Serves the aggregator's summary as JSON at /debug/traffic on the admin endpoint. */
+export function registerTrafficRoutes(admin: AdminServer, aggregator: TrafficAggregator): void {
+  admin.route('/debug/traffic', () => ({ json: aggregator.summary() }));
+}

@@ -1,0 +1,164 @@
+import type { ClientResourceStatus } from '../generated/envoy/admin/v3/ClientResourceStatus.js';
+import type { ClientConfig, _envoy_service_status_v3_ClientConfig_GenericXdsConfig as GenericXdsConfig } from '../generated/envoy/service/status/v3/ClientConfig.js';
+import type { ClientStatusRequest__Output } from '../generated/envoy/service/status/v3/ClientStatusRequest.js';
+import type { ConfigStatus } from '../generated/envoy/service/status/v3/ConfigStatus.js';
+import type { Node } from '../generated/envoy/config/core/v3/Node.js';
+import type { Struct } from '../generated/google/protobuf/Struct.js';
+import type { Timestamp } from '../generated/google/protobuf/Timestamp.js';
+import { FlowgateError } from '../errors.js';
+import { struct } from '../proto/codec.js';
+import type { NodeInfo } from '../xds/cache.js';
+import type { XdsServer } from '../xds/server.js';
+import type { Snapshot, XdsResource } from '../xds/snapshot.js';
+import type { TypeState, XdsStream } from '../xds/stream.js';
+import { matchesNode } from './node-matcher.js';
+
+/**
+ * Client status (CSDS) from the xDS server's own bookkeeping: for every connected node, per resource it
+ * subscribes to, holds or should hold, the version it acknowledged, whether that is what the control plane
+ * wants it to have, and Envoy's error detail when it rejected the update.
+ *
+ *   SYNCED/ACKED       the client acknowledged exactly the resource its group's snapshot has
+ *   STALE              a response changing it was sent and is not acknowledged yet (or its removal is in flight)
+ *   ERROR/NACKED       the client rejected the update that changed it (error_state: Envoy's detail)
+ *   NOT_SENT           the snapshot has a version the client has not been sent yet (ordering, or never asked)
+ *   NOT_SENT/DOES_NOT_EXIST  the client asked for a name the snapshot does not have
+ */
+
+/** What a CSDS request selects: node matchers (any may match; none: every node) and whether to omit configs. */
+export type ClientStatusQuery = Pick<ClientStatusRequest__Output, 'node_matchers' | 'exclude_resource_contents'>;
+
+/** The ClientConfig of every connected node the query matches, one per node id, sorted by node id. */
+export function clientConfigs(xds: XdsServer, query: ClientStatusQuery): ClientConfig[] {
+  const byNode = new Map<string, XdsStream[]>();
+  for (const stream of xds.openStreams()) {
+    if (!stream.node) continue;
+    const list = byNode.get(stream.node.id) ?? [];
+    list.push(stream);
+    byNode.set(stream.node.id, list);
+  }
+  const out: ClientConfig[] = [];
+  for (const [id, streams] of [...byNode].sort(([a], [b]) => a.localeCompare(b))) {
+    if (query.node_matchers.length > 0 && !query.node_matchers.some((m) => matchesNode(m, id))) continue;
+    // A node can briefly have an old and a new stream (reconnect): per type, the newest stream wins.
+    const newestFirst = [...streams].sort((a, b) => b.identity.id - a.identity.id);
+    const byType = new Map<string, GenericXdsConfig[]>();
+    for (const stream of newestFirst) {
+      const snapshot = xds.cache.getSnapshot(stream.group);
+      for (const st of stream.typeStates()) {
+        if (byType.has(st.typeUrl)) continue;
+        byType.set(st.typeUrl, resourceConfigs(st, stream.identity.transport, snapshot, !query.exclude_resource_contents));
+      }
+    }
+    const newest = newestFirst[0];
+    if (!newest?.node) continue;
+    out.push({ node: toNode(newest.node), generic_xds_configs: [...byType.values()].flat() });
+  }
+  return out;
+}
+
+interface Acked {
+  /** The resource's content-hash version the client holds. */
+  readonly version: string;
+  readonly resource: XdsResource | undefined;
+}
+
+/** The per-resource status of one type on one stream. */
+export function resourceConfigs(st: TypeState, transport: 'sotw' | 'delta', snapshot: Snapshot | undefined, withContents: boolean): GenericXdsConfig[] {
+  const current = snapshot?.resources(st.typeUrl) ?? new Map<string, XdsResource>();
+  const acked = ackedResources(st, transport, current);
+  const names = new Set<string>([...(st.wildcard ? current.keys() : []), ...st.names, ...acked.keys()]);
+  const pending = st.pending;
+  const nackedLast = st.lastNack !== null && (st.lastAck === null || st.lastNack.at >= st.lastAck.at);
+  const out: GenericXdsConfig[] = [];
+  for (const name of [...names].sort()) {
+    const want = current.get(name);
+    const ack = acked.get(name);
+    const sent = pending?.resources.get(name);
+    const versionInfo = ack ? (transport === 'sotw' ? st.heldVersion : ack.version) : '';
+    const base = {
+      type_url: st.typeUrl,
+      name,
+      version_info: versionInfo,
+      ...(ack && withContents && ack.resource ? { xds_config: anyOf(ack.resource) } : {}),
+      ...(ack && st.lastAck ? { last_updated: timestamp(st.lastAck.at) } : {}),
+    };
+    const status = (config_status: ConfigStatus, client_status: ClientResourceStatus): GenericXdsConfig => ({ ...base, config_status, client_status });
+    if (ack && want && ack.version === want.version) {
+      out.push(status('SYNCED', 'ACKED'));
+    } else if (sent && sent.version !== ack?.version) {
+      out.push(status('STALE', ack ? 'ACKED' : 'REQUESTED'));
+    } else if (want && nackedLast && st.lastNack) {
+      out.push({
+        ...status('ERROR', 'NACKED'),
+        error_state: {
+          details: st.lastNack.detail,
+          version_info: st.lastNack.systemVersion,
+          last_update_attempt: timestamp(st.lastNack.at),
+          ...(withContents ? { failed_configuration: anyOf(want) } : {}),
+        },
+      });
+    } else if (want) {
+      out.push(status('NOT_SENT', ack ? 'ACKED' : 'REQUESTED'));
+    } else if (ack) {
+      // The snapshot dropped it and the client still holds it: its removal is in flight or still to come.
+      const removalSent = pending !== null && (transport === 'sotw' ? !pending.resources.has(name) : pending.previous.has(name));
+      out.push(status(removalSent ? 'STALE' : 'NOT_SENT', 'ACKED'));
+    } else {
+      out.push(status('NOT_SENT', 'DOES_NOT_EXIST'));
+    }
+  }
+  return out;
+}
+
+/**
+ * What the client has acknowledged, by name. SotW: the set of its last ACK. Delta: what it holds, minus the
+ * optimistic changes of the pending push (restored to the version held before it).
+ */
+function ackedResources(st: TypeState, transport: 'sotw' | 'delta', current: ReadonlyMap<string, XdsResource>): Map<string, Acked> {
+  const out = new Map<string, Acked>();
+  if (transport === 'sotw') {
+    for (const [name, r] of st.heldContent) out.set(name, { version: r.version, resource: r });
+    return out;
+  }
+  const previous = st.pending?.previous ?? new Map<string, string | undefined>();
+  const versions = new Map(st.held);
+  for (const [name, before] of previous) {
+    if (before === undefined) versions.delete(name);
+    else versions.set(name, before);
+  }
+  for (const [name, version] of versions) {
+    const r = current.get(name);
+    out.set(name, { version, resource: r?.version === version ? r : undefined });
+  }
+  return out;
+}
+
+function anyOf(r: XdsResource): { type_url: string; value: Uint8Array } {
+  return { type_url: r.typeUrl, value: r.body };
+}
+
+function timestamp(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: String(seconds), nanos: (ms - seconds * 1000) * 1e6 };
+}
+
+function toNode(node: NodeInfo): Node {
+  const slash = node.userAgent.indexOf('/');
+  return {
+    id: node.id,
+    cluster: node.cluster,
+    // protobufjs' Struct keeps camelCase Value fields; the generated type spells them snake_case.
+    metadata: struct(node.metadata as Record<string, unknown>) as unknown as Struct,
+    user_agent_name: slash < 0 ? node.userAgent : node.userAgent.slice(0, slash),
+    user_agent_version: slash < 0 ? '' : node.userAgent.slice(slash + 1),
+    ...(node.locality ? { locality: { ...node.locality } } : {}),
+  };
+}
+
+/** A CSDS request the server cannot answer as asked (an unsupported matcher). */
+export class ClientStatusQueryError extends FlowgateError {
+  constructor(message: string) {
+    super('csds_unsupported_matcher', message, 'csds');
+  }
+}
