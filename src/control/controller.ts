@@ -11,6 +11,8 @@ import { translateGateway } from '../translate/index.js';
 import type { SnapshotCache } from '../xds/cache.js';
 import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../xds/config-source.js';
 import { Snapshot } from '../xds/snapshot.js';
+import { TypeUrl } from '../xds/resource-types.js';
+import { FILTER_POLICY_NAME, filterPolicyOf, filterPolicyResource, type FilterPolicy } from '../../filters/service/policy.js';
 
 /**
  * GatewayController: the one place where policy and registry meet. Each time either changes it builds the
@@ -56,6 +58,8 @@ const liveVersionsGauge = new Gauge({
 
 export interface ControllerOptions {
   readonly cache: SnapshotCache;
+  /** Called with each new filter policy and its resource version (the embedded filter service). */
+  readonly onFilterPolicy?: (policy: FilterPolicy, version: string) => void;
   /** The xDS modes to build snapshots for (group names in the cache); default all three. */
   readonly modes?: readonly ConfigSourceMode[];
   readonly log?: Logger;
@@ -69,6 +73,7 @@ export class GatewayController {
   private ir: GatewayIR | undefined;
   private readonly snapshots = new Map<ConfigSourceMode, Snapshot>();
   private activeAlerts = new Set<string>();
+  private filterPolicyVersion: string | undefined;
 
   constructor(private readonly options: ControllerOptions) {
     this.log = options.log ?? logger('controller');
@@ -109,13 +114,15 @@ export class GatewayController {
     this.rebuild('registry');
   }
 
-  /** Whether builds wait for a registry (serve with an MLflow URI) or run from the policy alone. */
+  /** Builds and publishes once both a policy and a registry snapshot are known. */
   private rebuild(cause: 'policy' | 'registry'): void {
     if (!this.policy || !this.registry) return;
     const { ir } = buildGatewayIR(this.policy, this.registry, this.ir);
     let next: Map<ConfigSourceMode, Snapshot>;
+    const filterPolicy = filterPolicyOf(this.policy, ir);
     try {
-      next = new Map(this.modes.map((mode) => [mode, Snapshot.from(translateGateway(ir, mode), this.snapshots.get(mode))]));
+      const shared = filterPolicyResource(filterPolicy);
+      next = new Map(this.modes.map((mode) => [mode, Snapshot.from([...translateGateway(ir, mode), shared], this.snapshots.get(mode))]));
     } catch (err) {
       builds.inc({ result: 'failed' });
       this.log.error({ cause, err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
@@ -134,6 +141,11 @@ export class GatewayController {
       this.options.cache.setSnapshot(mode, snapshot);
     }
     if (ads) snapshotVersion.set(parseInt(ads.version.slice(0, 12), 16));
+    const fpVersion = ads?.get(TypeUrl.FilterPolicy, FILTER_POLICY_NAME)?.version;
+    if (fpVersion && fpVersion !== this.filterPolicyVersion) {
+      this.filterPolicyVersion = fpVersion;
+      this.options.onFilterPolicy?.(filterPolicy, fpVersion);
+    }
     builds.inc({ result: 'published' });
     const live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => `v${l.version}:${l.weight}%`).join(' ')]));
     this.log.info({ cause, version: ads?.version, policy: ir.policyHash.slice(0, 16), registry: ir.registryHash.slice(0, 16), live }, 'snapshot published');

@@ -13,6 +13,8 @@ import { SnapshotCache } from '../xds/cache.js';
 import { configSourceModeOf } from '../xds/config-source.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
 import { GatewayController } from './controller.js';
+import { startFilterServer } from '../../filters/service/server.js';
+import type { FilterPolicy } from '../../filters/service/policy.js';
 
 /**
  * The control plane process: policy watcher + registry poller -> controller -> snapshot cache -> xDS server,
@@ -32,10 +34,14 @@ export interface ControlPlaneOptions {
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
+  /** Run the filter service in this process, fed by the controller directly; absent: none (run `flowgate filters`). */
+  readonly filters?: { readonly host: string; readonly port: number; readonly redisUrl?: string | undefined };
 }
 
 export interface ControlPlane {
   readonly xdsPort: number;
+  /** The embedded filter service's port, when it runs. */
+  readonly filtersPort: number | undefined;
   readonly adminPort: number;
   readonly controller: GatewayController;
   /** Graceful stop: Envoys keep their last config and reconnect to another replica (or to this one restarted). */
@@ -46,7 +52,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   enableProcessMetrics();
   // Snapshots are built once per xDS mode; a node's group is the mode its bootstrap declared.
   const cache = new SnapshotCache({ groupOf: (node) => configSourceModeOf(node.metadata) });
-  const controller = new GatewayController({ cache });
+  const filters = options.filters ? await startFilterServer(options.filters) : undefined;
+  const controller = new GatewayController({ cache, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
   const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });
   let poller: RegistryPoller | undefined;
 
@@ -111,9 +118,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           resolve();
         });
       });
+      await filters?.stop();
       await admin.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'admin close failed'));
       log.info('stopped');
     })());
 
-  return { xdsPort, adminPort, controller, stop };
+  return { xdsPort, adminPort, filtersPort: filters?.port, controller, stop };
 }

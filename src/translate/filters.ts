@@ -138,7 +138,7 @@ export function routeFilterConfig(model: ModelIR): { perFilter?: Record<string, 
   if (f.rateLimit) {
     out.rateLimits = [
       {
-        stage: stage(v),
+        stage: { value: stage(v) },
         actions: [
           { generic_key: { descriptor_key: 'model', descriptor_value: model.name } },
           // Set by ext_authz (which removes any value the client sent); absent for anonymous callers.

@@ -34,6 +34,9 @@ export async function startFlowgate(options: {
   registryFile?: string;
   pollIntervalMs?: number;
   xdsPort?: number;
+  /** Run the embedded filter service on this port; absent: --no-filters. */
+  filtersPort?: number;
+  redisUrl?: string;
   env?: Record<string, string>;
   name?: string;
 }): Promise<FlowgateProcess> {
@@ -51,6 +54,8 @@ export async function startFlowgate(options: {
     `127.0.0.1:${xdsPort}`,
     '--admin-listen',
     `127.0.0.1:${adminPort}`,
+    ...(options.filtersPort ? ['--filters-listen', `127.0.0.1:${options.filtersPort}`] : ['--no-filters']),
+    ...(options.redisUrl ? ['--redis-url', options.redisUrl] : []),
   ];
   const [cmd, argv] = cliArgs(args);
   const proc = startProcess(options.name ?? 'flowgate-serve', cmd, argv, {

@@ -15,6 +15,9 @@ export const serveCommand: Command = {
     'poll-interval': { type: 'string', description: 'MLflow poll interval, in ms', env: 'FLOWGATE_POLL_INTERVAL_MS', default: '5000', placeholder: 'MS' },
     'xds-listen': { type: 'string', description: 'xDS gRPC listen address (Envoys connect here)', env: 'FLOWGATE_XDS_LISTEN', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz, /debug/*)', env: 'FLOWGATE_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.adminPort}`, placeholder: 'HOST:PORT' },
+    filters: { type: 'boolean', description: 'run the filter service in this process (--no-filters when it runs as `flowgate filters`)', env: 'FLOWGATE_EMBEDDED_FILTERS', default: true },
+    'filters-listen': { type: 'string', description: 'embedded filter service gRPC listen address', env: 'FLOWGATE_FILTERS_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersPort}`, placeholder: 'HOST:PORT' },
+    'redis-url': { type: 'string', description: 'Redis for rate-limit and quota counters shared by filter replicas (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
   },
   notes: [
     'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
@@ -34,6 +37,9 @@ export const serveCommand: Command = {
       pollIntervalMs,
       xds: hostPort(String(options['xds-listen']), '--xds-listen'),
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
+      ...(options.filters !== false && {
+        filters: { ...hostPort(String(options['filters-listen']), '--filters-listen'), redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined },
+      }),
     });
     const log = logger('serve');
     log.info({ xdsPort: plane.xdsPort, adminPort: plane.adminPort }, 'control plane running');

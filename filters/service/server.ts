@@ -1,0 +1,74 @@
+import * as grpc from '@grpc/grpc-js';
+import { logger } from '../../src/observability/log.js';
+import { RedisStore } from '../ratelimit/redis-store.js';
+import { MemoryStore, type CounterStore } from '../ratelimit/store.js';
+import { openAuditLog, type AuditEvent, type AuditLog } from './audit.js';
+import type { FilterPolicy } from './policy.js';
+import { FilterService } from './service.js';
+
+/**
+ * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
+ * or Redis shared by replicas) and the audit log the policy names.
+ */
+
+const log = logger('filters');
+
+export interface FilterServerOptions {
+  readonly host: string;
+  readonly port: number;
+  /** redis://host:port shared by replicas; absent: counters in memory. */
+  readonly redisUrl?: string | undefined;
+}
+
+export interface FilterServer {
+  readonly port: number;
+  readonly service: FilterService;
+  readonly store: CounterStore;
+  setPolicy(policy: FilterPolicy, version: string): void;
+  stop(): Promise<void>;
+}
+
+/** Opens the audit log on the first policy, from its Gateway.audit settings. */
+class LazyAudit implements AuditLog {
+  private log: AuditLog | undefined;
+  open(policy: FilterPolicy): void {
+    this.log ??= openAuditLog(policy.gateway.audit.sink, policy.gateway.audit.path);
+  }
+  write(event: AuditEvent): void {
+    this.log?.write(event);
+  }
+}
+
+export async function startFilterServer(options: FilterServerOptions): Promise<FilterServer> {
+  const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
+  const audit = new LazyAudit();
+  const service = new FilterService({ store, audit });
+  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 70 * 1024 * 1024 });
+  service.register(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+  log.info({ host: options.host, port, store: store.kind }, 'filter service listening');
+  return {
+    port,
+    service,
+    store,
+    setPolicy: (policy, version) => {
+      audit.open(policy);
+      service.setPolicy(policy, version);
+    },
+    stop: async () => {
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 3000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await store.close();
+    },
+  };
+}

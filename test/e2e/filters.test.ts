@@ -1,0 +1,309 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
+import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { freePorts } from '../harness/ports.js';
+import { waitFor } from '../harness/process.js';
+import { request, type HttpAnswer } from '../harness/traffic.js';
+import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
+
+/**
+ * The filter service through real Envoy: API keys and JWTs, access rules, request rate limits, token quotas
+ * (JSON and SSE usage), masking, and fail-closed / fail-open when the filter service is down. The control
+ * plane runs with its embedded filter service and a registry file (MLflow is covered by registry-routing).
+ */
+
+const KEYS = { acme: 'acme-key-0123456789', beta: 'beta-key-0123456789', quota: 'quota-key-0123456789' } as const;
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+let flowgate: FlowgateProcess;
+let envoy: EnvoyProcess;
+let echo: EchoUpstream;
+let llm: EchoUpstream;
+let sse: EchoUpstream;
+let base: string;
+let dir: string;
+let ports: { listener: number; filters: number; xds: number };
+let signingKey: CryptoKey;
+let otherKey: CryptoKey;
+
+const post = (path: string, headers: Record<string, string> = {}, body = '{"x":1}'): Promise<HttpAnswer> =>
+  request(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+
+async function jwt(key: CryptoKey, subject: string, expiresIn: string | number = '5m'): Promise<string> {
+  return new SignJWT({ roles: ['scorer'] })
+    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+    .setIssuer('https://idp.test/')
+    .setAudience('flowgate')
+    .setSubject(subject)
+    .setIssuedAt()
+    .setExpirationTime(expiresIn)
+    .sign(key);
+}
+
+function policy(listener: number, filters: number, jwks: object): Record<string, string> {
+  return {
+    'gateway.yaml': `kind: Gateway
+listeners: [{ name: public, address: 127.0.0.1, port: ${listener} }]
+filterService: { address: 127.0.0.1, port: ${filters}, timeout: 1s, failOpen: false }
+auth:
+  jwt:
+    - name: corp
+      issuer: https://idp.test/
+      audiences: [flowgate]
+      jwks: ${JSON.stringify(jwks)}
+      algorithms: [RS256]
+      clockSkew: 5s
+`,
+    'consumers.yaml': `kind: Consumer
+name: acme
+roles: [scorer]
+apiKeys: [{ id: acme-1, sha256: ${sha(KEYS.acme)} }]
+rateLimits: [{ requests: 5, per: minute, model: limited }]
+---
+kind: Consumer
+name: beta
+apiKeys: [{ id: beta-1, sha256: ${sha(KEYS.beta)} }]
+rateLimits: [{ requests: 5, per: minute, model: limited }]
+---
+kind: Consumer
+name: quota-user
+apiKeys: [{ id: q-1, sha256: ${sha(KEYS.quota)} }]
+tokenQuotas: [{ tokens: 1000, per: hour, count: total, model: chat }, { tokens: 1000, per: hour, count: total, model: chat-stream }]
+---
+kind: Consumer
+name: svc-a
+jwt: { issuer: corp, subject: svc-a }
+`,
+    'models.yaml': `kind: Model
+name: secure
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+access: { roles: [scorer], consumers: [svc-a] }
+---
+kind: Model
+name: limited
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+access: { consumers: [acme, beta] }
+---
+kind: Model
+name: chat
+upstream: { addressTemplate: "127.0.0.1:${llm.port}" }
+traffic: { stable: { version: "1" } }
+access: { consumers: [quota-user] }
+---
+kind: Model
+name: chat-stream
+upstream: { addressTemplate: "127.0.0.1:${sse.port}" }
+traffic: { stable: { version: "1" } }
+access: { consumers: [quota-user] }
+---
+kind: Model
+name: masked
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+masking:
+  request:
+    fields: [{ path: customer.email }]
+    patterns: [card, email]
+    mode: replace
+  maxBodyBytes: 2048
+---
+kind: Model
+name: lenient
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+access: { roles: [scorer] }
+failOpen: true
+---
+kind: Model
+name: plain
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+`,
+  };
+}
+
+const REGISTRY = JSON.stringify({
+  models: ['secure', 'limited', 'chat', 'chat-stream', 'masked', 'lenient', 'plain'].map((name) => ({ name, versions: [{ version: '1' }] })),
+});
+
+beforeAll(async () => {
+  echo = await startEchoUpstream('echo');
+  // An LLM-ish upstream that reports 400 tokens per answer, as JSON and as a server-sent-event stream.
+  llm = await startEchoUpstream('llm', () => ({ body: JSON.stringify({ choices: [{ message: { content: 'hi' } }], usage: { prompt_tokens: 100, completion_tokens: 300, total_tokens: 400 } }) }));
+  sse = await startEchoUpstream('sse', () => ({
+    headers: { 'content-type': 'text/event-stream' },
+    body: [
+      'data: {"choices":[{"delta":{"content":"Hel"}}]}',
+      'data: {"choices":[{"delta":{"content":"lo"}}]}',
+      'data: {"choices":[],"usage":{"prompt_tokens":150,"completion_tokens":250,"total_tokens":400}}',
+      'data: [DONE]',
+      '',
+    ].join('\n\n'),
+  }));
+  const pair = await generateKeyPair('RS256');
+  signingKey = pair.privateKey;
+  otherKey = (await generateKeyPair('RS256')).privateKey;
+  const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+
+  const [listener, filters, xds] = (await freePorts(3)) as [number, number, number];
+  ports = { listener, filters, xds };
+  dir = mkdtempSync(join(tmpdir(), 'flowgate-filters-'));
+  const policyDir = join(dir, 'policy');
+  mkdirSync(policyDir);
+  for (const [file, text] of Object.entries(policy(listener, filters, { keys: [jwk] }))) writeFileSync(join(policyDir, file), text);
+  writeFileSync(join(dir, 'registry.json'), REGISTRY);
+  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, xdsPort: xds, name: 'flowgate-filters' });
+  envoy = await startEnvoy({ nodeId: 'e2e-filters', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: xds });
+  base = `http://127.0.0.1:${listener}`;
+  await waitFor('the plain route', async () => ((await post('/models/plain')).status === 200 ? true : undefined), { describe: () => flowgate.process.tail(30) });
+}, 120_000);
+
+afterAll(async () => {
+  await envoy?.stop();
+  await flowgate?.stop();
+  for (const u of [echo, llm, sse]) await u?.close();
+});
+
+describe('authentication and authorization', () => {
+  test('no key or a wrong key is 401, a key without access is 403, each with a JSON error', async () => {
+    const none = await post('/models/secure');
+    expect(none.status).toBe(401);
+    expect(JSON.parse(none.text)).toMatchObject({ error: 'missing_credentials' });
+    expect(none.headers.get('www-authenticate')).toContain('Bearer');
+    const wrong = await post('/models/secure', { 'x-api-key': 'not-a-key' });
+    expect(wrong.status).toBe(401);
+    expect(JSON.parse(wrong.text)).toMatchObject({ error: 'invalid_credentials' });
+    const forbidden = await post('/models/secure', { authorization: `Bearer ${KEYS.beta}` });
+    expect(forbidden.status).toBe(403);
+    expect(JSON.parse(forbidden.text)).toMatchObject({ error: 'forbidden' });
+  });
+
+  test('a valid key is served; the upstream sees x-flowgate-consumer and never the credential', async () => {
+    for (const headers of [{ authorization: `Bearer ${KEYS.acme}` }, { 'x-api-key': KEYS.acme }]) {
+      const before = echo.received.length;
+      const ok = await post('/models/secure', { ...headers, 'x-flowgate-consumer': 'spoofed' });
+      expect(ok.status).toBe(200);
+      const seen = echo.received.slice(before);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]?.headers['x-flowgate-consumer']).toBe('acme');
+      expect(seen[0]?.headers.authorization).toBeUndefined();
+      expect(seen[0]?.headers['x-api-key']).toBeUndefined();
+      expect(JSON.stringify(seen[0]?.headers)).not.toContain(KEYS.acme);
+    }
+  });
+
+  test('JWTs: valid is served; expired or signed by another key is 401', async () => {
+    const ok = await post('/models/secure', { authorization: `Bearer ${await jwt(signingKey, 'svc-a')}` });
+    expect(ok.status).toBe(200);
+    expect(echo.received.at(-1)?.headers['x-flowgate-consumer']).toBe('svc-a');
+    const expired = await post('/models/secure', { authorization: `Bearer ${await jwt(signingKey, 'svc-a', Math.floor(Date.now() / 1000) - 60)}` });
+    expect(expired.status).toBe(401);
+    expect(JSON.parse(expired.text)).toMatchObject({ error: 'expired_token' });
+    const forged = await post('/models/secure', { authorization: `Bearer ${await jwt(otherKey, 'svc-a')}` });
+    expect(forged.status).toBe(401);
+  });
+
+  test('a model without access rules and limits is not sent to the filter service', async () => {
+    const calls = async (): Promise<number> => Number(/flowgate_filter_grpc_seconds_count\{method="Check"\} (\d+)/.exec(await flowgate.metrics())?.[1] ?? 0);
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
+    await settle();
+    const before = await calls();
+    for (let i = 0; i < 5; i++) expect((await post('/models/plain')).status).toBe(200);
+    await settle();
+    expect(await calls()).toBe(before);
+    // ...while the same request to a protected model is one Check each.
+    for (let i = 0; i < 5; i++) expect((await post('/models/secure', { 'x-api-key': KEYS.acme })).status).toBe(200);
+    await settle();
+    expect(await calls()).toBe(before + 5);
+  });
+});
+
+describe('rate limits and token quotas', () => {
+  test('a 5-per-minute consumer gets 5 answers, then 429 with RateLimit headers and Retry-After; another consumer is unaffected', async () => {
+    const statuses: number[] = [];
+    let last: HttpAnswer | undefined;
+    for (let i = 0; i < 6; i++) {
+      last = await post('/models/limited', { 'x-api-key': KEYS.acme });
+      statuses.push(last.status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(last?.headers.get('ratelimit-limit')).toBe('5');
+    expect(last?.headers.get('ratelimit-remaining')).toBe('0');
+    expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(JSON.parse(last?.text ?? '{}')).toMatchObject({ error: 'rate_limited' });
+    expect((await post('/models/limited', { 'x-api-key': KEYS.beta })).status).toBe(200);
+  });
+
+  test.each([
+    ['JSON usage', '/models/chat'],
+    ['SSE usage', '/models/chat-stream'],
+  ])('token quota with %s: 400 tokens per answer, 1,000 per hour, the third request is refused', async (_what, path) => {
+    const first = await post(path, { 'x-api-key': KEYS.quota });
+    const second = await post(path, { 'x-api-key': KEYS.quota });
+    expect([first.status, second.status]).toEqual([200, 200]);
+    // The charge is made when the answer completes; give the stream's end a moment to be counted.
+    const third = await waitFor('the third request to be refused', async () => {
+      const a = await post(path, { 'x-api-key': KEYS.quota });
+      return a.status === 429 ? a : a.status === 200 ? undefined : a;
+    }, { timeoutMs: 5000 }).catch(() => undefined);
+    expect(third?.status).toBe(429);
+    expect(JSON.parse(third?.text ?? '{}')).toMatchObject({ error: 'token_quota_exhausted' });
+    expect(Number(third?.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+});
+
+describe('masking', () => {
+  test('the upstream receives the card number and e-mail masked', async () => {
+    const before = echo.received.length;
+    const body = JSON.stringify({ customer: { email: 'jane@example.com', name: 'Jane' }, note: 'card 4111 1111 1111 1111, mail bob@example.org', amount: 12.5 });
+    const a = await post('/models/masked', {}, body);
+    expect(a.status).toBe(200);
+    const seen = echo.received.slice(before);
+    expect(seen).toHaveLength(1);
+    const forwarded = seen[0]?.body ?? '';
+    expect(forwarded).not.toContain('4111');
+    expect(forwarded).not.toContain('jane@example.com');
+    expect(forwarded).not.toContain('bob@example.org');
+    expect(JSON.parse(forwarded)).toMatchObject({ customer: { name: 'Jane' }, amount: 12.5 });
+  });
+
+  test('an oversized body is 413 and broken JSON is 400, and neither reaches the model', async () => {
+    const before = echo.received.length;
+    const big = await post('/models/masked', {}, JSON.stringify({ note: 'x'.repeat(4000) }));
+    expect(big.status).toBe(413);
+    expect(JSON.parse(big.text)).toMatchObject({ error: 'body_too_large' });
+    const broken = await post('/models/masked', {}, '{"customer": {"email": "a@b.c"');
+    expect(broken.status).toBe(400);
+    expect(JSON.parse(broken.text)).toMatchObject({ error: 'invalid_json' });
+    expect(echo.received.length).toBe(before);
+  });
+});
+
+describe('the filter service down', () => {
+  test('fail closed by default, fail open where the policy says; served again when it is back', async () => {
+    await flowgate.stop();
+    const before = echo.received.length;
+    // Refused without reaching the model: 503 (status_on_error), or 500 when the call dies on a connection the
+    // stopping filter service was closing.
+    for (let i = 0; i < 5; i++) {
+      const down = await post('/models/secure', { 'x-api-key': KEYS.acme });
+      expect([500, 503], `${down.status} ${down.text}`).toContain(down.status);
+    }
+    expect(echo.received.length).toBe(before);
+    expect((await post('/models/secure', { 'x-api-key': KEYS.acme })).status).toBe(503);
+    const lenient = await post('/models/lenient');
+    expect(lenient.status).toBe(200);
+    expect((await post('/models/plain')).status).toBe(200);
+
+    flowgate = await startFlowgate({ policyDir: join(dir, 'policy'), registryFile: join(dir, 'registry.json'), filtersPort: ports.filters, xdsPort: ports.xds, name: 'flowgate-filters-2' });
+    await waitFor('the secure model served again', async () => ((await post('/models/secure', { 'x-api-key': KEYS.acme })).status === 200 ? true : undefined), { timeoutMs: 30_000 });
+    expect((await post('/models/lenient')).status).toBe(401);
+  }, 90_000);
+});
