@@ -186,7 +186,7 @@ describe('authentication and authorization', () => {
   });
 
   test('a valid key is served; the upstream sees x-flowgate-consumer and never the credential', async () => {
-    for (const headers of [{ authorization: `Bearer ${KEYS.acme}` }, { 'x-api-key': KEYS.acme }]) {
+    for (const headers of [{ authorization: `Bearer ${KEYS.acme}` }, { 'x-api-key': KEYS.acme }] as Record<string, string>[]) {
       const before = echo.received.length;
       const ok = await post('/models/secure', { ...headers, 'x-flowgate-consumer': 'spoofed' });
       expect(ok.status).toBe(200);

@@ -1,0 +1,65 @@
+import { AdminServer } from '../../admin/server.js';
+import { filterPolicyOf } from '../../../filters/service/policy.js';
+import { startFilterServer } from '../../../filters/service/server.js';
+import { FilterPolicyClient } from '../../../filters/service/xds-client.js';
+import { logger } from '../../observability/log.js';
+import { enableProcessMetrics } from '../../observability/metrics.js';
+import { PolicyWatcher } from '../../policy/watch.js';
+import { hostPort, UsageError, type Command } from '../command.js';
+import { DEFAULTS } from '../defaults.js';
+import { hostname } from 'node:os';
+
+/** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
+export const filtersCommand: Command = {
+  name: 'filters',
+  summary: 'Run the filter service (ext_authz, rate limit, ext_proc) that Envoy calls, fed by the control plane.',
+  options: {
+    listen: { type: 'string', description: 'gRPC listen address (Envoys connect here)', env: 'FLOWGATE_FILTERS_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersPort}`, placeholder: 'HOST:PORT' },
+    'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz)', env: 'FLOWGATE_FILTERS_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersAdminPort}`, placeholder: 'HOST:PORT' },
+    xds: { type: 'string', description: 'the control plane to take the filter policy from (xDS)', env: 'FLOWGATE_XDS', placeholder: 'HOST:PORT' },
+    policy: { type: 'string', description: 'standalone: read the policy directory instead (alias access rules then need the control plane)', env: 'FLOWGATE_POLICY', placeholder: 'DIR' },
+    'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
+  },
+  notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
+  async run(options) {
+    const xds = typeof options.xds === 'string' && options.xds !== '' ? options.xds : undefined;
+    const policyDir = typeof options.policy === 'string' && options.policy !== '' ? options.policy : undefined;
+    if ((xds === undefined) === (policyDir === undefined)) throw new UsageError('give exactly one of --xds or --policy');
+    enableProcessMetrics();
+    const log = logger('filters');
+    const listen = hostPort(String(options.listen), '--listen');
+    const server = await startFilterServer({ ...listen, redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined });
+    const admin = new AdminServer();
+    admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
+    const adminAddr = hostPort(String(options['admin-listen']), '--admin-listen');
+    await admin.listen(adminAddr.port, adminAddr.host);
+
+    let stopSource: () => Promise<void> | void;
+    if (xds) {
+      hostPort(xds, '--xds');
+      const client = new FilterPolicyClient(xds, String(options['node-id']));
+      client.on('policy', (policy, version) => server.setPolicy(policy, version));
+      client.start();
+      stopSource = () => client.stop();
+    } else {
+      const watcher = new PolicyWatcher(policyDir as string);
+      watcher.on('policy', (policy) => server.setPolicy(filterPolicyOf(policy, undefined), policy.hash.slice(0, 16)));
+      await watcher.start();
+      stopSource = () => watcher.stop();
+    }
+    log.info({ port: server.port, admin: adminAddr.port, source: xds ? `xds ${xds}` : `policy ${policyDir}` }, 'filter service running');
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string): void => {
+        log.info({ signal }, 'stopping');
+        void Promise.resolve(stopSource())
+          .then(() => server.stop())
+          .then(() => admin.close())
+          .then(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  },
+};
