@@ -33,7 +33,7 @@ export function openAuditLog(sink: 'stdout' | 'file', path?: string): AuditLog {
   } else {
     destination = pino.destination({ fd: 1, sync: false });
   }
-  const log = pino({ base: { log: 'flowgate.audit' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: () => ({}) } }, destination);
+  const log = pino({ base: { log: 'flowgate.audit' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, destination);
   return { write: (event) => log.info(event) };
 }
 
