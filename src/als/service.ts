@@ -32,7 +32,7 @@ export function accessLogServiceDefinition(): grpc.ServiceDefinition {
     responseSerialize: (value: Uint8Array) => Buffer.from(value),
     responseDeserialize: (buf: Buffer) => buf,
   };
-  return { StreamAccessLogs: method } as grpc.ServiceDefinition;
+  return { StreamAccessLogs: method };
 }
 
 /** Adds the access-log service to a gRPC server, counting every HTTP entry into `aggregator`. */

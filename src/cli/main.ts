@@ -2,6 +2,7 @@ import { errorMessage } from '../errors.js';
 import { commandHelp, resolveOptions, UsageError, type Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { filtersCommand } from './commands/filters.js';
+import { statusCommand } from './commands/status.js';
 import { renderCommand } from './commands/render.js';
 import { serveCommand } from './commands/serve.js';
 import { validateCommand } from './commands/validate.js';
@@ -10,7 +11,7 @@ import { validateCommand } from './commands/validate.js';
  * flowgate: the one CLI. `flowgate COMMAND --help` describes each command.
  */
 
-const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, bootstrapCommand];
+const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, bootstrapCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

@@ -13,6 +13,10 @@ import { SnapshotCache } from '../xds/cache.js';
 import { configSourceModeOf } from '../xds/config-source.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
 import { GatewayController } from './controller.js';
+import { TrafficAggregator } from '../als/aggregator.js';
+import { registerTrafficRoutes } from '../als/routes.js';
+import { registerAccessLogService } from '../als/service.js';
+import { registerCsds } from '../status/service.js';
 import { startFilterServer } from '../../filters/service/server.js';
 import type { FilterPolicy } from '../../filters/service/policy.js';
 
@@ -81,6 +85,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}` });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
   xds.register(server);
+  const traffic = new TrafficAggregator();
+  registerAccessLogService(server, traffic);
+  registerCsds(server, xds);
   const xdsPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.xds.host}:${options.xds.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
   );
@@ -89,6 +96,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const admin = new AdminServer();
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
   admin.route('/debug/ir', () => ({ json: controller.current() ?? null }));
+  registerTrafficRoutes(admin, traffic);
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
   admin.readinessCheck('registry', () =>
@@ -113,6 +121,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           server.forceShutdown();
           resolve();
         }, options.drainMs ?? 5_000);
+        // Envoys keep their access-log streams open; once the xDS streams have ended, nothing else is in flight.
+        setTimeout(() => server.forceShutdown(), 500).unref();
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();

@@ -3,15 +3,13 @@ import type { ClientConfig, _envoy_service_status_v3_ClientConfig_GenericXdsConf
 import type { ClientStatusRequest__Output } from '../generated/envoy/service/status/v3/ClientStatusRequest.js';
 import type { ConfigStatus } from '../generated/envoy/service/status/v3/ConfigStatus.js';
 import type { Node } from '../generated/envoy/config/core/v3/Node.js';
-import type { Struct } from '../generated/google/protobuf/Struct.js';
 import type { Timestamp } from '../generated/google/protobuf/Timestamp.js';
-import { FlowgateError } from '../errors.js';
 import { struct } from '../proto/codec.js';
 import type { NodeInfo } from '../xds/cache.js';
 import type { XdsServer } from '../xds/server.js';
 import type { Snapshot, XdsResource } from '../xds/snapshot.js';
 import type { TypeState, XdsStream } from '../xds/stream.js';
-import { matchesNode } from './node-matcher.js';
+import { checkMatcher, matchesNode } from './node-matcher.js';
 
 /**
  * Client status (CSDS) from the xDS server's own bookkeeping: for every connected node, per resource it
@@ -28,8 +26,12 @@ import { matchesNode } from './node-matcher.js';
 /** What a CSDS request selects: node matchers (any may match; none: every node) and whether to omit configs. */
 export type ClientStatusQuery = Pick<ClientStatusRequest__Output, 'node_matchers' | 'exclude_resource_contents'>;
 
-/** The ClientConfig of every connected node the query matches, one per node id, sorted by node id. */
+/**
+ * The ClientConfig of every connected node the query matches, one per node id, sorted by node id. Throws
+ * UnsupportedMatcherError for a matcher it cannot evaluate.
+ */
 export function clientConfigs(xds: XdsServer, query: ClientStatusQuery): ClientConfig[] {
+  query.node_matchers.forEach(checkMatcher);
   const byNode = new Map<string, XdsStream[]>();
   for (const stream of xds.openStreams()) {
     if (!stream.node) continue;
@@ -148,17 +150,9 @@ function toNode(node: NodeInfo): Node {
   return {
     id: node.id,
     cluster: node.cluster,
-    // protobufjs' Struct keeps camelCase Value fields; the generated type spells them snake_case.
-    metadata: struct(node.metadata as Record<string, unknown>) as unknown as Struct,
+    metadata: struct(node.metadata),
     user_agent_name: slash < 0 ? node.userAgent : node.userAgent.slice(0, slash),
     user_agent_version: slash < 0 ? '' : node.userAgent.slice(slash + 1),
     ...(node.locality ? { locality: { ...node.locality } } : {}),
   };
-}
-
-/** A CSDS request the server cannot answer as asked (an unsupported matcher). */
-export class ClientStatusQueryError extends FlowgateError {
-  constructor(message: string) {
-    super('csds_unsupported_matcher', message, 'csds');
-  }
 }

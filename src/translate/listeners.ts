@@ -1,6 +1,7 @@
 import type { GatewayIR, ListenerIR } from '../ir/types.js';
 import { typed } from '../proto/codec.js';
-import { configSource, type ConfigSourceMode } from '../xds/config-source.js';
+import { accessLogConfig } from '../als/config.js';
+import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../xds/config-source.js';
 import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 import { listenerFilters } from './filters.js';
@@ -31,6 +32,8 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, fi
               merge_slashes: true,
               path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
               generate_request_id: { value: true },
+              // Per-model traffic: Envoy streams its access log to the control plane through the bootstrap's xDS cluster.
+              access_log: [accessLogConfig(XDS_CLUSTER, listener.name)],
               http_filters: [...filters, { name: 'envoy.filters.http.router', typed_config: typed(ROUTER_TYPE, {}) }],
             }),
           },

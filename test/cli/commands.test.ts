@@ -64,7 +64,7 @@ describe('flowgate render', () => {
 });
 
 describe('help and usage', () => {
-  test.each(['serve', 'validate', 'render', 'bootstrap'])('flowgate %s --help describes its options', (name) => {
+  test.each(['serve', 'filters', 'validate', 'render', 'status', 'bootstrap'])('flowgate %s --help describes its options', (name) => {
     const r = flowgate(name, '--help');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`flowgate ${name}`);

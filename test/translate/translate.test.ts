@@ -105,6 +105,37 @@ describe('translators (golden files)', () => {
   });
 });
 
+const FILTERED = buildGatewayIR(
+  policy({
+    'gateway.yaml': 'kind: Gateway\nlisteners: [{ name: public, port: 10000 }]\nfilterService: { address: filters.flowgate.svc, port: 18081, timeout: 300ms }\n',
+    'consumers.yaml': 'kind: Consumer\nname: acme\napiKeys: [{ id: k, sha256: ' + 'ab'.repeat(32) + ' }]\nrateLimits: [{ requests: 5, per: minute, model: guarded }]\n',
+    'models.yaml': [
+      'kind: Model\nname: guarded\nupstream: { addressTemplate: "127.0.0.1:9001" }\ntraffic: { stable: { version: "1" } }\naccess: { consumers: [acme] }\n',
+      'kind: Model\nname: llm\nupstream: { addressTemplate: "127.0.0.1:9002" }\ntraffic: { stable: { version: "1" } }\ntokenQuotas: [{ tokens: 1000, per: hour }]\nmasking: { request: { patterns: [email] } }\nfailOpen: true\n',
+      'kind: Model\nname: plain\nupstream: { addressTemplate: "127.0.0.1:9003" }\ntraffic: { stable: { version: "1" } }\n',
+    ].join('---\n'),
+  }),
+  registry({ guarded: { versions: { '1': {} } }, llm: { versions: { '1': {} } }, plain: { versions: { '1': {} } } }),
+).ir;
+
+describe('filter-service translation (golden files)', () => {
+  test('listener filters: fail-closed and fail-open variants, disabled unless a route enables them', () => {
+    expectGolden(join(TESTDATA, 'filters-listeners.json'), render(translateListeners(FILTERED, 'ads')));
+  });
+  test('routes: per-route ext_authz and ext_proc settings and rate-limit actions only where the model needs them', () => {
+    expectGolden(join(TESTDATA, 'filters-routes.json'), render(translateRoutes(FILTERED)));
+  });
+  test('the HTTP/2 filter-service cluster', () => {
+    expectGolden(join(TESTDATA, 'filters-clusters.json'), render(translateClusters(FILTERED, 'ads').filter((c) => c.name === 'flowgate_filters')));
+  });
+  test('a model without access, limits, quotas or masking gets no filter settings', () => {
+    const plain = JSON.stringify(translateRoutes(FILTERED)).includes('plain:split') ? (translateRoutes(FILTERED)[0]?.message as { virtual_hosts: { routes: { name: string; typed_per_filter_config?: unknown }[] }[] }) : undefined;
+    const routes = plain?.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name.startsWith('plain:')) ?? [];
+    expect(routes.length).toBeGreaterThan(0);
+    for (const r of routes) expect(r.typed_per_filter_config).toBeUndefined();
+  });
+});
+
 describe('translator properties', () => {
   const routes = translateRoutes(IR).find((r) => r.name === 'public')?.message as { virtual_hosts: { domains: string[]; routes: { name: string }[] }[] };
 

@@ -1,0 +1,155 @@
+/**
+ * bench/filters: the filter service's cost.
+ *   1. In process: Check (API key + access rule + quota admission) and ShouldRateLimit decisions per second on
+ *      one core, calling the service directly (no gRPC), memory store.
+ *   2. Over gRPC on loopback: the same calls through a grpc-js client, 32 in flight.
+ *   3. Through real Envoy: latency of a request to a model without filters and to one with ext_authz + rate
+ *      limit, sequentially (p50/p99) and at 16 concurrent, so the difference is what the filters add.
+ * Run: npx tsx bench/filters.ts [--requests 3000]
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { MemoryAuditLog } from '../filters/service/audit.js';
+import { filterPolicyOf } from '../filters/service/policy.js';
+import { startFilterServer } from '../filters/service/server.js';
+import { FilterService } from '../filters/service/service.js';
+import { MemoryStore } from '../filters/ratelimit/store.js';
+import { formatIssues } from '../src/policy/format.js';
+import { policyFromFiles } from '../src/policy/load.js';
+import { encodeMessage } from '../src/proto/codec.js';
+import { startEnvoy } from '../test/harness/envoy.js';
+import { startFlowgate } from '../test/harness/flowgate.js';
+import { freePorts } from '../test/harness/ports.js';
+import { waitFor } from '../test/harness/process.js';
+import { startEchoUpstream } from '../test/harness/upstreams.js';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '3000' } } });
+const N = Number(values.requests);
+const KEY = 'bench-key-0123456789';
+const sha = createHash('sha256').update(KEY).digest('hex');
+
+function policyText(echoPort: number, listener?: number, filters?: number): Record<string, string> {
+  return {
+    ...(listener !== undefined && {
+      'gateway.yaml': `kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: ${listener} }]\nfilterService: { address: 127.0.0.1, port: ${filters ?? 0}, timeout: 1s }\n`,
+    }),
+    'p.yaml': `kind: Consumer
+name: bench
+roles: [caller]
+apiKeys: [{ id: k, sha256: ${sha} }]
+---
+kind: Model
+name: guarded
+upstream: { addressTemplate: "127.0.0.1:${echoPort}" }
+traffic: { stable: { version: "1" } }
+access: { roles: [caller] }
+rateLimits: [{ requests: 100000000, per: minute }]
+---
+kind: Model
+name: open
+upstream: { addressTemplate: "127.0.0.1:${echoPort}" }
+traffic: { stable: { version: "1" } }
+`,
+  };
+}
+
+function rate(n: number, ms: number): string {
+  return `${Math.round((n / ms) * 1000).toLocaleString('en-US')}/s`;
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+async function inProcess(): Promise<void> {
+  const load = policyFromFiles('bench', Object.entries(policyText(1)).map(([file, text]) => ({ file, text })));
+  if (!load.ok) throw new Error(formatIssues(load.issues, 'bench'));
+  const service = new FilterService({ store: new MemoryStore(), audit: new MemoryAuditLog() });
+  service.setPolicy(filterPolicyOf(load.policy, undefined), 'bench');
+  const checkReq = { attributes: { request: { http: { headers: { 'x-api-key': KEY, 'x-request-id': 'r' } } }, context_extensions: { model: 'guarded' } } };
+  const rlReq = { domain: 'flowgate', descriptors: [{ entries: [{ key: 'model', value: 'guarded' }, { key: 'consumer', value: 'bench' }] }], hits_addend: 1 };
+  for (let i = 0; i < 2000; i++) await service.check(checkReq);
+  let t = performance.now();
+  for (let i = 0; i < N * 10; i++) await service.check(checkReq);
+  console.log(`in process   Check            ${rate(N * 10, performance.now() - t)}`);
+  t = performance.now();
+  for (let i = 0; i < N * 10; i++) await service.shouldRateLimit(rlReq);
+  console.log(`in process   ShouldRateLimit  ${rate(N * 10, performance.now() - t)}`);
+
+  // Over gRPC on loopback, 32 calls in flight.
+  const server = await startFilterServer({ host: '127.0.0.1', port: 0 });
+  server.setPolicy(filterPolicyOf(load.policy, undefined), 'bench');
+  const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  const call = (path: string, bytes: Uint8Array): Promise<void> =>
+    new Promise((resolve, reject) =>
+      client.makeUnaryRequest(path, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, bytes, (err) => (err ? reject(err) : resolve())),
+    );
+  for (const [name, path, bytes] of [
+    ['Check', '/envoy.service.auth.v3.Authorization/Check', encodeMessage('envoy.service.auth.v3.CheckRequest', checkReq)],
+    ['ShouldRateLimit', '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit', encodeMessage('envoy.service.ratelimit.v3.RateLimitRequest', rlReq)],
+  ] as const) {
+    let next = 0;
+    const total = N * 3;
+    t = performance.now();
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next++ < total) await call(path, bytes);
+      }),
+    );
+    console.log(`gRPC (32)    ${name.padEnd(16)} ${rate(total, performance.now() - t)}`);
+  }
+  client.close();
+  await server.stop();
+}
+
+async function throughEnvoy(): Promise<void> {
+  const echo = await startEchoUpstream('echo');
+  const [listener, filters] = (await freePorts(2)) as [number, number];
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-bench-filters-'));
+  mkdirSync(join(dir, 'policy'));
+  for (const [file, text] of Object.entries(policyText(echo.port, listener, filters))) writeFileSync(join(dir, 'policy', file), text);
+  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: [{ name: 'guarded', versions: [{ version: '1' }] }, { name: 'open', versions: [{ version: '1' }] }] }));
+  const flowgate = await startFlowgate({ policyDir: join(dir, 'policy'), registryFile: join(dir, 'registry.json'), filtersPort: filters, env: { FLOWGATE_LOG_LEVEL: 'warn' } });
+  const envoy = await startEnvoy({ nodeId: 'bench-filters', nodeCluster: 'bench', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort, logLevel: 'warn' });
+  const url = (model: string): string => `http://127.0.0.1:${listener}/models/${model}`;
+  const send = async (model: string): Promise<number> => {
+    const t0 = performance.now();
+    const res = await fetch(url(model), { method: 'POST', headers: { 'x-api-key': KEY, 'content-type': 'application/json' }, body: '{"x":1}' });
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`${model}: ${res.status}`);
+    return performance.now() - t0;
+  };
+  await waitFor('routes', async () => ((await fetch(url('open'), { method: 'POST', body: '{}' })).status === 200 ? true : undefined));
+  const results: Record<string, { p50: number; p99: number; rps: string }> = {};
+  for (const model of ['open', 'guarded', 'open', 'guarded']) {
+    for (let i = 0; i < 200; i++) await send(model);
+    const lat: number[] = [];
+    for (let i = 0; i < N; i++) lat.push(await send(model));
+    lat.sort((a, b) => a - b);
+    let next = 0;
+    const t = performance.now();
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next++ < N) await send(model);
+      }),
+    );
+    results[model] = { p50: pct(lat, 50), p99: pct(lat, 99), rps: rate(N, performance.now() - t) };
+  }
+  for (const [model, r] of Object.entries(results)) {
+    console.log(`envoy        ${model === 'open' ? 'filters off' : 'authz + RLS '}  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ${r.rps} at 16 concurrent`);
+  }
+  const open = results.open;
+  const guarded = results.guarded;
+  if (open && guarded) console.log(`envoy        added by filters: p50 +${(guarded.p50 - open.p50).toFixed(2)} ms, p99 +${(guarded.p99 - open.p99).toFixed(2)} ms`);
+  await envoy.stop();
+  await flowgate.stop();
+  await echo.close();
+}
+
+await inProcess();
+await throughEnvoy();
+process.exit(0);
