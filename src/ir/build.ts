@@ -74,6 +74,9 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       models,
       alerts,
       filterService: models.some((m) => m.filters) ? filterServiceOf(policy.gateway) : undefined,
+      tracing: policy.gateway.tracing
+        ? { address: policy.gateway.tracing.otlp.address, port: policy.gateway.tracing.otlp.port, serviceName: policy.gateway.tracing.serviceName, samplingPercent: policy.gateway.tracing.samplingPercent }
+        : undefined,
     },
     issues,
   };

@@ -113,6 +113,15 @@ export interface GatewayIR {
   readonly alerts: readonly GatewayAlert[];
   /** Set when any model's routes call the filter service. */
   readonly filterService: FilterServiceIR | undefined;
+  /** Envoy's OpenTelemetry tracer, when the Gateway turns it on. */
+  readonly tracing: TracingIR | undefined;
+}
+
+export interface TracingIR {
+  readonly address: string;
+  readonly port: number;
+  readonly serviceName: string;
+  readonly samplingPercent: number;
 }
 
 /** The Envoy cluster name of a model version: model_{model}_v{version} (parsed back by the access-log sink). */

@@ -5,6 +5,7 @@ import { configSource, type ConfigSourceMode } from '../xds/config-source.js';
 import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 import { filtersCluster } from './filters.js';
+import { tracingCluster } from './tracing.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -104,6 +105,6 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
       });
     }
   }
-  out.push(...filtersCluster(ir));
+  out.push(...filtersCluster(ir), ...tracingCluster(ir));
   return out;
 }

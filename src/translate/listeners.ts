@@ -5,6 +5,7 @@ import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../xds/config-
 import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 import { listenerFilters } from './filters.js';
+import { hcmTracing } from './tracing.js';
 
 /**
  * One Envoy listener per policy listener: an HTTP connection manager whose routes come over RDS (the route
@@ -14,7 +15,7 @@ import { listenerFilters } from './filters.js';
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
-export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, filters: readonly object[] = []): object {
+export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, filters: readonly object[] = [], tracing?: object): object {
   return {
     name: listener.name,
     address: { socket_address: { address: listener.address, port_value: listener.port } },
@@ -34,6 +35,7 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, fi
               generate_request_id: { value: true },
               // Per-model traffic: Envoy streams its access log to the control plane through the bootstrap's xDS cluster.
               access_log: [accessLogConfig(XDS_CLUSTER, listener.name)],
+              ...(tracing && { tracing }),
               http_filters: [...filters, { name: 'envoy.filters.http.router', typed_config: typed(ROUTER_TYPE, {}) }],
             }),
           },
@@ -46,6 +48,6 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, fi
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
     const models = ir.models.filter((m) => m.routes.some((r) => r.listener === l.name));
-    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, listenerFilters(ir, models)) };
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, listenerFilters(ir, models), hcmTracing(ir)) };
   });
 }

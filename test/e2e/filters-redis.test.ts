@@ -11,6 +11,7 @@ import { startRedis, type TestRedis } from '../harness/redis.js';
 import { request, type HttpAnswer } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { repoRoot } from '../harness/venv.js';
+import { registerSecrets } from '../harness/secrets.js';
 
 /**
  * Two filter-service replicas (`flowgate filters`, each taking its policy over xDS from its own control
@@ -64,6 +65,7 @@ const post = (i: number, path: string, headers: Record<string, string> = { 'x-ap
   request(`${bases[i] ?? ''}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{}' });
 
 beforeAll(async () => {
+  registerSecrets(KEY);
   redis = await startRedis();
   echo = await startEchoUpstream('echo');
   llm = await startEchoUpstream('llm', () => ({ body: JSON.stringify({ usage: { prompt_tokens: 100, completion_tokens: 300, total_tokens: 400 } }) }));

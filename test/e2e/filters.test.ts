@@ -10,6 +10,7 @@ import { freePorts } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 import { request, type HttpAnswer } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
+import { registerSecrets } from '../harness/secrets.js';
 
 /**
  * The filter service through real Envoy: API keys and JWTs, access rules, request rate limits, token quotas
@@ -35,7 +36,7 @@ const post = (path: string, headers: Record<string, string> = {}, body = '{"x":1
   request(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
 
 async function jwt(key: CryptoKey, subject: string, expiresIn: string | number = '5m'): Promise<string> {
-  return new SignJWT({ roles: ['scorer'] })
+  const token = await new SignJWT({ roles: ['scorer'] })
     .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
     .setIssuer('https://idp.test/')
     .setAudience('flowgate')
@@ -43,6 +44,8 @@ async function jwt(key: CryptoKey, subject: string, expiresIn: string | number =
     .setIssuedAt()
     .setExpirationTime(expiresIn)
     .sign(key);
+  registerSecrets(token);
+  return token;
 }
 
 function policy(listener: number, filters: number, jwks: object): Record<string, string> {
@@ -134,6 +137,7 @@ const REGISTRY = JSON.stringify({
 });
 
 beforeAll(async () => {
+  registerSecrets(...Object.values(KEYS), 'jane@example.com', 'bob@example.org', '4111 1111 1111 1111');
   echo = await startEchoUpstream('echo');
   // An LLM-ish upstream that reports 400 tokens per answer, as JSON and as a server-sent-event stream.
   llm = await startEchoUpstream('llm', () => ({ body: JSON.stringify({ choices: [{ message: { content: 'hi' } }], usage: { prompt_tokens: 100, completion_tokens: 300, total_tokens: 400 } }) }));
@@ -284,6 +288,12 @@ describe('masking', () => {
     expect(JSON.parse(broken.text)).toMatchObject({ error: 'invalid_json' });
     expect(echo.received.length).toBe(before);
   });
+});
+
+test('no key, token or masked value appears in the metrics', async () => {
+  const metrics = await flowgate.metrics();
+  for (const secret of [...Object.values(KEYS), 'jane@example.com', '4111 1111 1111 1111', sha(KEYS.acme)]) expect(metrics).not.toContain(secret);
+  expect(metrics).toContain('flowgate_filter_decisions_total{stage="authz",result="deny",reason="missing_credentials"}');
 });
 
 describe('the filter service down', () => {
