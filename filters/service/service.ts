@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
 import { Counter, Histogram } from 'prom-client';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
@@ -26,6 +27,13 @@ export const MODEL_METADATA = 'x-flowgate-model';
 /** The context extension Envoy's ext_authz sends per route (ExtAuthzPerRoute check_settings): the model name. */
 export const MODEL_CONTEXT = 'model';
 const CONSUMER_HEADER = 'x-flowgate-consumer';
+/** Read by the weighted split of a sticky model (src/translate/routes.ts). */
+export const STICKY_HASH_HEADER = 'x-flowgate-sticky-hash';
+
+/** A stable number from the caller's sticky key (Envoy takes it modulo the split's total weight). */
+export function stickyHash(model: string, key: string): string {
+  return createHash('sha256').update(model).update('\u0000').update(key).digest().readBigUInt64BE(0).toString();
+}
 
 const latency = new Histogram({
   name: 'flowgate_filter_grpc_seconds',
@@ -146,9 +154,18 @@ export class FilterService {
     }
     decisions.inc({ stage: 'authz', result: 'allow', reason: decision.consumer ? 'consumer' : 'anonymous' });
     this.options.audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
+    const toSet: Record<string, string> = { ...decision.headersToSet };
+    const toRemove = [...decision.headersToRemove];
+    const sticky = engine.model(model)?.traffic.sticky;
+    if (sticky) {
+      // Never the client's own value: a caller must not choose its version through the hash.
+      const key = headers[sticky.header];
+      if (key) toSet[STICKY_HASH_HEADER] = stickyHash(model, key);
+      else toRemove.push(STICKY_HASH_HEADER);
+    }
     return {
       status: { code: grpc.status.OK },
-      ok_response: { headers: setHeaders(decision.headersToSet), headers_to_remove: decision.headersToRemove, response_headers_to_add: setHeaders(quota.headers) },
+      ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(quota.headers) },
     };
   }
 

@@ -15,7 +15,8 @@ export function modelFilters(model: ModelPolicy, consumers: Iterable<ConsumerPol
   }
   const rateLimit = model.rateLimits.length > 0 || consumerLimits;
   const quotas = model.tokenQuotas.length > 0 || consumerQuotas;
-  const authz = model.access !== undefined || rateLimit || quotas;
+  // Sticky splits need ext_authz too: it turns the caller's header into the hash Envoy's split reads.
+  const authz = model.access !== undefined || rateLimit || quotas || model.traffic.sticky !== undefined;
   const requestBody = model.masking?.request !== undefined || quotas;
   const responseBody: 'none' | 'buffered' | 'streamed' = model.masking?.response !== undefined ? 'buffered' : quotas ? 'streamed' : 'none';
   const extProc = requestBody || responseBody !== 'none' ? { requestBody, responseBody } : undefined;

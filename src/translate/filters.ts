@@ -78,6 +78,8 @@ export function listenerFilters(ir: GatewayIR, models: readonly ModelIR[]): obje
         transport_api_version: 'V3',
         failure_mode_allow: v === 'open',
         status_on_error: { code: 503 },
+        // A sticky model's hash header is set by the check; the split is then picked again with it.
+        clear_route_cache: true,
       }),
     });
   }

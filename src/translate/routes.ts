@@ -16,6 +16,8 @@ import type { ResourceInput } from '../xds/snapshot.js';
 export const VERSION_HEADER = 'x-model-version';
 export const ALIAS_HEADER = 'x-model-alias';
 export const SERVED_VERSION_HEADER = 'x-flowgate-model-version';
+/** The number Envoy's weighted split reads for a sticky model (set by the filter service from the sticky header). */
+export const STICKY_HASH_HEADER = 'x-flowgate-sticky-hash';
 
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
 
@@ -109,6 +111,8 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
       : {
           weighted_clusters: {
             clusters: model.live.map((l) => ({ name: l.cluster, weight: { value: l.weight }, response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)] })),
+            // Sticky: the filter service hashes the caller's header into this one; without it, the pick is random.
+            ...(model.sticky && { header_name: STICKY_HASH_HEADER }),
           },
         };
   out.push({

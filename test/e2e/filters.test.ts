@@ -24,6 +24,7 @@ const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 let flowgate: FlowgateProcess;
 let envoy: EnvoyProcess;
 let echo: EchoUpstream;
+let echo2: EchoUpstream;
 let llm: EchoUpstream;
 let sse: EchoUpstream;
 let base: string;
@@ -128,17 +129,34 @@ kind: Model
 name: plain
 upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
 traffic: { stable: { version: "1" } }
+---
+kind: Model
+name: sticky
+upstream: { versionTag: flowgate.address }
+traffic:
+  stable: { alias: champion }
+  canary: { alias: challenger, weight: 50 }
+  sticky: { header: x-user-id }
 `,
   };
 }
 
-const REGISTRY = JSON.stringify({
-  models: ['secure', 'limited', 'chat', 'chat-stream', 'masked', 'lenient', 'plain'].map((name) => ({ name, versions: [{ version: '1' }] })),
-});
+const registryJson = (): string =>
+  JSON.stringify({
+    models: [
+      ...['secure', 'limited', 'chat', 'chat-stream', 'masked', 'lenient', 'plain'].map((name) => ({ name, versions: [{ version: '1' }] })),
+      {
+        name: 'sticky',
+        aliases: { champion: '1', challenger: '2' },
+        versions: [echo, echo2].map((u, i) => ({ version: String(i + 1), tags: { 'flowgate.address': `127.0.0.1:${u.port}` } })),
+      },
+    ],
+  });
 
 beforeAll(async () => {
   registerSecrets(...Object.values(KEYS), 'jane@example.com', 'bob@example.org', '4111 1111 1111 1111');
   echo = await startEchoUpstream('echo');
+  echo2 = await startEchoUpstream('echo2');
   // An LLM-ish upstream that reports 400 tokens per answer, as JSON and as a server-sent-event stream.
   llm = await startEchoUpstream('llm', () => ({ body: JSON.stringify({ choices: [{ message: { content: 'hi' } }], usage: { prompt_tokens: 100, completion_tokens: 300, total_tokens: 400 } }) }));
   sse = await startEchoUpstream('sse', () => ({
@@ -162,7 +180,7 @@ beforeAll(async () => {
   const policyDir = join(dir, 'policy');
   mkdirSync(policyDir);
   for (const [file, text] of Object.entries(policy(listener, filters, { keys: [jwk] }))) writeFileSync(join(policyDir, file), text);
-  writeFileSync(join(dir, 'registry.json'), REGISTRY);
+  writeFileSync(join(dir, 'registry.json'), registryJson());
   flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, xdsPort: xds, name: 'flowgate-filters' });
   envoy = await startEnvoy({ nodeId: 'e2e-filters', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: xds });
   base = `http://127.0.0.1:${listener}`;
@@ -172,7 +190,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await envoy?.stop();
   await flowgate?.stop();
-  for (const u of [echo, llm, sse]) await u?.close();
+  for (const u of [echo, echo2, llm, sse]) await u?.close();
 });
 
 describe('authentication and authorization', () => {
@@ -260,6 +278,26 @@ describe('rate limits and token quotas', () => {
     expect(third?.status).toBe(429);
     expect(JSON.parse(third?.text ?? '{}')).toMatchObject({ error: 'token_quota_exhausted' });
     expect(Number(third?.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+});
+
+describe('sticky canary', () => {
+  test('one caller always lands on the same version; callers spread over both by weight', async () => {
+    const versionOf = async (user: string): Promise<string | null> => (await post('/models/sticky', { 'x-user-id': user })).headers.get('x-flowgate-model-version');
+    const byUser = new Map<string, string | null>();
+    for (let u = 0; u < 40; u++) {
+      const first = await versionOf(`user-${u}`);
+      byUser.set(`user-${u}`, first);
+      for (let i = 0; i < 5; i++) expect(await versionOf(`user-${u}`)).toBe(first);
+    }
+    const counts = [...byUser.values()].reduce<Record<string, number>>((acc, v) => ({ ...acc, [v ?? 'none']: (acc[v ?? 'none'] ?? 0) + 1 }), {});
+    expect(Object.keys(counts).sort()).toEqual(['1', '2']);
+    expect(counts['1']).toBeGreaterThan(8);
+    expect(counts['2']).toBeGreaterThan(8);
+    // A client cannot pick its version by sending the hash itself.
+    const spoofed = new Set<string | null>();
+    for (let i = 0; i < 30; i++) spoofed.add((await post('/models/sticky', { 'x-flowgate-sticky-hash': '1' })).headers.get('x-flowgate-model-version'));
+    expect(spoofed.size).toBe(2);
   });
 });
 
