@@ -12,6 +12,13 @@ export const xdsMetrics = {
     labelNames: ['service', 'transport'] as const,
     registers: [metricsRegistry],
   }),
+  /** Streams whose node has identified itself, by node group (the fleet's own grouping, so bounded by it). */
+  nodes: new Gauge({
+    name: 'flowgate_xds_connected_streams_by_group',
+    help: 'Open xDS streams of identified Envoys (and other xDS clients) by node group.',
+    labelNames: ['group'] as const,
+    registers: [metricsRegistry],
+  }),
   pushes: new Counter({
     name: 'flowgate_xds_pushes_total',
     help: 'xDS responses sent, by resource type.',

@@ -100,6 +100,7 @@ export class XdsServer implements StreamObserver {
       this.streams.delete(stream);
       this.calls.delete(stream);
       xdsMetrics.streams.dec({ service: mode, transport });
+      if (stream.node) xdsMetrics.nodes.dec({ group: stream.group });
       log.info({ node: stream.node?.id, group: stream.group, stream: identity.id, reason }, 'xds stream closed');
     };
 
@@ -108,6 +109,7 @@ export class XdsServer implements StreamObserver {
         if (!stream.node && req.node) {
           stream.node = toNodeInfo(req.node);
           stream.group = this.cache.groupOf(stream.node);
+          xdsMetrics.nodes.inc({ group: stream.group });
           log.info(
             { node: stream.node.id, group: stream.group, stream: identity.id, service: mode, transport, peer: identity.peer, agent: stream.node.userAgent },
             'xds stream opened',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
 import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
 import { freePorts } from '../harness/ports.js';
-import { waitFor } from '../harness/process.js';
+import { logDir, waitFor } from '../harness/process.js';
 import { request, type HttpAnswer } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { registerSecrets } from '../harness/secrets.js';
@@ -20,6 +20,8 @@ import { registerSecrets } from '../harness/secrets.js';
 
 const KEYS = { acme: 'acme-key-0123456789', beta: 'beta-key-0123456789', quota: 'quota-key-0123456789' } as const;
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+// In the suite's log directory, so the end-of-run secret scan reads it too.
+const AUDIT_FILE = join(logDir(), `audit-filters-${process.pid}.jsonl`);
 
 let flowgate: FlowgateProcess;
 let envoy: EnvoyProcess;
@@ -54,6 +56,7 @@ function policy(listener: number, filters: number, jwks: object): Record<string,
     'gateway.yaml': `kind: Gateway
 listeners: [{ name: public, address: 127.0.0.1, port: ${listener} }]
 filterService: { address: 127.0.0.1, port: ${filters}, timeout: 1s, failOpen: false }
+audit: { sink: file, path: ${AUDIT_FILE} }
 auth:
   jwt:
     - name: corp
@@ -326,6 +329,20 @@ describe('masking', () => {
     expect(JSON.parse(broken.text)).toMatchObject({ error: 'invalid_json' });
     expect(echo.received.length).toBe(before);
   });
+});
+
+test('the audit log has a line per decision, with codes and findings, and no credential or masked value', async () => {
+  const lines = await waitFor('the audit file', () => {
+    const text = existsSync(AUDIT_FILE) ? readFileSync(AUDIT_FILE, 'utf8') : '';
+    return text.includes('"kind":"masking"') ? text : undefined;
+  });
+  const events = lines.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(events.some((e) => e.kind === 'authz' && e.decision === 'deny' && e.code === 'missing_credentials' && e.model === 'secure')).toBe(true);
+  expect(events.some((e) => e.kind === 'authz' && e.decision === 'allow' && e.consumer === 'acme')).toBe(true);
+  expect(events.some((e) => e.kind === 'ratelimit' && e.decision === 'deny' && e.consumer === 'acme')).toBe(true);
+  expect(events.some((e) => e.kind === 'masking' && JSON.stringify(e.findings).includes('card'))).toBe(true);
+  expect(events.some((e) => e.kind === 'usage' && e.consumer === 'quota-user')).toBe(true);
+  for (const secret of [...Object.values(KEYS), 'jane@example.com', '4111 1111 1111 1111']) expect(lines).not.toContain(secret);
 });
 
 test('no key, token or masked value appears in the metrics', async () => {
