@@ -1,4 +1,6 @@
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import YAML from 'yaml';
 import { describe, expect, test } from 'vitest';
 import { buildGatewayIR } from '../../src/ir/build.js';
 import { toEnvoyJson } from '../../src/proto/json.js';
@@ -9,130 +11,78 @@ import { covers, translateRoutes } from '../../src/translate/routes.js';
 import type { ConfigSourceMode } from '../../src/xds/config-source.js';
 import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { expectGolden } from '../policy/golden.js';
-import { policy, registry } from './fixtures.js';
+import type { GatewayIR } from '../../src/ir/types.js';
+import { formatIssues } from '../../src/policy/format.js';
+import { loadPolicyDir } from '../../src/policy/load.js';
+import { loadRegistryFile } from '../../src/registry/file.js';
+import { TypeUrl } from '../../src/xds/resource-types.js';
 
 /**
  * Golden files for every translator: each case's resources are encoded (which rejects any field Envoy's protos
- * do not have), decoded back and printed as Envoy JSON. `UPDATE_GOLDEN=1 npx vitest run test/translate`
+ * do not have), decoded back and printed as Envoy YAML. `UPDATE_GOLDEN=1 npx vitest run test/translate`
  * rewrites them; the diff shows what a change does to the config every Envoy gets.
  */
 
 const TESTDATA = join(import.meta.dirname, 'testdata');
 
 /** Encodes through a Snapshot (as serving does) and prints each resource as Envoy JSON. */
-function render(inputs: ResourceInput[]): string {
+function render(inputs: ResourceInput[]): Record<string, unknown>[] {
   const snapshot = Snapshot.from(inputs);
-  const out = inputs.map((i) => {
+  return inputs.map((i) => {
     const r = snapshot.get(i.typeUrl, i.name);
     if (!r) throw new Error(`missing ${i.name}`);
     return toEnvoyJson(i.typeUrl, r.body);
   });
-  return JSON.stringify(out, null, 2);
 }
 
-const GATEWAY = `kind: Gateway
-listeners:
-  - { name: public, address: 0.0.0.0, port: 10000 }
-  - { name: internal, address: 127.0.0.1, port: 10001 }
-defaults:
-  timeout: 20s
-  connectTimeout: 1s
-  retries: { attempts: 2, perTryTimeout: 5s }
-`;
+/** One golden case: testdata/NAME/policy/ and registry.yaml in, expected*.yaml out. */
+async function loadCase(name: string): Promise<GatewayIR> {
+  const dir = join(TESTDATA, name);
+  const load = await loadPolicyDir(join(dir, 'policy'));
+  if (!load.ok) throw new Error(formatIssues(load.issues, join(dir, 'policy')));
+  const { ir, issues } = buildGatewayIR(load.policy, await loadRegistryFile(join(dir, 'registry.yaml')));
+  if (issues.length > 0) throw new Error(formatIssues(issues, join(dir, 'policy')));
+  return ir;
+}
 
-const CANARY = `kind: Model
-name: fraud-detector
-routes:
-  - listener: public
-    pathPrefix: /models/fraud-detector
-    hosts: ["*", api.example.com]
-upstream: { addressTemplate: "127.0.0.1:90{version}" }
-traffic:
-  stable: { alias: champion }
-  canary: { alias: challenger, weight: 10 }
-healthCheck: { path: /ping, interval: 5s }
-outlierDetection: { consecutive5xx: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
-circuitBreakers: { maxConnections: 100, maxPendingRequests: 50, maxRequests: 200, maxRetries: 3 }
-loadBalancer: round_robin
-`;
+function goldenYaml(ir: GatewayIR, mode: ConfigSourceMode): string {
+  const doc = {
+    clusters: render(translateClusters(ir, mode).filter((r) => r.typeUrl === TypeUrl.Cluster)),
+    endpoints: render(translateClusters(ir, mode).filter((r) => r.typeUrl === TypeUrl.ClusterLoadAssignment)),
+    listeners: render(translateListeners(ir, mode)),
+    routes: render(translateRoutes(ir)),
+  };
+  return YAML.stringify(doc, { lineWidth: 0 });
+}
 
-const OIP = `kind: Model
-name: llm
-registeredModel: chat-llm
-protocol: oip
-routes:
-  - { listener: internal, pathPrefix: /v1/llm, hosts: ["*.example.com"] }
-upstream: { versionTag: serving.address }
-traffic:
-  stable: { stage: Production }
-  mirror: { stage: Staging, percent: 5 }
-pinning: false
-timeout: 0s
-`;
+const CASES = readdirSync(TESTDATA, { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name)
+  .sort();
 
-const NOLIVE = `kind: Model
-name: scorer
-upstream: { addressTemplate: "scorer-v{version}.models.svc:8080" }
-traffic:
-  stable: { alias: champion }
-`;
-
-const REGISTRY = registry({
-  'fraud-detector': { versions: { '1': {}, '2': {}, '3': { status: 'PENDING_REGISTRATION' } }, aliases: { champion: '1', challenger: '2' } },
-  'chat-llm': {
-    versions: {
-      '4': { stage: 'Production', tags: { 'serving.address': 'llm-v4.models.svc:8000' } },
-      '5': { stage: 'Staging', tags: { 'serving.address': '10.0.0.5:8000' } },
-    },
-  },
-  scorer: { versions: { '1': {} } },
-});
-
-const IR = buildGatewayIR(policy({ 'gateway.yaml': GATEWAY, 'fraud.yaml': CANARY, 'llm.yaml': OIP, 'scorer.yaml': NOLIVE }), REGISTRY).ir;
-
-describe('translators (golden files)', () => {
-  test('clusters and endpoints: EDS for IP upstreams, STRICT_DNS for names, settings and metadata', () => {
-    expectGolden(join(TESTDATA, 'clusters.json'), render(translateClusters(IR, 'ads')));
+describe('translators (golden files: testdata/CASE/{policy/,registry.yaml} -> expected.yaml)', () => {
+  test('there are golden cases', () => {
+    expect(CASES).toEqual(['filters', 'mixed', 'tracing-sticky']);
   });
-  test('listeners: one HCM per policy listener, routes over RDS', () => {
-    expectGolden(join(TESTDATA, 'listeners.json'), render(translateListeners(IR, 'ads')));
+  test.each(CASES)('%s: clusters, endpoints, listeners and routes for ADS Envoys', async (name) => {
+    expectGolden(join(TESTDATA, name, 'expected.yaml'), goldenYaml(await loadCase(name), 'ads'));
   });
-  test('routes: pins, not-live pins, weighted split with the served-version header, 503 without a live version, 404 elsewhere', () => {
-    expectGolden(join(TESTDATA, 'routes.json'), render(translateRoutes(IR)));
-  });
-  test.each(['grpc', 'delta-grpc'] as ConfigSourceMode[])('%s mode: RDS and EDS come from the per-type API', (mode) => {
-    expectGolden(join(TESTDATA, `gateway-${mode}.json`), render([...translateClusters(IR, mode), ...translateListeners(IR, mode)]));
+  test.each(['grpc', 'delta-grpc'] as ConfigSourceMode[])('mixed, %s Envoys: RDS and EDS come from the per-type API', async (mode) => {
+    expectGolden(join(TESTDATA, 'mixed', `expected-${mode}.yaml`), goldenYaml(await loadCase('mixed'), mode));
   });
 });
 
-const FILTERED = buildGatewayIR(
-  policy({
-    'gateway.yaml': 'kind: Gateway\nlisteners: [{ name: public, port: 10000 }]\nfilterService: { address: filters.flowgate.svc, port: 18081, timeout: 300ms }\n',
-    'consumers.yaml': 'kind: Consumer\nname: acme\napiKeys: [{ id: k, sha256: ' + 'ab'.repeat(32) + ' }]\nrateLimits: [{ requests: 5, per: minute, model: guarded }]\n',
-    'models.yaml': [
-      'kind: Model\nname: guarded\nupstream: { addressTemplate: "127.0.0.1:9001" }\ntraffic: { stable: { version: "1" } }\naccess: { consumers: [acme] }\n',
-      'kind: Model\nname: llm\nupstream: { addressTemplate: "127.0.0.1:9002" }\ntraffic: { stable: { version: "1" } }\ntokenQuotas: [{ tokens: 1000, per: hour }]\nmasking: { request: { patterns: [email] } }\nfailOpen: true\n',
-      'kind: Model\nname: plain\nupstream: { addressTemplate: "127.0.0.1:9003" }\ntraffic: { stable: { version: "1" } }\n',
-    ].join('---\n'),
-  }),
-  registry({ guarded: { versions: { '1': {} } }, llm: { versions: { '1': {} } }, plain: { versions: { '1': {} } } }),
-).ir;
+const IR = await loadCase('mixed');
+const FILTERED = await loadCase('filters');
 
-describe('filter-service translation (golden files)', () => {
-  test('listener filters: fail-closed and fail-open variants, disabled unless a route enables them', () => {
-    expectGolden(join(TESTDATA, 'filters-listeners.json'), render(translateListeners(FILTERED, 'ads')));
-  });
-  test('routes: per-route ext_authz and ext_proc settings and rate-limit actions only where the model needs them', () => {
-    expectGolden(join(TESTDATA, 'filters-routes.json'), render(translateRoutes(FILTERED)));
-  });
-  test('the HTTP/2 filter-service cluster', () => {
-    expectGolden(join(TESTDATA, 'filters-clusters.json'), render(translateClusters(FILTERED, 'ads').filter((c) => c.name === 'flowgate_filters')));
-  });
+describe('filter-service translation', () => {
   test('a model without access, limits, quotas or masking gets no filter settings', () => {
-    const plain = JSON.stringify(translateRoutes(FILTERED)).includes('plain:split') ? (translateRoutes(FILTERED)[0]?.message as { virtual_hosts: { routes: { name: string; typed_per_filter_config?: unknown }[] }[] }) : undefined;
-    const routes = plain?.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name.startsWith('plain:')) ?? [];
+    const config = translateRoutes(FILTERED)[0]?.message as { virtual_hosts: { routes: { name: string; typed_per_filter_config?: unknown }[] }[] };
+    const routes = config.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name.startsWith('plain:'));
     expect(routes.length).toBeGreaterThan(0);
     for (const r of routes) expect(r.typed_per_filter_config).toBeUndefined();
+    const guarded = config.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name === 'guarded:split');
+    for (const r of guarded) expect(Object.keys(r.typed_per_filter_config ?? {})).toEqual(['flowgate.authz']);
   });
 });
 
