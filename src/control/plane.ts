@@ -10,6 +10,8 @@ import { MlflowClient } from '../registry/mlflow-client.js';
 import { RegistryPoller } from '../registry/poller.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { SnapshotCache } from '../xds/cache.js';
+import { existsSync } from 'node:fs';
+import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { configSourceModeOf } from '../xds/config-source.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
 import { GatewayController } from './controller.js';
@@ -34,6 +36,11 @@ export interface ControlPlaneOptions {
   /** ... or serve this fixed registry (from --registry FILE). */
   readonly registry?: RegistrySnapshot;
   readonly pollIntervalMs: number;
+  /**
+   * A file holding the last registry snapshot: written after each change, read at start so a control plane
+   * restarted while MLflow is down serves what it served before instead of nothing.
+   */
+  readonly registryCache?: string | undefined;
   readonly xds: { readonly host: string; readonly port: number };
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
@@ -70,14 +77,31 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     if (watcher.lastError()) void watcher.reload();
   };
 
+  let cached = false;
   if (options.registry) {
     onRegistry(options.registry);
   } else if (options.mlflow) {
+    const cacheFile = options.registryCache;
+    if (cacheFile && existsSync(cacheFile)) {
+      try {
+        const snapshot = await loadRegistryFile(cacheFile);
+        onRegistry(snapshot);
+        cached = true;
+        log.warn({ file: cacheFile, ageSeconds: Math.round((Date.now() - snapshot.fetchedAt) / 1000) }, 'serving the cached registry snapshot until MLflow answers');
+      } catch (err) {
+        log.error({ file: cacheFile, err: errorMessage(err) }, 'the registry cache is unreadable; waiting for MLflow');
+      }
+    }
     const client = new MlflowClient(options.mlflow);
     // Every registered model is fetched, not only those the policy names: a policy edit that starts using a
     // model must find it in the snapshot it is checked against.
     poller = new RegistryPoller({ client, intervalMs: options.pollIntervalMs });
-    poller.on('snapshot', onRegistry);
+    poller.on('snapshot', (snapshot) => {
+      onRegistry(snapshot);
+      if (cacheFile) {
+        saveRegistryFile(cacheFile, snapshot).catch((err: unknown) => log.error({ file: cacheFile, err: errorMessage(err) }, 'cannot write the registry cache'));
+      }
+    });
   } else {
     throw new Error('a registry source is required: an MLflow URI or a registry file');
   }
@@ -100,7 +124,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
   admin.readinessCheck('registry', () =>
-    options.registry || poller?.current ? { ready: true } : { ready: false, reason: 'the registry has not been synced yet' },
+    options.registry || poller?.current || cached ? { ready: true } : { ready: false, reason: 'the registry has not been synced yet' },
   );
   admin.readinessCheck('snapshot', () => (controller.published() ? { ready: true } : { ready: false, reason: 'no snapshot published yet' }));
   const adminPort = await admin.listen(options.admin.port, options.admin.host);

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { FlowgateError, errorMessage } from '../errors.js';
@@ -197,4 +197,32 @@ export async function loadRegistryFile(path: string): Promise<RegistrySnapshot> 
     throw new FlowgateError('registry.file_unreadable', `cannot read the registry file: ${errorMessage(err)}`, path, { cause: err });
   }
   return registryFromText(text, path, mtimeMs);
+}
+
+/** A snapshot in the registry-file format (JSON), which registryFromText reads back to an equal snapshot. */
+export function registryFileText(snapshot: RegistrySnapshot): string {
+  const models = [...snapshot.models.values()].map((m) => ({
+    name: m.name,
+    description: m.description,
+    tags: m.tags,
+    aliases: m.aliases,
+    versions: m.versions.map((v) => ({
+      version: v.version,
+      status: v.status,
+      stage: v.stage,
+      tags: v.tags,
+      source: v.source,
+      runId: v.runId,
+      createdAt: v.createdAt,
+      updatedAt: v.updatedAt,
+    })),
+  }));
+  return `${JSON.stringify({ models }, null, 1)}\n`;
+}
+
+/** Writes the snapshot to `path` atomically (a reader never sees half a file). */
+export async function saveRegistryFile(path: string, snapshot: RegistrySnapshot): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, registryFileText(snapshot));
+  await rename(tmp, path);
 }

@@ -28,6 +28,8 @@ let served: ServedModel | undefined;
 const upstreams: EchoUpstream[] = [];
 let policyDir: string;
 let listenerPort: number;
+let xdsPort: number;
+let registryCache: string;
 let url: string;
 
 const GATEWAY = (port: number): string => `kind: Gateway
@@ -101,7 +103,9 @@ beforeAll(async () => {
   writePolicy('fraud.yaml', FRAUD(10));
   url = `http://127.0.0.1:${listenerPort}/models/${MODEL}`;
 
-  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS });
+  xdsPort = await freePort();
+  registryCache = join(policyDir, '..', `registry-cache-${process.pid}.json`);
+  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, xdsPort, extraArgs: ['--registry-cache', registryCache] });
   envoy = await startEnvoy({ nodeId: 'e2e-registry', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
   await waitFor('the model route', async () => ((await request(url, { method: 'POST', body: '{}' })).status === 200 ? true : undefined), {
     timeoutMs: 30_000,
@@ -257,6 +261,26 @@ describe('MLflow outages', () => {
       describe: () => flowgate.process.tail(20),
     });
   }, 150_000);
+});
+
+describe('a control plane restarted during an MLflow outage', () => {
+  test('serves its cached registry snapshot: Envoy reconnects to the same config and no request fails', async () => {
+    const weights = await envoyWeights();
+    const load = steadyLoad([url], { concurrency: 2, init: () => ({ method: 'POST', body: '{}' }) });
+    await mlflow.stop();
+    await flowgate.stop();
+    flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, xdsPort, extraArgs: ['--registry-cache', registryCache], name: 'flowgate-serve-cached' });
+    expect(flowgate.logLines().some((l) => l.msg === 'serving the cached registry snapshot until MLflow answers')).toBe(true);
+    await waitFor('Envoy to reconnect and ACK', async () => {
+      const nodes = (await (await fetch(`${flowgate.adminUrl}/debug/nodes`)).json()) as { node: string; types: { lastAck: unknown }[] }[];
+      return nodes.some((n) => n.node === 'e2e-registry' && n.types.length >= 4 && n.types.every((t) => t.lastAck)) ? true : undefined;
+    }, { timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const result = await load.stop();
+    expect(result.failures).toEqual([]);
+    expect(await envoyWeights()).toEqual(weights);
+    await mlflow.restart();
+  }, 120_000);
 });
 
 describe('a real model server', () => {

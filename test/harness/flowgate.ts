@@ -37,6 +37,7 @@ export async function startFlowgate(options: {
   /** Run the embedded filter service on this port; absent: --no-filters. */
   filtersPort?: number;
   redisUrl?: string;
+  extraArgs?: readonly string[];
   env?: Record<string, string>;
   name?: string;
 }): Promise<FlowgateProcess> {
@@ -56,6 +57,7 @@ export async function startFlowgate(options: {
     `127.0.0.1:${adminPort}`,
     ...(options.filtersPort ? ['--filters-listen', `127.0.0.1:${options.filtersPort}`] : ['--no-filters']),
     ...(options.redisUrl ? ['--redis-url', options.redisUrl] : []),
+    ...(options.extraArgs ?? []),
   ];
   const [cmd, argv] = cliArgs(args);
   const proc = startProcess(options.name ?? 'flowgate-serve', cmd, argv, {

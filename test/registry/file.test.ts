@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FlowgateError } from '../../src/errors.js';
-import { RegistryFileError, loadRegistryFile, registryFromText } from '../../src/registry/file.js';
+import { RegistryFileError, loadRegistryFile, registryFromText, saveRegistryFile } from '../../src/registry/file.js';
 import { registrySnapshotFrom } from '../../src/registry/snapshot.js';
 import { repoRoot } from '../harness/venv.js';
 
@@ -177,5 +177,23 @@ describe('registry file', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{"models": 3}');
     await expect(loadRegistryFile(bad)).rejects.toThrow(`${bad}:1:12: models: must be a list (got 3)`);
+  });
+});
+
+describe('registry cache file', () => {
+  it('a saved snapshot reads back with the same content hash (aliases, stages, statuses, tags)', async () => {
+    const original = await loadRegistryFile(join(repoRoot, 'examples', 'quickstart', 'registry.json'));
+    const withPending = registryFromText(
+      JSON.stringify({ models: [{ name: 'm', aliases: { a: '2' }, versions: [{ version: 1, status: 'FAILED_REGISTRATION', stage: 'Archived' }, { version: 2, tags: { k: 'v' } }] }] }),
+      'inline.json',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'flowgate-registry-cache-'));
+    for (const snapshot of [original, withPending]) {
+      const file = join(dir, 'cache.json');
+      await saveRegistryFile(file, snapshot);
+      const back = await loadRegistryFile(file);
+      expect(back.hash).toBe(snapshot.hash);
+      expect([...back.models.keys()]).toEqual([...snapshot.models.keys()]);
+    }
   });
 });

@@ -12,6 +12,7 @@ export const serveCommand: Command = {
   options: {
     policy: { type: 'string', description: 'the policy directory (watched; edits apply when valid)', env: 'FLOWGATE_POLICY', required: true, placeholder: 'DIR' },
     ...registryOptions(true),
+    'registry-cache': { type: 'string', description: 'file keeping the last MLflow snapshot, served at start while MLflow is unreachable', env: 'FLOWGATE_REGISTRY_CACHE', placeholder: 'FILE' },
     'poll-interval': { type: 'string', description: 'MLflow poll interval, in ms', env: 'FLOWGATE_POLL_INTERVAL_MS', default: '5000', placeholder: 'MS' },
     'xds-listen': { type: 'string', description: 'xDS gRPC listen address (Envoys connect here)', env: 'FLOWGATE_XDS_LISTEN', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz, /debug/*)', env: 'FLOWGATE_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.adminPort}`, placeholder: 'HOST:PORT' },
@@ -35,6 +36,7 @@ export const serveCommand: Command = {
       ...(mlflow && { mlflow }),
       ...(registryFile && { registry: await loadRegistryFile(registryFile) }),
       pollIntervalMs,
+      registryCache: typeof options['registry-cache'] === 'string' && options['registry-cache'] !== '' ? options['registry-cache'] : undefined,
       xds: hostPort(String(options['xds-listen']), '--xds-listen'),
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       ...(options.filters !== false && {
