@@ -10,7 +10,7 @@ import { MlflowClient } from '../registry/mlflow-client.js';
 import { RegistryPoller } from '../registry/poller.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { SnapshotCache } from '../xds/cache.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { configSourceModeOf } from '../xds/config-source.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
@@ -42,6 +42,8 @@ export interface ControlPlaneOptions {
    */
   readonly registryCache?: string | undefined;
   readonly xds: { readonly host: string; readonly port: number };
+  /** TLS on the xDS port (PEM file paths); with `clientCa`, only clients with a certificate it signed connect (mutual TLS). */
+  readonly xdsTls?: { readonly cert: string; readonly key: string; readonly clientCa?: string | undefined } | undefined;
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
@@ -113,9 +115,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   registerAccessLogService(server, traffic);
   registerCsds(server, xds);
   const xdsPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.xds.host}:${options.xds.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    server.bindAsync(`${options.xds.host}:${options.xds.port}`, xdsCredentials(options.xdsTls), (err, port) => (err ? reject(err) : resolve(port))),
   );
-  log.info({ host: options.xds.host, port: xdsPort }, 'xds listening');
+  log.info({ host: options.xds.host, port: xdsPort, tls: options.xdsTls ? (options.xdsTls.clientCa ? 'mutual' : 'server') : 'off' }, 'xds listening');
 
   const admin = new AdminServer();
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
@@ -158,4 +160,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     })());
 
   return { xdsPort, adminPort, filtersPort: filters?.port, controller, stop };
+}
+
+/** The xDS port's credentials: plaintext, TLS, or mutual TLS. */
+function xdsCredentials(tls: ControlPlaneOptions['xdsTls']): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
 }

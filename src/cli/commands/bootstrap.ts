@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { envoyBootstrapJson } from '../../bootstrap/bootstrap.js';
-import { hostPort, type Command } from '../command.js';
+import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 
 /** `flowgate bootstrap`: prints an Envoy bootstrap pointing at a Flowgate control plane. */
@@ -16,12 +16,20 @@ export const bootstrapCommand: Command = {
     ads: { type: 'boolean', description: 'one aggregated stream (ADS); --no-ads opens one stream per resource type', default: true },
     'admin-address': { type: 'string', description: 'Envoy admin listen address', default: '127.0.0.1', placeholder: 'ADDR' },
     'admin-port': { type: 'string', description: 'Envoy admin port', default: String(DEFAULTS.envoyAdminPort), placeholder: 'PORT' },
+    'xds-tls-ca': { type: 'string', description: 'TLS to the control plane: CA file (on the Envoy host) that signed its certificate', env: 'FLOWGATE_XDS_TLS_CA', placeholder: 'FILE' },
+    'xds-tls-cert': { type: 'string', description: 'mutual TLS: this Envoy\'s client certificate file', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
+    'xds-tls-key': { type: 'string', description: 'mutual TLS: this Envoy\'s client key file', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
+    'xds-tls-sni': { type: 'string', description: 'server name to request and verify (default: the --xds host when it is a name)', placeholder: 'NAME' },
     format: { type: 'string', description: 'yaml or json', default: 'yaml', placeholder: 'FORMAT' },
     output: { type: 'string', short: 'o', description: 'write to FILE instead of stdout', placeholder: 'FILE' },
   },
   notes: 'Run Envoy with it:  flowgate bootstrap --node-id edge-1 > envoy.yaml && envoy -c envoy.yaml',
   run(options) {
     const xds = hostPort(String(options.xds), '--xds');
+    const str = (name: string): string | undefined => (typeof options[name] === 'string' && options[name] !== '' ? options[name] : undefined);
+    const ca = str('xds-tls-ca');
+    if (!ca && (str('xds-tls-cert') || str('xds-tls-key'))) throw new UsageError('--xds-tls-cert and --xds-tls-key need --xds-tls-ca');
+    if (Boolean(str('xds-tls-cert')) !== Boolean(str('xds-tls-key'))) throw new UsageError('give both --xds-tls-cert and --xds-tls-key, or neither');
     const json = envoyBootstrapJson({
       nodeId: String(options['node-id']),
       nodeCluster: String(options['node-cluster']),
@@ -31,6 +39,7 @@ export const bootstrapCommand: Command = {
       ads: options.ads !== false,
       adminAddress: String(options['admin-address']),
       adminPort: Number(options['admin-port']),
+      ...(ca && { xdsTls: { ca, cert: str('xds-tls-cert'), key: str('xds-tls-key'), sni: str('xds-tls-sni') } }),
     });
     const text = options.format === 'json' ? JSON.stringify(json, null, 2) + '\n' : YAML.stringify(json);
     if (typeof options.output === 'string') writeFileSync(options.output, text);

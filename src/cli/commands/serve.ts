@@ -1,7 +1,7 @@
 import { startControlPlane } from '../../control/plane.js';
 import { loadRegistryFile } from '../../registry/file.js';
 import { logger } from '../../observability/log.js';
-import { hostPort, UsageError, type Command } from '../command.js';
+import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 
@@ -15,6 +15,9 @@ export const serveCommand: Command = {
     'registry-cache': { type: 'string', description: 'file keeping the last MLflow snapshot, served at start while MLflow is unreachable', env: 'FLOWGATE_REGISTRY_CACHE', placeholder: 'FILE' },
     'poll-interval': { type: 'string', description: 'MLflow poll interval, in ms', env: 'FLOWGATE_POLL_INTERVAL_MS', default: '5000', placeholder: 'MS' },
     'xds-listen': { type: 'string', description: 'xDS gRPC listen address (Envoys connect here)', env: 'FLOWGATE_XDS_LISTEN', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
+    'xds-tls-cert': { type: 'string', description: 'serve xDS over TLS with this certificate (PEM)', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
+    'xds-tls-key': { type: 'string', description: 'the key of --xds-tls-cert (PEM)', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
+    'xds-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only xDS clients with a certificate signed by this CA', env: 'FLOWGATE_XDS_TLS_CLIENT_CA', placeholder: 'FILE' },
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz, /debug/*)', env: 'FLOWGATE_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.adminPort}`, placeholder: 'HOST:PORT' },
     filters: { type: 'boolean', description: 'run the filter service in this process (--no-filters when it runs as `flowgate filters`)', env: 'FLOWGATE_EMBEDDED_FILTERS', default: true },
     'filters-listen': { type: 'string', description: 'embedded filter service gRPC listen address', env: 'FLOWGATE_FILTERS_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersPort}`, placeholder: 'HOST:PORT' },
@@ -38,6 +41,7 @@ export const serveCommand: Command = {
       pollIntervalMs,
       registryCache: typeof options['registry-cache'] === 'string' && options['registry-cache'] !== '' ? options['registry-cache'] : undefined,
       xds: hostPort(String(options['xds-listen']), '--xds-listen'),
+      xdsTls: xdsTlsOptions(options),
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       ...(options.filters !== false && {
         filters: { ...hostPort(String(options['filters-listen']), '--filters-listen'), redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined },
@@ -56,3 +60,13 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+function xdsTlsOptions(options: OptionValues): { cert: string; key: string; clientCa: string | undefined } | undefined {
+  const str = (name: string): string | undefined => (typeof options[name] === 'string' && options[name] !== '' ? options[name] : undefined);
+  const cert = str('xds-tls-cert');
+  const key = str('xds-tls-key');
+  const clientCa = str('xds-tls-client-ca');
+  if (!cert && !key && !clientCa) return undefined;
+  if (!cert || !key) throw new UsageError('--xds-tls-cert and --xds-tls-key go together');
+  return { cert, key, clientCa };
+}

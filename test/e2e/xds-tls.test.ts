@@ -1,0 +1,93 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { NodeStatus } from '../../src/admin/nodes.js';
+import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
+import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { freePorts } from '../harness/ports.js';
+import { waitFor } from '../harness/process.js';
+import { request } from '../harness/traffic.js';
+import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
+
+/**
+ * Mutual TLS on the xDS port: `flowgate serve --xds-tls-*` and `flowgate bootstrap --xds-tls-*` with
+ * certificates made by openssl. An Envoy with a certificate signed by the client CA gets its config; one
+ * without a certificate, or speaking plaintext, gets nothing.
+ */
+
+let dir: string;
+let flowgate: FlowgateProcess;
+let echo: EchoUpstream;
+const envoys: EnvoyProcess[] = [];
+let listener: number;
+
+function openssl(...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+}
+
+/** A CA, a server certificate for 127.0.0.1 / flowgate-xds.test, and a client certificate. */
+function makeCertificates(): void {
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=flowgate-test-ca');
+  for (const [name, san] of [
+    ['server', 'subjectAltName=DNS:flowgate-xds.test,IP:127.0.0.1'],
+    ['client', 'subjectAltName=DNS:envoy.test'],
+  ] as const) {
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    writeFileSync(join(dir, `${name}.ext`), `${san}\n`);
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'flowgate-tls-'));
+  makeCertificates();
+  echo = await startEchoUpstream('echo');
+  [listener] = (await freePorts(1)) as [number];
+  mkdirSync(join(dir, 'policy'));
+  writeFileSync(join(dir, 'policy', 'gateway.yaml'), `kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: ${listener} }]\n`);
+  writeFileSync(join(dir, 'policy', 'm.yaml'), `kind: Model\nname: m\nupstream: { addressTemplate: "127.0.0.1:${echo.port}" }\ntraffic: { stable: { version: "1" } }\n`);
+  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: [{ name: 'm', versions: [{ version: '1' }] }] }));
+  flowgate = await startFlowgate({
+    policyDir: join(dir, 'policy'),
+    registryFile: join(dir, 'registry.json'),
+    name: 'flowgate-tls',
+    extraArgs: ['--xds-tls-cert', join(dir, 'server.crt'), '--xds-tls-key', join(dir, 'server.key'), '--xds-tls-client-ca', join(dir, 'ca.crt')],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const e of envoys) await e.stop();
+  await flowgate?.stop();
+  await echo?.close();
+});
+
+const connectedNodes = async (): Promise<string[]> => ((await (await fetch(`${flowgate.adminUrl}/debug/nodes`)).json()) as NodeStatus[]).map((n) => n.node);
+
+test('an Envoy with a client certificate gets its configuration over mutual TLS', async () => {
+  const envoy = await startEnvoy({
+    nodeId: 'tls-good',
+    nodeCluster: 'tls',
+    xdsHost: '127.0.0.1',
+    xdsPort: flowgate.xdsPort,
+    xdsTls: { ca: join(dir, 'ca.crt'), cert: join(dir, 'client.crt'), key: join(dir, 'client.key'), sni: 'flowgate-xds.test' },
+  });
+  envoys.push(envoy);
+  await waitFor('the route over TLS-delivered config', async () => ((await request(`http://127.0.0.1:${listener}/models/m`, { method: 'POST', body: '{}' })).status === 200 ? true : undefined));
+  expect(await connectedNodes()).toContain('tls-good');
+});
+
+test('an Envoy without a client certificate, or in plaintext, gets nothing', async () => {
+  for (const [nodeId, xdsTls] of [
+    ['tls-no-cert', { ca: join(dir, 'ca.crt'), sni: 'flowgate-xds.test' }],
+    ['plaintext', undefined],
+  ] as const) {
+    envoys.push(await startEnvoy({ nodeId, nodeCluster: 'tls', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort, waitReady: false, ...(xdsTls && { xdsTls }) }));
+  }
+  await new Promise((r) => setTimeout(r, 4000));
+  const nodes = await connectedNodes();
+  expect(nodes).not.toContain('tls-no-cert');
+  expect(nodes).not.toContain('plaintext');
+  expect(nodes).toContain('tls-good');
+});
