@@ -37,9 +37,10 @@ export class FilterPolicyClient extends EventEmitter<FilterPolicyClientEvents> {
   constructor(
     private readonly target: string,
     private readonly nodeId: string,
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
     super();
-    this.client = new grpc.Client(target, grpc.credentials.createInsecure(), { 'grpc.keepalive_time_ms': 30_000 });
+    this.client = new grpc.Client(target, credentials, { 'grpc.keepalive_time_ms': 30_000 });
   }
 
   start(): void {

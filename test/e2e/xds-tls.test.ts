@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { NodeStatus } from '../../src/admin/nodes.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { cliArgs, startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
 import { freePorts } from '../harness/ports.js';
-import { waitFor } from '../harness/process.js';
+import { startProcess, waitFor } from '../harness/process.js';
 import { request } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
+import { repoRoot } from '../harness/venv.js';
 
 /**
  * Mutual TLS on the xDS port: `flowgate serve --xds-tls-*` and `flowgate bootstrap --xds-tls-*` with
@@ -90,4 +91,33 @@ test('an Envoy without a client certificate, or in plaintext, gets nothing', asy
   expect(nodes).not.toContain('tls-no-cert');
   expect(nodes).not.toContain('plaintext');
   expect(nodes).toContain('tls-good');
+});
+
+test('a filter-service replica takes its policy over mutual TLS', async () => {
+  const [filters, admin] = (await freePorts(2)) as [number, number];
+  const [cmd, args] = cliArgs([
+    'filters',
+    '--xds',
+    `127.0.0.1:${flowgate.xdsPort}`,
+    '--xds-tls-ca',
+    join(dir, 'ca.crt'),
+    '--xds-tls-cert',
+    join(dir, 'client.crt'),
+    '--xds-tls-key',
+    join(dir, 'client.key'),
+    '--listen',
+    `127.0.0.1:${filters}`,
+    '--admin-listen',
+    `127.0.0.1:${admin}`,
+  ]);
+  const replica = startProcess('flowgate-filters-tls', cmd, args, { cwd: repoRoot });
+  try {
+    await waitFor('the replica to receive its policy', async () => ((await fetch(`http://127.0.0.1:${admin}/readyz`)).status === 200 ? true : undefined), {
+      timeoutMs: 20_000,
+      describe: () => replica.tail(20),
+    });
+    expect(replica.tail(200)).toContain('filter policy applied');
+  } finally {
+    await replica.stop();
+  }
 });

@@ -8,6 +8,8 @@ import { PolicyWatcher } from '../../policy/watch.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
 export const filtersCommand: Command = {
@@ -18,6 +20,9 @@ export const filtersCommand: Command = {
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz)', env: 'FLOWGATE_FILTERS_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersAdminPort}`, placeholder: 'HOST:PORT' },
     xds: { type: 'string', description: 'the control plane to take the filter policy from (xDS)', env: 'FLOWGATE_XDS', placeholder: 'HOST:PORT' },
     policy: { type: 'string', description: 'standalone: read the policy directory instead (alias access rules then need the control plane)', env: 'FLOWGATE_POLICY', placeholder: 'DIR' },
+    'xds-tls-ca': { type: 'string', description: 'TLS to the control plane: the CA that signed its certificate', env: 'FLOWGATE_XDS_TLS_CA', placeholder: 'FILE' },
+    'xds-tls-cert': { type: 'string', description: 'mutual TLS: this replica\'s client certificate', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
+    'xds-tls-key': { type: 'string', description: 'mutual TLS: this replica\'s client key', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
@@ -38,7 +43,15 @@ export const filtersCommand: Command = {
     let stopSource: () => Promise<void> | void;
     if (xds) {
       hostPort(xds, '--xds');
-      const client = new FilterPolicyClient(xds, String(options['node-id']));
+      const str = (name: string): string | undefined => (typeof options[name] === 'string' && options[name] !== '' ? options[name] : undefined);
+      const ca = str('xds-tls-ca');
+      const cert = str('xds-tls-cert');
+      const key = str('xds-tls-key');
+      if (Boolean(cert) !== Boolean(key) || ((cert || key) && !ca)) throw new UsageError('--xds-tls-cert and --xds-tls-key go together, with --xds-tls-ca');
+      const credentials = ca
+        ? grpc.credentials.createSsl(readFileSync(ca), key ? readFileSync(key) : null, cert ? readFileSync(cert) : null)
+        : grpc.credentials.createInsecure();
+      const client = new FilterPolicyClient(xds, String(options['node-id']), credentials);
       client.on('policy', (policy, version) => server.setPolicy(policy, version));
       client.start();
       stopSource = () => client.stop();
