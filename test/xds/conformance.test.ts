@@ -9,7 +9,7 @@ import { waitFor } from '../harness/process.js';
 import { steadyLoad, upstreamOf } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { startXdsServer, type TestXdsServer } from '../harness/xds-server.js';
-import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
+import { edsCluster, endpoints, httpListener, routeTo, XDS_MODES } from './resources.js';
 
 /**
  * xDS conformance against real Envoy, in the style of go-control-plane's integration test: N listeners each
@@ -18,12 +18,7 @@ import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
  * in its /config_dump. Runs in all four xDS modes.
  */
 
-const MODES = [
-  { name: 'ADS state of the world', ads: true, delta: false },
-  { name: 'ADS delta', ads: true, delta: true },
-  { name: 'per-type state of the world', ads: false, delta: false },
-  { name: 'per-type delta', ads: false, delta: true },
-] as const;
+const MODES = XDS_MODES;
 
 const N = 4;
 

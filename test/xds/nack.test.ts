@@ -10,7 +10,7 @@ import { waitFor } from '../harness/process.js';
 import { steadyLoad, upstreamOf } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { startXdsServer, type TestXdsServer } from '../harness/xds-server.js';
-import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
+import { edsCluster, endpoints, httpListener, routeTo, XDS_MODES } from './resources.js';
 
 /**
  * NACKs from real Envoy: a resource Envoy rejects is recorded with Envoy's own detail and counted, traffic
@@ -18,12 +18,7 @@ import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
  * is accepted.
  */
 
-const MODES = [
-  { name: 'ADS state of the world', ads: true, delta: false },
-  { name: 'ADS delta', ads: true, delta: true },
-  { name: 'per-type state of the world', ads: false, delta: false },
-  { name: 'per-type delta', ads: false, delta: true },
-] as const;
+const MODES = XDS_MODES;
 
 async function nodes(cp: TestXdsServer): Promise<NodeStatus[]> {
   return (await (await fetch(`${cp.adminUrl}/debug/nodes`)).json()) as NodeStatus[];

@@ -66,3 +66,11 @@ export function endpoints(cluster: string, ports: number[]): ResourceInput {
     },
   };
 }
+
+/** The four ways an Envoy subscribes, as bootstrap options, for suites that run in every mode. */
+export const XDS_MODES = [
+  { name: 'ADS state of the world', ads: true, delta: false },
+  { name: 'ADS delta', ads: true, delta: true },
+  { name: 'per-type state of the world', ads: false, delta: false },
+  { name: 'per-type delta', ads: false, delta: true },
+] as const;

@@ -11,7 +11,7 @@ import { startProcess, waitFor, type ManagedProcess } from '../harness/process.j
 import { steadyLoad, upstreamOf } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { repoRoot } from '../harness/venv.js';
-import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
+import { edsCluster, endpoints, httpListener, routeTo, XDS_MODES } from './resources.js';
 
 /**
  * The control plane process is killed (SIGKILL) and started again with the same configuration: Envoy keeps
@@ -19,12 +19,7 @@ import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
  * is rebuilt (no config churn).
  */
 
-const MODES = [
-  { name: 'ADS state of the world', ads: true, delta: false },
-  { name: 'ADS delta', ads: true, delta: true },
-  { name: 'per-type state of the world', ads: false, delta: false },
-  { name: 'per-type delta', ads: false, delta: true },
-] as const;
+const MODES = XDS_MODES;
 
 /** Envoy counters that move whenever it applies a changed listener or cluster. */
 const CHURN = [
