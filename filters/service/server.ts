@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { grpcServerCredentials, type ServerTls } from '../../src/control/credentials.js';
 import { logger } from '../../src/observability/log.js';
 import { RedisStore } from '../ratelimit/redis-store.js';
 import { MemoryStore, type CounterStore } from '../ratelimit/store.js';
@@ -18,6 +19,8 @@ export interface FilterServerOptions {
   readonly port: number;
   /** redis://host:port shared by replicas; absent: counters in memory. */
   readonly redisUrl?: string | undefined;
+  /** TLS (or mutual TLS) for Envoy's calls. */
+  readonly tls?: ServerTls | undefined;
 }
 
 export interface FilterServer {
@@ -46,9 +49,9 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 70 * 1024 * 1024 });
   service.register(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    server.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  log.info({ host: options.host, port, store: store.kind }, 'filter service listening');
+  log.info({ host: options.host, port, store: store.kind, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
   return {
     port,
     service,

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { duration, encodeMessage, struct, typed } from '../proto/codec.js';
 import { toEnvoyJson } from '../proto/json.js';
+import { upstreamTls, type UpstreamTlsFiles } from '../translate/tls.js';
 import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../xds/config-source.js';
 
 /**
@@ -29,33 +30,7 @@ export interface BootstrapOptions {
 }
 
 /** How an Envoy verifies the control plane (`ca`) and proves itself to it (`cert` + `key`, for mutual TLS). */
-export interface XdsTls {
-  readonly ca: string;
-  readonly cert?: string | undefined;
-  readonly key?: string | undefined;
-  /** The server name to ask for and verify; default: the xDS host when it is a name. */
-  readonly sni?: string | undefined;
-}
-
-const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
-
-function xdsTransportSocket(tls: XdsTls, host: string): object {
-  const sni = tls.sni ?? (isIP(host) ? undefined : host);
-  return {
-    name: 'envoy.transport_sockets.tls',
-    typed_config: typed(UPSTREAM_TLS, {
-      common_tls_context: {
-        alpn_protocols: ['h2'],
-        ...(tls.cert && tls.key && { tls_certificates: [{ certificate_chain: { filename: tls.cert }, private_key: { filename: tls.key } }] }),
-        validation_context: {
-          trusted_ca: { filename: tls.ca },
-          ...(sni && { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: sni } }] }),
-        },
-      },
-      ...(sni && { sni }),
-    }),
-  };
-}
+export type XdsTls = UpstreamTlsFiles;
 
 /** The config-source mode resources must use for an Envoy with these options. */
 export function bootstrapMode(options: Pick<BootstrapOptions, 'ads' | 'delta'>): ConfigSourceMode {
@@ -103,7 +78,7 @@ export function envoyBootstrap(options: BootstrapOptions): object {
               },
             }),
           },
-          ...(options.xdsTls && { transport_socket: xdsTransportSocket(options.xdsTls, options.xdsHost) }),
+          ...(options.xdsTls && { transport_socket: upstreamTls(options.xdsTls, options.xdsHost) }),
         },
       ],
     },

@@ -10,7 +10,8 @@ import { MlflowClient } from '../registry/mlflow-client.js';
 import { RegistryPoller } from '../registry/poller.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { SnapshotCache } from '../xds/cache.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { grpcServerCredentials, type ServerTls } from './credentials.js';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { configSourceModeOf } from '../xds/config-source.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
@@ -43,12 +44,12 @@ export interface ControlPlaneOptions {
   readonly registryCache?: string | undefined;
   readonly xds: { readonly host: string; readonly port: number };
   /** TLS on the xDS port (PEM file paths); with `clientCa`, only clients with a certificate it signed connect (mutual TLS). */
-  readonly xdsTls?: { readonly cert: string; readonly key: string; readonly clientCa?: string | undefined } | undefined;
+  readonly xdsTls?: ServerTls | undefined;
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
   /** Run the filter service in this process, fed by the controller directly; absent: none (run `flowgate filters`). */
-  readonly filters?: { readonly host: string; readonly port: number; readonly redisUrl?: string | undefined };
+  readonly filters?: { readonly host: string; readonly port: number; readonly redisUrl?: string | undefined; readonly tls?: ServerTls | undefined };
 }
 
 export interface ControlPlane {
@@ -115,7 +116,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   registerAccessLogService(server, traffic);
   registerCsds(server, xds);
   const xdsPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.xds.host}:${options.xds.port}`, xdsCredentials(options.xdsTls), (err, port) => (err ? reject(err) : resolve(port))),
+    server.bindAsync(`${options.xds.host}:${options.xds.port}`, grpcServerCredentials(options.xdsTls), (err, port) => (err ? reject(err) : resolve(port))),
   );
   log.info({ host: options.xds.host, port: xdsPort, tls: options.xdsTls ? (options.xdsTls.clientCa ? 'mutual' : 'server') : 'off' }, 'xds listening');
 
@@ -162,9 +163,3 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   return { xdsPort, adminPort, filtersPort: filters?.port, controller, stop };
 }
 
-/** The xDS port's credentials: plaintext, TLS, or mutual TLS. */
-function xdsCredentials(tls: ControlPlaneOptions['xdsTls']): grpc.ServerCredentials {
-  if (!tls) return grpc.ServerCredentials.createInsecure();
-  const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
-  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
-}

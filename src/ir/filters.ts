@@ -26,5 +26,5 @@ export function modelFilters(model: ModelPolicy, consumers: Iterable<ConsumerPol
 
 export function filterServiceOf(gateway: GatewayPolicy): FilterServiceIR {
   const fs = gateway.filterService;
-  return { address: fs.address, port: fs.port, timeoutMs: fs.timeout };
+  return { address: fs.address, port: fs.port, timeoutMs: fs.timeout, tls: fs.tls };
 }

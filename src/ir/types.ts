@@ -89,6 +89,7 @@ export interface FilterServiceIR {
   readonly address: string;
   readonly port: number;
   readonly timeoutMs: number;
+  readonly tls: { readonly ca: string; readonly cert?: string | undefined; readonly key?: string | undefined; readonly sni?: string | undefined } | undefined;
 }
 
 export interface ListenerIR {

@@ -273,6 +273,8 @@ const jwtIssuer = z
     }
   });
 
+const absolutePath = z.string().startsWith('/', { error: 'must be an absolute path' });
+
 const listener = z.strictObject({ name: shortName, address: ipAddress.default('0.0.0.0'), port });
 
 export const GatewaySchema = z.strictObject({
@@ -285,6 +287,18 @@ export const GatewaySchema = z.strictObject({
       port: port.default(18081),
       timeout: duration({ max: 60_000 }).prefault('250ms'),
       failOpen: z.boolean().default(false),
+      /** TLS from Envoy to the filter service: PEM files on the Envoy hosts. */
+      tls: z
+        .strictObject({
+          ca: absolutePath,
+          cert: absolutePath.optional(),
+          key: absolutePath.optional(),
+          sni: z.string().min(1).max(253).optional(),
+        })
+        .superRefine((t, ctx) => {
+          if ((t.cert === undefined) !== (t.key === undefined)) ctx.addIssue({ code: 'custom', message: 'cert and key go together (mutual TLS needs both)' });
+        })
+        .optional(),
     })
     .prefault({}),
   auth: z.strictObject({ jwt: z.array(jwtIssuer).default([]) }).prefault({}),

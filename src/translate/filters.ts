@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import type { FilterServiceIR, GatewayIR, ModelIR } from '../ir/types.js';
 import { duration, typed } from '../proto/codec.js';
+import { upstreamTls } from './tls.js';
 import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 
@@ -57,6 +58,7 @@ export function filtersCluster(ir: GatewayIR): ResourceInput[] {
             explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } } },
           }),
         },
+        ...(fs.tls && { transport_socket: upstreamTls(fs.tls, fs.address) }),
       },
     },
   ];

@@ -1,4 +1,6 @@
+import * as grpc from '@grpc/grpc-js';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +13,7 @@ import { startProcess, waitFor } from '../harness/process.js';
 import { request } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { repoRoot } from '../harness/venv.js';
+import { registerSecrets } from '../harness/secrets.js';
 
 /**
  * Mutual TLS on the xDS port: `flowgate serve --xds-tls-*` and `flowgate bootstrap --xds-tls-*` with
@@ -23,6 +26,8 @@ let flowgate: FlowgateProcess;
 let echo: EchoUpstream;
 const envoys: EnvoyProcess[] = [];
 let listener: number;
+let filtersPort: number;
+const KEY = 'tls-key-0123456789abcdef';
 
 function openssl(...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -45,16 +50,47 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'flowgate-tls-'));
   makeCertificates();
   echo = await startEchoUpstream('echo');
-  [listener] = (await freePorts(1)) as [number];
+  [listener, filtersPort] = (await freePorts(2)) as [number, number];
+  registerSecrets(KEY);
   mkdirSync(join(dir, 'policy'));
-  writeFileSync(join(dir, 'policy', 'gateway.yaml'), `kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: ${listener} }]\n`);
-  writeFileSync(join(dir, 'policy', 'm.yaml'), `kind: Model\nname: m\nupstream: { addressTemplate: "127.0.0.1:${echo.port}" }\ntraffic: { stable: { version: "1" } }\n`);
-  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: [{ name: 'm', versions: [{ version: '1' }] }] }));
+  writeFileSync(
+    join(dir, 'policy', 'gateway.yaml'),
+    `kind: Gateway
+listeners: [{ name: public, address: 127.0.0.1, port: ${listener} }]
+filterService:
+  address: 127.0.0.1
+  port: ${filtersPort}
+  tls: { ca: ${join(dir, 'ca.crt')}, cert: ${join(dir, 'client.crt')}, key: ${join(dir, 'client.key')}, sni: flowgate-xds.test }
+`,
+  );
+  writeFileSync(
+    join(dir, 'policy', 'm.yaml'),
+    `kind: Model
+name: m
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+---
+kind: Model
+name: guarded
+upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
+traffic: { stable: { version: "1" } }
+access: { consumers: [tls-user] }
+---
+kind: Consumer
+name: tls-user
+apiKeys: [{ id: k, sha256: ${createHash('sha256').update(KEY).digest('hex')} }]
+`,
+  );
+  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: [{ name: 'm', versions: [{ version: '1' }] }, { name: 'guarded', versions: [{ version: '1' }] }] }));
   flowgate = await startFlowgate({
     policyDir: join(dir, 'policy'),
     registryFile: join(dir, 'registry.json'),
     name: 'flowgate-tls',
-    extraArgs: ['--xds-tls-cert', join(dir, 'server.crt'), '--xds-tls-key', join(dir, 'server.key'), '--xds-tls-client-ca', join(dir, 'ca.crt')],
+    filtersPort,
+    extraArgs: [
+      ...['--xds-tls-cert', join(dir, 'server.crt'), '--xds-tls-key', join(dir, 'server.key'), '--xds-tls-client-ca', join(dir, 'ca.crt')],
+      ...['--filters-tls-cert', join(dir, 'server.crt'), '--filters-tls-key', join(dir, 'server.key'), '--filters-tls-client-ca', join(dir, 'ca.crt')],
+    ],
   });
 }, 60_000);
 
@@ -77,6 +113,22 @@ test('an Envoy with a client certificate gets its configuration over mutual TLS'
   envoys.push(envoy);
   await waitFor('the route over TLS-delivered config', async () => ((await request(`http://127.0.0.1:${listener}/models/m`, { method: 'POST', body: '{}' })).status === 200 ? true : undefined));
   expect(await connectedNodes()).toContain('tls-good');
+});
+
+test('Envoy calls the filter service over mutual TLS; the filter service refuses plaintext', async () => {
+  const guarded = `http://127.0.0.1:${listener}/models/guarded`;
+  const anonymous = await waitFor('the guarded route', async () => {
+    const a = await request(guarded, { method: 'POST', body: '{}' });
+    return a.status === 401 ? a : undefined;
+  });
+  expect(JSON.parse(anonymous.text)).toMatchObject({ error: 'missing_credentials' });
+  expect((await request(guarded, { method: 'POST', body: '{}', headers: { 'x-api-key': KEY } })).status).toBe(200);
+  const plain = new grpc.Client(`127.0.0.1:${filtersPort}`, grpc.credentials.createInsecure());
+  const code = await new Promise<number>((resolve) =>
+    plain.makeUnaryRequest('/envoy.service.auth.v3.Authorization/Check', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), { deadline: Date.now() + 3000 }, (err) => resolve(err?.code ?? 0)),
+  );
+  plain.close();
+  expect(code).not.toBe(0);
 });
 
 test('an Envoy without a client certificate, or in plaintext, gets nothing', async () => {

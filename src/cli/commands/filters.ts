@@ -7,6 +7,7 @@ import { enableProcessMetrics } from '../../observability/metrics.js';
 import { PolicyWatcher } from '../../policy/watch.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
+import { tlsOption } from './serve.js';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -20,6 +21,9 @@ export const filtersCommand: Command = {
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz)', env: 'FLOWGATE_FILTERS_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersAdminPort}`, placeholder: 'HOST:PORT' },
     xds: { type: 'string', description: 'the control plane to take the filter policy from (xDS)', env: 'FLOWGATE_XDS', placeholder: 'HOST:PORT' },
     policy: { type: 'string', description: 'standalone: read the policy directory instead (alias access rules then need the control plane)', env: 'FLOWGATE_POLICY', placeholder: 'DIR' },
+    'tls-cert': { type: 'string', description: 'serve Envoy\'s calls over TLS with this certificate (PEM)', env: 'FLOWGATE_FILTERS_TLS_CERT', placeholder: 'FILE' },
+    'tls-key': { type: 'string', description: 'the key of --tls-cert (PEM)', env: 'FLOWGATE_FILTERS_TLS_KEY', placeholder: 'FILE' },
+    'tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
     'xds-tls-ca': { type: 'string', description: 'TLS to the control plane: the CA that signed its certificate', env: 'FLOWGATE_XDS_TLS_CA', placeholder: 'FILE' },
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this replica\'s client certificate', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'mutual TLS: this replica\'s client key', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
@@ -34,7 +38,7 @@ export const filtersCommand: Command = {
     enableProcessMetrics();
     const log = logger('filters');
     const listen = hostPort(String(options.listen), '--listen');
-    const server = await startFilterServer({ ...listen, redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined });
+    const server = await startFilterServer({ ...listen, redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined, tls: tlsOption(options, 'tls') });
     const admin = new AdminServer();
     admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
     const adminAddr = hostPort(String(options['admin-listen']), '--admin-listen');

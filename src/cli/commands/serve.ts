@@ -1,6 +1,7 @@
 import { startControlPlane } from '../../control/plane.js';
 import { loadRegistryFile } from '../../registry/file.js';
 import { logger } from '../../observability/log.js';
+import { serverTlsOption, TlsOptionError, type ServerTls } from '../../control/credentials.js';
 import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
@@ -21,6 +22,9 @@ export const serveCommand: Command = {
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz, /debug/*)', env: 'FLOWGATE_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.adminPort}`, placeholder: 'HOST:PORT' },
     filters: { type: 'boolean', description: 'run the filter service in this process (--no-filters when it runs as `flowgate filters`)', env: 'FLOWGATE_EMBEDDED_FILTERS', default: true },
     'filters-listen': { type: 'string', description: 'embedded filter service gRPC listen address', env: 'FLOWGATE_FILTERS_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersPort}`, placeholder: 'HOST:PORT' },
+    'filters-tls-cert': { type: 'string', description: 'serve the embedded filter service over TLS with this certificate (PEM)', env: 'FLOWGATE_FILTERS_TLS_CERT', placeholder: 'FILE' },
+    'filters-tls-key': { type: 'string', description: 'the key of --filters-tls-cert (PEM)', env: 'FLOWGATE_FILTERS_TLS_KEY', placeholder: 'FILE' },
+    'filters-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis for rate-limit and quota counters shared by filter replicas (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
   },
   notes: [
@@ -41,10 +45,14 @@ export const serveCommand: Command = {
       pollIntervalMs,
       registryCache: typeof options['registry-cache'] === 'string' && options['registry-cache'] !== '' ? options['registry-cache'] : undefined,
       xds: hostPort(String(options['xds-listen']), '--xds-listen'),
-      xdsTls: xdsTlsOptions(options),
+      xdsTls: tlsOption(options, 'xds-tls'),
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       ...(options.filters !== false && {
-        filters: { ...hostPort(String(options['filters-listen']), '--filters-listen'), redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined },
+        filters: {
+          ...hostPort(String(options['filters-listen']), '--filters-listen'),
+          redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
+          tls: tlsOption(options, 'filters-tls'),
+        },
       }),
     });
     const log = logger('serve');
@@ -61,12 +69,12 @@ export const serveCommand: Command = {
   },
 };
 
-function xdsTlsOptions(options: OptionValues): { cert: string; key: string; clientCa: string | undefined } | undefined {
-  const str = (name: string): string | undefined => (typeof options[name] === 'string' && options[name] !== '' ? options[name] : undefined);
-  const cert = str('xds-tls-cert');
-  const key = str('xds-tls-key');
-  const clientCa = str('xds-tls-client-ca');
-  if (!cert && !key && !clientCa) return undefined;
-  if (!cert || !key) throw new UsageError('--xds-tls-cert and --xds-tls-key go together');
-  return { cert, key, clientCa };
+/** A TLS option group, with a wrong combination reported as a usage error. */
+export function tlsOption(options: OptionValues, prefix: string): ServerTls | undefined {
+  try {
+    return serverTlsOption(options, prefix);
+  } catch (err) {
+    if (err instanceof TlsOptionError) throw new UsageError(err.message);
+    throw err;
+  }
 }

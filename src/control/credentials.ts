@@ -1,0 +1,33 @@
+import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+
+/** TLS for a gRPC port Flowgate serves (PEM file paths); with `clientCa`, clients must present a certificate it signed. */
+export interface ServerTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly clientCa?: string | undefined;
+}
+
+/** Plaintext, TLS, or mutual TLS credentials for a gRPC server. */
+export function grpcServerCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
+}
+
+/** ServerTls from three optional CLI values named PREFIX-cert, PREFIX-key and PREFIX-client-ca. */
+export function serverTlsOption(values: Readonly<Record<string, unknown>>, prefix: string): ServerTls | undefined {
+  const str = (name: string): string | undefined => {
+    const v = values[`${prefix}-${name}`];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const cert = str('cert');
+  const key = str('key');
+  const clientCa = str('client-ca');
+  if (!cert && !key && !clientCa) return undefined;
+  if (!cert || !key) throw new TlsOptionError(`--${prefix}-cert and --${prefix}-key go together`);
+  return { cert, key, clientCa };
+}
+
+/** A TLS option combination that cannot work. */
+export class TlsOptionError extends Error {}
