@@ -207,9 +207,17 @@ describe('bad policy edits are rejected with file and line; the last good config
     const before = await rejections();
     writePolicy(file, text);
     await waitFor('the rejection', async () => ((await rejections()) > before ? true : undefined), { timeoutMs: 15_000, describe: () => flowgate.process.tail(20) });
-    const logged = flowgate.logLines().filter((l) => typeof l.file === 'string' && (l.file).endsWith(file) && l.line === line);
-    expect(logged.length, `a log line naming ${file}:${line}`).toBeGreaterThan(0);
-    expect(JSON.stringify(logged)).toContain(fragment);
+    // The log is written asynchronously, and a reload may first have caught the file half-written: wait for
+    // the line about the edit as finally written.
+    const logged = await waitFor(
+      `a log line naming ${file}:${line} with "${fragment}"`,
+      () => {
+        const lines = flowgate.logLines().filter((l) => typeof l.file === 'string' && l.file.endsWith(file) && l.line === line && JSON.stringify(l).includes(fragment));
+        return lines.length > 0 ? lines : undefined;
+      },
+      { timeoutMs: 10_000, describe: () => flowgate.process.tail(20) },
+    );
+    expect(logged[0]?.level).toBe('error');
     const [cmd, args] = cliArgs(['validate', policyDir, '--mlflow-uri', mlflow.uri]);
     const validate = spawnSync(cmd, args, { cwd: repoRoot, encoding: 'utf8' });
     expect(validate.status).toBe(1);
