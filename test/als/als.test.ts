@@ -1,11 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
+import { httpListener } from '../xds/resources.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { AdminServer } from '../../src/admin/server.js';
 import { TrafficAggregator, type TrafficSummary } from '../../src/als/aggregator.js';
 import { accessLogCluster, accessLogConfig } from '../../src/als/config.js';
 import { registerTrafficRoutes } from '../../src/als/routes.js';
 import { registerAccessLogService } from '../../src/als/service.js';
-import { duration, typed } from '../../src/proto/codec.js';
+import { duration } from '../../src/proto/codec.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
@@ -22,34 +23,10 @@ import { edsCluster, endpoints } from '../xds/resources.js';
  * requests sent, per model version and status class, with latencies, in /debug/traffic and in /metrics.
  */
 
-const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
-/** An HTTP listener with inline routes (RDS over ADS), optionally with access logs. */
+/** An HTTP listener routed by the `models` route configuration (ADS), optionally with access logs. */
 function listener(name: string, port: number, accessLog: object[]): ResourceInput {
-  return {
-    typeUrl: TypeUrl.Listener,
-    name,
-    message: {
-      name,
-      address: { socket_address: { address: '127.0.0.1', port_value: port } },
-      filter_chains: [
-        {
-          filters: [
-            {
-              name: 'envoy.filters.network.http_connection_manager',
-              typed_config: typed(HCM, {
-                stat_prefix: name,
-                rds: { route_config_name: 'models', config_source: { ads: {}, resource_api_version: 'V3' } },
-                http_filters: [{ name: 'envoy.filters.http.router', typed_config: typed(ROUTER, {}) }],
-                access_log: accessLog,
-              }),
-            },
-          ],
-        },
-      ],
-    },
-  };
+  return httpListener(name, port, 'models', 'ads', { access_log: accessLog });
 }
 
 /** x-model-version: 2 or 3 picks that version; everything else goes to v1. */

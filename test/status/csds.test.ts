@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { badRoute } from '../xds/resources.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodeMessage } from '../../src/proto/codec.js';
 import { registerCsds } from '../../src/status/service.js';
@@ -19,17 +20,6 @@ import { CsdsClient, type ClientConfigOut, type GenericXdsConfigOut } from './cs
  * select by node id; a route configuration Envoy rejects shows as ERROR/NACKED with Envoy's own detail.
  */
 
-/** A route configuration Envoy's RE2 refuses: an unbalanced parenthesis in a regex match. */
-function badRoute(name: string, cluster: string): ResourceInput {
-  return {
-    typeUrl: TypeUrl.RouteConfiguration,
-    name,
-    message: {
-      name,
-      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { safe_regex: { regex: '/broken(' } }, route: { cluster } }] }],
-    },
-  };
-}
 
 const find = (c: ClientConfigOut | undefined, type: string, name: string): GenericXdsConfigOut | undefined =>
   c?.generic_xds_configs.find((g) => g.type_url === type && g.name === name);

@@ -10,7 +10,7 @@ import { waitFor } from '../harness/process.js';
 import { steadyLoad, upstreamOf } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 import { startXdsServer, type TestXdsServer } from '../harness/xds-server.js';
-import { edsCluster, endpoints, httpListener, routeTo, XDS_MODES } from './resources.js';
+import { badRoute, edsCluster, endpoints, httpListener, routeTo, XDS_MODES } from './resources.js';
 
 /**
  * NACKs from real Envoy: a resource Envoy rejects is recorded with Envoy's own detail and counted, traffic
@@ -35,26 +35,6 @@ async function metric(cp: TestXdsServer, name: string, type: string): Promise<nu
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
-/** A route configuration Envoy's RE2 refuses: an unbalanced parenthesis in a regex match. */
-function badRoute(name: string, cluster: string): ResourceInput {
-  return {
-    typeUrl: TypeUrl.RouteConfiguration,
-    name,
-    message: {
-      name,
-      virtual_hosts: [
-        {
-          name: 'all',
-          domains: ['*'],
-          routes: [
-            { match: { safe_regex: { regex: '/broken(' } }, route: { cluster } },
-            { match: { prefix: '/' }, route: { cluster } },
-          ],
-        },
-      ],
-    },
-  };
-}
 
 /** A cluster Envoy refuses: its health check lacks the required interval and timeout. */
 function badCluster(name: string): ResourceInput {

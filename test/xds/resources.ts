@@ -8,8 +8,8 @@ import type { ResourceInput } from '../../src/xds/snapshot.js';
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
-/** An HTTP listener on 127.0.0.1:port whose routes come from RDS (`routeConfig`). */
-export function httpListener(name: string, port: number, routeConfig: string, mode: ConfigSourceMode): ResourceInput {
+/** An HTTP listener on 127.0.0.1:port whose routes come from RDS (`routeConfig`); `hcm` adds connection-manager fields. */
+export function httpListener(name: string, port: number, routeConfig: string, mode: ConfigSourceMode, hcm: Record<string, unknown> = {}): ResourceInput {
   return {
     typeUrl: TypeUrl.Listener,
     name,
@@ -25,6 +25,7 @@ export function httpListener(name: string, port: number, routeConfig: string, mo
                 stat_prefix: name,
                 rds: { route_config_name: routeConfig, config_source: configSource(mode) },
                 http_filters: [{ name: 'envoy.filters.http.router', typed_config: typed(ROUTER, {}) }],
+                ...hcm,
               }),
             },
           ],
@@ -74,3 +75,24 @@ export const XDS_MODES = [
   { name: 'per-type state of the world', ads: false, delta: false },
   { name: 'per-type delta', ads: false, delta: true },
 ] as const;
+
+/** A route configuration Envoy's RE2 refuses: an unbalanced parenthesis in a regex match. */
+export function badRoute(name: string, cluster: string): ResourceInput {
+  return {
+    typeUrl: TypeUrl.RouteConfiguration,
+    name,
+    message: {
+      name,
+      virtual_hosts: [
+        {
+          name: 'all',
+          domains: ['*'],
+          routes: [
+            { match: { safe_regex: { regex: '/broken(' } }, route: { cluster } },
+            { match: { prefix: '/' }, route: { cluster } },
+          ],
+        },
+      ],
+    },
+  };
+}
