@@ -13,6 +13,9 @@ import type { AuditLog } from './audit.js';
 import { FilterEngine } from './engine.js';
 import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, headerMapToRecord, RATE_LIMIT_SERVICE, setHeaders } from './grpc.js';
 import type { FilterPolicy } from './policy.js';
+import type { CheckRequest } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
+import type { ProcessingRequest__Output as ProcessingRequest } from '../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
+import type { RateLimitRequest } from '../../src/generated/envoy/service/ratelimit/v3/RateLimitRequest.js';
 
 /**
  * The filter service: Envoy's ext_authz (Check), rate limit (ShouldRateLimit) and ext_proc (Process) calls,
@@ -60,15 +63,7 @@ function unavailable(message: string): grpc.ServiceError {
   return Object.assign(new Error(message), { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
 }
 
-interface HttpAttributes {
-  headers?: Record<string, string>;
-  path?: string;
-  method?: string;
-}
 
-interface CheckRequest {
-  attributes?: { request?: { http?: HttpAttributes | null } | null; context_extensions?: Record<string, string> } | null;
-}
 
 export interface FilterServiceOptions {
   readonly store: CounterStore;
@@ -376,16 +371,4 @@ function immediate(status: number, body: string): object {
   };
 }
 
-interface RateLimitRequest {
-  domain?: string;
-  descriptors?: { entries?: { key?: string; value?: string }[] }[];
-  hits_addend?: number;
-}
 
-interface ProcessingRequest {
-  request?: string;
-  request_headers?: { headers?: unknown; end_of_stream?: boolean } | null;
-  response_headers?: { headers?: unknown; end_of_stream?: boolean } | null;
-  request_body?: { body?: Buffer; end_of_stream?: boolean } | null;
-  response_body?: { body?: Buffer; end_of_stream?: boolean } | null;
-}
