@@ -208,7 +208,7 @@ export class FilterService {
           const res = await this.processMessage(state, msg);
           if (!call.writableEnded) call.write(res);
         } catch (err) {
-          log.error({ model, err: errorMessage(err) }, 'ext_proc message failed');
+          log.error({ model, requestId: state.requestId, err: errorMessage(err) }, 'ext_proc message failed');
           if (!call.writableEnded) call.write(immediate(500, jsonBody('filter_error', 'the filter service failed on this request')));
         } finally {
           end();
