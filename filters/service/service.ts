@@ -59,6 +59,13 @@ function jsonBody(error: string, message: string, extra: Record<string, unknown>
   return `${JSON.stringify({ error, message, ...extra })}\n`;
 }
 
+/** A failed call as the gRPC error Envoy sees (its route's failure mode then decides); unexpected ones are logged. */
+function failure(method: string, err: unknown): grpc.ServiceError {
+  if (err instanceof Error && 'code' in err && typeof (err as grpc.ServiceError).code === 'number') return err as grpc.ServiceError;
+  log.error({ method, err: errorMessage(err) }, 'filter call failed; Envoy applies the route failure mode');
+  return unavailable(errorMessage(err));
+}
+
 function unavailable(message: string): grpc.ServiceError {
   return Object.assign(new Error(message), { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
 }
@@ -94,7 +101,7 @@ export class FilterService {
       Check: (call: grpc.ServerUnaryCall<CheckRequest, object>, done: grpc.sendUnaryData<object>) => {
         const end = latency.startTimer({ method: 'Check' });
         this.check(call.request)
-          .then((res) => done(null, res), (err: unknown) => done(err instanceof Error && 'code' in err ? (err as grpc.ServiceError) : unavailable(errorMessage(err))))
+          .then((res) => done(null, res), (err: unknown) => done(failure('Check', err)))
           .finally(() => end());
       },
     });
@@ -102,7 +109,7 @@ export class FilterService {
       ShouldRateLimit: (call: grpc.ServerUnaryCall<RateLimitRequest, object>, done: grpc.sendUnaryData<object>) => {
         const end = latency.startTimer({ method: 'ShouldRateLimit' });
         this.shouldRateLimit(call.request)
-          .then((res) => done(null, res), (err: unknown) => done(err instanceof Error && 'code' in err ? (err as grpc.ServiceError) : unavailable(errorMessage(err))))
+          .then((res) => done(null, res), (err: unknown) => done(failure('ShouldRateLimit', err)))
           .finally(() => end());
       },
     });
