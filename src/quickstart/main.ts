@@ -35,6 +35,7 @@ const { values } = parseArgs({
     'xds-port': { type: 'string', default: String(DEFAULTS.xdsPort) },
     'admin-port': { type: 'string', default: String(DEFAULTS.adminPort) },
     'envoy-admin-port': { type: 'string', default: String(DEFAULTS.envoyAdminPort) },
+    'filters-port': { type: 'string', default: String(DEFAULTS.filtersPort) },
     'poll-interval': { type: 'string', default: '2000' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -42,7 +43,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     'Usage: bash scripts/quickstart.sh [--port 10000] [--mlflow-port 5000] [--model-ports 8001,8002] [--xds-port 18000]\n' +
-      '                                  [--admin-port 18090] [--envoy-admin-port 9901] [--poll-interval 2000]\n',
+      '                                  [--admin-port 18090] [--envoy-admin-port 9901] [--filters-port 18081] [--poll-interval 2000]\n',
   );
   process.exit(0);
 }
@@ -53,6 +54,7 @@ const [v1Port, v2Port] = values['model-ports'].split(',').map(Number) as [number
 const xdsPort = Number(values['xds-port']);
 const adminPort = Number(values['admin-port']);
 const envoyAdminPort = Number(values['envoy-admin-port']);
+const filtersPort = Number(values['filters-port']);
 const model = 'fraud-detector';
 
 const work = join(repo, '.flowgate', 'quickstart');
@@ -155,6 +157,7 @@ async function main(): Promise<void> {
     ['xDS', xdsPort],
     ['admin', adminPort],
     ['Envoy admin', envoyAdminPort],
+    ['filter service', filtersPort],
   ] as const) {
     if (!(await portFree(p))) throw new Error(`port ${p} (${what}) is in use; pick another with the quickstart's options (--help)`);
   }
@@ -164,7 +167,7 @@ async function main(): Promise<void> {
   const policyDir = join(work, 'policy');
   cpSync(join(repo, 'examples', 'quickstart', 'policy'), policyDir, { recursive: true });
   const gatewayFile = join(policyDir, 'gateway.yaml');
-  writeFileSync(gatewayFile, readFileSync(gatewayFile, 'utf8').replace(/port: 10000/, `port: ${port}`).replace(/port: 18081/, `port: ${DEFAULTS.filtersPort}`));
+  writeFileSync(gatewayFile, readFileSync(gatewayFile, 'utf8').replace(/port: 10000/, `port: ${port}`).replace(/port: 18081/, `port: ${filtersPort}`));
 
   const mlflowUri = `http://127.0.0.1:${mlflowPort}`;
   say(`starting MLflow on ${mlflowUri} (sqlite in ${work})`);
@@ -198,13 +201,14 @@ async function main(): Promise<void> {
   }
   await Promise.all([waitHttp('model v1', `http://127.0.0.1:${v1Port}/ping`, 180_000), waitHttp('model v2', `http://127.0.0.1:${v2Port}/ping`, 180_000)]);
 
-  say(`starting the control plane (xDS :${xdsPort}, admin :${adminPort}), watching ${policyDir}`);
+  say(`starting the control plane (xDS :${xdsPort}, admin :${adminPort}, filter service :${filtersPort}), watching ${policyDir}`);
   plane = await startControlPlane({
     policyDir,
     mlflow: { trackingUri: mlflowUri },
     pollIntervalMs: Number(values['poll-interval']),
     xds: { host: '127.0.0.1', port: xdsPort },
     admin: { host: '127.0.0.1', port: adminPort },
+    filters: { host: '127.0.0.1', port: filtersPort },
   });
 
   say(`starting Envoy (listener :${port}, admin :${envoyAdminPort})`);
@@ -225,6 +229,7 @@ async function main(): Promise<void> {
       'Flowgate quickstart is up. Try:',
       '',
       `  # 90% of requests go to the champion (v${v1}), 10% to the challenger (v${v2}); see x-flowgate-model-version`,
+      '  # (the filter service counts every caller: see the ratelimit-* headers; over 100 per second is a 429)',
       `  ${curl('')}`,
       '',
       '  # pin a version or an alias',

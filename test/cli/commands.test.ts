@@ -50,7 +50,7 @@ describe('flowgate render', () => {
     const r = flowgate('render', '--policy', QUICKSTART_POLICY, '--registry', QUICKSTART_REGISTRY);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { clusters: { name: string }[]; endpoints: unknown[]; listeners: { name: string }[]; routes: unknown[]; live: unknown };
-    expect(out.clusters.map((c) => c.name)).toEqual(['model_fraud-detector_v1', 'model_fraud-detector_v2']);
+    expect(out.clusters.map((c) => c.name)).toEqual(['model_fraud-detector_v1', 'model_fraud-detector_v2', 'flowgate_filters']);
     expect(out.endpoints).toHaveLength(2);
     expect(out.listeners.map((l) => l.name)).toEqual(['public']);
     expect(out.live).toEqual({ 'fraud-detector': [expect.objectContaining({ version: '1', weight: 90 }), expect.objectContaining({ version: '2', weight: 10 })] });

@@ -41,7 +41,7 @@ function listening(port: number): Promise<boolean> {
 
 test('the quickstart from a fresh clone answers its printed curl commands and stops cleanly on Ctrl-C', async () => {
   execFileSync('git', ['clone', '--quiet', repoRoot, clone]);
-  const [port, mlflowPort, v1, v2, xds, admin, envoyAdmin] = (await freePorts(7)) as [number, number, number, number, number, number, number];
+  const [port, mlflowPort, v1, v2, xds, admin, envoyAdmin, filters] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
   child = spawn(
     'bash',
     [
@@ -58,6 +58,8 @@ test('the quickstart from a fresh clone answers its printed curl commands and st
       String(admin),
       '--envoy-admin-port',
       String(envoyAdmin),
+      '--filters-port',
+      String(filters),
       '--poll-interval',
       '1000',
     ],
@@ -83,6 +85,8 @@ test('the quickstart from a fresh clone answers its printed curl commands and st
   expect(first).toMatch(/^HTTP\/1\.1 200/);
   expect(first).toMatch(/x-flowgate-model-version: [12]/);
   expect(first).toMatch(/"version_label": "v[12]"/);
+  // The embedded filter service counted the request (the quickstart model has a per-second limit).
+  expect(first).toMatch(/ratelimit-limit: 100/i);
   expect(run(pinVersion)).toMatch(/x-flowgate-model-version: 2[\s\S]*"version_label": "v2"/);
   expect(run(pinAlias)).toMatch(/x-flowgate-model-version: 1[\s\S]*"version_label": "v1"/);
   expect(run(notLive)).toMatch(/^HTTP\/1\.1 404[\s\S]*"error":"version_not_live"/);
@@ -94,5 +98,5 @@ test('the quickstart from a fresh clone answers its printed curl commands and st
 
   child.kill('SIGINT');
   await waitFor('the quickstart to exit', () => (child?.exitCode !== null ? true : undefined), { timeoutMs: 30_000 });
-  for (const p of [port, mlflowPort, v1, v2, xds, admin, envoyAdmin]) expect(await listening(p), `port ${p} still listening`).toBe(false);
+  for (const p of [port, mlflowPort, v1, v2, xds, admin, envoyAdmin, filters]) expect(await listening(p), `port ${p} still listening`).toBe(false);
 }, 900_000);
