@@ -1,8 +1,7 @@
-import { isIP } from 'node:net';
 import type { FilterServiceIR, GatewayIR, ModelIR } from '../ir/types.js';
 import { duration, typed } from '../proto/codec.js';
+import { grpcServiceCluster } from './grpc-cluster.js';
 import { upstreamTls } from './tls.js';
-import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 
 /**
@@ -21,7 +20,6 @@ const EXT_AUTHZ_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.ext_a
 const RATE_LIMIT = 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit';
 const EXT_PROC = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
 const EXT_PROC_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute';
-const HTTP_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 type Variant = 'closed' | 'open';
 const suffix = (v: Variant): string => (v === 'open' ? '.open' : '');
@@ -41,27 +39,8 @@ function grpcService(fs: FilterServiceIR): object {
 export function filtersCluster(ir: GatewayIR): ResourceInput[] {
   const fs = ir.filterService;
   if (!fs) return [];
-  return [
-    {
-      typeUrl: TypeUrl.Cluster,
-      name: FILTERS_CLUSTER,
-      message: {
-        name: FILTERS_CLUSTER,
-        type: isIP(fs.address) !== 0 ? 'STATIC' : 'STRICT_DNS',
-        connect_timeout: duration(1000),
-        load_assignment: {
-          cluster_name: FILTERS_CLUSTER,
-          endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: fs.address, port_value: fs.port } } } }] }],
-        },
-        typed_extension_protocol_options: {
-          'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': typed(HTTP_OPTIONS, {
-            explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } } },
-          }),
-        },
-        ...(fs.tls && { transport_socket: upstreamTls(fs.tls, fs.address) }),
-      },
-    },
-  ];
+  const keepalive = { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } };
+  return [grpcServiceCluster(FILTERS_CLUSTER, fs.address, fs.port, keepalive, fs.tls && upstreamTls(fs.tls, fs.address))];
 }
 
 /** The filter-service HTTP filters a listener needs (before the router), given the models it serves. */

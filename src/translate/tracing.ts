@@ -1,8 +1,7 @@
-import { isIP } from 'node:net';
 import type { GatewayIR } from '../ir/types.js';
 import { duration, typed } from '../proto/codec.js';
-import { TypeUrl } from '../xds/resource-types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
+import { grpcServiceCluster } from './grpc-cluster.js';
 
 /**
  * Tracing: when the Gateway names an OTLP collector, every listener's HTTP connection manager gets Envoy's
@@ -11,7 +10,6 @@ import type { ResourceInput } from '../xds/snapshot.js';
 
 export const OTLP_CLUSTER = 'flowgate_otlp';
 const OTEL_CONFIG = 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig';
-const HTTP_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 /** The HCM `tracing` block, or undefined when tracing is off. */
 export function hcmTracing(ir: GatewayIR): object | undefined {
@@ -30,20 +28,5 @@ export function hcmTracing(ir: GatewayIR): object | undefined {
 /** The HTTP/2 cluster reaching the collector. */
 export function tracingCluster(ir: GatewayIR): ResourceInput[] {
   const t = ir.tracing;
-  if (!t) return [];
-  return [
-    {
-      typeUrl: TypeUrl.Cluster,
-      name: OTLP_CLUSTER,
-      message: {
-        name: OTLP_CLUSTER,
-        type: isIP(t.address) !== 0 ? 'STATIC' : 'STRICT_DNS',
-        connect_timeout: duration(1000),
-        load_assignment: { cluster_name: OTLP_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: t.address, port_value: t.port } } } }] }] },
-        typed_extension_protocol_options: {
-          'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': typed(HTTP_OPTIONS, { explicit_http_config: { http2_protocol_options: {} } }),
-        },
-      },
-    },
-  ];
+  return t ? [grpcServiceCluster(OTLP_CLUSTER, t.address, t.port)] : [];
 }
