@@ -11,8 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { RateLimiter } from '../filters/ratelimit/limiter.js';
-import { RedisStore } from '../filters/ratelimit/redis-store.js';
-import { MemoryStore, type CounterStore } from '../filters/ratelimit/store.js';
+import { RedisStore } from '../filters/store/counters/redis.js';
+import { MemoryStore, type CounterStore } from '../filters/store/counters/store.js';
 import { ConsumerSchema, ModelSchema } from '../src/policy/schema.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, redis: { type: 'string' } } });

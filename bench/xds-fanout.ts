@@ -14,11 +14,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { duration, typed } from '../src/proto/codec.js';
 import { SnapshotCache } from '../src/xds/cache.js';
-import { configSource } from '../src/xds/config-source.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { configSource } from '../src/resources/config-source.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../src/xds/server.js';
 import { Snapshot, type ResourceInput } from '../src/xds/snapshot.js';
-import type { XdsStream } from '../src/xds/stream.js';
+import type { XdsStream } from '../src/xds/stream/state.js';
 import { messageType } from '../src/proto/root.js';
 import protobuf from 'protobufjs';
 

@@ -1,6 +1,6 @@
 import type { ConsumerPolicy, ModelPolicy } from '../../src/policy/schema.js';
 import { LimitRules, counterIndex, distinctCounters, type RequestRule, type WindowName } from './rules.js';
-import type { CounterState, CounterStore } from './store.js';
+import type { CounterState, CounterStore } from '../store/counters/store.js';
 import { reportStoreError } from './telemetry.js';
 
 /**

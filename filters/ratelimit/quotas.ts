@@ -1,6 +1,6 @@
 import type { ConsumerPolicy, ModelPolicy } from '../../src/policy/schema.js';
 import { LimitRules, counterIndex, distinctCounters, type QuotaRule, type TokenKind, type WindowName } from './rules.js';
-import type { CounterHit, CounterState, CounterStore } from './store.js';
+import type { CounterHit, CounterState, CounterStore } from '../store/counters/store.js';
 import { reportStoreError, tokensChargedTotal } from './telemetry.js';
 
 /**

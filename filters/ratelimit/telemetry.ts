@@ -2,7 +2,7 @@ import { Counter } from 'prom-client';
 import { errorMessage } from '../../src/errors.js';
 import { logger, type Logger } from '../../src/observability/log.js';
 import { metricsRegistry } from '../../src/observability/metrics.js';
-import type { CounterStore } from './store.js';
+import type { CounterStore } from '../store/counters/store.js';
 
 /** Metrics and logs of the rate limiter and token quotas; label values come from the policy or fixed sets. */
 

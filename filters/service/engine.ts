@@ -2,7 +2,7 @@ import { Authorizer } from '../authz/engine.js';
 import { compileMasking, type Masker } from '../extproc/masking.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { TokenQuotas } from '../ratelimit/quotas.js';
-import type { CounterStore } from '../ratelimit/store.js';
+import type { CounterStore } from '../store/counters/store.js';
 import type { ModelPolicy } from '../../src/policy/schema.js';
 import type { FilterPolicy } from './policy.js';
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { GatewayIR } from '../../src/ir/types.js';
 import { canonicalJson, type Policy } from '../../src/policy/policy.js';
 import type { ConsumerPolicy, GatewayPolicy, ModelPolicy } from '../../src/policy/schema.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import type { ResourceInput } from '../../src/xds/snapshot.js';
 
 /**

@@ -1,11 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import { grpcServerCredentials, type ServerTls } from '../../src/control/credentials.js';
+import { grpcServerCredentials, type ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
-import { RedisStore } from '../ratelimit/redis-store.js';
-import { MemoryStore, type CounterStore } from '../ratelimit/store.js';
+import { RedisStore } from '../store/counters/redis.js';
+import { MemoryStore, type CounterStore } from '../store/counters/store.js';
 import { openAuditLog, type AuditEvent, type AuditLog } from './audit.js';
 import type { FilterPolicy } from './policy.js';
-import { FilterService } from './service.js';
+import { FilterService } from './handlers.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,

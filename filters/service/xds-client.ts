@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { parseFilterPolicy, type FilterPolicy } from './policy.js';
 
 /**

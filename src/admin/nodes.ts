@@ -1,4 +1,4 @@
-import { shortTypeName } from '../xds/resource-types.js';
+import { shortTypeName } from '../resources/types.js';
 import type { XdsServer } from '../xds/server.js';
 
 /**

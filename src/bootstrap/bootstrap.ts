@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { duration, encodeMessage, struct, typed } from '../proto/codec.js';
 import { toEnvoyJson } from '../proto/json.js';
 import { upstreamTls, type UpstreamTlsFiles } from '../translate/tls.js';
-import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../xds/config-source.js';
+import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
 
 /**
  * Envoy bootstraps that point an Envoy at Flowgate's xDS server: ADS or one stream per resource type,

@@ -9,9 +9,9 @@ import type { Policy } from '../policy/policy.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { translateGateway } from '../translate/index.js';
 import type { SnapshotCache } from '../xds/cache.js';
-import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../xds/config-source.js';
+import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-source.js';
 import { Snapshot } from '../xds/snapshot.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { TypeUrl } from '../resources/types.js';
 import { FILTER_POLICY_NAME, filterPolicyOf, filterPolicyResource, type FilterPolicy } from '../../filters/service/policy.js';
 
 /**

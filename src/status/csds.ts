@@ -8,7 +8,7 @@ import { struct } from '../proto/codec.js';
 import type { NodeInfo } from '../xds/cache.js';
 import type { XdsServer } from '../xds/server.js';
 import type { Snapshot, XdsResource } from '../xds/snapshot.js';
-import type { TypeState, XdsStream } from '../xds/stream.js';
+import type { TypeState, XdsStream } from '../xds/stream/state.js';
 import { checkMatcher, matchesNode } from './node-matcher.js';
 
 /**

@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import type { GatewayIR, ModelIR, UpstreamAddress } from '../ir/types.js';
 import { duration, struct } from '../proto/codec.js';
-import { configSource, type ConfigSourceMode } from '../xds/config-source.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { configSource, type ConfigSourceMode } from '../resources/config-source.js';
+import { TypeUrl } from '../resources/types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 import { filtersCluster } from './filters.js';
 import { tracingCluster } from './tracing.js';

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { duration, typed } from '../proto/codec.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { TypeUrl } from '../resources/types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 
 const HTTP_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';

@@ -1,5 +1,5 @@
 import type { GatewayIR } from '../ir/types.js';
-import type { ConfigSourceMode } from '../xds/config-source.js';
+import type { ConfigSourceMode } from '../resources/config-source.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 import { translateClusters } from './clusters.js';
 import { translateListeners } from './listeners.js';

@@ -1,8 +1,8 @@
 import type { GatewayIR, ListenerIR } from '../ir/types.js';
 import { typed } from '../proto/codec.js';
-import { accessLogConfig } from '../als/config.js';
-import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../xds/config-source.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { accessLogConfig } from './access-log.js';
+import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
+import { TypeUrl } from '../resources/types.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 import { listenerFilters } from './filters.js';
 import { hcmTracing } from './tracing.js';

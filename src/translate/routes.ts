@@ -1,6 +1,6 @@
 import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
 import { duration } from '../proto/codec.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { TypeUrl } from '../resources/types.js';
 import { routeFilterConfig } from './filters.js';
 import type { ResourceInput } from '../xds/snapshot.js';
 

@@ -3,11 +3,11 @@ import { hostname } from 'node:os';
 import { fromStruct } from '../proto/codec.js';
 import { logger } from '../observability/log.js';
 import type { NodeInfo, SnapshotCache } from './cache.js';
-import { DeltaStream } from './delta.js';
+import { DeltaStream } from './stream/delta.js';
 import { xdsMetrics } from './metrics.js';
-import { shortTypeName, type TypeUrl } from './resource-types.js';
-import { SotwStream } from './sotw.js';
-import type { StreamObserver, Transport, XdsStream } from './stream.js';
+import { shortTypeName, type TypeUrl } from '../resources/types.js';
+import { SotwStream } from './stream/sotw.js';
+import type { StreamObserver, Transport, XdsStream } from './stream/state.js';
 import { xdsServiceDefinitions, type DeltaDiscoveryRequest, type DiscoveryRequest, type RawNode } from './wire.js';
 
 /**

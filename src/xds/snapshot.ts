@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { encodeAny, encodeMessage } from '../proto/codec.js';
-import { PUSH_ORDER, type TypeUrl } from './resource-types.js';
+import { PUSH_ORDER, type TypeUrl } from '../resources/types.js';
 
 /**
  * Snapshot: an immutable set of xDS resources for one node group, each encoded exactly once. Resource

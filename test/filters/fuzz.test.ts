@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { filterPolicyOf } from '../../filters/service/policy.js';
 import { startFilterServer, type FilterServer } from '../../filters/service/server.js';
-import { MODEL_METADATA } from '../../filters/service/service.js';
+import { MODEL_METADATA } from '../../filters/service/handlers.js';
 import { formatIssues } from '../../src/policy/format.js';
 import { policyFromFiles } from '../../src/policy/load.js';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';

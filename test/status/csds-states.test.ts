@@ -4,11 +4,11 @@ import { matchesNode, UnsupportedMatcherError } from '../../src/status/node-matc
 import { decodeMessage } from '../../src/proto/codec.js';
 import type { _envoy_service_status_v3_ClientConfig_GenericXdsConfig as GenericXdsConfig } from '../../src/generated/envoy/service/status/v3/ClientConfig.js';
 import type { NodeMatcher__Output } from '../../src/generated/envoy/type/matcher/v3/NodeMatcher.js';
-import { DeltaStream } from '../../src/xds/delta.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { DeltaStream } from '../../src/xds/stream/delta.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
-import { SotwStream } from '../../src/xds/sotw.js';
-import type { StreamObserver, TypeState } from '../../src/xds/stream.js';
+import { SotwStream } from '../../src/xds/stream/sotw.js';
+import type { StreamObserver, TypeState } from '../../src/xds/stream/state.js';
 import { edsCluster, endpoints } from '../xds/resources.js';
 
 /** The CSDS status of each resource through a stream's life, without a network (real Envoys: csds.test.ts). */

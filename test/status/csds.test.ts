@@ -3,7 +3,7 @@ import { badRoute } from '../xds/resources.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodeMessage } from '../../src/proto/codec.js';
 import { registerCsds } from '../../src/status/service.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
 import { freePorts } from '../harness/ports.js';

@@ -9,7 +9,7 @@ import type { GatewayIR } from '../../src/ir/types.js';
 import { loadPolicyDir } from '../../src/policy/load.js';
 import { loadRegistryFile } from '../../src/registry/file.js';
 import type { FleetStatus } from '../../src/status/report.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
 import { freePort } from '../harness/ports.js';

@@ -8,7 +8,7 @@ import { formatIssues } from '../../src/policy/format.js';
 import { loadPolicyDir } from '../../src/policy/load.js';
 import { loadRegistryFile } from '../../src/registry/file.js';
 import { translateGateway } from '../../src/translate/index.js';
-import type { ConfigSourceMode } from '../../src/xds/config-source.js';
+import type { ConfigSourceMode } from '../../src/resources/config-source.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
 import { freePorts } from '../harness/ports.js';

@@ -8,14 +8,14 @@ import { translateClusters } from '../../src/translate/clusters.js';
 import { translateGateway } from '../../src/translate/index.js';
 import { translateListeners } from '../../src/translate/listeners.js';
 import { covers, translateRoutes } from '../../src/translate/routes.js';
-import type { ConfigSourceMode } from '../../src/xds/config-source.js';
+import type { ConfigSourceMode } from '../../src/resources/config-source.js';
 import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { expectGolden } from '../policy/golden.js';
 import type { GatewayIR } from '../../src/ir/types.js';
 import { formatIssues } from '../../src/policy/format.js';
 import { loadPolicyDir } from '../../src/policy/load.js';
 import { loadRegistryFile } from '../../src/registry/file.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 
 /**
  * Golden files for every translator: each case's resources are encoded (which rejects any field Envoy's protos

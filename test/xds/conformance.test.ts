@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bootstrapMode } from '../../src/bootstrap/bootstrap.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import type { NodeStatus } from '../../src/admin/nodes.js';
 import { setVersion, Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { NodeStatus } from '../../src/admin/nodes.js';
 import { bootstrapMode } from '../../src/bootstrap/bootstrap.js';
 import { duration } from '../../src/proto/codec.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
 import { freePort } from '../harness/ports.js';

@@ -1,6 +1,6 @@
 import { duration, typed } from '../../src/proto/codec.js';
-import { configSource, type ConfigSourceMode } from '../../src/xds/config-source.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { configSource, type ConfigSourceMode } from '../../src/resources/config-source.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import type { ResourceInput } from '../../src/xds/snapshot.js';
 
 /** Small Envoy resources for xDS conformance tests: listeners routing to EDS clusters of local upstreams. */

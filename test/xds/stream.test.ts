@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'vitest';
 import { decodeMessage } from '../../src/proto/codec.js';
-import { DeltaStream } from '../../src/xds/delta.js';
-import { TypeUrl } from '../../src/xds/resource-types.js';
+import { DeltaStream } from '../../src/xds/stream/delta.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { setVersion, Snapshot } from '../../src/xds/snapshot.js';
-import { SotwStream } from '../../src/xds/sotw.js';
-import type { StreamIdentity, StreamObserver } from '../../src/xds/stream.js';
+import { SotwStream } from '../../src/xds/stream/sotw.js';
+import type { StreamIdentity, StreamObserver } from '../../src/xds/stream/state.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../../src/xds/wire.js';
 import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
 

@@ -1,7 +1,7 @@
 import { startControlPlane } from '../../control/plane.js';
 import { loadRegistryFile } from '../../registry/file.js';
 import { logger } from '../../observability/log.js';
-import { serverTlsOption, TlsOptionError, type ServerTls } from '../../control/credentials.js';
+import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/credentials.js';
 import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';

@@ -1,7 +1,7 @@
 import { ConsumerSchema, ModelSchema, type ConsumerPolicy, type ModelPolicy } from '../../../src/policy/schema.js';
 import { metricsRegistry } from '../../../src/observability/metrics.js';
-import { RedisStore } from '../../../filters/ratelimit/redis-store.js';
-import { MemoryStore, type CounterStore } from '../../../filters/ratelimit/store.js';
+import { RedisStore } from '../../../filters/store/counters/redis.js';
+import { MemoryStore, type CounterStore } from '../../../filters/store/counters/store.js';
 
 /** Policies, a movable clock and counter stores for the rate-limit tests. */
 

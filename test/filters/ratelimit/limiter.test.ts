@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimiter } from '../../../filters/ratelimit/limiter.js';
-import type { CounterStore } from '../../../filters/ratelimit/store.js';
+import type { CounterStore } from '../../../filters/store/counters/store.js';
 import { startRedis, type TestRedis } from '../../harness/redis.js';
 import { TestClock, consumer, model, storeFactories } from './fixtures.js';
 

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimiter } from '../../../filters/ratelimit/limiter.js';
 import { TokenQuotas } from '../../../filters/ratelimit/quotas.js';
-import { RedisStore } from '../../../filters/ratelimit/redis-store.js';
-import { MemoryStore } from '../../../filters/ratelimit/store.js';
+import { RedisStore } from '../../../filters/store/counters/redis.js';
+import { MemoryStore } from '../../../filters/store/counters/store.js';
 import { startRedis, type TestRedis } from '../../harness/redis.js';
 import { waitFor } from '../../harness/process.js';
 import { TestClock, consumer, counterValue, model } from './fixtures.js';

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TokenQuotas, type TokenUsage } from '../../../filters/ratelimit/quotas.js';
-import type { CounterStore } from '../../../filters/ratelimit/store.js';
+import type { CounterStore } from '../../../filters/store/counters/store.js';
 import { startRedis, type TestRedis } from '../../harness/redis.js';
 import { TestClock, consumer, counterValue, model, storeFactories } from './fixtures.js';
 

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisStore } from '../../../filters/ratelimit/redis-store.js';
-import { MemoryStore, StoreError, windowOf, type CounterStore } from '../../../filters/ratelimit/store.js';
+import { RedisStore } from '../../../filters/store/counters/redis.js';
+import { MemoryStore, StoreError, windowOf, type CounterStore } from '../../../filters/store/counters/store.js';
 import { startRedis, type TestRedis } from '../../harness/redis.js';
 import { TestClock, storeFactories } from './fixtures.js';
 

@@ -1,4 +1,4 @@
-import { FlowgateError } from '../../src/errors.js';
+import { FlowgateError } from '../../../src/errors.js';
 
 /**
  * Fixed-window counters behind the rate limiter and the token quotas. A counter is named by a key and a

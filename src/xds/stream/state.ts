@@ -1,6 +1,6 @@
-import type { NodeInfo } from './cache.js';
-import { isFullStateType, isRetainedOnRemoval, PUSH_ORDER, shortTypeName, TypeUrl } from './resource-types.js';
-import { setVersion, type Snapshot, type XdsResource } from './snapshot.js';
+import type { NodeInfo } from '../cache.js';
+import { isFullStateType, isRetainedOnRemoval, PUSH_ORDER, shortTypeName, TypeUrl } from '../../resources/types.js';
+import { setVersion, type Snapshot, type XdsResource } from '../snapshot.js';
 
 /**
  * XdsStream: the per-stream protocol state shared by state-of-the-world and delta streams: what the client

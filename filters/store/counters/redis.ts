@@ -1,7 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { errorMessage } from '../../src/errors.js';
+import { errorMessage } from '../../../src/errors.js';
 import { StoreError, windowKey, windowOf, type CounterHit, type CounterState, type CounterStore, type StoreErrorCode } from './store.js';
-import { ThrottledWarning } from './telemetry.js';
+import { ThrottledWarning } from '../../ratelimit/telemetry.js';
 
 /**
  * Counters in Redis, shared by every filter-service replica. One call is one round trip: a Lua script adds

@@ -1,6 +1,6 @@
-import { isFullStateType, isKnownType, type TypeUrl } from './resource-types.js';
-import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './stream.js';
-import { encodeSotwResponse, type DiscoveryRequest } from './wire.js';
+import { isFullStateType, isKnownType, type TypeUrl } from '../../resources/types.js';
+import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
+import { encodeSotwResponse, type DiscoveryRequest } from '../wire.js';
 
 /**
  * State-of-the-world xDS (DiscoveryRequest / DiscoveryResponse), on ADS or a per-type service. Each response

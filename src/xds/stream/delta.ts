@@ -1,7 +1,7 @@
-import { isFullStateType, isKnownType, isRetainedOnRemoval, type TypeUrl } from './resource-types.js';
-import { contentHash, type XdsResource } from './snapshot.js';
-import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './stream.js';
-import { encodeDeltaResponse, type DeltaDiscoveryRequest } from './wire.js';
+import { isFullStateType, isKnownType, isRetainedOnRemoval, type TypeUrl } from '../../resources/types.js';
+import { contentHash, type XdsResource } from '../snapshot.js';
+import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
+import { encodeDeltaResponse, type DeltaDiscoveryRequest } from '../wire.js';
 
 /**
  * Incremental (delta) xDS: the client subscribes and unsubscribes by name, reports what it holds on

@@ -8,7 +8,7 @@ import { checkBodySize } from '../extproc/masking.js';
 import { estimateRequestTokens, estimateTokens } from '../extproc/tokenizer.js';
 import { SseUsageReader, usageFromJson, type Usage } from '../extproc/usage.js';
 import type { RateLimitDescriptor } from '../ratelimit/limiter.js';
-import type { CounterStore } from '../ratelimit/store.js';
+import type { CounterStore } from '../store/counters/store.js';
 import type { AuditLog } from './audit.js';
 import { FilterEngine } from './engine.js';
 import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, headerMapToRecord, RATE_LIMIT_SERVICE, setHeaders } from './grpc.js';

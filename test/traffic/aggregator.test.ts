@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { codeClass, histogramQuantile, TrafficAggregator, trafficRecord } from '../../src/als/aggregator.js';
-import { accessLogCluster, accessLogConfig } from '../../src/als/config.js';
-import { LATENCY_BUCKETS } from '../../src/als/metrics.js';
+import { codeClass, histogramQuantile, TrafficAggregator, trafficRecord } from '../../src/traffic/aggregator.js';
+import { accessLogCluster, accessLogConfig } from '../../src/translate/access-log.js';
+import { LATENCY_BUCKETS } from '../../src/traffic/metrics.js';
 import type { HTTPAccessLogEntry__Output } from '../../src/generated/envoy/data/accesslog/v3/HTTPAccessLogEntry.js';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
 import { metricsRegistry } from '../../src/observability/metrics.js';
