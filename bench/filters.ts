@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MemoryAuditLog } from '../filters/service/audit.js';
-import { filterPolicyOf } from '../filters/service/policy.js';
+import { runPipeline } from '../src/pipeline/index.js';
 import { startFilterServer } from '../filters/service/server.js';
-import { FilterService } from '../filters/service/handlers.js';
+import { FilterService } from '../filters/service/service.js';
 import { MemoryStore } from '../filters/store/counters/store.js';
 import { formatIssues } from '../src/policy/format.js';
 import { policyFromFiles } from '../src/policy/load.js';
@@ -69,7 +69,7 @@ async function inProcess(): Promise<void> {
   const load = policyFromFiles('bench', Object.entries(policyText(1)).map(([file, text]) => ({ file, text })));
   if (!load.ok) throw new Error(formatIssues(load.issues, 'bench'));
   const service = new FilterService({ store: new MemoryStore(), audit: new MemoryAuditLog() });
-  service.setPolicy(filterPolicyOf(load.policy, undefined), 'bench');
+  service.setPolicy(runPipeline({ policy: load.policy, registry: undefined }).filterPolicy, 'bench');
   const checkReq = { attributes: { request: { http: { headers: { 'x-api-key': KEY, 'x-request-id': 'r' } } }, context_extensions: { model: 'guarded' } } };
   const rlReq = { domain: 'flowgate', descriptors: [{ entries: [{ key: 'model', value: 'guarded' }, { key: 'consumer', value: 'bench' }] }], hits_addend: 1 };
   for (let i = 0; i < 2000; i++) await service.check(checkReq);
@@ -82,7 +82,7 @@ async function inProcess(): Promise<void> {
 
   // Over gRPC on loopback, 32 calls in flight.
   const server = await startFilterServer({ host: '127.0.0.1', port: 0 });
-  server.setPolicy(filterPolicyOf(load.policy, undefined), 'bench');
+  server.setPolicy(runPipeline({ policy: load.policy, registry: undefined }).filterPolicy, 'bench');
   const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   const call = (path: string, bytes: Uint8Array): Promise<void> =>
     new Promise((resolve, reject) =>

@@ -39,9 +39,9 @@ function run(label: string, masker: Masker, body: string): void {
 
 const builtins = compileMasking({ fields: [], patterns: ['email', 'card', 'phone', 'ssn'], custom: [], mode: 'replace' });
 const withCustom = compileMasking({
-  fields: [{ path: 'messages[*].name' }],
+  fields: [{ path: 'messages[*].name', mode: 'replace' }],
   patterns: ['email', 'card', 'phone', 'ssn'],
-  custom: [{ name: 'employee-id', regex: 'EMP-[0-9]{6}' }],
+  custom: [{ name: 'employee-id', regex: 'EMP-[0-9]{6}', mode: 'replace' }],
   mode: 'replace',
 });
 

@@ -13,16 +13,16 @@ import { parseArgs } from 'node:util';
 import { RateLimiter } from '../filters/ratelimit/limiter.js';
 import { RedisStore } from '../filters/store/counters/redis.js';
 import { MemoryStore, type CounterStore } from '../filters/store/counters/store.js';
-import { ConsumerSchema, ModelSchema } from '../src/policy/schema.js';
+import { consumerRulesOf, modelRules } from '../test/filters/rules-fixtures.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, redis: { type: 'string' } } });
 const seconds = Number(values.seconds);
 
 const CONSUMERS = 1_000;
 const models = [
-  ModelSchema.parse({ kind: 'Model', name: 'chat', upstream: { addressTemplate: '{name}-{version}:8080' }, traffic: { stable: { version: '1' } }, rateLimits: [{ requests: 1_000_000, per: 'minute' }] }),
+  modelRules('chat', { rateLimits: [{ requests: 1_000_000, per: 'minute' }] }),
 ];
-const consumers = Array.from({ length: CONSUMERS }, (_, i) => ConsumerSchema.parse({ kind: 'Consumer', name: `consumer-${i}`, rateLimits: [{ requests: 10_000_000, per: 'hour' }] }));
+const consumers = Array.from({ length: CONSUMERS }, (_, i) => consumerRulesOf(`consumer-${i}`, { rateLimits: [{ requests: 10_000_000, per: 'hour' }] }));
 
 interface Result {
   store: string;

@@ -167,9 +167,7 @@ class TimedXdsServer extends XdsServer {
     super.onAck(stream, typeUrl, version, latencyMs);
     const target = this.target;
     if (!target || this.doneAt.has(stream)) return;
-    const states = stream.typeStates();
-    const done = states.length === 4 && states.every((st) => st.pending === null && st.lastAck?.version === target.typeVersion(st.typeUrl));
-    if (done) this.doneAt.set(stream, Date.now() - this.changedAt);
+    if (stream.isSynced(target)) this.doneAt.set(stream, Date.now() - this.changedAt);
   }
 }
 

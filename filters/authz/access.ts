@@ -1,4 +1,4 @@
-import type { ModelAccess, VersionAccessRule } from '../../src/policy/schema.js';
+import type { AccessRules, VersionAccessRule } from '../../src/contract/filter-policy.js';
 
 /**
  * The `access` rules of a Model applied to an authenticated caller: the model-wide rule, then the rule of
@@ -51,7 +51,7 @@ export function pinnedRules(rules: readonly VersionAccessRule[], pins: Pins): Ve
 }
 
 /** Applies the model-wide rule and every rule the pins bring into force; all must admit the caller. */
-export function checkAccess(access: ModelAccess, caller: Caller, pins: Pins): AccessVerdict {
+export function checkAccess(access: AccessRules, caller: Caller, pins: Pins): AccessVerdict {
   if (!ruleAdmits(access, caller)) return { admitted: false };
   for (const rule of pinnedRules(access.versions, pins)) {
     if (!ruleAdmits(rule, caller)) return { admitted: false, rule };

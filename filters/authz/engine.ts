@@ -1,5 +1,5 @@
 import { logger } from '../../src/observability/log.js';
-import type { ConsumerPolicy, GatewayPolicy, ModelPolicy } from '../../src/policy/schema.js';
+import type { ConsumerRules, JwtIssuerRules, ModelRules } from '../../src/contract/filter-policy.js';
 import { checkAccess } from './access.js';
 import type { Caller, Pins } from './access.js';
 import { presentedCredential } from './credentials.js';
@@ -27,11 +27,11 @@ export interface AuthzRequest extends Pins {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-/** The policy documents an Authorizer enforces. */
+/** The rules an Authorizer enforces. */
 export interface AuthzPolicy {
-  readonly gateway: GatewayPolicy;
-  readonly models: readonly ModelPolicy[];
-  readonly consumers: readonly ConsumerPolicy[];
+  readonly jwtIssuers: readonly JwtIssuerRules[];
+  readonly models: readonly ModelRules[];
+  readonly consumers: readonly ConsumerRules[];
 }
 
 type Identified = { readonly ok: true; readonly caller: Caller; readonly via: Exclude<AllowReason, 'anonymous'> } | { readonly ok: false; readonly deny: AuthzDeny };
@@ -47,8 +47,8 @@ const JWT_DENIALS: Readonly<Record<JwtFailure, { reason: Parameters<typeof denyD
 
 /** Decides, per request, whether the caller may call the model, and what Envoy should do to the headers. */
 export class Authorizer {
-  private readonly models: ReadonlyMap<string, ModelPolicy>;
-  private readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+  private readonly models: ReadonlyMap<string, ModelRules>;
+  private readonly consumers: ReadonlyMap<string, ConsumerRules>;
   private readonly apiKeys: ApiKeyIndex;
   readonly jwt: JwtVerifier;
 
@@ -57,7 +57,7 @@ export class Authorizer {
     this.models = new Map(input.models.map((m) => [m.name, m]));
     this.consumers = new Map(input.consumers.map((c) => [c.name, c]));
     this.apiKeys = new ApiKeyIndex(input.consumers);
-    this.jwt = new JwtVerifier(input.gateway.auth.jwt, input.consumers, options.remoteKeySets ? { remote: options.remoteKeySets } : {});
+    this.jwt = new JwtVerifier(input.jwtIssuers, input.consumers, options.remoteKeySets ? { remote: options.remoteKeySets } : {});
   }
 
   /** The decision for one request; never rejects (a failure to verify is a deny, not an error). */

@@ -2,7 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader
 import type { JWTPayload, JWTVerifyGetKey, RemoteJWKSetOptions } from 'jose';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
-import type { ConsumerPolicy, JwtIssuer } from '../../src/policy/schema.js';
+import type { ConsumerRules, JwtIssuerRules as JwtIssuer } from '../../src/contract/filter-policy.js';
 
 /**
  * JWT verification for the issuers of Gateway.auth.jwt, and the mapping of a verified token to the Consumer
@@ -34,7 +34,7 @@ export type JwtOutcome =
 /** Tuning of the remote key sets (jose's cache and cooldown); jose's defaults when absent. */
 export type RemoteKeySetOptions = Pick<RemoteJWKSetOptions, 'timeoutDuration' | 'cooldownDuration' | 'cacheMaxAge'>;
 
-type JwtConsumer = Pick<ConsumerPolicy, 'name' | 'roles' | 'jwt'>;
+type JwtConsumer = Pick<ConsumerRules, 'name' | 'roles' | 'jwt'>;
 
 interface IssuerVerifier {
   readonly config: JwtIssuer;
@@ -71,7 +71,7 @@ function keySetOf(config: JwtIssuer, remote: RemoteKeySetOptions): Pick<IssuerVe
 /** The token's failure as one of the bounded reasons, with a message a person can act on (no token content). */
 function classify(err: unknown, config: JwtIssuer): { failure: JwtFailure; detail: string } {
   const who = `issuer '${config.name}'`;
-  if (err instanceof errors.JWTExpired) return { failure: 'expired', detail: `the token has expired (${who} allows ${config.clockSkew / 1000}s of clock skew)` };
+  if (err instanceof errors.JWTExpired) return { failure: 'expired', detail: `the token has expired (${who} allows ${config.clockSkewMs / 1000}s of clock skew)` };
   if (err instanceof errors.JWTClaimValidationFailed) return { failure: 'invalid', detail: `the token's "${err.claim}" claim is not accepted by ${who}` };
   if (err instanceof errors.JOSEAlgNotAllowed) return { failure: 'invalid', detail: `the token's algorithm is not allowed by ${who} (allowed: ${config.algorithms.join(', ')})` };
   if (err instanceof errors.JWSSignatureVerificationFailed) return { failure: 'invalid', detail: `the token's signature does not verify with the keys of ${who}` };
@@ -167,7 +167,7 @@ export class JwtVerifier {
         issuer: config.issuer,
         ...(config.audiences.length > 0 && { audience: config.audiences }),
         algorithms: config.algorithms,
-        clockTolerance: config.clockSkew / 1000,
+        clockTolerance: config.clockSkewMs / 1000,
       }));
     } catch (err) {
       return { ok: false, issuer: config.name, ...classify(err, config) };

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { ConsumerPolicy } from '../../src/policy/schema.js';
+import type { ConsumerRules } from '../../src/contract/filter-policy.js';
 
 /**
  * API-key lookup. The policy holds only the hex SHA-256 of each key, so a lookup hashes the presented key and
@@ -45,7 +45,7 @@ export class ApiKeyIndex {
   private count = 0;
 
   /** Indexes the digests of the given consumers (policy checks guarantee one digest names one consumer). */
-  constructor(consumers: readonly Pick<ConsumerPolicy, 'name' | 'apiKeys'>[]) {
+  constructor(consumers: readonly Pick<ConsumerRules, 'name' | 'apiKeys'>[]) {
     for (const consumer of consumers) {
       for (const key of consumer.apiKeys) {
         // The schema has already lower-cased and checked the 64 hex digits.

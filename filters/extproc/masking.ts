@@ -1,4 +1,4 @@
-import type { MaskingRules, MaskMode } from '../../src/policy/schema.js';
+import type { MaskingRules, MaskMode } from '../../src/contract/filter-policy.js';
 import { CustomPattern } from './custom-pattern.js';
 import { BUILTIN_PATTERNS, DETECTORS, type BuiltinPattern, type Span } from './detectors.js';
 import { formatPath, parseJsonPath, type Step } from './json-path.js';

@@ -1,4 +1,4 @@
-import type { ConsumerPolicy, ModelPolicy } from '../../src/policy/schema.js';
+import type { ConsumerRules, ModelRules } from '../../src/contract/filter-policy.js';
 import { LimitRules, counterIndex, distinctCounters, type RequestRule, type WindowName } from './rules.js';
 import type { CounterState, CounterStore } from '../store/counters/store.js';
 import { reportStoreError } from './telemetry.js';
@@ -86,7 +86,7 @@ export class RateLimiter {
   private readonly now: () => number;
   private readonly domain: string | undefined;
 
-  constructor(models: readonly ModelPolicy[], consumers: readonly ConsumerPolicy[], options: RateLimiterOptions) {
+  constructor(models: readonly ModelRules[], consumers: readonly ConsumerRules[], options: RateLimiterOptions) {
     this.rules = new LimitRules(models, consumers);
     this.store = options.store;
     this.failOpen = options.failOpen;

@@ -1,4 +1,4 @@
-import type { ConsumerPolicy, ModelPolicy } from '../../src/policy/schema.js';
+import type { ConsumerRules, ModelRules } from '../../src/contract/filter-policy.js';
 import { LimitRules, counterIndex, distinctCounters, type QuotaRule, type TokenKind, type WindowName } from './rules.js';
 import type { CounterHit, CounterState, CounterStore } from '../store/counters/store.js';
 import { reportStoreError, tokensChargedTotal } from './telemetry.js';
@@ -63,7 +63,7 @@ export class TokenQuotas {
   private readonly failOpen: (model: string) => boolean;
   private readonly now: () => number;
 
-  constructor(models: readonly ModelPolicy[], consumers: readonly ConsumerPolicy[], options: TokenQuotasOptions) {
+  constructor(models: readonly ModelRules[], consumers: readonly ConsumerRules[], options: TokenQuotasOptions) {
     this.rules = new LimitRules(models, consumers);
     this.store = options.store;
     this.failOpen = options.failOpen;

@@ -1,13 +1,14 @@
-import { WINDOW_MS, type ConsumerPolicy, type ModelPolicy } from '../../src/policy/schema.js';
+import type { ConsumerRules, ModelRules, TokenKind, WindowName } from '../../src/contract/filter-policy.js';
 
 /**
  * Which request limits and token quotas of the policy apply to one consumer calling one model, and the
- * counter each one counts in. Limits that count the same events (a Model's per-consumer limit and a
- * Consumer's limit on that model) share a counter, so a request is counted once however many rules watch it.
+ * counter each one counts in. The rules arrive resolved (names, windows, algorithms, count kinds decided by
+ * the control plane's IR); only the per-request combination is made here. Limits that count the same
+ * events (a Model's per-consumer limit and a Consumer's limit on that model) share a counter, so a request
+ * is counted once however many rules watch it.
  */
 
-export type WindowName = keyof typeof WINDOW_MS;
-export type TokenKind = 'input' | 'output' | 'total';
+export type { TokenKind, WindowName };
 
 /** The consumer name anonymous requests are counted under; policy names start with a letter or digit, so it cannot collide. */
 export const ANONYMOUS = '-anonymous-';
@@ -37,10 +38,10 @@ export interface QuotaRule {
 
 /** The policy's limits and quotas, indexed by model and consumer name. */
 export class LimitRules {
-  private readonly models: ReadonlyMap<string, ModelPolicy>;
-  private readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+  private readonly models: ReadonlyMap<string, ModelRules>;
+  private readonly consumers: ReadonlyMap<string, ConsumerRules>;
 
-  constructor(models: readonly ModelPolicy[], consumers: readonly ConsumerPolicy[]) {
+  constructor(models: readonly ModelRules[], consumers: readonly ConsumerRules[]) {
     this.models = new Map(models.map((m) => [m.name, m]));
     this.consumers = new Map(consumers.map((c) => [c.name, c]));
   }
@@ -63,19 +64,12 @@ export class LimitRules {
   requestRules(consumer: string | undefined, model: string): RequestRule[] {
     const who = consumer ?? ANONYMOUS;
     const rules: RequestRule[] = [];
-    for (const limit of this.models.get(model)?.rateLimits ?? []) {
-      rules.push({ ...limit, name: `Model ${model}: ${limit.requests} per ${limit.per} per consumer`, windowMs: WINDOW_MS[limit.per], counterKey: `req:${scope(who, model)}` });
+    for (const limit of this.models.get(model)?.requestLimits ?? []) {
+      rules.push({ name: limit.name, requests: limit.requests, per: limit.per, windowMs: limit.windowMs, counterKey: `req:${scope(who, model)}` });
     }
-    for (const limit of this.consumerPolicy(consumer)?.rateLimits ?? []) {
+    for (const limit of this.consumerRules(consumer)?.requestLimits ?? []) {
       if (limit.model !== undefined && limit.model !== model) continue;
-      const where = limit.model === undefined ? 'across all models' : `on model ${model}`;
-      rules.push({
-        requests: limit.requests,
-        per: limit.per,
-        name: `Consumer ${who}: ${limit.requests} per ${limit.per} ${where}`,
-        windowMs: WINDOW_MS[limit.per],
-        counterKey: `req:${scope(who, limit.model)}`,
-      });
+      rules.push({ name: limit.name, requests: limit.requests, per: limit.per, windowMs: limit.windowMs, counterKey: `req:${scope(who, limit.model)}` });
     }
     return rules;
   }
@@ -84,29 +78,26 @@ export class LimitRules {
   quotaRules(consumer: string | undefined, model: string): QuotaRule[] {
     const who = consumer ?? ANONYMOUS;
     const rules: QuotaRule[] = [];
-    for (const quota of this.models.get(model)?.tokenQuotas ?? []) {
-      rules.push(quotaRule(quota, `Model ${model}: ${quota.tokens} ${quota.count} tokens per ${quota.per} per consumer`, scope(who, model)));
-    }
-    for (const quota of this.consumerPolicy(consumer)?.tokenQuotas ?? []) {
+    for (const quota of this.models.get(model)?.tokenQuotas ?? []) rules.push(quotaRule(quota, scope(who, model)));
+    for (const quota of this.consumerRules(consumer)?.tokenQuotas ?? []) {
       if (quota.model !== undefined && quota.model !== model) continue;
-      const where = quota.model === undefined ? 'across all models' : `on model ${model}`;
-      rules.push(quotaRule(quota, `Consumer ${who}: ${quota.tokens} ${quota.count} tokens per ${quota.per} ${where}`, scope(who, quota.model)));
+      rules.push(quotaRule(quota, scope(who, quota.model)));
     }
     return rules;
   }
 
-  private consumerPolicy(consumer: string | undefined): ConsumerPolicy | undefined {
+  private consumerRules(consumer: string | undefined): ConsumerRules | undefined {
     return consumer === undefined ? undefined : this.consumers.get(consumer);
   }
 }
 
-function quotaRule(quota: { tokens: number; per: WindowName; count: TokenKind }, name: string, where: string): QuotaRule {
+function quotaRule(quota: { name: string; tokens: number; per: WindowName; windowMs: number; count: TokenKind }, where: string): QuotaRule {
   return {
-    name,
+    name: quota.name,
     tokens: quota.tokens,
     per: quota.per,
     count: quota.count,
-    windowMs: WINDOW_MS[quota.per],
+    windowMs: quota.windowMs,
     tokensKey: `tok:${quota.count}:${where}`,
     answersKey: `ans:${where}`,
   };

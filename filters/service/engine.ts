@@ -1,18 +1,16 @@
+import type { FilterPolicy, ModelRules } from '../../src/contract/filter-policy.js';
+import { RATE_LIMIT_DOMAIN } from '../../src/contract/filter-wire.js';
 import { Authorizer } from '../authz/engine.js';
 import { compileMasking, type Masker } from '../extproc/masking.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { TokenQuotas } from '../ratelimit/quotas.js';
 import type { CounterStore } from '../store/counters/store.js';
-import type { ModelPolicy } from '../../src/policy/schema.js';
-import type { FilterPolicy } from './policy.js';
 
 /**
  * FilterEngine: everything one filter-policy version decides with, compiled once (key index, JWT key sets,
  * limit rules, masking rules) and swapped whole when a new version arrives, so a request is always judged
- * by one consistent policy.
+ * by one consistent policy. It applies the resolved rules as they come: no default is decided here.
  */
-
-export const RATE_LIMIT_DOMAIN = 'flowgate';
 
 export interface ModelMasking {
   readonly request: Masker | undefined;
@@ -24,8 +22,10 @@ export class FilterEngine {
   readonly authorizer: Authorizer;
   readonly limiter: RateLimiter;
   readonly quotas: TokenQuotas;
-  private readonly models: ReadonlyMap<string, ModelPolicy>;
+  private readonly models: ReadonlyMap<string, ModelRules>;
   private readonly masking = new Map<string, ModelMasking>();
+  private readonly aliasMaps = new Map<string, Readonly<Record<string, string>>>();
+  private readonly quotaModels = new Set<string>();
 
   constructor(
     readonly policy: FilterPolicy,
@@ -34,10 +34,15 @@ export class FilterEngine {
   ) {
     this.models = new Map(policy.models.map((m) => [m.name, m]));
     const failOpen = (model: string): boolean => this.failOpen(model);
-    this.authorizer = new Authorizer({ gateway: policy.gateway, models: policy.models, consumers: policy.consumers });
+    this.authorizer = new Authorizer({ jwtIssuers: policy.jwtIssuers, models: policy.models, consumers: policy.consumers });
     this.limiter = new RateLimiter(policy.models, policy.consumers, { store, failOpen, domain: RATE_LIMIT_DOMAIN });
     this.quotas = new TokenQuotas(policy.models, policy.consumers, { store, failOpen });
+    const consumerQuotaModels = new Set(policy.consumers.flatMap((c) => c.tokenQuotas.map((q) => q.model ?? '*')));
     for (const m of policy.models) {
+      const aliases: Record<string, string> = {};
+      for (const l of m.live) for (const a of l.aliases) aliases[a] = l.version;
+      this.aliasMaps.set(m.name, aliases);
+      if (m.tokenQuotas.length > 0 || consumerQuotaModels.has('*') || consumerQuotaModels.has(m.name)) this.quotaModels.add(m.name);
       if (!m.masking) continue;
       this.masking.set(m.name, {
         request: m.masking.request ? compileMasking(m.masking.request) : undefined,
@@ -47,21 +52,26 @@ export class FilterEngine {
     }
   }
 
-  model(name: string): ModelPolicy | undefined {
+  model(name: string): ModelRules | undefined {
     return this.models.get(name);
   }
 
   /** Whether a model's requests pass when a dependency (the counter store) fails. */
   failOpen(model: string): boolean {
-    return this.models.get(model)?.failOpen ?? this.policy.gateway.filterService.failOpen;
+    return this.models.get(model)?.failOpen ?? false;
   }
 
   maskingOf(model: string): ModelMasking | undefined {
     return this.masking.get(model);
   }
 
+  /** Whether any token quota can apply to a model's callers (its answers' usage is then charged). */
+  hasQuotas(model: string): boolean {
+    return this.quotaModels.has(model);
+  }
+
   /** alias -> version of a model's live aliases. */
   aliases(model: string): Readonly<Record<string, string>> {
-    return this.policy.aliases[model] ?? {};
+    return this.aliasMaps.get(model) ?? {};
   }
 }

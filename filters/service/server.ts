@@ -4,8 +4,8 @@ import { logger } from '../../src/observability/log.js';
 import { RedisStore } from '../store/counters/redis.js';
 import { MemoryStore, type CounterStore } from '../store/counters/store.js';
 import { openAuditLog, type AuditEvent, type AuditLog } from './audit.js';
-import type { FilterPolicy } from './policy.js';
-import { FilterService } from './handlers.js';
+import type { FilterPolicy } from '../../src/contract/filter-policy.js';
+import { FilterService } from './service.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
@@ -35,7 +35,7 @@ export interface FilterServer {
 class LazyAudit implements AuditLog {
   private log: AuditLog | undefined;
   open(policy: FilterPolicy): void {
-    this.log ??= openAuditLog(policy.gateway.audit.sink, policy.gateway.audit.path);
+    this.log ??= openAuditLog(policy.audit.sink, policy.audit.path);
   }
   write(event: AuditEvent): void {
     this.log?.write(event);

@@ -3,8 +3,7 @@ import { EventEmitter } from 'node:events';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
-import { TypeUrl } from '../../src/resources/types.js';
-import { parseFilterPolicy, type FilterPolicy } from './policy.js';
+import { FILTER_POLICY_TYPE_URL, parseFilterPolicy, type FilterPolicy } from '../../src/contract/filter-policy.js';
 
 /**
  * The filter service as an xDS client of the control plane: one ADS stream subscribed to the
@@ -57,7 +56,7 @@ export class FilterPolicyClient extends EventEmitter<FilterPolicyClientEvents> {
   private request(nonce: string, error?: string): Uint8Array {
     return encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', {
       node: { id: this.nodeId, cluster: 'flowgate-filters', user_agent_name: 'flowgate-filters' },
-      type_url: TypeUrl.FilterPolicy,
+      type_url: FILTER_POLICY_TYPE_URL,
       resource_names: [],
       version_info: this.ackedVersion,
       response_nonce: nonce,
@@ -75,10 +74,10 @@ export class FilterPolicyClient extends EventEmitter<FilterPolicyClientEvents> {
     this.call = call;
     call.on('data', (res: DiscoveryResponse) => {
       this.backoffMs = 500;
-      const resource = res.resources.find((r) => r.type_url === TypeUrl.FilterPolicy);
+      const resource = res.resources.find((r) => r.type_url === FILTER_POLICY_TYPE_URL);
       try {
         if (!resource) throw new Error('the response has no FilterPolicy resource');
-        const msg = decodeMessage<{ schema_version: number; policy_json: string }>(TypeUrl.FilterPolicy, resource.value);
+        const msg = decodeMessage<{ schema_version: number; policy_json: string }>(FILTER_POLICY_TYPE_URL, resource.value);
         const policy = parseFilterPolicy(msg.schema_version, msg.policy_json);
         this.emit('policy', policy, res.version_info);
         this.ackedVersion = res.version_info;

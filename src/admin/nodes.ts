@@ -33,24 +33,24 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** A snapshot of every open stream's protocol state. */
 export function nodeStatuses(server: XdsServer): NodeStatus[] {
-  return server.openStreams().map((stream) => ({
-    node: stream.node?.id ?? '',
-    group: stream.group,
-    userAgent: stream.node?.userAgent ?? '',
-    stream: stream.identity.id,
-    service: stream.identity.ads ? 'ads' : shortTypeName(stream.identity.serviceType ?? ''),
-    transport: stream.identity.transport,
-    peer: stream.identity.peer,
-    connectedAt: iso(stream.openedAt),
-    types: stream.typeStates().map((st) => ({
-      type: shortTypeName(st.typeUrl),
-      typeUrl: st.typeUrl,
-      wildcard: st.wildcard,
-      names: [...st.names].sort(),
-      held: st.heldCount(),
-      pending: st.pending ? { version: st.pending.systemVersion, nonce: st.pending.nonce, sentAt: iso(st.pending.sentAt) } : null,
-      lastAck: st.lastAck ? { version: st.lastAck.version, at: iso(st.lastAck.at) } : null,
-      lastNack: st.lastNack ? { version: st.lastNack.systemVersion, detail: st.lastNack.detail, at: iso(st.lastNack.at) } : null,
+  return server.streamStatuses().map((s) => ({
+    node: s.node?.id ?? '',
+    group: s.group,
+    userAgent: s.node?.userAgent ?? '',
+    stream: s.id,
+    service: s.service,
+    transport: s.transport,
+    peer: s.peer,
+    connectedAt: iso(s.openedAt),
+    types: s.types.map((t) => ({
+      type: shortTypeName(t.typeUrl),
+      typeUrl: t.typeUrl,
+      wildcard: t.wildcard,
+      names: t.names,
+      held: t.held,
+      pending: t.pending ? { version: t.pending.version, nonce: t.pending.nonce, sentAt: iso(t.pending.sentAt) } : null,
+      lastAck: t.lastAck ? { version: t.lastAck.version, at: iso(t.lastAck.at) } : null,
+      lastNack: t.lastNack ? { version: t.lastNack.version, detail: t.lastNack.detail, at: iso(t.lastNack.at) } : null,
     })),
   }));
 }

@@ -1,24 +1,24 @@
 import { Counter, Gauge } from 'prom-client';
+import type { FilterPolicy } from '../contract/filter-policy.js';
+import { FILTER_POLICY_NAME } from '../contract/filter-policy.js';
 import { errorMessage } from '../errors.js';
-import { buildGatewayIR } from '../ir/build.js';
 import type { GatewayAlert, GatewayIR } from '../ir/types.js';
 import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import type { Policy } from '../policy/policy.js';
+import { runPipeline, type PipelineOutput } from '../pipeline/index.js';
 import type { RegistrySnapshot } from '../registry/types.js';
-import { translateGateway } from '../translate/index.js';
 import type { SnapshotCache } from '../xds/cache.js';
 import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-source.js';
 import { Snapshot } from '../xds/snapshot.js';
 import { TypeUrl } from '../resources/types.js';
-import { FILTER_POLICY_NAME, filterPolicyOf, filterPolicyResource, type FilterPolicy } from '../../filters/service/policy.js';
 
 /**
- * GatewayController: the one place where policy and registry meet. Each time either changes it builds the
- * Gateway IR, translates it for each xDS mode and hands the snapshots to the cache, which pushes them to the
- * Envoys. It keeps the last IR so a registry mistake keeps the last live versions, and never publishes a
- * snapshot that failed to translate.
+ * GatewayController: the one place where policy and registry meet. Each time either changes it runs the
+ * pipeline (IR, translation per xDS mode, consistency check) and hands the snapshots to the cache, which
+ * pushes them to the Envoys. It keeps the last IR so a registry mistake keeps the last live versions, and
+ * never publishes a snapshot that failed to translate or would be inconsistent.
  */
 
 const builds = new Counter({
@@ -74,6 +74,8 @@ export class GatewayController {
   private readonly snapshots = new Map<ConfigSourceMode, Snapshot>();
   private activeAlerts = new Set<string>();
   private filterPolicyVersion: string | undefined;
+  /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
+  private checked: { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly output: PipelineOutput } | undefined;
 
   constructor(private readonly options: ControllerOptions) {
     this.log = options.log ?? logger('controller');
@@ -101,7 +103,9 @@ export class GatewayController {
    */
   checkPolicy = (policy: Policy): readonly PolicyIssue[] => {
     if (!this.registry) return [];
-    return buildGatewayIR(policy, this.registry, this.ir).issues;
+    const output = this.run(policy, this.registry);
+    if (output) this.checked = { policy, registry: this.registry, previous: this.ir, output };
+    return output?.issues ?? [];
   };
 
   setPolicy(policy: Policy): void {
@@ -114,18 +118,32 @@ export class GatewayController {
     this.rebuild('registry');
   }
 
+  /** The pipeline's output, or undefined (logged and counted) when translation failed. */
+  private run(policy: Policy, registry: RegistrySnapshot): PipelineOutput | undefined {
+    const checked = this.checked;
+    if (checked && checked.policy === policy && checked.registry === registry && checked.previous === this.ir) return checked.output;
+    try {
+      return runPipeline({ policy, registry, previous: this.ir }, { modes: this.modes });
+    } catch (err) {
+      builds.inc({ result: 'failed' });
+      this.log.error({ err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
+      return undefined;
+    }
+  }
+
   /** Builds and publishes once both a policy and a registry snapshot are known. */
   private rebuild(cause: 'policy' | 'registry'): void {
     if (!this.policy || !this.registry) return;
-    const { ir } = buildGatewayIR(this.policy, this.registry, this.ir);
+    const output = this.run(this.policy, this.registry);
+    this.checked = undefined;
+    if (!output) return;
+    const { ir, filterPolicy } = output;
     let next: Map<ConfigSourceMode, Snapshot>;
-    const filterPolicy = filterPolicyOf(this.policy, ir);
     try {
-      const shared = filterPolicyResource(filterPolicy);
-      next = new Map(this.modes.map((mode) => [mode, Snapshot.from([...translateGateway(ir, mode), shared], this.snapshots.get(mode))]));
+      next = new Map(output.groups.map((g) => [g.variant, Snapshot.from(g.resources, this.snapshots.get(g.variant))]));
     } catch (err) {
       builds.inc({ result: 'failed' });
-      this.log.error({ cause, err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
+      this.log.error({ cause, err: errorMessage(err) }, 'encoding failed; the previous snapshot keeps serving');
       return;
     }
     this.ir = ir;
@@ -138,7 +156,7 @@ export class GatewayController {
     }
     for (const [mode, snapshot] of next) {
       this.snapshots.set(mode, snapshot);
-      this.options.cache.setSnapshot(mode, snapshot);
+      this.options.cache.setSnapshot(this.options.cache.fallbackGroup, snapshot, mode);
     }
     if (ads) snapshotVersion.set(parseInt(ads.version.slice(0, 12), 16));
     const fpVersion = ads?.get(TypeUrl.FilterPolicy, FILTER_POLICY_NAME)?.version;

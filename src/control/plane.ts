@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { AdminServer } from '../admin/server.js';
+import { AdminServer } from '../observability/admin-server.js';
 import { nodeStatuses } from '../admin/nodes.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../observability/log.js';
@@ -21,7 +21,7 @@ import { registerTrafficRoutes } from '../traffic/routes.js';
 import { registerAccessLogService } from '../traffic/receiver.js';
 import { registerCsds } from '../status/service.js';
 import { startFilterServer } from '../../filters/service/server.js';
-import type { FilterPolicy } from '../../filters/service/policy.js';
+import type { FilterPolicy } from '../contract/filter-policy.js';
 
 /**
  * The control plane process: policy watcher + registry poller -> controller -> snapshot cache -> xDS server,
@@ -64,8 +64,9 @@ export interface ControlPlane {
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   enableProcessMetrics();
-  // Snapshots are built once per xDS mode; a node's group is the mode its bootstrap declared.
-  const cache = new SnapshotCache({ groupOf: (node) => configSourceModeOf(node.metadata) });
+  // A node's group is its node.cluster (or metadata flowgate.group); its snapshot variant is the xDS mode its
+  // bootstrap declared, since that decides the config sources its resources must name.
+  const cache = new SnapshotCache({ variantOf: (node) => configSourceModeOf(node.metadata) });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
   const controller = new GatewayController({ cache, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
   const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });

@@ -1,9 +1,10 @@
 import type { Policy } from '../policy/policy.js';
-import { filterServiceOf, modelFilters } from './filters.js';
+import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters } from './filter-rules.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
-import type { ModelPolicy, UpstreamSettings, VersionSelector } from '../policy/schema.js';
+import type { ConsumerRules } from '../contract/filter-policy.js';
+import type { ModelPolicy, UpstreamSettings, VersionSelector } from '../policy/schema/index.js';
 import type { ModelVersion, RegisteredModel, RegistrySnapshot } from '../registry/types.js';
 import {
   clusterName,
@@ -49,6 +50,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
   const alerts: GatewayAlert[] = [];
   const issues: PolicyIssue[] = [];
   const models: ModelIR[] = [];
+  const consumers = [...policy.consumers.values()].map(consumerRules);
   for (const model of policy.models.values()) {
     const registered = registry?.models.get(model.registeredModel);
     if (registry && !registered) {
@@ -64,7 +66,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
     }
     const prior = previous?.models.find((m) => m.name === model.name);
-    models.push(resolveModel(policy, model, registered, prior, alerts));
+    models.push(resolveModel(policy, model, registered, prior, alerts, consumers));
   }
   return {
     ir: {
@@ -77,6 +79,9 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       tracing: policy.gateway.tracing
         ? { address: policy.gateway.tracing.otlp.address, port: policy.gateway.tracing.otlp.port, serviceName: policy.gateway.tracing.serviceName, samplingPercent: policy.gateway.tracing.samplingPercent }
         : undefined,
+      consumers,
+      jwtIssuers: jwtIssuerRules(policy.gateway),
+      audit: auditRules(policy.gateway),
     },
     issues,
   };
@@ -140,7 +145,14 @@ function resolve(model: ModelPolicy, registered: RegisteredModel | undefined, se
   return { version: selected.version, address };
 }
 
-function resolveModel(policy: Policy, model: ModelPolicy, registered: RegisteredModel | undefined, prior: ModelIR | undefined, alerts: GatewayAlert[]): ModelIR {
+function resolveModel(
+  policy: Policy,
+  model: ModelPolicy,
+  registered: RegisteredModel | undefined,
+  prior: ModelIR | undefined,
+  alerts: GatewayAlert[],
+  consumers: readonly ConsumerRules[],
+): ModelIR {
   const alert = (code: GatewayAlert['code'], message: string): void => {
     alerts.push({ code, model: model.name, message });
   };
@@ -174,6 +186,7 @@ function resolveModel(policy: Policy, model: ModelPolicy, registered: Registered
   const pinnableAliases: Record<string, string> = {};
   for (const l of live) for (const a of l.aliases) pinnableAliases[a] = l.version;
 
+  const rules = modelFilterRules(model, policy.gateway);
   return {
     name: model.name,
     registeredModel: model.registeredModel,
@@ -186,7 +199,8 @@ function resolveModel(policy: Policy, model: ModelPolicy, registered: Registered
     mirror,
     settings: settingsOf(model, policy.gateway.defaults),
     keptLastLive,
-    filters: modelFilters(model, policy.consumers.values(), policy.gateway),
+    rules,
+    filters: modelFilters(model.name, rules, model.traffic.sticky !== undefined, consumers),
   };
 }
 
@@ -198,13 +212,22 @@ function liveVersion(model: ModelPolicy, version: ModelVersion, address: Upstrea
 function settingsOf(model: ModelPolicy, defaults: UpstreamSettings): ModelSettings {
   const pick = <K extends keyof UpstreamSettings>(key: K): UpstreamSettings[K] => (model[key] !== undefined ? model[key] : defaults[key]);
   const hc = pick('healthCheck');
+  const retries = pick('retries');
+  const cb = pick('circuitBreakers');
+  const od = pick('outlierDetection');
   return {
     timeoutMs: pick('timeout') ?? DEFAULT_TIMEOUT_MS,
     connectTimeoutMs: pick('connectTimeout') ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    retries: pick('retries'),
+    retries: retries && { attempts: retries.attempts, on: [...retries.on], perTryTimeoutMs: retries.perTryTimeout },
     loadBalancer: pick('loadBalancer') ?? 'least_request',
-    circuitBreakers: pick('circuitBreakers'),
-    outlierDetection: pick('outlierDetection'),
-    healthCheck: hc ? { ...hc, path: hc.path ?? HEALTH_PATH[model.protocol] } : undefined,
+    circuitBreakers: cb && { maxConnections: cb.maxConnections, maxPendingRequests: cb.maxPendingRequests, maxRequests: cb.maxRequests, maxRetries: cb.maxRetries },
+    outlierDetection: od && { consecutive5xx: od.consecutive5xx, intervalMs: od.interval, baseEjectionTimeMs: od.baseEjectionTime, maxEjectionPercent: od.maxEjectionPercent },
+    healthCheck: hc && {
+      path: hc.path ?? HEALTH_PATH[model.protocol],
+      intervalMs: hc.interval,
+      timeoutMs: hc.timeout,
+      healthyThreshold: hc.healthyThreshold,
+      unhealthyThreshold: hc.unhealthyThreshold,
+    },
   };
 }

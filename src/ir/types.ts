@@ -1,4 +1,4 @@
-import type { CircuitBreakers, HealthCheck, OutlierDetection, Retries } from '../policy/schema.js';
+import type { AccessRules, AuditRules, ConsumerRules, JwtIssuerRules, ModelMaskingRules, RequestLimitRule, TokenQuotaRule } from '../contract/filter-policy.js';
 
 /**
  * Gateway IR: the joined, resolved view of policy + registry that every translator reads. All defaulting
@@ -31,16 +31,47 @@ export interface MirrorTarget {
   readonly percent: number;
 }
 
+/** Envoy's retry policy for a model's routes. */
+export interface RetryPolicyIR {
+  readonly attempts: number;
+  /** Envoy retry_on conditions. */
+  readonly on: readonly string[];
+  readonly perTryTimeoutMs: number | undefined;
+}
+
+export interface CircuitBreakersIR {
+  readonly maxConnections: number | undefined;
+  readonly maxPendingRequests: number | undefined;
+  readonly maxRequests: number | undefined;
+  readonly maxRetries: number | undefined;
+}
+
+export interface OutlierDetectionIR {
+  readonly consecutive5xx: number | undefined;
+  readonly intervalMs: number | undefined;
+  readonly baseEjectionTimeMs: number | undefined;
+  readonly maxEjectionPercent: number | undefined;
+}
+
+/** An active HTTP health check of every version's endpoints. */
+export interface HealthCheckIR {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+}
+
 /** The upstream settings of a model after Gateway.defaults are applied. */
 export interface ModelSettings {
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
-  readonly retries: Retries | undefined;
+  readonly retries: RetryPolicyIR | undefined;
   readonly loadBalancer: 'least_request' | 'round_robin' | 'random';
-  readonly circuitBreakers: CircuitBreakers | undefined;
-  readonly outlierDetection: OutlierDetection | undefined;
+  readonly circuitBreakers: CircuitBreakersIR | undefined;
+  readonly outlierDetection: OutlierDetectionIR | undefined;
   /** With the path filled from the protocol when the policy gave none. */
-  readonly healthCheck: (HealthCheck & { readonly path: string }) | undefined;
+  readonly healthCheck: HealthCheckIR | undefined;
 }
 
 /** One (listener, host, path prefix) on which a model is published. */
@@ -68,8 +99,20 @@ export interface ModelIR {
   readonly settings: ModelSettings;
   /** True when the registry gave no live version and the last known ones are kept. */
   readonly keptLastLive: boolean;
+  /** Its access rules, limits, quotas, masking and failure mode, with every default applied. */
+  readonly rules: ModelFilterRules;
   /** The filter-service calls its routes make; undefined for none. */
   readonly filters: ModelFilters | undefined;
+}
+
+/** What the filter service enforces for one model (src/ir/filter-rules.ts decides every default). */
+export interface ModelFilterRules {
+  /** Requests pass when the filter service or its store cannot decide. */
+  readonly failOpen: boolean;
+  readonly access: AccessRules | undefined;
+  readonly requestLimits: readonly RequestLimitRule[];
+  readonly tokenQuotas: readonly TokenQuotaRule[];
+  readonly masking: ModelMaskingRules | undefined;
 }
 
 /** The filter-service calls a model's routes make (src/ir/filters.ts). */
@@ -116,6 +159,10 @@ export interface GatewayIR {
   readonly filterService: FilterServiceIR | undefined;
   /** Envoy's OpenTelemetry tracer, when the Gateway turns it on. */
   readonly tracing: TracingIR | undefined;
+  /** Every consumer's identity, limits and quotas (for the filter service). */
+  readonly consumers: readonly ConsumerRules[];
+  readonly jwtIssuers: readonly JwtIssuerRules[];
+  readonly audit: AuditRules;
 }
 
 export interface TracingIR {

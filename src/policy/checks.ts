@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { didYouMean, type PolicyIssue, type PolicyPath } from './issues.js';
 import { modelRoutes } from './routes.js';
-import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PolicyKind } from './schema.js';
+import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PolicyKind } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**

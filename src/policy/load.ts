@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { checkDeclarations, checkReferences, type DeclaredDocument, type ValidDocument } from './checks.js';
 import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, type PolicyIssue } from './issues.js';
 import { assemblePolicy, defaultGateway, type Policy } from './policy.js';
-import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema.js';
+import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema/index.js';
 import { parsePolicyFile, type SourceDocument } from './source.js';
 
 /**

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pathText, type PolicyIssue, type PolicyPath } from './issues.js';
-import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind } from './schema.js';
+import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { GatewayPolicy, ModelPolicy } from './schema.js';
+import type { GatewayPolicy, ModelPolicy } from './schema/index.js';
 
 /**
  * The routes a Model claims once its defaults are applied. The loader needs them to find two models claiming

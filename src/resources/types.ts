@@ -1,5 +1,9 @@
+import { FILTER_POLICY_TYPE_URL } from '../contract/filter-policy.js';
+
 /**
- * The xDS resource types Flowgate serves, their type URLs, and the order in which an ADS stream applies them.
+ * The resource kinds Flowgate's translators produce and its xDS server serves: their type URLs, short
+ * names, and the plain-object form a translator hands over. Translators know nothing of streams; the xDS
+ * server knows nothing of how a resource was built.
  */
 
 export const TypeUrl = {
@@ -7,45 +11,26 @@ export const TypeUrl = {
   ClusterLoadAssignment: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   Listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   RouteConfiguration: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
-  FilterPolicy: 'type.googleapis.com/flowgate.v1.FilterPolicy',
+  FilterPolicy: FILTER_POLICY_TYPE_URL,
 } as const;
 
 export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
 
-/**
- * Make-before-break order on ADS: clusters, then their endpoints, then the listeners and routes that use
- * them; Flowgate's own filter policy last. Removals of clusters and endpoints wait until everything else
- * has been acknowledged (see stream.ts).
- */
-export const PUSH_ORDER: readonly TypeUrl[] = [
-  TypeUrl.Cluster,
-  TypeUrl.ClusterLoadAssignment,
-  TypeUrl.Listener,
-  TypeUrl.RouteConfiguration,
-  TypeUrl.FilterPolicy,
-];
+/** Every type, in a fixed order (the ADS push order, see xds/stream/ordering.ts). */
+export const ALL_TYPES: readonly TypeUrl[] = [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration, TypeUrl.FilterPolicy];
 
-const KNOWN = new Set<string>(PUSH_ORDER);
+const KNOWN = new Set<string>(ALL_TYPES);
 
-/** True for a type URL this server serves. */
+/** True for a type URL Flowgate serves. */
 export function isKnownType(typeUrl: string): typeUrl is TypeUrl {
   return KNOWN.has(typeUrl);
 }
 
-/**
- * Types whose state-of-the-world responses must carry every resource (a missing one means "deleted"), and
- * which a client may subscribe to as a wildcard. RDS and EDS are only ever requested by name.
- */
-export function isFullStateType(typeUrl: string): boolean {
-  return typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.FilterPolicy;
-}
-
-/**
- * Types whose resources are kept on an ADS stream after a snapshot drops them, until the listeners and
- * routes that might still point at them have been replaced.
- */
-export function isRetainedOnRemoval(typeUrl: string): boolean {
-  return typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.ClusterLoadAssignment;
+/** A resource as a translator produces it: a plain object in Envoy's proto field names. */
+export interface ResourceInput {
+  readonly typeUrl: TypeUrl;
+  readonly name: string;
+  readonly message: object;
 }
 
 /** A short name for logs and metric labels: cds, eds, lds, rds, filter-policy. */

@@ -7,8 +7,8 @@ import type { Timestamp } from '../generated/google/protobuf/Timestamp.js';
 import { struct } from '../proto/codec.js';
 import type { NodeInfo } from '../xds/cache.js';
 import type { XdsServer } from '../xds/server.js';
-import type { Snapshot, XdsResource } from '../xds/snapshot.js';
-import type { TypeState, XdsStream } from '../xds/stream/state.js';
+import type { XdsResource } from '../xds/snapshot.js';
+import type { StreamStatus, TypeStatus } from '../xds/stream/status.js';
 import { checkMatcher, matchesNode } from './node-matcher.js';
 
 /**
@@ -32,8 +32,8 @@ export type ClientStatusQuery = Pick<ClientStatusRequest__Output, 'node_matchers
  */
 export function clientConfigs(xds: XdsServer, query: ClientStatusQuery): ClientConfig[] {
   query.node_matchers.forEach(checkMatcher);
-  const byNode = new Map<string, XdsStream[]>();
-  for (const stream of xds.openStreams()) {
+  const byNode = new Map<string, StreamStatus[]>();
+  for (const stream of xds.streamStatuses()) {
     if (!stream.node) continue;
     const list = byNode.get(stream.node.id) ?? [];
     list.push(stream);
@@ -43,13 +43,12 @@ export function clientConfigs(xds: XdsServer, query: ClientStatusQuery): ClientC
   for (const [id, streams] of [...byNode].sort(([a], [b]) => a.localeCompare(b))) {
     if (query.node_matchers.length > 0 && !query.node_matchers.some((m) => matchesNode(m, id))) continue;
     // A node can briefly have an old and a new stream (reconnect): per type, the newest stream wins.
-    const newestFirst = [...streams].sort((a, b) => b.identity.id - a.identity.id);
+    const newestFirst = [...streams].sort((a, b) => b.id - a.id);
     const byType = new Map<string, GenericXdsConfig[]>();
     for (const stream of newestFirst) {
-      const snapshot = xds.cache.getSnapshot(stream.group);
-      for (const st of stream.typeStates()) {
+      for (const st of stream.types) {
         if (byType.has(st.typeUrl)) continue;
-        byType.set(st.typeUrl, resourceConfigs(st, stream.identity.transport, snapshot, !query.exclude_resource_contents));
+        byType.set(st.typeUrl, resourceConfigs(st, !query.exclude_resource_contents));
       }
     }
     const newest = newestFirst[0];
@@ -59,16 +58,10 @@ export function clientConfigs(xds: XdsServer, query: ClientStatusQuery): ClientC
   return out;
 }
 
-interface Acked {
-  /** The resource's content-hash version the client holds. */
-  readonly version: string;
-  readonly resource: XdsResource | undefined;
-}
-
 /** The per-resource status of one type on one stream. */
-export function resourceConfigs(st: TypeState, transport: 'sotw' | 'delta', snapshot: Snapshot | undefined, withContents: boolean): GenericXdsConfig[] {
-  const current = snapshot?.resources(st.typeUrl) ?? new Map<string, XdsResource>();
-  const acked = ackedResources(st, transport, current);
+export function resourceConfigs(st: TypeStatus, withContents: boolean): GenericXdsConfig[] {
+  const current = st.wants;
+  const acked = st.acked;
   const names = new Set<string>([...(st.wildcard ? current.keys() : []), ...st.names, ...acked.keys()]);
   const pending = st.pending;
   const nackedLast = st.lastNack !== null && (st.lastAck === null || st.lastNack.at >= st.lastAck.at);
@@ -76,8 +69,8 @@ export function resourceConfigs(st: TypeState, transport: 'sotw' | 'delta', snap
   for (const name of [...names].sort()) {
     const want = current.get(name);
     const ack = acked.get(name);
-    const sent = pending?.resources.get(name);
-    const versionInfo = ack ? (transport === 'sotw' ? st.heldVersion : ack.version) : '';
+    const sent = pending?.sent.get(name);
+    const versionInfo = ack ? st.ackedVersion || ack.version : '';
     const base = {
       type_url: st.typeUrl,
       name,
@@ -95,7 +88,7 @@ export function resourceConfigs(st: TypeState, transport: 'sotw' | 'delta', snap
         ...status('ERROR', 'NACKED'),
         error_state: {
           details: st.lastNack.detail,
-          version_info: st.lastNack.systemVersion,
+          version_info: st.lastNack.version,
           last_update_attempt: timestamp(st.lastNack.at),
           ...(withContents ? { failed_configuration: anyOf(want) } : {}),
         },
@@ -104,34 +97,11 @@ export function resourceConfigs(st: TypeState, transport: 'sotw' | 'delta', snap
       out.push(status('NOT_SENT', ack ? 'ACKED' : 'REQUESTED'));
     } else if (ack) {
       // The snapshot dropped it and the client still holds it: its removal is in flight or still to come.
-      const removalSent = pending !== null && (transport === 'sotw' ? !pending.resources.has(name) : pending.previous.has(name));
+      const removalSent = pending?.removing.has(name) === true;
       out.push(status(removalSent ? 'STALE' : 'NOT_SENT', 'ACKED'));
     } else {
       out.push(status('NOT_SENT', 'DOES_NOT_EXIST'));
     }
-  }
-  return out;
-}
-
-/**
- * What the client has acknowledged, by name. SotW: the set of its last ACK. Delta: what it holds, minus the
- * optimistic changes of the pending push (restored to the version held before it).
- */
-function ackedResources(st: TypeState, transport: 'sotw' | 'delta', current: ReadonlyMap<string, XdsResource>): Map<string, Acked> {
-  const out = new Map<string, Acked>();
-  if (transport === 'sotw') {
-    for (const [name, r] of st.heldContent) out.set(name, { version: r.version, resource: r });
-    return out;
-  }
-  const previous = st.pending?.previous ?? new Map<string, string | undefined>();
-  const versions = new Map(st.held);
-  for (const [name, before] of previous) {
-    if (before === undefined) versions.delete(name);
-    else versions.set(name, before);
-  }
-  for (const [name, version] of versions) {
-    const r = current.get(name);
-    out.set(name, { version, resource: r?.version === version ? r : undefined });
   }
   return out;
 }

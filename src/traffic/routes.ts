@@ -1,4 +1,4 @@
-import type { AdminServer } from '../admin/server.js';
+import type { AdminServer } from '../observability/admin-server.js';
 import type { TrafficAggregator } from './aggregator.js';
 
 /** Serves the aggregator's summary as JSON at /debug/traffic on the admin endpoint. */

@@ -2,20 +2,19 @@ import { isIP } from 'node:net';
 import type { GatewayIR, ModelIR, UpstreamAddress } from '../ir/types.js';
 import { duration, struct } from '../proto/codec.js';
 import { configSource, type ConfigSourceMode } from '../resources/config-source.js';
-import { TypeUrl } from '../resources/types.js';
-import type { ResourceInput } from '../xds/snapshot.js';
-import { filtersCluster } from './filters.js';
+import { TypeUrl, type ResourceInput } from '../resources/types.js';
+import { httpFilterResources } from './http-filters/index.js';
 import { tracingCluster } from './tracing.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
- * cluster and a ClusterLoadAssignment, so a moved endpoint is an EDS push that leaves the cluster (and its
- * connection pools and health state) alone; versions served at a DNS name get a STRICT_DNS cluster.
+ * cluster (its endpoints come from endpoints.ts), so a moved endpoint is an EDS push that leaves the cluster
+ * (and its connection pools and health state) alone; versions served at a DNS name get a STRICT_DNS cluster.
  */
 
 const LB_POLICY = { least_request: 'LEAST_REQUEST', round_robin: 'ROUND_ROBIN', random: 'RANDOM' } as const;
 
-interface ClusterTarget {
+export interface ClusterTarget {
   readonly model: ModelIR;
   readonly version: string;
   readonly cluster: string;
@@ -23,7 +22,7 @@ interface ClusterTarget {
 }
 
 /** Every (model, version) that needs a cluster, once each, by cluster name. */
-function targets(ir: GatewayIR): ClusterTarget[] {
+export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
   const byName = new Map<string, ClusterTarget>();
   for (const model of ir.models) {
     for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address });
@@ -32,13 +31,13 @@ function targets(ir: GatewayIR): ClusterTarget[] {
   return [...byName.values()].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
 }
 
-function lbEndpoints(address: UpstreamAddress): object[] {
+export function lbEndpoints(address: UpstreamAddress): object[] {
   return [{ endpoint: { address: { socket_address: { address: address.host, port_value: address.port } } } }];
 }
 
 function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
   const s = t.model.settings;
-  const eds = isIP(t.address.host) !== 0;
+  const eds = usesEds(t.address);
   const message: Record<string, unknown> = {
     name: t.cluster,
     connect_timeout: duration(s.connectTimeoutMs),
@@ -72,8 +71,8 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
   if (od) {
     message.outlier_detection = {
       ...(od.consecutive5xx !== undefined && { consecutive_5xx: { value: od.consecutive5xx } }),
-      ...(od.interval !== undefined && { interval: duration(od.interval) }),
-      ...(od.baseEjectionTime !== undefined && { base_ejection_time: duration(od.baseEjectionTime) }),
+      ...(od.intervalMs !== undefined && { interval: duration(od.intervalMs) }),
+      ...(od.baseEjectionTimeMs !== undefined && { base_ejection_time: duration(od.baseEjectionTimeMs) }),
       ...(od.maxEjectionPercent !== undefined && { max_ejection_percent: { value: od.maxEjectionPercent } }),
     };
   }
@@ -81,8 +80,8 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
   if (hc) {
     message.health_checks = [
       {
-        timeout: duration(hc.timeout),
-        interval: duration(hc.interval),
+        timeout: duration(hc.timeoutMs),
+        interval: duration(hc.intervalMs),
         healthy_threshold: { value: hc.healthyThreshold },
         unhealthy_threshold: { value: hc.unhealthyThreshold },
         http_health_check: { path: hc.path },
@@ -92,19 +91,14 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
   return message;
 }
 
-/** The clusters of the IR, and the endpoints of its EDS clusters. */
+/** Whether a version's endpoints come over EDS (an IP address) or from DNS (a name). */
+export function usesEds(address: UpstreamAddress): boolean {
+  return isIP(address.host) !== 0;
+}
+
+/** The clusters of the IR: one per model version, plus what the HTTP filters and tracing need. */
 export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
-  const out: ResourceInput[] = [];
-  for (const t of targets(ir)) {
-    out.push({ typeUrl: TypeUrl.Cluster, name: t.cluster, message: clusterMessage(t, mode) });
-    if (isIP(t.address.host) !== 0) {
-      out.push({
-        typeUrl: TypeUrl.ClusterLoadAssignment,
-        name: t.cluster,
-        message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t.address) }] },
-      });
-    }
-  }
-  out.push(...filtersCluster(ir), ...tracingCluster(ir));
+  const out: ResourceInput[] = clusterTargets(ir).map((t) => ({ typeUrl: TypeUrl.Cluster, name: t.cluster, message: clusterMessage(t, mode) }));
+  out.push(...httpFilterResources(ir), ...tracingCluster(ir));
   return out;
 }

@@ -2,9 +2,8 @@ import type { GatewayIR, ListenerIR } from '../ir/types.js';
 import { typed } from '../proto/codec.js';
 import { accessLogConfig } from './access-log.js';
 import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
-import { TypeUrl } from '../resources/types.js';
-import type { ResourceInput } from '../xds/snapshot.js';
-import { listenerFilters } from './filters.js';
+import { TypeUrl, type ResourceInput } from '../resources/types.js';
+import { listenerHttpFilters } from './http-filters/index.js';
 import { hcmTracing } from './tracing.js';
 
 /**
@@ -48,6 +47,6 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, fi
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
     const models = ir.models.filter((m) => m.routes.some((r) => r.listener === l.name));
-    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, listenerFilters(ir, models), hcmTracing(ir)) };
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, listenerHttpFilters(ir, models), hcmTracing(ir)) };
   });
 }

@@ -1,8 +1,8 @@
 import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
 import { duration } from '../proto/codec.js';
-import { TypeUrl } from '../resources/types.js';
-import { routeFilterConfig } from './filters.js';
-import type { ResourceInput } from '../xds/snapshot.js';
+import { Header } from '../contract/filter-wire.js';
+import { TypeUrl, type ResourceInput } from '../resources/types.js';
+import { routeFilterConfig } from './http-filters/index.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -13,11 +13,11 @@ import type { ResourceInput } from '../xds/snapshot.js';
  * Every answer from a model version carries `x-flowgate-model-version`.
  */
 
-export const VERSION_HEADER = 'x-model-version';
-export const ALIAS_HEADER = 'x-model-alias';
-export const SERVED_VERSION_HEADER = 'x-flowgate-model-version';
+const VERSION_HEADER = Header.pinVersion;
+const ALIAS_HEADER = Header.pinAlias;
+const SERVED_VERSION_HEADER = Header.servedVersion;
 /** The number Envoy's weighted split reads for a sticky model (set by the filter service from the sticky header). */
-export const STICKY_HASH_HEADER = 'x-flowgate-sticky-hash';
+const STICKY_HASH_HEADER = Header.stickyHash;
 
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
 
@@ -48,7 +48,7 @@ function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: s
     action.retry_policy = {
       retry_on: s.retries.on.join(','),
       num_retries: { value: s.retries.attempts },
-      ...(s.retries.perTryTimeout !== undefined && { per_try_timeout: duration(s.retries.perTryTimeout) }),
+      ...(s.retries.perTryTimeoutMs !== undefined && { per_try_timeout: duration(s.retries.perTryTimeoutMs) }),
     };
   }
   const { rateLimits } = routeFilterConfig(model);

@@ -1,10 +1,12 @@
 import type { Snapshot } from './snapshot.js';
 
 /**
- * SnapshotCache: decides what each node should have. It holds one snapshot per node group and tells the
- * streams of a group when its snapshot changes; it never touches a stream. A node's group is its
- * `node.cluster` unless a different rule is given. Groups without a snapshot of their own get the
- * fallback group's, so a fleet with no grouping needs just one snapshot.
+ * SnapshotCache: decides what each node should have; it never touches a stream. A node belongs to a group
+ * (by a rule: its `node.cluster` unless told otherwise) and needs one variant of the configuration (e.g. the
+ * xDS mode its bootstrap uses, which decides the config sources resources name). The cache holds one
+ * snapshot per (group, variant) and tells the watchers of a (group, variant) when the snapshot they resolve
+ * to changes. A group without a snapshot of its own gets the fallback group's snapshot of the same variant,
+ * so a fleet with no grouping needs one snapshot per variant.
  */
 
 /** What the cache and the server know of a connected node (from the xDS request's `node`). */
@@ -16,78 +18,104 @@ export interface NodeInfo {
   readonly locality?: { readonly region?: string; readonly zone?: string; readonly sub_zone?: string };
 }
 
+/** Where a node's snapshot comes from. */
+export interface SnapshotKey {
+  readonly group: string;
+  readonly variant: string;
+}
+
 export type SnapshotListener = (snapshot: Snapshot) => void;
 
 export interface SnapshotCacheOptions {
-  /** Maps a node to its group; default: the node's cluster. */
+  /** Maps a node to its group; default: nodeGroup (metadata `flowgate.group`, else `node.cluster`). */
   readonly groupOf?: (node: NodeInfo) => string;
-  /** The group whose snapshot serves groups that have none; default "*". */
+  /** Maps a node to the variant it needs; default: one variant, ''. */
+  readonly variantOf?: (node: NodeInfo) => string;
+  /** The group whose snapshots serve groups that have none; default "*". */
   readonly fallbackGroup?: string;
 }
+
+/** The default group rule: node metadata `flowgate.group` when set, else the node's cluster, else "*". */
+export function nodeGroup(node: NodeInfo): string {
+  const declared = (node.metadata.flowgate as Record<string, unknown> | undefined)?.group;
+  if (typeof declared === 'string' && declared !== '') return declared;
+  return node.cluster !== '' ? node.cluster : '*';
+}
+
+const keyText = (group: string, variant: string): string => `${group}\u0000${variant}`;
 
 export class SnapshotCache {
   readonly fallbackGroup: string;
   private readonly groupRule: (node: NodeInfo) => string;
+  private readonly variantRule: (node: NodeInfo) => string;
   private readonly snapshots = new Map<string, Snapshot>();
-  private readonly watchers = new Map<string, Set<SnapshotListener>>();
+  private readonly watchers = new Map<string, { readonly key: SnapshotKey; readonly listeners: Set<SnapshotListener> }>();
 
   constructor(options: SnapshotCacheOptions = {}) {
-    this.groupRule = options.groupOf ?? ((node) => node.cluster);
+    this.groupRule = options.groupOf ?? nodeGroup;
+    this.variantRule = options.variantOf ?? (() => '');
     this.fallbackGroup = options.fallbackGroup ?? '*';
   }
 
-  /** The group a node belongs to. */
-  groupOf(node: NodeInfo): string {
-    return this.groupRule(node);
+  /** The (group, variant) a node's snapshot comes from. */
+  keyOf(node: NodeInfo): SnapshotKey {
+    return { group: this.groupRule(node), variant: this.variantRule(node) };
   }
 
-  /** Sets a group's snapshot and tells every stream that now resolves to a different snapshot. */
-  setSnapshot(group: string, snapshot: Snapshot): void {
-    const affected = group === this.fallbackGroup ? this.groupsUsingFallback() : [group];
-    const before = new Map(affected.map((g) => [g, this.getSnapshot(g)]));
-    this.snapshots.set(group, snapshot);
-    for (const g of affected) {
-      if (before.get(g)?.version === snapshot.version) continue;
-      for (const listener of [...(this.watchers.get(g) ?? [])]) listener(snapshot);
+  /** Sets a (group, variant)'s snapshot and tells every watcher that now resolves to a different snapshot. */
+  setSnapshot(group: string, snapshot: Snapshot, variant = ''): void {
+    const affected = group === this.fallbackGroup ? this.keysUsingFallback(variant) : [{ group, variant }];
+    const before = new Map(affected.map((k) => [keyText(k.group, k.variant), this.getSnapshot(k.group, k.variant)]));
+    this.snapshots.set(keyText(group, variant), snapshot);
+    for (const k of affected) {
+      const text = keyText(k.group, k.variant);
+      if (before.get(text)?.version === snapshot.version) continue;
+      for (const listener of [...(this.watchers.get(text)?.listeners ?? [])]) listener(snapshot);
     }
   }
 
-  /** Removes a group's own snapshot; its streams fall back to the fallback group's snapshot if there is one. */
-  clearSnapshot(group: string): void {
-    if (!this.snapshots.delete(group)) return;
-    const now = this.getSnapshot(group);
+  /** Removes a (group, variant)'s own snapshot; its watchers fall back to the fallback group's, if there is one. */
+  clearSnapshot(group: string, variant = ''): void {
+    if (!this.snapshots.delete(keyText(group, variant))) return;
+    const now = this.getSnapshot(group, variant);
     if (!now) return;
-    for (const listener of [...(this.watchers.get(group) ?? [])]) listener(now);
+    for (const listener of [...(this.watchers.get(keyText(group, variant))?.listeners ?? [])]) listener(now);
   }
 
-  /** The snapshot a group's nodes get: its own, else the fallback group's. */
-  getSnapshot(group: string): Snapshot | undefined {
-    return this.snapshots.get(group) ?? this.snapshots.get(this.fallbackGroup);
+  /** The snapshot a (group, variant) gets: its own, else the fallback group's of that variant. */
+  getSnapshot(group: string, variant = ''): Snapshot | undefined {
+    return this.snapshots.get(keyText(group, variant)) ?? this.snapshots.get(keyText(this.fallbackGroup, variant));
   }
 
-  /** Calls `listener` with each new snapshot for the group until the returned function is called. */
-  watch(group: string, listener: SnapshotListener): () => void {
-    let set = this.watchers.get(group);
-    if (!set) {
-      set = new Set();
-      this.watchers.set(group, set);
+  /** Calls `listener` with each new snapshot for the key until the returned function is called. */
+  watch(key: SnapshotKey, listener: SnapshotListener): () => void {
+    const text = keyText(key.group, key.variant);
+    let entry = this.watchers.get(text);
+    if (!entry) {
+      entry = { key: { group: key.group, variant: key.variant }, listeners: new Set() };
+      this.watchers.set(text, entry);
     }
-    set.add(listener);
+    entry.listeners.add(listener);
     return () => {
-      const current = this.watchers.get(group);
-      current?.delete(listener);
-      if (current?.size === 0) this.watchers.delete(group);
+      const current = this.watchers.get(text);
+      current?.listeners.delete(listener);
+      if (current?.listeners.size === 0) this.watchers.delete(text);
     };
   }
 
-  /** Every group that has a snapshot of its own, with it. */
-  entries(): [string, Snapshot][] {
-    return [...this.snapshots.entries()];
+  /** Every (group, variant) that has a snapshot of its own, with it. */
+  entries(): [SnapshotKey, Snapshot][] {
+    return [...this.snapshots.entries()].map(([text, snapshot]) => {
+      const [group = '', variant = ''] = text.split('\u0000');
+      return [{ group, variant }, snapshot];
+    });
   }
 
-  private groupsUsingFallback(): string[] {
-    const groups = [...this.watchers.keys()].filter((g) => g === this.fallbackGroup || !this.snapshots.has(g));
-    if (!groups.includes(this.fallbackGroup)) groups.push(this.fallbackGroup);
-    return groups;
+  private keysUsingFallback(variant: string): SnapshotKey[] {
+    const keys = [...this.watchers.values()]
+      .map((w) => w.key)
+      .filter((k) => k.variant === variant && (k.group === this.fallbackGroup || !this.snapshots.has(keyText(k.group, variant))));
+    if (!keys.some((k) => k.group === this.fallbackGroup)) keys.push({ group: this.fallbackGroup, variant });
+    return keys;
   }
 }

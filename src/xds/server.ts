@@ -8,6 +8,7 @@ import { xdsMetrics } from './metrics.js';
 import { shortTypeName, type TypeUrl } from '../resources/types.js';
 import { SotwStream } from './stream/sotw.js';
 import type { StreamObserver, Transport, XdsStream } from './stream/state.js';
+import type { StreamStatus } from './stream/status.js';
 import { xdsServiceDefinitions, type DeltaDiscoveryRequest, type DiscoveryRequest, type RawNode } from './wire.js';
 
 /**
@@ -59,9 +60,14 @@ export class XdsServer implements StreamObserver {
     }
   }
 
-  /** Every open stream (for the status page and CSDS). */
-  openStreams(): readonly XdsStream[] {
-    return [...this.streams];
+  /** A read-only view of every open stream (for the status page and CSDS). */
+  streamStatuses(): StreamStatus[] {
+    return [...this.streams].map((s) => s.status());
+  }
+
+  /** How many streams are open. */
+  streamCount(): number {
+    return this.streams.size;
   }
 
   /** Ends every stream cleanly (clients keep their config and reconnect elsewhere). */
@@ -108,15 +114,16 @@ export class XdsServer implements StreamObserver {
       try {
         if (!stream.node && req.node) {
           stream.node = toNodeInfo(req.node);
-          stream.group = this.cache.groupOf(stream.node);
+          const key = this.cache.keyOf(stream.node);
+          stream.group = key.group;
           xdsMetrics.nodes.inc({ group: stream.group });
           log.info(
             { node: stream.node.id, group: stream.group, stream: identity.id, service: mode, transport, peer: identity.peer, agent: stream.node.userAgent },
             'xds stream opened',
           );
-          const initial = this.cache.getSnapshot(stream.group);
+          const initial = this.cache.getSnapshot(key.group, key.variant);
           if (initial) stream.setSnapshot(initial);
-          unwatch = this.cache.watch(stream.group, (snapshot) => stream.setSnapshot(snapshot));
+          unwatch = this.cache.watch(key, (snapshot) => stream.setSnapshot(snapshot));
         }
         if (!stream.node) {
           call.destroy(grpcError(grpc.status.INVALID_ARGUMENT, 'the first xDS request on a stream must carry node'));

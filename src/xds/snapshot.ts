@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { encodeAny, encodeMessage } from '../proto/codec.js';
-import { PUSH_ORDER, type TypeUrl } from '../resources/types.js';
+import type { ResourceInput, TypeUrl } from '../resources/types.js';
+export type { ResourceInput } from '../resources/types.js';
+import { PUSH_ORDER } from './stream/ordering.js';
 
 /**
  * Snapshot: an immutable set of xDS resources for one node group, each encoded exactly once. Resource
@@ -20,12 +22,6 @@ export interface XdsResource {
   readonly any: Uint8Array;
 }
 
-/** A resource as a translator produces it: a plain object in Envoy's proto field names. */
-export interface ResourceInput {
-  readonly typeUrl: TypeUrl;
-  readonly name: string;
-  readonly message: object;
-}
 
 /** A short content hash (16 hex digits) of bytes. */
 export function contentHash(...parts: (Uint8Array | string)[]): string {

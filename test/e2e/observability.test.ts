@@ -138,7 +138,7 @@ describe('metrics after real traffic', () => {
   test('connected Envoys and ACKs are counted', async () => {
     const text = await flowgate.metrics();
     expect(text).toMatch(/flowgate_xds_streams\{service="ads",transport="sotw"\} 1/);
-    expect(text).toMatch(/flowgate_xds_connected_streams_by_group\{group="ads"\} 1/);
+    expect(text).toMatch(/flowgate_xds_connected_streams_by_group\{group="obs"\} 1/);
     expect(Number(/flowgate_xds_acks_total\{type="lds"\} (\d+)/.exec(text)?.[1])).toBeGreaterThan(0);
     expect(text).toMatch(/flowgate_xds_push_ack_seconds_count\{type="cds"\} [1-9]/);
   });

@@ -1,11 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { NodeStatus } from '../../src/admin/nodes.js';
+import { makeCertificates } from '../harness/certs.js';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
 import { cliArgs, startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
 import { freePorts } from '../harness/ports.js';
@@ -29,26 +28,9 @@ let listener: number;
 let filtersPort: number;
 const KEY = 'tls-key-0123456789abcdef';
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-/** A CA, a server certificate for 127.0.0.1 / flowgate-xds.test, and a client certificate. */
-function makeCertificates(): void {
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=flowgate-test-ca');
-  for (const [name, san] of [
-    ['server', 'subjectAltName=DNS:flowgate-xds.test,IP:127.0.0.1'],
-    ['client', 'subjectAltName=DNS:envoy.test'],
-  ] as const) {
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    writeFileSync(join(dir, `${name}.ext`), `${san}\n`);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
-  }
-}
-
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'flowgate-tls-'));
-  makeCertificates();
+  // A CA, a server certificate for 127.0.0.1 / flowgate-xds.test, and a client certificate.
+  dir = makeCertificates({ server: 'DNS:flowgate-xds.test,IP:127.0.0.1', client: 'DNS:envoy.test' }).dir;
   echo = await startEchoUpstream('echo');
   [listener, filtersPort] = (await freePorts(2)) as [number, number];
   registerSecrets(KEY);
@@ -168,7 +150,8 @@ test('a filter-service replica takes its policy over mutual TLS', async () => {
       timeoutMs: 20_000,
       describe: () => replica.tail(20),
     });
-    expect(replica.tail(200)).toContain('filter policy applied');
+    // Ready means a policy decides; its log line is written asynchronously, so it is waited for too.
+    await waitFor('the replica to log its policy', () => (replica.tail(200).includes('filter policy applied') ? true : undefined), { describe: () => replica.tail(20) });
   } finally {
     await replica.stop();
   }

@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { filterPolicyOf } from '../../filters/service/policy.js';
+import { runPipeline } from '../../src/pipeline/index.js';
 import { startFilterServer, type FilterServer } from '../../filters/service/server.js';
-import { MODEL_METADATA } from '../../filters/service/handlers.js';
+import { MODEL_METADATA_KEY as MODEL_METADATA } from '../../src/contract/filter-wire.js';
 import { formatIssues } from '../../src/policy/format.js';
 import { policyFromFiles } from '../../src/policy/load.js';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
@@ -94,7 +94,7 @@ tokenQuotas: [{ tokens: 1000000, per: hour }]
   ]);
   if (!load.ok) throw new Error(formatIssues(load.issues, 'policy'));
   server = await startFilterServer({ host: '127.0.0.1', port: 0 });
-  server.setPolicy(filterPolicyOf(load.policy, undefined), 'v1');
+  server.setPolicy(runPipeline({ policy: load.policy, registry: undefined }).filterPolicy, 'v1');
   client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
 });
 

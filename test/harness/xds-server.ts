@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { AdminServer } from '../../src/admin/server.js';
+import { AdminServer } from '../../src/observability/admin-server.js';
 import { nodeStatuses } from '../../src/admin/nodes.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../../src/xds/server.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { formatIssues } from '../../src/policy/format.js';
 import { loadPolicyDir, policyFromFiles, type PolicyLoad } from '../../src/policy/load.js';
-import { expectGolden } from './golden.js';
+import { expectGolden } from '../harness/golden.js';
 
 /**
  * The loader against directories on disk: every valid fixture loads (its normalized policy is a golden), every

@@ -8,7 +8,8 @@ import { DeltaStream } from '../../src/xds/stream/delta.js';
 import { TypeUrl } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
 import { SotwStream } from '../../src/xds/stream/sotw.js';
-import type { StreamObserver, TypeState } from '../../src/xds/stream/state.js';
+import type { StreamObserver } from '../../src/xds/stream/state.js';
+import type { TypeStatus } from '../../src/xds/stream/status.js';
 import { edsCluster, endpoints } from '../xds/resources.js';
 
 /** The CSDS status of each resource through a stream's life, without a network (real Envoys: csds.test.ts). */
@@ -23,10 +24,10 @@ function nonceOf(bytes: Uint8Array, delta: boolean): string {
 const s1 = () => Snapshot.from([edsCluster('c0', 'ads'), edsCluster('c1', 'ads')]);
 const s2 = () => Snapshot.from([edsCluster('c0', 'ads'), { ...edsCluster('c1', 'ads'), message: { name: 'c1', type: 'STATIC' } }]);
 
-function statuses(st: TypeState | undefined, transport: 'sotw' | 'delta', snap: Snapshot): Record<string, GenericXdsConfig | undefined> {
+function statuses(st: TypeStatus | undefined): Record<string, GenericXdsConfig | undefined> {
   if (!st) throw new Error('no type state');
   const out: Record<string, GenericXdsConfig | undefined> = {};
-  for (const g of resourceConfigs(st, transport, snap, true)) out[g.name ?? ''] = g;
+  for (const g of resourceConfigs(st, true)) out[g.name ?? ''] = g;
   return out;
 }
 
@@ -43,7 +44,7 @@ describe.each(['sotw', 'delta'] as const)('CSDS resource states (%s)', (transpor
       if (s instanceof DeltaStream) s.handleRequest({ ...common, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {} });
       else s.handleRequest({ ...common, resource_names: [], version_info: '' });
     };
-    const cds = () => s.typeStates().find((t) => t.typeUrl === TypeUrl.Cluster);
+    const cds = () => s.status().types.find((t) => t.typeUrl === TypeUrl.Cluster);
     return { s, sent, request, cds };
   }
 
@@ -52,22 +53,22 @@ describe.each(['sotw', 'delta'] as const)('CSDS resource states (%s)', (transpor
     const first = s1();
     s.setSnapshot(first);
     request();
-    let st = statuses(cds(), transport, first);
+    let st = statuses(cds());
     expect([st.c0?.config_status, st.c0?.client_status, st.c1?.config_status]).toEqual(['STALE', 'REQUESTED', 'STALE']);
 
     request(sent.at(-1));
-    st = statuses(cds(), transport, first);
+    st = statuses(cds());
     expect([st.c0?.config_status, st.c0?.client_status, st.c1?.config_status, st.c1?.client_status]).toEqual(['SYNCED', 'ACKED', 'SYNCED', 'ACKED']);
     expect(st.c1?.version_info).toBe(delta ? first.get(TypeUrl.Cluster, 'c1')?.version : first.typeVersion(TypeUrl.Cluster));
     expect(st.c1?.xds_config).toMatchObject({ type_url: TypeUrl.Cluster });
 
     const second = s2();
     s.setSnapshot(second);
-    st = statuses(cds(), transport, second);
+    st = statuses(cds());
     expect([st.c0?.config_status, st.c1?.config_status, st.c1?.client_status]).toEqual(['SYNCED', 'STALE', 'ACKED']);
 
     request(sent.at(-1), 'c1: bad cluster');
-    st = statuses(cds(), transport, second);
+    st = statuses(cds());
     expect([st.c0?.config_status, st.c1?.config_status, st.c1?.client_status]).toEqual(['SYNCED', 'ERROR', 'NACKED']);
     expect(st.c1?.error_state?.details).toBe('c1: bad cluster');
     expect(st.c1?.version_info).toBe(delta ? first.get(TypeUrl.Cluster, 'c1')?.version : first.typeVersion(TypeUrl.Cluster));
@@ -81,7 +82,7 @@ describe.each(['sotw', 'delta'] as const)('CSDS resource states (%s)', (transpor
     const common = { type_url: TypeUrl.ClusterLoadAssignment, response_nonce: '', node: null, error_detail: null };
     if (s instanceof DeltaStream) s.handleRequest({ ...common, resource_names_subscribe: ['missing'], resource_names_unsubscribe: [], initial_resource_versions: {} });
     else s.handleRequest({ ...common, resource_names: ['missing'], version_info: '' });
-    const st = statuses(s.typeStates()[0], transport, snap);
+    const st = statuses(s.status().types[0]);
     expect([st.missing?.config_status, st.missing?.client_status]).toEqual(['NOT_SENT', 'DOES_NOT_EXIST']);
   });
 });

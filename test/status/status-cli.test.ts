@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { nodeStatuses } from '../../src/admin/nodes.js';
-import { AdminServer } from '../../src/admin/server.js';
+import { AdminServer } from '../../src/observability/admin-server.js';
 import { resolveOptions } from '../../src/cli/command.js';
 import { statusCommand } from '../../src/cli/commands/status.js';
 import { buildGatewayIR } from '../../src/ir/build.js';

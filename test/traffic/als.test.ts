@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { httpListener } from '../xds/resources.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { AdminServer } from '../../src/admin/server.js';
+import { AdminServer } from '../../src/observability/admin-server.js';
 import { TrafficAggregator, type TrafficSummary } from '../../src/traffic/aggregator.js';
 import { accessLogCluster, accessLogConfig } from '../../src/translate/access-log.js';
 import { registerTrafficRoutes } from '../../src/traffic/routes.js';

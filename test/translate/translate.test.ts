@@ -1,79 +1,26 @@
-import { readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { describe, expect, test } from 'vitest';
-import { buildGatewayIR } from '../../src/ir/build.js';
-import { toEnvoyJson } from '../../src/proto/json.js';
-import { translateClusters } from '../../src/translate/clusters.js';
-import { translateGateway } from '../../src/translate/index.js';
-import { translateListeners } from '../../src/translate/listeners.js';
-import { covers, translateRoutes } from '../../src/translate/routes.js';
-import type { ConfigSourceMode } from '../../src/resources/config-source.js';
-import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
-import { expectGolden } from '../policy/golden.js';
-import type { GatewayIR } from '../../src/ir/types.js';
 import { formatIssues } from '../../src/policy/format.js';
 import { loadPolicyDir } from '../../src/policy/load.js';
+import { runPipeline } from '../../src/pipeline/index.js';
 import { loadRegistryFile } from '../../src/registry/file.js';
+import { assertConsistent, InconsistentSnapshotError } from '../../src/resources/consistency.js';
+import { XDS_CLUSTER } from '../../src/resources/config-source.js';
 import { TypeUrl } from '../../src/resources/types.js';
+import { translateGateway } from '../../src/translate/index.js';
+import { translateClusters } from '../../src/translate/clusters.js';
+import { covers, translateRoutes } from '../../src/translate/routes.js';
+import { Snapshot } from '../../src/xds/snapshot.js';
+import { caseIR } from './cases.js';
 
-/**
- * Golden files for every translator: each case's resources are encoded (which rejects any field Envoy's protos
- * do not have), decoded back and printed as Envoy YAML. `UPDATE_GOLDEN=1 npx vitest run test/translate`
- * rewrites them; the diff shows what a change does to the config every Envoy gets.
- */
+/** Properties of the translators that the goldens show but a reader should not have to check by eye. */
 
-const TESTDATA = join(import.meta.dirname, 'testdata');
-
-/** Encodes through a Snapshot (as serving does) and prints each resource as Envoy JSON. */
-function render(inputs: ResourceInput[]): Record<string, unknown>[] {
-  const snapshot = Snapshot.from(inputs);
-  return inputs.map((i) => {
-    const r = snapshot.get(i.typeUrl, i.name);
-    if (!r) throw new Error(`missing ${i.name}`);
-    return toEnvoyJson(i.typeUrl, r.body);
-  });
-}
-
-/** One golden case: testdata/NAME/policy/ and registry.yaml in, expected*.yaml out. */
-async function loadCase(name: string): Promise<GatewayIR> {
-  const dir = join(TESTDATA, name);
-  const load = await loadPolicyDir(join(dir, 'policy'));
-  if (!load.ok) throw new Error(formatIssues(load.issues, join(dir, 'policy')));
-  const { ir, issues } = buildGatewayIR(load.policy, await loadRegistryFile(join(dir, 'registry.yaml')));
-  if (issues.length > 0) throw new Error(formatIssues(issues, join(dir, 'policy')));
-  return ir;
-}
-
-function goldenYaml(ir: GatewayIR, mode: ConfigSourceMode): string {
-  const doc = {
-    clusters: render(translateClusters(ir, mode).filter((r) => r.typeUrl === TypeUrl.Cluster)),
-    endpoints: render(translateClusters(ir, mode).filter((r) => r.typeUrl === TypeUrl.ClusterLoadAssignment)),
-    listeners: render(translateListeners(ir, mode)),
-    routes: render(translateRoutes(ir)),
-  };
-  return YAML.stringify(doc, { lineWidth: 0 });
-}
-
-const CASES = readdirSync(TESTDATA, { withFileTypes: true })
-  .filter((d) => d.isDirectory())
-  .map((d) => d.name)
-  .sort();
-
-describe('translators (golden files: testdata/CASE/{policy/,registry.yaml} -> expected.yaml)', () => {
-  test('there are golden cases', () => {
-    expect(CASES).toEqual(['filters', 'mixed', 'tracing-sticky']);
-  });
-  test.each(CASES)('%s: clusters, endpoints, listeners and routes for ADS Envoys', async (name) => {
-    expectGolden(join(TESTDATA, name, 'expected.yaml'), goldenYaml(await loadCase(name), 'ads'));
-  });
-  test.each(['grpc', 'delta-grpc'] as ConfigSourceMode[])('mixed, %s Envoys: RDS and EDS come from the per-type API', async (mode) => {
-    expectGolden(join(TESTDATA, 'mixed', `expected-${mode}.yaml`), goldenYaml(await loadCase('mixed'), mode));
-  });
-});
-
-const IR = await loadCase('mixed');
-const FILTERED = await loadCase('filters');
+const IR = caseIR('mixed');
+const FILTERED = caseIR('filters');
+const IR_TESTDATA = join(import.meta.dirname, '..', 'ir', 'testdata');
 
 describe('filter-service translation', () => {
   test('a model without access, limits, quotas or masking gets no filter settings', () => {
@@ -82,6 +29,7 @@ describe('filter-service translation', () => {
     expect(routes.length).toBeGreaterThan(0);
     for (const r of routes) expect(r.typed_per_filter_config).toBeUndefined();
     const guarded = config.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name === 'guarded:split');
+    expect(guarded.length).toBeGreaterThan(0);
     for (const r of guarded) expect(Object.keys(r.typed_per_filter_config ?? {})).toEqual(['flowgate.authz']);
   });
 });
@@ -92,13 +40,15 @@ describe('translator properties', () => {
   test('the weights of every split add up to 100 and each cluster sets x-flowgate-model-version', () => {
     const split = JSON.stringify(routes);
     expect(split).toContain('"x-flowgate-model-version"');
-    for (const m of IR.models) if (m.live.length > 0) expect(m.live.reduce((s, l) => s + l.weight, 0)).toBe(100);
+    const live = IR.models.filter((m) => m.live.length > 0);
+    expect(live.length).toBeGreaterThan(0);
+    for (const m of live) expect(m.live.reduce((s, l) => s + l.weight, 0)).toBe(100);
   });
 
-  test('a more specific host gets its own virtual host that still serves the wildcard host\'s models', () => {
+  test("a more specific host gets its own virtual host that still serves the wildcard host's models", () => {
     expect(routes.virtual_hosts.map((v) => v.domains)).toEqual([['api.example.com'], ['*']]);
     for (const vh of routes.virtual_hosts) expect(vh.routes.map((r) => r.name)).toContain('fraud-detector:split');
-    expect(vh404(routes.virtual_hosts)).toBe(true);
+    expect(routes.virtual_hosts.every((v) => v.routes.at(-1)?.name === 'no-route')).toBe(true);
   });
 
   test('a version that is not READY gets no cluster', () => {
@@ -114,12 +64,70 @@ describe('translator properties', () => {
     expect(covers('*.example.com', 'example.com')).toBe(false);
     expect(covers('a.example.com', '*')).toBe(false);
   });
+});
 
-  test('translation is deterministic: equal inputs give equal snapshot versions', () => {
-    expect(Snapshot.from(translateGateway(IR, 'ads')).version).toBe(Snapshot.from(translateGateway(IR, 'ads')).version);
+describe('determinism', () => {
+  /** The served snapshot version of a policy directory and a registry file. */
+  async function version(policyDir: string, registryFile: string): Promise<string> {
+    const load = await loadPolicyDir(policyDir);
+    if (!load.ok) throw new Error(formatIssues(load.issues, policyDir));
+    const out = runPipeline({ policy: load.policy, registry: await loadRegistryFile(registryFile) }, { modes: ['ads'] });
+    return Snapshot.from(out.groups[0]?.resources ?? []).version;
+  }
+
+  test('two directories with the same meaning and a different layout serve the same version; a change of meaning does not', async () => {
+    const source = join(IR_TESTDATA, 'mixed', 'policy');
+    const registry = join(IR_TESTDATA, 'mixed', 'registry.yaml');
+    const dir = mkdtempSync(join(tmpdir(), 'flowgate-layout-'));
+    try {
+      // Every document in a file of its own, in a subdirectory, with its keys in reverse order and no comments.
+      const docs = readdirSync(source).flatMap((f) => YAML.parseAllDocuments(readFileSync(join(source, f), 'utf8')).map((d) => d.toJS() as Record<string, unknown>));
+      expect(docs.length).toBeGreaterThan(2);
+      const write = (root: string, changeWeight: boolean): void => {
+        mkdirSync(join(root, 'nested'), { recursive: true });
+        docs.forEach((doc, i) => {
+          let text = YAML.stringify(Object.fromEntries(Object.entries(doc).reverse()));
+          if (changeWeight) text = text.replace('weight: 10', 'weight: 11');
+          writeFileSync(join(root, 'nested', `doc-${docs.length - i}.yaml`), text);
+        });
+      };
+      write(join(dir, 'same'), false);
+      write(join(dir, 'changed'), true);
+      const expected = await version(source, registry);
+      expect(await version(join(dir, 'same'), registry)).toBe(expected);
+      // One canary weight changed: a different version, so the check above can fail.
+      expect(readFileSync(join(dir, 'changed', 'nested', `doc-${docs.length - docs.findIndex((d) => d.name === 'fraud-detector')}.yaml`), 'utf8')).toContain('weight: 11');
+      expect(await version(join(dir, 'changed'), registry)).not.toBe(expected);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
-function vh404(vhs: { routes: { name: string }[] }[]): boolean {
-  return vhs.every((v) => v.routes.at(-1)?.name === 'no-route');
-}
+describe('consistency check', () => {
+  const resources = translateGateway(IR, 'ads');
+
+  test('the translation of every case is consistent', () => {
+    expect(() => assertConsistent(resources, { staticClusters: [XDS_CLUSTER] })).not.toThrow();
+  });
+
+  test('a missing route configuration, cluster or endpoint set is named, and nothing passes', () => {
+    const drop = (type: TypeUrl, name: string) => resources.filter((r) => !(r.typeUrl === type && r.name === name));
+    const cases: [ReturnType<typeof drop>, string][] = [
+      [drop(TypeUrl.RouteConfiguration, 'public'), 'Listener public -> RouteConfiguration public'],
+      [drop(TypeUrl.Cluster, 'model_fraud-detector_v2'), 'RouteConfiguration public -> Cluster model_fraud-detector_v2'],
+      [drop(TypeUrl.ClusterLoadAssignment, 'model_fraud-detector_v1'), 'Cluster model_fraud-detector_v1 -> ClusterLoadAssignment model_fraud-detector_v1'],
+    ];
+    for (const [set, reference] of cases) {
+      expect(set.length).toBe(resources.length - 1);
+      let error: unknown;
+      try {
+        assertConsistent(set, { staticClusters: [XDS_CLUSTER] });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(InconsistentSnapshotError);
+      expect((error as Error).message).toContain(reference);
+    }
+  });
+});

@@ -1,16 +1,15 @@
-import { AdminServer } from '../../admin/server.js';
-import { filterPolicyOf } from '../../../filters/service/policy.js';
-import { startFilterServer } from '../../../filters/service/server.js';
+import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { startFilterProcess, type FilterPolicySource } from '../../../filters/service/process.js';
 import { FilterPolicyClient } from '../../../filters/service/xds-client.js';
+import { localFilterPolicySource } from '../../control/filter-policy-source.js';
 import { logger } from '../../observability/log.js';
-import { enableProcessMetrics } from '../../observability/metrics.js';
-import { PolicyWatcher } from '../../policy/watch.js';
+import { loadRegistryFile } from '../../registry/file.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
+import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { tlsOption } from './serve.js';
-import { hostname } from 'node:os';
-import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
 export const filtersCommand: Command = {
@@ -20,7 +19,9 @@ export const filtersCommand: Command = {
     listen: { type: 'string', description: 'gRPC listen address (Envoys connect here)', env: 'FLOWGATE_FILTERS_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersPort}`, placeholder: 'HOST:PORT' },
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz)', env: 'FLOWGATE_FILTERS_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersAdminPort}`, placeholder: 'HOST:PORT' },
     xds: { type: 'string', description: 'the control plane to take the filter policy from (xDS)', env: 'FLOWGATE_XDS', placeholder: 'HOST:PORT' },
-    policy: { type: 'string', description: 'standalone: read the policy directory instead (alias access rules then need the control plane)', env: 'FLOWGATE_POLICY', placeholder: 'DIR' },
+    policy: { type: 'string', description: 'standalone: read the policy directory instead (with --mlflow-uri or --registry, aliases resolve too)', env: 'FLOWGATE_POLICY', placeholder: 'DIR' },
+    ...registryOptions(true),
+    'poll-interval': { type: 'string', description: 'with --policy and --mlflow-uri: MLflow poll interval, in ms', env: 'FLOWGATE_POLL_INTERVAL_MS', default: '5000', placeholder: 'MS' },
     'tls-cert': { type: 'string', description: 'serve Envoy\'s calls over TLS with this certificate (PEM)', env: 'FLOWGATE_FILTERS_TLS_CERT', placeholder: 'FILE' },
     'tls-key': { type: 'string', description: 'the key of --tls-cert (PEM)', env: 'FLOWGATE_FILTERS_TLS_KEY', placeholder: 'FILE' },
     'tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
@@ -35,16 +36,8 @@ export const filtersCommand: Command = {
     const xds = typeof options.xds === 'string' && options.xds !== '' ? options.xds : undefined;
     const policyDir = typeof options.policy === 'string' && options.policy !== '' ? options.policy : undefined;
     if ((xds === undefined) === (policyDir === undefined)) throw new UsageError('give exactly one of --xds or --policy');
-    enableProcessMetrics();
     const log = logger('filters');
-    const listen = hostPort(String(options.listen), '--listen');
-    const server = await startFilterServer({ ...listen, redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined, tls: tlsOption(options, 'tls') });
-    const admin = new AdminServer();
-    admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
-    const adminAddr = hostPort(String(options['admin-listen']), '--admin-listen');
-    await admin.listen(adminAddr.port, adminAddr.host);
-
-    let stopSource: () => Promise<void> | void;
+    let source: FilterPolicySource;
     if (xds) {
       hostPort(xds, '--xds');
       const str = (name: string): string | undefined => (typeof options[name] === 'string' && options[name] !== '' ? options[name] : undefined);
@@ -56,23 +49,35 @@ export const filtersCommand: Command = {
         ? grpc.credentials.createSsl(readFileSync(ca), key ? readFileSync(key) : null, cert ? readFileSync(cert) : null)
         : grpc.credentials.createInsecure();
       const client = new FilterPolicyClient(xds, String(options['node-id']), credentials);
-      client.on('policy', (policy, version) => server.setPolicy(policy, version));
-      client.start();
-      stopSource = () => client.stop();
+      source = {
+        description: `xds ${xds}`,
+        start: (onPolicy) => {
+          client.on('policy', onPolicy);
+          client.start();
+        },
+        stop: () => client.stop(),
+      };
     } else {
-      const watcher = new PolicyWatcher(policyDir as string);
-      watcher.on('policy', (policy) => server.setPolicy(filterPolicyOf(policy, undefined), policy.hash.slice(0, 16)));
-      await watcher.start();
-      stopSource = () => watcher.stop();
+      const registryFile = typeof options.registry === 'string' && options.registry !== '' ? options.registry : undefined;
+      const pollIntervalMs = Number(options['poll-interval']);
+      if (!Number.isInteger(pollIntervalMs) || pollIntervalMs < 100) throw new UsageError('--poll-interval must be a whole number of milliseconds, at least 100');
+      source = localFilterPolicySource({
+        policyDir: policyDir as string,
+        ...(registryFile ? { registry: await loadRegistryFile(registryFile) } : { mlflow: mlflowOptions(options) }),
+        pollIntervalMs,
+      });
     }
-    log.info({ port: server.port, admin: adminAddr.port, source: xds ? `xds ${xds}` : `policy ${policyDir}` }, 'filter service running');
+    const proc = await startFilterProcess({
+      listen: hostPort(String(options.listen), '--listen'),
+      admin: hostPort(String(options['admin-listen']), '--admin-listen'),
+      redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
+      tls: tlsOption(options, 'tls'),
+      source,
+    });
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         log.info({ signal }, 'stopping');
-        void Promise.resolve(stopSource())
-          .then(() => server.stop())
-          .then(() => admin.close())
-          .then(resolve);
+        void proc.stop().then(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

@@ -1,25 +1,26 @@
-import { buildGatewayIR } from '../../ir/build.js';
 import { formatIssues } from '../../policy/format.js';
 import { loadPolicyDir } from '../../policy/load.js';
+import { runPipeline } from '../../pipeline/index.js';
 import { toEnvoyJson } from '../../proto/json.js';
-import { translateGateway } from '../../translate/index.js';
 import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../../resources/config-source.js';
-import { PUSH_ORDER, TypeUrl } from '../../resources/types.js';
+import { TypeUrl } from '../../resources/types.js';
+import { PUSH_ORDER } from '../../xds/stream/ordering.js';
 import { Snapshot } from '../../xds/snapshot.js';
 import { UsageError, type Command } from '../command.js';
 import { loadRegistryOnce, registryOptions } from '../registry-options.js';
 
-const SECTION: Partial<Record<TypeUrl, string>> = {
+const SECTION: Readonly<Record<TypeUrl, string>> = {
   [TypeUrl.Cluster]: 'clusters',
   [TypeUrl.ClusterLoadAssignment]: 'endpoints',
   [TypeUrl.Listener]: 'listeners',
   [TypeUrl.RouteConfiguration]: 'routes',
+  [TypeUrl.FilterPolicy]: 'filterPolicy',
 };
 
-/** `flowgate render`: the Envoy resources a policy and registry produce, as JSON, for review. */
+/** `flowgate render`: the resources a policy and registry produce, as JSON, for review. */
 export const renderCommand: Command = {
   name: 'render',
-  summary: 'Print the Envoy resources (clusters, endpoints, listeners, routes) a policy and registry produce, as JSON.',
+  summary: 'Print the resources (clusters, endpoints, listeners, routes, filter policy) a policy and registry produce, as JSON, with the snapshot version `serve` publishes for them.',
   options: {
     policy: { type: 'string', description: 'the policy directory', env: 'FLOWGATE_POLICY', required: true, placeholder: 'DIR' },
     ...registryOptions(true),
@@ -37,18 +38,16 @@ export const renderCommand: Command = {
     }
     const registry = await loadRegistryOnce(options);
     if (!registry) throw new UsageError('give --mlflow-uri or --registry');
-    const { ir, issues } = buildGatewayIR(load.policy, registry);
+    const { ir, issues, groups } = runPipeline({ policy: load.policy, registry }, { modes: [mode] });
     if (issues.length > 0) {
       process.stderr.write(`${formatIssues(issues, dir)}\n`);
       return 1;
     }
     for (const a of ir.alerts) process.stderr.write(`warning: model ${a.model}: ${a.message}\n`);
-    const snapshot = Snapshot.from(translateGateway(ir, mode));
+    const snapshot = Snapshot.from(groups[0]?.resources ?? []);
     const out: Record<string, unknown> = { version: snapshot.version };
     for (const typeUrl of PUSH_ORDER) {
-      const section = SECTION[typeUrl];
-      if (!section) continue;
-      out[section] = [...snapshot.resources(typeUrl).values()].map((r) => toEnvoyJson(typeUrl, r.body));
+      out[SECTION[typeUrl]] = [...snapshot.resources(typeUrl).values()].map((r) => toEnvoyJson(typeUrl, r.body));
     }
     out.live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => ({ version: l.version, weight: l.weight, role: l.role, aliases: l.aliases }))]));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -1,4 +1,5 @@
-import { isFullStateType, isKnownType, isRetainedOnRemoval, type TypeUrl } from '../../resources/types.js';
+import { isKnownType, type TypeUrl } from '../../resources/types.js';
+import { isFullStateType, isRetainedOnRemoval } from './ordering.js';
 import { contentHash, type XdsResource } from '../snapshot.js';
 import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
 import { encodeDeltaResponse, type DeltaDiscoveryRequest } from '../wire.js';
@@ -89,6 +90,27 @@ export class DeltaStream extends XdsStream {
 
   protected onAccepted(): void {
     // `held` already reflects the push.
+  }
+
+  /** What it holds, minus the optimistic changes of the pending push (restored to the version held before it). */
+  protected acked(st: TypeState): ReadonlyMap<string, { version: string; resource: XdsResource | undefined }> {
+    const versions = new Map(st.held);
+    for (const [name, before] of st.pending?.previous ?? []) {
+      if (before === undefined) versions.delete(name);
+      else versions.set(name, before);
+    }
+    const current = this.snapshot?.resources(st.typeUrl);
+    const out = new Map<string, { version: string; resource: XdsResource | undefined }>();
+    for (const [name, version] of versions) {
+      const r = current?.get(name);
+      out.set(name, { version, resource: r?.version === version ? r : undefined });
+    }
+    return out;
+  }
+
+  /** The names the pending push changed that it did not send: its removals. */
+  protected removedBy(pending: PendingPush): string[] {
+    return [...pending.previous.keys()].filter((name) => !pending.resources.has(name));
   }
 
   protected onRefused(st: TypeState, pending: PendingPush): void {

@@ -1,4 +1,6 @@
-import { isFullStateType, isKnownType, type TypeUrl } from '../../resources/types.js';
+import { isKnownType, type TypeUrl } from '../../resources/types.js';
+import type { XdsResource } from '../snapshot.js';
+import { isFullStateType } from './ordering.js';
 import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
 import { encodeSotwResponse, type DiscoveryRequest } from '../wire.js';
 
@@ -82,5 +84,15 @@ export class SotwStream extends XdsStream {
 
   protected onRefused(): void {
     // The client keeps what it held before; nothing to undo here.
+  }
+
+  /** The set of its last ACK. */
+  protected acked(st: TypeState): ReadonlyMap<string, { version: string; resource: XdsResource | undefined }> {
+    return new Map([...st.heldContent].map(([name, r]) => [name, { version: r.version, resource: r }]));
+  }
+
+  /** A full-state response removes every acknowledged name it does not carry. */
+  protected removedBy(pending: PendingPush, acked: ReadonlyMap<string, unknown>): string[] {
+    return [...acked.keys()].filter((name) => !pending.resources.has(name));
   }
 }

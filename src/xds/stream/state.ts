@@ -1,33 +1,26 @@
 import type { NodeInfo } from '../cache.js';
-import { isFullStateType, isRetainedOnRemoval, PUSH_ORDER, shortTypeName, TypeUrl } from '../../resources/types.js';
+import { shortTypeName, type TypeUrl } from '../../resources/types.js';
 import { setVersion, type Snapshot, type XdsResource } from '../snapshot.js';
+import { isFullStateType, isRetainedOnRemoval, pumpAds, PUSH_ORDER, type PushOutcome } from './ordering.js';
+import type { StreamStatus, TypeStatus } from './status.js';
 
 /**
  * XdsStream: the per-stream protocol state shared by state-of-the-world and delta streams: what the client
  * subscribed to, what it holds, the one response per type awaiting its ACK, the last NACK, and the pump
- * that decides what to send next.
+ * that decides what to send next (following the rules of ordering.ts). Everything outside the stream reads
+ * it through status(), a read-only copy.
  *
  * Ordering on ADS (make before break): a snapshot change is applied type by type in PUSH_ORDER, each push
  * waiting for the previous one's ACK: clusters (old ones kept) with their endpoints, then listeners with
  * their routes, then the filter policy; only when all of those are acknowledged are the clusters and
- * endpoints that the new snapshot dropped removed. A NACK stops the update where it is: the types after it keep their last
- * acknowledged config (so routes never point at clusters Envoy refused), and the rejected version is not
- * sent again until the snapshot changes.
+ * endpoints that the new snapshot dropped removed. A NACK stops the update where it is: the types after it
+ * keep their last acknowledged config (so routes never point at clusters Envoy refused), and the rejected
+ * version is not sent again until the snapshot changes.
  */
 
 export type Transport = 'sotw' | 'delta';
 
-/**
- * The type an Envoy waits for before it acknowledges a push: a new cluster warms until its endpoints
- * arrive (and Envoy holds the CDS ACK until then), a new listener until its route configuration does. So
- * while CDS or LDS awaits its ACK, EDS or RDS must still be answered; everything else waits.
- */
-function warmingCompanion(typeUrl: TypeUrl): TypeUrl | null {
-  if (typeUrl === TypeUrl.Cluster) return TypeUrl.ClusterLoadAssignment;
-  if (typeUrl === TypeUrl.Listener) return TypeUrl.RouteConfiguration;
-  return null;
-}
-export type PushOutcome = 'sent' | 'settled' | 'blocked';
+export type { PushOutcome } from './ordering.js';
 
 /** Receives protocol events (metrics, logs, status pages). */
 export interface StreamObserver {
@@ -128,10 +121,58 @@ export abstract class XdsStream {
     this.closed = true;
   }
 
-  /** The per-type states, for status pages. */
-  typeStates(): readonly TypeState[] {
-    return PUSH_ORDER.map((t) => this.states.get(t)).filter((s): s is TypeState => s !== undefined);
+  /** True when every subscribed type acknowledged `snapshot`'s version of it and nothing is pending. */
+  isSynced(snapshot: Snapshot): boolean {
+    for (const st of this.states.values()) {
+      if (!st.subscribed) continue;
+      if (st.pending !== null || st.lastAck?.version !== snapshot.typeVersion(st.typeUrl)) return false;
+    }
+    return this.states.size > 0;
   }
+
+  /** A read-only copy of the stream's protocol state, for status pages and CSDS. */
+  status(): StreamStatus {
+    const types = PUSH_ORDER.map((t) => this.states.get(t)).filter((s): s is TypeState => s !== undefined);
+    return {
+      id: this.identity.id,
+      transport: this.identity.transport,
+      service: this.identity.ads ? 'ads' : shortTypeName(this.identity.serviceType ?? ''),
+      peer: this.identity.peer,
+      openedAt: this.openedAt,
+      node: this.node,
+      group: this.group,
+      types: types.map((st) => this.typeStatus(st)),
+    };
+  }
+
+  private typeStatus(st: TypeState): TypeStatus {
+    const pending = st.pending;
+    const acked = this.acked(st);
+    return {
+      typeUrl: st.typeUrl,
+      wildcard: st.wildcard,
+      names: [...st.names].sort(),
+      held: st.heldCount(),
+      acked,
+      ackedVersion: st.heldVersion,
+      wants: this.snapshot?.resources(st.typeUrl) ?? new Map(),
+      pending: pending && {
+        version: pending.systemVersion,
+        nonce: pending.nonce,
+        sentAt: pending.sentAt,
+        sent: pending.resources,
+        removing: new Set(this.removedBy(pending, acked)),
+      },
+      lastAck: st.lastAck,
+      lastNack: st.lastNack && { version: st.lastNack.systemVersion, detail: st.lastNack.detail, at: st.lastNack.at },
+    };
+  }
+
+  /** What the client has acknowledged of a type, by name (version, and the resource when it is still known). */
+  protected abstract acked(st: TypeState): ReadonlyMap<string, { readonly version: string; readonly resource: XdsResource | undefined }>;
+
+  /** The names a pending push removes from the client. */
+  protected abstract removedBy(pending: PendingPush, acked: ReadonlyMap<string, unknown>): Iterable<string>;
 
   protected state(typeUrl: TypeUrl): TypeState {
     let st = this.states.get(typeUrl);
@@ -204,31 +245,11 @@ export abstract class XdsStream {
       return;
     }
     const order = PUSH_ORDER.map((t) => this.states.get(t)).filter((s): s is TypeState => !!s?.subscribed);
-    // The type whose push is awaiting its ACK; only its warming companion may be sent meanwhile.
-    let waitingOn: TypeUrl | null = null;
-    let blocked = false;
-    for (const st of order) {
-      if (waitingOn !== null && warmingCompanion(waitingOn) !== st.typeUrl) return;
-      if (st.pending) {
-        if (waitingOn !== null) return;
-        waitingOn = st.typeUrl;
-        continue;
-      }
-      // After a refused update, types that already hold config keep it; a type never answered still is.
-      if (blocked && st.responded) continue;
-      const outcome = this.tryPush(st, true);
-      if (outcome === 'sent') {
-        if (waitingOn !== null) return;
-        waitingOn = st.typeUrl;
-      } else if (outcome === 'blocked') {
-        blocked = true;
-      }
-    }
-    if (blocked || waitingOn !== null) return;
-    for (const st of order) {
-      if (!isRetainedOnRemoval(st.typeUrl)) continue;
-      if (this.tryPush(st, false) !== 'settled') return;
-    }
+    const byType = new Map(order.map((st) => [st.typeUrl, st]));
+    pumpAds(
+      order.map((st) => ({ typeUrl: st.typeUrl, pending: st.pending !== null, responded: st.responded })),
+      (typeUrl, retain) => this.tryPush(byType.get(typeUrl) as TypeState, retain),
+    );
   }
 
   /** Sends what `st` lacks, unless nothing is needed or that exact change was refused. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Authorizer } from '../../../filters/authz/engine.js';
 import type { AuthzRequest } from '../../../filters/authz/engine.js';
 import { metricsRegistry } from '../../../src/observability/metrics.js';
-import { consumer, expectAllow, expectDeny, gateway, model, sha256Hex } from './fixtures.js';
+import { consumer, expectAllow, expectDeny, jwtIssuers, model, sha256Hex } from './fixtures.js';
 
 const ACME_KEY = 'fg_acme_4f9c2e1d8b7a';
 const GLOBEX_KEY = 'fg_globex_0a1b2c3d4e5f';
@@ -10,7 +10,7 @@ const BETA_KEY = 'fg_beta_77aa88bb99cc';
 
 function authorizer(): Authorizer {
   return new Authorizer({
-    gateway: gateway(),
+    jwtIssuers: jwtIssuers(),
     models: [
       model('open'),
       model('scoring', { access: { roles: ['scorer'], consumers: ['globex'] } }),
@@ -165,7 +165,7 @@ describe('Authorizer version rules', () => {
     const byVersion = { ...lookups, pinnedVersion: '7' };
     expectDeny(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, byVersion)), 403, 'forbidden');
     const aliasRuleOnly = new Authorizer({
-      gateway: gateway(),
+      jwtIssuers: jwtIssuers(),
       models: [model('m', { access: { roles: ['scorer'], versions: { challenger: { roles: ['beta-tester'] } } } })],
       consumers: [consumer('acme', { roles: ['scorer'], apiKeys: [{ id: 'a', sha256: sha256Hex(ACME_KEY) }] })],
     });

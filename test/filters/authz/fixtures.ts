@@ -1,31 +1,25 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
 import type { AuthzAllow, AuthzDecision, AuthzDeny } from '../../../filters/authz/engine.js';
-import { ConsumerSchema, GatewaySchema, ModelSchema } from '../../../src/policy/schema.js';
-import type { ConsumerPolicy, GatewayPolicy, ModelPolicy } from '../../../src/policy/schema.js';
+import type { ConsumerRules, JwtIssuerRules, ModelRules } from '../../../src/contract/filter-policy.js';
+import { consumerRulesOf, jwtIssuers as issuers, modelRules } from '../rules-fixtures.js';
 
-/** Policy documents for the authz tests, parsed through the real schemas so every default is filled. */
+/** Rules for the authz tests: policy documents through the real schemas and the IR's defaults. */
 
 export function sha256Hex(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
 }
 
-export function gateway(auth: unknown = {}): GatewayPolicy {
-  return GatewaySchema.parse({ kind: 'Gateway', auth });
+export function jwtIssuers(auth: unknown = {}): JwtIssuerRules[] {
+  return issuers(auth);
 }
 
-export function model(name: string, extra: Record<string, unknown> = {}): ModelPolicy {
-  return ModelSchema.parse({
-    kind: 'Model',
-    name,
-    upstream: { addressTemplate: '127.0.0.1:5001' },
-    traffic: { stable: { alias: 'champion' } },
-    ...extra,
-  });
+export function model(name: string, extra: Record<string, unknown> = {}): ModelRules {
+  return modelRules(name, extra);
 }
 
-export function consumer(name: string, extra: Record<string, unknown> = {}): ConsumerPolicy {
-  return ConsumerSchema.parse({ kind: 'Consumer', name, ...extra });
+export function consumer(name: string, extra: Record<string, unknown> = {}): ConsumerRules {
+  return consumerRulesOf(name, extra);
 }
 
 export function expectAllow(d: AuthzDecision): AuthzAllow {

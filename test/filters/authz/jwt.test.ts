@@ -6,7 +6,7 @@ import type { CryptoKey, JWK, JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authorizer } from '../../../filters/authz/engine.js';
 import type { AuthzDecision } from '../../../filters/authz/engine.js';
-import { consumer, expectAllow, expectDeny, gateway, model, sha256Hex } from './fixtures.js';
+import { consumer, expectAllow, expectDeny, jwtIssuers, model, sha256Hex } from './fixtures.js';
 
 const CORP = 'https://idp.example.com/';
 const PARTNER = 'https://partner.example.com/';
@@ -75,7 +75,7 @@ describe('Authorizer with JWTs', () => {
     const [partnerUri, downUri] = await Promise.all([partnerJwks.start(), downJwks.start()]);
     authz = new Authorizer(
       {
-        gateway: gateway({
+        jwtIssuers: jwtIssuers({
           jwt: [
             { name: 'corp', issuer: CORP, audiences: ['flowgate'], jwks: { keys: [rs.jwk, es.jwk, ps.jwk] }, algorithms: ['RS256', 'ES256'], clockSkew: '30s', rolesClaim: 'roles' },
             { name: 'partner', issuer: PARTNER, jwksUri: partnerUri, consumerClaim: 'client_id' },
@@ -128,7 +128,7 @@ describe('Authorizer with JWTs', () => {
     const recent = await token(rs, { roles: ['scorer'], exp: now() - 10 });
     expectAllow(await call(recent));
     const strict = new Authorizer({
-      gateway: gateway({ jwt: [{ name: 'corp', issuer: CORP, audiences: ['flowgate'], jwks: { keys: [rs.jwk] }, clockSkew: '0s', rolesClaim: 'roles' }] }),
+      jwtIssuers: jwtIssuers({ jwt: [{ name: 'corp', issuer: CORP, audiences: ['flowgate'], jwks: { keys: [rs.jwk] }, clockSkew: '0s', rolesClaim: 'roles' }] }),
       models: [model('scoring', { access: { roles: ['scorer'] } })],
       consumers: [consumer('svc-a', { jwt: { issuer: 'corp', subject: 'svc-a' } })],
     });
@@ -197,7 +197,7 @@ describe('Authorizer with JWTs', () => {
     expectDeny(await call('abc.def.ghi'), 401, 'invalid_credentials');
     const key = 'fg.keyed.secret';
     const keyed = new Authorizer({
-      gateway: gateway(),
+      jwtIssuers: jwtIssuers(),
       models: [model('scoring', { access: { roles: ['scorer'] } })],
       consumers: [consumer('dotted', { roles: ['scorer'], apiKeys: [{ id: 'd', sha256: sha256Hex(key) }] })],
     });

@@ -1,9 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import type { MaskingRules, MaskMode } from '../../../src/policy/schema.js';
+import type { MaskingRules, MaskMode } from '../../../src/contract/filter-policy.js';
 import { checkBodySize, compileMasking, type Masker, type MaskResult } from '../../../filters/extproc/masking.js';
 
-function rules(partial: Partial<MaskingRules>): MaskingRules {
-  return { fields: [], patterns: [], custom: [], mode: 'replace', ...partial };
+type RulesInput = Partial<Omit<MaskingRules, 'fields' | 'custom'>> & {
+  fields?: { path: string; mode?: MaskMode }[];
+  custom?: { name: string; regex: string; mode?: MaskMode }[];
+};
+
+/** Rules as the IR resolves them: a rule without a mode takes the section's (default replace). */
+function rules(partial: RulesInput): MaskingRules {
+  const mode = partial.mode ?? 'replace';
+  return {
+    patterns: partial.patterns ?? [],
+    mode,
+    fields: (partial.fields ?? []).map((f) => ({ ...f, mode: f.mode ?? mode })),
+    custom: (partial.custom ?? []).map((c) => ({ ...c, mode: c.mode ?? mode })),
+  };
 }
 
 function masked(result: MaskResult): { body: unknown; findings: readonly { rule: string; path: string }[]; changed: boolean } {

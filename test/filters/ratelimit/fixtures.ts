@@ -1,4 +1,5 @@
-import { ConsumerSchema, ModelSchema, type ConsumerPolicy, type ModelPolicy } from '../../../src/policy/schema.js';
+import type { ConsumerRules, ModelRules } from '../../../src/contract/filter-policy.js';
+import { consumerRulesOf, modelRules } from '../rules-fixtures.js';
 import { metricsRegistry } from '../../../src/observability/metrics.js';
 import { RedisStore } from '../../../filters/store/counters/redis.js';
 import { MemoryStore, type CounterStore } from '../../../filters/store/counters/store.js';
@@ -12,16 +13,16 @@ type Kind = 'input' | 'output' | 'total';
 export function model(
   name: string,
   limits: { rateLimits?: { requests: number; per: Window }[]; tokenQuotas?: { tokens: number; per: Window; count?: Kind }[]; failOpen?: boolean } = {},
-): ModelPolicy {
-  return ModelSchema.parse({ kind: 'Model', name, upstream: { addressTemplate: '{name}-{version}:8080' }, traffic: { stable: { version: '1' } }, ...limits });
+): ModelRules {
+  return modelRules(name, { upstream: { addressTemplate: '{name}-{version}:8080' }, traffic: { stable: { version: '1' } }, ...limits });
 }
 
 /** A Consumer document through the real schema. */
 export function consumer(
   name: string,
   limits: { rateLimits?: { requests: number; per: Window; model?: string }[]; tokenQuotas?: { tokens: number; per: Window; count?: Kind; model?: string }[] } = {},
-): ConsumerPolicy {
-  return ConsumerSchema.parse({ kind: 'Consumer', name, ...limits });
+): ConsumerRules {
+  return consumerRulesOf(name, limits);
 }
 
 /** A clock tests move by hand; it starts 20 s into a minute (and an hour, and a day). */

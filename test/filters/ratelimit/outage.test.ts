@@ -18,11 +18,11 @@ afterAll(async () => {
 });
 
 const models = [
-  model('chat', { rateLimits: [{ requests: 5, per: 'minute' }], tokenQuotas: [{ tokens: 1000, per: 'hour' }] }),
+  model('chat', { rateLimits: [{ requests: 5, per: 'minute' }], tokenQuotas: [{ tokens: 1000, per: 'hour' }], failOpen: true }),
   model('billing', { rateLimits: [{ requests: 5, per: 'minute' }], tokenQuotas: [{ tokens: 1000, per: 'hour' }], failOpen: false }),
 ];
 const consumers = [consumer('alice')];
-const failOpen = (name: string): boolean => models.find((m) => m.name === name)?.failOpen ?? true;
+const failOpen = (name: string): boolean => models.find((m) => m.name === name)?.failOpen ?? false;
 
 describe('two RateLimiters', () => {
   it('sharing one Redis enforce one limit together: 5 passes in all', async () => {

@@ -1,0 +1,63 @@
+import type { ModelRules } from '../../src/contract/filter-policy.js';
+import type { AuditLog } from '../service/audit.js';
+import type { FilterEngine } from '../service/engine.js';
+
+/**
+ * The ext_proc work for one HTTP exchange is a chain of processors (masking, token usage, and the LLM
+ * features after them), each in one file under processors/. The stream handler opens every processor for
+ * the exchange's model, feeds each phase to them in order, applies the body and header changes they make
+ * (each one sees the body as the processors before it left it), and stops at the first refusal.
+ */
+
+/** What the processors of one exchange share: its model, its caller and what has been seen so far. */
+export interface Exchange {
+  readonly model: string;
+  readonly rules: ModelRules;
+  readonly engine: FilterEngine;
+  readonly audit: AuditLog;
+  consumer: string | undefined;
+  requestId: string | undefined;
+  /** Request headers (lower-cased names), once seen. */
+  requestHeaders: Readonly<Record<string, string>>;
+  /** The request body as it goes upstream (after every processor's changes), once seen. */
+  requestBody: Buffer | undefined;
+  /** The response's HTTP status and headers, once seen. */
+  responseStatus: number | undefined;
+  responseHeaders: Readonly<Record<string, string>>;
+}
+
+/** A refusal: Envoy answers the client with this instead of going on. */
+export interface Refusal {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly extra?: Readonly<Record<string, unknown>>;
+}
+
+/** Header changes for the message being processed. */
+export interface HeaderChanges {
+  readonly set?: Readonly<Record<string, string>>;
+  readonly remove?: readonly string[];
+}
+
+/** What a processor does with one phase: nothing, change the body and/or headers, or refuse. */
+export type PhaseResult = void | { readonly refuse: Refusal } | { readonly body?: Buffer; readonly headers?: HeaderChanges };
+
+/** One processor's handling of one exchange; every hook is optional. */
+export interface ProcessorRun {
+  requestHeaders?(headers: Readonly<Record<string, string>>): PhaseResult | Promise<PhaseResult>;
+  /** The whole request body (routes buffer it). */
+  requestBody?(body: Buffer): PhaseResult | Promise<PhaseResult>;
+  responseHeaders?(status: number | undefined, headers: Readonly<Record<string, string>>, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
+  /** A response chunk (streamed routes) or the whole response (buffered routes, `last` true). */
+  responseBody?(chunk: Buffer, last: boolean): PhaseResult | Promise<PhaseResult>;
+  /** The exchange is over: `complete` after the last response byte, `aborted` when it ended before that. */
+  end?(outcome: 'complete' | 'aborted'): void | Promise<void>;
+}
+
+export interface Processor {
+  readonly name: string;
+  /** A run for this exchange, or undefined when the processor has nothing to do for its model. */
+  open(exchange: Exchange): ProcessorRun | undefined;
+}

@@ -1,0 +1,19 @@
+import { Counter, Histogram } from 'prom-client';
+import { metricsRegistry } from '../../src/observability/metrics.js';
+
+/** The filter service's own metrics: time per call and decisions by stage. */
+
+export const callLatency = new Histogram({
+  name: 'flowgate_filter_grpc_seconds',
+  help: 'Time to answer one filter-service call (Check, ShouldRateLimit, or one ext_proc message).',
+  labelNames: ['method'] as const,
+  buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  registers: [metricsRegistry],
+});
+
+export const decisions = new Counter({
+  name: 'flowgate_filter_decisions_total',
+  help: 'Filter decisions by stage (authz, quota, ratelimit, masking) and result (allow, deny, error).',
+  labelNames: ['stage', 'result', 'reason'] as const,
+  registers: [metricsRegistry],
+});

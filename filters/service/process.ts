@@ -1,0 +1,57 @@
+import { logger } from '../../src/observability/log.js';
+import { AdminServer } from '../../src/observability/admin-server.js';
+import { enableProcessMetrics } from '../../src/observability/metrics.js';
+import type { ServerTls } from '../../src/tls/credentials.js';
+import type { FilterPolicy } from '../../src/contract/filter-policy.js';
+import { startFilterServer, type FilterServer } from './server.js';
+
+/**
+ * The standalone filter service process (`flowgate filters`), as src/control/plane.ts is the control
+ * plane's: the gRPC server, its admin endpoint (/metrics, /readyz once a policy decides) and a policy source
+ * (the control plane over xDS, or a local policy directory), wired together and stopped together.
+ */
+
+/** Where filter policies come from. */
+export interface FilterPolicySource {
+  /** A human description for the log: `xds 127.0.0.1:18000`, `policy ./policy`. */
+  readonly description: string;
+  start(onPolicy: (policy: FilterPolicy, version: string) => void): Promise<void> | void;
+  stop(): Promise<void> | void;
+}
+
+export interface FilterProcessOptions {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number };
+  readonly redisUrl?: string | undefined;
+  readonly tls?: ServerTls | undefined;
+  readonly source: FilterPolicySource;
+}
+
+export interface FilterProcess {
+  readonly server: FilterServer;
+  readonly adminPort: number;
+  stop(): Promise<void>;
+}
+
+/** Starts the filter service with its admin endpoint and policy source. */
+export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
+  enableProcessMetrics();
+  const log = logger('filters');
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls });
+  const admin = new AdminServer();
+  admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
+  const adminPort = await admin.listen(options.admin.port, options.admin.host);
+  await options.source.start((policy, version) => server.setPolicy(policy, version));
+  log.info({ port: server.port, admin: adminPort, source: options.source.description }, 'filter service running');
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    adminPort,
+    stop: () =>
+      (stopping ??= (async () => {
+        await options.source.stop();
+        await server.stop();
+        await admin.close();
+      })()),
+  };
+}

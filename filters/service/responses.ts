@@ -1,0 +1,61 @@
+import * as grpc from '@grpc/grpc-js';
+import { errorMessage } from '../../src/errors.js';
+import { logger } from '../../src/observability/log.js';
+import { setHeaders } from './grpc.js';
+
+/**
+ * The answers the filter service gives Envoy when it refuses or fails: JSON error bodies, ext_authz denials,
+ * ext_proc immediate responses, and the gRPC errors that make Envoy apply a route's failure mode.
+ */
+
+const log = logger('filters');
+
+const STATUS_NAMES: Readonly<Record<number, string>> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'payload_too_large',
+  422: 'unprocessable_entity',
+  429: 'too_many_requests',
+  502: 'bad_gateway',
+  503: 'unavailable',
+};
+
+/** The JSON error body every refusal carries: `{"error": code, "message": ...}` plus extra fields. */
+export function jsonBody(error: string, message: string, extra: Record<string, unknown> = {}): string {
+  return `${JSON.stringify({ error, message, ...extra })}\n`;
+}
+
+/** A gRPC UNAVAILABLE error: Envoy then applies the route's fail-closed (or fail-open) setting. */
+export function unavailable(message: string): grpc.ServiceError {
+  return Object.assign(new Error(message), { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
+}
+
+/** A failed call as the gRPC error Envoy sees (its route's failure mode then decides); unexpected ones are logged. */
+export function failure(method: string, err: unknown): grpc.ServiceError {
+  if (err instanceof Error && 'code' in err && typeof (err as grpc.ServiceError).code === 'number') return err as grpc.ServiceError;
+  log.error({ method, err: errorMessage(err) }, 'filter call failed; Envoy applies the route failure mode');
+  return unavailable(errorMessage(err));
+}
+
+/** An ext_authz CheckResponse refusing the request with this status, body and headers. */
+export function denied(status: number, body: string, headers: Readonly<Record<string, string>>): object {
+  const code = status === 401 ? grpc.status.UNAUTHENTICATED : status === 429 || status === 503 ? grpc.status.UNAVAILABLE : grpc.status.PERMISSION_DENIED;
+  return {
+    status: { code, message: STATUS_NAMES[status] ?? 'denied' },
+    denied_response: { status: { code: status }, headers: setHeaders({ 'content-type': 'application/json', ...headers }), body },
+  };
+}
+
+/** An ext_proc ImmediateResponse: Envoy answers the client with it and the exchange ends. */
+export function immediate(status: number, body: string, headers: Readonly<Record<string, string>> = {}): object {
+  return {
+    immediate_response: {
+      status: { code: status },
+      headers: { set_headers: setHeaders({ 'content-type': 'application/json', ...headers }) },
+      body: Buffer.from(body),
+      details: STATUS_NAMES[status] ?? 'refused',
+    },
+  };
+}

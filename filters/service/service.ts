@@ -1,0 +1,87 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { FilterPolicy } from '../../src/contract/filter-policy.js';
+import { errorMessage } from '../../src/errors.js';
+import type { CheckRequest } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
+import type { ProcessingRequest__Output as ProcessingRequest } from '../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
+import type { RateLimitRequest } from '../../src/generated/envoy/service/ratelimit/v3/RateLimitRequest.js';
+import { logger } from '../../src/observability/log.js';
+import type { CounterStore } from '../store/counters/store.js';
+import type { AuditLog } from './audit.js';
+import { FilterEngine } from './engine.js';
+import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, RATE_LIMIT_SERVICE } from './grpc.js';
+import { check } from './handlers/authz.js';
+import { handleProcessStream } from './handlers/extproc-stream.js';
+import { shouldRateLimit } from './handlers/ratelimit.js';
+import { callLatency } from './metrics.js';
+import { failure } from './responses.js';
+
+/**
+ * The filter service: Envoy's ext_authz (Check), rate limit (ShouldRateLimit) and ext_proc (Process) calls,
+ * judged by the current FilterEngine, which is swapped whole when a new policy arrives. Every malformed input
+ * gets a 4xx decision, never a crash; with no policy yet, calls fail with UNAVAILABLE so that Envoy applies
+ * the route's fail-closed (or fail-open) setting.
+ */
+
+const log = logger('filters');
+
+export interface FilterServiceOptions {
+  readonly store: CounterStore;
+  readonly audit: AuditLog;
+}
+
+export class FilterService {
+  private engine: FilterEngine | undefined;
+
+  constructor(private readonly options: FilterServiceOptions) {}
+
+  /** The policy version now deciding, if any. */
+  get version(): string | undefined {
+    return this.engine?.version;
+  }
+
+  /** The engine deciding now (tests, benchmarks). */
+  current(): FilterEngine | undefined {
+    return this.engine;
+  }
+
+  /** Swaps in a new policy; a policy that does not compile (e.g. a regex) throws and the current one stays. */
+  setPolicy(policy: FilterPolicy, version: string): void {
+    if (this.engine?.version === version) return;
+    this.engine = new FilterEngine(policy, version, this.options.store);
+    // Remote JWKS are fetched now rather than on the first request, whose Check has a short deadline.
+    void this.engine.authorizer.jwt.prefetch().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'JWKS prefetch failed'));
+    log.info({ version, models: policy.models.length, consumers: policy.consumers.length }, 'filter policy applied');
+  }
+
+  /** ext_authz Check with the current policy. */
+  check(req: CheckRequest): Promise<object> {
+    return check(this.engine, this.options.audit, req);
+  }
+
+  /** ShouldRateLimit with the current policy. */
+  shouldRateLimit(req: RateLimitRequest): Promise<object> {
+    return shouldRateLimit(this.engine, this.options.audit, req);
+  }
+
+  register(server: grpc.Server): void {
+    server.addService(AUTHORIZATION_SERVICE, {
+      Check: (call: grpc.ServerUnaryCall<CheckRequest, object>, done: grpc.sendUnaryData<object>) => {
+        const end = callLatency.startTimer({ method: 'Check' });
+        this.check(call.request)
+          .then((res) => done(null, res), (err: unknown) => done(failure('Check', err)))
+          .finally(() => end());
+      },
+    });
+    server.addService(RATE_LIMIT_SERVICE, {
+      ShouldRateLimit: (call: grpc.ServerUnaryCall<RateLimitRequest, object>, done: grpc.sendUnaryData<object>) => {
+        const end = callLatency.startTimer({ method: 'ShouldRateLimit' });
+        this.shouldRateLimit(call.request)
+          .then((res) => done(null, res), (err: unknown) => done(failure('ShouldRateLimit', err)))
+          .finally(() => end());
+      },
+    });
+    server.addService(EXTERNAL_PROCESSOR_SERVICE, {
+      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => handleProcessStream(call, this.engine, this.options.audit),
+    });
+  }
+}

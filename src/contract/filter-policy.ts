@@ -1,0 +1,172 @@
+import { z } from 'zod';
+
+/**
+ * The FilterPolicy: everything the filter service decides with, resolved by the control plane's IR (every
+ * default already applied), served over xDS as `flowgate.v1.FilterPolicy` in the same snapshot as the Envoy
+ * resources. This file is the one definition both sides use: the control plane builds values of these types,
+ * the filter service validates what it receives against the same schema and refuses (NACKs) a schema version
+ * it does not know. Unknown fields are dropped on parsing, so a newer control plane may add fields within a schema
+ * version; a change an older filter service would misread bumps FILTER_POLICY_SCHEMA.
+ */
+
+/** The schema version this code writes and reads. */
+export const FILTER_POLICY_SCHEMA = 2;
+/** The one FilterPolicy resource's name. */
+export const FILTER_POLICY_NAME = 'flowgate';
+/** Its xDS type URL. */
+export const FILTER_POLICY_TYPE_URL = 'type.googleapis.com/flowgate.v1.FilterPolicy';
+
+const name = z.string().min(1);
+const count = z.number().int().nonnegative();
+const positive = z.number().int().positive();
+const strings = z.array(z.string());
+
+export const WINDOWS = ['second', 'minute', 'hour', 'day'] as const;
+export type WindowName = (typeof WINDOWS)[number];
+/** Length of each rate-limit / quota window. */
+export const WINDOW_MS: Readonly<Record<WindowName, number>> = { second: 1_000, minute: 60_000, hour: 3_600_000, day: 86_400_000 };
+
+/** How a limit counts: fixed windows aligned to the clock, or a sliding window over the last `windowMs`. */
+export const LIMIT_ALGORITHMS = ['fixed', 'sliding'] as const;
+export type LimitAlgorithm = (typeof LIMIT_ALGORITHMS)[number];
+
+const requestLimit = z.object({
+  /** Where the limit is written, for people: `Model chat: 5 per minute per consumer`. */
+  name,
+  requests: positive,
+  per: z.enum(WINDOWS),
+  windowMs: positive,
+  algorithm: z.enum(LIMIT_ALGORITHMS),
+  /** On a Consumer: the one model it limits; absent, every model together. */
+  model: name.optional(),
+});
+
+const TOKEN_KINDS = ['input', 'output', 'total'] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
+const tokenQuota = z.object({
+  name,
+  tokens: positive,
+  per: z.enum(WINDOWS),
+  windowMs: positive,
+  count: z.enum(TOKEN_KINDS),
+  algorithm: z.enum(LIMIT_ALGORITHMS),
+  model: name.optional(),
+});
+
+const versionAccess = z.object({
+  /** The key as written under access.versions (`challenger`, `v3`). */
+  key: z.string(),
+  selector: z.union([z.object({ alias: name }), z.object({ version: name })]),
+  roles: strings,
+  consumers: strings,
+});
+
+const access = z.object({ roles: strings, consumers: strings, versions: z.array(versionAccess) });
+
+export const MASK_MODES = ['remove', 'replace', 'last4', 'hash'] as const;
+export type MaskMode = (typeof MASK_MODES)[number];
+export const BUILTIN_PATTERNS = ['email', 'card', 'phone', 'ssn'] as const;
+
+const maskMode = z.enum(MASK_MODES);
+const maskingRules = z.object({
+  fields: z.array(z.object({ path: z.string(), mode: maskMode })),
+  patterns: z.array(z.enum(BUILTIN_PATTERNS)),
+  custom: z.array(z.object({ name, regex: z.string(), mode: maskMode })),
+  /** The mode of the built-in patterns. */
+  mode: maskMode,
+});
+
+const liveVersion = z.object({ version: name, aliases: strings, weight: count });
+
+const model = z.object({
+  name,
+  /** Requests pass when the filter service or its store cannot decide. */
+  failOpen: z.boolean(),
+  /** Whether x-model-version / x-model-alias choose a version (and so bring version access rules in). */
+  pinning: z.boolean(),
+  access: access.optional(),
+  sticky: z.object({ header: z.string() }).optional(),
+  /** The versions Envoy routes to now, with their aliases and weights. */
+  live: z.array(liveVersion),
+  requestLimits: z.array(requestLimit),
+  tokenQuotas: z.array(tokenQuota),
+  masking: z.object({ request: maskingRules.optional(), response: maskingRules.optional(), maxBodyBytes: positive }).optional(),
+});
+
+const consumer = z.object({
+  name,
+  roles: strings,
+  /** Hex SHA-256 digests of the keys; never a key. */
+  apiKeys: z.array(z.object({ id: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/) })),
+  jwt: z.object({ issuer: name, subject: name }).optional(),
+  requestLimits: z.array(requestLimit),
+  tokenQuotas: z.array(tokenQuota),
+});
+
+const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+const jwtIssuer = z.object({
+  name,
+  issuer: name,
+  audiences: strings,
+  jwksUri: z.string().optional(),
+  jwks: z.object({ keys: z.array(z.object({ kty: z.string() })) }).optional(),
+  algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1),
+  clockSkewMs: count,
+  consumerClaim: name,
+  rolesClaim: name.optional(),
+});
+
+const audit = z.object({ sink: z.enum(['stdout', 'file']), path: z.string().optional() });
+
+export const FilterPolicySchema = z.object({
+  schema: z.literal(FILTER_POLICY_SCHEMA),
+  audit,
+  jwtIssuers: z.array(jwtIssuer),
+  models: z.array(model),
+  consumers: z.array(consumer),
+});
+
+export type FilterPolicy = z.output<typeof FilterPolicySchema>;
+export type ModelRules = FilterPolicy['models'][number];
+export type ConsumerRules = FilterPolicy['consumers'][number];
+export type JwtIssuerRules = FilterPolicy['jwtIssuers'][number];
+export type AccessRules = NonNullable<ModelRules['access']>;
+export type VersionAccessRule = AccessRules['versions'][number];
+export type RequestLimitRule = ModelRules['requestLimits'][number];
+export type TokenQuotaRule = ModelRules['tokenQuotas'][number];
+export type MaskingRules = z.output<typeof maskingRules>;
+export type ModelMaskingRules = NonNullable<ModelRules['masking']>;
+export type LiveVersionRule = ModelRules['live'][number];
+export type AuditRules = FilterPolicy['audit'];
+
+/** A refused FilterPolicy: the reason goes back to the control plane in the NACK. */
+export class FilterPolicyError extends Error {
+  override readonly name = 'FilterPolicyError';
+}
+
+/**
+ * Reads a FilterPolicy received over xDS (its schema version and JSON text). Throws FilterPolicyError naming
+ * what is wrong: an unknown schema version, text that is not JSON, or a field of the wrong shape.
+ */
+export function parseFilterPolicy(schemaVersion: number, json: string): FilterPolicy {
+  if (schemaVersion !== FILTER_POLICY_SCHEMA) {
+    throw new FilterPolicyError(`filter policy schema ${schemaVersion} is not supported (this filter service reads schema ${FILTER_POLICY_SCHEMA}); upgrade the filter service`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    throw new FilterPolicyError('filter policy is not valid JSON');
+  }
+  const parsed = FilterPolicySchema.safeParse(doc);
+  if (!parsed.success) {
+    const detail = parsed.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+      .join('; ');
+    throw new FilterPolicyError(`filter policy is malformed: ${detail}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,53 @@
+import type { GatewayIR } from './types.js';
+
+/**
+ * The invariants every later stage relies on, checked on each IR before it is translated (and on the IR
+ * files the translator goldens read): a broken one is a bug in the IR build, so nothing built from it is
+ * published.
+ */
+
+export class InvalidIRError extends Error {
+  override readonly name = 'InvalidIRError';
+  readonly code = 'ir.invalid';
+  constructor(readonly problems: readonly string[]) {
+    super(`the gateway IR breaks its invariants: ${problems.slice(0, 10).join('; ')}`);
+  }
+}
+
+/** Every broken invariant of the IR, as a sentence; empty when it is sound. */
+export function irProblems(ir: GatewayIR): string[] {
+  const problems: string[] = [];
+  const listeners = new Set(ir.listeners.map((l) => l.name));
+  const clusters = new Map<string, string>();
+  const claim = (cluster: string, model: string): void => {
+    const owner = clusters.get(cluster);
+    if (owner !== undefined && owner !== model) problems.push(`cluster ${cluster} belongs to both ${owner} and ${model}`);
+    clusters.set(cluster, model);
+  };
+  const names = new Set<string>();
+  for (const m of ir.models) {
+    if (names.has(m.name)) problems.push(`model ${m.name} appears twice`);
+    names.add(m.name);
+    for (const r of m.routes) if (!listeners.has(r.listener)) problems.push(`model ${m.name} routes on unknown listener ${r.listener}`);
+    if (m.live.length > 0) {
+      const total = m.live.reduce((sum, l) => sum + l.weight, 0);
+      if (total !== 100) problems.push(`model ${m.name}: live weights add up to ${total}, not 100`);
+      if (m.live[0]?.role !== 'stable') problems.push(`model ${m.name}: the first live version is not the stable one`);
+      if (new Set(m.live.map((l) => l.version)).size !== m.live.length) problems.push(`model ${m.name}: a version is live twice`);
+    }
+    for (const l of m.live) claim(l.cluster, m.name);
+    if (m.mirror) claim(m.mirror.cluster, m.name);
+    for (const [alias, version] of Object.entries(m.pinnableAliases)) {
+      if (!m.live.some((l) => l.version === version)) problems.push(`model ${m.name}: alias ${alias} pins version ${version}, which is not live`);
+    }
+    if (m.filters && !ir.filterService) problems.push(`model ${m.name} calls the filter service, but the IR has none`);
+  }
+  return problems;
+}
+
+/** Throws InvalidIRError when the IR breaks an invariant; returns it otherwise. */
+export function assertValidIR(ir: GatewayIR): GatewayIR {
+  const problems = irProblems(ir);
+  if (problems.length > 0) throw new InvalidIRError(problems);
+  return ir;
+}

@@ -1,0 +1,65 @@
+import type { FilterPolicy } from '../contract/filter-policy.js';
+import { buildGatewayIR } from '../ir/build.js';
+import type { GatewayIR } from '../ir/types.js';
+import { assertValidIR } from '../ir/validate.js';
+import type { PolicyIssue } from '../policy/issues.js';
+import type { Policy } from '../policy/policy.js';
+import type { RegistrySnapshot } from '../registry/types.js';
+import { CONFIG_SOURCE_MODES, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
+import { assertConsistent } from '../resources/consistency.js';
+import type { ResourceInput } from '../resources/types.js';
+import { translateGateway } from '../translate/index.js';
+import { filterPolicyOf } from '../translate/filter-policy.js';
+
+/**
+ * The one pipeline every command runs: (policy, registry, previous IR) -> IR -> resources per snapshot
+ * variant, checked for consistency. `serve` publishes its output, `render` prints it, `validate` and the
+ * golden tests check it; so what is reviewed is what is served, with the same versions. Pure: no I/O, and
+ * the same inputs give the same output.
+ */
+
+export interface PipelineInput {
+  readonly policy: Policy;
+  /** Undefined before the first registry sync (or for `validate` without a registry): no model has versions. */
+  readonly registry: RegistrySnapshot | undefined;
+  /** The IR served before, so a registry mistake keeps the last live versions. */
+  readonly previous?: GatewayIR | undefined;
+}
+
+/** The resources of one snapshot: for a node group and a variant (the xDS mode its config sources name). */
+export interface GroupResources {
+  readonly group: string;
+  readonly variant: ConfigSourceMode;
+  readonly resources: readonly ResourceInput[];
+}
+
+export interface PipelineOutput {
+  readonly ir: GatewayIR;
+  /** Policy faults only the registry reveals; a policy edit with any is rejected. */
+  readonly issues: readonly PolicyIssue[];
+  readonly filterPolicy: FilterPolicy;
+  readonly groups: readonly GroupResources[];
+}
+
+/** The group whose snapshots serve every node that has no group of its own. */
+export const DEFAULT_GROUP = '*';
+
+export interface PipelineOptions {
+  /** The variants to build (default: every xDS mode). */
+  readonly modes?: readonly ConfigSourceMode[];
+}
+
+/**
+ * Runs the pipeline. Throws when translation fails or a snapshot would be inconsistent
+ * (InconsistentSnapshotError naming the dangling references): nothing of it may be published.
+ */
+export function runPipeline(input: PipelineInput, options: PipelineOptions = {}): PipelineOutput {
+  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous);
+  assertValidIR(ir);
+  const groups = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
+    group: DEFAULT_GROUP,
+    variant,
+    resources: assertConsistent(translateGateway(ir, variant), { staticClusters: [XDS_CLUSTER] }),
+  }));
+  return { ir, issues, filterPolicy: filterPolicyOf(ir), groups };
+}

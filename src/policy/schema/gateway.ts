@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName } from '../fields.js';
+import { upstreamSettingsShape } from './shared.js';
+
+/** The Gateway document: listeners, defaults for every Model, the filter service, JWT issuers, tracing, audit. */
+
+const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+const jwtIssuer = z
+  .strictObject({
+    name: shortName,
+    issuer: z.string().min(1).max(2048),
+    audiences: z.array(z.string().min(1)).default([]),
+    jwksUri: httpUrl.optional(),
+    // JWKs carry many optional members; only `kty` is common to all of them.
+    jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1) }).optional(),
+    /** Absent: the IR's default (RS256, ES256). */
+    algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1).optional(),
+    /** Absent: the IR's default (30s). */
+    clockSkew: duration({ min: 0, max: 600_000 }).optional(),
+    /** Absent: the IR's default (sub). */
+    consumerClaim: z.string().min(1).optional(),
+    rolesClaim: z.string().min(1).optional(),
+  })
+  .superRefine((j, ctx) => {
+    if ((j.jwksUri === undefined) === (j.jwks === undefined)) {
+      const found = j.jwksUri === undefined ? 'neither' : 'both';
+      ctx.addIssue({ code: 'custom', message: `must set exactly one of jwksUri or jwks (found ${found})` });
+    }
+  });
+
+const absolutePath = z.string().startsWith('/', { error: 'must be an absolute path' });
+
+const listener = z.strictObject({ name: shortName, address: ipAddress.default('0.0.0.0'), port });
+
+export const GatewaySchema = z.strictObject({
+  kind: z.literal('Gateway'),
+  listeners: z.array(listener).min(1).default([{ name: 'public', address: '0.0.0.0', port: 10000 }]),
+  defaults: z.strictObject(upstreamSettingsShape).prefault({}),
+  filterService: z
+    .strictObject({
+      address: hostAddress.default('127.0.0.1'),
+      port: port.default(18081),
+      timeout: duration({ max: 60_000 }).prefault('250ms'),
+      /** Absent: the IR's default (false: fail closed). */
+      failOpen: z.boolean().optional(),
+      /** TLS from Envoy to the filter service: PEM files on the Envoy hosts. */
+      tls: z
+        .strictObject({
+          ca: absolutePath,
+          cert: absolutePath.optional(),
+          key: absolutePath.optional(),
+          sni: z.string().min(1).max(253).optional(),
+        })
+        .superRefine((t, ctx) => {
+          if ((t.cert === undefined) !== (t.key === undefined)) ctx.addIssue({ code: 'custom', message: 'cert and key go together (mutual TLS needs both)' });
+        })
+        .optional(),
+    })
+    .prefault({}),
+  auth: z.strictObject({ jwt: z.array(jwtIssuer).default([]) }).prefault({}),
+  tracing: z
+    .strictObject({
+      otlp: z.strictObject({ address: hostAddress, port }),
+      serviceName: z.string().min(1).default('flowgate-envoy'),
+      samplingPercent: numberIn(0, 100).default(100),
+    })
+    .optional(),
+  audit: z
+    .strictObject({ sink: z.enum(['stdout', 'file']).default('stdout'), path: z.string().startsWith('/', { error: 'must be an absolute path' }).optional() })
+    .superRefine((a, ctx) => {
+      if (a.sink === 'file' && a.path === undefined) ctx.addIssue({ code: 'custom', path: ['path'], message: 'is required when sink is file' });
+      if (a.sink !== 'file' && a.path !== undefined) ctx.addIssue({ code: 'custom', path: ['path'], message: 'is only used when sink is file' });
+    })
+    .prefault({}),
+});

@@ -1,0 +1,120 @@
+import { z } from 'zod';
+import { MASK_MODES, BUILTIN_PATTERNS } from '../../contract/filter-policy.js';
+import { addressTemplate, headerName, hostPattern, pathPrefix, patterned, re2Pattern, resourceName, roleName, shortName, wholeNumber } from '../fields.js';
+import { shown } from '../issues.js';
+import { canarySelector, mirrorSelector, rateLimitShape, stableSelector, tokenQuotaShape, upstreamSettingsShape } from './shared.js';
+
+/** The Model document: one exposed model, its routes, where its versions are served, its traffic plan and filter rules. */
+
+const maskMode = z.enum(MASK_MODES);
+
+const jsonPath = patterned(
+  /^(?:[A-Za-z0-9_$-]+|\[\*\]|\[\d+\])(?:\.[A-Za-z0-9_$-]+|\[\*\]|\[\d+\])*$/,
+  'a JSON path like customer.email, items[*].card or rows[0].ssn',
+  512,
+);
+
+const maskingRules = z
+  .strictObject({
+    fields: z.array(z.strictObject({ path: jsonPath, mode: maskMode.optional() })).default([]),
+    patterns: z.array(z.enum(BUILTIN_PATTERNS)).default([]),
+    custom: z.array(z.strictObject({ name: shortName, regex: re2Pattern, mode: maskMode.optional() })).default([]),
+    /** The mode of every rule that does not set its own (absent: the IR's default, replace). */
+    mode: maskMode.optional(),
+  })
+  .superRefine((rules, ctx) => {
+    const seen = new Set<string>();
+    rules.custom.forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['custom', i, 'name'], message: `custom rule name '${c.name}' is used twice in this section` });
+      seen.add(c.name);
+    });
+  });
+
+const versionAccess = z.strictObject({ roles: z.array(roleName).default([]), consumers: z.array(resourceName).default([]) });
+
+/** An access rule for pinning one alias or version (`access.versions`). */
+export type VersionAccessRule = {
+  /** The key as written under access.versions (`challenger`, `v3`), for placing issues. */
+  readonly key: string;
+  readonly selector: { readonly alias: string } | { readonly version: string };
+  readonly roles: readonly string[];
+  readonly consumers: readonly string[];
+};
+
+const access = z.strictObject({
+  roles: z.array(roleName).default([]),
+  consumers: z.array(resourceName).default([]),
+  versions: z
+    .record(z.string(), versionAccess)
+    .default({})
+    .transform((byKey, ctx): VersionAccessRule[] => {
+      const rules: VersionAccessRule[] = [];
+      // Sorted, so that reordering keys in YAML neither changes the policy hash nor the rule order.
+      for (const key of Object.keys(byKey).sort()) {
+        const rule = byKey[key] as z.output<typeof versionAccess>;
+        const version = /^[vV]([1-9]\d*)$/.exec(key)?.[1];
+        if (version !== undefined) rules.push({ key, selector: { version }, ...rule });
+        else if (/^\d+$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: `write 'v${key}' for version ${key}: a bare number is also a valid MLflow alias name` });
+        else if (/^[A-Za-z0-9_-]{1,255}$/.test(key) && key.toLowerCase() !== 'latest') rules.push({ key, selector: { alias: key }, ...rule });
+        else ctx.addIssue({ code: 'custom', path: [key], message: `must be an alias name or v<N> for version N (got ${shown(key)})` });
+      }
+      return rules;
+    }),
+});
+
+const route = z.strictObject({
+  listener: shortName,
+  /** Absent: /models/{name}; filled by modelRoutes() since it depends on the Model's name. */
+  pathPrefix: pathPrefix.optional(),
+  hosts: z
+    .array(hostPattern)
+    .min(1)
+    .default(['*'])
+    .superRefine((hosts, ctx) => {
+      hosts.forEach((h, i) => {
+        if (hosts.indexOf(h) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `host '${h}' is listed twice` });
+      });
+    }),
+});
+
+const upstream = z
+  .strictObject({ addressTemplate: addressTemplate.optional(), versionTag: patterned(/^[\w.\-/ ]+$/, 'an MLflow tag key', 250).optional() })
+  .transform((u, ctx): { readonly addressTemplate: string } | { readonly versionTag: string } => {
+    if (u.addressTemplate !== undefined && u.versionTag === undefined) return { addressTemplate: u.addressTemplate };
+    if (u.versionTag !== undefined && u.addressTemplate === undefined) return { versionTag: u.versionTag };
+    const found = u.addressTemplate === undefined ? 'neither' : 'both';
+    ctx.addIssue({ code: 'custom', message: `must set exactly one of addressTemplate or versionTag (found ${found})` });
+    return z.NEVER;
+  });
+
+export const ModelSchema = z
+  .strictObject({
+    kind: z.literal('Model'),
+    name: resourceName,
+    registeredModel: z.string().min(1).max(256).optional(),
+    protocol: z.enum(['mlflow', 'oip']).default('mlflow'),
+    routes: z.array(route).min(1).optional(),
+    upstream,
+    traffic: z.strictObject({
+      stable: stableSelector,
+      canary: canarySelector.optional(),
+      sticky: z.strictObject({ header: headerName }).optional(),
+      mirror: mirrorSelector.optional(),
+    }),
+    pinning: z.boolean().default(true),
+    ...upstreamSettingsShape,
+    access: access.optional(),
+    rateLimits: z.array(z.strictObject(rateLimitShape)).default([]),
+    tokenQuotas: z.array(z.strictObject(tokenQuotaShape)).default([]),
+    masking: z
+      .strictObject({
+        request: maskingRules.optional(),
+        response: maskingRules.optional(),
+        /** Absent: the IR's default (1 MiB). */
+        maxBodyBytes: wholeNumber(1, 64 * 1024 * 1024).optional(),
+      })
+      .optional(),
+    /** Absent: Gateway.filterService.failOpen. */
+    failOpen: z.boolean().optional(),
+  })
+  .transform((m) => ({ ...m, registeredModel: m.registeredModel ?? m.name }));

@@ -1,0 +1,38 @@
+import { FilterName, MODEL_CONTEXT_KEY } from '../../contract/filter-wire.js';
+import { typed } from '../../proto/codec.js';
+import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed } from './filter-service.js';
+import type { HttpFilterTranslator } from './types.js';
+
+/**
+ * ext_authz: credentials, access rules, token-quota admission and the sticky hash, decided by the filter
+ * service's Check. Disabled on the listener; each route of a model that needs it enables it with the
+ * model's name as a context extension.
+ */
+
+const EXT_AUTHZ = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+const EXT_AUTHZ_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
+
+export const extAuthz: HttpFilterTranslator = {
+  name: 'ext_authz',
+  listenerFilters(ir, models) {
+    const fs = ir.filterService;
+    if (!fs) return [];
+    return modesUsed(models, (m) => m.filters?.authz === true).map((mode) => ({
+      name: FilterName.authz(mode),
+      disabled: true,
+      typed_config: typed(EXT_AUTHZ, {
+        grpc_service: filterServiceGrpc(fs),
+        transport_api_version: 'V3',
+        failure_mode_allow: mode === 'open',
+        status_on_error: { code: 503 },
+        // A sticky model's hash header is set by the check; the split is then picked again with it.
+        clear_route_cache: true,
+      }),
+    }));
+  },
+  routeConfig(model) {
+    if (!model.filters?.authz) return {};
+    return { perFilter: { [FilterName.authz(failureMode(model))]: typed(EXT_AUTHZ_ROUTE, { check_settings: { context_extensions: { [MODEL_CONTEXT_KEY]: model.name } } }) } };
+  },
+  resources: filterServiceCluster,
+};

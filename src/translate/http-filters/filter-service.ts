@@ -1,0 +1,40 @@
+import { rateLimitStage, type FailureMode } from '../../contract/filter-wire.js';
+import type { FilterServiceIR, GatewayIR, ModelIR } from '../../ir/types.js';
+import { duration } from '../../proto/codec.js';
+import type { ResourceInput } from '../../resources/types.js';
+import { grpcServiceCluster } from '../grpc-cluster.js';
+import { upstreamTls } from '../tls.js';
+
+/**
+ * What Flowgate's three filter-service filters share: the HTTP/2 cluster reaching the filter service, the
+ * grpc_service entry pointing at it, and the failure mode a model's routes use. Every filter exists twice,
+ * fail closed and fail open (Envoy sets failure behaviour per filter, the policy sets it per model); both
+ * are disabled or inert by default and a route turns on only the ones its model needs.
+ */
+
+export const FILTERS_CLUSTER = 'flowgate_filters';
+
+/** The grpc_service of a filter calling the filter service. */
+export function filterServiceGrpc(fs: FilterServiceIR): object {
+  return { envoy_grpc: { cluster_name: FILTERS_CLUSTER }, timeout: duration(fs.timeoutMs) };
+}
+
+/** The cluster reaching the filter service, when any model needs it. */
+export function filterServiceCluster(ir: GatewayIR): ResourceInput[] {
+  const fs = ir.filterService;
+  if (!fs) return [];
+  const keepalive = { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } };
+  return [grpcServiceCluster(FILTERS_CLUSTER, fs.address, fs.port, keepalive, fs.tls && upstreamTls(fs.tls, fs.address))];
+}
+
+/** The failure mode of a model's filter calls. */
+export function failureMode(model: ModelIR): FailureMode {
+  return model.filters?.failOpen ? 'open' : 'closed';
+}
+
+/** The failure modes (closed first) in which some model among `models` needs the filter `needs` picks out. */
+export function modesUsed(models: readonly ModelIR[], needs: (m: ModelIR) => boolean): FailureMode[] {
+  return (['closed', 'open'] as const).filter((mode) => models.some((m) => m.filters !== undefined && needs(m) && failureMode(m) === mode));
+}
+
+export { rateLimitStage };

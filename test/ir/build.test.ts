@@ -1,0 +1,90 @@
+import { describe, expect, test } from 'vitest';
+import { buildGatewayIR } from '../../src/ir/build.js';
+import type { ModelIR } from '../../src/ir/types.js';
+import { policy, registry } from './fixtures.js';
+
+const MODEL = (traffic: string, upstream = 'addressTemplate: "127.0.0.1:80{version}"'): Record<string, string> => ({
+  'models.yaml': `kind: Model\nname: fraud\nupstream: { ${upstream} }\ntraffic:\n${traffic}\n`,
+});
+
+const only = (models: readonly ModelIR[]): ModelIR => {
+  expect(models).toHaveLength(1);
+  return models[0] as ModelIR;
+};
+
+describe('buildGatewayIR', () => {
+  test('stable and canary by alias split 90/10 with their clusters and addresses', () => {
+    const p = policy(MODEL('  stable: { alias: champion }\n  canary: { alias: challenger, weight: 10 }'));
+    const r = registry({ fraud: { versions: { '1': {}, '2': {} }, aliases: { champion: '1', challenger: '2' } } });
+    const { ir, issues } = buildGatewayIR(p, r);
+    expect(issues).toEqual([]);
+    const m = only(ir.models);
+    expect(m.live).toEqual([
+      { version: '1', aliases: ['champion'], weight: 90, role: 'stable', cluster: 'model_fraud_v1', address: { host: '127.0.0.1', port: 801 } },
+      { version: '2', aliases: ['challenger'], weight: 10, role: 'canary', cluster: 'model_fraud_v2', address: { host: '127.0.0.1', port: 802 } },
+    ]);
+    expect(m.pinnableAliases).toEqual({ champion: '1', challenger: '2' });
+    expect(m.routes).toEqual([{ listener: 'public', host: '*', pathPrefix: '/models/fraud' }]);
+    expect(ir.alerts).toEqual([]);
+  });
+
+  test('a canary that is not READY is never routed: the stable version takes 100% and an alert is raised', () => {
+    const p = policy(MODEL('  stable: { alias: champion }\n  canary: { alias: challenger, weight: 30 }'));
+    const r = registry({ fraud: { versions: { '1': {}, '2': { status: 'PENDING_REGISTRATION' } }, aliases: { champion: '1', challenger: '2' } } });
+    const { ir } = buildGatewayIR(p, r);
+    expect(only(ir.models).live.map((l) => [l.version, l.weight])).toEqual([['1', 100]]);
+    expect(ir.alerts).toEqual([expect.objectContaining({ code: 'canary_unresolved', model: 'fraud' })]);
+    expect(ir.alerts[0]?.message).toContain('PENDING_REGISTRATION');
+  });
+
+  test('stage selection takes the newest READY version in the stage', () => {
+    const p = policy(MODEL('  stable: { stage: Production }'));
+    const r = registry({ fraud: { versions: { '1': { stage: 'Production' }, '2': { stage: 'Production' }, '3': { stage: 'Production', status: 'FAILED_REGISTRATION' }, '4': { stage: 'Staging' } } } });
+    expect(only(buildGatewayIR(p, r).ir.models).live.map((l) => l.version)).toEqual(['2']);
+  });
+
+  test('a stable version that stops resolving keeps the previous live versions and raises kept_last_live', () => {
+    const p = policy(MODEL('  stable: { alias: champion }\n  canary: { alias: challenger, weight: 10 }'));
+    const before = buildGatewayIR(p, registry({ fraud: { versions: { '1': {}, '2': {} }, aliases: { champion: '1', challenger: '2' } } })).ir;
+    const broken = registry({ fraud: { versions: { '1': {}, '2': {} }, aliases: { challenger: '2' } } });
+    const { ir } = buildGatewayIR(p, broken, before);
+    const m = only(ir.models);
+    expect(m.keptLastLive).toBe(true);
+    expect(m.live).toEqual(only(before.models).live);
+    expect(ir.alerts.map((a) => a.code)).toEqual(['kept_last_live']);
+  });
+
+  test('a model that never had a live version has none (its routes answer 503) and raises no_live_version', () => {
+    const p = policy(MODEL('  stable: { alias: champion }'));
+    const { ir } = buildGatewayIR(p, registry({ fraud: { versions: { '1': {} } } }));
+    expect(only(ir.models).live).toEqual([]);
+    expect(ir.alerts).toEqual([expect.objectContaining({ code: 'no_live_version' })]);
+  });
+
+  test('a version tag names the address; a version without the tag is not live', () => {
+    const p = policy(MODEL('  stable: { version: "3" }\n  canary: { version: "4", weight: 50 }', 'versionTag: serving.address'));
+    const r = registry({ fraud: { versions: { '3': { tags: { 'serving.address': 'fraud-v3.models.svc:8080' } }, '4': {} } } });
+    const { ir } = buildGatewayIR(p, r);
+    expect(only(ir.models).live).toEqual([expect.objectContaining({ version: '3', weight: 100, address: { host: 'fraud-v3.models.svc', port: 8080 } })]);
+    expect(ir.alerts[0]?.message).toContain("no 'serving.address' tag");
+  });
+
+  test('a registered model MLflow does not have is a policy issue at the line that names it', () => {
+    const p = policy({ 'm.yaml': 'kind: Model\nname: fraud\nregisteredModel: fraud-v2\nupstream: { addressTemplate: "h:1" }\ntraffic:\n  stable: { alias: a }\n' });
+    const { issues } = buildGatewayIR(p, registry({ other: { versions: { '1': {} } } }));
+    expect(issues).toEqual([expect.objectContaining({ file: 'm.yaml', line: 3, path: 'registeredModel' })]);
+    expect(issues[0]?.message).toContain("'fraud-v2' does not exist");
+  });
+
+  test('Gateway defaults fill settings the model does not set; the model wins where it does', () => {
+    const p = policy({
+      'gw.yaml': 'kind: Gateway\ndefaults:\n  timeout: 12s\n  loadBalancer: round_robin\n  healthCheck: { interval: 2s }\n',
+      ...MODEL('  stable: { alias: champion }'),
+    });
+    const withTimeout = policy({ 'gw.yaml': 'kind: Gateway\ndefaults: { timeout: 12s }\n', 'm.yaml': 'kind: Model\nname: fraud\ntimeout: 3s\nupstream: { addressTemplate: "h:1" }\ntraffic: { stable: { alias: champion } }\n' });
+    const r = registry({ fraud: { versions: { '1': {} }, aliases: { champion: '1' } } });
+    const s = only(buildGatewayIR(p, r).ir.models).settings;
+    expect(s).toMatchObject({ timeoutMs: 12_000, loadBalancer: 'round_robin', healthCheck: { path: '/ping', intervalMs: 2000 } });
+    expect(only(buildGatewayIR(withTimeout, r).ir.models).settings.timeoutMs).toBe(3000);
+  });
+});
