@@ -87,6 +87,11 @@ export class GatewayController {
     return this.ir;
   }
 
+  /** The version of every published snapshot, by xDS mode (what `flowgate render` prints for the same inputs). */
+  versions(): Record<string, string> {
+    return Object.fromEntries([...this.snapshots].map(([mode, s]) => [mode, s.version]));
+  }
+
   /** The published snapshot for a mode. */
   snapshot(mode: ConfigSourceMode): Snapshot | undefined {
     return this.snapshots.get(mode);

@@ -124,6 +124,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const admin = new AdminServer();
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
   admin.route('/debug/ir', () => ({ json: controller.current() ?? null }));
+  admin.route('/debug/snapshot', () => ({ json: { versions: controller.versions() } }));
   registerTrafficRoutes(admin, traffic);
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));

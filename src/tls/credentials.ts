@@ -29,5 +29,18 @@ export function serverTlsOption(values: Readonly<Record<string, unknown>>, prefi
   return { cert, key, clientCa };
 }
 
+/** TLS to a server Flowgate calls (PEM file paths): verify it with `ca`; present `cert` + `key` for mutual TLS. */
+export interface ClientTls {
+  readonly ca: string;
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+}
+
+/** Plaintext or (mutual) TLS credentials for a gRPC client. */
+export function grpcClientCredentials(tls: ClientTls | undefined): grpc.ChannelCredentials {
+  if (!tls) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(readFileSync(tls.ca), tls.key ? readFileSync(tls.key) : null, tls.cert ? readFileSync(tls.cert) : null);
+}
+
 /** A TLS option combination that cannot work. */
 export class TlsOptionError extends Error {}

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { cliArgs } from '../harness/flowgate.js';
+import { cliArgs, startFlowgate } from '../harness/flowgate.js';
 import { repoRoot } from '../harness/venv.js';
 
 /** The CLI as a user runs it: exit codes, stdout and stderr of validate, render and --help. */
@@ -54,6 +54,22 @@ describe('flowgate render', () => {
     expect(out.endpoints).toHaveLength(2);
     expect(out.listeners.map((l) => l.name)).toEqual(['public']);
     expect(out.live).toEqual({ 'fraud-detector': [expect.objectContaining({ version: '1', weight: 90 }), expect.objectContaining({ version: '2', weight: 10 })] });
+  });
+
+  test('prints the very snapshot version `serve` publishes for the same inputs, the filter policy included', async () => {
+    const r = flowgate('render', '--policy', QUICKSTART_POLICY, '--registry', QUICKSTART_REGISTRY);
+    const out = JSON.parse(r.stdout) as { version: string; filterPolicy: { policy_json: { schema: number; models: { name: string }[] } }[] };
+    expect(out.filterPolicy[0]?.policy_json.models.map((m) => m.name)).toEqual(['fraud-detector']);
+    const serve = await startFlowgate({ policyDir: QUICKSTART_POLICY, registryFile: QUICKSTART_REGISTRY, name: 'flowgate-render-versions' });
+    try {
+      const served = (await (await fetch(`${serve.adminUrl}/debug/snapshot`)).json()) as { versions: Record<string, string> };
+      expect(served.versions.ads).toBe(out.version);
+      const grpc = JSON.parse(flowgate('render', '--policy', QUICKSTART_POLICY, '--registry', QUICKSTART_REGISTRY, '--mode', 'grpc').stdout) as { version: string };
+      expect(served.versions.grpc).toBe(grpc.version);
+      expect(grpc.version).not.toBe(out.version);
+    } finally {
+      await serve.stop();
+    }
   });
 
   test('without a registry it is a usage error (exit 2)', () => {

@@ -1,11 +1,10 @@
-import * as grpc from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { startFilterProcess, type FilterPolicySource } from '../../../filters/service/process.js';
 import { FilterPolicyClient } from '../../../filters/service/xds-client.js';
 import { localFilterPolicySource } from '../../control/filter-policy-source.js';
 import { logger } from '../../observability/log.js';
 import { loadRegistryFile } from '../../registry/file.js';
+import { grpcClientCredentials } from '../../tls/credentials.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
@@ -45,9 +44,7 @@ export const filtersCommand: Command = {
       const cert = str('xds-tls-cert');
       const key = str('xds-tls-key');
       if (Boolean(cert) !== Boolean(key) || ((cert || key) && !ca)) throw new UsageError('--xds-tls-cert and --xds-tls-key go together, with --xds-tls-ca');
-      const credentials = ca
-        ? grpc.credentials.createSsl(readFileSync(ca), key ? readFileSync(key) : null, cert ? readFileSync(cert) : null)
-        : grpc.credentials.createInsecure();
+      const credentials = grpcClientCredentials(ca ? { ca, cert, key } : undefined);
       const client = new FilterPolicyClient(xds, String(options['node-id']), credentials);
       source = {
         description: `xds ${xds}`,

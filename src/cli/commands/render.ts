@@ -47,7 +47,11 @@ export const renderCommand: Command = {
     const snapshot = Snapshot.from(groups[0]?.resources ?? []);
     const out: Record<string, unknown> = { version: snapshot.version };
     for (const typeUrl of PUSH_ORDER) {
-      out[SECTION[typeUrl]] = [...snapshot.resources(typeUrl).values()].map((r) => toEnvoyJson(typeUrl, r.body));
+      out[SECTION[typeUrl]] = [...snapshot.resources(typeUrl).values()].map((r) => {
+        const json = toEnvoyJson(typeUrl, r.body) as Record<string, unknown>;
+        // The filter policy travels as JSON text; a reviewer reads it as a document.
+        return typeUrl === TypeUrl.FilterPolicy ? { ...json, policy_json: JSON.parse(String(json.policy_json)) as unknown } : json;
+      });
     }
     out.live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => ({ version: l.version, weight: l.weight, role: l.role, aliases: l.aliases }))]));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -1,7 +1,6 @@
-import { buildGatewayIR } from '../../ir/build.js';
+import { runPipeline } from '../../pipeline/index.js';
 import { formatIssues } from '../../policy/format.js';
 import { loadPolicyDir } from '../../policy/load.js';
-import { translateGateway } from '../../translate/index.js';
 import { Snapshot } from '../../xds/snapshot.js';
 import { UsageError, type Command } from '../command.js';
 import { registryOptions, loadRegistryOnce } from '../registry-options.js';
@@ -27,13 +26,13 @@ export const validateCommand: Command = {
     }
     const registry = await loadRegistryOnce(options);
     if (registry) {
-      const { ir, issues } = buildGatewayIR(load.policy, registry);
+      const { ir, issues, groups } = runPipeline({ policy: load.policy, registry });
       if (issues.length > 0) {
         process.stdout.write(`${formatIssues(issues, dir)}\n`);
         process.stderr.write(`${dir}: ${issues.length} problem${issues.length === 1 ? '' : 's'}; not valid\n`);
         return 1;
       }
-      Snapshot.from(translateGateway(ir, 'ads'));
+      for (const g of groups) Snapshot.from(g.resources);
       for (const a of ir.alerts) process.stderr.write(`warning: model ${a.model}: ${a.message}\n`);
     }
     const { models, consumers, files } = load.policy;
