@@ -13,6 +13,7 @@ import { SnapshotCache } from '../xds/cache.js';
 import { existsSync } from 'node:fs';
 import { grpcServerCredentials, type ServerTls } from '../tls/credentials.js';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
+import { RegistryFileWatcher } from '../registry/file-watch.js';
 import { configSourceModeOf } from '../resources/config-source.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
 import { GatewayController } from './controller.js';
@@ -34,8 +35,8 @@ export interface ControlPlaneOptions {
   readonly policyDir: string;
   /** Poll this MLflow server ... */
   readonly mlflow?: MlflowClientOptions;
-  /** ... or serve this fixed registry (from --registry FILE). */
-  readonly registry?: RegistrySnapshot;
+  /** ... or serve this registry file (--registry FILE), re-read when it changes. */
+  readonly registryFile?: string;
   readonly pollIntervalMs: number;
   /**
    * A file holding the last registry snapshot: written after each change, read at start so a control plane
@@ -82,8 +83,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   };
 
   let cached = false;
-  if (options.registry) {
-    onRegistry(options.registry);
+  let registryFile: RegistryFileWatcher | undefined;
+  if (options.registryFile) {
+    registryFile = new RegistryFileWatcher(options.registryFile);
+    registryFile.on('snapshot', onRegistry);
+    onRegistry(await registryFile.start());
   } else if (options.mlflow) {
     const cacheFile = options.registryCache;
     if (cacheFile && existsSync(cacheFile)) {
@@ -129,7 +133,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
   admin.readinessCheck('registry', () =>
-    options.registry || poller?.current || cached ? { ready: true } : { ready: false, reason: 'the registry has not been synced yet' },
+    registryFile?.current || poller?.current || cached ? { ready: true } : { ready: false, reason: 'the registry has not been synced yet' },
   );
   admin.readinessCheck('snapshot', () => (controller.published() ? { ready: true } : { ready: false, reason: 'no snapshot published yet' }));
   const adminPort = await admin.listen(options.admin.port, options.admin.host);
@@ -144,6 +148,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       log.info('stopping: ending xDS streams; Envoys keep their configuration');
       await watcher.stop();
       await poller?.stop();
+      registryFile?.stop();
       xds.endAll();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

@@ -58,6 +58,30 @@ export async function listPolicyFiles(dir: string): Promise<string[]> {
   return found.sort();
 }
 
+/**
+ * The directories a watcher must watch to see every edit of the policy: `dir` and, under it, each
+ * non-dot directory (followed through symlinks, each real directory once). ConfigMap `..data` swaps happen
+ * in `dir` itself, which is always watched.
+ */
+export async function policyDirectories(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const walk = async (abs: string): Promise<void> => {
+    const real = await realpath(abs);
+    if (seen.has(real)) return;
+    seen.add(real);
+    out.push(abs);
+    for (const entry of await readdir(abs, { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue;
+      const child = join(abs, entry.name);
+      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await stat(child).catch(() => undefined))?.isDirectory() === true);
+      if (isDir) await walk(child);
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
 /** Reads and validates the policy directory `dir`; never throws, every failure is an issue. */
 export async function loadPolicyDir(dir: string): Promise<PolicyLoad> {
   let files: string[];

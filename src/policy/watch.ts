@@ -9,14 +9,17 @@ import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import { displayFile } from './format.js';
 import type { PolicyIssue } from './issues.js';
-import { listPolicyFiles, loadPolicyDir } from './load.js';
+import { listPolicyFiles, loadPolicyDir, policyDirectories } from './load.js';
 import type { Policy } from './policy.js';
 
 /**
- * PolicyWatcher keeps the last good Policy of a directory. Edits are seen through fs.watch (recursive works
- * on Linux from Node 20) and, because watches miss things (a ConfigMap's symlink swap, a directory replaced
- * whole, an NFS mount), through a periodic rescan that compares a cheap stat fingerprint. Bursts of writes
- * are debounced into one reload. A rejected edit is logged issue by issue and changes nothing that serves.
+ * PolicyWatcher keeps the last good Policy of a directory. Edits are seen through one non-recursive fs.watch
+ * per directory of the tree: a directory watch reports in-place writes, files replaced by a rename (what
+ * `sed -i` and most editors do) and Kubernetes ConfigMap `..data` swaps alike, and it survives them, where
+ * Node 20's recursive watch stops reporting a file once it has been replaced by a rename. Any event re-arms
+ * the watches (a new subdirectory gets one). Because watches can still miss things (a directory replaced
+ * whole, an NFS mount), a periodic rescan compares a cheap stat fingerprint. Bursts of writes are debounced
+ * into one reload. A rejected edit is logged issue by issue and changes nothing that serves.
  */
 
 export type ReloadResult = 'applied' | 'rejected' | 'unchanged';
@@ -114,8 +117,10 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private serving: Policy | undefined;
   private issues: readonly PolicyIssue[] | undefined;
   private fingerprint: string | undefined;
-  private fsWatcher: FSWatcher | undefined;
+  private fsWatchers: FSWatcher[] = [];
   private watchedRealDir: string | undefined;
+  /** The real paths of the directories watched, to re-arm when the tree's shape changes. */
+  private watchedDirs = '';
   private rescanTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private burstStartedAt: number | undefined;
@@ -185,39 +190,69 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.stopped = true;
     clearTimeout(this.debounceTimer);
     clearInterval(this.rescanTimer);
-    this.fsWatcher?.close();
-    this.fsWatcher = undefined;
+    this.closeWatchers();
     await this.tail;
     const error = new FlowgateError('policy.watcher_stopped', `the policy watcher of ${this.dir} stopped before a good policy was loaded`);
     for (const w of this.readyWaiters.splice(0)) w.reject(error);
   }
 
+  private closeWatchers(): void {
+    for (const w of this.fsWatchers) w.close();
+    this.fsWatchers = [];
+    this.watchedDirs = '';
+  }
+
+  /** Watches every directory of the tree (non-recursively); does nothing when the tree's directories are unchanged. */
   private async arm(): Promise<void> {
     if (this.stopped || !this.fsEvents) return;
-    this.fsWatcher?.close();
-    this.fsWatcher = undefined;
+    let dirs: string[];
     try {
       this.watchedRealDir = await realpath(this.dir);
-      const w = watch(this.dir, { recursive: true, persistent: false }, () => this.changed());
-      w.on('error', (err) => {
-        // The directory was removed or replaced; rescans keep watching for it and re-arm when it is back.
-        this.log.warn({ dir: this.dir, err: errorMessage(err) }, 'policy directory watch failed; relying on rescans');
-        w.close();
-        if (this.fsWatcher === w) this.fsWatcher = undefined;
-        this.changed();
-      });
-      this.fsWatcher = w;
+      dirs = await policyDirectories(this.dir);
     } catch (err) {
+      this.closeWatchers();
       this.watchedRealDir = undefined;
       this.log.warn({ dir: this.dir, err: errorMessage(err) }, 'cannot watch the policy directory; relying on rescans');
+      return;
     }
+    const shape = dirs.join('\n');
+    if (shape === this.watchedDirs && this.fsWatchers.length > 0) return;
+    this.closeWatchers();
+    for (const d of dirs) {
+      try {
+        const w = watch(d, { persistent: false }, () => this.onEvent());
+        w.on('error', (err) => {
+          // The directory was removed or replaced; rescans keep watching for it and re-arm when it is back.
+          this.log.warn({ dir: d, err: errorMessage(err) }, 'policy directory watch failed; relying on rescans');
+          w.close();
+          this.fsWatchers = this.fsWatchers.filter((x) => x !== w);
+          this.watchedDirs = '';
+          this.changed();
+        });
+        this.fsWatchers.push(w);
+      } catch (err) {
+        this.log.warn({ dir: d, err: errorMessage(err) }, 'cannot watch a policy directory; relying on rescans');
+      }
+    }
+    this.watchedDirs = shape;
+  }
+
+  /** A watch fired: reload soon, and re-arm in case a directory was added or removed. */
+  private onEvent(): void {
+    this.changed();
+    void this.arm();
   }
 
   private async rescan(): Promise<void> {
     if (this.stopped) return;
     // A directory that is itself a symlink swapped to a new target keeps the old watch alive on the old target.
     const real = await realpath(this.dir).catch(() => undefined);
-    if (this.fsEvents && (!this.fsWatcher || real !== this.watchedRealDir)) await this.arm();
+    if (this.fsEvents && (this.fsWatchers.length === 0 || real !== this.watchedRealDir)) {
+      this.watchedDirs = '';
+      await this.arm();
+    } else if (this.fsEvents) {
+      await this.arm();
+    }
     this.changed();
   }
 

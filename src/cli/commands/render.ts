@@ -48,7 +48,7 @@ export const renderCommand: Command = {
     const out: Record<string, unknown> = { version: snapshot.version };
     for (const typeUrl of PUSH_ORDER) {
       out[SECTION[typeUrl]] = [...snapshot.resources(typeUrl).values()].map((r) => {
-        const json = toEnvoyJson(typeUrl, r.body) as Record<string, unknown>;
+        const json = toEnvoyJson(typeUrl, r.body);
         // The filter policy travels as JSON text; a reviewer reads it as a document.
         return typeUrl === TypeUrl.FilterPolicy ? { ...json, policy_json: JSON.parse(String(json.policy_json)) as unknown } : json;
       });

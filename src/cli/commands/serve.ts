@@ -1,5 +1,4 @@
 import { startControlPlane } from '../../control/plane.js';
-import { loadRegistryFile } from '../../registry/file.js';
 import { logger } from '../../observability/log.js';
 import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/credentials.js';
 import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
@@ -41,7 +40,7 @@ export const serveCommand: Command = {
     const plane = await startControlPlane({
       policyDir: String(options.policy),
       ...(mlflow && { mlflow }),
-      ...(registryFile && { registry: await loadRegistryFile(registryFile) }),
+      ...(registryFile && { registryFile }),
       pollIntervalMs,
       registryCache: typeof options['registry-cache'] === 'string' && options['registry-cache'] !== '' ? options['registry-cache'] : undefined,
       xds: hostPort(String(options['xds-listen']), '--xds-listen'),

@@ -1,0 +1,96 @@
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import type { Policy } from '../../src/policy/policy.js';
+import { PolicyWatcher } from '../../src/policy/watch.js';
+
+/**
+ * Every kind of edit reaches the watcher through its file-system events, several times in a row: in-place
+ * writes, files replaced by a rename (sed -i, editors), and Kubernetes ConfigMap `..data` swaps. The rescan
+ * is set to a minute, so an edit applied within the wait below was seen by an event, not by the rescan.
+ */
+
+const RESCAN_MS = 60_000;
+/** How long an edit may take to apply: the 500 ms bound of the watcher, with slack for a loaded machine. */
+const APPLY_WITHIN_MS = 3_000;
+
+const model = (weight: number): string => `kind: Model
+name: m
+upstream: { addressTemplate: "127.0.0.1:9000" }
+traffic:
+  stable: { version: "1" }
+  canary: { version: "2", weight: ${weight} }
+`;
+
+let watcher: PolicyWatcher | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  await watcher?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Starts a watcher on `policyDir` and returns a function waiting for the next policy with the given canary weight. */
+async function watch(policyDir: string): Promise<(weight: number) => Promise<number>> {
+  watcher = new PolicyWatcher(policyDir, { rescanMs: RESCAN_MS, debounceMs: 50 });
+  const applied: { weight: number; at: number }[] = [];
+  watcher.on('policy', (p: Policy) => applied.push({ weight: p.models.get('m')?.traffic.canary?.weight ?? -1, at: Date.now() }));
+  const first = await watcher.start();
+  expect(first.result).toBe('applied');
+  return async (weight) => {
+    const started = Date.now();
+    for (;;) {
+      const hit = applied.find((a) => a.weight === weight && a.at >= started - 5);
+      if (hit) return hit.at - started;
+      if (Date.now() - started > APPLY_WITHIN_MS) throw new Error(`the edit to weight ${weight} was not applied within ${APPLY_WITHIN_MS} ms (applied: ${JSON.stringify(applied.map((a) => a.weight))})`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+}
+
+describe('PolicyWatcher sees every edit through events', () => {
+  test('in-place writes, several in a row', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    writeFileSync(join(dir, 'm.yaml'), model(1));
+    const applied = await watch(dir);
+    for (const weight of [2, 3, 4]) {
+      writeFileSync(join(dir, 'm.yaml'), model(weight));
+      await applied(weight);
+    }
+  });
+
+  test('a file replaced by a rename, several times in a row, in a subdirectory too', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    mkdirSync(join(dir, 'team'));
+    writeFileSync(join(dir, 'team', 'm.yaml'), model(1));
+    const applied = await watch(dir);
+    for (const weight of [5, 6, 7, 8]) {
+      // What sed -i does: write a temporary file beside it, then rename it over the original.
+      writeFileSync(join(dir, 'team', '.m.yaml.tmp'), model(weight));
+      renameSync(join(dir, 'team', '.m.yaml.tmp'), join(dir, 'team', 'm.yaml'));
+      await applied(weight);
+    }
+  });
+
+  test('a Kubernetes ConfigMap ..data swap, several times in a row', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    const root = dir;
+    const version = (n: number, weight: number): void => {
+      mkdirSync(join(root, `..v${n}`));
+      writeFileSync(join(root, `..v${n}`, 'm.yaml'), model(weight));
+      symlinkSync(`..v${n}`, join(root, '..data_tmp'));
+      renameSync(join(root, '..data_tmp'), join(root, '..data'));
+    };
+    version(0, 1);
+    symlinkSync('..data/m.yaml', join(root, 'm.yaml'));
+    const applied = await watch(root);
+    for (const [n, weight] of [
+      [1, 11],
+      [2, 12],
+      [3, 13],
+    ] as const) {
+      version(n, weight);
+      await applied(weight);
+    }
+  });
+});
