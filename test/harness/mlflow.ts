@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { repoRoot, venvBin } from './venv.js';
 /**
  * A real MLflow tracking server (the mlflow wheel in .venv) on a loopback port with its own SQLite store,
  * that a test can stop, freeze and bring back on the same port with the same data; and `mlflow models
- * serve` for the demo model. Each command runs in its own process group, because both `mlflow server` and
+ * serve` for the demo models (the pyfunc one and the LLM ChatModel). Each command runs in its own process group, because both `mlflow server` and
  * `mlflow models serve` do their work in a uvicorn child that a signal to the parent alone can orphan.
  */
 
@@ -33,7 +33,16 @@ export interface MlflowServer {
   suspend(): void;
   resume(): void;
   /** Logs the demo model (examples/demo-model) as a new version of `name`. */
-  logDemoModel(name: string, label: string, options?: { tags?: Record<string, string>; aliases?: string[] }): Promise<LoggedModel>;
+  logDemoModel(name: string, label: string, options?: LogModelOptions): Promise<LoggedModel>;
+  /** Logs the LLM demo model (examples/llm-model, an MLflow ChatModel) as a new version of `name`. */
+  logLlmModel(name: string, label: string, options?: LogModelOptions): Promise<LoggedModel>;
+}
+
+export interface LogModelOptions {
+  /** Model version tags. */
+  tags?: Record<string, string>;
+  /** Aliases pointed at the new version. */
+  aliases?: string[];
 }
 
 export interface LoggedModel {
@@ -164,17 +173,23 @@ export async function startMlflow(options: { name?: string } = {}): Promise<Mlfl
     suspend: () => signalGroup(proc, 'SIGSTOP'),
     resume: () => signalGroup(proc, 'SIGCONT'),
     logDemoModel: (model, label, logOptions = {}) => logDemoModel(uri, model, label, logOptions),
+    logLlmModel: (model, label, logOptions = {}) => logLlmModel(uri, model, label, logOptions),
   };
 }
 
 /** Runs examples/demo-model/log_model.py against `uri`; resolves with the version it registered. */
-export async function logDemoModel(
-  uri: string,
-  name: string,
-  label: string,
-  options: { tags?: Record<string, string>; aliases?: string[] } = {},
-): Promise<LoggedModel> {
-  const args = [join(repoRoot, 'examples', 'demo-model', 'log_model.py'), '--tracking-uri', uri, '--model-name', name, '--label', label];
+export function logDemoModel(uri: string, name: string, label: string, options: LogModelOptions = {}): Promise<LoggedModel> {
+  return runLogModel('demo-model', uri, name, label, options);
+}
+
+/** Runs examples/llm-model/log_model.py (the echo ChatModel) against `uri`; resolves with the version it registered. */
+export function logLlmModel(uri: string, name: string, label: string, options: LogModelOptions = {}): Promise<LoggedModel> {
+  return runLogModel('llm-model', uri, name, label, options);
+}
+
+/** Both examples' log_model.py share one command line and print the registered version as their last line. */
+async function runLogModel(example: string, uri: string, name: string, label: string, options: LogModelOptions): Promise<LoggedModel> {
+  const args = [join(repoRoot, 'examples', example, 'log_model.py'), '--tracking-uri', uri, '--model-name', name, '--label', label];
   for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
   for (const alias of options.aliases ?? []) args.push('--alias', alias);
   // Its working directory is a scratch one: MLflow may leave files (mlruns/, mlartifacts/) where it runs.
@@ -185,8 +200,27 @@ export async function logDemoModel(
     return JSON.parse(lines[lines.length - 1] ?? '') as LoggedModel;
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`log_model.py ${name} ${label} failed: ${err instanceof Error ? err.message : String(err)}\n${stderr.slice(-3000)}`);
+    throw new Error(`examples/${example}/log_model.py ${name} ${label} failed: ${err instanceof Error ? err.message : String(err)}\n${stderr.slice(-3000)}`);
   }
+}
+
+/**
+ * Loads `modelUri` in a Python process (test/fixtures/mlflow_chat_predict.py) and runs predict, or
+ * predict_stream when `stream` is set; resolves with the answer (the chunk list when streaming).
+ */
+export async function predictChatInProcess(uri: string, modelUri: string, request: unknown, options: { stream?: boolean } = {}): Promise<unknown> {
+  const script = join(repoRoot, 'test', 'fixtures', 'mlflow_chat_predict.py');
+  const cwd = mkdtempSync(join(tmpdir(), 'flowgate-predict-'));
+  const child = spawn(venvBin('python'), [script], { env: mlflowEnv({ MLFLOW_TRACKING_URI: uri }), cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+  child.stdin.end(JSON.stringify({ model_uri: modelUri, request, stream: options.stream === true }));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const last = stdout.trim().split('\n').pop() ?? '';
+  if (code !== 0) throw new Error(`mlflow_chat_predict.py ${modelUri} exited with ${code}\n${stderr.slice(-3000)}`);
+  return JSON.parse(last) as unknown;
 }
 
 /** Serves models:/name/version with `mlflow models serve` (local env, nothing installed); resolves when /ping answers. */
