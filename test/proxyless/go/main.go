@@ -158,7 +158,7 @@ func (r *roundResult) record(md serverMetadata, err error) {
 }
 
 func callRound(conn *grpc.ClientConn, o options) *roundResult {
-	r := &roundResult{counts: map[string]int{}, versions: map[string]int{}, errors: map[string]int{}}
+	r := &roundResult{counts: map[string]int{}, versions: map[string]int{}, errors: map[string]int{}, samples: []string{}}
 	next := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < o.concurrency; w++ {
