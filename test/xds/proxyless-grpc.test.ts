@@ -3,11 +3,9 @@ import * as grpcXds from '@grpc/grpc-js-xds';
 import * as protoLoader from '@grpc/proto-loader';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { typed } from '../../src/proto/codec.js';
-import { configSource } from '../../src/resources/config-source.js';
-import { TypeUrl } from '../../src/resources/types.js';
-import { Snapshot, type ResourceInput } from '../../src/xds/snapshot.js';
+import { Snapshot } from '../../src/xds/snapshot.js';
 import { waitFor } from '../harness/process.js';
+import { proxylessResources } from '../harness/proxyless-resources.js';
 import { repoRoot } from '../harness/venv.js';
 import { startXdsServer, type TestXdsServer } from '../harness/xds-server.js';
 
@@ -18,8 +16,6 @@ import { startXdsServer, type TestXdsServer } from '../harness/xds-server.js';
  */
 
 const TARGET = 'greeter.flowgate.test';
-const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
 interface GreetReply {
   backend: string;
@@ -45,65 +41,6 @@ async function startBackend(name: string): Promise<{ port: number; server: grpc.
   return { port, server };
 }
 
-function grpcResources(split: Record<string, number>, ports: Record<string, number>): ResourceInput[] {
-  const ads = configSource('ads');
-  const out: ResourceInput[] = [
-    {
-      typeUrl: TypeUrl.Listener,
-      name: TARGET,
-      message: {
-        name: TARGET,
-        api_listener: {
-          api_listener: typed(HCM, {
-            stat_prefix: 'greeter',
-            rds: { route_config_name: 'greeter-routes', config_source: ads },
-            http_filters: [{ name: 'router', typed_config: typed(ROUTER, {}) }],
-          }),
-        },
-      },
-    },
-    {
-      typeUrl: TypeUrl.RouteConfiguration,
-      name: 'greeter-routes',
-      message: {
-        name: 'greeter-routes',
-        virtual_hosts: [
-          {
-            name: 'greeter',
-            domains: [TARGET],
-            routes: [
-              {
-                match: { prefix: '' },
-                route: { weighted_clusters: { clusters: Object.entries(split).map(([name, weight]) => ({ name, weight: { value: weight } })) } },
-              },
-            ],
-          },
-        ],
-      },
-    },
-  ];
-  for (const [name, port] of Object.entries(ports)) {
-    out.push(
-      { typeUrl: TypeUrl.Cluster, name, message: { name, type: 'EDS', eds_cluster_config: { eds_config: ads }, lb_policy: 'ROUND_ROBIN' } },
-      {
-        typeUrl: TypeUrl.ClusterLoadAssignment,
-        name,
-        message: {
-          cluster_name: name,
-          endpoints: [
-            {
-              locality: { region: 'local', zone: 'a' },
-              load_balancing_weight: { value: 1 },
-              lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }],
-            },
-          ],
-        },
-      },
-    );
-  }
-  return out;
-}
-
 describe('proxyless gRPC client (@grpc/grpc-js-xds) served by Flowgate', () => {
   let cp: TestXdsServer;
   let backends: Record<string, { port: number; server: grpc.Server }>;
@@ -127,7 +64,7 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds) served by Flowgate', () => {
     backends = { 'greeter-a': await startBackend('greeter-a'), 'greeter-b': await startBackend('greeter-b') };
     cp = await startXdsServer();
     const ports = Object.fromEntries(Object.entries(backends).map(([k, v]) => [k, v.port]));
-    cp.cache.setSnapshot('proxyless', Snapshot.from(grpcResources({ 'greeter-a': 80, 'greeter-b': 20 }, ports)));
+    cp.cache.setSnapshot('proxyless', Snapshot.from(proxylessResources({ target: TARGET, split: { 'greeter-a': 80, 'greeter-b': 20 }, ports })));
     process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${cp.port}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
       node: { id: 'proxyless-client-1', cluster: 'proxyless', locality: {} },
@@ -155,7 +92,7 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds) served by Flowgate', () => {
 
   test('follows a snapshot change: the split moves entirely to the second cluster', async () => {
     const ports = Object.fromEntries(Object.entries(backends).map(([k, v]) => [k, v.port]));
-    cp.cache.setSnapshot('proxyless', Snapshot.from(grpcResources({ 'greeter-a': 0, 'greeter-b': 100 }, ports)));
+    cp.cache.setSnapshot('proxyless', Snapshot.from(proxylessResources({ target: TARGET, split: { 'greeter-a': 0, 'greeter-b': 100 }, ports })));
     await waitFor('calls to move to greeter-b', async () => {
       const counts = await tally(20);
       return counts['greeter-b'] === 20 ? true : undefined;
