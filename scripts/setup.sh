@@ -22,13 +22,22 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# Two setups at once (two test runs, a quickstart and a test) would delete each other's half-built venv or
+# node_modules: one at a time, per cache directory.
+cache=${FLOWGATE_CACHE_DIR:-$HOME/.cache/flowgate}
+mkdir -p "$cache"
+exec 9>"$cache/setup.lock"
+if ! flock -n 9; then
+  log "another setup is running; waiting for it"
+  flock 9
+fi
+
 if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.flowgate-lock; then
   log "installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.flowgate-lock
 fi
 
-cache=${FLOWGATE_CACHE_DIR:-$HOME/.cache/flowgate}
 hash=$(sha256sum requirements.txt | cut -c1-16)
 venv="$cache/venv-$hash"
 if [ ! -f "$venv/.complete" ]; then
