@@ -316,7 +316,7 @@ export function detectAll(text: string, patterns: readonly BuiltinPattern[], con
   const found: Span[][] = [];
   for (const p of patterns) {
     const spans = FOLDED_DETECTORS[p](folded.text, context);
-    if (folded.text !== text) for (let i = 0; i < spans.length; i++) spans[i] = folded.original(spans[i] as Span);
+    if (folded.changed) for (let i = 0; i < spans.length; i++) spans[i] = folded.original(spans[i] as Span);
     found.push(spans);
   }
   return found;

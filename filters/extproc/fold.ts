@@ -67,15 +67,17 @@ const TABLE = (() => {
 export interface FoldedText {
   /** The folded string the detectors scan. */
   readonly text: string;
+  /** False when nothing folded: `text` is the original and spans need no mapping. */
+  readonly changed: boolean;
   /** The span of the original string that the folded span came from. */
   original(span: Span): Span;
 }
 
-const IDENTITY = (span: Span): Span => span;
+const unchanged = (span: Span): Span => span;
 
 /** The folded form of `text` (see the header), with the way back to original offsets. */
 export function foldForDetection(text: string): FoldedText {
-  if (!FOLDABLE.test(text)) return { text, original: IDENTITY };
+  if (!FOLDABLE.test(text)) return { text, changed: false, original: unchanged };
   const codes = new Uint16Array(text.length);
   // origin[i] is the original offset of folded unit i; one extra slot for the end.
   const origin = new Int32Array(text.length + 1);
@@ -93,6 +95,7 @@ export function foldForDetection(text: string): FoldedText {
   for (let i = 0; i < n; i += 8192) folded += String.fromCharCode(...codes.subarray(i, Math.min(n, i + 8192)));
   return {
     text: folded,
+    changed: true,
     original: (span) => ({ start: origin[span.start] as number, end: span.end > span.start ? (origin[span.end - 1] as number) + 1 : (origin[span.start] as number) }),
   };
 }
