@@ -28,7 +28,8 @@ export type Leaf = { readonly kind: 'string'; readonly value: string } | { reado
 
 /**
  * What the walk asks of its caller. `steps` is where a value sits, with keys as the output shows them
- * (masked); `field` is the nearest member name above the value as sent (its key, or its array's key).
+ * (masked, before any `#n` suffix); `field` is the nearest member name above the value as sent (its key,
+ * or its array's key).
  */
 export interface WalkHooks {
   /** The masked JSON text of one scalar selected by a field rule. */
