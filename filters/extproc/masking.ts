@@ -3,7 +3,7 @@ import { CustomPattern } from './custom-pattern.js';
 import { BUILTIN_PATTERNS, detectAll, fieldNamesSsn, type BuiltinPattern, type DetectionContext } from './detectors.js';
 import { formatPath, parseJsonPath, type Step } from './json-path.js';
 import { integerDigits } from './json-number.js';
-import { NestingTooDeep, rewriteJson, type FieldRule, type Leaf, type ValueMode } from './json-walk.js';
+import { NestingTooDeep, rewriteJson, type FieldRule, type Leaf, type ValueMode, type WalkHooks } from './json-walk.js';
 import { FIELD_MARKER, MaskTokens, cardDigits, keepLast4, patternMarker } from './mask-modes.js';
 
 /**
@@ -145,24 +145,10 @@ class PolicyMasker implements Masker {
       const at = err instanceof Error ? /position (\d+)/.exec(err.message)?.[1] : undefined;
       return invalidJson(`the body is not valid JSON${at === undefined ? '' : ` (at character ${at})`}`);
     }
-    const findings = new FindingSet();
-    const active = this.activePatterns(parsed);
-    const plainKeys = new Set<string>();
+    const doc = new DocumentMasking(this, this.activePatterns(parsed));
     try {
-      const out = rewriteJson(text, this.fields, {
-        maskLeaf: (leaf, mode) => JSON.stringify(this.maskValue(leaf, mode)),
-        scanString: (value, steps, field) => this.scan(value, steps, active, findings, field),
-        scanKey: (key, steps) => {
-          // Keys repeat (every message has "role" and "content"), and a key scans the same wherever it is.
-          if (plainKeys.has(key)) return undefined;
-          const masked = this.scan(key, steps, active, findings);
-          if (masked === undefined) plainKeys.add(key);
-          return masked;
-        },
-        scanNumber: (literal, steps, field) => this.scanNumber(literal, steps, findings, field),
-        selected: (steps) => findings.add('field', steps),
-      });
-      return { ok: true, body: out, changed: out !== text, findings: findings.list };
+      const out = rewriteJson(text, this.fields, doc);
+      return { ok: true, body: out, changed: out !== text, findings: doc.findings.list };
     } catch (err) {
       if (err instanceof NestingTooDeep) return invalidJson(err.message);
       throw err;
@@ -185,8 +171,9 @@ class PolicyMasker implements Masker {
   }
 
   /** The masked JSON text for a number literal that is a card or SSN, or undefined to keep it. */
-  private scanNumber(literal: string, steps: readonly Step[], findings: FindingSet, field: string | undefined): string | undefined {
-    if (this.numberRules.rules.length === 0) return undefined;
+  scanNumber(literal: string, steps: readonly Step[], findings: FindingSet, field: string | undefined): string | undefined {
+    // Short plain literals (counts, prices, 0.2) cannot hold seven digits: skip them without parsing.
+    if (this.numberRules.rules.length === 0 || (literal.length < 7 && !/[eE]/.test(literal))) return undefined;
     const digits = integerDigits(literal);
     // Nothing the number detectors find has fewer than seven digits (an SSN of area 001–009 as a number).
     if (digits === undefined || digits.length < 7) return undefined;
@@ -197,7 +184,7 @@ class PolicyMasker implements Masker {
   }
 
   /** The string with every pattern match masked, or undefined when nothing matched. */
-  private scan(value: string, steps: readonly Step[], set: RuleSet, findings: FindingSet, field?: string): string | undefined {
+  scan(value: string, steps: readonly Step[], set: RuleSet, findings: FindingSet, field?: string): string | undefined {
     if (value.length === 0) return undefined;
     const patterns = set.rules;
     const hits: Hit[] = [];
@@ -244,7 +231,7 @@ class PolicyMasker implements Masker {
   }
 
   /** A field-selected scalar as a string: numbers and booleans become strings once masked. */
-  private maskValue(leaf: Leaf, mode: ValueMode): string {
+  maskValue(leaf: Leaf, mode: ValueMode): string {
     const value = leaf.kind === 'string' ? leaf.value : leaf.text;
     switch (mode) {
       case 'replace':
@@ -254,6 +241,41 @@ class PolicyMasker implements Masker {
       case 'hash':
         return this.tokens.hash(value);
     }
+  }
+}
+
+/** One maskJson call's side of the walk: the rules active for this document and what they found. */
+class DocumentMasking implements WalkHooks {
+  readonly findings = new FindingSet();
+  /** Keys seen to hold nothing: keys repeat ("role", "content" in every message) and scan the same anywhere. */
+  private readonly plainKeys = new Set<string>();
+
+  constructor(
+    private readonly masker: PolicyMasker,
+    private readonly active: RuleSet,
+  ) {}
+
+  maskLeaf(leaf: Leaf, mode: ValueMode): string {
+    return JSON.stringify(this.masker.maskValue(leaf, mode));
+  }
+
+  scanString(value: string, steps: readonly Step[], field: string | undefined): string | undefined {
+    return this.masker.scan(value, steps, this.active, this.findings, field);
+  }
+
+  scanKey(key: string, steps: readonly Step[]): string | undefined {
+    if (this.plainKeys.has(key)) return undefined;
+    const masked = this.masker.scan(key, steps, this.active, this.findings);
+    if (masked === undefined) this.plainKeys.add(key);
+    return masked;
+  }
+
+  scanNumber(literal: string, steps: readonly Step[], field: string | undefined): string | undefined {
+    return this.masker.scanNumber(literal, steps, this.findings, field);
+  }
+
+  selected(steps: readonly Step[]): void {
+    this.findings.add('field', steps);
   }
 }
 
