@@ -119,6 +119,17 @@ class Run {
     this.groups = 0;
   }
 
+  /** Gives back the memory a huge run took (a hostile body can make it megabytes), keeping small arrays. */
+  shrink(): void {
+    if (this.digits.length > 4096) this.digits = new Uint8Array(64);
+    if (this.starts.length > 1024) {
+      this.starts = new Int32Array(16);
+      this.ends = new Int32Array(16);
+      this.firstDigit = new Int32Array(16);
+      this.gapBefore = new Uint8Array(16);
+    }
+  }
+
   push(d: number): void {
     if (this.count === this.digits.length) this.digits = grow(this.digits, new Uint8Array(this.count * 2));
     this.digits[this.count++] = d;
@@ -228,5 +239,6 @@ export function findCards(text: string): Span[] {
       }
     }
   }
+  run.shrink();
   return spans;
 }
