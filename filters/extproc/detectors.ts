@@ -1,26 +1,65 @@
+import { findCards } from './cards.js';
+import { foldForDetection } from './fold.js';
+
 /**
- * The built-in sensitive-data detectors. Each one finds spans in a decoded string in time linear in its
- * length: the scanners below look at each character a bounded number of times, and the one regex (SSN) has
- * only bounded quantifiers, so a hostile body cannot make them backtrack.
+ * The built-in sensitive-data detectors, for masking (masking.ts) and any other rule that looks for personal
+ * data in text. Each one finds spans in time linear in the text's length: the scanners look at each
+ * character a bounded number of times and the regexes have only bounded quantifiers, so a hostile body
+ * cannot make them backtrack.
+ *
+ * They all read the folded text (fold.ts): full-width forms, Unicode spaces and dashes count as their ASCII
+ * forms, invisible characters (zero-width spaces and joiners, BOM, soft hyphen, direction marks) are
+ * skipped. So `４１１１ １１１１…`, `4111\u00a01111…` and `jane\u200b@example.com` are found like their plain
+ * forms; spans are offsets into the original text and cover the skipped characters inside a match.
  *
  * What each detector matches, on purpose narrowly (a false positive mangles a prompt; a false negative is
  * what custom patterns are for):
  *
  * - email: `local@domain.tld` — local part of up to 64 of `A-Z a-z 0-9 . _ % + -`, a domain of at least two
  *   dot-separated labels (letters, digits, inner `-`) ending in an alphabetic TLD of two or more letters.
- * - card: 13–19 digits, optionally grouped by single spaces or dashes (`4111 1111 1111 1111`,
- *   `3782-822463-10005`), passing the Luhn check and not all zeros. A run of more than 19 digits is searched
- *   for a 13–19 digit stretch of whole groups that passes Luhn; one that is glued to letters is skipped.
+ * - card: a payment card number, by five rules (implemented in cards.ts):
+ *   1. Digits come in groups. Two groups are joined by a gap of one or two separators of one kind: spaces
+ *      (space, tab, line breaks and the Unicode spaces folded to them) or punctuation (`-` `.` `/` `_` and
+ *      their full-width and dash forms). A run is a maximal chain of joined groups; anything else between
+ *      digits (a letter, `,` `:` `+`, three separators, a space next to a dash) ends it.
+ *   2. A candidate is the whole run or a window of whole groups in it, and its separators are all of one
+ *      kind: `4111-1111.1111/1111` and `4111 1111\n1111\u00a01111` are cards, `4111 1111-1111 1111` is not.
+ *      Spaces mixed with punctuation between digits is how lists of short numbers look (IP addresses,
+ *      coordinates `39.90420 116.40740`, prices `42.50 13.99`, dates and times, versions), and joining those
+ *      into one number is where false positives come from.
+ *   3. A window inside a longer run begins and ends at a space gap, never at punctuation, which binds:
+ *      `4111111111111111.5` is a decimal and `12-4111-1111-1111-1111` one dashed id. Unless the window is a
+ *      single group, its groups have at least four digits and the last at least three, as printed cards do
+ *      (4-4-4-4, 4-6-5, 4-4-4-4-3): `ref 12 4111 1111 1111 1111 2024` or a card followed by its expiry and
+ *      CVV are found, and `415 555 2671 415 555 2672` is not read as a 13-digit Visa. A run that is the
+ *      candidate itself may be grouped any way (`4 1 1 1 …`, separators at random).
+ *   4. It has 13 to 19 digits, its first six are in a range a card network issues and its length is one
+ *      that network issues (table in cards.ts: Visa 4 with 13/16/19 digits, Mastercard 51–55 and 2221–2720
+ *      with 16, Amex 34/37 with 15, Discover, UnionPay, JCB, Diners, Maestro, Mir, RuPay, Troy, Verve,
+ *      …), and it passes the Luhn check. The issuer rule is what keeps ids that pass Luhn by chance (one in
+ *      ten) unmasked: no network starts with 1 or 7, few with 2, 8 or 9, so Unix times in ms/µs/ns,
+ *      snowflake ids, most tracking numbers and ISBNs (978/979) are not cards. Left out on purpose: UATP
+ *      (prefix 1, 15 digits: it would take every such id) and numbers without a check digit.
+ *   5. The run is not glued to a word: no letter, digit or `_` of any script right before or after it
+ *      (`id4111…`, `x_4111…`, `4111…ab`).
+ *   From each group the longest candidate wins, leftmost first. The cost left: a number of card shape that
+ *   is not a card (16 digits from 4 or 51–55, in fours, passing Luhn: one such number in ten) is masked.
  * - phone: international numbers written with a leading `+` (E.164-ish: `+` then 8–15 digits, which may be
  *   separated by single spaces, dashes, dots or parentheses), and North American numbers in the common
  *   written forms `(415) 555-2671`, `415-555-2671`, `415.555.2671`, `415 555 2671`, optionally after `1-`
  *   or `1 `, with area code and exchange starting 2–9. Neither kind is matched as the tail of a longer
- *   number (`12-415-555-2671`, a `+` number with more than 15 digits). A bare run of ten digits is NOT a phone number here:
- *   order ids and timestamps look the same.
- * - ssn: the one national identifier built in, the US Social Security Number, written `ddd-dd-dddd`.
- *   Numbers the SSA never issues are skipped: area 000, 666 and 900–999, group 00, serial 0000. Undashed
- *   nine-digit SSNs are not matched (indistinguishable from other numbers); other countries' identifiers
- *   (UK NINO, Canadian SIN, …) are left to custom RE2 patterns.
+ *   number (`12-415-555-2671`, a `+` number with more than 15 digits). A bare run of ten digits is NOT a
+ *   phone number here: order ids and timestamps look the same.
+ * - ssn: the US Social Security Number, the one national identifier built in (UK NINO, Canadian SIN, … are
+ *   left to custom RE2 patterns). Numbers the SSA never issues are skipped: area 000, 666 and 900–999,
+ *   group 00, serial 0000. Written `ddd-dd-dddd` or `ddd dd dddd`, it is always a match (but not as part of
+ *   a longer grouped number). Written as nine bare digits, only with a word saying so: `SSN`, `SSNs`,
+ *   `SS#`, `social security` or `soc sec` (any case) within 40 characters before or after it, or a JSON
+ *   member name that says so (`ssn`, `customerSSN`, `social_security_number`; see DetectionContext). Why
+ *   not always: a bare nine-digit number is as often an order id, a ZIP+4, a bank routing number, an EIN
+ *   or an amount in cents, and the SSA's exclusions leave 89% of all nine-digit numbers looking issued, so
+ *   "always" would mask nine in ten of those (test/filters/extproc/fixtures/pii-negatives.json lists such
+ *   numbers and keeps them). The price: a bare SSN in prose without the word is missed.
  */
 
 export const BUILTIN_PATTERNS = ['email', 'card', 'phone', 'ssn'] as const;
@@ -57,7 +96,7 @@ function validDomain(domain: string): boolean {
   return /^[A-Za-z]{2,63}$/.test(labels[labels.length - 1] as string);
 }
 
-/** Email addresses: anchored on each '@', expanded left over local-part characters and right over the domain. */
+/** Email addresses in folded text: anchored on each '@', expanded left over local-part characters and right over the domain. */
 export function findEmails(text: string): Span[] {
   const spans: Span[] = [];
   let from = 0;
@@ -79,85 +118,6 @@ export function findEmails(text: string): Span[] {
     } else {
       from = at + 1;
     }
-  }
-  return spans;
-}
-
-// ---- card -----------------------------------------------------------------------------------------------------
-
-/** The Luhn (mod 10) check over the digits of text[start, end), skipping separators. */
-export function luhnValid(text: string, start: number, end: number): boolean {
-  let sum = 0;
-  let double = false;
-  let nonZero = false;
-  for (let i = end - 1; i >= start; i--) {
-    const c = text.charCodeAt(i);
-    if (!isDigit(c)) continue;
-    let d = c - 0x30;
-    if (d !== 0) nonZero = true;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return nonZero && sum % 10 === 0;
-}
-
-/** True when the character at `i` glues a number to a word or a decimal (`x4111…`, `1.4111…`). */
-function gluedAt(text: string, i: number, towards: -1 | 1): boolean {
-  if (i < 0 || i >= text.length) return false;
-  const c = text.charCodeAt(i);
-  if (isWordChar(c)) return true;
-  return c === DOT && isDigit(text.charCodeAt(i + towards));
-}
-
-/** Payment card numbers: 13–19 digits in groups separated by single spaces or dashes, Luhn-valid. */
-export function findCards(text: string): Span[] {
-  const spans: Span[] = [];
-  const n = text.length;
-  let i = 0;
-  while (i < n) {
-    if (!isDigit(text.charCodeAt(i))) {
-      i++;
-      continue;
-    }
-    // One run: maximal digit groups joined by single separators.
-    const starts: number[] = [];
-    const ends: number[] = [];
-    let j = i;
-    for (;;) {
-      const groupStart = j;
-      while (j < n && isDigit(text.charCodeAt(j))) j++;
-      starts.push(groupStart);
-      ends.push(j);
-      const sep = text.charCodeAt(j);
-      if (j + 1 < n && (sep === SPACE || sep === DASH) && isDigit(text.charCodeAt(j + 1))) j++;
-      else break;
-    }
-    const last = starts.length - 1;
-    const leftGlued = gluedAt(text, i - 1, -1);
-    const rightGlued = gluedAt(text, j, 1);
-    // At most 19 digits per candidate, so each group starts O(19) candidates: linear overall.
-    for (let g = 0; g <= last; ) {
-      let best = -1;
-      if (!(g === 0 && leftGlued)) {
-        let digits = 0;
-        for (let h = g; h <= last; h++) {
-          digits += (ends[h] as number) - (starts[h] as number);
-          if (digits > 19) break;
-          if (digits >= 13 && !(h === last && rightGlued) && luhnValid(text, starts[g] as number, ends[h] as number)) best = h;
-        }
-      }
-      if (best >= 0) {
-        spans.push({ start: starts[g] as number, end: ends[best] as number });
-        g = best + 1;
-      } else {
-        g++;
-      }
-    }
-    i = j;
   }
   return spans;
 }
@@ -232,7 +192,7 @@ function matchNorthAmerican(text: string, i: number): number {
   return digitsAt(text, j + 1, 4, false);
 }
 
-/** Phone numbers in the international and North American forms listed in the header. */
+/** Phone numbers in folded text, in the international and North American forms listed in the header. */
 export function findPhones(text: string): Span[] {
   const spans: Span[] = [];
   for (let i = 0; i < text.length; ) {
@@ -252,21 +212,120 @@ export function findPhones(text: string): Span[] {
 
 // ---- ssn ------------------------------------------------------------------------------------------------------
 
-// Bounded quantifiers only: each attempt reads at most 11 characters.
-const SSN = /(?<![A-Za-z0-9_-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![A-Za-z0-9_-])/g;
-
-/** US Social Security Numbers written ddd-dd-dddd, skipping never-issued numbers. */
-export function findSsns(text: string): Span[] {
-  if (!text.includes('-')) return [];
-  const spans: Span[] = [];
-  for (const m of text.matchAll(SSN)) spans.push({ start: m.index, end: m.index + m[0].length });
-  return spans;
+/** Whether nine digits form a number the SSA issues (area, group and serial all possible). */
+function issuedSsn(digits: string): boolean {
+  const area = digits.slice(0, 3);
+  return area !== '000' && area !== '666' && area[0] !== '9' && digits.slice(3, 5) !== '00' && digits.slice(5) !== '0000';
 }
 
-/** Each built-in detector by its policy name. */
-export const DETECTORS: Readonly<Record<BuiltinPattern, (text: string) => Span[]>> = {
+// Bounded quantifiers only, run once per text that has a bare candidate.
+const SSN_WORDS = /(?<![A-Za-z0-9])(?:ssns?|ss#|social[ _-]?security|soc\.? ?sec)(?![A-Za-z])/gi;
+const SSN_FIELD = /(?<![a-z])(?:ssns?|social ?security|soc ?sec)(?![a-z])/;
+/** How far from a bare nine-digit number (in characters) the word saying it is an SSN may be. */
+const SSN_CONTEXT_REACH = 40;
+
+/** Whether a JSON member name says its value is an SSN: `ssn`, `customerSSN`, `social_security_number`. */
+export function fieldNamesSsn(field: string): boolean {
+  const words = field
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, ' ');
+  return SSN_FIELD.test(words);
+}
+
+const isDigitAt = (text: string, i: number): boolean => isDigit(text.charCodeAt(i));
+/** A separator of a number's own parts (`1.5`, `2024-01`, `1/2`, `1,000`) followed or preceded by a digit. */
+const isNumberJoint = (c: number): boolean => c === DOT || c === DASH || c === 0x2f || c === 0x2c;
+
+// Nine digits written ddd-dd-dddd, ddd dd dddd or bare, not inside a longer run of digits; bounded, so each
+// attempt reads at most 13 characters.
+const SSN_CANDIDATE = /(?<![0-9])(?:[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}|[0-9]{9})(?![0-9])/g;
+
+/** Whether the SSN candidate text[start, end) is glued to what surrounds it (see the header). */
+function gluedSsn(text: string, start: number, end: number, sep: string | undefined): boolean {
+  const before = text.charCodeAt(start - 1);
+  const after = text.charCodeAt(end);
+  if (isWordChar(before) || isWordChar(after)) return true;
+  if (sep === '-') return before === DASH || after === DASH || (before === DOT && isDigitAt(text, start - 2)) || (after === DOT && isDigitAt(text, end + 1));
+  // Spaced or bare, it must not be part of a longer number: `1.5`, `2024-01`, or groups of a spaced one.
+  const joint = (c: number): boolean => isNumberJoint(c) || (sep === ' ' && c === SPACE);
+  return (joint(before) && isDigitAt(text, start - 2)) || (joint(after) && isDigitAt(text, end + 1));
+}
+
+/** Offsets of the words saying "SSN" in `text`, as [start, end) pairs in order. */
+function ssnWords(text: string): Span[] {
+  return Array.from(text.matchAll(SSN_WORDS), (m) => ({ start: m.index, end: m.index + m[0].length }));
+}
+
+/** US Social Security Numbers in folded text, written or bare, by the rules in the header. */
+export function findSsns(text: string, context?: DetectionContext): Span[] {
+  const spans: Span[] = [];
+  const bare: Span[] = [];
+  // exec() on the one global regex: matchAll() would copy the regex on every call.
+  SSN_CANDIDATE.lastIndex = 0;
+  for (let m = SSN_CANDIDATE.exec(text); m !== null; m = SSN_CANDIDATE.exec(text)) {
+    const start = m.index;
+    const end = start + m[0].length;
+    const sep = m[1];
+    const digits = sep === undefined ? m[0] : m[0].replaceAll(sep, '');
+    if (!issuedSsn(digits) || gluedSsn(text, start, end, sep)) continue;
+    (sep === undefined ? bare : spans).push({ start, end });
+  }
+  if (bare.length === 0) return spans;
+  if (context?.field !== undefined && fieldNamesSsn(context.field)) return mergeSorted(spans, bare);
+  const words = ssnWords(text);
+  if (words.length === 0) return spans;
+  // Both lists are in text order: one pointer walk finds each number's nearest word.
+  const named: Span[] = [];
+  let w = 0;
+  for (const number of bare) {
+    while (w < words.length && (words[w] as Span).end + SSN_CONTEXT_REACH < number.start) w++;
+    const word = words[w];
+    if (word !== undefined && (word.end <= number.start || word.start - number.end <= SSN_CONTEXT_REACH)) named.push(number);
+  }
+  return mergeSorted(spans, named);
+}
+
+function mergeSorted(a: Span[], b: Span[]): Span[] {
+  if (b.length === 0) return a;
+  return [...a, ...b].sort((x, y) => x.start - y.start);
+}
+
+// ---- all of them ----------------------------------------------------------------------------------------------
+
+/** Where a text sits, for detectors that need more than the text (a bare SSN under a member `ssn`). */
+export interface DetectionContext {
+  /** The JSON member name nearest above the text: its own key, or the key of the array holding it. */
+  readonly field?: string;
+}
+
+/** One detector over folded text (see fold.ts). */
+type FoldedDetector = (folded: string, context?: DetectionContext) => Span[];
+
+const FOLDED_DETECTORS: Readonly<Record<BuiltinPattern, FoldedDetector>> = {
   email: findEmails,
   card: findCards,
   phone: findPhones,
   ssn: findSsns,
+};
+
+/** The spans each of `patterns` finds in `text` (folded once for all of them), as offsets into `text`. */
+export function detectAll(text: string, patterns: readonly BuiltinPattern[], context?: DetectionContext): Span[][] {
+  const folded = foldForDetection(text);
+  const found: Span[][] = [];
+  for (const p of patterns) {
+    const spans = FOLDED_DETECTORS[p](folded.text, context);
+    if (folded.changed) for (let i = 0; i < spans.length; i++) spans[i] = folded.original(spans[i] as Span);
+    found.push(spans);
+  }
+  return found;
+}
+
+/** Each built-in detector by its policy name, over any text (folding it first). */
+export const DETECTORS: Readonly<Record<BuiltinPattern, (text: string, context?: DetectionContext) => Span[]>> = {
+  email: (text, context) => detectAll(text, ['email'], context)[0] as Span[],
+  card: (text, context) => detectAll(text, ['card'], context)[0] as Span[],
+  phone: (text, context) => detectAll(text, ['phone'], context)[0] as Span[],
+  ssn: (text, context) => detectAll(text, ['ssn'], context)[0] as Span[],
 };

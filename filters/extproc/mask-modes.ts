@@ -11,7 +11,8 @@ import { createHmac, randomBytes } from 'node:crypto';
  * - hash: `sha256:` and the first 16 hex digits of HMAC-SHA256(salt, value). A keyed HMAC rather than a
  *   salted plain hash; either way the same value gives the same token under one salt, so masked logs still
  *   join on it, and without the salt the token cannot be checked against guesses (card numbers and SSNs are
- *   few enough to enumerate). Cards are hashed by their digits, so `4111-1111-…` and `4111 1111 …` agree.
+ *   few enough to enumerate). Cards and SSNs are hashed by their digits, so `4111-1111-…`, `4111 1111 …`
+ *   and `４１１１…` agree, as do `078-05-1120` and the number 78051120 under `ssn`.
  * - remove: the empty string for a pattern match; field values are removed by the JSON walk.
  */
 
@@ -38,9 +39,9 @@ export function keepLast4(value: string): string {
   return '*'.repeat(chars.length - 4) + chars.slice(-4).join('');
 }
 
-/** The digits of a card number, separators dropped. */
+/** The digits of a card number or SSN as ASCII (full-width ones folded), separators dropped. */
 export function cardDigits(text: string): string {
-  return text.replace(/[^0-9]/g, '');
+  return text.replace(/[\uff10-\uff19]/g, (d) => String.fromCharCode(d.charCodeAt(0) - 0xfee0)).replace(/[^0-9]/g, '');
 }
 
 /** The replace-mode marker of a pattern rule: `[EMAIL]`, `[EMPLOYEE-ID]`. */

@@ -1,15 +1,24 @@
 import type { MaskingRules, MaskMode } from '../../src/contract/filter-policy.js';
 import { CustomPattern } from './custom-pattern.js';
-import { BUILTIN_PATTERNS, DETECTORS, type BuiltinPattern, type Span } from './detectors.js';
+import { BUILTIN_PATTERNS, detectAll, fieldNamesSsn, type BuiltinPattern, type DetectionContext } from './detectors.js';
 import { formatPath, parseJsonPath, type Step } from './json-path.js';
-import { NestingTooDeep, rewriteJson, type FieldRule, type Leaf, type ValueMode } from './json-walk.js';
+import { integerDigits } from './json-number.js';
+import { NestingTooDeep, rewriteJson, type FieldRule, type Leaf, type ValueMode, type WalkHooks } from './json-walk.js';
 import { FIELD_MARKER, MaskTokens, cardDigits, keepLast4, patternMarker } from './mask-modes.js';
 
 /**
  * Masking of request and response bodies as a Model's `masking` policy asks: field paths select values to
  * mask whatever they hold; the built-in detectors (detectors.ts) and custom RE2 patterns rewrite what they
- * find inside every other string value. Object keys are never scanned or changed. Findings say which rule
- * fired where — never what it saw — because they go to the audit log.
+ * find everywhere else:
+ * - in every string value;
+ * - in every object key, as text on its own (no member name around it for a bare SSN); field paths still
+ *   match the keys as sent, and json-walk.ts keeps masked keys distinct;
+ * - in number literals, for the card and SSN detectors: a number that is a card (`{"card": 4111111111111111}`,
+ *   read from its text, so digits past 2^53 count) or an SSN under a member named like one (`{"ssn":
+ *   78051120}`, leading zeros restored) becomes a string masked like one (`"[CARD]"`; `""` under remove).
+ *   Custom patterns do not see numbers: a policy's `[0-9]+` written for strings would retype every number.
+ * Findings say which rule fired where — never what it saw — because they go to the audit log; a key's
+ * finding names the object holding the key.
  */
 
 /** One rule that fired: `field` for a field path, a built-in pattern name, or a custom rule's name. */
@@ -60,10 +69,20 @@ export function checkBodySize(bytes: number, maxBodyBytes: number): BodyTooLarge
 interface PatternRule {
   readonly name: string;
   readonly mode: MaskMode;
-  readonly find: (text: string) => Span[];
-  readonly isCard: boolean;
+  /** Set for built-in rules, which are run together over one folded copy of the text. */
+  readonly builtin?: BuiltinPattern;
   /** Set for custom rules: the prefilter may switch them off for a whole document. */
   readonly custom?: CustomPattern;
+}
+
+/** Rules to run over one text: the built-ins come first (rules[0, builtins.length)), then custom ones. */
+interface RuleSet {
+  readonly rules: readonly PatternRule[];
+  readonly builtins: readonly BuiltinPattern[];
+}
+
+function ruleSet(rules: readonly PatternRule[]): RuleSet {
+  return { rules, builtins: rules.flatMap((r) => (r.builtin === undefined ? [] : [r.builtin])) };
 }
 
 interface Hit {
@@ -80,7 +99,7 @@ export function compileMasking(rules: MaskingRules, options: MaskingOptions = {}
   // Fixed order for built-ins, so that overlapping matches resolve the same way whatever the policy lists.
   const enabled = new Set<BuiltinPattern>(rules.patterns);
   const patterns: PatternRule[] = [
-    ...BUILTIN_PATTERNS.filter((p) => enabled.has(p)).map((p) => ({ name: p, mode: rules.mode, find: DETECTORS[p], isCard: p === 'card' })),
+    ...BUILTIN_PATTERNS.filter((p) => enabled.has(p)).map((p) => ({ name: p, mode: rules.mode, builtin: p })),
     ...rules.custom.map((c) => {
       let custom: CustomPattern;
       try {
@@ -88,7 +107,7 @@ export function compileMasking(rules: MaskingRules, options: MaskingOptions = {}
       } catch (err) {
         throw new Error(`custom masking rule '${c.name}' does not compile under RE2: ${err instanceof Error ? err.message : String(err)}`);
       }
-      return { name: c.name, mode: c.mode ?? rules.mode, find: (text: string) => custom.findAll(text), isCard: false, custom };
+      return { name: c.name, mode: c.mode ?? rules.mode, custom };
     }),
   ];
   return new PolicyMasker(fields, patterns, tokens);
@@ -96,12 +115,20 @@ export function compileMasking(rules: MaskingRules, options: MaskingOptions = {}
 
 class PolicyMasker implements Masker {
   private readonly decoder = new TextDecoder('utf-8', { fatal: true });
+  private readonly all: RuleSet;
+  /** The rules that look inside number literals. */
+  private readonly numberRules: RuleSet;
+  private readonly ssnInNumbers: boolean;
 
   constructor(
     private readonly fields: readonly FieldRule[],
     private readonly patterns: readonly PatternRule[],
     private readonly tokens: MaskTokens,
-  ) {}
+  ) {
+    this.all = ruleSet(patterns);
+    this.numberRules = ruleSet(patterns.filter((p) => p.builtin === 'card' || p.builtin === 'ssn'));
+    this.ssnInNumbers = patterns.some((p) => p.builtin === 'ssn');
+  }
 
   maskJson(body: Uint8Array | string): MaskResult {
     let text: string;
@@ -118,15 +145,10 @@ class PolicyMasker implements Masker {
       const at = err instanceof Error ? /position (\d+)/.exec(err.message)?.[1] : undefined;
       return invalidJson(`the body is not valid JSON${at === undefined ? '' : ` (at character ${at})`}`);
     }
-    const findings = new FindingSet();
-    const active = this.activePatterns(parsed);
+    const doc = new DocumentMasking(this, this.activePatterns(parsed));
     try {
-      const out = rewriteJson(text, this.fields, {
-        maskLeaf: (leaf, mode) => JSON.stringify(this.maskValue(leaf, mode)),
-        scanString: (value, steps) => this.scan(value, steps, active, findings),
-        selected: (steps) => findings.add('field', steps),
-      });
-      return { ok: true, body: out, changed: out !== text, findings: findings.list };
+      const out = rewriteJson(text, this.fields, doc);
+      return { ok: true, body: out, changed: out !== text, findings: doc.findings.list };
     } catch (err) {
       if (err instanceof NestingTooDeep) return invalidJson(err.message);
       throw err;
@@ -135,26 +157,47 @@ class PolicyMasker implements Masker {
 
   maskText(text: string): MaskedText {
     const findings = new FindingSet();
-    const out = this.scan(text, [], this.patterns, findings);
+    const out = this.scan(text, [], this.all, findings);
     return { text: out ?? text, changed: out !== undefined, findings: findings.list };
   }
 
   /** The pattern rules that can match in this document: custom ones are ruled out by one search over all its strings. */
-  private activePatterns(doc: unknown): readonly PatternRule[] {
-    if (!this.patterns.some((p) => p.custom?.canPrefilter)) return this.patterns;
+  private activePatterns(doc: unknown): RuleSet {
+    if (!this.patterns.some((p) => p.custom?.canPrefilter)) return this.all;
     const strings: string[] = [];
     collectStrings(doc, strings, 0);
     const all = strings.join('\n');
-    return this.patterns.filter((p) => p.custom === undefined || !p.custom.canPrefilter || p.custom.occursIn(all));
+    return ruleSet(this.patterns.filter((p) => p.custom === undefined || !p.custom.canPrefilter || p.custom.occursIn(all)));
+  }
+
+  /** The masked JSON text for a number literal that is a card or SSN, or undefined to keep it. */
+  scanNumber(literal: string, steps: readonly Step[], findings: FindingSet, field: string | undefined): string | undefined {
+    // Short plain literals (counts, prices, 0.2) cannot hold seven digits: skip them without parsing.
+    if (this.numberRules.rules.length === 0 || (literal.length < 7 && !/[eE]/.test(literal))) return undefined;
+    const digits = integerDigits(literal);
+    // Nothing the number detectors find has fewer than seven digits (an SSN of area 001–009 as a number).
+    if (digits === undefined || digits.length < 7) return undefined;
+    const ssnField = digits.length < 9 && this.ssnInNumbers && field !== undefined && fieldNamesSsn(field);
+    if (digits.length < 9 && !ssnField) return undefined;
+    const masked = this.scan(ssnField ? digits.padStart(9, '0') : digits, steps, this.numberRules, findings, field);
+    return masked === undefined ? undefined : JSON.stringify(masked);
   }
 
   /** The string with every pattern match masked, or undefined when nothing matched. */
-  private scan(value: string, steps: readonly Step[], patterns: readonly PatternRule[], findings: FindingSet): string | undefined {
+  scan(value: string, steps: readonly Step[], set: RuleSet, findings: FindingSet, field?: string): string | undefined {
     if (value.length === 0) return undefined;
+    const patterns = set.rules;
     const hits: Hit[] = [];
-    patterns.forEach((p, rule) => {
-      for (const span of p.find(value)) hits.push({ start: span.start, end: span.end, rule });
-    });
+    if (set.builtins.length > 0) {
+      const context: DetectionContext | undefined = field === undefined ? undefined : { field };
+      detectAll(value, set.builtins, context).forEach((spans, rule) => {
+        for (const span of spans) hits.push({ start: span.start, end: span.end, rule });
+      });
+    }
+    for (let rule = set.builtins.length; rule < patterns.length; rule++) {
+      const custom = (patterns[rule] as PatternRule).custom;
+      if (custom !== undefined) for (const span of custom.findAll(value)) hits.push({ start: span.start, end: span.end, rule });
+    }
     if (hits.length === 0) return undefined;
     // Leftmost first, then longest, then rule order; a match overlapping a kept one is dropped.
     hits.sort((a, b) => a.start - b.start || b.end - a.end || a.rule - b.rule);
@@ -177,17 +220,18 @@ class PolicyMasker implements Masker {
       case 'replace':
         return patternMarker(rule.name);
       case 'last4': {
-        if (!rule.isCard) return keepLast4(match);
+        if (rule.builtin !== 'card') return keepLast4(match);
         const digits = cardDigits(match);
         return '*'.repeat(digits.length - 4) + digits.slice(-4);
       }
       case 'hash':
-        return this.tokens.hash(rule.isCard ? cardDigits(match) : match);
+        // Cards and SSNs by their digits, so every way of writing one gives the same token.
+        return this.tokens.hash(rule.builtin === 'card' || rule.builtin === 'ssn' ? cardDigits(match) : match);
     }
   }
 
   /** A field-selected scalar as a string: numbers and booleans become strings once masked. */
-  private maskValue(leaf: Leaf, mode: ValueMode): string {
+  maskValue(leaf: Leaf, mode: ValueMode): string {
     const value = leaf.kind === 'string' ? leaf.value : leaf.text;
     switch (mode) {
       case 'replace':
@@ -200,16 +244,56 @@ class PolicyMasker implements Masker {
   }
 }
 
+/** One maskJson call's side of the walk: the rules active for this document and what they found. */
+class DocumentMasking implements WalkHooks {
+  readonly findings = new FindingSet();
+  /** Keys seen to hold nothing: keys repeat ("role", "content" in every message) and scan the same anywhere. */
+  private readonly plainKeys = new Set<string>();
+
+  constructor(
+    private readonly masker: PolicyMasker,
+    private readonly active: RuleSet,
+  ) {}
+
+  maskLeaf(leaf: Leaf, mode: ValueMode): string {
+    return JSON.stringify(this.masker.maskValue(leaf, mode));
+  }
+
+  scanString(value: string, steps: readonly Step[], field: string | undefined): string | undefined {
+    return this.masker.scan(value, steps, this.active, this.findings, field);
+  }
+
+  scanKey(key: string, steps: readonly Step[]): string | undefined {
+    if (this.plainKeys.has(key)) return undefined;
+    const masked = this.masker.scan(key, steps, this.active, this.findings);
+    if (masked === undefined) this.plainKeys.add(key);
+    return masked;
+  }
+
+  scanNumber(literal: string, steps: readonly Step[], field: string | undefined): string | undefined {
+    return this.masker.scanNumber(literal, steps, this.findings, field);
+  }
+
+  selected(steps: readonly Step[]): void {
+    this.findings.add('field', steps);
+  }
+}
+
 function invalidJson(message: string): MaskResult {
   return { ok: false, status: 400, error: 'invalid_json', message };
 }
 
-/** Every string value (not key) in a parsed document; depth-capped like the walk. */
+/** Every string value and object key in a parsed document; depth-capped like the walk. */
 function collectStrings(node: unknown, out: string[], depth: number): void {
   if (typeof node === 'string') out.push(node);
   else if (depth > 512 || node === null || typeof node !== 'object') return;
   else if (Array.isArray(node)) for (const item of node) collectStrings(item, out, depth + 1);
-  else for (const item of Object.values(node)) collectStrings(item, out, depth + 1);
+  else {
+    for (const [key, item] of Object.entries(node)) {
+      out.push(key);
+      collectStrings(item, out, depth + 1);
+    }
+  }
 }
 
 /** Findings without repeats: one per rule and path, in the order first seen. */

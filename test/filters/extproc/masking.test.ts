@@ -186,13 +186,14 @@ describe('field paths', () => {
     expect(masked(masker.maskJson('[{"secret": "s"}, 4]')).body).toEqual([{ secret: '[REDACTED]' }, 4]);
   });
 
-  it('a field-masked value is not pattern-scanned again, and keys are never scanned', () => {
+  it('a field-masked value is not pattern-scanned again; keys are scanned and findings show them masked', () => {
     const masker = compileMasking(rules({ patterns: ['email'], fields: [{ path: 'to', mode: 'last4' }] }));
     const { body, findings } = masked(masker.maskJson('{"to": "ann@example.com", "cc@example.com": "bob@example.org"}'));
-    expect(body).toEqual({ to: '***********.com', 'cc@example.com': '[EMAIL]' });
+    expect(body).toEqual({ to: '***********.com', '[EMAIL]': '[EMAIL]' });
     expect(findings).toEqual([
       { rule: 'field', path: 'to' },
-      { rule: 'email', path: '["cc@example.com"]' },
+      { rule: 'email', path: '$' },
+      { rule: 'email', path: '["[EMAIL]"]' },
     ]);
   });
 });
@@ -263,8 +264,13 @@ describe('custom RE2 patterns', () => {
   });
 
   it('a pattern that matches no string in the document leaves it unchanged', () => {
-    const result = custom('EMP-[0-9]{6}').maskJson('{"a": ["EMP-1", {"b": "EMP-"}], "EMP-123456": 1}');
+    const result = custom('EMP-[0-9]{6}').maskJson('{"a": ["EMP-1", {"b": "EMP-"}], "EMP-12345": 1}');
     expect(result).toMatchObject({ ok: true, changed: false });
+  });
+
+  it('the prefilter counts keys: a match only in a key is still masked', () => {
+    const { body } = masked(custom('EMP-[0-9]{6}').maskJson('{"a": ["EMP-1"], "EMP-123456": 1}'));
+    expect(body).toEqual({ a: ['EMP-1'], '[EMPLOYEE-ID]': 1 });
   });
 
   it('(a+)+$ on a long near-miss completes, because RE2 does not backtrack', () => {
