@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { MaskingRules, MaskMode } from '../../../src/policy/schema.js';
+import type { MaskingRules, MaskMode } from '../../../src/contract/filter-policy.js';
 import { compileMasking, type MaskResult } from '../../../filters/extproc/masking.js';
 
 /** Card numbers and SSNs where JSON puts them besides string values: number literals and object keys. */
@@ -65,7 +65,7 @@ describe('cards and SSNs as JSON numbers', () => {
 
   it('without the card and ssn patterns, numbers are left alone; custom patterns never see them', () => {
     const doc = '{"card": 4111111111111111, "emp": 123456}';
-    const masker = compileMasking(rules({ patterns: ['email', 'phone'], custom: [{ name: 'emp', regex: '[0-9]{6}' }] }));
+    const masker = compileMasking(rules({ patterns: ['email', 'phone'], custom: [{ name: 'emp', regex: '[0-9]{6}', mode: 'replace' }] }));
     expect(masker.maskJson(doc)).toMatchObject({ ok: true, body: doc, changed: false });
   });
 
