@@ -1,5 +1,6 @@
 import { Counter } from 'prom-client';
 import { metricsRegistry } from '../../src/observability/metrics.js';
+import { Header } from '../../src/contract/filter-wire.js';
 import { CREDENTIAL_HEADERS } from './credentials.js';
 
 /**
@@ -8,9 +9,9 @@ import { CREDENTIAL_HEADERS } from './credentials.js';
  */
 
 /** The header naming the authenticated consumer to the upstream (and to the rate-limit and quota filters). */
-export const CONSUMER_HEADER = 'x-flowgate-consumer';
+export const CONSUMER_HEADER = Header.consumer;
 
-export type DenyCode = 'missing_credentials' | 'invalid_credentials' | 'expired_token' | 'forbidden' | 'unknown_model';
+export type DenyCode = 'missing_credentials' | 'invalid_credentials' | 'expired_token' | 'forbidden' | 'unknown_model' | 'ambiguous_pin' | 'version_not_live';
 
 /**
  * Let the request through. `headersToSet` must overwrite (not append to) what the client sent;
@@ -27,7 +28,7 @@ export interface AuthzAllow {
 /** Refuse the request with this status, JSON body and headers. */
 export interface AuthzDeny {
   readonly allow: false;
-  readonly status: 401 | 403;
+  readonly status: 400 | 401 | 403 | 404;
   readonly code: DenyCode;
   readonly message: string;
   readonly consumer?: string;
@@ -54,6 +55,9 @@ export const DENY_REASONS = [
   'jwks_unavailable',
   'forbidden',
   'forbidden_version',
+  'no_allowed_version',
+  'ambiguous_pin',
+  'version_not_live',
 ] as const;
 export type AllowReason = (typeof ALLOW_REASONS)[number];
 export type DenyReason = (typeof DENY_REASONS)[number];
@@ -67,16 +71,23 @@ const decisions = new Counter({
 for (const reason of ALLOW_REASONS) decisions.inc({ result: 'allow', reason }, 0);
 for (const reason of DENY_REASONS) decisions.inc({ result: 'deny', reason }, 0);
 
-/** An allow decision that names the consumer upstream (when known) and strips every credential. */
-export function allowDecision(reason: AllowReason, caller?: { readonly consumer: string; readonly roles: readonly string[] }): AuthzAllow {
+/**
+ * An allow decision that names the consumer upstream (when known), strips every credential, and tells Envoy
+ * which live version to route to when that is decided here (a pin, or a caller limited to some versions).
+ */
+export function allowDecision(reason: AllowReason, caller?: { readonly consumer: string; readonly roles: readonly string[] }, routeVersion?: string): AuthzAllow {
   decisions.inc({ result: 'allow', reason });
   const headersToRemove: string[] = [...CREDENTIAL_HEADERS];
+  const headersToSet: Record<string, string> = {};
+  if (routeVersion !== undefined) headersToSet[Header.routeVersion] = routeVersion;
+  else headersToRemove.push(Header.routeVersion);
   if (!caller) {
     // A client must never name itself to the upstream: with no consumer to set, drop whatever it sent.
     headersToRemove.push(CONSUMER_HEADER);
-    return { allow: true, roles: [], headersToSet: {}, headersToRemove };
+    return { allow: true, roles: [], headersToSet, headersToRemove };
   }
-  return { allow: true, consumer: caller.consumer, roles: caller.roles, headersToSet: { [CONSUMER_HEADER]: caller.consumer }, headersToRemove };
+  headersToSet[CONSUMER_HEADER] = caller.consumer;
+  return { allow: true, consumer: caller.consumer, roles: caller.roles, headersToSet, headersToRemove };
 }
 
 /** What a 401 tells the client about its bearer credential: absent, or presented and refused. */
@@ -85,13 +96,13 @@ export type Challenge = 'none' | 'invalid_token';
 /** A deny decision with its JSON body; a 401 carries the Bearer challenge of RFC 6750. */
 export function denyDecision(
   reason: DenyReason,
-  d: { status: 401 | 403; code: DenyCode; message: string; consumer?: string | undefined; challenge?: Challenge },
+  d: { status: 400 | 401 | 403 | 404; code: DenyCode; message: string; consumer?: string | undefined; challenge?: Challenge; extra?: Record<string, unknown> },
 ): AuthzDeny {
   decisions.inc({ result: 'deny', reason });
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (d.status === 401) {
     headers['www-authenticate'] = d.challenge === 'invalid_token' ? 'Bearer realm="flowgate", error="invalid_token"' : 'Bearer realm="flowgate"';
   }
-  const body = `${JSON.stringify({ error: d.code, message: d.message })}\n`;
+  const body = `${JSON.stringify({ error: d.code, message: d.message, ...d.extra })}\n`;
   return { allow: false, status: d.status, code: d.code, message: d.message, ...(d.consumer !== undefined && { consumer: d.consumer }), body, headers };
 }

@@ -1,7 +1,9 @@
 import { logger } from '../../src/observability/log.js';
 import type { ConsumerRules, JwtIssuerRules, ModelRules } from '../../src/contract/filter-policy.js';
-import { checkAccess } from './access.js';
-import type { Caller, Pins } from './access.js';
+import { Header } from '../../src/contract/filter-wire.js';
+import { pinnedRules, ruleAdmits } from './access.js';
+import type { Caller } from './access.js';
+import { resolvePins } from './pins.js';
 import { presentedCredential } from './credentials.js';
 import type { PresentedCredential } from './credentials.js';
 import { allowDecision, denyDecision } from './decision.js';
@@ -20,10 +22,10 @@ export type { AuthzAllow, AuthzDecision, AuthzDeny, DenyCode } from './decision.
 const log = logger('authz');
 
 /** One request as the ext_authz server sees it. */
-export interface AuthzRequest extends Pins {
+export interface AuthzRequest {
   /** The policy Model the route belongs to. */
   readonly model: string;
-  /** Request headers, names lower-cased. */
+  /** Request headers, names lower-cased; a repeated header's values joined with ',' (as Envoy sends them). */
   readonly headers: Readonly<Record<string, string>>;
 }
 
@@ -79,28 +81,76 @@ export class Authorizer {
     const identified = presented.kind === 'none' ? undefined : await this.identify(presented);
     if (identified && !identified.ok) return identified.deny;
 
-    if (!model.access) return identified ? allowDecision(identified.via, identified.caller) : allowDecision('anonymous');
-    if (!identified) {
+    const access = model.access;
+    if (access && !identified) {
       return denyDecision('missing_credentials', {
         status: 401,
         code: 'missing_credentials',
         message: `model '${model.name}' needs an API key (x-api-key or authorization: Bearer) or a JWT (authorization: Bearer)`,
       });
     }
-    const { caller } = identified;
-    // Pins only choose a version when the model allows pinning; otherwise they change nothing and neither do their rules.
-    const pins: Pins = model.pinning ? req : {};
-    const verdict = checkAccess(model.access, caller, pins);
-    if (!verdict.admitted) {
-      const what = verdict.rule ? `pin ${'alias' in verdict.rule.selector ? `alias '${verdict.rule.key}'` : `version ${verdict.rule.selector.version}`} of` : 'call';
-      return denyDecision(verdict.rule ? 'forbidden_version' : 'forbidden', {
-        status: 403,
-        code: 'forbidden',
-        message: `consumer '${caller.consumer}' may not ${what} model '${model.name}'`,
-        consumer: caller.consumer,
-      });
+    const caller = identified?.caller;
+    if (access && caller && !ruleAdmits(access, caller)) {
+      return denyDecision('forbidden', { status: 403, code: 'forbidden', message: `consumer '${caller.consumer}' may not call model '${model.name}'`, consumer: caller.consumer });
     }
-    return allowDecision(identified.via, caller);
+    // Only now, once the caller is known to be allowed, may an answer say which versions are live.
+    const route = this.routeVersion(model, caller, req.headers);
+    if ('deny' in route) return route.deny;
+    return identified ? allowDecision(identified.via, identified.caller, route.version) : allowDecision('anonymous', undefined, route.version);
+  }
+
+  /**
+   * The version Envoy must route to: the one the pins name (after its version rules admit the caller), or,
+   * unpinned, the first live version the caller may use when it may not use them all; undefined for the
+   * model's own split.
+   */
+  private routeVersion(model: ModelRules, caller: Caller | undefined, headers: Readonly<Record<string, string>>): { version: string | undefined } | { deny: AuthzDeny } {
+    const rules = model.access?.versions ?? [];
+    const admits = (version: string): { admitted: boolean; rule?: (typeof rules)[number] } => {
+      if (rules.length === 0) return { admitted: true };
+      const aliases = model.live.find((l) => l.version === version)?.aliases ?? [];
+      const forced = pinnedRules(rules, { pinnedVersion: version, aliasesOfVersion: () => aliases });
+      const refusing = forced.find((r) => caller === undefined || !ruleAdmits(r, caller));
+      return refusing ? { admitted: false, rule: refusing } : { admitted: true };
+    };
+    // Pins only choose a version when the model allows pinning; otherwise they change nothing.
+    const pins = model.pinning ? resolvePins(headers[Header.pinVersion], headers[Header.pinAlias], model.live) : { kind: 'none' as const };
+    const who = caller ? `consumer '${caller.consumer}'` : 'this caller';
+    switch (pins.kind) {
+      case 'ambiguous':
+        return { deny: denyDecision('ambiguous_pin', { status: 400, code: 'ambiguous_pin', message: `${pins.detail}; send one x-model-version or one x-model-alias`, consumer: caller?.consumer }) };
+      case 'not_live': {
+        const header = pins.what === 'version' ? Header.pinVersion : Header.pinAlias;
+        const live = model.live.filter((l) => admits(l.version).admitted);
+        return {
+          deny: denyDecision('version_not_live', {
+            status: 404,
+            code: 'version_not_live',
+            message: `the ${pins.what} named by ${header} is not a live version of model '${model.name}'`,
+            consumer: caller?.consumer,
+            extra: { model: model.name, live_versions: live.map((l) => l.version), live_aliases: live.flatMap((l) => l.aliases).sort() },
+          }),
+        };
+      }
+      case 'pinned': {
+        const verdict = admits(pins.version);
+        if (!verdict.admitted) {
+          const rule = verdict.rule;
+          const what = rule && 'alias' in rule.selector ? `alias '${rule.key}'` : `version ${pins.version}`;
+          return { deny: denyDecision('forbidden_version', { status: 403, code: 'forbidden', message: `${who} may not pin ${what} of model '${model.name}'`, consumer: caller?.consumer }) };
+        }
+        return { version: pins.version };
+      }
+      case 'none': {
+        if (rules.length === 0) return { version: undefined };
+        const allowed = model.live.filter((l) => admits(l.version).admitted);
+        if (allowed.length === model.live.length) return { version: undefined };
+        if (allowed.length === 0) {
+          return { deny: denyDecision('no_allowed_version', { status: 403, code: 'forbidden', message: `no live version of model '${model.name}' is open to ${who}`, consumer: caller?.consumer }) };
+        }
+        return { version: (allowed[0] as (typeof allowed)[number]).version };
+      }
+    }
   }
 
   /** The consumer a presented credential names, or the 401 that refuses it. */

@@ -27,6 +27,42 @@ export interface BootstrapOptions {
   readonly nodeMetadata?: Record<string, unknown>;
   /** TLS to the control plane: files on the Envoy's disk. */
   readonly xdsTls?: XdsTls;
+  /** The overload manager's heap bound: Envoy shrinks its heap at 95% and stops accepting requests at 98%. */
+  readonly maxHeapBytes?: number;
+  /** The most downstream connections Envoy holds at once, over all listeners. */
+  readonly maxDownstreamConnections?: number;
+}
+
+export const DEFAULT_MAX_HEAP_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS = 50_000;
+
+const FIXED_HEAP = 'envoy.resource_monitors.fixed_heap';
+const DOWNSTREAM_CONNECTIONS = 'envoy.resource_monitors.global_downstream_max_connections';
+
+/** Envoy's edge-proxy guidance: a bounded heap with pressure actions, and a bound on downstream connections. */
+function overloadManager(options: BootstrapOptions): object {
+  const heapTrigger = (value: number): object => ({ name: FIXED_HEAP, threshold: { value } });
+  return {
+    refresh_interval: duration(250),
+    resource_monitors: [
+      {
+        name: FIXED_HEAP,
+        typed_config: typed('type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig', {
+          max_heap_size_bytes: String(options.maxHeapBytes ?? DEFAULT_MAX_HEAP_BYTES),
+        }),
+      },
+      {
+        name: DOWNSTREAM_CONNECTIONS,
+        typed_config: typed('type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig', {
+          max_active_downstream_connections: String(options.maxDownstreamConnections ?? DEFAULT_MAX_DOWNSTREAM_CONNECTIONS),
+        }),
+      },
+    ],
+    actions: [
+      { name: 'envoy.overload_actions.shrink_heap', triggers: [heapTrigger(0.95)] },
+      { name: 'envoy.overload_actions.stop_accepting_requests', triggers: [heapTrigger(0.98)] },
+    ],
+  };
 }
 
 /** How an Envoy verifies the control plane (`ca`) and proves itself to it (`cert` + `key`, for mutual TLS). */
@@ -54,6 +90,7 @@ export function envoyBootstrap(options: BootstrapOptions): object {
     admin: {
       address: { socket_address: { address: options.adminAddress ?? '127.0.0.1', port_value: options.adminPort ?? 9901 } },
     },
+    overload_manager: overloadManager(options),
     dynamic_resources: {
       ...(ads ? { ads_config: transport.api_config_source } : {}),
       lds_config: source,

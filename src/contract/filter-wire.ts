@@ -17,12 +17,23 @@ export const Header = {
   pinAlias: 'x-model-alias',
   /** On every answer a model version produced: which version. */
   servedVersion: 'x-flowgate-model-version',
+  /**
+   * The live version Envoy must route this request to: set by ext_authz (from a valid pin, or because the
+   * caller may use only some live versions), matched by the route table. Clients can never send it.
+   */
+  routeVersion: 'x-flowgate-route-version',
   /** Envoy's request id, carried into the audit log. */
   requestId: 'x-request-id',
 } as const;
 
-/** Every header whose name starts with this is Flowgate's own: a client can never set one. */
+/** Every header whose name starts with this is Flowgate's own. */
 export const INTERNAL_HEADER_PREFIX = 'x-flowgate-';
+
+/**
+ * The request headers only Flowgate may set: every listener removes them from what a client sends, before
+ * routing and before any filter runs, so none can be forged on any route, filtered or not.
+ */
+export const INTERNAL_REQUEST_HEADERS: readonly string[] = [Header.consumer, Header.stickyHash, Header.routeVersion];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */
 export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;

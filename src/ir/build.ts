@@ -1,4 +1,5 @@
 import type { Policy } from '../policy/policy.js';
+import { edgeSettings } from './edge.js';
 import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters } from './filter-rules.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
@@ -73,6 +74,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       policyHash: policy.hash,
       registryHash: registry?.hash ?? NO_REGISTRY,
       listeners: policy.gateway.listeners.map((l) => ({ name: l.name, address: l.address, port: l.port })),
+      edge: edgeSettings(policy.gateway),
       models,
       alerts,
       filterService: models.some((m) => m.filters) ? filterServiceOf(policy.gateway) : undefined,
@@ -200,7 +202,7 @@ function resolveModel(
     settings: settingsOf(model, policy.gateway.defaults),
     keptLastLive,
     rules,
-    filters: modelFilters(model.name, rules, model.traffic.sticky !== undefined, consumers),
+    filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning }, consumers),
   };
 }
 

@@ -143,19 +143,22 @@ export function auditRules(gateway: GatewayPolicy): AuditRules {
  * Which filter-service calls a model's routes need. A route pays only for what its rules ask: no access rule,
  * limit or quota means no ext_authz call; no masking or token quota means no ext_proc stream.
  */
-export function modelFilters(model: string, rules: ModelFilterRules, sticky: boolean, consumers: readonly ConsumerRules[]): ModelFilters | undefined {
+export function modelFilters(model: string, rules: ModelFilterRules, traffic: { readonly sticky: boolean; readonly pinning: boolean }, consumers: readonly ConsumerRules[]): ModelFilters | undefined {
   const applies = (rule: { readonly model?: string | undefined }): boolean => rule.model === undefined || rule.model === model;
   const consumerLimits = consumers.some((c) => c.requestLimits.some(applies));
   const consumerQuotas = consumers.some((c) => c.tokenQuotas.some(applies));
   const rateLimit = rules.requestLimits.length > 0 || consumerLimits;
   const quotas = rules.tokenQuotas.length > 0 || consumerQuotas;
   // Sticky splits need ext_authz too: it turns the caller's header into the hash Envoy's split reads.
-  const authz = rules.access !== undefined || rateLimit || quotas || sticky;
+  const authz = rules.access !== undefined || rateLimit || quotas || traffic.sticky;
+  // Pins are judged by the filter service, never matched by Envoy on the client's headers (see filters/authz/pins.ts).
+  const pinAuthz = traffic.pinning && !authz;
+  const routesByVersion = traffic.pinning || (rules.access?.versions.length ?? 0) > 0;
   const requestBody = rules.masking?.request !== undefined || quotas;
   const responseBody: 'none' | 'buffered' | 'streamed' = rules.masking?.response !== undefined ? 'buffered' : quotas ? 'streamed' : 'none';
   const extProc = requestBody || responseBody !== 'none' ? { requestBody, responseBody } : undefined;
-  if (!authz && !rateLimit && !extProc) return undefined;
-  return { authz, rateLimit, extProc, failOpen: rules.failOpen };
+  if (!authz && !pinAuthz && !rateLimit && !extProc) return undefined;
+  return { authz, pinAuthz, routesByVersion, rateLimit, extProc, failOpen: rules.failOpen };
 }
 
 /** Where Envoys reach the filter service. */

@@ -117,8 +117,15 @@ export interface ModelFilterRules {
 
 /** The filter-service calls a model's routes make (src/ir/filters.ts). */
 export interface ModelFilters {
-  /** ext_authz: credentials, access rules, token-quota admission; sets x-flowgate-consumer. */
+  /** ext_authz on every request: credentials, access rules, token-quota admission; sets x-flowgate-consumer. */
   readonly authz: boolean;
+  /**
+   * ext_authz on pinned requests only (a model whose every request needs no check): it reads the pins
+   * strictly and tells Envoy, through an internal header, the one version to route to.
+   */
+  readonly pinAuthz: boolean;
+  /** The route table routes on the internal route-version header (pins, or version access rules). */
+  readonly routesByVersion: boolean;
   /** The rate-limit service, with (model, consumer) descriptors. */
   readonly rateLimit: boolean;
   /** ext_proc: request body for masking or input-token estimates; response body for masking (buffered) or usage (streamed). */
@@ -141,6 +148,18 @@ export interface ListenerIR {
   readonly port: number;
 }
 
+/** Envoy's edge-proxy protections, applied to every listener (src/ir/edge.ts). */
+export interface EdgeIR {
+  readonly headersWithUnderscores: 'reject' | 'drop' | 'allow';
+  readonly streamIdleTimeoutMs: number;
+  readonly requestHeadersTimeoutMs: number;
+  readonly connectionIdleTimeoutMs: number;
+  /** Per connection (listeners and model clusters); routes that read whole bodies raise it for themselves. */
+  readonly bufferLimitBytes: number;
+  readonly xffNumTrustedHops: number;
+  readonly http2: { readonly maxConcurrentStreams: number; readonly initialStreamWindowSize: number; readonly initialConnectionWindowSize: number };
+}
+
 /** Something an operator must know about: logged and counted by the control plane. */
 export interface GatewayAlert {
   readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model';
@@ -152,6 +171,7 @@ export interface GatewayIR {
   readonly policyHash: string;
   readonly registryHash: string;
   readonly listeners: readonly ListenerIR[];
+  readonly edge: EdgeIR;
   /** By name, sorted. */
   readonly models: readonly ModelIR[];
   readonly alerts: readonly GatewayAlert[];

@@ -31,8 +31,17 @@ export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
   return [...byName.values()].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
 }
 
-export function lbEndpoints(address: UpstreamAddress): object[] {
-  return [{ endpoint: { address: { socket_address: { address: address.host, port_value: address.port } } } }];
+/**
+ * The endpoint of a model version, carrying the version in its metadata: answers read it for the
+ * x-flowgate-model-version header, so only an answer a version produced names one.
+ */
+export function lbEndpoints(t: ClusterTarget): object[] {
+  return [
+    {
+      endpoint: { address: { socket_address: { address: t.address.host, port_value: t.address.port } } },
+      metadata: { filter_metadata: { flowgate: struct({ model: t.model.name, version: t.version }) } },
+    },
+  ];
 }
 
 function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
@@ -51,7 +60,7 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
   } else {
     message.type = 'STRICT_DNS';
     message.dns_lookup_family = 'V4_PREFERRED';
-    message.load_assignment = { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t.address) }] };
+    message.load_assignment = { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t) }] };
   }
   const cb = s.circuitBreakers;
   if (cb) {
@@ -98,7 +107,13 @@ export function usesEds(address: UpstreamAddress): boolean {
 
 /** The clusters of the IR: one per model version, plus what the HTTP filters and tracing need. */
 export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
-  const out: ResourceInput[] = clusterTargets(ir).map((t) => ({ typeUrl: TypeUrl.Cluster, name: t.cluster, message: clusterMessage(t, mode) }));
+  const out: ResourceInput[] = clusterTargets(ir).map((t) => ({
+    typeUrl: TypeUrl.Cluster,
+    name: t.cluster,
+    // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
+    // whole body raises its own request limit).
+    message: { ...clusterMessage(t, mode), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
+  }));
   out.push(...httpFilterResources(ir), ...tracingCluster(ir));
   return out;
 }

@@ -6,5 +6,5 @@ import { clusterTargets, lbEndpoints, usesEds } from './clusters.js';
 export function translateEndpoints(ir: GatewayIR): ResourceInput[] {
   return clusterTargets(ir)
     .filter((t) => usesEds(t.address))
-    .map((t) => ({ typeUrl: TypeUrl.ClusterLoadAssignment, name: t.cluster, message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t.address) }] } }));
+    .map((t) => ({ typeUrl: TypeUrl.ClusterLoadAssignment, name: t.cluster, message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t) }] } }));
 }

@@ -1,5 +1,7 @@
-import type { GatewayIR, ListenerIR } from '../ir/types.js';
-import { typed } from '../proto/codec.js';
+import { INTERNAL_REQUEST_HEADERS } from '../contract/filter-wire.js';
+import type { EdgeIR, GatewayIR, ListenerIR } from '../ir/types.js';
+import { duration, typed } from '../proto/codec.js';
+import { localReplyConfig } from './local-replies.js';
 import { accessLogConfig } from './access-log.js';
 import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
@@ -14,10 +16,15 @@ import { hcmTracing } from './tracing.js';
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
-export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, filters: readonly object[] = [], tracing?: object): object {
+const EARLY_HEADER_MUTATION = 'type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation';
+const UNDERSCORES = { reject: 'REJECT_REQUEST', drop: 'DROP_HEADER', allow: 'ALLOW' } as const;
+
+/** The listener of one policy listener, serving `filters` (before the router) and its routes over RDS. */
+export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, edge: EdgeIR, filters: readonly object[] = [], tracing?: object): object {
   return {
     name: listener.name,
     address: { socket_address: { address: listener.address, port_value: listener.port } },
+    per_connection_buffer_limit_bytes: { value: edge.bufferLimitBytes },
     filter_chains: [
       {
         filters: [
@@ -32,6 +39,27 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, fi
               merge_slashes: true,
               path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
               generate_request_id: { value: true },
+              xff_num_trusted_hops: edge.xffNumTrustedHops,
+              // Flowgate's own request headers can only come from Flowgate: removed from every client request
+              // before routing and before any filter, on every route, filtered or not.
+              early_header_mutation_extensions: [
+                {
+                  name: 'flowgate.strip-internal-headers',
+                  typed_config: typed(EARLY_HEADER_MUTATION, { mutations: INTERNAL_REQUEST_HEADERS.map((h) => ({ remove: h })) }),
+                },
+              ],
+              common_http_protocol_options: {
+                idle_timeout: duration(edge.connectionIdleTimeoutMs),
+                headers_with_underscores_action: UNDERSCORES[edge.headersWithUnderscores],
+              },
+              http2_protocol_options: {
+                max_concurrent_streams: { value: edge.http2.maxConcurrentStreams },
+                initial_stream_window_size: { value: edge.http2.initialStreamWindowSize },
+                initial_connection_window_size: { value: edge.http2.initialConnectionWindowSize },
+              },
+              stream_idle_timeout: duration(edge.streamIdleTimeoutMs),
+              request_headers_timeout: duration(edge.requestHeadersTimeoutMs),
+              local_reply_config: localReplyConfig(),
               // Per-model traffic: Envoy streams its access log to the control plane through the bootstrap's xDS cluster.
               access_log: [accessLogConfig(XDS_CLUSTER, listener.name)],
               ...(tracing && { tracing }),
@@ -47,6 +75,6 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, fi
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
     const models = ir.models.filter((m) => m.routes.some((r) => r.listener === l.name));
-    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, listenerHttpFilters(ir, models), hcmTracing(ir)) };
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, models), hcmTracing(ir)) };
   });
 }

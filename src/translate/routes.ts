@@ -1,13 +1,17 @@
 import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
 import { duration } from '../proto/codec.js';
-import { Header } from '../contract/filter-wire.js';
+import { CREDENTIAL_HEADERS, Header } from '../contract/filter-wire.js';
+import { DEFAULT_MAX_BODY_BYTES } from '../ir/filter-rules.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { routeFilterConfig } from './http-filters/index.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
- *   1. pins: `x-model-version: N` / `x-model-alias: NAME` naming a live version go to its cluster;
- *   2. a pin header naming anything else: 404 `version_not_live` (JSON);
+ *   1. `x-flowgate-route-version: N` (set only by ext_authz; clients' copies are removed at the listener):
+ *      version N's cluster;
+ *   2. a request carrying a pin header (`x-model-version`, `x-model-alias`): ext_authz judges the pin (400
+ *      `ambiguous_pin`, 404 `version_not_live`, 403) and, when it names one live version the caller may use,
+ *      sets the route-version header and clears the route cache, so the request lands on route 1;
  *   3. everything else: the weighted split between the live versions (and the mirror, if any).
  * A model with no live version answers 503 `no_live_version`; a path no model claims, 404 `no_route`.
  * Every answer from a model version carries `x-flowgate-model-version`.
@@ -18,6 +22,7 @@ const ALIAS_HEADER = Header.pinAlias;
 const SERVED_VERSION_HEADER = Header.servedVersion;
 /** The number Envoy's weighted split reads for a sticky model (set by the filter service from the sticky header). */
 const STICKY_HASH_HEADER = Header.stickyHash;
+const ROUTE_VERSION_HEADER = Header.routeVersion;
 
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
 
@@ -51,7 +56,7 @@ function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: s
       ...(s.retries.perTryTimeoutMs !== undefined && { per_try_timeout: duration(s.retries.perTryTimeoutMs) }),
     };
   }
-  const { rateLimits } = routeFilterConfig(model);
+  const { rateLimits } = routeFilterConfig(model, { pinRequested: false });
   if (rateLimits) action.rate_limits = rateLimits;
   if (model.mirror) {
     action.request_mirror_policies = [
@@ -61,46 +66,39 @@ function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: s
   return action;
 }
 
+/**
+ * The version that answered, on every answer a model version produced: read from the upstream host's own
+ * metadata, so a local reply (401, 429, 503 from a filter) that no version produced carries none.
+ */
+const SERVED_VERSION = header(SERVED_VERSION_HEADER, '%UPSTREAM_METADATA(flowgate:version)%');
+
 /** The routes of one model on one public route, for one path match (exact prefix, or below it). */
 function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string): object[] {
   const name = (suffix: string): string => `${model.name}:${suffix}`;
   if (model.live.length === 0) {
     return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }) }];
   }
+  const common = (pinRequested: boolean): Record<string, unknown> => {
+    const { perFilter } = routeFilterConfig(model, { pinRequested });
+    return {
+      response_headers_to_add: [SERVED_VERSION],
+      // The caller's credentials are the gateway's to read, never the model server's,
+      // and the routing headers are only Envoy's business.
+      request_headers_to_remove: [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash],
+      ...(perFilter && { typed_per_filter_config: perFilter }),
+      ...(model.filters?.extProc && { per_request_buffer_limit_bytes: { value: model.rules.masking?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES } }),
+    };
+  };
   const out: object[] = [];
-  const { perFilter } = routeFilterConfig(model);
-  const filters = perFilter ? { typed_per_filter_config: perFilter } : {};
-  const liveVersions = model.live.map((l) => l.version);
-  if (model.pinning) {
+  if (model.filters?.routesByVersion) {
+    // The one version ext_authz decided (a valid pin, or the only versions the caller may use): Envoy never
+    // routes on the client's own pin headers, whose repeated or joined values it would read differently.
     for (const l of model.live) {
       out.push({
-        name: name(`pin-v${l.version}`),
-        match: { ...match, headers: [{ name: VERSION_HEADER, string_match: { exact: l.version } }] },
+        name: name(`version-v${l.version}`),
+        match: { ...match, headers: [{ name: ROUTE_VERSION_HEADER, string_match: { exact: l.version } }] },
         route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
-        response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)],
-        ...filters,
-      });
-    }
-    for (const [alias, version] of Object.entries(model.pinnableAliases).sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const l = model.live.find((v) => v.version === version);
-      if (!l) continue;
-      out.push({
-        name: name(`pin-${alias}`),
-        match: { ...match, headers: [{ name: ALIAS_HEADER, string_match: { exact: alias } }] },
-        route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
-        response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)],
-        ...filters,
-      });
-    }
-    const notLive = { model: model.name, live_versions: liveVersions, live_aliases: Object.keys(model.pinnableAliases).sort() };
-    for (const [h, what] of [
-      [VERSION_HEADER, 'version'],
-      [ALIAS_HEADER, 'alias'],
-    ] as const) {
-      out.push({
-        name: name(`pin-not-live-${what}`),
-        match: { ...match, headers: [{ name: h, present_match: true }] },
-        ...jsonError(404, 'version_not_live', `the ${what} named by ${h} is not a live version of model '${model.name}'`, notLive),
+        ...common(false),
       });
     }
   }
@@ -110,18 +108,22 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
       ? { cluster: only.cluster }
       : {
           weighted_clusters: {
-            clusters: model.live.map((l) => ({ name: l.cluster, weight: { value: l.weight }, response_headers_to_add: [header(SERVED_VERSION_HEADER, l.version)] })),
+            clusters: model.live.map((l) => ({ name: l.cluster, weight: { value: l.weight } })),
             // Sticky: the filter service hashes the caller's header into this one; without it, the pick is random.
             ...(model.sticky && { header_name: STICKY_HASH_HEADER }),
           },
         };
-  out.push({
-    name: name('split'),
-    match,
-    route: routeAction(model, prefixRewrite, target),
-    ...(only && model.live.length === 1 && { response_headers_to_add: [header(SERVED_VERSION_HEADER, only.version)] }),
-    ...filters,
-  });
+  if (model.pinning) {
+    // A request that pins is first matched here: ext_authz reads the pins, answers 400 or 404 itself, or sets
+    // the route-version header and clears the route cache, so the request is matched again above.
+    for (const [h, what] of [
+      [VERSION_HEADER, 'version'],
+      [ALIAS_HEADER, 'alias'],
+    ] as const) {
+      out.push({ name: name(`pin-${what}`), match: { ...match, headers: [{ name: h, present_match: true }] }, route: routeAction(model, prefixRewrite, target), ...common(true) });
+    }
+  }
+  out.push({ name: name('split'), match, route: routeAction(model, prefixRewrite, target), ...common(false) });
   return out;
 }
 

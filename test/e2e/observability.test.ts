@@ -26,8 +26,9 @@ let url: string;
 let otlpServer: grpc.Server;
 let otlpExports = 0;
 
-const gateway = (listener: number, otlp: number): string => `kind: Gateway
+const gateway = (listener: number, otlp: number, filters: number): string => `kind: Gateway
 listeners: [{ name: public, address: 127.0.0.1, port: ${listener} }]
+filterService: { address: 127.0.0.1, port: ${filters} }
 tracing: { otlp: { address: 127.0.0.1, port: ${otlp} }, serviceName: flowgate-test, samplingPercent: 100 }
 `;
 
@@ -67,11 +68,11 @@ async function startCollector(): Promise<number> {
 beforeAll(async () => {
   for (const name of ['v1', 'v2']) upstreams.push(await startEchoUpstream(name));
   const otlp = await startCollector();
-  const [listener] = (await freePorts(1)) as [number];
+  const [listener, filters] = (await freePorts(2)) as [number, number];
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-obs-'));
   policyDir = join(dir, 'policy');
   mkdirSync(policyDir);
-  writeFileSync(join(policyDir, 'gateway.yaml'), gateway(listener, otlp));
+  writeFileSync(join(policyDir, 'gateway.yaml'), gateway(listener, otlp, filters));
   writeFileSync(join(policyDir, 'scorer.yaml'), MODEL);
   writeFileSync(
     join(dir, 'registry.json'),
@@ -85,7 +86,7 @@ beforeAll(async () => {
       ],
     }),
   );
-  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), name: 'flowgate-obs' });
+  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, name: 'flowgate-obs' });
   envoy = await startEnvoy({ nodeId: 'e2e-obs', nodeCluster: 'obs', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
   url = `http://127.0.0.1:${listener}/models/scorer`;
   await waitFor('the route', async () => ((await request(url, { method: 'POST', body: '{}' })).status === 200 ? true : undefined));

@@ -27,14 +27,17 @@ let envoy: EnvoyProcess;
 let served: ServedModel | undefined;
 const upstreams: EchoUpstream[] = [];
 let policyDir: string;
+let filtersPort: number;
 let listenerPort: number;
 let xdsPort: number;
 let registryCache: string;
 let url: string;
 
+// Pins are judged by the filter service, which the control plane embeds.
 const GATEWAY = (port: number): string => `kind: Gateway
 listeners:
   - { name: public, address: 127.0.0.1, port: ${port} }
+filterService: { address: 127.0.0.1, port: ${filtersPort} }
 defaults:
   timeout: 10s
   connectTimeout: 1s
@@ -99,13 +102,14 @@ beforeAll(async () => {
 
   policyDir = mkdtempSync(join(tmpdir(), 'flowgate-policy-'));
   listenerPort = await freePort();
+  filtersPort = await freePort();
   writePolicy('gateway.yaml', GATEWAY(listenerPort));
   writePolicy('fraud.yaml', FRAUD(10));
   url = `http://127.0.0.1:${listenerPort}/models/${MODEL}`;
 
   xdsPort = await freePort();
   registryCache = join(policyDir, '..', `registry-cache-${process.pid}.json`);
-  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, xdsPort, extraArgs: ['--registry-cache', registryCache] });
+  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, xdsPort, filtersPort, extraArgs: ['--registry-cache', registryCache] });
   envoy = await startEnvoy({ nodeId: 'e2e-registry', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
   await waitFor('the model route', async () => ((await request(url, { method: 'POST', body: '{}' })).status === 200 ? true : undefined), {
     timeoutMs: 30_000,
@@ -277,7 +281,7 @@ describe('a control plane restarted during an MLflow outage', () => {
     const load = steadyLoad([url], { concurrency: 2, init: () => ({ method: 'POST', body: '{}' }) });
     await mlflow.stop();
     await flowgate.stop();
-    flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, xdsPort, extraArgs: ['--registry-cache', registryCache], name: 'flowgate-serve-cached' });
+    flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, xdsPort, filtersPort, extraArgs: ['--registry-cache', registryCache], name: 'flowgate-serve-cached' });
     expect(flowgate.logLines().some((l) => l.msg === 'serving the cached registry snapshot until MLflow answers')).toBe(true);
     await waitFor('Envoy to reconnect and ACK', async () => {
       const nodes = (await (await fetch(`${flowgate.adminUrl}/debug/nodes`)).json()) as { node: string; types: { lastAck: unknown }[] }[];

@@ -23,11 +23,12 @@ const FILTERED = caseIR('filters');
 const IR_TESTDATA = join(import.meta.dirname, '..', 'ir', 'testdata');
 
 describe('filter-service translation', () => {
-  test('a model without access, limits, quotas or masking gets no filter settings', () => {
+  test('a model without access, limits, quotas or masking calls the filter service only for pinned requests', () => {
     const config = translateRoutes(FILTERED)[0]?.message as { virtual_hosts: { routes: { name: string; typed_per_filter_config?: unknown }[] }[] };
     const routes = config.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name.startsWith('plain:'));
-    expect(routes.length).toBeGreaterThan(0);
-    for (const r of routes) expect(r.typed_per_filter_config).toBeUndefined();
+    const pins = routes.filter((r) => r.name.startsWith('plain:pin-'));
+    expect(pins.map((r) => r.name)).toEqual(['plain:pin-version', 'plain:pin-alias', 'plain:pin-version', 'plain:pin-alias']);
+    for (const r of routes) expect(Object.keys(r.typed_per_filter_config ?? {})).toEqual(pins.includes(r) ? ['flowgate.authz'] : []);
     const guarded = config.virtual_hosts.flatMap((v) => v.routes).filter((r) => r.name === 'guarded:split');
     expect(guarded.length).toBeGreaterThan(0);
     for (const r of guarded) expect(Object.keys(r.typed_per_filter_config ?? {})).toEqual(['flowgate.authz']);

@@ -28,15 +28,7 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
     return denied(400, jsonBody('bad_request', 'the check request has no HTTP attributes or no model'), {});
   }
   const headers = http.headers ?? {};
-  const aliases = engine.aliases(model);
-  const decision = await engine.authorizer.authorize({
-    model,
-    headers,
-    ...(headers[Header.pinVersion] !== undefined && { pinnedVersion: headers[Header.pinVersion] }),
-    ...(headers[Header.pinAlias] !== undefined && { pinnedAlias: headers[Header.pinAlias] }),
-    aliasesOfVersion: (version) => Object.keys(aliases).filter((a) => aliases[a] === version),
-    versionOfAlias: (alias) => aliases[alias],
-  });
+  const decision = await engine.authorizer.authorize({ model, headers });
   const requestId = headers[Header.requestId];
   if (!decision.allow) {
     decisions.inc({ stage: 'authz', result: 'deny', reason: decision.code });

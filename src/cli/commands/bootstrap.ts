@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { envoyBootstrapJson } from '../../bootstrap/bootstrap.js';
+import { DEFAULT_MAX_DOWNSTREAM_CONNECTIONS, DEFAULT_MAX_HEAP_BYTES, envoyBootstrapJson } from '../../bootstrap/bootstrap.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 
@@ -20,6 +20,8 @@ export const bootstrapCommand: Command = {
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this Envoy\'s client certificate file', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'mutual TLS: this Envoy\'s client key file', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
     'xds-tls-sni': { type: 'string', description: 'server name to request and verify (default: the --xds host when it is a name)', placeholder: 'NAME' },
+    'max-heap-bytes': { type: 'string', description: 'overload manager heap bound: Envoy shrinks its heap at 95% and refuses new requests at 98%', default: String(DEFAULT_MAX_HEAP_BYTES), placeholder: 'BYTES' },
+    'max-connections': { type: 'string', description: 'the most downstream connections Envoy holds at once', default: String(DEFAULT_MAX_DOWNSTREAM_CONNECTIONS), placeholder: 'N' },
     format: { type: 'string', description: 'yaml or json', default: 'yaml', placeholder: 'FORMAT' },
     output: { type: 'string', short: 'o', description: 'write to FILE instead of stdout', placeholder: 'FILE' },
   },
@@ -39,6 +41,8 @@ export const bootstrapCommand: Command = {
       ads: options.ads !== false,
       adminAddress: String(options['admin-address']),
       adminPort: Number(options['admin-port']),
+      maxHeapBytes: positiveInteger(options['max-heap-bytes'], '--max-heap-bytes'),
+      maxDownstreamConnections: positiveInteger(options['max-connections'], '--max-connections'),
       ...(ca && { xdsTls: { ca, cert: str('xds-tls-cert'), key: str('xds-tls-key'), sni: str('xds-tls-sni') } }),
     });
     const text = options.format === 'json' ? JSON.stringify(json, null, 2) + '\n' : YAML.stringify(json);
@@ -47,3 +51,9 @@ export const bootstrapCommand: Command = {
     return Promise.resolve(0);
   },
 };
+
+function positiveInteger(value: unknown, flag: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive whole number (got ${String(value)})`);
+  return n;
+}

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName } from '../fields.js';
+import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName, wholeNumber } from '../fields.js';
 import { upstreamSettingsShape } from './shared.js';
 
 /** The Gateway document: listeners, defaults for every Model, the filter service, JWT issuers, tracing, audit. */
@@ -59,6 +59,27 @@ export const GatewaySchema = z.strictObject({
     })
     .prefault({}),
   auth: z.strictObject({ jwt: z.array(jwtIssuer).default([]) }).prefault({}),
+  /**
+   * Envoy's edge-proxy protections (its "Configuring Envoy as an edge proxy" guide) on every listener and
+   * model cluster. Every field is optional; the IR applies the guide's values (src/ir/edge.ts).
+   */
+  edge: z
+    .strictObject({
+      headersWithUnderscores: z.enum(['reject', 'drop', 'allow']).optional(),
+      streamIdleTimeout: duration({ min: 0, max: 3_600_000 }).optional(),
+      requestHeadersTimeout: duration({ min: 0, max: 600_000 }).optional(),
+      connectionIdleTimeout: duration({ min: 0, max: 86_400_000 }).optional(),
+      bufferLimitBytes: wholeNumber(1024, 64 * 1024 * 1024).optional(),
+      xffNumTrustedHops: wholeNumber(0, 10).optional(),
+      http2: z
+        .strictObject({
+          maxConcurrentStreams: wholeNumber(1, 2_147_483_647).optional(),
+          initialStreamWindowSize: wholeNumber(65_535, 2_147_483_647).optional(),
+          initialConnectionWindowSize: wholeNumber(65_535, 2_147_483_647).optional(),
+        })
+        .optional(),
+    })
+    .prefault({}),
   tracing: z
     .strictObject({
       otlp: z.strictObject({ address: hostAddress, port }),

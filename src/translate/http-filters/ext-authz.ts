@@ -17,7 +17,7 @@ export const extAuthz: HttpFilterTranslator = {
   listenerFilters(ir, models) {
     const fs = ir.filterService;
     if (!fs) return [];
-    return modesUsed(models, (m) => m.filters?.authz === true).map((mode) => ({
+    return modesUsed(models, (m) => m.filters?.authz === true || m.filters?.pinAuthz === true).map((mode) => ({
       name: FilterName.authz(mode),
       disabled: true,
       typed_config: typed(EXT_AUTHZ, {
@@ -25,13 +25,15 @@ export const extAuthz: HttpFilterTranslator = {
         transport_api_version: 'V3',
         failure_mode_allow: mode === 'open',
         status_on_error: { code: 503 },
-        // A sticky model's hash header is set by the check; the split is then picked again with it.
+        // The check may set the route-version header (a pin, a caller limited to some versions) or a sticky
+        // model's hash header: the route, and the split, are then picked again with them.
         clear_route_cache: true,
       }),
     }));
   },
-  routeConfig(model) {
-    if (!model.filters?.authz) return {};
+  routeConfig(model, route) {
+    const f = model.filters;
+    if (!f?.authz && !(route.pinRequested && f?.pinAuthz)) return {};
     return { perFilter: { [FilterName.authz(failureMode(model))]: typed(EXT_AUTHZ_ROUTE, { check_settings: { context_extensions: { [MODEL_CONTEXT_KEY]: model.name } } }) } };
   },
   resources: filterServiceCluster,

@@ -3,7 +3,7 @@ import type { ResourceInput } from '../../resources/types.js';
 import { extAuthz } from './ext-authz.js';
 import { extProc } from './ext-proc.js';
 import { rateLimit } from './ratelimit.js';
-import type { HttpFilterTranslator, RouteFilterConfig } from './types.js';
+import type { HttpFilterTranslator, RouteContext, RouteFilterConfig } from './types.js';
 
 /**
  * The HTTP filters Flowgate puts in front of the router, in the order Envoy runs them: authorization first
@@ -17,11 +17,11 @@ export function listenerHttpFilters(ir: GatewayIR, models: readonly ModelIR[]): 
 }
 
 /** What every filter adds to each route of a model, merged. */
-export function routeFilterConfig(model: ModelIR): RouteFilterConfig {
+export function routeFilterConfig(model: ModelIR, route: RouteContext): RouteFilterConfig {
   const perFilter: Record<string, object> = {};
   const rateLimits: object[] = [];
   for (const f of HTTP_FILTERS) {
-    const c = f.routeConfig(model);
+    const c = f.routeConfig(model, route);
     Object.assign(perFilter, c.perFilter ?? {});
     rateLimits.push(...(c.rateLimits ?? []));
   }
@@ -35,4 +35,4 @@ export function httpFilterResources(ir: GatewayIR): ResourceInput[] {
   return [...byKey.values()];
 }
 
-export type { HttpFilterTranslator, RouteFilterConfig } from './types.js';
+export type { HttpFilterTranslator, RouteContext, RouteFilterConfig } from './types.js';

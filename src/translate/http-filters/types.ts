@@ -7,6 +7,12 @@ import type { ResourceInput } from '../../resources/types.js';
  * resources it depends on. A new filter is one new file implementing this, listed in index.ts.
  */
 
+/** Which of a model's routes is being built. */
+export interface RouteContext {
+  /** The route a request carrying a pin header first matches (its pins are judged by ext_authz). */
+  readonly pinRequested: boolean;
+}
+
 /** What one filter adds to each route of a model. */
 export interface RouteFilterConfig {
   /** Route.typed_per_filter_config entries, by filter name. */
@@ -21,7 +27,7 @@ export interface HttpFilterTranslator {
   /** The HttpFilter entries (before the router) a listener serving `models` needs; none when no model needs it. */
   listenerFilters(ir: GatewayIR, models: readonly ModelIR[]): object[];
   /** What each route of `model` adds for this filter. */
-  routeConfig(model: ModelIR): RouteFilterConfig;
+  routeConfig(model: ModelIR, route: RouteContext): RouteFilterConfig;
   /** Resources the filter needs (e.g. the cluster reaching its service). */
   resources(ir: GatewayIR): ResourceInput[];
 }

@@ -14,13 +14,18 @@ function authorizer(): Authorizer {
     models: [
       model('open'),
       model('scoring', { access: { roles: ['scorer'], consumers: ['globex'] } }),
-      model('fraud', {
-        access: {
-          roles: ['scorer'],
-          versions: { challenger: { roles: ['beta-tester'] }, v7: { consumers: ['beta'] } },
+      model(
+        'fraud',
+        {
+          access: {
+            roles: ['scorer'],
+            versions: { challenger: { roles: ['beta-tester'] }, v7: { consumers: ['beta'] } },
+          },
         },
-      }),
-      model('unpinnable', { pinning: false, access: { roles: ['scorer'], versions: { challenger: { roles: ['beta-tester'] } } } }),
+        { '6': ['champion'], '7': ['challenger'] },
+      ),
+      model('unpinnable', { pinning: false, access: { roles: ['scorer'], versions: { challenger: { roles: ['beta-tester'] } } } }, { '6': ['champion'], '7': ['challenger'] }),
+      model('pinnable', {}, { '1': ['champion'], '2': ['challenger'] }),
       model('any-consumer', { access: {} }),
     ],
     consumers: [
@@ -102,7 +107,7 @@ describe('Authorizer with API keys', () => {
     expect(d.consumer).toBeUndefined();
     expect(d.roles).toEqual([]);
     expect(d.headersToSet).toEqual({});
-    expect(d.headersToRemove.sort()).toEqual(['authorization', 'x-api-key', 'x-flowgate-consumer']);
+    expect(d.headersToRemove.sort()).toEqual(['authorization', 'x-api-key', 'x-flowgate-consumer', 'x-flowgate-route-version']);
   });
 
   it('identifies the consumer on an open model when a valid key is sent, and refuses an invalid one', async () => {
@@ -131,52 +136,71 @@ describe('Authorizer with API keys', () => {
 
 describe('Authorizer version rules', () => {
   const authz = authorizer();
-  const aliases: Record<string, string> = { challenger: '7', champion: '6' };
-  const lookups: Partial<AuthzRequest> = {
-    aliasesOfVersion: (v) => Object.keys(aliases).filter((a) => aliases[a] === v),
-    versionOfAlias: (a) => aliases[a],
-  };
+  const acme = { 'x-api-key': ACME_KEY };
+  const beta = { 'x-api-key': BETA_KEY };
+  const routed = (d: Awaited<ReturnType<Authorizer['authorize']>>): string | undefined => expectAllow(d).headersToSet['x-flowgate-route-version'];
 
   it('requires the alias rule as well as the model rule when an alias is pinned', async () => {
-    expectAllow(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY })));
-    expectAllow(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, { pinnedAlias: 'champion' })));
-    const d = expectDeny(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, { pinnedAlias: 'challenger' })), 403, 'forbidden');
+    expect(routed(await authz.authorize(req('fraud', { ...acme, 'x-model-alias': 'champion' })))).toBe('6');
+    const d = expectDeny(await authz.authorize(req('fraud', { ...acme, 'x-model-alias': 'challenger' })), 403, 'forbidden');
     expect(d.message).toContain("alias 'challenger'");
     expect(d.consumer).toBe('acme');
   });
 
-  it('admits a pinned alias to a consumer holding the rule role', async () => {
-    expect(expectAllow(await authz.authorize(req('fraud', { 'x-api-key': BETA_KEY }, { pinnedAlias: 'challenger' }))).consumer).toBe('beta');
+  it('admits a pinned alias to a consumer holding the rule role, and routes it there', async () => {
+    const d = await authz.authorize(req('fraud', { ...beta, 'x-model-alias': 'challenger' }));
+    expect(expectAllow(d).consumer).toBe('beta');
+    expect(routed(d)).toBe('7');
   });
 
   it('still needs the model rule when the version rule admits', async () => {
     // globex would pass no rule here; beta passes both. A version rule is stricter, never a way in.
-    expectDeny(await authz.authorize(req('fraud', { 'x-api-key': GLOBEX_KEY }, { pinnedVersion: '7' })), 403, 'forbidden');
+    expectDeny(await authz.authorize(req('fraud', { 'x-api-key': GLOBEX_KEY, 'x-model-version': '7' })), 403, 'forbidden');
   });
 
-  it('applies version rules to version pins', async () => {
-    expectDeny(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, { pinnedVersion: '7' })), 403, 'forbidden');
-    expectAllow(await authz.authorize(req('fraud', { 'x-api-key': BETA_KEY }, { pinnedVersion: '7' })));
-    expectAllow(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, { pinnedVersion: '6' })));
+  it('applies version rules to version pins, and alias rules to the version an alias names', async () => {
+    expectDeny(await authz.authorize(req('fraud', { ...acme, 'x-model-version': '7' })), 403, 'forbidden');
+    expect(routed(await authz.authorize(req('fraud', { ...beta, 'x-model-version': '7' })))).toBe('7');
+    expect(routed(await authz.authorize(req('fraud', { ...acme, 'x-model-version': '6' })))).toBe('6');
   });
 
-  it('closes the alias/version bypass when the alias map is given', async () => {
-    // The challenger rule reaches version 7 pinned by number, and the v7 rule reaches it pinned by alias.
-    const byVersion = { ...lookups, pinnedVersion: '7' };
-    expectDeny(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, byVersion)), 403, 'forbidden');
-    const aliasRuleOnly = new Authorizer({
-      jwtIssuers: jwtIssuers(),
-      models: [model('m', { access: { roles: ['scorer'], versions: { challenger: { roles: ['beta-tester'] } } } })],
-      consumers: [consumer('acme', { roles: ['scorer'], apiKeys: [{ id: 'a', sha256: sha256Hex(ACME_KEY) }] })],
-    });
-    expectAllow(await aliasRuleOnly.authorize(req('m', { 'x-api-key': ACME_KEY }, { pinnedVersion: '7' })));
-    expectDeny(await aliasRuleOnly.authorize(req('m', { 'x-api-key': ACME_KEY }, byVersion)), 403, 'forbidden');
-    expectAllow(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, { ...lookups, pinnedAlias: 'champion' })));
-    const champion7 = { aliasesOfVersion: () => ['champion'], versionOfAlias: () => '7' };
-    expectDeny(await authz.authorize(req('fraud', { 'x-api-key': ACME_KEY }, { ...champion7, pinnedAlias: 'champion' })), 403, 'forbidden');
+  it('routes unpinned traffic only to the live versions the caller may use', async () => {
+    // acme may not use the challenger (7): its unpinned requests go to the champion, by Envoy's internal header.
+    expect(routed(await authz.authorize(req('fraud', acme)))).toBe('6');
+    // beta may use both: the model's own split decides, and any route header the client sent is removed.
+    const b = expectAllow(await authz.authorize(req('fraud', beta)));
+    expect(b.headersToSet['x-flowgate-route-version']).toBeUndefined();
+    expect(b.headersToRemove).toContain('x-flowgate-route-version');
+  });
+
+  it('refuses pins that do not name exactly one live version: repeated, comma-joined, junk, alias plus version', async () => {
+    const ambiguous: Record<string, string>[] = [
+      { 'x-model-version': '6,7' },
+      { 'x-model-version': '7, 6' },
+      { 'x-model-version': '6,junk' },
+      { 'x-model-version': '6', 'x-model-alias': 'challenger' },
+      { 'x-model-alias': 'champion,challenger' },
+      { 'x-model-version': ',' },
+    ];
+    for (const pins of ambiguous) expectDeny(await authz.authorize(req('pinnable', pins)), 400, 'ambiguous_pin');
+    // Repeats and both headers that name one version are one pin.
+    for (const pins of [{ 'x-model-version': '2,2' }, { 'x-model-version': '2', 'x-model-alias': 'challenger' }] as Record<string, string>[]) {
+      expect(routed(await authz.authorize(req('pinnable', pins)))).toBe('2');
+    }
+    // A protected model answers 401 before it says anything about pins.
+    expectDeny(await authz.authorize(req('fraud', { 'x-model-version': '6,7' })), 401, 'missing_credentials');
+    expectDeny(await authz.authorize(req('fraud', { ...acme, 'x-model-version': '7,7' })), 403, 'forbidden');
+  });
+
+  it('answers a pin of no live version with 404, listing only the versions the caller may use, after authentication', async () => {
+    const d = expectDeny(await authz.authorize(req('fraud', { ...acme, 'x-model-version': '9' })), 404, 'version_not_live');
+    expect(JSON.parse(d.body)).toMatchObject({ live_versions: ['6'], live_aliases: ['champion'] });
+    expectDeny(await authz.authorize(req('fraud', { 'x-model-version': '9' })), 401, 'missing_credentials');
+    expectDeny(await authz.authorize(req('pinnable', { 'x-model-alias': 'nope' })), 404, 'version_not_live');
   });
 
   it('ignores pins, and their rules, on a model that does not allow pinning', async () => {
-    expectAllow(await authz.authorize(req('unpinnable', { 'x-api-key': ACME_KEY }, { pinnedAlias: 'challenger' })));
+    expect(routed(await authz.authorize(req('unpinnable', { ...acme, 'x-model-alias': 'challenger' })))).toBe('6');
+    expect(routed(await authz.authorize(req('unpinnable', { ...beta, 'x-model-alias': 'challenger' })))).toBeUndefined();
   });
 });

@@ -14,8 +14,10 @@ export function jwtIssuers(auth: unknown = {}): JwtIssuerRules[] {
   return issuers(auth);
 }
 
-export function model(name: string, extra: Record<string, unknown> = {}): ModelRules {
-  return modelRules(name, extra);
+/** A model's rules; `live` as version -> aliases (stable first), as the registry would make them live. */
+export function model(name: string, extra: Record<string, unknown> = {}, live: Record<string, string[]> = {}): ModelRules {
+  const versions = Object.entries(live);
+  return modelRules(name, extra, versions.map(([version, aliases], i) => ({ version, aliases, weight: versions.length === 1 ? 100 : i === 0 ? 90 : 10 })));
 }
 
 export function consumer(name: string, extra: Record<string, unknown> = {}): ConsumerRules {
@@ -27,9 +29,9 @@ export function expectAllow(d: AuthzDecision): AuthzAllow {
   return d;
 }
 
-export function expectDeny(d: AuthzDecision, status: 401 | 403, code: AuthzDeny['code']): AuthzDeny {
+export function expectDeny(d: AuthzDecision, status: AuthzDeny['status'], code: AuthzDeny['code']): AuthzDeny {
   if (d.allow) throw new Error(`expected deny ${status} ${code}, got allow (consumer ${d.consumer ?? 'none'})`);
   expect({ status: d.status, code: d.code }).toEqual({ status, code });
-  expect(JSON.parse(d.body)).toEqual({ error: code, message: d.message });
+  expect(JSON.parse(d.body)).toMatchObject({ error: code, message: d.message });
   return d;
 }

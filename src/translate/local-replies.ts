@@ -1,0 +1,51 @@
+import { typed } from '../proto/codec.js';
+
+/**
+ * The answers Envoy makes up itself, rewritten so every refusal a caller gets is a JSON error
+ * (`{"error": code, "message": ...}`) with a status that says what happened: a filter-service call that failed
+ * on a fail-closed route is a 503 (Envoy's own ext_proc answer would be an empty 500), an upstream that
+ * cannot be reached a 503, one that did not answer in time a 504. Matched on Envoy's response code details,
+ * which name the cause exactly; answers Flowgate's routes and filter service write themselves (already JSON)
+ * are left alone.
+ */
+
+const CEL = 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter';
+const JSON_TYPE = { header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+
+interface Mapper {
+  readonly when: string;
+  readonly status: number;
+  readonly error: string;
+  readonly message: string;
+}
+
+const MAPPERS: readonly Mapper[] = [
+  {
+    when: "response.code_details == 'ext_authz_error' || response.code_details.startsWith('ext_proc_error') || response.code_details == 'rate_limiter_error'",
+    status: 503,
+    error: 'filter_unavailable',
+    message: "the gateway's filter service could not decide on this request, and this model fails closed; try again",
+  },
+  { when: "response.code_details == 'no_healthy_upstream'", status: 503, error: 'upstream_unavailable', message: 'no healthy version of this model can take the request right now' },
+  {
+    when: "response.code_details.startsWith('upstream_reset_before_response_started') || response.code_details == 'cluster_not_found'",
+    status: 503,
+    error: 'upstream_unavailable',
+    message: 'the model version could not be reached',
+  },
+  { when: "response.code_details == 'upstream_response_timeout' || response.code_details == 'upstream_per_try_timeout'", status: 504, error: 'upstream_timeout', message: 'the model version did not answer in time' },
+  { when: "response.code_details == 'request_payload_too_large'", status: 413, error: 'body_too_large', message: 'the request body is larger than this route accepts' },
+  { when: "response.code_details == 'stream_idle_timeout'", status: 408, error: 'idle_timeout', message: 'the request stalled for too long' },
+];
+
+/** The HTTP connection manager's local_reply_config. */
+export function localReplyConfig(): object {
+  return {
+    mappers: MAPPERS.map((m) => ({
+      filter: { extension_filter: { name: 'envoy.access_loggers.extension_filters.cel', typed_config: typed(CEL, { expression: m.when }) } },
+      status_code: { value: m.status },
+      body: { inline_string: `${JSON.stringify({ error: m.error, message: m.message })}\n` },
+      headers_to_add: [JSON_TYPE],
+    })),
+  };
+}
