@@ -233,7 +233,7 @@ describe('pins never get around version access rules (item 1)', () => {
   });
 
   test('over HTTP/2 the same: repeated header fields are judged as one list', async () => {
-    for (const pins of [{ 'x-model-version': ['2', '2'] }, { 'x-model-version': ['1', '2'] }, { 'x-model-alias': ['challenger', 'challenger'] }]) {
+    for (const pins of [{ 'x-model-version': ['2', '2'] }, { 'x-model-version': ['1', '2'] }, { 'x-model-alias': ['challenger', 'challenger'] }] as Record<string, string[]>[]) {
       const answer = await http2Request('/models/guarded', { 'x-api-key': KEYS.acme, ...pins });
       expect([400, 403]).toContain(answer.status);
       expect(upstreamOfBody(answer.body)).toBeUndefined();
