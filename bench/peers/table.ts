@@ -48,13 +48,13 @@ export function xdsTable(results: readonly SideResult[], changes: readonly Chang
       const c = change(r);
       return c ? f(c) : '-';
     };
-    row('streams updated', cell((c) => String(c.streamsUpdated)));
+    row('streams holding the new config (by digest)', cell((c) => `${c.streamsComplete}/${c.streamsUpdated}`));
     row('trigger -> first push (first stream)', cell((c) => ms(c.firstResponseMs.min)));
     row('trigger -> first push p50', cell((c) => ms(c.firstResponseMs.p50)));
     if (kind === 'registry') row('MLflow poll -> first push (poll wait excluded)', cell((c) => ms(c.pollToFirstResponseMs)));
-    row('trigger -> all ACKed p50', cell((c) => ms(c.allAckedMs.p50)));
-    row('trigger -> all ACKed p99', cell((c) => ms(c.allAckedMs.p99)));
-    row('trigger -> all ACKed max', cell((c) => ms(c.allAckedMs.max)));
+    row('trigger -> all ACKed p50', cell((c) => ms(c.completeMs.p50)));
+    row('trigger -> all ACKed p99', cell((c) => ms(c.completeMs.p99)));
+    row('trigger -> all ACKed max', cell((c) => ms(c.completeMs.max)));
     row('first push -> last ACK (fan-out)', cell((c) => ms(c.fanOutMs)));
     row('bytes pushed per stream', cell((c) => bytes(c.bytesPerStream.mean)));
     row('responses per stream', cell((c) => Object.entries(c.responsesByType).map(([t, n]) => `${t}×${+(n / Math.max(1, c.streamsUpdated)).toFixed(2)}`).join(' ')));

@@ -35,7 +35,11 @@ export interface ChangeResult {
   readonly kind: ChangeKind;
   readonly streamsUpdated: number;
   readonly firstResponseMs: Summary;
+  /** Each stream's last ACK before the report. */
   readonly allAckedMs: Summary;
+  /** When each stream held exactly the expected configuration (its ACK of the last response needed). */
+  readonly completeMs: Summary;
+  readonly streamsComplete: number;
   readonly fanOutMs: number | undefined;
   /** Flowgate with the MLflow stub: from the first poll that saw the change to the first response. */
   readonly pollToFirstResponseMs: number | undefined;
@@ -200,7 +204,7 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
     ctx.log(`xds ${tag}: ${synced.synced}/${streams} streams synced in ${Math.round(synced.wallMs)} ms`);
     const rssSyncedMb = rssMb(pid);
     const results: ChangeResult[] = [];
-    for (const kind of changes) {
+    for (const [i, kind] of changes.entries()) {
       load.child.stdin?.write('arm\n');
       await nextJson(load, (v) => v.event === 'armed', 10_000);
       const rssBeforeMb = rssMb(pid);
@@ -208,7 +212,7 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
       const sampler = sampleRss(pid);
       const cpuBefore = cpuSeconds(pid);
       const at = await server.trigger(kind);
-      load.child.stdin?.write(`trigger ${unixNanos(at)}\n`);
+      load.child.stdin?.write(`trigger ${unixNanos(at)} ${fixture.renders[i + 1] as string}\n`);
       const report = await nextJson<Omit<ChangeResult, 'kind' | 'pollToFirstResponseMs' | 'rssBeforeMb' | 'rssPeakMb' | 'cpuSeconds'>>(load, (v) => v.event === 'change', 15 * 60_000);
       const cpu = cpuSeconds(pid) - cpuBefore;
       const rssPeakMb = Math.max(sampler.stop(), hwm ? peakRssMb(pid) : 0);
@@ -218,6 +222,8 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
         streamsUpdated: report.streamsUpdated,
         firstResponseMs: report.firstResponseMs,
         allAckedMs: report.allAckedMs,
+        completeMs: report.completeMs,
+        streamsComplete: report.streamsComplete,
         fanOutMs: report.fanOutMs,
         pollToFirstResponseMs: poll === undefined ? undefined : report.firstResponseMs.min - (poll - at),
         bytesPerStream: report.bytesPerStream,
@@ -226,7 +232,7 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
         rssPeakMb,
         cpuSeconds: cpu,
       });
-      ctx.log(`xds ${tag}: ${kind} change reached ${report.streamsUpdated}/${streams} streams, all ACKed p99 ${Math.round(report.allAckedMs.p99)} ms`);
+      ctx.log(`xds ${tag}: ${kind} change complete on ${report.streamsComplete}/${streams} streams, p99 ${Math.round(report.completeMs.p99)} ms`);
     }
     load.child.stdin?.write('quit\n');
     await load.exited;

@@ -6,8 +6,13 @@
 // Protocol: JSON lines on stdout; commands on stdin, one a line:
 //
 //	arm               start recording (send before causing the change)
-//	trigger UNIXNANO  the change was caused at this wall-clock time; report once every stream has
-//	                  received something and the fleet has been quiet for --quiet
+//	trigger UNIXNANO [RENDERED.json]
+//	                  the change was caused at this wall-clock time. With the `flowgate render` file of
+//	                  the configuration it leads to, a stream's change is complete when it holds exactly
+//	                  that (by canonical digest, every type); the report waits for every stream to be
+//	                  complete, then for --quiet without traffic (to count any redundant pushes after).
+//	                  Without it, the report waits for every stream to have received something and
+//	                  --quiet without traffic.
 //	quit              close the streams and exit
 package main
 
@@ -71,6 +76,7 @@ func main() {
 
 	events := &recorder{}
 	names := newNameCache()
+	digests := newDigestCache()
 	streams := make([]*adsStream, o.streams)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -78,7 +84,7 @@ func main() {
 	opening := make(chan struct{}, o.openParallel)
 	var wg sync.WaitGroup
 	for i := range streams {
-		s := &adsStream{id: i, names: names, events: events, node: &core.Node{Id: fmt.Sprintf("%s%d", o.nodePrefix, i), Cluster: o.group, Metadata: metadata, UserAgentName: "ads-load"}}
+		s := &adsStream{id: i, names: names, digests: digests, events: events, node: &core.Node{Id: fmt.Sprintf("%s%d", o.nodePrefix, i), Cluster: o.group, Metadata: metadata, UserAgentName: "ads-load"}}
 		streams[i] = s
 		opening <- struct{}{}
 		wg.Add(1)
@@ -128,13 +134,14 @@ func main() {
 		switch fields[0] {
 		case "arm":
 			events.firstResponses.Store(0)
+			events.completed.Store(0)
 			for _, s := range streams {
 				s.arm()
 			}
 			emit(map[string]any{"event": "armed"})
 		case "trigger":
-			if len(fields) != 2 {
-				log.Printf("trigger needs a UNIXNANO time")
+			if len(fields) < 2 || len(fields) > 3 {
+				log.Printf("trigger needs a UNIXNANO time and optionally a rendered file")
 				continue
 			}
 			at, err := strconv.ParseInt(fields[1], 10, 64)
@@ -142,7 +149,16 @@ func main() {
 				log.Printf("trigger: %v", err)
 				continue
 			}
-			emit(awaitChange(streams, events, time.Unix(0, at), o))
+			var expected map[string]string
+			if len(fields) == 3 {
+				if expected, err = expectedDigests(fields[2]); err != nil {
+					log.Fatalf("trigger: %v", err)
+				}
+				for _, s := range streams {
+					s.expect(expected)
+				}
+			}
+			emit(awaitChange(streams, events, time.Unix(0, at), expected != nil, o))
 		case "quit":
 			cancel()
 			return
@@ -160,18 +176,25 @@ func (s *adsStream) isSynced() bool {
 }
 
 // awaitChange waits for the change to reach the fleet and settle, then reports it relative to `trigger`.
-func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, o options) map[string]any {
+func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, expecting bool, o options) map[string]any {
 	deadline := time.Now().Add(o.changeTimeout)
+	n := int64(len(streams))
 	for time.Now().Before(deadline) {
-		all := events.firstResponses.Load() >= int64(len(streams))
-		if all && time.Since(time.Unix(0, events.lastEvent.Load())) >= o.quiet {
+		reached := events.firstResponses.Load() >= n
+		if expecting {
+			for _, s := range streams {
+				s.recheck()
+			}
+			reached = events.completed.Load() >= n
+		}
+		if reached && time.Since(time.Unix(0, events.lastEvent.Load())) >= o.quiet {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	var first, acked, bytes, responses []float64
+	var first, acked, complete, bytes, responses []float64
 	types := map[string]int{}
-	var earliest, latest time.Time
+	var earliest, latest, latestComplete time.Time
 	for _, s := range streams {
 		c := s.take()
 		if c == nil || c.firstResponse.IsZero() {
@@ -179,6 +202,12 @@ func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, o op
 		}
 		first = append(first, ms(c.firstResponse.Sub(trigger)))
 		acked = append(acked, ms(c.lastAck.Sub(trigger)))
+		if !c.completeAt.IsZero() {
+			complete = append(complete, ms(c.completeAt.Sub(trigger)))
+			if c.completeAt.After(latestComplete) {
+				latestComplete = c.completeAt
+			}
+		}
 		bytes = append(bytes, float64(c.bytes))
 		responses = append(responses, float64(c.responses))
 		for t, n := range c.types {
@@ -197,12 +226,17 @@ func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, o op
 		"streamsUpdated":     len(first),
 		"streamErrors":       events.streamErrors.Load(),
 		"firstResponseMs":    summary(first),
+		"completeMs":         summary(complete),
+		"streamsComplete":    len(complete),
 		"allAckedMs":         summary(acked),
 		"bytesPerStream":     summary(bytes),
 		"responsesPerStream": summary(responses),
 		"responsesByType":    types,
 	}
-	if len(first) > 0 {
+	// The fan-out: from the first push anywhere to the last stream done (complete, or its last ACK).
+	if len(complete) > 0 {
+		report["fanOutMs"] = ms(latestComplete.Sub(earliest))
+	} else if len(first) > 0 {
 		report["fanOutMs"] = ms(latest.Sub(earliest))
 	}
 	return report
@@ -211,12 +245,13 @@ func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, o op
 func syncReport(streams []*adsStream, started time.Time, events *recorder) map[string]any {
 	var perStream, bytes []float64
 	var last time.Time
-	var resources map[string]resourceDigest
+	// Stream 0's digests are computed in the background; wait for them (they are part of the report).
+	resources := streams[0].heldDigests()
+	for wait := time.Now(); len(resources) < streams[0].heldTypes() && time.Since(wait) < time.Minute; resources = streams[0].heldDigests() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, s := range streams {
 		s.mu.Lock()
-		if s.id == 0 {
-			resources = s.syncResources
-		}
 		if s.synced {
 			perStream = append(perStream, ms(s.syncedAt.Sub(s.openedAt)))
 			bytes = append(bytes, float64(s.syncBytes))

@@ -19,19 +19,28 @@ import (
 type change struct {
 	firstResponse time.Time
 	lastAck       time.Time
-	bytes         int64
-	responses     int
-	types         map[string]int
+	// When the stream first held exactly the expected configuration (zero without an expectation).
+	completeAt time.Time
+	bytes      int64
+	responses  int
+	types      map[string]int
+}
+
+// heldResponse names the last response of a type a stream ACKed, and when.
+type heldResponse struct {
+	key string
+	at  time.Time
 }
 
 // adsStream is one simulated Envoy: one ADS stream (on its own connection unless connections are shared)
 // that subscribes the way Envoy does and ACKs every response with its nonce.
 type adsStream struct {
-	id     int
-	node   *core.Node
-	call   discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	names  *nameCache
-	events *recorder
+	id      int
+	node    *core.Node
+	call    discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	names   *nameCache
+	digests *digestCache
+	events  *recorder
 
 	// Owned by the receiving goroutine.
 	versions   map[string]string
@@ -44,11 +53,13 @@ type adsStream struct {
 
 	mu      sync.Mutex
 	current *change // non-nil while armed
+	// The last response of each type, by short type name: what the stream holds, all of it ACKed.
+	held map[string]heldResponse
+	// Canonical digests by short type name the stream must hold for the current change to be complete.
+	expected map[string]string
 	// Totals for the initial sync.
 	syncBytes int64
 	syncedAt  time.Time
-	// What the last initial-sync response of each type held (kept by stream 0 only).
-	syncResources map[string]resourceDigest
 }
 
 // open starts the stream and sends the first request: CDS, wildcard, with the node (as Envoy does).
@@ -58,6 +69,7 @@ func (s *adsStream) open(ctx context.Context, conn *grpc.ClientConn) error {
 	s.subscribed = map[string][]string{}
 	s.requested = map[string]bool{}
 	s.acked = map[string]bool{}
+	s.held = map[string]heldResponse{}
 	s.openedAt = time.Now()
 	call, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx, grpc.MaxCallRecvMsgSize(1<<30))
 	if err != nil {
@@ -101,12 +113,6 @@ func (s *adsStream) run() error {
 		}
 		if !s.synced {
 			s.syncBytes += size
-			if s.id == 0 {
-				if s.syncResources == nil {
-					s.syncResources = map[string]resourceDigest{}
-				}
-				s.syncResources[shortType(resp.TypeUrl)] = digestOf(resp)
-			}
 		}
 		s.mu.Unlock()
 
@@ -118,9 +124,14 @@ func (s *adsStream) run() error {
 		}
 		acked := time.Now()
 		s.acked[t] = true
+		// Digests are computed off the receiving path, so the ACKs and the next reads keep their pace.
+		key := keyOf(resp)
+		s.digests.ensure(key, resp)
 		s.mu.Lock()
+		s.held[shortType(t)] = heldResponse{key: key, at: acked}
 		if c := s.current; c != nil {
 			c.lastAck = acked
+			s.checkComplete()
 		}
 		s.mu.Unlock()
 		s.events.touch(acked)
@@ -177,7 +188,62 @@ func (s *adsStream) follow(resp *discovery.DiscoveryResponse) error {
 func (s *adsStream) arm() {
 	s.mu.Lock()
 	s.current = &change{types: map[string]int{}}
+	s.expected = nil
 	s.mu.Unlock()
+}
+
+// expect sets the configuration that completes the current change; a stream that already holds it is
+// complete as of its last ACK.
+func (s *adsStream) expect(expected map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expected = expected
+	s.checkComplete()
+}
+
+// recheck looks again once digests computed since the last response are ready.
+func (s *adsStream) recheck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkComplete()
+}
+
+// checkComplete marks the change complete when every type the stream holds is the expected one, as of the
+// ACK of the last of them (the moment it held them all). Called with s.mu held.
+func (s *adsStream) checkComplete() {
+	c := s.current
+	if c == nil || s.expected == nil || !c.completeAt.IsZero() || c.firstResponse.IsZero() {
+		return
+	}
+	var at time.Time
+	for t, want := range s.expected {
+		h, ok := s.held[t]
+		if !ok {
+			return
+		}
+		d, ok := s.digests.ready(h.key)
+		if !ok || d.CanonicalSHA256 != want {
+			return
+		}
+		if h.at.After(at) {
+			at = h.at
+		}
+	}
+	c.completeAt = at
+	s.events.completed.Add(1)
+}
+
+// heldDigests are the digests of what the stream holds, by short type name.
+func (s *adsStream) heldDigests() map[string]resourceDigest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]resourceDigest{}
+	for t, h := range s.held {
+		if d, ok := s.digests.ready(h.key); ok {
+			out[t] = d
+		}
+	}
+	return out
 }
 
 func (s *adsStream) take() *change {
@@ -200,4 +266,10 @@ func shortType(typeURL string) string {
 		return "RDS"
 	}
 	return fmt.Sprintf("other(%s)", typeURL)
+}
+
+func (s *adsStream) heldTypes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
 }
