@@ -205,6 +205,8 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
     const rssSyncedMb = rssMb(pid);
     const results: ChangeResult[] = [];
     for (const [i, kind] of changes.entries()) {
+      load.child.stdin?.write(`expect ${fixture.renders[i + 1] as string}\n`);
+      await nextJson(load, (v) => v.event === 'expecting', 120_000);
       load.child.stdin?.write('arm\n');
       await nextJson(load, (v) => v.event === 'armed', 10_000);
       const rssBeforeMb = rssMb(pid);
@@ -212,7 +214,7 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
       const sampler = sampleRss(pid);
       const cpuBefore = cpuSeconds(pid);
       const at = await server.trigger(kind);
-      load.child.stdin?.write(`trigger ${unixNanos(at)} ${fixture.renders[i + 1] as string}\n`);
+      load.child.stdin?.write(`trigger ${unixNanos(at)}\n`);
       const report = await nextJson<Omit<ChangeResult, 'kind' | 'pollToFirstResponseMs' | 'rssBeforeMb' | 'rssPeakMb' | 'cpuSeconds'>>(load, (v) => v.event === 'change', 15 * 60_000);
       const cpu = cpuSeconds(pid) - cpuBefore;
       const rssPeakMb = Math.max(sampler.stop(), hwm ? peakRssMb(pid) : 0);

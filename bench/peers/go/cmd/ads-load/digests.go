@@ -33,13 +33,15 @@ type resourceDigest struct {
 }
 
 // digestCache computes each distinct response's digest once: every stream receives the same responses,
-// and the canonical re-encoding is far dearer than receiving.
+// and the canonical re-encoding is far dearer than receiving. Computing waits for computePending, which
+// the client calls once traffic is quiet, so it never takes CPU from the push being measured.
 type digestCache struct {
 	mu      sync.Mutex
 	entries map[string]*digestEntry
 }
 
 type digestEntry struct {
+	resp   *discovery.DiscoveryResponse // kept until computed
 	done   atomic.Bool
 	digest resourceDigest
 }
@@ -56,23 +58,31 @@ func keyOf(resp *discovery.DiscoveryResponse) string {
 	return fmt.Sprintf("%s\x00%s\x00%d\x00%d", resp.TypeUrl, resp.VersionInfo, len(resp.Resources), size)
 }
 
-// ensure starts computing the digest of a response not seen before, in the background; a response
-// already known (from another stream) costs one map lookup and keeps no reference to it.
+// ensure records a response not seen before, to be digested later; one already known (from another
+// stream) costs one map lookup and keeps no reference to it.
 func (c *digestCache) ensure(key string, resp *discovery.DiscoveryResponse) {
 	c.mu.Lock()
-	_, known := c.entries[key]
-	e := &digestEntry{}
-	if !known {
-		c.entries[key] = e
+	defer c.mu.Unlock()
+	if _, known := c.entries[key]; !known {
+		c.entries[key] = &digestEntry{resp: resp}
+	}
+}
+
+// computePending digests every response recorded since the last call. Only one goroutine calls it.
+func (c *digestCache) computePending() {
+	c.mu.Lock()
+	var pending []*digestEntry
+	for _, e := range c.entries {
+		if !e.done.Load() {
+			pending = append(pending, e)
+		}
 	}
 	c.mu.Unlock()
-	if known {
-		return
-	}
-	go func() {
-		e.digest = digestOf(resp)
+	for _, e := range pending {
+		e.digest = digestOf(e.resp)
+		e.resp = nil
 		e.done.Store(true)
-	}()
+	}
 }
 
 // ready is the digest of a key, if it has been computed; it never waits.

@@ -6,13 +6,12 @@
 // Protocol: JSON lines on stdout; commands on stdin, one a line:
 //
 //	arm               start recording (send before causing the change)
-//	trigger UNIXNANO [RENDERED.json]
-//	                  the change was caused at this wall-clock time. With the `flowgate render` file of
-//	                  the configuration it leads to, a stream's change is complete when it holds exactly
-//	                  that (by canonical digest, every type); the report waits for every stream to be
-//	                  complete, then for --quiet without traffic (to count any redundant pushes after).
-//	                  Without it, the report waits for every stream to have received something and
-//	                  --quiet without traffic.
+//	expect FILE       the next change leads to the configuration in this `flowgate render` file: a
+//	                  stream's change is complete once it holds exactly that (canonical digest of every
+//	                  type); read before arming so the parsing is not inside the measurement
+//	trigger UNIXNANO  the change was caused at this wall-clock time; report once every stream has
+//	                  received something, traffic has been quiet for --quiet and (after expect) every
+//	                  stream holds the expected configuration
 //	quit              close the streams and exit
 package main
 
@@ -123,7 +122,10 @@ func main() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	digests.computePending()
 	emit(syncReport(streams, started, events))
+
+	var expectNext map[string]string
 
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -140,8 +142,8 @@ func main() {
 			}
 			emit(map[string]any{"event": "armed"})
 		case "trigger":
-			if len(fields) < 2 || len(fields) > 3 {
-				log.Printf("trigger needs a UNIXNANO time and optionally a rendered file")
+			if len(fields) != 2 {
+				log.Printf("trigger needs a UNIXNANO time")
 				continue
 			}
 			at, err := strconv.ParseInt(fields[1], 10, 64)
@@ -149,16 +151,23 @@ func main() {
 				log.Printf("trigger: %v", err)
 				continue
 			}
-			var expected map[string]string
-			if len(fields) == 3 {
-				if expected, err = expectedDigests(fields[2]); err != nil {
-					log.Fatalf("trigger: %v", err)
-				}
+			if expectNext != nil {
 				for _, s := range streams {
-					s.expect(expected)
+					s.expect(expectNext)
 				}
 			}
-			emit(awaitChange(streams, events, time.Unix(0, at), expected != nil, o))
+			emit(awaitChange(streams, events, digests, time.Unix(0, at), expectNext != nil, o))
+			expectNext = nil
+		case "expect":
+			if len(fields) != 2 {
+				log.Printf("expect needs a rendered file")
+				continue
+			}
+			var err error
+			if expectNext, err = expectedDigests(fields[1]); err != nil {
+				log.Fatalf("expect: %v", err)
+			}
+			emit(map[string]any{"event": "expecting", "digests": expectNext})
 		case "quit":
 			cancel()
 			return
@@ -176,19 +185,23 @@ func (s *adsStream) isSynced() bool {
 }
 
 // awaitChange waits for the change to reach the fleet and settle, then reports it relative to `trigger`.
-func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, expecting bool, o options) map[string]any {
+func awaitChange(streams []*adsStream, events *recorder, digests *digestCache, trigger time.Time, expecting bool, o options) map[string]any {
 	deadline := time.Now().Add(o.changeTimeout)
 	n := int64(len(streams))
 	for time.Now().Before(deadline) {
-		reached := events.firstResponses.Load() >= n
-		if expecting {
+		if events.firstResponses.Load() >= n && time.Since(time.Unix(0, events.lastEvent.Load())) >= o.quiet {
+			if !expecting {
+				break
+			}
+			// Quiet is not the end by itself (a server may pause mid-push): the end is every stream
+			// holding the expected configuration.
+			digests.computePending()
 			for _, s := range streams {
 				s.recheck()
 			}
-			reached = events.completed.Load() >= n
-		}
-		if reached && time.Since(time.Unix(0, events.lastEvent.Load())) >= o.quiet {
-			break
+			if events.completed.Load() >= n {
+				break
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -245,11 +258,8 @@ func awaitChange(streams []*adsStream, events *recorder, trigger time.Time, expe
 func syncReport(streams []*adsStream, started time.Time, events *recorder) map[string]any {
 	var perStream, bytes []float64
 	var last time.Time
-	// Stream 0's digests are computed in the background; wait for them (they are part of the report).
+	// What stream 0 holds (digested by computePending before this report), to compare servers.
 	resources := streams[0].heldDigests()
-	for wait := time.Now(); len(resources) < streams[0].heldTypes() && time.Since(wait) < time.Minute; resources = streams[0].heldDigests() {
-		time.Sleep(10 * time.Millisecond)
-	}
 	for _, s := range streams {
 		s.mu.Lock()
 		if s.synced {

@@ -124,7 +124,7 @@ func (s *adsStream) run() error {
 		}
 		acked := time.Now()
 		s.acked[t] = true
-		// Digests are computed off the receiving path, so the ACKs and the next reads keep their pace.
+		// Digested later (digestCache.computePending), so the ACKs and the next reads keep their pace.
 		key := keyOf(resp)
 		s.digests.ensure(key, resp)
 		s.mu.Lock()
@@ -266,10 +266,4 @@ func shortType(typeURL string) string {
 		return "RDS"
 	}
 	return fmt.Sprintf("other(%s)", typeURL)
-}
-
-func (s *adsStream) heldTypes() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.held)
 }
