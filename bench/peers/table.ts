@@ -60,6 +60,7 @@ export function xdsTable(results: readonly SideResult[], changes: readonly Chang
     row('responses per stream', cell((c) => Object.entries(c.responsesByType).map(([t, n]) => `${t}×${+(n / Math.max(1, c.streamsUpdated)).toFixed(2)}`).join(' ')));
     row('server RSS before -> peak', cell((c) => `${mb(c.rssBeforeMb)} -> ${mb(c.rssPeakMb)}`));
     row('server CPU, trigger to report', cell((c) => `${c.cpuSeconds.toFixed(2)} s`));
+    row('client (ads-load) CPU, same window', cell((c) => `${c.clientCpuSeconds.toFixed(2)} s`));
   }
   return markdown(header, rows);
 }

@@ -48,6 +48,8 @@ export interface ChangeResult {
   readonly rssBeforeMb: number;
   readonly rssPeakMb: number;
   readonly cpuSeconds: number;
+  /** The client's CPU over the same window: it shares the two cores with the server. */
+  readonly clientCpuSeconds: number;
 }
 
 export interface SideResult {
@@ -213,10 +215,12 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
       const hwm = resetPeakRss(pid);
       const sampler = sampleRss(pid);
       const cpuBefore = cpuSeconds(pid);
+      const clientCpuBefore = cpuSeconds(load.pid);
       const at = await server.trigger(kind);
       load.child.stdin?.write(`trigger ${unixNanos(at)}\n`);
-      const report = await nextJson<Omit<ChangeResult, 'kind' | 'pollToFirstResponseMs' | 'rssBeforeMb' | 'rssPeakMb' | 'cpuSeconds'>>(load, (v) => v.event === 'change', 15 * 60_000);
+      const report = await nextJson<Omit<ChangeResult, 'kind' | 'pollToFirstResponseMs' | 'rssBeforeMb' | 'rssPeakMb' | 'cpuSeconds' | 'clientCpuSeconds'>>(load, (v) => v.event === 'change', 15 * 60_000);
       const cpu = cpuSeconds(pid) - cpuBefore;
+      const clientCpu = cpuSeconds(load.pid) - clientCpuBefore;
       const rssPeakMb = Math.max(sampler.stop(), hwm ? peakRssMb(pid) : 0);
       const poll = server.pollAfterTrigger();
       results.push({
@@ -233,6 +237,7 @@ export async function runSide(ctx: XdsContext, side: Side, fixture: Fixture, str
         rssBeforeMb,
         rssPeakMb,
         cpuSeconds: cpu,
+        clientCpuSeconds: clientCpu,
       });
       ctx.log(`xds ${tag}: ${kind} change complete on ${report.streamsComplete}/${streams} streams, p99 ${Math.round(report.completeMs.p99)} ms`);
     }
