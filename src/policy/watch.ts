@@ -7,7 +7,7 @@ import { Counter, Gauge } from 'prom-client';
 import { FlowgateError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
-import { displayFile } from './format.js';
+import { displayFile, formatIssue } from './format.js';
 import type { PolicyIssue } from './issues.js';
 import { listPolicyFiles, loadPolicyDir, policyDirectories } from './load.js';
 import type { Policy } from './policy.js';
@@ -87,6 +87,12 @@ const issuesGauge = new Gauge({
   help: 'Issues found by the most recent load: non-zero means the files on disk are rejected and the last good policy is serving.',
   registers: [metricsRegistry],
 });
+const rescansTotal = new Counter({
+  name: 'flowgate_policy_rescans_total',
+  help: 'Periodic rescans of the policy directory (the safety net for missed file-system events).',
+  registers: [metricsRegistry],
+});
+
 const readyGauge = new Gauge({
   name: 'flowgate_policy_ready',
   help: '1 once a good policy has been loaded; 0 while none has (the first load failed).',
@@ -245,6 +251,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
 
   private async rescan(): Promise<void> {
     if (this.stopped) return;
+    rescansTotal.inc();
     // A directory that is itself a symlink swapped to a new target keeps the old watch alive on the old target.
     const real = await realpath(this.dir).catch(() => undefined);
     if (this.fsEvents && (this.fsWatchers.length === 0 || real !== this.watchedRealDir)) {
@@ -330,7 +337,8 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
 
   private logRejection(issues: readonly PolicyIssue[]): void {
     for (const i of issues) {
-      this.log.error({ file: displayFile(this.dir, i.file), line: i.line, col: i.col, path: i.path, code: i.code }, i.message);
+      // The message is the line `flowgate validate` prints (file:line:col: path: message), so a grep finds it.
+      this.log.error({ file: displayFile(this.dir, i.file), line: i.line, col: i.col, path: i.path, code: i.code, reason: i.message }, formatIssue(i, this.dir));
     }
     if (this.serving) {
       this.log.error({ issues: issues.length, serving: this.serving.hash }, `policy rejected (${issues.length} issues); the last good policy keeps serving`);

@@ -167,7 +167,9 @@ async function main(): Promise<void> {
   const policyDir = join(work, 'policy');
   cpSync(join(repo, 'examples', 'quickstart', 'policy'), policyDir, { recursive: true });
   const gatewayFile = join(policyDir, 'gateway.yaml');
-  writeFileSync(gatewayFile, readFileSync(gatewayFile, 'utf8').replace(/port: 10000/, `port: ${port}`).replace(/port: 18081/, `port: ${filtersPort}`));
+  // Audit lines go to a file of their own, not between the instructions printed here.
+  const gateway = readFileSync(gatewayFile, 'utf8').replace(/port: 10000/, `port: ${port}`).replace(/port: 18081/, `port: ${filtersPort}`);
+  writeFileSync(gatewayFile, `${gateway}audit: { sink: file, path: ${join(work, 'audit.jsonl')} }\n`);
 
   const mlflowUri = `http://127.0.0.1:${mlflowPort}`;
   say(`starting MLflow on ${mlflowUri} (sqlite in ${work})`);

@@ -22,6 +22,7 @@ let flowgate: FlowgateProcess;
 let envoy: EnvoyProcess;
 const upstreams: EchoUpstream[] = [];
 let policyDir: string;
+let listener: number;
 let url: string;
 let otlpServer: grpc.Server;
 let otlpExports = 0;
@@ -68,7 +69,8 @@ async function startCollector(): Promise<number> {
 beforeAll(async () => {
   for (const name of ['v1', 'v2']) upstreams.push(await startEchoUpstream(name));
   const otlp = await startCollector();
-  const [listener, filters] = (await freePorts(2)) as [number, number];
+  const [port, filters] = (await freePorts(2)) as [number, number];
+  listener = port;
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-obs-'));
   policyDir = join(dir, 'policy');
   mkdirSync(policyDir);
@@ -103,16 +105,20 @@ const sample = (version: string): string => `flowgate_model_requests_total{model
 
 describe('metrics after real traffic', () => {
   test('10 requests to version 1 and 7 to version 2 count 10 and 7, in /metrics and in /debug/traffic (ALS)', async () => {
-    // Let earlier requests (the readiness probe) be flushed and counted first.
-    await new Promise((r) => setTimeout(r, 2500));
+    // Every access-log entry Envoy sends goes over one stream, in order: once a request sent after the others
+    // (to a path no model claims, counted under model "-") is counted, everything before it has been too.
+    const noModel = 'flowgate_model_requests_total{model="-",version="-",code_class="4xx"}';
+    const flushed = async (): Promise<void> => {
+      const marker = (await flowgate.metric(noModel)) ?? 0;
+      expect((await request(`http://127.0.0.1:${listener}/nowhere`)).status).toBe(404);
+      await waitFor('the marker request counted', async () => (((await flowgate.metric(noModel)) ?? 0) > marker ? true : undefined), { timeoutMs: 15_000 });
+    };
+    await flushed();
     const before1 = (await flowgate.metric(sample('1'))) ?? 0;
     const before2 = (await flowgate.metric(sample('2'))) ?? 0;
     for (let i = 0; i < 10; i++) expect((await request(url, { method: 'POST', body: '{}', headers: { 'x-model-version': '1' } })).status).toBe(200);
     for (let i = 0; i < 7; i++) expect((await request(url, { method: 'POST', body: '{}', headers: { 'x-model-version': '2' } })).status).toBe(200);
-    await waitFor('the access logs', async () => ((await flowgate.metric(sample('1'))) === before1 + 10 && (await flowgate.metric(sample('2'))) === before2 + 7 ? true : undefined), {
-      timeoutMs: 15_000,
-    });
-    await new Promise((r) => setTimeout(r, 1500));
+    await flushed();
     expect(await flowgate.metric(sample('1'))).toBe(before1 + 10);
     expect(await flowgate.metric(sample('2'))).toBe(before2 + 7);
     const traffic = JSON.stringify(await (await fetch(`${flowgate.adminUrl}/debug/traffic`)).json());
@@ -126,7 +132,9 @@ describe('metrics after real traffic', () => {
     const a0 = await applied();
     writeFileSync(join(policyDir, 'scorer.yaml'), MODEL.replace('weight: 50', 'weight: 500'));
     await waitFor('the rejection', async () => ((await rejected()) > r0 ? true : undefined), { timeoutMs: 15_000 });
-    await new Promise((r) => setTimeout(r, 6000)); // past a rescan period: nothing counts twice
+    // A rescan after the rejection finds the same files: nothing counts twice.
+    const rescans = (await flowgate.metric('flowgate_policy_rescans_total')) ?? 0;
+    await waitFor('a rescan after the rejection', async () => (((await flowgate.metric('flowgate_policy_rescans_total')) ?? 0) > rescans ? true : undefined), { timeoutMs: 15_000 });
     expect(await rejected()).toBe(r0 + 1);
     expect(await flowgate.metric('flowgate_policy_issues')).toBe(1);
     writeFileSync(join(policyDir, 'scorer.yaml'), MODEL.replace('weight: 50', 'weight: 40'));
@@ -165,10 +173,11 @@ describe('fleet status and tracing', () => {
 describe('life cycle', () => {
   test('SIGTERM under load: no request fails, the process exits 0, Envoy keeps serving', async () => {
     const load = steadyLoad([url], { concurrency: 4, init: () => ({ method: 'POST', body: '{}' }) });
-    await new Promise((r) => setTimeout(r, 500));
+    await load.progress(20);
     flowgate.process.child.kill('SIGTERM');
     expect(await flowgate.process.exited).toBe(0);
-    await new Promise((r) => setTimeout(r, 2000));
+    // Envoy keeps serving with the control plane gone.
+    await load.progress(50);
     const result = await load.stop();
     expect(result.failures).toEqual([]);
     expect(result.sent).toBeGreaterThan(50);

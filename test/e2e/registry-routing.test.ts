@@ -168,7 +168,7 @@ describe('registry and policy become Envoy routes', () => {
 
   test('moving the champion alias in MLflow moves traffic within two poll intervals, with no failed request', async () => {
     const load = steadyLoad([url], { concurrency: 4, init: () => ({ method: 'POST', body: '{}' }) });
-    await new Promise((r) => setTimeout(r, 500));
+    await load.progress(20);
     const movedAt = Date.now();
     await mlflow.admin.setAlias(MODEL, 'champion', '3');
     const seenAfterMs = await waitFor(
@@ -179,7 +179,8 @@ describe('registry and policy become Envoy routes', () => {
       },
       { timeoutMs: 20_000, intervalMs: 50, describe: () => flowgate.process.tail(20) },
     );
-    await new Promise((r) => setTimeout(r, 1000));
+    // Requests keep flowing after the move: none of them may fail either.
+    await load.progress(50);
     const result = await load.stop();
     expect(result.failures).toEqual([]);
     expect(result.sent).toBeGreaterThan(50);
@@ -260,7 +261,11 @@ describe('MLflow outages', () => {
     await waitFor('registry errors to be counted', async () => ((await flowgate.metric('flowgate_registry_sync_total{result="error"}')) ?? 0) > 0 ? true : undefined, {
       timeoutMs: 15_000,
     });
-    await new Promise((r) => setTimeout(r, 60_000));
+    // A one-minute outage: until the control plane has gone 60 s without a good sync.
+    await waitFor('a minute without MLflow', async () => (((await flowgate.metric('flowgate_registry_sync_age_seconds')) ?? 0) >= 60 ? true : undefined), {
+      timeoutMs: 90_000,
+      intervalMs: 1000,
+    });
     const during = await load.stop();
     expect(during.failures).toEqual([]);
     expect(during.sent).toBeGreaterThan(100);
@@ -287,7 +292,7 @@ describe('a control plane restarted during an MLflow outage', () => {
       const nodes = (await (await fetch(`${flowgate.adminUrl}/debug/nodes`)).json()) as { node: string; types: { lastAck: unknown }[] }[];
       return nodes.some((n) => n.node === 'e2e-registry' && n.types.length >= 4 && n.types.every((t) => t.lastAck)) ? true : undefined;
     }, { timeoutMs: 30_000 });
-    await new Promise((r) => setTimeout(r, 1000));
+    await load.progress(50);
     const result = await load.stop();
     expect(result.failures).toEqual([]);
     expect(await envoyWeights()).toEqual(weights);

@@ -120,7 +120,15 @@ test('an Envoy without a client certificate, or in plaintext, gets nothing', asy
   ] as const) {
     envoys.push(await startEnvoy({ nodeId, nodeCluster: 'tls', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort, waitReady: false, ...(xdsTls && { xdsTls }) }));
   }
-  await new Promise((r) => setTimeout(r, 4000));
+  // Each Envoy must have tried, and failed, to reach the control plane before its absence means anything.
+  for (const envoy of envoys.slice(-2)) {
+    await waitFor('failed attempts to reach the control plane', async () => {
+      const stats = await envoy.stats('flowgate_xds');
+      const attempts = stats.get('cluster.flowgate_xds.upstream_cx_total') ?? 0;
+      const failures = (stats.get('cluster.flowgate_xds.upstream_cx_destroy_remote') ?? 0) + (stats.get('cluster.flowgate_xds.upstream_cx_connect_fail') ?? 0) + (stats.get('cluster.flowgate_xds.ssl.connection_error') ?? 0);
+      return attempts >= 2 && failures >= 1 ? true : undefined;
+    }, { timeoutMs: 20_000, describe: () => envoy.process.tail(10) });
+  }
   const nodes = await connectedNodes();
   expect(nodes).not.toContain('tls-no-cert');
   expect(nodes).not.toContain('plaintext');

@@ -46,7 +46,7 @@ export interface LoadResult {
 export function steadyLoad(
   urls: readonly string[],
   options: { concurrency?: number; init?: () => RequestInit; ok?: (a: HttpAnswer) => boolean } = {},
-): { stop(): Promise<LoadResult> } {
+): { stop(): Promise<LoadResult>; progress(requests: number): Promise<void> } {
   let running = true;
   let sent = 0;
   let failed = 0;
@@ -69,6 +69,14 @@ export function steadyLoad(
   };
   const loops = Array.from({ length: options.concurrency ?? 2 }, (_, i) => loop(i));
   return {
+    // Waits until `requests` more answers have come back: a load's progress, instead of a sleep.
+    progress: async (requests) => {
+      const target = sent + requests;
+      while (sent < target) {
+        if (!running) throw new Error('the load was stopped');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     stop: async () => {
       running = false;
       await Promise.all(loops);
