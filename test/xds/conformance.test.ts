@@ -86,6 +86,8 @@ describe.each(MODES)('xDS conformance with real Envoy: $name', ({ ads, delta }) 
     const clusters = await dumpedClusters();
     if (delta) {
       const routes = (await envoy.configDump('dynamic_route_configs')).configs as DumpedResource[];
+      expect(clusters.length).toBeGreaterThan(0);
+      expect(routes.length).toBeGreaterThan(0);
       for (const c of clusters) expect(c.version_info).toBe(snap.get(TypeUrl.Cluster, c.cluster?.name ?? '')?.version);
       for (const r of routes) expect(r.version_info).toBe(snap.get(TypeUrl.RouteConfiguration, r.route_config?.name ?? '')?.version);
       return;
