@@ -179,7 +179,11 @@ export function analyze(input: AnalysisInput): Decision {
   if (!input.window) return { kind: 'hold', reason: 'no traffic window to judge' };
 
   const check = judge(plan, input.window.canary, input.window.stable, now, input.checkWebhook);
-  const touched = { ...state, generation, checkedAt: now, updatedAt: now };
+  // Checks keep to the interval's grid (a late tick does not push every later check back), unless the
+  // rollout fell more than an interval behind (a lease handover, MLflow down): then the grid restarts now.
+  const due = nextCheckAt(plan, state);
+  const checkedAt = now - due < plan.intervalMs ? due : now;
+  const touched = { ...state, generation, checkedAt, updatedAt: now };
   if (check.verdict === 'fail') {
     const failedChecks = state.failedChecks + 1;
     if (failedChecks >= plan.threshold) {
@@ -199,7 +203,7 @@ export function analyze(input: AnalysisInput): Decision {
   const passed = { ...touched, inconclusiveChecks: 0, reason: undefined };
   if (state.step < plan.steps.length - 1) {
     const step = state.step + 1;
-    return { kind: 'step', next: { ...passed, step, weight: plan.steps[step] ?? state.weight, stepStartedAt: now }, check };
+    return { kind: 'step', next: { ...passed, step, weight: plan.steps[step] ?? state.weight, stepStartedAt: checkedAt }, check };
   }
   if (plan.onSuccess === 'pause') {
     return { kind: 'pause', next: { ...passed, phase: 'paused', reason: 'every step passed; promote by hand' }, check };

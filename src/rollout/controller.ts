@@ -44,6 +44,7 @@ export class RolloutController {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private stopped = false;
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(private readonly options: RolloutControllerOptions) {
     this.log = options.log ?? logger('rollout');
@@ -65,9 +66,10 @@ export class RolloutController {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+    await Promise.all(this.inFlight.values());
   }
 
-  /** One pass over every rollout (after a pass in flight); resolves when it is done. */
+  /** Starts a pass over every rollout (after a pass in flight); resolves when every model's pass has started. */
   tickNow(): Promise<void> {
     this.running = this.running.then(() => this.tick()).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'rollout tick failed'));
     return this.running;
@@ -81,15 +83,18 @@ export class RolloutController {
     const generation = this.options.lease.generation();
     leaseHeld.set(generation === undefined ? 0 : 1);
     if (generation === undefined) return;
+    // Rollouts are independent: a model whose last pass is still writing to MLflow is skipped this tick,
+    // and nobody waits for it, so one slow write never delays another model's check.
     for (const model of this.options.ir()?.models ?? []) {
       const r = model.rollout;
-      if (!r || r.canaryVersion === undefined || r.stableVersion === undefined) continue;
-      try {
-        await this.advance(model, r, r.canaryVersion, r.stableVersion, generation);
-      } catch (err) {
-        const level = err instanceof LeaseLostError ? 'warn' : 'error';
-        this.log[level]({ model: model.name, canary: r.canaryVersion, err: errorMessage(err) }, 'rollout step not taken; the next tick tries again');
-      }
+      if (!r || r.canaryVersion === undefined || r.stableVersion === undefined || this.inFlight.has(model.name)) continue;
+      const pass = this.advance(model, r, r.canaryVersion, r.stableVersion, generation)
+        .catch((err: unknown) => {
+          const level = err instanceof LeaseLostError ? 'warn' : 'error';
+          this.log[level]({ model: model.name, canary: r.canaryVersion, err: errorMessage(err) }, 'rollout step not taken; the next tick tries again');
+        })
+        .finally(() => this.inFlight.delete(model.name));
+      this.inFlight.set(model.name, pass);
     }
   }
 
