@@ -60,9 +60,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 interface LeaseScripts {
-  flowgateLeaseAcquire(keys: number, lease: string, counter: string, holder: string, ttl: number): Promise<number>;
-  flowgateLeaseRenew(keys: number, lease: string, value: string, ttl: number): Promise<number>;
-  flowgateLeaseRelease(keys: number, lease: string, value: string): Promise<number>;
+  flowgateLeaseAcquire(lease: string, counter: string, holder: string, ttl: number): Promise<number>;
+  flowgateLeaseRenew(lease: string, value: string, ttl: number): Promise<number>;
+  flowgateLeaseRelease(lease: string, value: string): Promise<number>;
 }
 
 export interface RedisLeaseOptions {
@@ -122,9 +122,9 @@ export class RedisLease implements RolloutLease {
     await this.running;
     if (this.held) {
       const value = `${this.holder} ${this.held.generation}`;
-      this.set(undefined);
+      this.set(undefined, 'released');
       // Released at once, so the next replica need not wait for the expiry.
-      await this.redis.flowgateLeaseRelease(1, this.key, value).catch(() => 0);
+      await this.redis.flowgateLeaseRelease(this.key, value).catch(() => 0);
     }
     this.redis.disconnect();
   }
@@ -133,12 +133,12 @@ export class RedisLease implements RolloutLease {
     const sentAt = Date.now();
     try {
       if (this.held) {
-        const renewed = await this.redis.flowgateLeaseRenew(1, this.key, `${this.holder} ${this.held.generation}`, this.ttlMs);
+        const renewed = await this.redis.flowgateLeaseRenew(this.key, `${this.holder} ${this.held.generation}`, this.ttlMs);
         if (renewed === 1) this.held = { generation: this.held.generation, until: sentAt + this.ttlMs };
         else this.set(undefined, 'the lease was taken over');
         return;
       }
-      const generation = Number(await this.redis.flowgateLeaseAcquire(2, this.key, `${this.key}:generation`, this.holder, this.ttlMs));
+      const generation = Number(await this.redis.flowgateLeaseAcquire(this.key, `${this.key}:generation`, this.holder, this.ttlMs));
       if (generation > 0) {
         this.set({ generation, until: sentAt + this.ttlMs });
       } else {
@@ -146,6 +146,7 @@ export class RedisLease implements RolloutLease {
         this.seenHolder = value?.split(' ')[0];
       }
     } catch (err) {
+      this.log.debug({ err: errorMessage(err) }, 'lease attempt failed');
       // Unreachable Redis: the lease runs out on its own; until then the holder may still decide.
       if (this.held && Date.now() >= this.held.until) this.set(undefined, `redis unreachable: ${errorMessage(err)}`);
     }
@@ -159,7 +160,7 @@ export class RedisLease implements RolloutLease {
       this.log.info({ holder: this.holder, generation: next.generation }, 'rollout lease acquired: this replica decides rollouts');
       this.options.onChange?.(true, next.generation);
     } else if (!next && was) {
-      this.log.warn({ holder: this.holder, generation: was.generation, why }, 'rollout lease lost');
+      this.log[why === 'released' ? 'info' : 'warn']({ holder: this.holder, generation: was.generation, why }, why === 'released' ? 'rollout lease released' : 'rollout lease lost');
       this.options.onChange?.(false, undefined);
     }
   }
