@@ -11,6 +11,7 @@ export function consoleHtml(): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Flowgate console</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/console/style.css">
 <script type="module" src="/console/js/app.js"></script>
 </head>
@@ -69,6 +70,8 @@ th { color: var(--muted); font-weight: 600; }
 .chart .decision { stroke: #868e96; stroke-dasharray: 2 3; }
 .chart .decision.bad { stroke: var(--bad); }
 .legend { display: flex; gap: 1rem; font-size: .8rem; color: var(--muted); }
+.chart .dot { stroke-dasharray: none; fill: #fff; }
+.lg-weight { background: var(--weight); } .lg-canary { background: var(--canary); } .lg-stable { background: var(--stable); }
 .legend i { display: inline-block; width: 14px; height: 3px; vertical-align: middle; margin-right: 4px; }
 .nack { color: var(--bad); }
 #error { color: var(--bad); padding: 0 1.2rem; }

@@ -78,8 +78,10 @@ function rolloutCard(r: Rollout): HTMLElement {
     h(
       'div',
       { class: 'legend' },
-      h('span', {}, h('i', { style: undefined, class: 'lg-weight' }), 'canary weight'),
-      h('span', {}, 'error rate: canary (orange), stable (blue), solid; p99: dashed, right axis'),
+      h('span', {}, h('i', { class: 'lg-weight' }), 'canary weight (%)'),
+      h('span', {}, h('i', { class: 'lg-canary' }), `canary v${r.canaryVersion ?? '?'}`),
+      h('span', {}, h('i', { class: 'lg-stable' }), `stable v${r.stableVersion ?? '?'}`),
+      h('span', {}, 'solid: 5xx rate (%, left axis) · dashed: p99 latency (ms, right axis)'),
     ),
     recent.length > 0
       ? table(

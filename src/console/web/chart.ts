@@ -57,6 +57,11 @@ export function rolloutChart(model: string, events: RolloutEvent[], now: number)
     mark.append(s('title', {}, `${new Date(e.at).toLocaleTimeString()} ${e.decision} -> ${e.weight}%${e.reason ? `: ${e.reason}` : ''}`));
     svg.append(mark);
   }
-  for (const line of series) if (line.points.length > 0) svg.append(s('path', { class: line.cls, d: path(line.points) }));
+  for (const line of series) {
+    if (line.points.length === 0) continue;
+    svg.append(s('path', { class: line.cls, d: path(line.points) }));
+    // Every measured point gets a dot, so the first check shows before there is a line to draw.
+    if (line.cls !== 'weight') for (const [px, py] of line.points) svg.append(s('circle', { class: `${line.cls} dot`, cx: px.toFixed(1), cy: py.toFixed(1), r: 2.5 }));
+  }
   return svg;
 }
