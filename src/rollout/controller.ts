@@ -79,7 +79,7 @@ export class RolloutController {
     return (this.options.now ?? Date.now)();
   }
 
-  private async tick(): Promise<void> {
+  private tick(): void {
     const generation = this.options.lease.generation();
     leaseHeld.set(generation === undefined ? 0 : 1);
     if (generation === undefined) return;

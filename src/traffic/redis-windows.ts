@@ -69,8 +69,15 @@ export class RedisTrafficWindows implements TrafficWindowSource {
     return this.flushing;
   }
 
+  /** Resolves once the connection to Redis is up. */
+  ready(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    return new Promise((resolve) => this.redis.once('ready', () => resolve()));
+  }
+
   private async flushOnce(): Promise<void> {
-    if (this.pending.size === 0) return;
+    // Before the connection is up (at start, after an outage) the counts wait here instead of being dropped.
+    if (this.pending.size === 0 || this.redis.status !== 'ready') return;
     const batch = this.pending;
     this.pending = new Map();
     const pipeline = this.redis.pipeline();
