@@ -217,7 +217,8 @@ export function analyze(input: AnalysisInput): Decision {
 
 /** A manual command applied to a rollout, or why it does not apply. `by` says who asked (for the reason). */
 export function applyCommand(plan: RolloutPlan, state: RolloutState | undefined, command: RolloutCommand, now: number, generation: number, stableVersion: string, by: string): Decision {
-  const current = state ?? startState(plan, now, generation, stableVersion);
+  // A command before the start: the rollout starts paused at weight 0 (pause), or as commanded.
+  const current = state ?? { ...startState(plan, now, generation, stableVersion), weight: command === 'pause' ? 0 : (plan.steps[0] ?? 0) };
   const base = { ...current, generation, updatedAt: now, command: undefined };
   if (isFinished(current.phase)) return { kind: 'hold', reason: `${command} ignored: the rollout has ${current.phase}` };
   switch (command) {
@@ -227,7 +228,7 @@ export function applyCommand(plan: RolloutPlan, state: RolloutState | undefined,
     case 'resume':
       if (current.phase !== 'paused') return { kind: 'hold', reason: 'not paused' };
       // The step starts over: the paused time's traffic is not this step's evidence.
-      return { kind: 'resume', next: { ...base, phase: 'progressing', stepStartedAt: now, inconclusiveChecks: 0, reason: `resumed by ${by}` } };
+      return { kind: 'resume', next: { ...base, phase: 'progressing', weight: plan.steps[current.step] ?? current.weight, stepStartedAt: now, inconclusiveChecks: 0, reason: `resumed by ${by}` } };
     case 'promote':
       return { kind: 'promote', next: { ...base, phase: 'succeeded', weight: 100, reason: `promoted by ${by}` } };
     case 'abort':

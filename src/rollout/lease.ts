@@ -7,7 +7,7 @@ import { logger, type Logger } from '../observability/log.js';
 /**
  * The rollout lease: one control-plane replica at a time decides rollouts. In Redis, a key holding
  * "<holder> <generation>" with an expiry, renewed at a third of it; the generation comes from a counter
- * incremented at each acquisition, so a newer holder always has a higher one. Every state the holder writes
+ * incremented at each acquisition (and never below the clock in ms), so a newer holder always has a higher one. Every state the holder writes
  * to MLflow carries its generation, and a holder that reads a higher one there stops writing: a replica
  * that was paused past its lease (GC, SIGSTOP, a partition) cannot overwrite its successor's decisions.
  * Without Redis (one replica) the lease is always held.
@@ -45,10 +45,13 @@ export class LocalLease implements RolloutLease {
   }
 }
 
-// KEYS[1] lease, KEYS[2] generation counter; ARGV[1] holder, ARGV[2] ttl ms. Returns the new generation or 0.
+// KEYS[1] lease, KEYS[2] generation counter; ARGV[1] holder, ARGV[2] ttl ms, ARGV[3] the caller's clock in
+// ms. Returns the new generation or 0. The clock is a floor, so generations keep growing across a Redis that
+// lost its data and past the clock-based ones a single replica (LocalLease) wrote before Redis was added.
 const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local g = redis.call('INCR', KEYS[2])
+if g < tonumber(ARGV[3]) then g = tonumber(ARGV[3]) redis.call('SET', KEYS[2], g) end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. g, 'PX', ARGV[2])
 return g`;
 // KEYS[1] lease; ARGV[1] "holder generation", ARGV[2] ttl ms. 1 when renewed, 0 when it is someone else's.
@@ -60,7 +63,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 interface LeaseScripts {
-  flowgateLeaseAcquire(lease: string, counter: string, holder: string, ttl: number): Promise<number>;
+  flowgateLeaseAcquire(lease: string, counter: string, holder: string, ttl: number, now: number): Promise<number>;
   flowgateLeaseRenew(lease: string, value: string, ttl: number): Promise<number>;
   flowgateLeaseRelease(lease: string, value: string): Promise<number>;
 }
@@ -138,7 +141,7 @@ export class RedisLease implements RolloutLease {
         else this.set(undefined, 'the lease was taken over');
         return;
       }
-      const generation = Number(await this.redis.flowgateLeaseAcquire(this.key, `${this.key}:generation`, this.holder, this.ttlMs));
+      const generation = Number(await this.redis.flowgateLeaseAcquire(this.key, `${this.key}:generation`, this.holder, this.ttlMs, Date.now()));
       if (generation > 0) {
         this.set({ generation, until: sentAt + this.ttlMs });
       } else {

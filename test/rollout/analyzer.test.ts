@@ -138,5 +138,11 @@ describe('decisions', () => {
     const aborted = applyCommand(plan(), s, 'abort', 7, 3, '1', 'x');
     expect(aborted.kind === 'abort' && aborted.next).toMatchObject({ phase: 'aborted', weight: 0 });
     expect(applyCommand(plan(), state({ phase: 'failed' }), 'resume', 7, 3, '1', 'x').kind).toBe('hold');
+    // Paused before it started: no traffic until resumed, then the first step's weight.
+    const early = applyCommand(plan(), undefined, 'pause', 7, 3, '1', 'x');
+    expect(early.kind === 'pause' && early.next).toMatchObject({ phase: 'paused', step: 0, weight: 0 });
+    if (early.kind !== 'pause') return;
+    const late = applyCommand(plan(), early.next, 'resume', 9, 3, '1', 'x');
+    expect(late.kind === 'resume' && late.next).toMatchObject({ phase: 'progressing', weight: 10 });
   });
 });

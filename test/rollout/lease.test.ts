@@ -25,6 +25,8 @@ const lease = (holder: string): RedisLease => {
 test('one holder at a time; a release hands over at once, with a higher generation', async () => {
   const a = lease('a');
   const first = await waitFor('a holds', () => a.generation());
+  // Never below the clock: above any generation a lone replica (LocalLease, clock-based) wrote before.
+  expect(first).toBeGreaterThan(Date.now() - 60_000);
   const b = lease('b');
   await waitFor('b sees the holder', () => (b.currentHolder() === 'a' ? true : undefined));
   expect(b.generation()).toBeUndefined();
