@@ -278,6 +278,17 @@ describe('manual control', () => {
     expect((await versionTags(mlflow.uri, 'erroring', '2'))['flowgate.rollout.phase']).toBe('failed');
   }, 30_000);
 
+  test('/debug/traffic keeps its since-start counts and gives sliding windows on request', async () => {
+    const since = (await (await fetch(`${flowgate.adminUrl}/debug/traffic`)).json()) as { models: { model: string; version: string; requests: number }[] };
+    const total = since.models.find((m) => m.model === 'erroring' && m.version === '2')?.requests ?? 0;
+    expect(total).toBeGreaterThan(0);
+    const windowed = (await (await fetch(`${flowgate.adminUrl}/debug/traffic?window=10m`)).json()) as { versions: { model: string; version: string; requests: number; errors5xx: number }[] };
+    const w = windowed.versions.find((v) => v.model === 'erroring' && v.version === '2');
+    expect(w?.requests).toBe(total);
+    expect(w?.errors5xx).toBeGreaterThan(0);
+    expect((await fetch(`${flowgate.adminUrl}/debug/traffic?window=soon`)).status).toBe(400);
+  });
+
   test('flowgate status shows the rollouts', () => {
     const [cmd, argv] = cliArgs(['status', '--admin', flowgate.adminUrl]);
     const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: 'utf8' });
