@@ -89,6 +89,10 @@ export function startRollouts(options: RolloutOptions, deps: { controller: Gatew
   });
 
   const settings = options.anomalies === false ? undefined : (options.anomalies ?? DEFAULT_ANOMALY_SETTINGS);
+  // Anomalies are judged on this replica's own Envoys (a sample of the fleet: the alert rule takes the max
+  // over replicas), or on Prometheus when configured: reading every live version's windows from Redis every
+  // few seconds would cost the shared Redis far more than the rollouts do.
+  const anomalySource: TrafficWindowSource = options.prometheusUrl ? source : local;
   let anomalyTimer: NodeJS.Timeout | undefined;
   let detecting = false;
   if (settings) {
@@ -102,11 +106,12 @@ export function startRollouts(options: RolloutOptions, deps: { controller: Gatew
         for (const m of ir.models) {
           if (m.live.length === 0) continue;
           const versions = await Promise.all(
-            m.live.map(async (l) => ({
-              version: l.version,
-              recent: await source.window(m.name, l.version, now - settings.windowMs, now),
-              baseline: await source.window(m.name, l.version, now - settings.windowMs - settings.baselineMs, now - settings.windowMs),
-            })),
+            m.live.map(async (l) => {
+              const recent = await anomalySource.window(m.name, l.version, now - settings.windowMs, now);
+              // The baseline (ten times longer) is read only for a version busy enough to be judged.
+              const baseline = recent.requests < settings.minRequests ? recent : await anomalySource.window(m.name, l.version, now - settings.windowMs - settings.baselineMs, now - settings.windowMs);
+              return { version: l.version, recent, baseline };
+            }),
           );
           alerts.push(...detectAnomalies(m.name, versions, settings));
         }
@@ -117,7 +122,7 @@ export function startRollouts(options: RolloutOptions, deps: { controller: Gatew
         detecting = false;
       }
     };
-    anomalyTimer = setInterval(() => void detect(), Math.max(1000, Math.min(5000, settings.windowMs / 6)));
+    anomalyTimer = setInterval(() => void detect(), Math.max(1000, Math.min(10_000, settings.windowMs / 6)));
     anomalyTimer.unref();
   }
 
