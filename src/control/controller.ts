@@ -37,7 +37,7 @@ const snapshotVersion = new Gauge({
 
 const alertsGauge = new Gauge({
   name: 'flowgate_model_alerts',
-  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model).',
+  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model; anomaly_error_rate, anomaly_latency from live traffic).',
   labelNames: ['model', 'code'] as const,
   registers: [metricsRegistry],
 });
@@ -63,6 +63,15 @@ export interface ControllerOptions {
   /** The xDS modes to build snapshots for (group names in the cache); default all three. */
   readonly modes?: readonly ConfigSourceMode[];
   readonly log?: Logger;
+  /** Called with each IR built from a new policy or registry snapshot (rollout gauges, the console). */
+  readonly onIR?: (ir: GatewayIR) => void;
+}
+
+/** An alert raised from live traffic rather than from the IR (the anomaly detector). */
+export interface RuntimeAlert {
+  readonly code: `anomaly_${string}`;
+  readonly model: string;
+  readonly message: string;
 }
 
 export class GatewayController {
@@ -73,6 +82,7 @@ export class GatewayController {
   private ir: GatewayIR | undefined;
   private readonly snapshots = new Map<ConfigSourceMode, Snapshot>();
   private activeAlerts = new Set<string>();
+  private runtimeAlerts: readonly RuntimeAlert[] = [];
   private filterPolicyVersion: string | undefined;
   /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
   private checked: { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly output: PipelineOutput } | undefined;
@@ -118,6 +128,17 @@ export class GatewayController {
     this.rebuild('policy');
   }
 
+  /** Replaces the alerts raised from live traffic; they are logged, counted and cleared like the IR's. */
+  setRuntimeAlerts(alerts: readonly RuntimeAlert[]): void {
+    this.runtimeAlerts = alerts;
+    if (this.ir) this.reportAlerts(this.ir);
+  }
+
+  /** Every active alert: the IR's and the runtime ones. */
+  alerts(): readonly (GatewayAlert | RuntimeAlert)[] {
+    return [...(this.ir?.alerts ?? []), ...this.runtimeAlerts];
+  }
+
   setRegistry(registry: RegistrySnapshot): void {
     this.registry = registry;
     this.rebuild('registry');
@@ -154,6 +175,7 @@ export class GatewayController {
     this.ir = ir;
     this.reportAlerts(ir);
     this.reportModels(ir);
+    this.options.onIR?.(ir);
     const ads = next.get('ads') ?? [...next.values()][0];
     if (ads && ads.version === this.snapshots.get('ads')?.version) {
       builds.inc({ result: 'unchanged' });
@@ -176,7 +198,8 @@ export class GatewayController {
 
   private reportAlerts(ir: GatewayIR): void {
     const now = new Set<string>();
-    for (const a of ir.alerts) {
+    const all = [...ir.alerts, ...this.runtimeAlerts];
+    for (const a of all) {
       const key = `${a.model}\u0000${a.code}\u0000${a.message}`;
       now.add(key);
       if (!this.activeAlerts.has(key)) this.logAlert(a);
@@ -189,11 +212,11 @@ export class GatewayController {
     }
     this.activeAlerts = now;
     alertsGauge.reset();
-    for (const a of ir.alerts) alertsGauge.inc({ model: a.model, code: a.code });
+    for (const a of all) alertsGauge.inc({ model: a.model, code: a.code });
   }
 
-  private logAlert(a: GatewayAlert): void {
-    const level = a.code === 'canary_unresolved' || a.code === 'mirror_unresolved' ? 'warn' : 'error';
+  private logAlert(a: GatewayAlert | RuntimeAlert): void {
+    const level = a.code === 'canary_unresolved' || a.code === 'mirror_unresolved' || a.code.startsWith('anomaly_') ? 'warn' : 'error';
     this.log[level]({ model: a.model, code: a.code, alert: true }, a.message);
   }
 

@@ -23,6 +23,9 @@ import { registerAccessLogService } from '../traffic/receiver.js';
 import { registerCsds } from '../status/service.js';
 import { startFilterServer } from '../../filters/service/server.js';
 import type { FilterPolicy } from '../contract/filter-policy.js';
+import { startRollouts, type RolloutOptions, type RolloutRuntime } from './rollouts.js';
+import { registerConsole } from '../console/server.js';
+import type { PolicyIssue } from '../policy/issues.js';
 
 /**
  * The control plane process: policy watcher + registry poller -> controller -> snapshot cache -> xDS server,
@@ -51,7 +54,17 @@ export interface ControlPlaneOptions {
   readonly drainMs?: number;
   /** Run the filter service in this process, fed by the controller directly; absent: none (run `flowgate filters`). */
   readonly filters?: { readonly host: string; readonly port: number; readonly redisUrl?: string | undefined; readonly tls?: ServerTls | undefined };
+  /** Rollouts and anomaly alerts (their MLflow writer is made from `mlflow`). */
+  readonly rollouts?: Omit<RolloutOptions, 'mlflow'>;
 }
+
+/** The policy rejections the console lists (newest last). */
+export interface PolicyRejection {
+  readonly at: string;
+  readonly issues: readonly PolicyIssue[];
+}
+
+const MAX_REJECTIONS = 20;
 
 export interface ControlPlane {
   readonly xdsPort: number;
@@ -69,9 +82,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // bootstrap declared, since that decides the config sources its resources must name.
   const cache = new SnapshotCache({ variantOf: (node) => configSourceModeOf(node.metadata) });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
-  const controller = new GatewayController({ cache, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
+  // Rollouts need the admin server, which comes later; the controller's callbacks reach them through this.
+  const late: { rollouts?: RolloutRuntime } = {};
+  const controller = new GatewayController({
+    cache,
+    ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
+    onIR: (ir) => late.rollouts?.onIR(ir),
+  });
   const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });
   let poller: RegistryPoller | undefined;
+  const rejections: PolicyRejection[] = [];
+  watcher.on('rejected', (issues) => {
+    rejections.push({ at: new Date().toISOString(), issues });
+    if (rejections.length > MAX_REJECTIONS) rejections.shift();
+  });
 
   watcher.on('policy', (policy) => {
     controller.setPolicy(policy);
@@ -117,7 +141,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}` });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
   xds.register(server);
-  const traffic = new TrafficAggregator();
+  const traffic = new TrafficAggregator({ onModelRecord: (model, version, r) => late.rollouts?.record(model, version, r) });
   registerAccessLogService(server, traffic);
   registerCsds(server, xds);
   const xdsPort = await new Promise<number>((resolve, reject) =>
@@ -126,10 +150,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   log.info({ host: options.xds.host, port: xdsPort, tls: options.xdsTls ? (options.xdsTls.clientCa ? 'mutual' : 'server') : 'off' }, 'xds listening');
 
   const admin = new AdminServer();
+  const rollouts = startRollouts(
+    { ...options.rollouts, mlflow: options.mlflow },
+    {
+      controller,
+      admin,
+      refresh: async () => {
+        await poller?.pollNow();
+      },
+    },
+  );
+  late.rollouts = rollouts;
+  registerConsole(admin, { rejections: () => rejections });
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
   admin.route('/debug/ir', () => ({ json: controller.current() ?? null }));
   admin.route('/debug/snapshot', () => ({ json: { versions: controller.versions() } }));
-  registerTrafficRoutes(admin, traffic);
+  registerTrafficRoutes(admin, traffic, rollouts.local);
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
   admin.readinessCheck('registry', () =>
@@ -147,6 +183,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     (stopping ??= (async () => {
       log.info('stopping: ending xDS streams; Envoys keep their configuration');
       await watcher.stop();
+      await rollouts.stop();
       await poller?.stop();
       registryFile?.stop();
       xds.endAll();

@@ -16,8 +16,12 @@ import {
   type ModelIR,
   type ModelProtocol,
   type ModelSettings,
+  type RolloutIR,
+  type RolloutPlan,
   type UpstreamAddress,
 } from './types.js';
+import { rolloutPlanOf } from '../rollout/plan.js';
+import { servedWeight, stateFromTags } from '../rollout/state.js';
 
 /**
  * The join of policy and registry into the Gateway IR. Pure: the same inputs give the same IR.
@@ -160,15 +164,19 @@ function resolveModel(
   };
   const live: LiveVersion[] = [];
   const stable = resolve(model, registered, model.traffic.stable);
+  const rolloutPolicy = policy.rollouts.get(model.name);
+  const rollout = rolloutPolicy ? resolveRollout(rolloutPlanOf(rolloutPolicy, model), model, registered, stable) : undefined;
   let keptLastLive = false;
   if ('version' in stable) {
-    const canarySpec = model.traffic.canary;
-    const canary = canarySpec ? resolve(model, registered, canarySpec) : undefined;
-    if (canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
+    // A Rollout owns the canary: its weight comes from the canary version's tags, never from the policy.
+    const canarySpec = rollout ? { ...rollout.ir.plan.canary, weight: rollout.ir.weight } : model.traffic.canary;
+    const canary = rollout ? rollout.canary : canarySpec ? resolve(model, registered, canarySpec) : undefined;
+    if (!rollout && canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
     const canaryLive = canarySpec && canary && 'version' in canary && canary.version.version !== stable.version.version ? canary : undefined;
     const canaryWeight = canaryLive && canarySpec ? canarySpec.weight : 0;
     live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight));
-    if (canaryLive) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight));
+    // A rollout's canary at weight 0 (not started, failed, aborted) is not live: no traffic, no pin.
+    if (canaryLive && (!rollout || canaryWeight > 0)) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight));
   } else if (prior && prior.live.length > 0) {
     keptLastLive = true;
     live.push(...prior.live);
@@ -203,6 +211,29 @@ function resolveModel(
     keptLastLive,
     rules,
     filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning }, consumers),
+    ...(rollout && { rollout: rollout.ir }),
+  };
+}
+
+/** A Model's rollout: the canary its plan names, and the state and weight its tags give. */
+function resolveRollout(plan: RolloutPlan, model: ModelPolicy, registered: RegisteredModel | undefined, stable: Resolved): { ir: RolloutIR; canary: Resolved } {
+  const canary = resolve(model, registered, plan.canary);
+  const stableVersion = 'version' in stable ? stable.version.version : undefined;
+  let idle: string | undefined;
+  if ('reason' in canary) idle = `no canary: ${canary.reason}`;
+  else if (stableVersion === undefined) idle = 'the stable version does not resolve';
+  else if (canary.version.version === stableVersion) idle = `the canary is the stable version (${stableVersion})`;
+  const state = 'version' in canary ? stateFromTags(canary.version.tags) : undefined;
+  return {
+    canary,
+    ir: {
+      plan,
+      canaryVersion: idle === undefined && 'version' in canary ? canary.version.version : undefined,
+      stableVersion,
+      state,
+      weight: idle === undefined ? servedWeight(state) : 0,
+      idle,
+    },
   };
 }
 

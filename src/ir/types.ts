@@ -103,6 +103,91 @@ export interface ModelIR {
   readonly rules: ModelFilterRules;
   /** The filter-service calls its routes make; undefined for none. */
   readonly filters: ModelFilters | undefined;
+  /** Its automated progressive rollout (a Rollout document), with the state read from the canary's tags. */
+  readonly rollout?: RolloutIR | undefined;
+}
+
+/** The analysis a rollout runs, with every default applied (src/rollout/plan.ts). */
+export interface RolloutPlan {
+  /** How the canary version is named in the registry. */
+  readonly canary: { readonly alias: string } | { readonly version: string };
+  /** Canary weights in percent, increasing; the last one is followed by promotion (or a pause). */
+  readonly steps: readonly number[];
+  /** Time between checks; each check judges the traffic of the interval before it. */
+  readonly intervalMs: number;
+  /** Failed checks that roll the canary back. */
+  readonly threshold: number;
+  /** Canary requests (and stable ones, for relative metrics) a window needs to judge; fewer is inconclusive. */
+  readonly minRequests: number;
+  /** Inconclusive checks in a row tolerated before the rollout pauses. */
+  readonly inconclusiveLimit: number;
+  readonly metrics: readonly RolloutMetricBound[];
+  readonly webhooks: { readonly confirmPromotion: RolloutWebhook | undefined; readonly check: RolloutWebhook | undefined };
+  readonly onSuccess: 'promote' | 'pause';
+  /** The alias promotion moves to the canary (the Model's stable alias); undefined when it names no alias. */
+  readonly stableAlias: string | undefined;
+}
+
+export type RolloutMetricName = 'error_rate' | 'latency_p50' | 'latency_p99' | 'ttft_p95';
+
+/** One bound a check applies: absolute, or relative to the stable version over the same window. */
+export interface RolloutMetricBound {
+  readonly name: RolloutMetricName;
+  readonly relative: boolean;
+  /** error_rate: percent (relative: points above stable); latency: ms (relative: ratio to stable). */
+  readonly max: number;
+  /** error_rate: 4xx answers count as errors. */
+  readonly include4xx: boolean;
+  /** Relative latency: a difference under it never fails. */
+  readonly toleranceMs: number;
+}
+
+export interface RolloutWebhook {
+  readonly url: string;
+  readonly timeoutMs: number;
+}
+
+export type RolloutPhase = 'progressing' | 'paused' | 'succeeded' | 'failed' | 'aborted';
+export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort';
+
+/** A rollout's state as the `flowgate.rollout.*` tags of its canary version say (src/rollout/state.ts). */
+export interface RolloutState {
+  readonly phase: RolloutPhase;
+  /** Index into the plan's steps. */
+  readonly step: number;
+  /** The canary's weight in percent as last written (phase decides what is served: see servedWeight). */
+  readonly weight: number;
+  readonly failedChecks: number;
+  /** Inconclusive checks in a row. */
+  readonly inconclusiveChecks: number;
+  /** The fencing generation of the lease holder that wrote it last. */
+  readonly generation: number;
+  /** Epoch ms. */
+  readonly startedAt: number;
+  readonly stepStartedAt: number;
+  /** The last check, or 0 before the first. */
+  readonly checkedAt: number;
+  readonly updatedAt: number;
+  /** The stable version the canary was judged against. */
+  readonly stableVersion: string | undefined;
+  /** Why the rollout paused, failed or was aborted, with the numbers. */
+  readonly reason: string | undefined;
+  /** A manual command waiting for the lease holder (set by the admin API or by hand in MLflow). */
+  readonly command: RolloutCommand | undefined;
+}
+
+/** A Model's rollout in the IR: its plan, the versions it judges, and the weight every replica serves. */
+export interface RolloutIR {
+  readonly plan: RolloutPlan;
+  /** The canary version, when it resolves to a READY version with an address other than the stable one. */
+  readonly canaryVersion: string | undefined;
+  readonly stableVersion: string | undefined;
+  /** From the canary version's tags; undefined before the rollout started. */
+  readonly state: RolloutState | undefined;
+  /** The canary weight served, derived from the state alone. */
+  readonly weight: number;
+  /** Why nothing is rolling out (no canary, the canary is the stable version), else undefined. */
+  readonly idle: string | undefined;
 }
 
 /** What the filter service enforces for one model (src/ir/filter-rules.ts decides every default). */

@@ -16,6 +16,17 @@ export interface AdminReply {
   readonly json?: unknown;
   readonly text?: string;
   readonly contentType?: string;
+  /** Extra response headers (the console's content security policy). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type AdminMethod = 'GET' | 'POST';
+
+export interface RouteOptions {
+  /** Default GET. */
+  readonly method?: AdminMethod;
+  /** Serve every path below `path/` too (the handler reads the rest from the URL). */
+  readonly prefix?: boolean;
 }
 
 /** A readiness condition: `ready` false carries the reason shown by /readyz. */
@@ -23,6 +34,7 @@ export type ReadinessCheck = () => { ready: boolean; reason?: string };
 
 export class AdminServer {
   private readonly routes = new Map<string, AdminHandler>();
+  private readonly prefixes: { method: AdminMethod; path: string; handler: AdminHandler }[] = [];
   private readonly checks = new Map<string, ReadinessCheck>();
   private server: Server | undefined;
 
@@ -32,9 +44,25 @@ export class AdminServer {
     this.routes.set('/metrics', async () => ({ text: await metricsRegistry.metrics(), contentType: metricsRegistry.contentType }));
   }
 
-  /** Serves GET `path` with `handler`. */
-  route(path: string, handler: AdminHandler): void {
-    this.routes.set(path, handler);
+  /** Serves `path` (GET unless told otherwise; with `prefix`, every path below it too) with `handler`. */
+  route(path: string, handler: AdminHandler, options: RouteOptions = {}): void {
+    const method = options.method ?? 'GET';
+    if (options.prefix) {
+      this.prefixes.push({ method, path: path.replace(/\/+$/, ''), handler });
+      this.prefixes.sort((a, b) => b.path.length - a.path.length);
+    } else {
+      this.routes.set(method === 'GET' ? path : `${method} ${path}`, handler);
+    }
+  }
+
+  private find(method: string, path: string): { handler?: AdminHandler; otherMethod: boolean } {
+    const exact = this.routes.get(method === 'GET' ? path : `${method} ${path}`);
+    if (exact) return { handler: exact, otherMethod: false };
+    const under = (p: { path: string }): boolean => path === p.path || path.startsWith(`${p.path}/`);
+    const prefixed = this.prefixes.find((p) => p.method === method && under(p));
+    if (prefixed) return { handler: prefixed.handler, otherMethod: false };
+    const known = this.routes.has(path) || [...this.routes.keys()].some((k) => k.endsWith(` ${path}`)) || this.prefixes.some(under);
+    return { otherMethod: known };
   }
 
   /** Adds a condition that must hold for /readyz to answer 200. */
@@ -77,19 +105,19 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const handler = this.routes.get(url.pathname);
-    if (req.method !== 'GET' || !handler) {
-      res.writeHead(req.method !== 'GET' && handler ? 405 : 404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: req.method !== 'GET' && handler ? 'method not allowed' : 'not found', paths: [...this.routes.keys()] }));
+    const { handler, otherMethod } = this.find(req.method ?? 'GET', url.pathname);
+    if (!handler) {
+      res.writeHead(otherMethod ? 405 : 404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: otherMethod ? 'method not allowed' : 'not found', paths: [...this.routes.keys()].filter((k) => !k.includes(' ')) }));
       return;
     }
     try {
       const reply = await handler(url, req);
       if (reply.json !== undefined) {
-        res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
+        res.writeHead(reply.status ?? 200, { 'content-type': 'application/json', 'cache-control': 'no-store', ...reply.headers });
         res.end(JSON.stringify(reply.json, null, 2) + '\n');
       } else {
-        res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8' });
+        res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain; charset=utf-8', ...reply.headers });
         res.end(reply.text ?? '');
       }
     } catch (err) {

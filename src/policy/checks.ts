@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { didYouMean, type PolicyIssue, type PolicyPath } from './issues.js';
 import { modelRoutes } from './routes.js';
-import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PolicyKind } from './schema/index.js';
+import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PolicyKind, RolloutPolicy } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**
@@ -19,7 +19,8 @@ export interface DeclaredDocument {
 export type ValidDocument =
   | { readonly kind: 'Gateway'; readonly source: SourceDocument; readonly policy: GatewayPolicy }
   | { readonly kind: 'Model'; readonly source: SourceDocument; readonly policy: ModelPolicy }
-  | { readonly kind: 'Consumer'; readonly source: SourceDocument; readonly policy: ConsumerPolicy };
+  | { readonly kind: 'Consumer'; readonly source: SourceDocument; readonly policy: ConsumerPolicy }
+  | { readonly kind: 'Rollout'; readonly source: SourceDocument; readonly policy: RolloutPolicy };
 
 /** `models.yaml:3:7`, for "first defined at" tails. */
 function where(p: SourcePosition): string {
@@ -40,8 +41,10 @@ export function checkDeclarations(declared: readonly DeclaredDocument[]): Policy
     if (d.name === undefined) continue;
     const key = `${d.kind}/${d.name}`;
     const first = firstByName.get(key);
-    if (first) issues.push(d.source.issue(['name'], `duplicate ${d.kind} name '${d.name}' (first defined at ${where(first)})`, 'duplicate'));
-    else firstByName.set(key, d.source.locate(['name']));
+    const nameKey = d.kind === 'Rollout' ? 'model' : 'name';
+    const what = d.kind === 'Rollout' ? `a second Rollout of model '${d.name}'; a model has at most one` : `duplicate ${d.kind} name '${d.name}'`;
+    if (first) issues.push(d.source.issue([nameKey], `${what} (first defined at ${where(first)})`, 'duplicate'));
+    else firstByName.set(key, d.source.locate([nameKey]));
   }
   return issues;
 }
@@ -129,6 +132,35 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
         if (first) issues.push(src.issue(['jwt', 'subject'], `JWT subject '${c.jwt.subject}' of issuer '${c.jwt.issuer}' already identifies consumer '${first.consumer}' (${where(first.at)})`, 'duplicate'));
         else subjects.set(key, { consumer: c.name, at: src.locate(['jwt', 'subject']) });
       }
+    }
+  }
+  return issues;
+}
+
+/**
+ * A Rollout names a Model that exists, owns that Model's canary weight (so the Model sets no traffic.canary
+ * of its own), and, when it promotes, has a stable alias to move.
+ */
+export function checkRollouts(docs: readonly ValidDocument[], known: KnownNames): PolicyIssue[] {
+  const issues: PolicyIssue[] = [];
+  const models = new Map<string, Extract<ValidDocument, { kind: 'Model' }>>();
+  for (const d of docs) if (d.kind === 'Model') models.set(d.policy.name, d);
+  for (const d of docs) {
+    if (d.kind !== 'Rollout') continue;
+    const r = d.policy;
+    if (!known.models.has(r.model)) {
+      issues.push(d.source.issue(['model'], `reference to an unknown model '${r.model}'${didYouMean(r.model, known.models)}`, 'reference'));
+      continue;
+    }
+    const model = models.get(r.model);
+    if (!model) continue;
+    if (model.policy.traffic.canary) {
+      const at = where(model.source.locate(['traffic', 'canary']));
+      issues.push(d.source.issue(['model'], `model '${r.model}' sets traffic.canary (${at}); a Rollout decides the canary's weight: remove traffic.canary and name the canary here`, 'conflict'));
+    }
+    if ((r.onSuccess ?? 'promote') === 'promote' && !('alias' in model.policy.traffic.stable)) {
+      const at = where(model.source.locate(['traffic', 'stable']));
+      issues.push(d.source.issue(['onSuccess'], `promotion moves the stable alias, but model '${r.model}' names its stable version by stage or number (${at}); use an alias there, or onSuccess: pause`, 'conflict'));
     }
   }
   return issues;

@@ -1,6 +1,6 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkDeclarations, checkReferences, type DeclaredDocument, type ValidDocument } from './checks.js';
+import { checkDeclarations, checkReferences, checkRollouts, type DeclaredDocument, type ValidDocument } from './checks.js';
 import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, type PolicyIssue } from './issues.js';
 import { assemblePolicy, defaultGateway, type Policy } from './policy.js';
 import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema/index.js';
@@ -134,7 +134,8 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
     for (const source of parsed.documents) {
       const kind = documentKind(source, issues);
       if (kind === undefined) continue;
-      const name = (source.value as { name?: unknown }).name;
+      // A Rollout is named by the Model it rolls out: one per Model.
+      const name = (source.value as { name?: unknown; model?: unknown })[kind === 'Rollout' ? 'model' : 'name'];
       declared.push({ kind, name: typeof name === 'string' ? name : undefined, source });
       const result = validateDocument(kind, source);
       if (result.issues.length > 0) {
@@ -150,7 +151,7 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
   // Only the first of two same-named documents is judged further: its twin is already an issue, not a second model.
   const firstOfName = new Set<string>();
   valid = valid.filter((d) => {
-    const key = d.kind === 'Gateway' ? 'Gateway' : `${d.kind}/${d.policy.name}`;
+    const key = d.kind === 'Gateway' ? 'Gateway' : `${d.kind}/${d.kind === 'Rollout' ? d.policy.model : d.policy.name}`;
     if (firstOfName.has(key)) return false;
     firstOfName.add(key);
     return true;
@@ -164,15 +165,11 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
     gateway: gatewayDoc ? { policy: gatewayDoc.policy, source: gatewayDoc.source } : undefined,
     models: valid.flatMap((d) => (d.kind === 'Model' ? [{ policy: d.policy, source: d.source }] : [])),
     consumers: valid.flatMap((d) => (d.kind === 'Consumer' ? [{ policy: d.policy, source: d.source }] : [])),
+    rollouts: valid.flatMap((d) => (d.kind === 'Rollout' ? [{ policy: d.policy, source: d.source }] : [])),
   };
   const gateway = parts.gateway?.policy ?? defaultGateway();
-  issues.push(
-    ...checkReferences(valid, gateway, parts.gateway?.source, {
-      models: names('Model'),
-      consumers: names('Consumer'),
-      gatewayValid: !brokenGateway,
-    }),
-  );
+  const known = { models: names('Model'), consumers: names('Consumer'), gatewayValid: !brokenGateway };
+  issues.push(...checkReferences(valid, gateway, parts.gateway?.source, known), ...checkRollouts(valid, known));
 
   if (issues.length > 0) return { ok: false, issues: dedupe(issues).sort(compareIssues) };
   return { ok: true, policy: assemblePolicy(parts) };

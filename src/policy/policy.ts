@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pathText, type PolicyIssue, type PolicyPath } from './issues.js';
-import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind } from './schema/index.js';
+import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind, type RolloutPolicy } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**
@@ -20,9 +20,11 @@ export interface Policy {
   /** By name, in name order. */
   readonly models: ReadonlyMap<string, ModelPolicy>;
   readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+  /** Rollouts by the Model they roll out, in model order. */
+  readonly rollouts: ReadonlyMap<string, RolloutPolicy>;
   /**
    * Where `path` inside the named document was written (the Gateway's name is ignored). A path that is not in
-   * the file resolves to the mapping that would hold it. Undefined for a document that was not written (the
+   * the file resolves to the mapping that would hold it. A Rollout is named by its model. Undefined for a document that was not written (the
    * default Gateway) or a name that is not in the policy.
    */
   locate(kind: PolicyKind, name: string, path?: PolicyPath): SourcePosition | undefined;
@@ -64,6 +66,7 @@ export interface PolicyParts {
   readonly gateway: { readonly policy: GatewayPolicy; readonly source: SourceDocument } | undefined;
   readonly models: readonly { readonly policy: ModelPolicy; readonly source: SourceDocument }[];
   readonly consumers: readonly { readonly policy: ConsumerPolicy; readonly source: SourceDocument }[];
+  readonly rollouts?: readonly { readonly policy: RolloutPolicy; readonly source: SourceDocument }[];
 }
 
 /** Assembles the immutable Policy from validated documents; names must already be unique. */
@@ -73,15 +76,18 @@ export function assemblePolicy(parts: PolicyParts): Policy {
   const gateway = deepFreeze(parts.gateway?.policy ?? defaultGateway());
   const models = deepFreeze(byName(parts.models));
   const consumers = deepFreeze(byName(parts.consumers));
+  const rollouts = deepFreeze([...(parts.rollouts ?? [])].map((d) => d.policy).sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0)));
   // Versioned, so a change in what the hash covers is a change of every hash rather than a silent collision.
   const hash = createHash('sha256')
-    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers }))
+    // Rollouts join the hash only when there are some, so policies without one keep their hashes.
+    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers, rollouts: rollouts.length > 0 ? rollouts : undefined }))
     .digest('hex');
 
   const sources = new Map<string, SourceDocument>();
   if (parts.gateway) sources.set('Gateway/', parts.gateway.source);
   for (const m of parts.models) sources.set(`Model/${m.policy.name}`, m.source);
   for (const c of parts.consumers) sources.set(`Consumer/${c.policy.name}`, c.source);
+  for (const r of parts.rollouts ?? []) sources.set(`Rollout/${r.policy.model}`, r.source);
 
   const policy: Policy = {
     dir: parts.dir,
@@ -90,6 +96,7 @@ export function assemblePolicy(parts: PolicyParts): Policy {
     gateway,
     models: new Map(models.map((m) => [m.name, m])),
     consumers: new Map(consumers.map((c) => [c.name, c])),
+    rollouts: new Map(rollouts.map((r) => [r.model, r])),
     locate(kind, name, path = []) {
       return sources.get(kind === 'Gateway' ? 'Gateway/' : `${kind}/${name}`)?.locate(path);
     },

@@ -100,6 +100,17 @@ export function formatModels(ir: GatewayIR | null): string {
     m.live.forEach((v, i) => rows.push([i === 0 ? m.name : '', v.version, v.role, `${v.weight}%`, v.aliases.join(',') || '-', i === 0 ? note : '']));
   }
   const parts = [`MODELS (${ir.models.length})`, formatTable(['MODEL', 'VERSION', 'ROLE', 'WEIGHT', 'ALIASES', 'NOTE'], rows)];
+  const rollouts = ir.models.filter((m) => m.rollout);
+  if (rollouts.length > 0) {
+    const rrows = rollouts.map((m) => {
+      const r = m.rollout as NonNullable<typeof m.rollout>;
+      const phase = r.idle !== undefined ? 'idle' : (r.state?.phase ?? 'pending');
+      const step = r.state ? `${r.state.step + 1}/${r.plan.steps.length}` : `-/${r.plan.steps.length}`;
+      const checks = `${r.state?.failedChecks ?? 0}/${r.plan.threshold}`;
+      return [m.name, phase, r.canaryVersion ?? '-', `${r.weight}%`, step, checks, oneLine(r.idle ?? r.state?.reason ?? '')];
+    });
+    parts.push('', `ROLLOUTS (${rollouts.length})`, formatTable(['MODEL', 'PHASE', 'CANARY', 'WEIGHT', 'STEP', 'FAILED', 'REASON'], rrows));
+  }
   if (ir.alerts.length > 0) {
     parts.push('', `ALERTS (${ir.alerts.length})`, ...ir.alerts.map((a) => `  ${a.model}: ${a.code}: ${oneLine(a.message)}`));
   }

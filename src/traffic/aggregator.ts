@@ -29,6 +29,8 @@ export interface TrafficRecord {
   readonly code: number;
   /** Seconds, or undefined when the entry carried no timing. */
   readonly latencySeconds: number | undefined;
+  /** Seconds until the upstream's first byte (the first token of a stream); undefined when none came. */
+  readonly firstByteSeconds?: number | undefined;
 }
 
 /** The /debug/traffic view of one model version. */
@@ -91,6 +93,7 @@ export function trafficRecord(entry: HTTPAccessLogEntry__Output): TrafficRecord 
     cluster: entry.common_properties?.upstream_cluster ?? '',
     code: entry.response?.response_code?.value ?? 0,
     latencySeconds: entryLatency(entry),
+    firstByteSeconds: seconds(entry.common_properties?.time_to_first_upstream_rx_byte),
   };
 }
 
@@ -123,8 +126,12 @@ export class TrafficAggregator {
   private entries = 0;
   private readonly since = new Date();
 
-  constructor(options: { maxSeries?: number } = {}) {
+  private readonly onModelRecord: ((model: string, version: string, r: TrafficRecord) => void) | undefined;
+
+  /** `onModelRecord` hears every request counted under a model version of its own (the time windows). */
+  constructor(options: { maxSeries?: number; onModelRecord?: (model: string, version: string, r: TrafficRecord) => void } = {}) {
     this.maxSeries = options.maxSeries ?? DEFAULT_MAX_SERIES;
+    this.onModelRecord = options.onModelRecord;
   }
 
   /** Counts one HTTP access-log entry. */
@@ -149,6 +156,8 @@ export class TrafficAggregator {
       series.latencySum += r.latencySeconds;
       trafficMetrics.duration.observe({ model: series.model, version: series.version }, r.latencySeconds);
     }
+    if (r.firstByteSeconds !== undefined) trafficMetrics.firstByte.observe({ model: series.model, version: series.version }, r.firstByteSeconds);
+    if (result === 'model') this.onModelRecord?.(series.model, series.version, r);
   }
 
   /** Everything counted since this aggregator was created, by model then version. */

@@ -24,6 +24,13 @@ export const trafficMetrics = {
     buckets: [...LATENCY_BUCKETS],
     registers: [metricsRegistry],
   }),
+  firstByte: new Histogram({
+    name: 'flowgate_model_time_to_first_byte_seconds',
+    help: "Time until the model's first byte (the first token of a stream), by model and version.",
+    labelNames: ['model', 'version'] as const,
+    buckets: [...LATENCY_BUCKETS],
+    registers: [metricsRegistry],
+  }),
   entries: new Counter({
     name: 'flowgate_als_entries_total',
     help: 'HTTP access-log entries received, by what they were counted as (model, other: not a model cluster, overflow: over the series cap).',

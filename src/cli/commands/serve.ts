@@ -4,6 +4,9 @@ import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/crede
 import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
+import { loadAdminToken } from '../../admin/token.js';
+import { parseDuration } from '../../policy/fields.js';
+import { DEFAULT_ANOMALY_SETTINGS } from '../../rollout/anomaly.js';
 
 /** `flowgate serve`: the control plane. */
 export const serveCommand: Command = {
@@ -24,7 +27,20 @@ export const serveCommand: Command = {
     'filters-tls-cert': { type: 'string', description: 'serve the embedded filter service over TLS with this certificate (PEM)', env: 'FLOWGATE_FILTERS_TLS_CERT', placeholder: 'FILE' },
     'filters-tls-key': { type: 'string', description: 'the key of --filters-tls-cert (PEM)', env: 'FLOWGATE_FILTERS_TLS_KEY', placeholder: 'FILE' },
     'filters-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
-    'redis-url': { type: 'string', description: 'Redis for rate-limit and quota counters shared by filter replicas (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'redis-url': {
+      type: 'string',
+      description: 'Redis shared by replicas: rate-limit and quota counters, rollout traffic windows, the rollout lease and timeline (default: this process alone)',
+      env: 'FLOWGATE_REDIS_URL',
+      placeholder: 'URL',
+    },
+    'prometheus-url': { type: 'string', description: 'judge rollouts and anomalies on PromQL over this Prometheus instead of the access-log windows', env: 'FLOWGATE_PROMETHEUS_URL', placeholder: 'URL' },
+    'admin-token-file': { type: 'string', description: 'file holding the admin token that mutating admin endpoints require (or FLOWGATE_ADMIN_TOKEN); without one they are off', env: 'FLOWGATE_ADMIN_TOKEN_FILE', placeholder: 'FILE' },
+    'rollout-lease-ttl': { type: 'string', description: 'expiry of the rollout lease in Redis (renewed at a third of it)', env: 'FLOWGATE_ROLLOUT_LEASE_TTL', default: '10s', placeholder: 'DURATION' },
+    'rollout-tick': { type: 'string', description: 'how often the lease holder looks at every rollout', env: 'FLOWGATE_ROLLOUT_TICK', default: '1s', placeholder: 'DURATION' },
+    anomalies: { type: 'boolean', description: 'raise anomaly alerts (error rate or p99 jumps) on live traffic (--no-anomalies to turn off)', env: 'FLOWGATE_ANOMALIES', default: true },
+    'anomaly-window': { type: 'string', description: 'the recent window anomaly detection judges', env: 'FLOWGATE_ANOMALY_WINDOW', default: '1m', placeholder: 'DURATION' },
+    'anomaly-baseline': { type: 'string', description: 'the baseline before it that a version is compared with', env: 'FLOWGATE_ANOMALY_BASELINE', default: '10m', placeholder: 'DURATION' },
+    'replica-id': { type: 'string', description: 'this replica\'s name in the rollout lease (default host-pid-random)', env: 'FLOWGATE_REPLICA_ID', placeholder: 'NAME' },
   },
   notes: [
     'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
@@ -37,6 +53,7 @@ export const serveCommand: Command = {
     const registryFile = typeof options.registry === 'string' && options.registry !== '' ? options.registry : undefined;
     const mlflow = registryFile ? undefined : mlflowOptions(options);
     if (!registryFile && !mlflow) throw new UsageError('give --mlflow-uri (or MLFLOW_TRACKING_URI), or --registry FILE');
+    const redisUrl = typeof options['redis-url'] === 'string' && options['redis-url'] !== '' ? options['redis-url'] : undefined;
     const plane = await startControlPlane({
       policyDir: String(options.policy),
       ...(mlflow && { mlflow }),
@@ -49,10 +66,26 @@ export const serveCommand: Command = {
       ...(options.filters !== false && {
         filters: {
           ...hostPort(String(options['filters-listen']), '--filters-listen'),
-          redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
+          redisUrl,
           tls: tlsOption(options, 'filters-tls'),
         },
       }),
+      rollouts: {
+        redisUrl,
+        prometheusUrl: stringOption(options['prometheus-url']),
+        adminToken: loadAdminToken(stringOption(options['admin-token-file'])),
+        leaseTtlMs: durationOption(options['rollout-lease-ttl'], '--rollout-lease-ttl', 1000),
+        tickMs: durationOption(options['rollout-tick'], '--rollout-tick', 100),
+        anomalies:
+          options.anomalies === false
+            ? false
+            : {
+                ...DEFAULT_ANOMALY_SETTINGS,
+                windowMs: durationOption(options['anomaly-window'], '--anomaly-window', 1000),
+                baselineMs: durationOption(options['anomaly-baseline'], '--anomaly-baseline', 1000),
+              },
+        replicaId: stringOption(options['replica-id']),
+      },
     });
     const log = logger('serve');
     log.info({ xdsPort: plane.xdsPort, adminPort: plane.adminPort }, 'control plane running');
@@ -67,6 +100,17 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+function stringOption(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** A duration option (250ms, 5s, 1m) in milliseconds, at least `minMs`. */
+function durationOption(value: string | boolean | undefined, flag: string, minMs: number): number {
+  const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+  if (ms === undefined || ms < minMs) throw new UsageError(`${flag} must be a duration like 250ms, 5s or 1m, at least ${minMs}ms`);
+  return ms;
+}
 
 /** A TLS option group, with a wrong combination reported as a usage error. */
 export function tlsOption(options: OptionValues, prefix: string): ServerTls | undefined {

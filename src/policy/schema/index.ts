@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { ConsumerSchema } from './consumer.js';
 import { GatewaySchema } from './gateway.js';
 import { ModelSchema } from './model.js';
+import { RolloutSchema } from './rollout.js';
 
 /**
  * The zod schemas of the policy document kinds (docs/policy.md), one file per kind, and the types inferred
@@ -13,13 +14,14 @@ import { ModelSchema } from './model.js';
 export { ConsumerSchema } from './consumer.js';
 export { GatewaySchema } from './gateway.js';
 export { ModelSchema, type VersionAccessRule } from './model.js';
+export { RolloutSchema, ROLLOUT_METRICS, type RolloutMetricName, type RolloutMetricSpec, type RolloutPolicy } from './rollout.js';
 export { UPSTREAM_SETTING_KEYS, type VersionSelector } from './shared.js';
 
-export const POLICY_KINDS = ['Gateway', 'Model', 'Consumer'] as const;
+export const POLICY_KINDS = ['Gateway', 'Model', 'Consumer', 'Rollout'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];
 
 /** The schema of each document kind. */
-export const KIND_SCHEMAS = { Gateway: GatewaySchema, Model: ModelSchema, Consumer: ConsumerSchema } as const;
+export const KIND_SCHEMAS = { Gateway: GatewaySchema, Model: ModelSchema, Consumer: ConsumerSchema, Rollout: RolloutSchema } as const;
 
 export type GatewayPolicy = z.output<typeof GatewaySchema>;
 export type ModelPolicy = z.output<typeof ModelSchema>;
