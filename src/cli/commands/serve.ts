@@ -25,6 +25,12 @@ export const serveCommand: Command = {
     'filters-tls-key': { type: 'string', description: 'the key of --filters-tls-cert (PEM)', env: 'FLOWGATE_FILTERS_TLS_KEY', placeholder: 'FILE' },
     'filters-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis for rate-limit and quota counters shared by filter replicas (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'filters-max-buffered-bytes': {
+      type: 'string',
+      description: 'the most body bytes the embedded filter service holds across all exchanges, past which new ones get 503 (default 268435456: 256 MiB)',
+      env: 'FLOWGATE_FILTERS_MAX_BUFFERED_BYTES',
+      placeholder: 'BYTES',
+    },
   },
   notes: [
     'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
@@ -51,6 +57,7 @@ export const serveCommand: Command = {
           ...hostPort(String(options['filters-listen']), '--filters-listen'),
           redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
           tls: tlsOption(options, 'filters-tls'),
+          maxBufferedBytes: bufferedBytesOption(options['filters-max-buffered-bytes'], '--filters-max-buffered-bytes'),
         },
       }),
     });
@@ -76,4 +83,13 @@ export function tlsOption(options: OptionValues, prefix: string): ServerTls | un
     if (err instanceof TlsOptionError) throw new UsageError(err.message);
     throw err;
   }
+}
+
+/** A --max-buffered-bytes value (absent: the filter service's default of 256 MiB). */
+export function bufferedBytesOption(value: unknown, flag: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const bytes = Number(value);
+  // The filter service refuses less than one exchange's entry reservation (16 KiB).
+  if (!Number.isSafeInteger(bytes) || bytes < 16 * 1024) throw new UsageError(`${flag} must be a whole number of bytes, at least 16384`);
+  return bytes;
 }
