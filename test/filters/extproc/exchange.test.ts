@@ -32,7 +32,7 @@ function exchange(model: string): { send(msg: object): Promise<Answer>; end(): v
   md.set(MODEL_METADATA_KEY, model);
   const call = client.makeBidiStreamRequest('/envoy.service.ext_proc.v3.ExternalProcessor/Process', (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, md);
   const waiting: ((a: Answer) => void)[] = [];
-  call.on('data', (b: Buffer) => waiting.shift()?.(decodeMessage('envoy.service.ext_proc.v3.ProcessingResponse', b) as Answer));
+  call.on('data', (b: Buffer) => waiting.shift()?.(decodeMessage<Answer>('envoy.service.ext_proc.v3.ProcessingResponse', b)));
   call.on('error', () => undefined);
   return {
     send: (msg) =>
@@ -143,7 +143,9 @@ describe('decoded bodies', () => {
     const answer = await ex.send({ response_body: { body: gzipSync(Buffer.from('{"text":"write to jane@example.com"}')), end_of_stream: true } });
     ex.end();
     const response = answer.response_body?.response as { body_mutation?: { body?: Buffer }; header_mutation?: { remove_headers?: string[] } };
-    expect(JSON.parse(Buffer.from(response.body_mutation?.body ?? []).toString('utf8'))).toEqual({ text: expect.not.stringContaining('jane@example.com') });
+    const masked = JSON.parse(Buffer.from(response.body_mutation?.body ?? []).toString('utf8')) as { text: string };
+    expect(masked.text).toMatch(/^write to /);
+    expect(masked.text).not.toContain('jane@example.com');
     expect(response.header_mutation?.remove_headers).toEqual(expect.arrayContaining(['content-encoding', 'content-length']));
   });
 
