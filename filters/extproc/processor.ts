@@ -24,7 +24,21 @@ export interface Exchange {
   /** The response's HTTP status and headers, once seen. */
   responseStatus: number | undefined;
   responseHeaders: Readonly<Record<string, string>>;
+  /** Whether the answer came from the upstream (false: Envoy made it, e.g. a timeout); undefined until known or when Envoy does not say. */
+  responseFromUpstream: boolean | undefined;
+  /**
+   * Tells the filter service's buffer budget that `part` now keeps `bytes` (0 when it lets go). False means
+   * there is no room: the processor must not keep them, and should refuse with `overloaded()`.
+   */
+  keep(part: string, bytes: number): boolean;
 }
+
+/**
+ * How an exchange ended: `complete` after the last response byte; `aborted` when it ended before that
+ * (client gone, upstream reset, an answer refused after the upstream made it); `refused` when it was answered
+ * without the upstream doing any work (a refusal of Envoy's own filters or of a processor on the request).
+ */
+export type ExchangeOutcome = 'complete' | 'aborted' | 'refused';
 
 /** A refusal: Envoy answers the client with this instead of going on. */
 export interface Refusal {
@@ -33,6 +47,11 @@ export interface Refusal {
   readonly message: string;
   readonly headers?: Readonly<Record<string, string>>;
   readonly extra?: Readonly<Record<string, unknown>>;
+}
+
+/** The refusal of an exchange the buffer budget has no room for. */
+export function overloaded(): Refusal {
+  return { status: 503, code: 'filter_overloaded', message: 'the filter service holds as many body bytes as it may; try again shortly', headers: { 'retry-after': '1' } };
 }
 
 /** Header changes for the message being processed. */
@@ -52,8 +71,8 @@ export interface ProcessorRun {
   responseHeaders?(status: number | undefined, headers: Readonly<Record<string, string>>, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
   /** A response chunk (streamed routes) or the whole response (buffered routes, `last` true). */
   responseBody?(chunk: Buffer, last: boolean): PhaseResult | Promise<PhaseResult>;
-  /** The exchange is over: `complete` after the last response byte, `aborted` when it ended before that. */
-  end?(outcome: 'complete' | 'aborted'): void | Promise<void>;
+  /** The exchange is over (see ExchangeOutcome). */
+  end?(outcome: ExchangeOutcome): void | Promise<void>;
 }
 
 export interface Processor {

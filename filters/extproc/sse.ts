@@ -31,6 +31,11 @@ export class SseParser {
     this.maxEventChars = options.maxEventChars ?? DEFAULT_MAX_EVENT_CHARS;
   }
 
+  /** UTF-16 units kept of the event being read (its partial line and data so far): at most about 2 x maxEventChars. */
+  get heldChars(): number {
+    return this.line.length + (this.eventTooLong ? 0 : this.dataChars);
+  }
+
   /** Feeds the next chunk of the body. */
   push(chunk: Uint8Array | string): void {
     this.feed(typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true }));

@@ -97,6 +97,16 @@ export class SseUsageReader {
     this.parser.end();
   }
 
+  /** Bytes of the stream kept while an event is incomplete (JavaScript strings take two per unit). */
+  get heldBytes(): number {
+    return this.parser.heldChars * 2;
+  }
+
+  /** Tokens of the generated text seen so far, by the heuristic tokenizer, whatever the stream reported. */
+  get generatedTokens(): number {
+    return this.generated.total();
+  }
+
   /** Reported usage, else an estimate of the generated text (estimated: true), else undefined when no event was read. */
   result(): Usage | undefined {
     if (this.reported !== undefined) return toUsage(this.reported, false);

@@ -1,14 +1,17 @@
 import type { ConsumerRules, ModelRules } from '../../src/contract/filter-policy.js';
 import { LimitRules, counterIndex, distinctCounters, type RequestRule, type WindowName } from './rules.js';
-import type { CounterState, CounterStore } from '../store/counters/store.js';
+import { msUntilAtMost } from '../store/counters/sliding.js';
+import type { Admission, CounterState, CounterStore, LimitedHit } from '../store/counters/store.js';
 import { reportStoreError } from './telemetry.js';
 
 /**
  * The request-rate decision, independent of gRPC: every request limit that applies to a consumer calling a
- * model is counted in a fixed window, and the request passes only if no counter went past its limit.
- *
- * A refused request still counts against every limit it touched, as in Envoy's reference rate-limit service:
- * a client that keeps retrying past its limit keeps its windows full.
+ * model is counted, in one atomic store call, and the request passes only if every limit has room. Each limit
+ * counts with its algorithm:
+ *  - sliding (the default): the last window's worth of admitted requests; a refused request is not counted,
+ *    so a client retrying past its limit is admitted again as soon as its oldest requests leave the window;
+ *  - fixed: windows aligned to the clock, as in Envoy's reference rate-limit service, where a refused request
+ *    still counts (a client that keeps retrying keeps its window full until the window ends).
  */
 
 /** The state of one limit after a request was counted. */
@@ -17,9 +20,12 @@ export interface LimitStatus {
   readonly name: string;
   readonly limit: number;
   readonly remaining: number;
+  /** Until the count next goes down: the window's end (fixed), or until its oldest requests leave (sliding). */
   readonly resetInMs: number;
+  /** When refused: until this limit would admit the request. */
+  readonly retryInMs: number;
   readonly window: WindowName;
-  /** This request took the counter past the limit. */
+  /** This request took the counter past the limit (fixed), or would have (sliding). */
   readonly exceeded: boolean;
 }
 
@@ -99,10 +105,14 @@ export class RateLimiter {
     if (!(Number.isInteger(hits) && hits >= 0)) throw new RangeError(`hits must be a whole number >= 0 (got ${hits})`);
     const rules = this.rules.requestRules(consumer, model);
     if (rules.length === 0) return NO_LIMITS;
-    const counters = distinctCounters(rules.map((r) => ({ key: r.counterKey, windowMs: r.windowMs, amount: hits })));
-    let states: CounterState[];
+    // Rules sharing a counter count it once; the tightest of them decides whether it has room.
+    const counters = distinctCounters(
+      rules.map((r): LimitedHit => ({ key: r.counterKey, windowMs: r.windowMs, algorithm: r.algorithm, tag: r.tag, amount: hits, limit: r.requests })),
+      (kept, other) => (other.limit < kept.limit ? { ...kept, limit: other.limit } : kept),
+    );
+    let admission: Admission;
     try {
-      states = await this.store.incr(counters);
+      admission = await this.store.admit(counters);
     } catch (err) {
       reportStoreError(this.store.kind, 'incr', err);
       return this.failOpen(model)
@@ -111,15 +121,16 @@ export class RateLimiter {
     }
     const now = this.now();
     const indexOf = counterIndex(counters);
-    const limits = rules.map((rule) => limitStatus(rule, states[indexOf(rule.counterKey, rule.windowMs)], now));
+    const limits = rules.map((rule) => limitStatus(rule, admission.states[indexOf({ key: rule.counterKey, windowMs: rule.windowMs, algorithm: rule.algorithm })], admission.admitted, hits, now));
     const exceeded = limits.filter((l) => l.exceeded);
+    // A sliding limit that had room is not counted when another refused: nothing is charged for a refusal.
     if (exceeded.length === 0) {
       const tightest = leastRemaining(limits);
       return { allowed: true, storeError: false, limits, tightest, headers: rateLimitHeaders(tightest) };
     }
-    // Retry-After must outlast every exceeded window, not only the first one found.
-    const tightest = exceeded.reduce((a, b) => (b.resetInMs > a.resetInMs ? b : a));
-    const retryAfterSeconds = Math.max(1, Math.ceil(tightest.resetInMs / 1000));
+    // Retry-After must outlast every exceeded limit, not only the first one found.
+    const tightest = exceeded.reduce((a, b) => (b.retryInMs > a.retryInMs ? b : a));
+    const retryAfterSeconds = Math.max(1, Math.ceil(tightest.retryInMs / 1000));
     return {
       allowed: false,
       reason: 'over_limit',
@@ -164,14 +175,29 @@ export class RateLimiter {
   }
 }
 
-function limitStatus(rule: RequestRule, state: CounterState | undefined, now: number): LimitStatus {
+function limitStatus(rule: RequestRule, state: CounterState | undefined, admitted: boolean, hits: number, now: number): LimitStatus {
   // The store answers one state per counter asked; a missing one is a bug here, not a Redis condition.
   if (state === undefined) throw new Error(`no counter state for ${rule.counterKey}`);
+  const resetInMs = Math.max(0, state.resetAtMs - now);
+  if (rule.algorithm === 'sliding') {
+    // Refused: the count is as the request found it (it was not added); admitted: it includes the request.
+    const exceeded = !admitted && state.count + hits > rule.requests;
+    return {
+      name: rule.name,
+      limit: rule.requests,
+      remaining: Math.max(0, rule.requests - state.count),
+      resetInMs,
+      retryInMs: exceeded ? msUntilAtMost(state.count, state.leaving ?? [], rule.requests - hits, now) : 0,
+      window: rule.per,
+      exceeded,
+    };
+  }
   return {
     name: rule.name,
     limit: rule.requests,
     remaining: Math.max(0, rule.requests - state.count),
-    resetInMs: Math.max(0, state.resetAtMs - now),
+    resetInMs,
+    retryInMs: resetInMs,
     window: rule.per,
     exceeded: state.count > rule.requests,
   };

@@ -1,12 +1,15 @@
 import type { ConsumerRules, ModelRules } from '../../src/contract/filter-policy.js';
 import { LimitRules, counterIndex, distinctCounters, type QuotaRule, type TokenKind, type WindowName } from './rules.js';
-import type { CounterHit, CounterState, CounterStore } from '../store/counters/store.js';
+import { msUntilAtMost } from '../store/counters/sliding.js';
+import type { CounterHit, CounterRef, CounterState, CounterStore } from '../store/counters/store.js';
 import { reportStoreError, tokensChargedTotal } from './telemetry.js';
 
 /**
  * LLM token quotas. The cost of a request is known only after its answer, so a request is checked before it
  * goes upstream (check, which charges nothing) and charged after (charge, with the usage the upstream
- * reported). Each quota counts the tokens charged in its fixed window and how many answers were charged.
+ * reported). Each quota counts the tokens charged in its window and how many answers were charged, with its
+ * algorithm: sliding (the default: the last window's worth, so no clock boundary gives the budget back at
+ * once) or fixed (windows aligned to the clock).
  *
  * The refusal rule: a consumer is refused once the next request would, at their average use in this window,
  * exceed the quota — `used >= quota`, or `used + used / answers > quota`. With a 1,000-token quota and
@@ -29,7 +32,10 @@ export interface QuotaStatus {
   readonly remaining: number;
   /** Mean tokens charged per answer in this window (0 before the first). */
   readonly averageCharge: number;
+  /** Until the used count next goes down: the window's end (fixed), or until its oldest charge leaves (sliding). */
   readonly resetInMs: number;
+  /** When exhausted: until the quota would admit a request again (for sliding, at the current average charge). */
+  readonly retryInMs: number;
   readonly window: WindowName;
   readonly count: TokenKind;
   readonly exhausted: boolean;
@@ -74,7 +80,7 @@ export class TokenQuotas {
   async check({ consumer, model }: { consumer: string | undefined; model: string }): Promise<QuotaDecision> {
     const rules = this.rules.quotaRules(consumer, model);
     if (rules.length === 0) return { allowed: true, storeError: false, quotas: [], tightest: undefined, headers: {} };
-    const counters = distinctCounters(rules.flatMap((r) => [{ key: r.tokensKey, windowMs: r.windowMs }, { key: r.answersKey, windowMs: r.windowMs }]));
+    const counters = distinctCounters(rules.flatMap((r) => counterRefs(r)));
     let states: CounterState[];
     try {
       states = await this.store.get(counters);
@@ -86,14 +92,17 @@ export class TokenQuotas {
     }
     const now = this.now();
     const indexOf = counterIndex(counters);
-    const quotas = rules.map((rule) => quotaStatus(rule, states[indexOf(rule.tokensKey, rule.windowMs)], states[indexOf(rule.answersKey, rule.windowMs)], now));
+    const quotas = rules.map((rule) => {
+      const [tokensRef, answersRef] = counterRefs(rule);
+      return quotaStatus(rule, states[indexOf(tokensRef)], states[indexOf(answersRef)], now);
+    });
     const exhausted = quotas.filter((q) => q.exhausted);
     if (exhausted.length === 0) {
       const tightest = quotas.reduce((a, b) => (b.remaining < a.remaining ? b : a));
       return { allowed: true, storeError: false, quotas, tightest, headers: quotaHeaders(tightest) };
     }
-    const tightest = exhausted.reduce((a, b) => (b.resetInMs > a.resetInMs ? b : a));
-    const retryAfterSeconds = Math.max(1, Math.ceil(tightest.resetInMs / 1000));
+    const tightest = exhausted.reduce((a, b) => (b.retryInMs > a.retryInMs ? b : a));
+    const retryAfterSeconds = Math.max(1, Math.ceil(tightest.retryInMs / 1000));
     return {
       allowed: false,
       reason: 'quota_exhausted',
@@ -116,10 +125,13 @@ export class TokenQuotas {
     const rules = this.rules.quotaRules(consumer, model);
     if (rules.length === 0) return;
     const hits: CounterHit[] = distinctCounters(
-      rules.flatMap((r) => [
-        { key: r.tokensKey, windowMs: r.windowMs, amount: tokens(usage[r.count]) },
-        { key: r.answersKey, windowMs: r.windowMs, amount: 1 },
-      ]),
+      rules.flatMap((r) => {
+        const [tokensRef, answersRef] = counterRefs(r);
+        return [
+          { ...tokensRef, amount: tokens(usage[r.count]) },
+          { ...answersRef, amount: 1 },
+        ];
+      }),
     );
     try {
       await this.store.incr(hits);
@@ -134,19 +146,34 @@ function tokens(n: number): number {
   return Number.isFinite(n) && n > 0 ? Math.trunc(n) : 0;
 }
 
+/** A quota's two counters: its tokens and its answers. */
+function counterRefs(rule: QuotaRule): [CounterRef, CounterRef] {
+  const common = { windowMs: rule.windowMs, algorithm: rule.algorithm, tag: rule.tag };
+  return [
+    { key: rule.tokensKey, ...common },
+    { key: rule.answersKey, ...common },
+  ];
+}
+
 function quotaStatus(rule: QuotaRule, used: CounterState | undefined, answers: CounterState | undefined, now: number): QuotaStatus {
   if (used === undefined || answers === undefined) throw new Error(`no counter state for ${rule.tokensKey}`);
   const averageCharge = answers.count > 0 ? used.count / answers.count : 0;
+  const exhausted = used.count >= rule.tokens || used.count + averageCharge > rule.tokens;
+  const resetInMs = Math.max(0, used.resetAtMs - now);
+  // Sliding: room comes back as old charges leave, enough for one more answer of the average size.
+  const room = Math.min(rule.tokens - 1, Math.floor(rule.tokens - averageCharge));
+  const retryInMs = !exhausted ? 0 : rule.algorithm === 'sliding' ? msUntilAtMost(used.count, used.leaving ?? [], Math.max(0, room), now) : resetInMs;
   return {
     name: rule.name,
     limit: rule.tokens,
     used: used.count,
     remaining: Math.max(0, rule.tokens - used.count),
     averageCharge,
-    resetInMs: Math.max(0, used.resetAtMs - now),
+    resetInMs,
+    retryInMs,
     window: rule.per,
     count: rule.count,
-    exhausted: used.count >= rule.tokens || used.count + averageCharge > rule.tokens,
+    exhausted,
   };
 }
 

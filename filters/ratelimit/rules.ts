@@ -1,14 +1,15 @@
-import type { ConsumerRules, ModelRules, TokenKind, WindowName } from '../../src/contract/filter-policy.js';
+import type { ConsumerRules, LimitAlgorithm, ModelRules, TokenKind, WindowName } from '../../src/contract/filter-policy.js';
 
 /**
  * Which request limits and token quotas of the policy apply to one consumer calling one model, and the
  * counter each one counts in. The rules arrive resolved (names, windows, algorithms, count kinds decided by
  * the control plane's IR); only the per-request combination is made here. Limits that count the same
  * events (a Model's per-consumer limit and a Consumer's limit on that model) share a counter, so a request
- * is counted once however many rules watch it.
+ * is counted once however many rules watch it. Every counter of one (consumer, model) decision names the
+ * consumer as its hash tag, so a Redis Cluster keeps them in one slot.
  */
 
-export type { TokenKind, WindowName };
+export type { LimitAlgorithm, TokenKind, WindowName };
 
 /** The consumer name anonymous requests are counted under; policy names start with a letter or digit, so it cannot collide. */
 export const ANONYMOUS = '-anonymous-';
@@ -20,7 +21,10 @@ export interface RequestRule {
   readonly requests: number;
   readonly per: WindowName;
   readonly windowMs: number;
+  readonly algorithm: LimitAlgorithm;
   readonly counterKey: string;
+  /** The hash tag of every counter of this decision. */
+  readonly tag: string;
 }
 
 /** One token quota as it applies to one consumer and model. */
@@ -30,6 +34,8 @@ export interface QuotaRule {
   readonly per: WindowName;
   readonly windowMs: number;
   readonly count: TokenKind;
+  readonly algorithm: LimitAlgorithm;
+  readonly tag: string;
   /** The tokens charged in the window. */
   readonly tokensKey: string;
   /** The answers charged in the window (for the average charge per answer). */
@@ -64,12 +70,20 @@ export class LimitRules {
   requestRules(consumer: string | undefined, model: string): RequestRule[] {
     const who = consumer ?? ANONYMOUS;
     const rules: RequestRule[] = [];
-    for (const limit of this.models.get(model)?.requestLimits ?? []) {
-      rules.push({ name: limit.name, requests: limit.requests, per: limit.per, windowMs: limit.windowMs, counterKey: `req:${scope(who, model)}` });
-    }
+    const tag = tagOf(who);
+    const rule = (limit: ModelRules['requestLimits'][number], where: string | undefined): RequestRule => ({
+      name: limit.name,
+      requests: limit.requests,
+      per: limit.per,
+      windowMs: limit.windowMs,
+      algorithm: limit.algorithm,
+      counterKey: `req:${scope(who, where)}`,
+      tag,
+    });
+    for (const limit of this.models.get(model)?.requestLimits ?? []) rules.push(rule(limit, model));
     for (const limit of this.consumerRules(consumer)?.requestLimits ?? []) {
       if (limit.model !== undefined && limit.model !== model) continue;
-      rules.push({ name: limit.name, requests: limit.requests, per: limit.per, windowMs: limit.windowMs, counterKey: `req:${scope(who, limit.model)}` });
+      rules.push(rule(limit, limit.model));
     }
     return rules;
   }
@@ -78,10 +92,11 @@ export class LimitRules {
   quotaRules(consumer: string | undefined, model: string): QuotaRule[] {
     const who = consumer ?? ANONYMOUS;
     const rules: QuotaRule[] = [];
-    for (const quota of this.models.get(model)?.tokenQuotas ?? []) rules.push(quotaRule(quota, scope(who, model)));
+    const tag = tagOf(who);
+    for (const quota of this.models.get(model)?.tokenQuotas ?? []) rules.push(quotaRule(quota, scope(who, model), tag));
     for (const quota of this.consumerRules(consumer)?.tokenQuotas ?? []) {
       if (quota.model !== undefined && quota.model !== model) continue;
-      rules.push(quotaRule(quota, scope(who, quota.model)));
+      rules.push(quotaRule(quota, scope(who, quota.model), tag));
     }
     return rules;
   }
@@ -91,16 +106,23 @@ export class LimitRules {
   }
 }
 
-function quotaRule(quota: { name: string; tokens: number; per: WindowName; windowMs: number; count: TokenKind }, where: string): QuotaRule {
+function quotaRule(quota: ModelRules['tokenQuotas'][number], where: string, tag: string): QuotaRule {
   return {
     name: quota.name,
     tokens: quota.tokens,
     per: quota.per,
     count: quota.count,
     windowMs: quota.windowMs,
+    algorithm: quota.algorithm,
+    tag,
     tokensKey: `tok:${quota.count}:${where}`,
     answersKey: `ans:${where}`,
   };
+}
+
+/** The hash tag of a consumer's counters: encoded, so no name can close the braces or forge another's tag. */
+function tagOf(consumer: string): string {
+  return `c=${encodeURIComponent(consumer)}`;
 }
 
 // Names reach here from descriptors (request data), so they are encoded: no name can forge another's key.
@@ -108,23 +130,39 @@ function scope(consumer: string, model: string | undefined): string {
   return `c=${encodeURIComponent(consumer)}:m=${model === undefined ? '*' : encodeURIComponent(model)}`;
 }
 
-/** The distinct counters among `hits`, the first of each kept: rules sharing a counter count an event once. */
-export function distinctCounters<T extends { readonly key: string; readonly windowMs: number }>(hits: readonly T[]): T[] {
-  const seen = new Set<string>();
-  return hits.filter((h) => {
-    const id = counterId(h.key, h.windowMs);
-    if (seen.has(id)) return false;
-    seen.add(id);
-    return true;
-  });
+/** What names a counter: key, window and algorithm (the same key counted two ways is two counters). */
+export interface CounterName {
+  readonly key: string;
+  readonly windowMs: number;
+  readonly algorithm?: LimitAlgorithm;
 }
 
-/** Finds a counter's position in `distinct` (the order the store answers in) by key and window. */
-export function counterIndex(distinct: readonly { readonly key: string; readonly windowMs: number }[]): (key: string, windowMs: number) => number {
-  const index = new Map(distinct.map((h, i) => [counterId(h.key, h.windowMs), i]));
-  return (key, windowMs) => index.get(counterId(key, windowMs)) ?? -1;
+/**
+ * The distinct counters among `hits`, the first of each kept (rules sharing a counter count an event once);
+ * where `merge` is given, it combines each later duplicate into the kept one (e.g. the tighter limit).
+ */
+export function distinctCounters<T extends CounterName>(hits: readonly T[], merge?: (kept: T, other: T) => T): T[] {
+  const kept = new Map<string, number>();
+  const out: T[] = [];
+  for (const h of hits) {
+    const id = counterId(h);
+    const at = kept.get(id);
+    if (at === undefined) {
+      kept.set(id, out.length);
+      out.push(h);
+    } else if (merge) {
+      out[at] = merge(out[at] as T, h);
+    }
+  }
+  return out;
 }
 
-function counterId(key: string, windowMs: number): string {
-  return `${windowMs}|${key}`;
+/** Finds a counter's position in `distinct` (the order the store answers in). */
+export function counterIndex(distinct: readonly CounterName[]): (counter: CounterName) => number {
+  const index = new Map(distinct.map((h, i) => [counterId(h), i]));
+  return (counter) => index.get(counterId(counter)) ?? -1;
+}
+
+function counterId(c: CounterName): string {
+  return `${c.algorithm ?? 'fixed'}|${c.windowMs}|${c.key}`;
 }

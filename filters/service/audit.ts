@@ -9,7 +9,7 @@ import pino from 'pino';
  */
 
 export interface AuditEvent {
-  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage';
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body';
   readonly model: string;
   readonly consumer?: string | undefined;
   readonly decision: 'allow' | 'deny' | 'masked' | 'charged';
@@ -18,6 +18,8 @@ export interface AuditEvent {
   readonly requestId?: string | undefined;
   readonly findings?: readonly { readonly rule: string; readonly path: string }[];
   readonly tokens?: { readonly input: number; readonly output: number; readonly total: number; readonly estimated: boolean };
+  /** Usage: how the exchange ended (an aborted one is charged an estimate). */
+  readonly outcome?: 'complete' | 'aborted';
 }
 
 export interface AuditLog {

@@ -24,6 +24,7 @@ export interface FilterProcessOptions {
   readonly admin: { readonly host: string; readonly port: number };
   readonly redisUrl?: string | undefined;
   readonly tls?: ServerTls | undefined;
+  readonly maxBufferedBytes?: number | undefined;
   readonly source: FilterPolicySource;
 }
 
@@ -37,7 +38,7 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls });
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes });
   const admin = new AdminServer();
   admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
   const adminPort = await admin.listen(options.admin.port, options.admin.host);

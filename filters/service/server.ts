@@ -21,6 +21,8 @@ export interface FilterServerOptions {
   readonly redisUrl?: string | undefined;
   /** TLS (or mutual TLS) for Envoy's calls. */
   readonly tls?: ServerTls | undefined;
+  /** The most body bytes all ext_proc exchanges together may hold; past it new exchanges get 503. */
+  readonly maxBufferedBytes?: number | undefined;
 }
 
 export interface FilterServer {
@@ -45,13 +47,13 @@ class LazyAudit implements AuditLog {
 export async function startFilterServer(options: FilterServerOptions): Promise<FilterServer> {
   const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
   const audit = new LazyAudit();
-  const service = new FilterService({ store, audit });
+  const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes });
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 70 * 1024 * 1024 });
   service.register(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  log.info({ host: options.host, port, store: store.kind, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
+  log.info({ host: options.host, port, store: store.kind, maxBufferedBytes: service.buffers.capBytes, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
   return {
     port,
     service,

@@ -5,6 +5,7 @@ import type { CheckRequest } from '../../src/generated/envoy/service/auth/v3/Che
 import type { ProcessingRequest__Output as ProcessingRequest } from '../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
 import type { RateLimitRequest } from '../../src/generated/envoy/service/ratelimit/v3/RateLimitRequest.js';
 import { logger } from '../../src/observability/log.js';
+import { BufferBudget } from '../extproc/buffer-budget.js';
 import type { CounterStore } from '../store/counters/store.js';
 import type { AuditLog } from './audit.js';
 import { FilterEngine } from './engine.js';
@@ -27,12 +28,18 @@ const log = logger('filters');
 export interface FilterServiceOptions {
   readonly store: CounterStore;
   readonly audit: AuditLog;
+  /** The most body bytes all ext_proc exchanges together may hold (default DEFAULT_MAX_BUFFERED_BYTES). */
+  readonly maxBufferedBytes?: number | undefined;
 }
 
 export class FilterService {
   private engine: FilterEngine | undefined;
+  /** Every body byte the ext_proc exchanges hold, together. */
+  readonly buffers: BufferBudget;
 
-  constructor(private readonly options: FilterServiceOptions) {}
+  constructor(private readonly options: FilterServiceOptions) {
+    this.buffers = new BufferBudget(options.maxBufferedBytes);
+  }
 
   /** The policy version now deciding, if any. */
   get version(): string | undefined {
@@ -81,7 +88,7 @@ export class FilterService {
       },
     });
     server.addService(EXTERNAL_PROCESSOR_SERVICE, {
-      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => handleProcessStream(call, this.engine, this.options.audit),
+      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => handleProcessStream(call, this.engine, this.options.audit, this.buffers),
     });
   }
 }

@@ -79,6 +79,9 @@ const maskingRules = z.object({
 
 const liveVersion = z.object({ version: name, aliases: strings, weight: count });
 
+/** Which bodies Envoy sends the filter service on a model's routes (ext_proc processing modes). */
+const bodies = z.object({ request: z.enum(['none', 'buffered']), response: z.enum(['none', 'buffered', 'streamed']) });
+
 const model = z.object({
   name,
   /** Requests pass when the filter service or its store cannot decide. */
@@ -92,6 +95,8 @@ const model = z.object({
   requestLimits: z.array(requestLimit),
   tokenQuotas: z.array(tokenQuota),
   masking: z.object({ request: maskingRules.optional(), response: maskingRules.optional(), maxBodyBytes: positive }).optional(),
+  /** Absent when its routes make no ext_proc call (or from a control plane older than this field). */
+  bodies: bodies.optional(),
 });
 
 const consumer = z.object({
@@ -139,6 +144,7 @@ export type TokenQuotaRule = ModelRules['tokenQuotas'][number];
 export type MaskingRules = z.output<typeof maskingRules>;
 export type ModelMaskingRules = NonNullable<ModelRules['masking']>;
 export type LiveVersionRule = ModelRules['live'][number];
+export type BodyModes = z.output<typeof bodies>;
 export type AuditRules = FilterPolicy['audit'];
 
 /** A refused FilterPolicy: the reason goes back to the control plane in the NACK. */

@@ -53,7 +53,13 @@ export interface ControlPlaneOptions {
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
   /** Run the filter service in this process, fed by the controller directly; absent: none (run `flowgate filters`). */
-  readonly filters?: { readonly host: string; readonly port: number; readonly redisUrl?: string | undefined; readonly tls?: ServerTls | undefined };
+  readonly filters?: {
+    readonly host: string;
+    readonly port: number;
+    readonly redisUrl?: string | undefined;
+    readonly tls?: ServerTls | undefined;
+    readonly maxBufferedBytes?: number | undefined;
+  };
   /** Rollouts and anomaly alerts (their MLflow writer is made from `mlflow`). */
   readonly rollouts?: Omit<RolloutOptions, 'mlflow'>;
 }

@@ -29,7 +29,7 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** Which tokens a quota counts when it does not say. */
 export const DEFAULT_TOKEN_COUNT: TokenKind = 'total';
 /** How limits and quotas count when they do not say. */
-export const DEFAULT_LIMIT_ALGORITHM: LimitAlgorithm = 'fixed';
+export const DEFAULT_LIMIT_ALGORITHM: LimitAlgorithm = 'sliding';
 /** Whether requests pass when the filter service cannot decide, when neither the model nor the Gateway says. */
 export const DEFAULT_FAIL_OPEN = false;
 export const DEFAULT_JWT_ALGORITHMS: JwtIssuerRules['algorithms'] = ['RS256', 'ES256'];

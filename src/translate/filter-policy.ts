@@ -26,6 +26,8 @@ export function filterPolicyOf(ir: GatewayIR): FilterPolicy {
       requestLimits: [...m.rules.requestLimits],
       tokenQuotas: [...m.rules.tokenQuotas],
       ...(m.rules.masking && { masking: m.rules.masking }),
+      // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
+      ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
     })),
   };
 }

@@ -32,7 +32,7 @@ describe('FilterPolicy', () => {
     expect(m?.masking?.request?.mode).toBe('replace');
     expect(m?.masking?.maxBodyBytes).toBe(1024 * 1024);
     expect(m?.failOpen).toBe(false);
-    expect(back.consumers[0]?.requestLimits[0]).toMatchObject({ windowMs: 60_000, algorithm: 'fixed' });
+    expect(back.consumers[0]?.requestLimits[0]).toMatchObject({ windowMs: 60_000, algorithm: 'sliding' });
   });
 
   test('a schema version it does not know is refused, naming both versions', () => {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { gunzipSync, gzipSync, createGzip, constants as zlib } from 'node:zlib';
+import { brotliCompressSync, createBrotliCompress, createDeflate, createGzip, deflateSync, gunzipSync, gzipSync, constants as zlib } from 'node:zlib';
+import type { Transform } from 'node:stream';
 import {
   anthropicError,
   anthropicMessage,
@@ -41,6 +42,11 @@ export interface LlmBehaviour {
   chunkDelayMs?: number;
   /** gzip the answer: never (default), only when the request's accept-encoding allows it, or always. */
   gzip?: 'never' | 'if-asked' | 'always';
+  /**
+   * With `gzip`: compress with this coding instead (`deflate`, `br`); any other name is sent as the
+   * content-encoding of the uncompressed bytes (a coding a gateway cannot decode).
+   */
+  encoding?: string;
   /** Streams: destroy the connection after this many events, with no [DONE] or message_stop. */
   abortAfterEvents?: number;
   /** Destroy the connection as soon as the request has arrived: no status line at all. */
@@ -128,6 +134,22 @@ type Answer = { status: number; json: unknown; headers?: Record<string, string> 
 
 type Body = Record<string, unknown>;
 
+/** A whole body in `coding`; an unknown coding leaves the bytes as they are. */
+function compressWhole(coding: string, payload: Buffer): Buffer {
+  if (coding === 'gzip') return gzipSync(payload);
+  if (coding === 'deflate') return deflateSync(payload);
+  if (coding === 'br') return brotliCompressSync(payload);
+  return payload;
+}
+
+/** A compressor flushed after each write, so a client sees every event when it is sent; undefined for an unknown coding. */
+function compressStream(coding: string): Transform | undefined {
+  if (coding === 'gzip') return createGzip({ flush: zlib.Z_SYNC_FLUSH });
+  if (coding === 'deflate') return createDeflate({ flush: zlib.Z_SYNC_FLUSH });
+  if (coding === 'br') return createBrotliCompress({ flush: zlib.BROTLI_OPERATION_FLUSH });
+  return undefined;
+}
+
 /** Starts the stand-in on a free loopback port. */
 export async function startLlmUpstream(options: LlmUpstreamOptions = {}): Promise<LlmUpstream> {
   const name = options.name ?? 'llm-upstream';
@@ -184,20 +206,21 @@ export async function startLlmUpstream(options: LlmUpstreamOptions = {}): Promis
     const decided = route(req, record, behaviour);
     const accepts = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     const gzip = behaviour.gzip === 'always' || (behaviour.gzip === 'if-asked' && accepts);
+    const coding = gzip ? (behaviour.encoding ?? 'gzip') : undefined;
     const headers: Record<string, string> = { 'x-llm-upstream': name, 'x-request-id': requestId };
-    if (gzip) headers['content-encoding'] = 'gzip';
+    if (coding !== undefined) headers['content-encoding'] = coding;
     record.status = decided.status;
     if (!('events' in decided)) {
       const payload = Buffer.from(JSON.stringify(decided.json));
       res.writeHead(decided.status, { ...headers, ...(decided.headers ?? {}), 'content-type': 'application/json' });
-      res.end(gzip ? gzipSync(payload) : payload);
+      res.end(coding === undefined ? payload : compressWhole(coding, payload));
       record.outcome = 'answered';
       return;
     }
     res.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
     res.flushHeaders();
     // A gzip stream is flushed after each event, so a client sees every event when it is sent.
-    const zipper = gzip ? createGzip({ flush: zlib.Z_SYNC_FLUSH }) : undefined;
+    const zipper = coding === undefined ? undefined : compressStream(coding);
     zipper?.pipe(res);
     const out = zipper ?? res;
     for (const event of decided.events) {

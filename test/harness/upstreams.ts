@@ -65,3 +65,44 @@ export async function startEchoUpstream(
       }),
   };
 }
+
+export interface StallingUpstream {
+  readonly port: number;
+  /** Answers whose first part is sent and whose end is held back. */
+  readonly stalled: number;
+  /** Sends the rest of every held answer and ends them. */
+  release(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * An upstream whose JSON answers stop part-way: it sends `firstBytes` of a JSON document (an open string)
+ * and holds the rest until release(), so a test can keep exchanges open with a known body size in flight.
+ */
+export async function startStallingUpstream(firstBytes: number): Promise<StallingUpstream> {
+  const held: (() => void)[] = [];
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const head = '{"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"pad":"';
+      res.write(head + 'x'.repeat(Math.max(0, firstBytes - head.length)));
+      held.push(() => res.end('"}'));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    get stalled() {
+      return held.length;
+    },
+    release: () => {
+      for (const end of held.splice(0)) end();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,6 +1,6 @@
 import { checkBodySize } from '../masking.js';
 import { decisions } from '../../service/metrics.js';
-import type { Exchange, PhaseResult, Processor, ProcessorRun, Refusal } from '../processor.js';
+import { overloaded, type Exchange, type PhaseResult, type Processor, type ProcessorRun, type Refusal } from '../processor.js';
 
 /**
  * Masking: rewrites the request body before it reaches the model and the response body before it reaches
@@ -10,6 +10,7 @@ import type { Exchange, PhaseResult, Processor, ProcessorRun, Refusal } from '..
 
 class MaskingRun implements ProcessorRun {
   private readonly chunks: Buffer[] = [];
+  private kept = 0;
   private responseType = '';
 
   constructor(
@@ -41,6 +42,8 @@ class MaskingRun implements ProcessorRun {
   responseBody(chunk: Buffer, last: boolean): PhaseResult {
     const masker = this.masking.response;
     if (!masker) return undefined;
+    this.kept += chunk.length;
+    if (!this.ex.keep('masking', this.kept)) return this.refuse('response', overloaded());
     this.chunks.push(chunk);
     if (!last) return undefined;
     const whole = Buffer.concat(this.chunks);

@@ -1,12 +1,16 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../../../src/errors.js';
-import { StoreError, windowKey, windowOf, type CounterHit, type CounterState, type CounterStore, type StoreErrorCode } from './store.js';
+import { COUNTER_SCRIPT } from './redis-script.js';
+import { leavingOf, SLIDING_BUCKETS } from './sliding.js';
+import { slidingKey, StoreError, windowKey, windowOf, type Admission, type CounterHit, type CounterRef, type CounterState, type CounterStore, type LimitedHit, type StoreErrorCode } from './store.js';
 import { ThrottledWarning } from '../../ratelimit/telemetry.js';
 
 /**
- * Counters in Redis, shared by every filter-service replica. One call is one round trip: a Lua script adds
- * every hit and sets its expiry atomically. The client never queues: while Redis is unreachable each call
- * fails at once (or after commandTimeoutMs), so a Redis outage costs a decision, not a stalled request.
+ * Counters in Redis, shared by every filter-service replica. One call is one round trip: one Lua script
+ * (redis-script.ts) reads, adds or admits every counter of the call and sets their expiry atomically. Every
+ * key of one call carries its decision's hash tag (`{c=consumer}`), so under Redis Cluster they share a slot
+ * and the script may touch them all. The client never queues: while Redis is unreachable each call fails at
+ * once (or after commandTimeoutMs), so a Redis outage costs a decision, not a stalled request.
  */
 
 export interface RedisStoreOptions {
@@ -14,7 +18,7 @@ export interface RedisStoreOptions {
   readonly url?: string;
   readonly host?: string;
   readonly port?: number;
-  /** Prepended to every key, so Flowgate can share a Redis with others. */
+  /** Prepended to every key, so Flowgate can share a Redis with others; no braces (they would become the hash tag). */
   readonly keyPrefix?: string;
   /** A call not answered in this time fails (and the model's failOpen decides). */
   readonly commandTimeoutMs?: number;
@@ -26,20 +30,11 @@ export interface RedisStoreOptions {
   readonly now?: () => number;
 }
 
-// KEYS[i] is a counter; ARGV[2i-1] its increment and ARGV[2i] its time to live in ms. A relative expiry (not
-// PEXPIREAT) keeps the TTL right when the Redis host's clock and ours disagree.
-const COUNT_SCRIPT = `
-local counts = {}
-for i = 1, #KEYS do
-  counts[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
-end
-return counts
-`;
-
 interface ScriptedRedis {
-  flowgateCount(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<unknown>;
+  flowgateCounters(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<unknown>;
 }
+
+type Mode = 'incr' | 'get' | 'admit';
 
 const connectionWarning = new ThrottledWarning('redis counter store connection failed');
 
@@ -53,6 +48,7 @@ export class RedisStore implements CounterStore {
 
   constructor(options: RedisStoreOptions) {
     this.keyPrefix = options.keyPrefix ?? 'flowgate:rl:';
+    if (/[{}]/.test(this.keyPrefix)) throw new RangeError(`the Redis key prefix may not contain braces (got ${this.keyPrefix}): they would become every key's cluster hash tag`);
     this.expirySlackMs = options.expirySlackMs ?? 5_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1_000;
     this.now = options.now ?? Date.now;
@@ -71,7 +67,7 @@ export class RedisStore implements CounterStore {
       options.url !== undefined
         ? new Redis(options.url, clientOptions)
         : new Redis({ ...clientOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
-    this.redis.defineCommand('flowgateCount', { lua: COUNT_SCRIPT });
+    this.redis.defineCommand('flowgateCounters', { lua: COUNTER_SCRIPT });
     // Without a listener ioredis prints every reconnection failure; these go to the throttled log instead.
     this.redis.on('error', (err: unknown) => connectionWarning.warn({ err: errorMessage(err) }));
   }
@@ -105,40 +101,53 @@ export class RedisStore implements CounterStore {
   }
 
   async incr(items: readonly CounterHit[]): Promise<CounterState[]> {
-    if (items.length === 0) return [];
-    const now = this.now();
-    const keys: string[] = [];
-    const args: (string | number)[] = [];
-    const resets: number[] = [];
-    for (const { key, windowMs, amount } of items) {
-      const { startMs, endMs } = windowOf(now, windowMs);
-      keys.push(this.keyPrefix + windowKey(key, windowMs, startMs));
-      args.push(Math.trunc(amount), endMs - now + this.expirySlackMs);
-      resets.push(endMs);
-    }
-    let reply: unknown;
-    try {
-      reply = await (this.redis as unknown as ScriptedRedis).flowgateCount(keys.length, ...keys, ...args);
-    } catch (err) {
-      throw storeError('incr', err);
-    }
-    if (!Array.isArray(reply) || reply.length !== keys.length) {
-      throw new StoreError('store_reply', `redis answered the count script with ${describe(reply)}; expected ${keys.length} counts`, 'redis', 'incr');
-    }
-    return reply.map((count, i) => ({ count: Number(count), resetAtMs: resets[i] as number }));
+    return (await this.run('incr', items)).states;
   }
 
-  async get(items: readonly { readonly key: string; readonly windowMs: number }[]): Promise<CounterState[]> {
-    if (items.length === 0) return [];
+  async get(items: readonly CounterRef[]): Promise<CounterState[]> {
+    return (await this.run('get', items)).states;
+  }
+
+  admit(items: readonly LimitedHit[]): Promise<Admission> {
+    return this.run('admit', items);
+  }
+
+  /** The stored name of a counter now: prefix, hash tag, key, window (and a fixed window's start). */
+  keyOf(ref: CounterRef, now: number): string {
+    const tag = ref.tag === undefined ? '' : `{${ref.tag}}:`;
+    const name = ref.algorithm === 'sliding' ? slidingKey(ref.key, ref.windowMs) : windowKey(ref.key, ref.windowMs, windowOf(now, ref.windowMs).startMs);
+    return this.keyPrefix + tag + name;
+  }
+
+  private async run(mode: Mode, items: readonly (CounterRef & { readonly amount?: number; readonly limit?: number })[]): Promise<Admission> {
+    if (items.length === 0) return { admitted: true, states: [] };
     const now = this.now();
-    const windows = items.map(({ key, windowMs }) => ({ key, windowMs, ...windowOf(now, windowMs) }));
-    let reply: (string | null)[];
-    try {
-      reply = await this.redis.mget(windows.map((w) => this.keyPrefix + windowKey(w.key, w.windowMs, w.startMs)));
-    } catch (err) {
-      throw storeError('get', err);
+    const keys: string[] = [];
+    const args: (string | number)[] = [mode, now, SLIDING_BUCKETS, this.expirySlackMs];
+    for (const item of items) {
+      keys.push(this.keyOf(item, now));
+      args.push(item.algorithm === 'sliding' ? 's' : 'f', item.windowMs, Math.trunc(item.amount ?? 0), Math.trunc(item.limit ?? 0));
     }
-    return windows.map((w, i) => ({ count: Number(reply[i] ?? 0), resetAtMs: w.endMs }));
+    const op = mode === 'get' ? 'get' : 'incr';
+    let reply: unknown;
+    try {
+      reply = await (this.redis as unknown as ScriptedRedis).flowgateCounters(keys.length, ...keys, ...args);
+    } catch (err) {
+      throw storeError(op, err);
+    }
+    if (!Array.isArray(reply) || reply.length !== keys.length + 1) {
+      throw new StoreError('store_reply', `redis answered the counter script with ${describe(reply)}; expected ${keys.length + 1}`, 'redis', op);
+    }
+    const states = items.map((item, i): CounterState => {
+      const entry = reply[i + 1] as unknown[];
+      const count = Number(entry[0]);
+      if (item.algorithm !== 'sliding') return { count, resetAtMs: windowOf(now, item.windowMs).endMs };
+      const buckets: [number, number][] = [];
+      for (let j = 1; j + 1 < entry.length; j += 2) buckets.push([Number(entry[j]), Number(entry[j + 1])]);
+      const leaving = leavingOf(buckets, item.windowMs);
+      return { count, resetAtMs: leaving[0]?.atMs ?? now, leaving };
+    });
+    return { admitted: Number(reply[0]) === 1, states };
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,8 @@ import { grpcClientCredentials } from '../../tls/credentials.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
-import { tlsOption } from './serve.js';
+import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budget.js';
+import { bufferedBytesOption, tlsOption } from './serve.js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
 export const filtersCommand: Command = {
@@ -28,6 +29,13 @@ export const filtersCommand: Command = {
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this replica\'s client certificate', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'mutual TLS: this replica\'s client key', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'max-buffered-bytes': {
+      type: 'string',
+      description: 'the most body bytes held across all ext_proc exchanges; past it new exchanges get 503',
+      env: 'FLOWGATE_FILTERS_MAX_BUFFERED_BYTES',
+      default: String(DEFAULT_MAX_BUFFERED_BYTES),
+      placeholder: 'BYTES',
+    },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
   notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
@@ -69,6 +77,7 @@ export const filtersCommand: Command = {
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
       tls: tlsOption(options, 'tls'),
+      maxBufferedBytes: bufferedBytesOption(options['max-buffered-bytes'], '--max-buffered-bytes'),
       source,
     });
     await new Promise<void>((resolve) => {

@@ -41,6 +41,12 @@ export const serveCommand: Command = {
     'anomaly-window': { type: 'string', description: 'the recent window anomaly detection judges', env: 'FLOWGATE_ANOMALY_WINDOW', default: '1m', placeholder: 'DURATION' },
     'anomaly-baseline': { type: 'string', description: 'the baseline before it that a version is compared with', env: 'FLOWGATE_ANOMALY_BASELINE', default: '10m', placeholder: 'DURATION' },
     'replica-id': { type: 'string', description: 'this replica\'s name in the rollout lease (default host-pid-random)', env: 'FLOWGATE_REPLICA_ID', placeholder: 'NAME' },
+    'filters-max-buffered-bytes': {
+      type: 'string',
+      description: 'the most body bytes the embedded filter service holds across all exchanges, past which new ones get 503 (default 268435456: 256 MiB)',
+      env: 'FLOWGATE_FILTERS_MAX_BUFFERED_BYTES',
+      placeholder: 'BYTES',
+    },
   },
   notes: [
     'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
@@ -68,6 +74,7 @@ export const serveCommand: Command = {
           ...hostPort(String(options['filters-listen']), '--filters-listen'),
           redisUrl,
           tls: tlsOption(options, 'filters-tls'),
+          maxBufferedBytes: bufferedBytesOption(options['filters-max-buffered-bytes'], '--filters-max-buffered-bytes'),
         },
       }),
       rollouts: {
@@ -120,4 +127,13 @@ export function tlsOption(options: OptionValues, prefix: string): ServerTls | un
     if (err instanceof TlsOptionError) throw new UsageError(err.message);
     throw err;
   }
+}
+
+/** A --max-buffered-bytes value (absent: the filter service's default of 256 MiB). */
+export function bufferedBytesOption(value: unknown, flag: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const bytes = Number(value);
+  // The filter service refuses less than one exchange's entry reservation (16 KiB).
+  if (!Number.isSafeInteger(bytes) || bytes < 16 * 1024) throw new UsageError(`${flag} must be a whole number of bytes, at least 16384`);
+  return bytes;
 }

@@ -40,6 +40,8 @@ export const extProc: HttpFilterTranslator = {
         failure_mode_allow: mode === 'open',
         message_timeout: duration(fs.timeoutMs),
         processing_mode: NOTHING,
+        // `via_upstream` when the answer is the model's: the filter service never reads usage from Envoy's own replies.
+        response_attributes: ['response.code_details'],
       }),
     }));
   },

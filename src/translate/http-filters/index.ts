@@ -1,15 +1,18 @@
 import type { GatewayIR, ModelIR } from '../../ir/types.js';
 import type { ResourceInput } from '../../resources/types.js';
+import { compressor } from './compressor.js';
 import { extAuthz } from './ext-authz.js';
 import { extProc } from './ext-proc.js';
 import { rateLimit } from './ratelimit.js';
 import type { HttpFilterTranslator, RouteContext, RouteFilterConfig } from './types.js';
 
 /**
- * The HTTP filters Flowgate puts in front of the router, in the order Envoy runs them: authorization first
- * (it identifies the caller the others count), then the rate limit, then body processing.
+ * The HTTP filters Flowgate puts in front of the router, in the order Envoy runs them on requests:
+ * authorization first (it identifies the caller the others count), then the rate limit, then compression,
+ * then body processing. Answers run through them in reverse, so the compressor compresses what ext_proc has
+ * read and rewritten.
  */
-export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [extAuthz, rateLimit, extProc];
+export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [extAuthz, rateLimit, compressor, extProc];
 
 /** Every filter a listener serving `models` needs, in order (the router is added by the listener). */
 export function listenerHttpFilters(ir: GatewayIR, models: readonly ModelIR[]): object[] {

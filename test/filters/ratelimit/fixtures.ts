@@ -8,11 +8,16 @@ import { MemoryStore, type CounterStore } from '../../../filters/store/counters/
 
 type Window = 'second' | 'minute' | 'hour' | 'day';
 type Kind = 'input' | 'output' | 'total';
+type Algorithm = 'fixed' | 'sliding';
 
 /** A Model document through the real schema, with only the limit blocks varying. */
 export function model(
   name: string,
-  limits: { rateLimits?: { requests: number; per: Window }[]; tokenQuotas?: { tokens: number; per: Window; count?: Kind }[]; failOpen?: boolean } = {},
+  limits: {
+    rateLimits?: { requests: number; per: Window; algorithm?: Algorithm }[];
+    tokenQuotas?: { tokens: number; per: Window; count?: Kind; algorithm?: Algorithm }[];
+    failOpen?: boolean;
+  } = {},
 ): ModelRules {
   return modelRules(name, { upstream: { addressTemplate: '{name}-{version}:8080' }, traffic: { stable: { version: '1' } }, ...limits });
 }
@@ -20,7 +25,10 @@ export function model(
 /** A Consumer document through the real schema. */
 export function consumer(
   name: string,
-  limits: { rateLimits?: { requests: number; per: Window; model?: string }[]; tokenQuotas?: { tokens: number; per: Window; count?: Kind; model?: string }[] } = {},
+  limits: {
+    rateLimits?: { requests: number; per: Window; model?: string; algorithm?: Algorithm }[];
+    tokenQuotas?: { tokens: number; per: Window; count?: Kind; model?: string; algorithm?: Algorithm }[];
+  } = {},
 ): ConsumerRules {
   return consumerRulesOf(name, limits);
 }

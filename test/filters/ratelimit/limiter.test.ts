@@ -15,20 +15,20 @@ afterAll(async () => {
 });
 
 const models = [
-  model('chat', { rateLimits: [{ requests: 5, per: 'minute' }] }),
-  model('embed', { rateLimits: [{ requests: 5, per: 'minute' }, { requests: 100, per: 'hour' }] }),
+  model('chat', { rateLimits: [{ requests: 5, per: 'minute', algorithm: 'fixed' }] }),
+  model('embed', { rateLimits: [{ requests: 5, per: 'minute', algorithm: 'fixed' }, { requests: 100, per: 'hour', algorithm: 'fixed' }] }),
   model('free'),
   model('draw'),
 ];
 const consumers = [
   consumer('alice'),
   consumer('bob'),
-  consumer('carol', { rateLimits: [{ requests: 3, per: 'minute' }] }),
-  consumer('dave', { rateLimits: [{ requests: 2, per: 'second', model: 'draw' }] }),
-  consumer('erin', { rateLimits: [{ requests: 4, per: 'minute', model: 'chat' }] }),
+  consumer('carol', { rateLimits: [{ requests: 3, per: 'minute', algorithm: 'fixed' }] }),
+  consumer('dave', { rateLimits: [{ requests: 2, per: 'second', algorithm: 'fixed', model: 'draw' }] }),
+  consumer('erin', { rateLimits: [{ requests: 4, per: 'minute', algorithm: 'fixed', model: 'chat' }] }),
 ];
 
-describe.each(storeFactories(() => (redis as TestRedis).url))('RateLimiter on the $kind store', (factory) => {
+describe.each(storeFactories(() => (redis as TestRedis).url))('RateLimiter with fixed windows on the $kind store', (factory) => {
   let store: CounterStore | undefined;
   afterEach(async () => {
     await store?.close();

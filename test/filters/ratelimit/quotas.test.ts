@@ -13,12 +13,12 @@ afterAll(async () => {
 });
 
 const models = [
-  model('llm', { tokenQuotas: [{ tokens: 1000, per: 'hour' }] }),
+  model('llm', { tokenQuotas: [{ tokens: 1000, per: 'hour', algorithm: 'fixed' }] }),
   model('kinds', {
     tokenQuotas: [
-      { tokens: 100, per: 'minute', count: 'input' },
-      { tokens: 200, per: 'minute', count: 'output' },
-      { tokens: 250, per: 'minute', count: 'total' },
+      { tokens: 100, per: 'minute', algorithm: 'fixed', count: 'input' },
+      { tokens: 200, per: 'minute', algorithm: 'fixed', count: 'output' },
+      { tokens: 250, per: 'minute', algorithm: 'fixed', count: 'total' },
     ],
   }),
   model('open'),
@@ -26,13 +26,13 @@ const models = [
 const consumers = [
   consumer('alice'),
   consumer('bob'),
-  consumer('carol', { tokenQuotas: [{ tokens: 500, per: 'day', count: 'output' }] }),
-  consumer('dave', { tokenQuotas: [{ tokens: 300, per: 'day', model: 'open' }] }),
+  consumer('carol', { tokenQuotas: [{ tokens: 500, per: 'day', algorithm: 'fixed', count: 'output' }] }),
+  consumer('dave', { tokenQuotas: [{ tokens: 300, per: 'day', algorithm: 'fixed', model: 'open' }] }),
 ];
 
 const usage = (input: number, output: number): TokenUsage => ({ input, output, total: input + output });
 
-describe.each(storeFactories(() => (redis as TestRedis).url))('TokenQuotas on the $kind store', (factory) => {
+describe.each(storeFactories(() => (redis as TestRedis).url))('TokenQuotas with fixed windows on the $kind store', (factory) => {
   let store: CounterStore | undefined;
   afterEach(async () => {
     await store?.close();
