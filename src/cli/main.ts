@@ -6,12 +6,13 @@ import { statusCommand } from './commands/status.js';
 import { renderCommand } from './commands/render.js';
 import { serveCommand } from './commands/serve.js';
 import { validateCommand } from './commands/validate.js';
+import { webhooksCommand } from './commands/webhooks.js';
 
 /**
  * flowgate: the one CLI. `flowgate COMMAND --help` describes each command.
  */
 
-const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, bootstrapCommand];
+const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, bootstrapCommand, webhooksCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
