@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { grpcServerCredentials, type ServerTls } from '../tls/credentials.js';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { RegistryFileWatcher } from '../registry/file-watch.js';
-import { configSourceModeOf } from '../resources/config-source.js';
+import { snapshotVariantOf } from '../resources/variants.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
 import { GatewayController } from './controller.js';
 import { TrafficAggregator } from '../traffic/aggregator.js';
@@ -83,8 +83,9 @@ export interface ControlPlane {
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   enableProcessMetrics();
   // A node's group is its node.cluster (or metadata flowgate.group); its snapshot variant is the xDS mode its
-  // bootstrap declared, since that decides the config sources its resources must name.
-  const cache = new SnapshotCache({ variantOf: (node) => configSourceModeOf(node.metadata) });
+  // bootstrap declared, since that decides the config sources its resources must name, or proxyless for a
+  // gRPC client (src/resources/variants.ts says how one is recognised).
+  const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
   const controller = new GatewayController({ cache, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
   let poller: RegistryPoller | undefined;

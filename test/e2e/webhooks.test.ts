@@ -182,10 +182,12 @@ describe('MLflow webhooks into flowgate serve', () => {
 
     const forged = signed(MODEL, { key: 'not-the-secret-0123456789' });
     const answer = await deliver(forged.body, forged.headers);
-    expect(answer).toEqual({ status: 401, json: { error: 'bad_signature', message: expect.stringContaining('does not match') } });
+    expect([answer.status, answer.json.error]).toEqual([401, 'bad_signature']);
+    expect(String(answer.json.message)).toContain('does not match');
 
     const { [WEBHOOK_HEADERS.signature]: _dropped, ...unsignedHeaders } = signed(MODEL).headers;
-    expect((await deliver(signed(MODEL).body, unsignedHeaders)).status).toBe(401);
+    const unsigned = await deliver(signed(MODEL).body, unsignedHeaders);
+    expect([unsigned.status, unsigned.json.error]).toEqual([401, 'unsigned']);
 
     const stale = signed(MODEL, { ageSeconds: 600 });
     expect((await deliver(stale.body, stale.headers)).json.error).toBe('stale');
@@ -194,7 +196,8 @@ describe('MLflow webhooks into flowgate serve', () => {
     expect((await deliver(genuine.body, genuine.headers)).status).toBe(202);
     await waitFor('the genuine delivery re-read', async () => ((await refreshes('merged')) === refreshesBefore + 1 ? true : undefined));
     const replayed = await deliver(genuine.body, genuine.headers);
-    expect(replayed).toEqual({ status: 409, json: { error: 'replayed', message: expect.stringContaining('already received') } });
+    expect([replayed.status, replayed.json.error]).toEqual([409, 'replayed']);
+    expect(String(replayed.json.message)).toContain('already received');
 
     expect(await deliveries('bad_signature')).toBe(before.bad_signature! + 1);
     expect(await deliveries('unsigned')).toBe(before.unsigned! + 1);
