@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -140,6 +140,8 @@ export interface MlflowServerOptions {
    * PYTHONPATH points that at the CA, as installing a private CA into the bundle would in a deployment.
    */
   readonly trustCa?: string;
+  /** An MLflow SQLite store to start from (copied, so the original stays as it is): a prepared registry. */
+  readonly seedDb?: string;
 }
 
 /** The environment that makes a Python process's requests/certifi trust only `ca`. */
@@ -157,6 +159,7 @@ function trustCaEnv(dir: string, ca: string): Record<string, string> {
 export async function startMlflow(options: MlflowServerOptions = {}): Promise<MlflowServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-mlflow-'));
+  if (options.seedDb) copyFileSync(options.seedDb, join(dir, 'mlflow.db'));
   const uri = `http://127.0.0.1:${port}`;
   const name = options.name ?? 'mlflow';
   const args = [
