@@ -40,6 +40,8 @@ let secretFile: string;
 let webhookPort: number;
 let url: string;
 let mlflowEnv: Record<string, string>;
+let policyDir: string;
+let listenerPort: number;
 
 const POLICY = (port: number): string => `kind: Gateway
 listeners:
@@ -120,9 +122,13 @@ beforeAll(async () => {
     await mlflow.admin.createModelVersion({ name: MODEL, source: `s3://models/${MODEL}/${i + 1}`, tags: { 'flowgate.address': `127.0.0.1:${u.port}` } });
   }
   await mlflow.admin.setAlias(MODEL, 'champion', '1');
+  // In MLflow from the start, but named by no policy until a test adds one.
+  await mlflow.admin.createRegisteredModel('churn');
+  await mlflow.admin.createModelVersion({ name: 'churn', source: 's3://models/churn/1', tags: { 'flowgate.address': `127.0.0.1:${upstreams[0]?.port ?? 0}` } });
+  await mlflow.admin.setAlias('churn', 'champion', '1');
 
-  const policyDir = mkdtempSync(join(tmpdir(), 'flowgate-policy-'));
-  const listenerPort = await freePort();
+  policyDir = mkdtempSync(join(tmpdir(), 'flowgate-policy-'));
+  listenerPort = await freePort();
   writeFileSync(join(policyDir, 'policy.yaml'), POLICY(listenerPort));
   url = `http://127.0.0.1:${listenerPort}/models/${MODEL}`;
   webhookPort = await freePort();
@@ -174,6 +180,20 @@ describe('MLflow webhooks into flowgate serve', () => {
     expect(await polls()).toBe(pollsBefore);
     const logged = flowgate.logLines().filter((l) => l.msg === 'webhook accepted; re-reading the model' && l.model === MODEL);
     expect(logged.length).toBeGreaterThan(0);
+  }, 60_000);
+
+  test('a policy edit naming a model no poll has fetched is applied at once, not rejected (policy scope)', async () => {
+    const pollsBefore = await polls();
+    const rejectedBefore = await metric('flowgate_policy_reloads_total', '{result="rejected"}');
+    const onDemandBefore = await metric('flowgate_registry_refresh_total', '{trigger="policy",result="merged"}');
+    writeFileSync(join(policyDir, 'churn.yaml'), 'kind: Model\nname: churn\nupstream: { versionTag: flowgate.address }\ntraffic:\n  stable: { alias: champion }\n');
+    const churnUrl = `http://127.0.0.1:${listenerPort}/models/churn`;
+    await waitFor('the new model through Envoy', async () => ((await request(churnUrl, { method: 'POST', body: '{}' })).status === 200 ? true : undefined), {
+      describe: () => flowgate.process.tail(30),
+    });
+    expect(await metric('flowgate_registry_refresh_total', '{trigger="policy",result="merged"}')).toBe(onDemandBefore + 1);
+    expect(await metric('flowgate_policy_reloads_total', '{result="rejected"}')).toBe(rejectedBefore);
+    expect(await polls()).toBe(pollsBefore);
   }, 60_000);
 
   test('forged, replayed, stale and unsigned deliveries are refused and counted; none re-reads a model', async () => {
