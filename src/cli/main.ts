@@ -7,12 +7,13 @@ import { rolloutCommand } from './commands/rollout.js';
 import { renderCommand } from './commands/render.js';
 import { serveCommand } from './commands/serve.js';
 import { validateCommand } from './commands/validate.js';
+import { webhooksCommand } from './commands/webhooks.js';
 
 /**
  * flowgate: the one CLI. `flowgate COMMAND --help` describes each command.
  */
 
-const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, rolloutCommand, bootstrapCommand];
+const COMMANDS: readonly Command[] = [serveCommand, filtersCommand, validateCommand, renderCommand, statusCommand, rolloutCommand, bootstrapCommand, webhooksCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

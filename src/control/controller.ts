@@ -11,6 +11,7 @@ import { runPipeline, type PipelineOutput } from '../pipeline/index.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import type { SnapshotCache } from '../xds/cache.js';
 import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-source.js';
+import type { SnapshotVariant } from '../resources/variants.js';
 import { Snapshot } from '../xds/snapshot.js';
 import { TypeUrl } from '../resources/types.js';
 
@@ -80,7 +81,7 @@ export class GatewayController {
   private policy: Policy | undefined;
   private registry: RegistrySnapshot | undefined;
   private ir: GatewayIR | undefined;
-  private readonly snapshots = new Map<ConfigSourceMode, Snapshot>();
+  private readonly snapshots = new Map<SnapshotVariant, Snapshot>();
   private activeAlerts = new Set<string>();
   private runtimeAlerts: readonly RuntimeAlert[] = [];
   private filterPolicyVersion: string | undefined;
@@ -102,8 +103,8 @@ export class GatewayController {
     return Object.fromEntries([...this.snapshots].map(([mode, s]) => [mode, s.version]));
   }
 
-  /** The published snapshot for a mode. */
-  snapshot(mode: ConfigSourceMode): Snapshot | undefined {
+  /** The published snapshot of a variant (an xDS mode, or proxyless). */
+  snapshot(mode: SnapshotVariant): Snapshot | undefined {
     return this.snapshots.get(mode);
   }
 
@@ -149,7 +150,9 @@ export class GatewayController {
     const checked = this.checked;
     if (checked && checked.policy === policy && checked.registry === registry && checked.previous === this.ir) return checked.output;
     try {
-      return runPipeline({ policy, registry, previous: this.ir }, { modes: this.modes });
+      // The proxyless variant is built even when no model has a target, so clients of a target that was just
+      // removed are told it is gone rather than keeping the last snapshot that had it.
+      return runPipeline({ policy, registry, previous: this.ir }, { modes: this.modes, proxyless: true });
     } catch (err) {
       builds.inc({ result: 'failed' });
       this.log.error({ err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
@@ -164,7 +167,7 @@ export class GatewayController {
     this.checked = undefined;
     if (!output) return;
     const { ir, filterPolicy } = output;
-    let next: Map<ConfigSourceMode, Snapshot>;
+    let next: Map<SnapshotVariant, Snapshot>;
     try {
       next = new Map(output.groups.map((g) => [g.variant, Snapshot.from(g.resources, this.snapshots.get(g.variant))]));
     } catch (err) {
@@ -177,7 +180,8 @@ export class GatewayController {
     this.reportModels(ir);
     this.options.onIR?.(ir);
     const ads = next.get('ads') ?? [...next.values()][0];
-    if (ads && ads.version === this.snapshots.get('ads')?.version) {
+    // A change may touch one variant only (a proxyless target renamed leaves every Envoy resource as it was).
+    if ([...next].every(([variant, s]) => s.version === this.snapshots.get(variant)?.version)) {
       builds.inc({ result: 'unchanged' });
       return;
     }

@@ -8,13 +8,15 @@ import { PolicyWatcher } from '../policy/watch.js';
 import type { MlflowClientOptions } from '../registry/mlflow-client.js';
 import { MlflowClient } from '../registry/mlflow-client.js';
 import { RegistryPoller } from '../registry/poller.js';
+import { WebhookReceiver } from '../registry/webhook-receiver.js';
+import type { Policy } from '../policy/policy.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { SnapshotCache } from '../xds/cache.js';
 import { existsSync } from 'node:fs';
 import { grpcServerCredentials, type ServerTls } from '../tls/credentials.js';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { RegistryFileWatcher } from '../registry/file-watch.js';
-import { configSourceModeOf } from '../resources/config-source.js';
+import { snapshotVariantOf } from '../resources/variants.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
 import { GatewayController } from './controller.js';
 import { TrafficAggregator } from '../traffic/aggregator.js';
@@ -41,6 +43,19 @@ export interface ControlPlaneOptions {
   /** ... or serve this registry file (--registry FILE), re-read when it changes. */
   readonly registryFile?: string;
   readonly pollIntervalMs: number;
+  /**
+   * Which registered models each poll fetches in full: those the policy names (default; a policy edit naming
+   * a new one fetches it before the edit is checked), or every model in the registry.
+   */
+  readonly registryScope?: 'policy' | 'all';
+  /** Receive MLflow webhooks here and re-read the model each names at once (needs `mlflow`). */
+  readonly webhooks?: {
+    readonly host: string;
+    readonly port: number;
+    readonly secrets: readonly string[];
+    readonly tls?: { readonly cert: string; readonly key: string } | undefined;
+    readonly maxAgeMs?: number | undefined;
+  };
   /**
    * A file holding the last registry snapshot: written after each change, read at start so a control plane
    * restarted while MLflow is down serves what it served before instead of nothing.
@@ -77,6 +92,8 @@ export interface ControlPlane {
   /** The embedded filter service's port, when it runs. */
   readonly filtersPort: number | undefined;
   readonly adminPort: number;
+  /** The webhook receiver's port, when it runs. */
+  readonly webhookPort: number | undefined;
   readonly controller: GatewayController;
   /** Graceful stop: Envoys keep their last config and reconnect to another replica (or to this one restarted). */
   stop(): Promise<void>;
@@ -85,8 +102,9 @@ export interface ControlPlane {
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   enableProcessMetrics();
   // A node's group is its node.cluster (or metadata flowgate.group); its snapshot variant is the xDS mode its
-  // bootstrap declared, since that decides the config sources its resources must name.
-  const cache = new SnapshotCache({ variantOf: (node) => configSourceModeOf(node.metadata) });
+  // bootstrap declared, since that decides the config sources its resources must name, or proxyless for a
+  // gRPC client (src/resources/variants.ts says how one is recognised).
+  const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
   // Rollouts need the admin server, which comes later; the controller's callbacks reach them through this.
   const late: { rollouts?: RolloutRuntime } = {};
@@ -95,8 +113,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
     onIR: (ir) => late.rollouts?.onIR(ir),
   });
-  const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });
   let poller: RegistryPoller | undefined;
+  const scope = options.registryScope ?? 'policy';
+  const watcher = new PolicyWatcher(options.policyDir, {
+    check: controller.checkPolicy,
+    // A policy edit that starts using a model is checked against it: fetch it first if no poll has.
+    prepare: async (policy) => {
+      if (poller && scope === 'policy') await poller.ensureModels(registeredModels(policy));
+    },
+  });
   const rejections: PolicyRejection[] = [];
   watcher.on('rejected', (issues) => {
     rejections.push({ at: new Date().toISOString(), issues });
@@ -131,9 +156,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       }
     }
     const client = new MlflowClient(options.mlflow);
-    // Every registered model is fetched, not only those the policy names: a policy edit that starts using a
-    // model must find it in the snapshot it is checked against.
-    poller = new RegistryPoller({ client, intervalMs: options.pollIntervalMs });
+    // With the policy scope a registry of thousands of models costs a poll two searches per 50 named models.
+    const names = scope === 'all' ? () => undefined : () => registeredModels(watcher.current());
+    poller = new RegistryPoller({ client, intervalMs: options.pollIntervalMs, names });
     poller.on('snapshot', (snapshot) => {
       onRegistry(snapshot);
       if (cacheFile) {
@@ -142,6 +167,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     });
   } else {
     throw new Error('a registry source is required: an MLflow URI or a registry file');
+  }
+
+  let webhooks: WebhookReceiver | undefined;
+  let webhookPort: number | undefined;
+  if (options.webhooks) {
+    const target = poller;
+    if (!target) throw new Error('MLflow webhooks need an MLflow registry (--mlflow-uri), not a registry file');
+    webhooks = new WebhookReceiver({
+      secrets: options.webhooks.secrets,
+      tls: options.webhooks.tls,
+      ...(options.webhooks.maxAgeMs !== undefined && { maxAgeMs: options.webhooks.maxAgeMs }),
+      onModelChanged: (name) => void target.refreshModel(name, 'webhook'),
+    });
+    webhookPort = await webhooks.listen(options.webhooks.port, options.webhooks.host);
   }
 
   const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}` });
@@ -188,6 +227,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('stopping: ending xDS streams; Envoys keep their configuration');
+      await webhooks?.close();
       await watcher.stop();
       await rollouts.stop();
       await poller?.stop();
@@ -210,6 +250,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       log.info('stopped');
     })());
 
-  return { xdsPort, adminPort, filtersPort: filters?.port, controller, stop };
+  return { xdsPort, adminPort, webhookPort, filtersPort: filters?.port, controller, stop };
+}
+
+/** The registered models a policy names (none before a first good policy). */
+function registeredModels(policy: Policy | undefined): string[] {
+  return policy ? [...new Set([...policy.models.values()].map((m) => m.registeredModel))] : [];
 }
 

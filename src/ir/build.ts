@@ -36,7 +36,8 @@ import { servedWeight, stateFromTags } from '../rollout/state.js';
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 
-const HEALTH_PATH: Readonly<Record<ModelProtocol, string>> = { mlflow: '/ping', oip: '/v2/health/ready' };
+// gRPC versions are checked with grpc.health.v1 (the translator emits a gRPC health check); the path says which call.
+const HEALTH_PATH: Readonly<Record<ModelProtocol, string>> = { mlflow: '/ping', oip: '/v2/health/ready', grpc: '/grpc.health.v1.Health/Check' };
 
 export interface BuildResult {
   readonly ir: GatewayIR;
@@ -201,6 +202,8 @@ function resolveModel(
     name: model.name,
     registeredModel: model.registeredModel,
     protocol: model.protocol,
+    ...(model.protocol === 'grpc' && model.grpc?.service !== undefined && { grpcService: model.grpc.service }),
+    ...(model.proxyless && { proxyless: { target: model.proxyless.target } }),
     routes: modelRoutes(model, policy.gateway).map((r) => ({ listener: r.listener, host: r.host, pathPrefix: r.pathPrefix })),
     live,
     pinnableAliases,
@@ -210,7 +213,7 @@ function resolveModel(
     settings: settingsOf(model, policy.gateway.defaults),
     keptLastLive,
     rules,
-    filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning }, consumers),
+    filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning, grpc: model.protocol === 'grpc' }, consumers),
     ...(rollout && { rollout: rollout.ir }),
   };
 }

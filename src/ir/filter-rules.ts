@@ -143,10 +143,17 @@ export function auditRules(gateway: GatewayPolicy): AuditRules {
  * Which filter-service calls a model's routes need. A route pays only for what its rules ask: no access rule,
  * limit or quota means no ext_authz call; no masking or token quota means no ext_proc stream.
  */
-export function modelFilters(model: string, rules: ModelFilterRules, traffic: { readonly sticky: boolean; readonly pinning: boolean }, consumers: readonly ConsumerRules[]): ModelFilters | undefined {
+export function modelFilters(
+  model: string,
+  rules: ModelFilterRules,
+  traffic: { readonly sticky: boolean; readonly pinning: boolean; readonly grpc?: boolean },
+  consumers: readonly ConsumerRules[],
+): ModelFilters | undefined {
+  const grpc = traffic.grpc === true;
   const applies = (rule: { readonly model?: string | undefined }): boolean => rule.model === undefined || rule.model === model;
   const consumerLimits = consumers.some((c) => c.requestLimits.some(applies));
-  const consumerQuotas = consumers.some((c) => c.tokenQuotas.some(applies));
+  // Token quotas read JSON usage fields; a consumer's quota across all models has nothing to count on gRPC frames.
+  const consumerQuotas = !grpc && consumers.some((c) => c.tokenQuotas.some(applies));
   const rateLimit = rules.requestLimits.length > 0 || consumerLimits;
   const quotas = rules.tokenQuotas.length > 0 || consumerQuotas;
   // Sticky splits need ext_authz too: it turns the caller's header into the hash Envoy's split reads.

@@ -81,13 +81,22 @@ export interface PublicRoute {
   readonly pathPrefix: string;
 }
 
-export type ModelProtocol = 'mlflow' | 'oip';
+export type ModelProtocol = 'mlflow' | 'oip' | 'grpc';
+
+/** How proxyless gRPC clients reach a model: the name they dial as xds:///<target>. */
+export interface ProxylessTarget {
+  readonly target: string;
+}
 
 /** An exposed model, resolved. */
 export interface ModelIR {
   readonly name: string;
   readonly registeredModel: string;
   readonly protocol: ModelProtocol;
+  /** For protocol grpc: the one gRPC service routed; undefined routes every service (and for other protocols). */
+  readonly grpcService?: string | undefined;
+  /** Set when proxyless gRPC clients get the model too (src/translate/proxyless.ts). */
+  readonly proxyless?: ProxylessTarget | undefined;
   readonly routes: readonly PublicRoute[];
   /** Live versions, stable first; empty when the model has never had one (its routes answer 503). */
   readonly live: readonly LiveVersion[];

@@ -25,7 +25,14 @@ export function irProblems(ir: GatewayIR): string[] {
     clusters.set(cluster, model);
   };
   const names = new Set<string>();
+  const targets = new Map<string, string>();
   for (const m of ir.models) {
+    if (m.proxyless) {
+      const owner = targets.get(m.proxyless.target);
+      if (owner !== undefined) problems.push(`proxyless target ${m.proxyless.target} belongs to both ${owner} and ${m.name}`);
+      targets.set(m.proxyless.target, m.name);
+      if (m.protocol !== 'grpc') problems.push(`model ${m.name} is proxyless but speaks ${m.protocol}, not grpc`);
+    }
     if (names.has(m.name)) problems.push(`model ${m.name} appears twice`);
     names.add(m.name);
     for (const r of m.routes) if (!listeners.has(r.listener)) problems.push(`model ${m.name} routes on unknown listener ${r.listener}`);

@@ -10,6 +10,8 @@ import { assertConsistent } from '../resources/consistency.js';
 import type { ResourceInput } from '../resources/types.js';
 import { translateGateway } from '../translate/index.js';
 import { filterPolicyOf } from '../translate/filter-policy.js';
+import { hasProxylessTargets, translateProxyless } from '../translate/proxyless.js';
+import { PROXYLESS_VARIANT, type SnapshotVariant } from '../resources/variants.js';
 
 /**
  * The one pipeline every command runs: (policy, registry, previous IR) -> IR -> resources per snapshot
@@ -26,10 +28,10 @@ export interface PipelineInput {
   readonly previous?: GatewayIR | undefined;
 }
 
-/** The resources of one snapshot: for a node group and a variant (the xDS mode its config sources name). */
+/** The resources of one snapshot: for a node group and a variant (an Envoy xDS mode, or proxyless gRPC clients). */
 export interface GroupResources {
   readonly group: string;
-  readonly variant: ConfigSourceMode;
+  readonly variant: SnapshotVariant;
   readonly resources: readonly ResourceInput[];
 }
 
@@ -45,8 +47,10 @@ export interface PipelineOutput {
 export const DEFAULT_GROUP = '*';
 
 export interface PipelineOptions {
-  /** The variants to build (default: every xDS mode). */
+  /** The Envoy variants to build (default: every xDS mode). */
   readonly modes?: readonly ConfigSourceMode[];
+  /** Build the proxyless variant: always (true), never (false), or when a model has a proxyless target (default). */
+  readonly proxyless?: boolean;
 }
 
 /**
@@ -56,10 +60,12 @@ export interface PipelineOptions {
 export function runPipeline(input: PipelineInput, options: PipelineOptions = {}): PipelineOutput {
   const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous);
   assertValidIR(ir);
-  const groups = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
+  const groups: GroupResources[] = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
     group: DEFAULT_GROUP,
     variant,
     resources: assertConsistent(translateGateway(ir, variant), { staticClusters: [XDS_CLUSTER] }),
   }));
+  // Proxyless clients have no static clusters: everything they are told to use must be in the snapshot.
+  if (options.proxyless ?? hasProxylessTargets(ir)) groups.push({ group: DEFAULT_GROUP, variant: PROXYLESS_VARIANT, resources: assertConsistent(translateProxyless(ir)) });
   return { ir, issues, filterPolicy: filterPolicyOf(ir), groups };
 }

@@ -67,6 +67,8 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
   const keyIds = new Map<string, SourcePosition>();
   const keyDigests = new Map<string, { consumer: string; at: SourcePosition }>();
   const subjects = new Map<string, { consumer: string; at: SourcePosition }>();
+  const targets = new Map<string, { model: string; at: SourcePosition }>();
+  const proxyless = new Set(docs.flatMap((d) => (d.kind === 'Model' && d.policy.proxyless ? [d.policy.name] : [])));
 
   const unknown = (src: SourceDocument, path: PolicyPath, what: string, name: string, names: Iterable<string>): void => {
     issues.push(src.issue(path, `reference to an unknown ${what} '${name}'${didYouMean(name, names)}`, 'reference'));
@@ -95,6 +97,11 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
           claims.set(key, { model: m.name, at: src.locate(claimPath) });
         }
       }
+      if (m.proxyless) {
+        const first = targets.get(m.proxyless.target);
+        if (first) issues.push(src.issue(['proxyless', 'target'], `proxyless target '${m.proxyless.target}' is already served by Model '${first.model}' (${where(first.at)})`, 'conflict'));
+        else targets.set(m.proxyless.target, { model: m.name, at: src.locate(['proxyless', 'target']) });
+      }
       m.access?.consumers.forEach((c, i) => {
         if (!known.consumers.has(c)) unknown(src, ['access', 'consumers', i], 'consumer', c, known.consumers);
       });
@@ -112,6 +119,10 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
       for (const list of ['rateLimits', 'tokenQuotas'] as const) {
         c[list].forEach((limit, i) => {
           if (limit.model !== undefined && !known.models.has(limit.model)) unknown(src, [list, i, 'model'], 'model', limit.model, known.models);
+          // Its proxyless callers skip the filter service: a limit on it alone would be a promise nobody keeps.
+          if (limit.model !== undefined && proxyless.has(limit.model)) {
+            issues.push(src.issue([list, i, 'model'], `Model '${limit.model}' is served to proxyless gRPC clients, which skip the filter service: its ${list} cannot be enforced`, 'conflict'));
+          }
         });
       }
       c.apiKeys.forEach((k, i) => {

@@ -15,9 +15,14 @@ export interface ModelRoute {
   readonly hostIndex: number;
 }
 
-/** The default path prefix of a model: /models/{name}. */
-export function defaultPathPrefix(modelName: string): string {
+/** The default path prefix of a model: /models/{name}; for a gRPC model /{service} (or / for every service), since gRPC clients cannot add a prefix. */
+export function defaultPathPrefix(modelName: string, grpc?: { readonly service?: string | undefined }): string {
+  if (grpc) return grpc.service !== undefined ? `/${grpc.service}` : '/';
   return `/models/${modelName}`;
+}
+
+function modelDefaultPrefix(model: ModelPolicy): string {
+  return defaultPathPrefix(model.name, model.protocol === 'grpc' ? (model.grpc ?? {}) : undefined);
 }
 
 /** Every (listener, host, path prefix) the model claims, in the order written; defaults: every listener, /models/{name}, host *. */
@@ -25,12 +30,12 @@ export function modelRoutes(model: ModelPolicy, gateway: GatewayPolicy): ModelRo
   const out: ModelRoute[] = [];
   if (model.routes === undefined) {
     for (const l of gateway.listeners) {
-      out.push({ listener: l.name, pathPrefix: defaultPathPrefix(model.name), host: '*', routeIndex: undefined, hostIndex: 0 });
+      out.push({ listener: l.name, pathPrefix: modelDefaultPrefix(model), host: '*', routeIndex: undefined, hostIndex: 0 });
     }
     return out;
   }
   model.routes.forEach((r, routeIndex) => {
-    const pathPrefix = r.pathPrefix ?? defaultPathPrefix(model.name);
+    const pathPrefix = r.pathPrefix ?? modelDefaultPrefix(model);
     r.hosts.forEach((host, hostIndex) => out.push({ listener: r.listener, pathPrefix, host, routeIndex, hostIndex }));
   });
   return out;

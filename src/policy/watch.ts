@@ -55,6 +55,11 @@ export interface PolicyWatcherOptions {
    * applied; any issue rejects the load like a schema error does.
    */
   readonly check?: (policy: Policy) => readonly PolicyIssue[];
+  /**
+   * Runs before `check` and is awaited: fetches what the check needs that the caller may not have yet (the
+   * registered models a policy starts to name). A rejection is logged and the check runs anyway.
+   */
+  readonly prepare?: (policy: Policy) => Promise<void>;
   readonly log?: Logger;
 }
 
@@ -120,6 +125,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private readonly rescanMs: number;
   private readonly fsEvents: boolean;
   private readonly check: ((policy: Policy) => readonly PolicyIssue[]) | undefined;
+  private readonly prepare: ((policy: Policy) => Promise<void>) | undefined;
   private serving: Policy | undefined;
   private issues: readonly PolicyIssue[] | undefined;
   private fingerprint: string | undefined;
@@ -149,6 +155,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.rescanMs = options.rescanMs ?? 5_000;
     this.fsEvents = options.fsEvents ?? true;
     this.check = options.check;
+    this.prepare = options.prepare;
   }
 
   /** The policy serving now; undefined until a first load succeeds. */
@@ -299,6 +306,9 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     if (!force && fingerprint === this.fingerprint) return undefined;
     this.fingerprint = fingerprint;
     let load = await loadPolicyDir(this.dir);
+    if (load.ok && this.prepare) {
+      await this.prepare(load.policy).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'preparing the policy check failed; checking with what is known'));
+    }
     if (load.ok && this.check) {
       const issues = this.check(load.policy);
       if (issues.length > 0) load = { ok: false, issues };

@@ -26,6 +26,8 @@ export type RegisteredModelInfo = Omit<RegisteredModel, 'versions'>;
 const MAX_PAGES = 10_000;
 // Per-name fetches in flight at once when a snapshot is limited to named models.
 const NAME_CONCURRENCY = 4;
+// Names per `name IN (...)` search: the filter travels in the query string, so a batch stays a few KiB long.
+const NAMES_PER_BATCH = 50;
 
 /**
  * The search-filter form of `name = <name>`. MLflow's filter grammar has no escape character, so a name is
@@ -40,6 +42,8 @@ export function nameFilter(name: string): string {
 export class MlflowClient {
   private readonly rest: MlflowRest;
   private readonly pageSize: number;
+  /** Set once the server answered 400 to a `name IN (...)` search (an old or foreign server): per-name reads from then on. */
+  private inFilterRefused = false;
 
   constructor(options: MlflowClientOptions) {
     this.rest = new MlflowRest(options);
@@ -70,9 +74,13 @@ export class MlflowClient {
 
   /** The versions of one model (or of every model when `name` is undefined), all pages, in MLflow's order. */
   async searchModelVersions(name?: string): Promise<ModelVersion[]> {
+    return this.searchVersionsByFilter(name === undefined ? undefined : nameFilter(name));
+  }
+
+  private async searchVersionsByFilter(filter: string | undefined): Promise<ModelVersion[]> {
     const path = 'model-versions/search';
     const out: ModelVersion[] = [];
-    await this.paginate(path, name === undefined ? {} : { filter: nameFilter(name) }, (json, where) => {
+    await this.paginate(path, filter === undefined ? {} : { filter }, (json, where) => {
       const page = parseAnswer(modelVersionsPage, json, where);
       out.push(...page.model_versions.map(toModelVersion));
       return page.next_page_token;
@@ -98,19 +106,58 @@ export class MlflowClient {
     return wire.map((m) => toRegisteredModel(m, byModel.get(m.name) ?? []));
   }
 
-  private async fetchNamed(names: readonly string[]): Promise<RegisteredModel[]> {
-    const unique = [...new Set(names)];
-    const fetched = await mapLimit(unique, NAME_CONCURRENCY, async (name) => {
-      const wire = await this.getWireRegisteredModel(name);
-      if (wire === undefined || isPrompt(wire)) return undefined;
-      return toRegisteredModel(wire, await this.searchModelVersions(name));
-    });
-    return fetched.filter((m): m is RegisteredModel => m !== undefined);
+  /** One registered model with its versions, read now; undefined when MLflow has none by that name (or it is a prompt). */
+  async fetchModel(name: string): Promise<RegisteredModel | undefined> {
+    const wire = await this.getWireRegisteredModel(name);
+    if (wire === undefined || isPrompt(wire)) return undefined;
+    return toRegisteredModel(wire, await this.searchModelVersions(name));
   }
 
-  private async searchRegisteredModels(): Promise<WireRegisteredModel[]> {
+  /**
+   * The named models in two searches per batch of names (`name IN (...)`, which MLflow 2.x servers accept for
+   * both registered models and versions) rather than two calls per name; names holding a quote, which the
+   * filter grammar cannot list, and servers that refuse IN fall back to one read per name.
+   */
+  private async fetchNamed(names: readonly string[]): Promise<RegisteredModel[]> {
+    const unique = [...new Set(names)];
+    const listable = unique.filter((n) => !n.includes("'"));
+    const single = unique.filter((n) => n.includes("'"));
+    const out: RegisteredModel[] = [];
+    for (let i = 0; i < listable.length; i += NAMES_PER_BATCH) {
+      const batch = listable.slice(i, i + NAMES_PER_BATCH);
+      const models = this.inFilterRefused ? undefined : await this.fetchBatch(batch);
+      if (models) out.push(...models);
+      else single.push(...batch);
+    }
+    const fetched = await mapLimit(single, NAME_CONCURRENCY, (name) => this.fetchModel(name));
+    out.push(...fetched.filter((m): m is RegisteredModel => m !== undefined));
+    return out;
+  }
+
+  /** The models of one batch of quote-free names, or undefined when the server does not understand `IN`. */
+  private async fetchBatch(names: readonly string[]): Promise<RegisteredModel[] | undefined> {
+    const filter = `name IN (${names.map((n) => `'${n}'`).join(', ')})`;
+    let wire: WireRegisteredModel[];
+    try {
+      wire = await this.searchRegisteredModels(filter);
+    } catch (err) {
+      if (err instanceof MlflowError && err.status === 400) {
+        this.inFilterRefused = true;
+        return undefined;
+      }
+      throw err;
+    }
+    const versions = wire.length === 0 ? [] : await this.searchVersionsByFilter(`name IN (${wire.map((m) => `'${m.name}'`).join(', ')})`);
+    const byModel = new Map<string, ModelVersion[]>(wire.map((m) => [m.name, []]));
+    for (const v of versions) byModel.get(v.name)?.push(v);
+    // LIKE-free IN is exact in MLflow's stores, but a server that matched loosely must not add models.
+    const wanted = new Set(names);
+    return wire.filter((m) => wanted.has(m.name)).map((m) => toRegisteredModel(m, byModel.get(m.name) ?? []));
+  }
+
+  private async searchRegisteredModels(filter?: string): Promise<WireRegisteredModel[]> {
     const out: WireRegisteredModel[] = [];
-    await this.paginate('registered-models/search', {}, (json, where) => {
+    await this.paginate('registered-models/search', filter === undefined ? {} : { filter }, (json, where) => {
       const page = parseAnswer(registeredModelsPage, json, where);
       out.push(...page.registered_models.filter((m) => !isPrompt(m)));
       return page.next_page_token;

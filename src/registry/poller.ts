@@ -1,16 +1,18 @@
 import { EventEmitter } from 'node:events';
-import { Counter, Gauge } from 'prom-client';
 import { FlowgateError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../observability/log.js';
-import { metricsRegistry } from '../observability/metrics.js';
 import { MlflowError, type MlflowFailure } from './mlflow-rest.js';
-import type { RegistrySnapshot } from './types.js';
+import { registrySnapshotFrom } from './snapshot.js';
+import { syncMetrics } from './sync-metrics.js';
+import type { RegisteredModel, RegistrySnapshot } from './types.js';
 
 /**
  * RegistryPoller keeps the last good RegistrySnapshot of MLflow. It fetches at once on start, then every
  * intervalMs; a failed fetch is retried with jittered exponential backoff and never replaces the snapshot,
  * so an MLflow outage freezes routing at the last known state instead of emptying it. Listeners hear about a
- * snapshot only when its content hash changes.
+ * snapshot only when its content hash changes. Between polls, refreshModel() re-reads one model at once (an
+ * MLflow webhook said it changed) and merges it in; the polls stay the safety net for whatever a webhook
+ * missed.
  */
 
 /** What the poller needs from a registry: MlflowClient in production, anything with the same call in tests. */
@@ -24,7 +26,10 @@ export interface RegistryPollerOptions {
   readonly client: RegistrySource;
   /** Time between successful polls. Default 5000. */
   readonly intervalMs?: number;
-  /** The registered models to fetch (those the policy references); undefined fetches every model. Read before each poll. */
+  /**
+   * The registered models to fetch (those the policy references); undefined fetches every model. Read before
+   * each poll; names given to ensureModels() are fetched too.
+   */
   readonly names?: () => readonly string[] | undefined;
   /** First retry delay after a failure. Default min(1s, intervalMs). */
   readonly initialBackoffMs?: number;
@@ -56,50 +61,17 @@ export interface RegistryPollerEvents {
   syncError: [SyncErrorDetails];
 }
 
-const REASONS: readonly SyncErrorReason[] = ['unreachable', 'timeout', 'http_4xx', 'http_5xx', 'bad_response'];
+/** What made a single model be re-read between polls. */
+export type RefreshTrigger = 'webhook' | 'policy';
 
-const syncTotal = new Counter({
-  name: 'flowgate_registry_sync_total',
-  help: 'Registry polls, by result (ok or error).',
-  labelNames: ['result'] as const,
-  registers: [metricsRegistry],
-});
-for (const result of ['ok', 'error'] as const) syncTotal.inc({ result }, 0);
-
-const syncErrors = new Counter({
-  name: 'flowgate_registry_sync_errors_total',
-  help: 'Failed registry polls, by reason: unreachable, timeout, http_4xx, http_5xx, bad_response.',
-  labelNames: ['reason'] as const,
-  registers: [metricsRegistry],
-});
-for (const reason of REASONS) syncErrors.inc({ reason }, 0);
-
-const lastSuccessGauge = new Gauge({
-  name: 'flowgate_registry_last_success_timestamp_seconds',
-  help: 'Unix time of the last successful registry poll.',
-  registers: [metricsRegistry],
-});
-
-// Module state behind the age gauge: there is one registry per process, and a scrape must see the age grow
-// between polls, so it is computed at scrape time rather than set by the poller.
-let lastSuccessMs: number | undefined;
-let firstStartMs: number | undefined;
-
-new Gauge({
-  name: 'flowgate_registry_sync_age_seconds',
-  help: 'Seconds since the last successful registry poll (since the poller started, while none has succeeded): how stale routing may be.',
-  registers: [metricsRegistry],
-  collect() {
-    const since = lastSuccessMs ?? firstStartMs;
-    this.set(since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000));
-  },
-});
-
-const modelsGauge = new Gauge({
-  name: 'flowgate_registry_models',
-  help: 'Registered models in the current registry snapshot.',
-  registers: [metricsRegistry],
-});
+/** The result of one targeted re-read; refreshModel() resolves with it and never rejects. */
+export type RefreshOutcome =
+  | { readonly result: 'merged'; readonly changed: boolean; readonly present: boolean }
+  /** The model is not one this poller fetches (not named by the policy): nothing to do. */
+  | { readonly result: 'untracked' }
+  /** No snapshot yet: a full poll was started instead. */
+  | { readonly result: 'polled' }
+  | { readonly result: 'failed'; readonly error: FlowgateError; readonly reason: SyncErrorReason };
 
 /** The bounded metric reason of any failure; an error that is not MLflow's is a response Flowgate could not use. */
 function reasonOf(err: unknown): SyncErrorReason {
@@ -125,10 +97,18 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
   private failingSince: number | undefined;
   private error: FlowgateError | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the scheduled poll is due (epoch ms); Infinity while none is scheduled. */
+  private dueAt = Infinity;
   private tail: Promise<unknown> = Promise.resolve();
   private started = false;
   private stopped = false;
   private syncWaiters: { resolve: (s: RegistrySnapshot) => void; reject: (e: Error) => void }[] = [];
+  /** Names fetched on demand (ensureModels), polled from then on besides those names() gives. */
+  private readonly extraNames = new Set<string>();
+  /** Per model: the re-read waiting to start (joined by later calls) and the chain that keeps them in order. */
+  private readonly refreshes = new Map<string, { queued: Promise<RefreshOutcome> | undefined; tail: Promise<unknown>; pending: number }>();
+  /** When each model's latest merged re-read started: a poll that started before it must not undo it. */
+  private readonly refreshedAt = new Map<string, number>();
 
   constructor(options: RegistryPollerOptions) {
     super();
@@ -176,7 +156,7 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
   start(): Promise<SyncOutcome> {
     if (this.started) return Promise.reject(new FlowgateError('registry.poller_started', `the registry poller of ${this.client.trackingUri} is already started`));
     this.started = true;
-    firstStartMs ??= Date.now();
+    syncMetrics.started(Date.now());
     return this.pollNow();
   }
 
@@ -184,6 +164,7 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
   pollNow(): Promise<SyncOutcome> {
     if (this.stopped) return Promise.resolve({ ok: false, error: this.stoppedError(), reason: 'unreachable' });
     clearTimeout(this.timer);
+    this.dueAt = Infinity;
     const run = this.tail.then(() => this.pollOnce());
     // pollOnce never rejects; the catch only keeps the chain alive if it ever did.
     this.tail = run.catch(() => undefined);
@@ -199,11 +180,18 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
     for (const w of this.syncWaiters.splice(0)) w.reject(error);
   }
 
+  /** The names a poll fetches, or undefined for every model. */
+  private polledNames(): readonly string[] | undefined {
+    const names = this.names();
+    return names === undefined ? undefined : [...new Set([...names, ...this.extraNames])];
+  }
+
   private async pollOnce(): Promise<SyncOutcome> {
     let outcome: SyncOutcome;
+    const startedAt = Date.now();
     try {
-      const snapshot = await this.client.fetchSnapshot(this.names());
-      outcome = this.succeeded(snapshot);
+      const fetched = await this.client.fetchSnapshot(this.polledNames());
+      outcome = this.succeeded(this.keepNewerRefreshes(fetched, startedAt));
     } catch (err) {
       outcome = this.failed(err);
     }
@@ -211,11 +199,112 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
     return outcome;
   }
 
+  /**
+   * A poll reads each model at some moment after it started; a model re-read by refreshModel() after the
+   * poll started may be newer than what the poll saw, so the re-read wins until a later poll.
+   */
+  private keepNewerRefreshes(fetched: RegistrySnapshot, pollStartedAt: number): RegistrySnapshot {
+    const newer: string[] = [];
+    for (const [name, at] of this.refreshedAt) {
+      if (at >= pollStartedAt) newer.push(name);
+      else this.refreshedAt.delete(name);
+    }
+    if (newer.length === 0 || !this.snapshot) return fetched;
+    const models = new Map(fetched.models);
+    for (const name of newer) {
+      const kept = this.snapshot.models.get(name);
+      if (kept) models.set(name, kept);
+      else models.delete(name);
+    }
+    return registrySnapshotFrom([...models.values()], fetched.fetchedAt);
+  }
+
+  /**
+   * Re-reads one registered model now and merges it into the current snapshot (dropping it when MLflow no
+   * longer has it). Calls for a model already waiting to be re-read join that read, which starts after
+   * them, so every call is answered by a read made after it. A failure schedules an early poll.
+   */
+  refreshModel(name: string, trigger: RefreshTrigger = 'webhook'): Promise<RefreshOutcome> {
+    let entry = this.refreshes.get(name);
+    if (!entry) {
+      entry = { queued: undefined, tail: Promise.resolve(), pending: 0 };
+      this.refreshes.set(name, entry);
+    }
+    if (entry.queued) return entry.queued;
+    const e = entry;
+    const run = e.tail.then(() => {
+      e.queued = undefined;
+      return this.refreshOnce(name, trigger);
+    });
+    e.queued = run;
+    e.pending++;
+    e.tail = run.finally(() => {
+      if (--e.pending === 0 && this.refreshes.get(name) === e) this.refreshes.delete(name);
+    });
+    return run;
+  }
+
+  /**
+   * Makes sure each name is in the snapshot: names the poller does not fetch yet are read at once (and
+   * polled from then on), so a policy that starts using a model is checked against it. Resolves when done;
+   * a failed read leaves the name for the next poll.
+   */
+  async ensureModels(names: readonly string[]): Promise<void> {
+    const polled = this.names();
+    if (polled === undefined && this.snapshot) return;
+    const known = new Set([...(polled ?? []), ...this.extraNames]);
+    const missing = [...new Set(names)].filter((n) => !known.has(n) || !this.snapshot?.models.has(n));
+    const fresh = missing.filter((n) => !known.has(n));
+    for (const n of fresh) this.extraNames.add(n);
+    if (!this.snapshot) return;
+    await Promise.all(fresh.map((n) => this.refreshModel(n, 'policy')));
+  }
+
+  private async refreshOnce(name: string, trigger: RefreshTrigger): Promise<RefreshOutcome> {
+    if (this.stopped) return this.countRefresh(trigger, { result: 'failed', error: this.stoppedError(), reason: 'unreachable' });
+    const polled = this.names();
+    if (polled !== undefined && !polled.includes(name) && !this.extraNames.has(name)) return this.countRefresh(trigger, { result: 'untracked' });
+    if (!this.snapshot) {
+      void this.pollNow();
+      return this.countRefresh(trigger, { result: 'polled' });
+    }
+    const startedAt = Date.now();
+    let model: RegisteredModel | undefined;
+    try {
+      model = (await this.client.fetchSnapshot([name])).models.get(name);
+    } catch (err) {
+      const error = asFlowgateError(err);
+      const reason = reasonOf(err);
+      this.log.warn({ registry: this.client.trackingUri, model: name, trigger, reason, err: error.message }, 'model re-read failed; polling soon');
+      this.pollSoon();
+      return this.countRefresh(trigger, { result: 'failed', error, reason });
+    }
+    const current = this.snapshot;
+    const models = new Map(current.models);
+    if (model) models.set(name, model);
+    else models.delete(name);
+    this.refreshedAt.set(name, startedAt);
+    const merged = registrySnapshotFrom([...models.values()], Date.now());
+    const changed = merged.hash !== current.hash;
+    if (changed) this.publish(merged, `model ${name} re-read (${trigger})`);
+    else this.log.debug({ model: name, trigger }, 'model re-read; unchanged');
+    return this.countRefresh(trigger, { result: 'merged', changed, present: model !== undefined });
+  }
+
+  private countRefresh(trigger: RefreshTrigger, outcome: RefreshOutcome): RefreshOutcome {
+    syncMetrics.refreshed(trigger, outcome.result);
+    return outcome;
+  }
+
+  /** Brings the next poll forward to the first retry delay, unless one is due sooner. */
+  private pollSoon(): void {
+    if (this.stopped || this.dueAt <= Date.now() + this.initialBackoffMs) return;
+    this.schedule(this.initialBackoffMs);
+  }
+
   private succeeded(snapshot: RegistrySnapshot): SyncOutcome {
     const now = Date.now();
-    syncTotal.inc({ result: 'ok' });
-    lastSuccessMs = now;
-    lastSuccessGauge.set(now / 1000);
+    syncMetrics.succeeded(now);
     if (this.failures > 0) {
       const downMs = now - (this.failingSince ?? now);
       this.log.info({ registry: this.client.trackingUri, failures: this.failures, downSeconds: Math.round(downMs / 1000) }, 'registry sync recovered');
@@ -229,20 +318,23 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
       this.log.debug({ hash: snapshot.hash }, 'registry polled; unchanged');
       return { ok: true, snapshot: this.snapshot ?? snapshot, changed };
     }
-    const first = this.snapshot === undefined;
+    this.publish(snapshot, this.snapshot === undefined ? 'registry synced' : 'registry changed');
+    return { ok: true, snapshot, changed };
+  }
+
+  /** Makes `snapshot` current and tells the listeners. */
+  private publish(snapshot: RegistrySnapshot, what: string): void {
     this.snapshot = snapshot;
-    modelsGauge.set(snapshot.models.size);
-    this.log.info({ registry: this.client.trackingUri, hash: snapshot.hash, models: snapshot.models.size }, first ? 'registry synced' : 'registry changed');
+    syncMetrics.models(snapshot.models.size);
+    this.log.info({ registry: this.client.trackingUri, hash: snapshot.hash, models: snapshot.models.size }, what);
     for (const w of this.syncWaiters.splice(0)) w.resolve(snapshot);
     this.emitSafely('snapshot', snapshot);
-    return { ok: true, snapshot, changed };
   }
 
   private failed(err: unknown): SyncOutcome {
     const error = asFlowgateError(err);
     const reason = reasonOf(err);
-    syncTotal.inc({ result: 'error' });
-    syncErrors.inc({ reason });
+    syncMetrics.failed(reason);
     this.failures++;
     this.failingSince ??= Date.now();
     this.error = error;
@@ -270,6 +362,7 @@ export class RegistryPoller extends EventEmitter<RegistryPollerEvents> {
 
   private schedule(delayMs: number): void {
     clearTimeout(this.timer);
+    this.dueAt = Date.now() + delayMs;
     this.timer = setTimeout(() => void this.pollNow(), delayMs);
     this.timer.unref();
   }

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { GatewayIR, ModelIR, UpstreamAddress } from '../ir/types.js';
-import { duration, struct } from '../proto/codec.js';
+import { duration, struct, typed } from '../proto/codec.js';
 import { configSource, type ConfigSourceMode } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { httpFilterResources } from './http-filters/index.js';
@@ -11,6 +11,9 @@ import { tracingCluster } from './tracing.js';
  * cluster (its endpoints come from endpoints.ts), so a moved endpoint is an EDS push that leaves the cluster
  * (and its connection pools and health state) alone; versions served at a DNS name get a STRICT_DNS cluster.
  */
+
+const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const HTTP_PROTOCOL_OPTIONS_TYPE = `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`;
 
 const LB_POLICY = { least_request: 'LEAST_REQUEST', round_robin: 'ROUND_ROBIN', random: 'RANDOM' } as const;
 
@@ -85,6 +88,11 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
       ...(od.maxEjectionPercent !== undefined && { max_ejection_percent: { value: od.maxEjectionPercent } }),
     };
   }
+  const grpc = t.model.protocol === 'grpc';
+  if (grpc) {
+    // gRPC needs HTTP/2 to the version whatever the client spoke to Envoy.
+    message.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: typed(HTTP_PROTOCOL_OPTIONS_TYPE, { explicit_http_config: { http2_protocol_options: {} } }) };
+  }
   const hc = s.healthCheck;
   if (hc) {
     message.health_checks = [
@@ -93,7 +101,7 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
         interval: duration(hc.intervalMs),
         healthy_threshold: { value: hc.healthyThreshold },
         unhealthy_threshold: { value: hc.unhealthyThreshold },
-        http_health_check: { path: hc.path },
+        ...(grpc ? { grpc_health_check: {} } : { http_health_check: { path: hc.path } }),
       },
     ];
   }

@@ -37,8 +37,10 @@ function jsonError(status: number, error: string, message: string, extra: Record
   };
 }
 
-/** The upstream path a public path is rewritten to, for the exact prefix and for what is below it. */
-function rewrites(model: ModelIR): { exact: string; below: string } {
+/** The upstream path a public path is rewritten to, for the exact prefix and for what is below it; undefined: none. */
+function rewrites(model: ModelIR): { exact: string | undefined; below: string | undefined } {
+  // A gRPC path names the service and method the version serves: it is passed on as it is.
+  if (model.protocol === 'grpc') return { exact: undefined, below: undefined };
   if (model.protocol === 'oip') {
     const base = `/v2/models/${encodeURIComponent(model.registeredModel)}`;
     return { exact: base, below: `${base}/` };
@@ -46,9 +48,9 @@ function rewrites(model: ModelIR): { exact: string; below: string } {
   return { exact: '/invocations', below: '/' };
 }
 
-function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: string } | { weighted_clusters: object }): Record<string, unknown> {
+function routeAction(model: ModelIR, prefixRewrite: string | undefined, target: { cluster: string } | { weighted_clusters: object }): Record<string, unknown> {
   const s = model.settings;
-  const action: Record<string, unknown> = { ...target, prefix_rewrite: prefixRewrite, timeout: duration(s.timeoutMs) };
+  const action: Record<string, unknown> = { ...target, ...(prefixRewrite !== undefined && { prefix_rewrite: prefixRewrite }), timeout: duration(s.timeoutMs) };
   if (s.retries && s.retries.attempts > 0) {
     action.retry_policy = {
       retry_on: s.retries.on.join(','),
@@ -73,7 +75,7 @@ function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: s
 const SERVED_VERSION = header(SERVED_VERSION_HEADER, '%UPSTREAM_METADATA(flowgate:version)%');
 
 /** The routes of one model on one public route, for one path match (exact prefix, or below it). */
-function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string): object[] {
+function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string | undefined): object[] {
   const name = (suffix: string): string => `${model.name}:${suffix}`;
   if (model.live.length === 0) {
     return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }) }];

@@ -124,7 +124,10 @@ export function startProxylessGoClient(binary: string, options: ProxylessGoClien
   const args = ['-bootstrap', options.bootstrap, '-target', options.target, '-calls', String(options.calls)];
   args.push('-concurrency', String(options.concurrency ?? 4), '-rounds', String(options.rounds ?? 1));
   if (options.waitFile) args.push('-wait-file', options.waitFile);
-  const proc = startProcess('proxyless-go-client', binary, args, { env: { ...process.env, GRPC_GO_LOG_SEVERITY_LEVEL: 'warning' } });
+  // A bootstrap this process set for its own grpc-js-xds channels must not reach the child: grpc-go takes the
+  // variable first, and the client's re-exec with -bootstrap would then never see its own file and loop.
+  const { GRPC_XDS_BOOTSTRAP: _file, GRPC_XDS_BOOTSTRAP_CONFIG: _config, ...inherited } = process.env;
+  const proc = startProcess('proxyless-go-client', binary, args, { env: { ...inherited, GRPC_GO_LOG_SEVERITY_LEVEL: 'warning' } });
   const events: GoClientEvent[] = [];
   let buffered = '';
   proc.child.stdout?.setEncoding('utf8');

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,8 +27,8 @@ export interface MlflowServer {
   stop(): Promise<void>;
   /** SIGKILL, no goodbye: what a crash looks like. */
   kill(): Promise<void>;
-  /** Starts again on the same port and store; resolves when /health answers. */
-  restart(): Promise<void>;
+  /** Starts again on the same port and store (with `env` replacing the start's extra environment, if given); resolves when /health answers. */
+  restart(env?: Record<string, string>): Promise<void>;
   /** SIGSTOP: the port stays open but nothing answers, so clients time out. */
   suspend(): void;
   resume(): void;
@@ -129,10 +129,37 @@ async function untilAnswering(what: string, proc: ManagedProcess, url: string, t
   }
 }
 
+export interface MlflowServerOptions {
+  readonly name?: string;
+  /** Extra environment of the server (e.g. the MLFLOW_WEBHOOK_* settings). */
+  readonly env?: Record<string, string>;
+  /**
+   * A CA certificate (PEM file) the server's outgoing HTTPS (webhook deliveries) trusts instead of the
+   * certifi bundle. MLflow's webhook session ignores REQUESTS_CA_BUNDLE (it sets trust_env off against
+   * proxies), and requests takes its bundle from certifi.where(); a sitecustomize on the server's
+   * PYTHONPATH points that at the CA, as installing a private CA into the bundle would in a deployment.
+   */
+  readonly trustCa?: string;
+  /** An MLflow SQLite store to start from (copied, so the original stays as it is): a prepared registry. */
+  readonly seedDb?: string;
+}
+
+/** The environment that makes a Python process's requests/certifi trust only `ca`. */
+function trustCaEnv(dir: string, ca: string): Record<string, string> {
+  const site = join(dir, 'python-trust');
+  mkdirSync(site, { recursive: true });
+  writeFileSync(
+    join(site, 'sitecustomize.py'),
+    ['import os', 'import certifi', '', '_bundle = os.environ["FLOWGATE_TEST_CA_BUNDLE"]', 'certifi.where = lambda: _bundle', ''].join('\n'),
+  );
+  return { PYTHONPATH: site, FLOWGATE_TEST_CA_BUNDLE: ca };
+}
+
 /** Starts an MLflow tracking server with an empty registry; resolves when /health answers. */
-export async function startMlflow(options: { name?: string } = {}): Promise<MlflowServer> {
+export async function startMlflow(options: MlflowServerOptions = {}): Promise<MlflowServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-mlflow-'));
+  if (options.seedDb) copyFileSync(options.seedDb, join(dir, 'mlflow.db'));
   const uri = `http://127.0.0.1:${port}`;
   const name = options.name ?? 'mlflow';
   const args = [
@@ -149,7 +176,9 @@ export async function startMlflow(options: { name?: string } = {}): Promise<Mlfl
     join(dir, 'artifacts'),
   ];
   // No job runner: it is for GenAI jobs, and it forks seven huey consumers that would compete for the CPUs.
-  const env = mlflowEnv({ MLFLOW_SERVER_ENABLE_JOB_EXECUTION: 'false' });
+  const envOf = (extra: Record<string, string>): NodeJS.ProcessEnv =>
+    mlflowEnv({ MLFLOW_SERVER_ENABLE_JOB_EXECUTION: 'false', ...(options.trustCa ? trustCaEnv(dir, options.trustCa) : {}), ...extra });
+  let env = envOf(options.env ?? {});
   let proc: ManagedProcess;
   const launch = async (): Promise<void> => {
     proc = startGroup(name, args, env, dir);
@@ -166,8 +195,9 @@ export async function startMlflow(options: { name?: string } = {}): Promise<Mlfl
     },
     stop: () => stopGroup(proc),
     kill: () => stopGroup(proc, 0),
-    restart: async () => {
+    restart: async (extra) => {
       await stopGroup(proc);
+      if (extra) env = envOf(extra);
       await launch();
     },
     suspend: () => signalGroup(proc, 'SIGSTOP'),

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricsRegistry } from '../../src/observability/metrics.js';
 import { MlflowClient, MlflowError, mlflowClientOptionsFromEnv, nameFilter } from '../../src/registry/mlflow-client.js';
 import { RegistryPoller, type SyncErrorDetails } from '../../src/registry/poller.js';
+import { normalizeModel } from '../../src/registry/snapshot.js';
 import type { RegistrySnapshot } from '../../src/registry/types.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
@@ -105,6 +106,21 @@ describe('MlflowClient', () => {
     expect(nameFilter("it's")).toBe(`name="it's"`);
   });
 
+  it('fetches more named models than one batch holds, in batches, the same as one by one', async () => {
+    const names = Array.from({ length: 55 }, (_, i) => `batch-${String(i).padStart(2, '0')}`);
+    for (const [i, name] of names.entries()) await createModel(name, i % 10 === 0 ? 2 : 0);
+    const client = new MlflowClient({ trackingUri: mlflow.uri, pageSize: 7 });
+    const wanted = [...names, 'batch-missing-1', 'batch-missing-2'];
+    const snapshot = await client.fetchSnapshot(wanted);
+    expect([...snapshot.models.keys()]).toEqual(names);
+    for (const name of ['batch-00', 'batch-10', 'batch-54']) {
+      const one = await client.fetchModel(name);
+      expect(one && snapshot.models.get(name)).toEqual(one && normalizeModel(one));
+    }
+    expect(snapshot.models.get('batch-50')?.versions.map((v) => v.version)).toEqual(['1', '2']);
+    expect(await client.fetchModel('batch-missing-1')).toBeUndefined();
+  });
+
   it('sees an alias move, and the hash follows it', async () => {
     await createModel('alias-moves', 3);
     await mlflow.admin.setAlias('alias-moves', 'champion', '1');
@@ -199,7 +215,10 @@ describe('MlflowClient credentials and failures', () => {
       const inUri = new MlflowClient({ trackingUri: rec.url.replace('http://', 'http://bob:hunter2@') });
       expect(inUri.trackingUri).toBe(rec.url);
       expect((await inUri.fetchSnapshot(['m'])).models.size).toBe(0);
-      expect(rec.seen[0]?.path).toBe('/api/2.0/mlflow/registered-models/get?name=m');
+      // Named models are searched in batches (name IN ...), not read one call each.
+      const first = new URL(rec.seen[0]?.path ?? '/', 'http://mlflow');
+      expect(first.pathname).toBe('/api/2.0/mlflow/registered-models/search');
+      expect(first.searchParams.get('filter')).toBe("name IN ('m')");
       expect(rec.seen[0]?.headers.authorization).toBe(`Basic ${Buffer.from('bob:hunter2').toString('base64')}`);
 
       rec.seen.length = 0;
@@ -314,6 +333,49 @@ describe('RegistryPoller', () => {
       expect(poller.current?.models.get('polled')?.aliases).toEqual({ challenger: '1', champion: '2' });
       expect(snapshots).toHaveLength(3);
     } finally {
+      await poller.stop();
+    }
+  });
+
+  it('re-reads one model between polls, fetches a newly named model on demand, and polls early when a re-read fails', async () => {
+    await createModel('refresh-a', 2);
+    await createModel('refresh-b', 1);
+    await mlflow.admin.setAlias('refresh-a', 'champion', '1');
+    const client = new MlflowClient({ trackingUri: mlflow.uri, timeoutMs: 1500 });
+    // A poll a minute: anything seen sooner came from refreshModel or ensureModels.
+    const poller = new RegistryPoller({ client, intervalMs: 60_000, initialBackoffMs: 300, names: () => ['refresh-a'] });
+    const errors: SyncErrorDetails[] = [];
+    poller.on('syncError', (e) => errors.push(e));
+    try {
+      expect((await poller.start()).ok).toBe(true);
+      expect([...(poller.current?.models.keys() ?? [])]).toEqual(['refresh-a']);
+      const polls = await metric('flowgate_registry_sync_total', { result: 'ok' });
+
+      await mlflow.admin.setAlias('refresh-a', 'champion', '2');
+      expect(await poller.refreshModel('refresh-a')).toEqual({ result: 'merged', changed: true, present: true });
+      expect(poller.current?.models.get('refresh-a')?.aliases).toEqual({ champion: '2' });
+      expect(await poller.refreshModel('refresh-a')).toEqual({ result: 'merged', changed: false, present: true });
+      // Not a model this poller fetches: no call at all.
+      expect(await poller.refreshModel('refresh-b')).toEqual({ result: 'untracked' });
+
+      await poller.ensureModels(['refresh-a', 'refresh-b']);
+      expect([...(poller.current?.models.keys() ?? [])]).toEqual(['refresh-a', 'refresh-b']);
+      expect(await metric('flowgate_registry_sync_total', { result: 'ok' })).toBe(polls);
+      // From now on polls fetch it too.
+      await poller.pollNow();
+      expect(poller.current?.models.has('refresh-b')).toBe(true);
+      await mlflow.admin.deleteRegisteredModel('refresh-b');
+      expect(await poller.refreshModel('refresh-b')).toEqual({ result: 'merged', changed: true, present: false });
+      expect(poller.current?.models.has('refresh-b')).toBe(false);
+
+      mlflow.suspend();
+      const outcome = await poller.refreshModel('refresh-a', 'webhook');
+      expect(outcome.result === 'failed' && outcome.reason).toBe('timeout');
+      // The failed re-read brings the next poll forward from a minute to the first retry delay.
+      await waitFor('an early poll', () => (errors.length > 0 ? true : undefined), { timeoutMs: 10_000 });
+      expect(poller.current?.models.get('refresh-a')?.aliases).toEqual({ champion: '2' });
+    } finally {
+      mlflow.resume();
       await poller.stop();
     }
   });

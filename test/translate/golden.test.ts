@@ -7,6 +7,7 @@ import { XDS_CLUSTER } from '../../src/resources/config-source.js';
 import { danglingReferences } from '../../src/resources/consistency.js';
 import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
 import { translateGateway } from '../../src/translate/index.js';
+import { hasProxylessTargets, translateProxyless } from '../../src/translate/proxyless.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
 import { expectGolden, expectNoStaleGoldens } from '../harness/golden.js';
 import { CASES, TESTDATA, caseIR, caseModes } from './cases.js';
@@ -55,6 +56,17 @@ describe('translator goldens (testdata/CASE/ir.yaml -> one file per resource typ
 
   test.each(CASES)('%s', (name) => {
     const produced = new Set<string>(['ir.yaml', 'modes.yaml']);
+    // A case with proxyless targets also shows what proxyless gRPC clients get: proxyless.TYPE.yaml.
+    if (hasProxylessTargets(caseIR(name))) {
+      const inputs = translateProxyless(caseIR(name));
+      expect(danglingReferences(inputs)).toEqual([]);
+      const snapshot = Snapshot.from(inputs);
+      for (const typeUrl of [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration]) {
+        const file = `proxyless.${FILES[typeUrl]}.yaml`;
+        expectGolden(join(TESTDATA, name, file), render(snapshot, typeUrl));
+        produced.add(file);
+      }
+    }
     for (const mode of caseModes(name)) {
       const { inputs, files } = renderCase(name, mode);
       expect(danglingReferences(inputs, { staticClusters: [XDS_CLUSTER] })).toEqual([]);

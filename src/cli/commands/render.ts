@@ -2,8 +2,9 @@ import { formatIssues } from '../../policy/format.js';
 import { loadPolicyDir } from '../../policy/load.js';
 import { runPipeline } from '../../pipeline/index.js';
 import { toEnvoyJson } from '../../proto/json.js';
-import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../../resources/config-source.js';
+import { CONFIG_SOURCE_MODES } from '../../resources/config-source.js';
 import { TypeUrl } from '../../resources/types.js';
+import { PROXYLESS_VARIANT, type SnapshotVariant } from '../../resources/variants.js';
 import { PUSH_ORDER } from '../../xds/stream/ordering.js';
 import { Snapshot } from '../../xds/snapshot.js';
 import { UsageError, type Command } from '../command.js';
@@ -24,12 +25,13 @@ export const renderCommand: Command = {
   options: {
     policy: { type: 'string', description: 'the policy directory', env: 'FLOWGATE_POLICY', required: true, placeholder: 'DIR' },
     ...registryOptions(true),
-    mode: { type: 'string', description: 'xDS mode of the Envoys: ads, grpc or delta-grpc', default: 'ads', placeholder: 'MODE' },
+    mode: { type: 'string', description: 'xDS mode of the Envoys: ads, grpc or delta-grpc; or proxyless for proxyless gRPC clients', default: 'ads', placeholder: 'MODE' },
   },
   notes: 'Example: flowgate render --policy examples/quickstart/policy --registry examples/quickstart/registry.json',
   async run(options) {
-    const mode = String(options.mode) as ConfigSourceMode;
-    if (!CONFIG_SOURCE_MODES.includes(mode)) throw new UsageError(`--mode must be one of ${CONFIG_SOURCE_MODES.join(', ')}`);
+    const mode = String(options.mode) as SnapshotVariant;
+    const proxyless = mode === PROXYLESS_VARIANT;
+    if (!proxyless && !CONFIG_SOURCE_MODES.includes(mode)) throw new UsageError(`--mode must be one of ${[...CONFIG_SOURCE_MODES, PROXYLESS_VARIANT].join(', ')}`);
     const dir = String(options.policy);
     const load = await loadPolicyDir(dir);
     if (!load.ok) {
@@ -38,7 +40,7 @@ export const renderCommand: Command = {
     }
     const registry = await loadRegistryOnce(options);
     if (!registry) throw new UsageError('give --mlflow-uri or --registry');
-    const { ir, issues, groups } = runPipeline({ policy: load.policy, registry }, { modes: [mode] });
+    const { ir, issues, groups } = runPipeline({ policy: load.policy, registry }, proxyless ? { modes: [], proxyless: true } : { modes: [mode], proxyless: false });
     if (issues.length > 0) {
       process.stderr.write(`${formatIssues(issues, dir)}\n`);
       return 1;

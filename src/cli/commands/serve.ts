@@ -1,4 +1,6 @@
-import { startControlPlane } from '../../control/plane.js';
+import { startControlPlane, type ControlPlaneOptions } from '../../control/plane.js';
+import { FlowgateError } from '../../errors.js';
+import { readWebhookSecrets, WEBHOOK_PATH } from '../../registry/webhook-receiver.js';
 import { logger } from '../../observability/log.js';
 import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/credentials.js';
 import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
@@ -16,6 +18,13 @@ export const serveCommand: Command = {
     policy: { type: 'string', description: 'the policy directory (watched; edits apply when valid)', env: 'FLOWGATE_POLICY', required: true, placeholder: 'DIR' },
     ...registryOptions(true),
     'registry-cache': { type: 'string', description: 'file keeping the last MLflow snapshot, served at start while MLflow is unreachable', env: 'FLOWGATE_REGISTRY_CACHE', placeholder: 'FILE' },
+    'registry-scope': { type: 'string', description: 'which models each MLflow poll fetches: policy (those the policy names) or all', env: 'FLOWGATE_REGISTRY_SCOPE', default: 'policy', placeholder: 'SCOPE' },
+    'webhook-listen': { type: 'string', description: `receive MLflow webhooks on this address (POST ${WEBHOOK_PATH}); absent: polling only`, env: 'FLOWGATE_WEBHOOK_LISTEN', placeholder: 'HOST:PORT' },
+    'webhook-secret-file': { type: 'string', description: 'the webhook secrets, one per line (two while rotating); required with --webhook-listen', env: 'FLOWGATE_WEBHOOK_SECRET_FILE', placeholder: 'FILE' },
+    'webhook-tls-cert': { type: 'string', description: 'serve webhooks over HTTPS with this certificate (PEM)', env: 'FLOWGATE_WEBHOOK_TLS_CERT', placeholder: 'FILE' },
+    'webhook-tls-key': { type: 'string', description: 'the key of --webhook-tls-cert (PEM)', env: 'FLOWGATE_WEBHOOK_TLS_KEY', placeholder: 'FILE' },
+    'webhook-plaintext': { type: 'boolean', description: 'serve webhooks over plain HTTP (only behind a TLS-terminating proxy)', env: 'FLOWGATE_WEBHOOK_PLAINTEXT', default: false },
+    'webhook-max-age': { type: 'string', description: 'refuse deliveries whose timestamp is further than this from the clock, in s', env: 'FLOWGATE_WEBHOOK_MAX_AGE_S', default: '300', placeholder: 'S' },
     'poll-interval': { type: 'string', description: 'MLflow poll interval, in ms', env: 'FLOWGATE_POLL_INTERVAL_MS', default: '5000', placeholder: 'MS' },
     'xds-listen': { type: 'string', description: 'xDS gRPC listen address (Envoys connect here)', env: 'FLOWGATE_XDS_LISTEN', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
     'xds-tls-cert': { type: 'string', description: 'serve xDS over TLS with this certificate (PEM)', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
@@ -60,9 +69,15 @@ export const serveCommand: Command = {
     const mlflow = registryFile ? undefined : mlflowOptions(options);
     if (!registryFile && !mlflow) throw new UsageError('give --mlflow-uri (or MLFLOW_TRACKING_URI), or --registry FILE');
     const redisUrl = typeof options['redis-url'] === 'string' && options['redis-url'] !== '' ? options['redis-url'] : undefined;
+    const scope = String(options['registry-scope']);
+    if (scope !== 'policy' && scope !== 'all') throw new UsageError('--registry-scope must be policy or all');
+    const webhooks = webhookOptions(options);
+    if (webhooks && !mlflow) throw new UsageError('--webhook-listen needs --mlflow-uri: webhooks come from MLflow, not from a registry file');
     const plane = await startControlPlane({
       policyDir: String(options.policy),
       ...(mlflow && { mlflow }),
+      registryScope: scope,
+      ...(webhooks && { webhooks }),
       ...(registryFile && { registryFile }),
       pollIntervalMs,
       registryCache: typeof options['registry-cache'] === 'string' && options['registry-cache'] !== '' ? options['registry-cache'] : undefined,
@@ -95,7 +110,7 @@ export const serveCommand: Command = {
       },
     });
     const log = logger('serve');
-    log.info({ xdsPort: plane.xdsPort, adminPort: plane.adminPort }, 'control plane running');
+    log.info({ xdsPort: plane.xdsPort, adminPort: plane.adminPort, webhookPort: plane.webhookPort }, 'control plane running');
     await new Promise<void>((resolve) => {
       const onSignal = (signal: string): void => {
         log.info({ signal }, 'signal received');
@@ -117,6 +132,33 @@ function durationOption(value: string | boolean | undefined, flag: string, minMs
   const ms = typeof value === 'string' ? parseDuration(value) : undefined;
   if (ms === undefined || ms < minMs) throw new UsageError(`${flag} must be a duration like 250ms, 5s or 1m, at least ${minMs}ms`);
   return ms;
+}
+
+/** The webhook receiver's options, or undefined without --webhook-listen; wrong combinations are usage errors. */
+function webhookOptions(options: OptionValues): ControlPlaneOptions['webhooks'] {
+  const str = (name: string): string | undefined => (typeof options[name] === 'string' && options[name] !== '' ? options[name] : undefined);
+  const listen = str('webhook-listen');
+  const cert = str('webhook-tls-cert');
+  const key = str('webhook-tls-key');
+  const secretFile = str('webhook-secret-file');
+  if (!listen) {
+    if (cert || key || secretFile) throw new UsageError('--webhook-tls-cert, --webhook-tls-key and --webhook-secret-file need --webhook-listen');
+    return undefined;
+  }
+  if (!secretFile) throw new UsageError('--webhook-listen needs --webhook-secret-file: unsigned deliveries are refused');
+  if (Boolean(cert) !== Boolean(key)) throw new UsageError('--webhook-tls-cert and --webhook-tls-key go together');
+  const plaintext = options['webhook-plaintext'] === true;
+  if (!cert && !plaintext) throw new UsageError('webhooks are served over HTTPS: give --webhook-tls-cert and --webhook-tls-key (or --webhook-plaintext behind a TLS proxy)');
+  if (cert && plaintext) throw new UsageError('--webhook-plaintext and --webhook-tls-cert exclude each other');
+  const maxAgeS = Number(options['webhook-max-age']);
+  if (!Number.isInteger(maxAgeS) || maxAgeS < 1 || maxAgeS > 86_400) throw new UsageError('--webhook-max-age must be a whole number of seconds between 1 and 86400');
+  let secrets: string[];
+  try {
+    secrets = readWebhookSecrets(secretFile);
+  } catch (err) {
+    throw new UsageError(err instanceof FlowgateError ? err.toString() : String(err));
+  }
+  return { ...hostPort(listen, '--webhook-listen'), secrets, tls: cert && key ? { cert, key } : undefined, maxAgeMs: maxAgeS * 1000 };
 }
 
 /** A TLS option group, with a wrong combination reported as a usage error. */

@@ -87,12 +87,29 @@ const upstream = z
     return z.NEVER;
   });
 
+/** A fully qualified gRPC service name, e.g. inference.GRPCInferenceService. */
+const grpcService = patterned(/^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/, 'a fully qualified gRPC service name like inference.GRPCInferenceService', 256);
+
+/** What proxyless clients dial as xds:///<target>: a host name, optionally with a port, as gRPC puts it in the listener name. */
+const proxylessTarget = patterned(
+  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?$/,
+  'a host name like fraud-detector or fraud.models.internal (optionally :port)',
+  253,
+);
+
+/** The filter-service features a proxyless client never passes through (it calls the versions directly). */
+const FILTERED_KEYS = ['access', 'rateLimits', 'tokenQuotas', 'masking'] as const;
+
 export const ModelSchema = z
   .strictObject({
     kind: z.literal('Model'),
     name: resourceName,
     registeredModel: z.string().min(1).max(256).optional(),
-    protocol: z.enum(['mlflow', 'oip']).default('mlflow'),
+    protocol: z.enum(['mlflow', 'oip', 'grpc']).default('mlflow'),
+    /** For protocol grpc: the one service routed (absent: every service the versions serve). */
+    grpc: z.strictObject({ service: grpcService.optional() }).optional(),
+    /** For protocol grpc: also serve the model to proxyless gRPC clients as xds:///<target>. */
+    proxyless: z.strictObject({ target: proxylessTarget }).optional(),
     routes: z.array(route).min(1).optional(),
     upstream,
     traffic: z.strictObject({
@@ -116,5 +133,24 @@ export const ModelSchema = z
       .optional(),
     /** Absent: Gateway.filterService.failOpen. */
     failOpen: z.boolean().optional(),
+  })
+  .superRefine((m, ctx) => {
+    const issue = (path: (string | number)[], message: string): void => void ctx.addIssue({ code: 'custom', path, message });
+    if (m.protocol !== 'grpc') {
+      if (m.grpc) issue(['grpc'], `grpc settings need protocol: grpc (this model speaks ${m.protocol})`);
+      if (m.proxyless) issue(['proxyless'], `proxyless clients speak gRPC: set protocol: grpc to serve this model to them`);
+      return;
+    }
+    // gRPC bodies are length-prefixed protobuf frames: the JSON rules of masking and token quotas cannot read them.
+    if (m.masking) issue(['masking'], 'masking reads JSON bodies; a gRPC model has protobuf frames');
+    if (m.tokenQuotas.length > 0) issue(['tokenQuotas'], 'token quotas read JSON usage fields; a gRPC model has protobuf frames');
+    if (m.healthCheck?.path !== undefined) issue(['healthCheck', 'path'], 'a gRPC model is health-checked with grpc.health.v1.Health/Check; it has no HTTP path');
+    if (m.proxyless) {
+      // Fail closed: a proxyless caller goes straight to the versions, so Envoy's filters never see it.
+      for (const key of FILTERED_KEYS) {
+        const set = key === 'rateLimits' || key === 'tokenQuotas' ? m[key].length > 0 : m[key] !== undefined;
+        if (set) issue([key], `proxyless clients call the versions directly and skip the filter service, so ${key} cannot be enforced for them: serve this model through Envoy only, or drop ${key}`);
+      }
+    }
   })
   .transform((m) => ({ ...m, registeredModel: m.registeredModel ?? m.name }));
