@@ -292,7 +292,9 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     if (!force && fingerprint === this.fingerprint) return undefined;
     this.fingerprint = fingerprint;
     let load = await loadPolicyDir(this.dir);
-    if (load.ok && this.check) {
+    // Files that say what already serves are not an edit: what the registry reveals about them is an alert of
+    // the serving policy (the controller reports it), not a reason to show the last edit's issues as current.
+    if (load.ok && this.check && load.policy.hash !== this.serving?.hash) {
       const issues = this.check(load.policy);
       if (issues.length > 0) load = { ok: false, issues };
     }
