@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JWKS_LIMITS } from '../../contract/filter-policy.js';
 import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName } from '../fields.js';
 import { upstreamSettingsShape } from './shared.js';
 
@@ -13,7 +14,7 @@ const jwtIssuer = z
     audiences: z.array(z.string().min(1)).default([]),
     jwksUri: httpUrl.optional(),
     // JWKs carry many optional members; only `kty` is common to all of them.
-    jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1) }).optional(),
+    jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1).max(JWKS_LIMITS.maxKeys) }).optional(),
     /** Absent: the IR's default (RS256, ES256). */
     algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1).optional(),
     /** Absent: the IR's default (30s). */
@@ -21,6 +22,8 @@ const jwtIssuer = z
     /** Absent: the IR's default (sub). */
     consumerClaim: z.string().min(1).optional(),
     rolesClaim: z.string().min(1).optional(),
+    /** Absent: the IR's default (true: a token without `exp` is refused). */
+    requireExpiry: z.boolean().optional(),
   })
   .superRefine((j, ctx) => {
     if ((j.jwksUri === undefined) === (j.jwks === undefined)) {
