@@ -15,7 +15,8 @@ import { grpcServerCredentials, type ServerTls } from '../tls/credentials.js';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { RegistryFileWatcher } from '../registry/file-watch.js';
 import { configSourceModeOf } from '../resources/config-source.js';
-import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
+import { XdsServer, xdsGrpcOptions } from '../xds/server.js';
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../xds/wire.js';
 import { GatewayController } from './controller.js';
 import { TrafficAggregator } from '../traffic/aggregator.js';
 import { registerTrafficRoutes } from '../traffic/routes.js';
@@ -46,6 +47,8 @@ export interface ControlPlaneOptions {
   readonly xds: { readonly host: string; readonly port: number };
   /** TLS on the xDS port (PEM file paths); with `clientCa`, only clients with a certificate it signed connect (mutual TLS). */
   readonly xdsTls?: ServerTls | undefined;
+  /** What one request on the xDS port may cost (default DEFAULT_REQUEST_LIMITS). */
+  readonly xdsLimits?: RequestLimits | undefined;
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
@@ -114,8 +117,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     throw new Error('a registry source is required: an MLflow URI or a registry file');
   }
 
-  const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}` });
-  const server = new grpc.Server(XDS_GRPC_OPTIONS);
+  const limits = options.xdsLimits ?? DEFAULT_REQUEST_LIMITS;
+  const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}`, limits });
+  const server = new grpc.Server(xdsGrpcOptions(limits));
   xds.register(server);
   const traffic = new TrafficAggregator();
   registerAccessLogService(server, traffic);

@@ -3,6 +3,7 @@ import { Header, MODEL_METADATA_KEY } from '../../../src/contract/filter-wire.js
 import { errorMessage } from '../../../src/errors.js';
 import type { ProcessingRequest__Output as ProcessingRequest } from '../../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
 import { logger } from '../../../src/observability/log.js';
+import { untrusted } from '../../../src/observability/untrusted.js';
 import type { Exchange, HeaderChanges, PhaseResult, ProcessorRun, Refusal } from '../../extproc/processor.js';
 import { PROCESSORS } from '../../extproc/processors/index.js';
 import type { AuditLog } from '../audit.js';
@@ -39,7 +40,7 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
       try {
         await run.end?.(outcome);
       } catch (err) {
-        log.error({ model, requestId: exchange?.requestId, err: errorMessage(err) }, 'ext_proc processor failed at the end of the exchange');
+        log.error({ model, requestId: untrusted(exchange?.requestId), err: untrusted(errorMessage(err)) }, 'ext_proc processor failed at the end of the exchange');
       }
     }
   };
@@ -52,7 +53,7 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
         const res = exchange ? await processMessage(exchange, runs, msg, finish) : immediate(503, jsonBody('unavailable', 'the filter service has no policy for this model yet'));
         if (!call.writableEnded) call.write(res);
       } catch (err) {
-        log.error({ model, requestId: exchange?.requestId, err: errorMessage(err) }, 'ext_proc message failed');
+        log.error({ model, requestId: untrusted(exchange?.requestId), err: untrusted(errorMessage(err)) }, 'ext_proc message failed');
         if (!call.writableEnded) call.write(immediate(500, jsonBody('filter_error', 'the filter service failed on this request')));
       } finally {
         end();
