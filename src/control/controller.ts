@@ -74,6 +74,8 @@ export class GatewayController {
   private readonly snapshots = new Map<ConfigSourceMode, Snapshot>();
   private activeAlerts = new Set<string>();
   private filterPolicyVersion: string | undefined;
+  /** Model-version clusters of the IR published now and of the one before it (late access logs of a version just removed). */
+  private clusters: { current: ReadonlySet<string>; previous: ReadonlySet<string> } = { current: new Set(), previous: new Set() };
   /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
   private checked: { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly output: PipelineOutput } | undefined;
 
@@ -90,6 +92,11 @@ export class GatewayController {
   /** The version of every published snapshot, by xDS mode (what `flowgate render` prints for the same inputs). */
   versions(): Record<string, string> {
     return Object.fromEntries([...this.snapshots].map(([mode, s]) => [mode, s.version]));
+  }
+
+  /** True when `cluster` is a model-version cluster of the published IR or of the one before it. */
+  createdCluster(cluster: string): boolean {
+    return this.clusters.current.has(cluster) || this.clusters.previous.has(cluster);
   }
 
   /** The published snapshot for a mode. */
@@ -152,6 +159,8 @@ export class GatewayController {
       return;
     }
     this.ir = ir;
+    const clusters = new Set(ir.models.flatMap((m) => [...m.live.map((l) => l.cluster), ...(m.mirror ? [m.mirror.cluster] : [])]));
+    if ([...clusters].some((c) => !this.clusters.current.has(c)) || clusters.size !== this.clusters.current.size) this.clusters = { current: clusters, previous: this.clusters.current };
     this.reportAlerts(ir);
     this.reportModels(ir);
     const ads = next.get('ads') ?? [...next.values()][0];

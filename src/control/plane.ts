@@ -121,8 +121,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}`, limits });
   const server = new grpc.Server(xdsGrpcOptions(limits));
   xds.register(server);
-  const traffic = new TrafficAggregator();
-  registerAccessLogService(server, traffic);
+  // Only clusters this control plane created count as model versions: a forged cluster name cannot take a series.
+  const traffic = new TrafficAggregator({ isModelCluster: (cluster) => controller.createdCluster(cluster) });
+  registerAccessLogService(server, traffic, xds);
   registerCsds(server, xds);
   const xdsPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.xds.host}:${options.xds.port}`, grpcServerCredentials(options.xdsTls), (err, port) => (err ? reject(err) : resolve(port))),

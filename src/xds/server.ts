@@ -60,6 +60,8 @@ export class XdsServer implements StreamObserver {
   private readonly streams = new Set<XdsStream>();
   private readonly calls = new Map<XdsStream, XdsCall<unknown>>();
   private streamCounter = 0;
+  /** node id -> peer host -> open identified streams: answers xdsStreamHeld() without a walk of every stream. */
+  private readonly nodeHosts = new Map<string, Map<string, number>>();
 
   constructor(
     readonly cache: SnapshotCache,
@@ -83,6 +85,20 @@ export class XdsServer implements StreamObserver {
   /** A read-only view of every open stream (for the status page and CSDS). */
   streamStatuses(): StreamStatus[] {
     return [...this.streams].map((s) => s.status());
+  }
+
+  /** True when node `nodeId` has an identified xDS stream open from host `host` (the access-log service's check). */
+  xdsStreamHeld(nodeId: string, host: string): boolean {
+    return (this.nodeHosts.get(nodeId)?.get(host) ?? 0) > 0;
+  }
+
+  private countNodeHost(nodeId: string, host: string, delta: 1 | -1): void {
+    const hosts = this.nodeHosts.get(nodeId) ?? new Map<string, number>();
+    const n = (hosts.get(host) ?? 0) + delta;
+    if (n > 0) hosts.set(host, n);
+    else hosts.delete(host);
+    if (hosts.size > 0) this.nodeHosts.set(nodeId, hosts);
+    else this.nodeHosts.delete(nodeId);
   }
 
   /** How many streams are open. */
@@ -126,7 +142,10 @@ export class XdsServer implements StreamObserver {
       this.streams.delete(stream);
       this.calls.delete(stream);
       xdsMetrics.streams.dec({ service: mode, transport });
-      if (stream.node) xdsMetrics.nodes.dec({ group: stream.group });
+      if (stream.node) {
+        xdsMetrics.nodes.dec({ group: stream.group });
+        this.countNodeHost(stream.node.id, peerHost(identity.peer), -1);
+      }
       log.info({ node: untrusted(stream.node?.id), group: untrusted(stream.group), stream: identity.id, reason: untrusted(reason) }, 'xds stream closed');
     };
 
@@ -154,6 +173,7 @@ export class XdsServer implements StreamObserver {
           const key = this.cache.keyOf(stream.node);
           stream.group = key.group;
           xdsMetrics.nodes.inc({ group: stream.group });
+          this.countNodeHost(stream.node.id, peerHost(identity.peer), 1);
           log.info(
             {
               node: untrusted(stream.node.id),
@@ -218,6 +238,13 @@ export class XdsServer implements StreamObserver {
       `xds NACK from ${untrusted(stream.node?.id) ?? '?'}: ${type} version ${untrusted(version)} rejected; the last accepted config stays`,
     );
   }
+}
+
+/** The host part of a gRPC peer string (`1.2.3.4:5678`, `::1:5678`, `[::1]:5678`), IPv4-mapped IPv6 as IPv4. */
+export function peerHost(peer: string): string {
+  const cut = peer.lastIndexOf(':');
+  const host = cut > 0 ? peer.slice(0, cut) : peer;
+  return host.replace(/^\[|\]$/g, '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
 function grpcError(code: grpc.status, details: string): Error {
