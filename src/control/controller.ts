@@ -3,6 +3,7 @@ import type { FilterPolicy } from '../contract/filter-policy.js';
 import { FILTER_POLICY_NAME } from '../contract/filter-policy.js';
 import { errorMessage } from '../errors.js';
 import type { GatewayAlert, GatewayIR } from '../ir/types.js';
+import type { ReservedAddress } from '../ir/upstream-guard.js';
 import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import type { PolicyIssue } from '../policy/issues.js';
@@ -37,7 +38,7 @@ const snapshotVersion = new Gauge({
 
 const alertsGauge = new Gauge({
   name: 'flowgate_model_alerts',
-  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model).',
+  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model, address_refused).',
   labelNames: ['model', 'code'] as const,
   registers: [metricsRegistry],
 });
@@ -62,6 +63,8 @@ export interface ControllerOptions {
   readonly onFilterPolicy?: (policy: FilterPolicy, version: string) => void;
   /** The xDS modes to build snapshots for (group names in the cache); default all three. */
   readonly modes?: readonly ConfigSourceMode[];
+  /** This process's listen addresses, refused as model upstreams. */
+  readonly reserved?: readonly ReservedAddress[];
   readonly log?: Logger;
 }
 
@@ -135,7 +138,7 @@ export class GatewayController {
     const checked = this.checked;
     if (checked && checked.policy === policy && checked.registry === registry && checked.previous === this.ir) return checked.output;
     try {
-      return runPipeline({ policy, registry, previous: this.ir }, { modes: this.modes });
+      return runPipeline({ policy, registry, previous: this.ir, reserved: this.options.reserved }, { modes: this.modes });
     } catch (err) {
       builds.inc({ result: 'failed' });
       this.log.error({ err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');

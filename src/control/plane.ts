@@ -72,7 +72,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // bootstrap declared, since that decides the config sources its resources must name.
   const cache = new SnapshotCache({ variantOf: (node) => configSourceModeOf(node.metadata) });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
-  const controller = new GatewayController({ cache, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
+  // The addresses this process listens on: a registry tag must not point a public route at them.
+  const reserved = [
+    { ...options.xds, what: "the control plane's xDS port" },
+    { ...options.admin, what: "the control plane's admin port" },
+    ...(options.filters ? [{ host: options.filters.host, port: options.filters.port, what: "the embedded filter service's port" }] : []),
+  ].filter((r) => r.port !== 0);
+  const controller = new GatewayController({ cache, reserved, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
   const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });
   let poller: RegistryPoller | undefined;
 

@@ -17,6 +17,8 @@ export interface GatewayPorts {
   readonly listener: number;
   readonly filters: number;
   readonly xds: number;
+  /** The Envoy's admin port (on loopback). */
+  readonly envoyAdmin: number;
 }
 
 export interface TestGateway {
@@ -27,6 +29,8 @@ export interface TestGateway {
   readonly envoy: EnvoyProcess;
   /** A request to the public listener. */
   send(path: string, init?: RequestInit): Promise<HttpAnswer>;
+  /** Rewrites the registry file (the control plane watches it). */
+  writeRegistry(registry: unknown): void;
   /** Rewrites one policy file and waits until the control plane serves a policy with a new hash. */
   editPolicy(file: string, text: string): Promise<void>;
   stop(): Promise<void>;
@@ -47,8 +51,8 @@ const policyHash = async (flowgate: FlowgateProcess): Promise<string | null> =>
 
 /** Starts the control plane and an Envoy; the first route answering is left to the test to wait for. */
 export async function startGateway(options: GatewayOptions): Promise<TestGateway> {
-  const [listener, filters, xds] = (await freePorts(3)) as [number, number, number];
-  const ports = { listener, filters, xds };
+  const [listener, filters, xds, envoyAdmin] = (await freePorts(4)) as [number, number, number, number];
+  const ports = { listener, filters, xds, envoyAdmin };
   const dir = mkdtempSync(join(tmpdir(), `flowgate-${options.name}-`));
   const policyDir = join(dir, 'policy');
   mkdirSync(policyDir);
@@ -64,7 +68,7 @@ export async function startGateway(options: GatewayOptions): Promise<TestGateway
   });
   let envoy: EnvoyProcess;
   try {
-    envoy = await startEnvoy({ nodeId: `envoy-${options.name}`, nodeCluster: 'security', xdsHost: '127.0.0.1', xdsPort: xds, ...options.envoy });
+    envoy = await startEnvoy({ nodeId: `envoy-${options.name}`, nodeCluster: 'security', xdsHost: '127.0.0.1', xdsPort: xds, adminPort: envoyAdmin, ...options.envoy });
   } catch (err) {
     await flowgate.stop();
     throw err;
@@ -75,6 +79,7 @@ export async function startGateway(options: GatewayOptions): Promise<TestGateway
     ports,
     flowgate,
     envoy,
+    writeRegistry: (registry) => writeFileSync(join(dir, 'registry.json'), JSON.stringify(registry)),
     send: (path, init = {}) => request(`http://127.0.0.1:${listener}${path}`, init),
     editPolicy: async (file, text) => {
       const before = await policyHash(flowgate);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { JWKS_LIMITS } from '../../contract/filter-policy.js';
 import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName } from '../fields.js';
+import { parseAddressPattern } from '../address-pattern.js';
 import { upstreamSettingsShape } from './shared.js';
 
 /** The Gateway document: listeners, defaults for every Model, the filter service, JWT issuers, tracing, audit. */
@@ -32,6 +33,12 @@ const jwtIssuer = z
     }
   });
 
+/** A pattern of Gateway.upstreams.allow / deny (src/policy/address-pattern.ts). */
+const addressPattern = z.string().superRefine((s, ctx) => {
+  const parsed = parseAddressPattern(s);
+  if ('error' in parsed) ctx.addIssue({ code: 'custom', message: `${parsed.error}; write a CIDR or IP, a host name, '*.' and a domain, or '*', optionally with :port or :low-high` });
+});
+
 const absolutePath = z.string().startsWith('/', { error: 'must be an absolute path' });
 
 const listener = z.strictObject({ name: shortName, address: ipAddress.default('0.0.0.0'), port });
@@ -62,6 +69,20 @@ export const GatewaySchema = z.strictObject({
     })
     .prefault({}),
   auth: z.strictObject({ jwt: z.array(jwtIssuer).default([]) }).prefault({}),
+  /**
+   * Where model versions may be served (checked in the IR, src/ir/upstream-guard.ts). Absent stays absent (the
+   * built-in rules alone), so a policy that does not use it keeps its hash.
+   */
+  upstreams: z
+    .strictObject({
+      /** Empty: any address the deny rules leave. */
+      allow: z.array(addressPattern).default([]),
+      /** Added to the built-in deny rules. */
+      deny: z.array(addressPattern).default([]),
+      /** The admin port of the Envoys' bootstraps, refused on loopback (absent: the IR's default, 9901). */
+      envoyAdminPort: port.optional(),
+    })
+    .optional(),
   tracing: z
     .strictObject({
       otlp: z.strictObject({ address: hostAddress, port }),
