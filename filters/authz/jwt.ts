@@ -1,7 +1,8 @@
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, RemoteJWKSetOptions } from 'jose';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
+import { limitedJwksFetch } from './jwks-fetch.js';
 import type { ConsumerRules, JwtIssuerRules as JwtIssuer } from '../../src/contract/filter-policy.js';
 
 /**
@@ -64,7 +65,7 @@ export function looksLikeJwt(value: string): boolean {
 function keySetOf(config: JwtIssuer, remote: RemoteKeySetOptions): Pick<IssuerVerifier, 'keys' | 'reload'> {
   if (config.jwks !== undefined) return { keys: createLocalJWKSet(config.jwks) };
   if (config.jwksUri === undefined) throw new Error(`JWT issuer '${config.name}' has neither jwks nor jwksUri`);
-  const set = createRemoteJWKSet(new URL(config.jwksUri), remote);
+  const set = createRemoteJWKSet(new URL(config.jwksUri), { ...remote, [customFetch]: limitedJwksFetch() });
   return { keys: set, reload: () => set.reload() };
 }
 
@@ -72,6 +73,9 @@ function keySetOf(config: JwtIssuer, remote: RemoteKeySetOptions): Pick<IssuerVe
 function classify(err: unknown, config: JwtIssuer): { failure: JwtFailure; detail: string } {
   const who = `issuer '${config.name}'`;
   if (err instanceof errors.JWTExpired) return { failure: 'expired', detail: `the token has expired (${who} allows ${config.clockSkewMs / 1000}s of clock skew)` };
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'exp' && err.reason === 'missing') {
+    return { failure: 'invalid', detail: `the token has no "exp" claim, and ${who} requires one` };
+  }
   if (err instanceof errors.JWTClaimValidationFailed) return { failure: 'invalid', detail: `the token's "${err.claim}" claim is not accepted by ${who}` };
   if (err instanceof errors.JOSEAlgNotAllowed) return { failure: 'invalid', detail: `the token's algorithm is not allowed by ${who} (allowed: ${config.algorithms.join(', ')})` };
   if (err instanceof errors.JWSSignatureVerificationFailed) return { failure: 'invalid', detail: `the token's signature does not verify with the keys of ${who}` };
@@ -168,6 +172,7 @@ export class JwtVerifier {
         ...(config.audiences.length > 0 && { audience: config.audiences }),
         algorithms: config.algorithms,
         clockTolerance: config.clockSkewMs / 1000,
+        ...(config.requireExpiry && { requiredClaims: ['exp'] }),
       }));
     } catch (err) {
       return { ok: false, issuer: config.name, ...classify(err, config) };

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
+import { untrusted } from '../../src/observability/untrusted.js';
 
 /**
  * The audit log: one JSON line per authorization, rate-limit, quota and masking decision, to stdout or a file
@@ -36,7 +37,8 @@ export function openAuditLog(sink: 'stdout' | 'file', path?: string): AuditLog {
     destination = pino.destination({ fd: 1, sync: false });
   }
   const log = pino({ base: { log: 'flowgate.audit' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, destination);
-  return { write: (event) => log.info(event) };
+  // The request id is the client's x-request-id when Envoy keeps it: cut like any text a client chose.
+  return { write: (event) => log.info(event.requestId === undefined ? event : { ...event, requestId: untrusted(event.requestId) }) };
 }
 
 /** An audit log that keeps events in memory (tests, benchmarks). */

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
+import { untrusted } from '../../src/observability/untrusted.js';
 import { setHeaders } from './grpc.js';
 
 /**
@@ -35,8 +36,10 @@ export function unavailable(message: string): grpc.ServiceError {
 /** A failed call as the gRPC error Envoy sees (its route's failure mode then decides); unexpected ones are logged. */
 export function failure(method: string, err: unknown): grpc.ServiceError {
   if (err instanceof Error && 'code' in err && typeof (err as grpc.ServiceError).code === 'number') return err as grpc.ServiceError;
-  log.error({ method, err: errorMessage(err) }, 'filter call failed; Envoy applies the route failure mode');
-  return unavailable(errorMessage(err));
+  // An unexpected error's message may quote the request (a header, a body fragment).
+  const message = untrusted(errorMessage(err)) ?? 'internal error';
+  log.error({ method, err: message }, 'filter call failed; Envoy applies the route failure mode');
+  return unavailable(message);
 }
 
 /** An ext_authz CheckResponse refusing the request with this status, body and headers. */

@@ -7,10 +7,29 @@ import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/c
 /**
  * Envoy bootstraps that point an Envoy at Flowgate's xDS server: ADS or one stream per resource type,
  * state of the world or delta. The bootstrap is checked against Envoy's Bootstrap proto before it is printed.
+ *
+ * Envoy's admin interface (config dump, /quitquitquit, /healthcheck/fail, /runtime_modify) is bound to a
+ * loopback address only: no bootstrap Flowgate makes exposes it beyond the Envoy's own host. Probes from
+ * outside (a kubelet) use the optional health listener instead, which answers GET /ready and nothing else.
  */
 
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
 const HTTP_PROTOCOL_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const HEALTH_CHECK = 'type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck';
+const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+/** The health listener's one path. */
+export const HEALTH_PATH = '/ready';
+
+/** A bootstrap option that would expose what must stay private (the admin interface on a routable address). */
+export class BootstrapOptionError extends Error {
+  override readonly name = 'BootstrapOptionError';
+}
+
+/** True for addresses only the host itself can reach: 127.0.0.0/8 and ::1. */
+export function isLoopbackAddress(address: string): boolean {
+  return (isIP(address) === 4 && address.startsWith('127.')) || address === '::1';
+}
 
 export interface BootstrapOptions {
   readonly nodeId: string;
@@ -22,8 +41,14 @@ export interface BootstrapOptions {
   readonly delta?: boolean;
   /** One aggregated stream (default) or one stream per resource type. */
   readonly ads?: boolean;
+  /** Loopback only (127.0.0.0/8 or ::1); anything else is refused. Default 127.0.0.1. */
   readonly adminAddress?: string;
   readonly adminPort?: number;
+  /**
+   * A static listener for probes from outside the host: GET /ready answers 200 while Envoy is initialised
+   * and not draining (Envoy's health_check filter), everything else 404. Absent: none.
+   */
+  readonly health?: { readonly address: string; readonly port: number };
   readonly nodeMetadata?: Record<string, unknown>;
   /** TLS to the control plane: files on the Envoy's disk. */
   readonly xdsTls?: XdsTls;
@@ -76,6 +101,12 @@ export function bootstrapMode(options: Pick<BootstrapOptions, 'ads' | 'delta'>):
 
 /** An Envoy bootstrap (proto plain object) for the given node and xDS mode. */
 export function envoyBootstrap(options: BootstrapOptions): object {
+  const adminAddress = options.adminAddress ?? '127.0.0.1';
+  if (!isLoopbackAddress(adminAddress)) {
+    throw new BootstrapOptionError(
+      `the Envoy admin address must be loopback (127.0.0.1 or ::1), not ${adminAddress}: the admin interface can stop Envoy and dump its config; probe from outside with the health listener instead`,
+    );
+  }
   const ads = options.ads ?? true;
   const mode = bootstrapMode(options);
   // The ADS stream itself is always a gRPC api_config_source; only its api_type follows --delta.
@@ -88,7 +119,7 @@ export function envoyBootstrap(options: BootstrapOptions): object {
       metadata: struct({ ...(options.nodeMetadata ?? {}), flowgate: { config_source: mode } }),
     },
     admin: {
-      address: { socket_address: { address: options.adminAddress ?? '127.0.0.1', port_value: options.adminPort ?? 9901 } },
+      address: { socket_address: { address: adminAddress, port_value: options.adminPort ?? 9901 } },
     },
     overload_manager: overloadManager(options),
     dynamic_resources: {
@@ -97,6 +128,7 @@ export function envoyBootstrap(options: BootstrapOptions): object {
       cds_config: source,
     },
     static_resources: {
+      ...(options.health && { listeners: [healthListener(options.health)] }),
       clusters: [
         {
           name: XDS_CLUSTER,
@@ -119,6 +151,40 @@ export function envoyBootstrap(options: BootstrapOptions): object {
         },
       ],
     },
+  };
+}
+
+/** The probe listener: Envoy's own health state on GET /ready, a 404 for anything else; never the admin interface. */
+function healthListener(at: { readonly address: string; readonly port: number }): object {
+  return {
+    name: 'flowgate_health',
+    address: { socket_address: { address: at.address, port_value: at.port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: typed(HCM, {
+              stat_prefix: 'flowgate_health',
+              route_config: {
+                name: 'flowgate_health',
+                virtual_hosts: [{ name: 'health', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 404 } }] }],
+              },
+              http_filters: [
+                {
+                  name: 'envoy.filters.http.health_check',
+                  typed_config: typed(HEALTH_CHECK, {
+                    pass_through_mode: { value: false },
+                    headers: [{ name: ':path', string_match: { exact: HEALTH_PATH } }],
+                  }),
+                },
+                { name: 'envoy.filters.http.router', typed_config: typed(ROUTER, {}) },
+              ],
+            }),
+          },
+        ],
+      },
+    ],
   };
 }
 

@@ -10,8 +10,10 @@ export const DEFAULTS = {
   filtersPort: 18081,
   /** Filter service admin HTTP port. */
   filtersAdminPort: 18091,
-  /** Envoy admin port in generated bootstraps. */
+  /** Envoy admin port in generated bootstraps (always on loopback). */
   envoyAdminPort: 9901,
+  /** Envoy's probe listener in the deployment files (`flowgate bootstrap --health-listen`): GET /ready only. */
+  envoyHealthPort: 9902,
   /** The public listener of the default policy. */
   listenerPort: 10000,
 } as const;

@@ -109,6 +109,13 @@ const consumer = z.object({
   tokenQuotas: z.array(tokenQuota),
 });
 
+/**
+ * The most a JSON Web Key Set may hold, inline in the policy or fetched from `jwksUri`: real issuers publish a
+ * few keys in a few KB; a set past these is refused whole (its issuer's tokens are refused) instead of parsed,
+ * because a 20 MB set stalls the filter service's event loop for every request it serves.
+ */
+export const JWKS_LIMITS = { maxBytes: 256 * 1024, maxKeys: 100 } as const;
+
 const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
 const jwtIssuer = z.object({
@@ -116,11 +123,16 @@ const jwtIssuer = z.object({
   issuer: name,
   audiences: strings,
   jwksUri: z.string().optional(),
-  jwks: z.object({ keys: z.array(z.object({ kty: z.string() })) }).optional(),
+  jwks: z.object({ keys: z.array(z.object({ kty: z.string() })).max(JWKS_LIMITS.maxKeys) }).optional(),
   algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1),
   clockSkewMs: count,
   consumerClaim: name,
   rolesClaim: name.optional(),
+  /**
+   * Refuse tokens without `exp`. The IR always writes it; a policy from a control plane that predates the field
+   * reads as true, the safe side, since such a control plane never meant to accept tokens that never expire.
+   */
+  requireExpiry: z.boolean().default(true),
 });
 
 const audit = z.object({ sink: z.enum(['stdout', 'file']), path: z.string().optional() });

@@ -3,6 +3,7 @@ import type { FilterPolicy } from '../contract/filter-policy.js';
 import { FILTER_POLICY_NAME } from '../contract/filter-policy.js';
 import { errorMessage } from '../errors.js';
 import type { GatewayAlert, GatewayIR } from '../ir/types.js';
+import type { ReservedAddress } from '../ir/upstream-guard.js';
 import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import type { PolicyIssue } from '../policy/issues.js';
@@ -38,7 +39,7 @@ const snapshotVersion = new Gauge({
 
 const alertsGauge = new Gauge({
   name: 'flowgate_model_alerts',
-  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model; anomaly_error_rate, anomaly_latency from live traffic).',
+  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model, address_refused; anomaly_error_rate, anomaly_latency from live traffic).',
   labelNames: ['model', 'code'] as const,
   registers: [metricsRegistry],
 });
@@ -63,6 +64,8 @@ export interface ControllerOptions {
   readonly onFilterPolicy?: (policy: FilterPolicy, version: string) => void;
   /** The xDS modes to build snapshots for (group names in the cache); default all three. */
   readonly modes?: readonly ConfigSourceMode[];
+  /** This process's listen addresses, refused as model upstreams. */
+  readonly reserved?: readonly ReservedAddress[];
   readonly log?: Logger;
   /** Called with each IR built from a new policy or registry snapshot (rollout gauges, the console). */
   readonly onIR?: (ir: GatewayIR) => void;
@@ -85,6 +88,8 @@ export class GatewayController {
   private activeAlerts = new Set<string>();
   private runtimeAlerts: readonly RuntimeAlert[] = [];
   private filterPolicyVersion: string | undefined;
+  /** Model-version clusters of the IR published now and of the one before it (late access logs of a version just removed). */
+  private clusters: { current: ReadonlySet<string>; previous: ReadonlySet<string> } = { current: new Set(), previous: new Set() };
   /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
   private checked: { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly output: PipelineOutput } | undefined;
 
@@ -102,6 +107,12 @@ export class GatewayController {
   versions(): Record<string, string> {
     return Object.fromEntries([...this.snapshots].map(([mode, s]) => [mode, s.version]));
   }
+
+  /** True when `cluster` is a model-version cluster of the published IR or of the one before it. */
+  createdCluster(cluster: string): boolean {
+    return this.clusters.current.has(cluster) || this.clusters.previous.has(cluster);
+  }
+
 
   /** The published snapshot of a variant (an xDS mode, or proxyless). */
   snapshot(mode: SnapshotVariant): Snapshot | undefined {
@@ -152,7 +163,7 @@ export class GatewayController {
     try {
       // The proxyless variant is built even when no model has a target, so clients of a target that was just
       // removed are told it is gone rather than keeping the last snapshot that had it.
-      return runPipeline({ policy, registry, previous: this.ir }, { modes: this.modes, proxyless: true });
+      return runPipeline({ policy, registry, previous: this.ir, reserved: this.options.reserved }, { modes: this.modes, proxyless: true });
     } catch (err) {
       builds.inc({ result: 'failed' });
       this.log.error({ err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
@@ -176,6 +187,8 @@ export class GatewayController {
       return;
     }
     this.ir = ir;
+    const clusters = new Set(ir.models.flatMap((m) => [...m.live.map((l) => l.cluster), ...(m.mirror ? [m.mirror.cluster] : [])]));
+    if ([...clusters].some((c) => !this.clusters.current.has(c)) || clusters.size !== this.clusters.current.size) this.clusters = { current: clusters, previous: this.clusters.current };
     this.reportAlerts(ir);
     this.reportModels(ir);
     this.options.onIR?.(ir);

@@ -17,7 +17,8 @@ import { grpcServerCredentials, type ServerTls } from '../tls/credentials.js';
 import { loadRegistryFile, saveRegistryFile } from '../registry/file.js';
 import { RegistryFileWatcher } from '../registry/file-watch.js';
 import { snapshotVariantOf } from '../resources/variants.js';
-import { XdsServer, XDS_GRPC_OPTIONS } from '../xds/server.js';
+import { XdsServer, xdsGrpcOptions } from '../xds/server.js';
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../xds/wire.js';
 import { GatewayController } from './controller.js';
 import { TrafficAggregator } from '../traffic/aggregator.js';
 import { registerTrafficRoutes } from '../traffic/routes.js';
@@ -64,6 +65,8 @@ export interface ControlPlaneOptions {
   readonly xds: { readonly host: string; readonly port: number };
   /** TLS on the xDS port (PEM file paths); with `clientCa`, only clients with a certificate it signed connect (mutual TLS). */
   readonly xdsTls?: ServerTls | undefined;
+  /** What one request on the xDS port may cost (default DEFAULT_REQUEST_LIMITS). */
+  readonly xdsLimits?: RequestLimits | undefined;
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
@@ -106,10 +109,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // gRPC client (src/resources/variants.ts says how one is recognised).
   const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
+  // The addresses this process listens on: a registry tag must not point a public route at them.
+  const reserved = [
+    { ...options.xds, what: "the control plane's xDS port" },
+    { ...options.admin, what: "the control plane's admin port" },
+    ...(options.filters ? [{ host: options.filters.host, port: options.filters.port, what: "the embedded filter service's port" }] : []),
+  ].filter((r) => r.port !== 0);
   // Rollouts need the admin server, which comes later; the controller's callbacks reach them through this.
   const late: { rollouts?: RolloutRuntime } = {};
   const controller = new GatewayController({
     cache,
+    reserved,
     ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
     onIR: (ir) => late.rollouts?.onIR(ir),
   });
@@ -183,11 +193,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     webhookPort = await webhooks.listen(options.webhooks.port, options.webhooks.host);
   }
 
-  const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}` });
-  const server = new grpc.Server(XDS_GRPC_OPTIONS);
+  const limits = options.xdsLimits ?? DEFAULT_REQUEST_LIMITS;
+  const xds = new XdsServer(cache, { controlPlaneId: `flowgate-${process.pid}`, limits });
+  const server = new grpc.Server(xdsGrpcOptions(limits));
   xds.register(server);
-  const traffic = new TrafficAggregator({ onModelRecord: (model, version, r) => late.rollouts?.record(model, version, r) });
-  registerAccessLogService(server, traffic);
+  // Only clusters this control plane created count as model versions: a forged cluster name cannot take a series.
+  const traffic = new TrafficAggregator({ isModelCluster: (cluster) => controller.createdCluster(cluster), onModelRecord: (model, version, r) => late.rollouts?.record(model, version, r) });
+  registerAccessLogService(server, traffic, xds);
   registerCsds(server, xds);
   const xdsPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.xds.host}:${options.xds.port}`, grpcServerCredentials(options.xdsTls), (err, port) => (err ? reject(err) : resolve(port))),

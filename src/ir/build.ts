@@ -22,12 +22,15 @@ import {
 } from './types.js';
 import { rolloutPlanOf } from '../rollout/plan.js';
 import { servedWeight, stateFromTags } from '../rollout/state.js';
+import { upstreamGuard, type ReservedAddress, type UpstreamGuard } from './upstream-guard.js';
+import { untrusted } from '../observability/untrusted.js';
 
 /**
  * The join of policy and registry into the Gateway IR. Pure: the same inputs give the same IR.
  *
  * Safety rules:
- * - only READY versions with a known address are ever live;
+ * - only READY versions with a known address are ever live, and only at an address the upstream guard allows
+ *   (src/ir/upstream-guard.ts: never Envoy's admin, Flowgate's own ports, metadata services; alert address_refused);
  * - a canary that does not resolve leaves the stable version at 100% (alert);
  * - a stable version that does not resolve keeps the model's previous live versions (alert), so a registry
  *   mistake never takes a model offline; a model that never had one answers 503.
@@ -52,8 +55,15 @@ export interface BuildResult {
 /** The hash of an IR built without a registry. */
 export const NO_REGISTRY = 'none';
 
-export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR): BuildResult {
+/** What the IR is built with besides policy and registry. */
+export interface BuildOptions {
+  /** The control plane's own listen addresses: no model version may be served there. */
+  readonly reserved?: readonly ReservedAddress[];
+}
+
+export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR, options: BuildOptions = {}): BuildResult {
   const alerts: GatewayAlert[] = [];
+  const guard = upstreamGuard(policy.gateway, options.reserved);
   const issues: PolicyIssue[] = [];
   const models: ModelIR[] = [];
   const consumers = [...policy.consumers.values()].map(consumerRules);
@@ -72,7 +82,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
     }
     const prior = previous?.models.find((m) => m.name === model.name);
-    models.push(resolveModel(policy, model, registered, prior, alerts, consumers));
+    models.push(resolveModel({ policy, model, registered, prior, alerts, consumers, guard }));
   }
   return {
     ir: {
@@ -130,7 +140,8 @@ export function versionAddress(model: ModelPolicy, version: ModelVersion): Upstr
     text = tag.trim();
   }
   const address = parseHostPort(text);
-  return address ?? { reason: `version ${version.version}: '${text}' is not host:port` };
+  // The tag is the registry writer's text: cut, since the message is logged and served on /debug/ir.
+  return address ?? { reason: `version ${version.version}: '${untrusted(text, 100) ?? ''}' is not host:port` };
 }
 
 /** host:port or [v6]:port. */
@@ -144,44 +155,60 @@ export function parseHostPort(text: string): UpstreamAddress | undefined {
 
 type Resolved = { version: ModelVersion; address: UpstreamAddress } | { reason: string };
 
-function resolve(model: ModelPolicy, registered: RegisteredModel | undefined, selector: VersionSelector): Resolved {
-  const selected = selectVersion(registered, selector);
-  if ('reason' in selected) return selected;
-  const address = versionAddress(model, selected.version);
-  if ('reason' in address) return address;
-  return { version: selected.version, address };
+interface ModelInputs {
+  readonly policy: Policy;
+  readonly model: ModelPolicy;
+  readonly registered: RegisteredModel | undefined;
+  readonly prior: ModelIR | undefined;
+  readonly alerts: GatewayAlert[];
+  readonly consumers: readonly ConsumerRules[];
+  readonly guard: UpstreamGuard;
 }
 
-function resolveModel(
-  policy: Policy,
-  model: ModelPolicy,
-  registered: RegisteredModel | undefined,
-  prior: ModelIR | undefined,
-  alerts: GatewayAlert[],
-  consumers: readonly ConsumerRules[],
-): ModelIR {
+function resolveModel({ policy, model, registered, prior, alerts, consumers, guard }: ModelInputs): ModelIR {
   const alert = (code: GatewayAlert['code'], message: string): void => {
-    alerts.push({ code, model: model.name, message });
+    // One refused address named by several selectors (stable and mirror) is one alert.
+    if (!alerts.some((a) => a.model === model.name && a.code === code && a.message === message)) alerts.push({ code, model: model.name, message });
+  };
+  const resolve = (selector: VersionSelector): Resolved => {
+    const selected = selectVersion(registered, selector);
+    if ('reason' in selected) return selected;
+    const address = versionAddress(model, selected.version);
+    if ('reason' in address) return address;
+    const refusal = guard.refusal(address);
+    if (refusal !== undefined) {
+      const reason = `version ${selected.version.version}: ${refusal}`;
+      alert('address_refused', reason);
+      return { reason };
+    }
+    return { version: selected.version, address };
   };
   const live: LiveVersion[] = [];
-  const stable = resolve(model, registered, model.traffic.stable);
+  const stable = resolve(model.traffic.stable);
   const rolloutPolicy = policy.rollouts.get(model.name);
-  const rollout = rolloutPolicy ? resolveRollout(rolloutPlanOf(rolloutPolicy, model), model, registered, stable) : undefined;
+  const rollout = rolloutPolicy ? resolveRollout(rolloutPlanOf(rolloutPolicy, model), resolve, stable) : undefined;
+  // What was live before is kept only where the guard still allows it (a deny rule may have been added since).
+  const keepable = prior?.live.filter((l) => guard.refusal(l.address) === undefined) ?? [];
   let keptLastLive = false;
   if ('version' in stable) {
     // A Rollout owns the canary: its weight comes from the canary version's tags, never from the policy.
     const canarySpec = rollout ? { ...rollout.ir.plan.canary, weight: rollout.ir.weight } : model.traffic.canary;
-    const canary = rollout ? rollout.canary : canarySpec ? resolve(model, registered, canarySpec) : undefined;
+    const canary = rollout ? rollout.canary : canarySpec ? resolve(canarySpec) : undefined;
     if (!rollout && canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
     const canaryLive = canarySpec && canary && 'version' in canary && canary.version.version !== stable.version.version ? canary : undefined;
     const canaryWeight = canaryLive && canarySpec ? canarySpec.weight : 0;
     live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight));
     // A rollout's canary at weight 0 (not started, failed, aborted) is not live: no traffic, no pin.
     if (canaryLive && (!rollout || canaryWeight > 0)) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight));
-  } else if (prior && prior.live.length > 0) {
+  } else if (prior && keepable.length === prior.live.length && keepable.length > 0) {
     keptLastLive = true;
     live.push(...prior.live);
     alert('kept_last_live', `stable version not resolved (${stable.reason}); keeping the last live versions ${prior.live.map((l) => l.version).join(', ')}`);
+  } else if (keepable[0]) {
+    // Some of the last live versions are refused now: the first one left takes all the traffic.
+    keptLastLive = true;
+    live.push({ ...keepable[0], role: 'stable', weight: 100 });
+    alert('kept_last_live', `stable version not resolved (${stable.reason}); keeping the last live version ${keepable[0].version} (others are refused now)`);
   } else {
     alert('no_live_version', `no live version (${stable.reason}); its routes answer 503`);
   }
@@ -189,7 +216,7 @@ function resolveModel(
   let mirror: MirrorTarget | undefined;
   const mirrorSpec = model.traffic.mirror;
   if (mirrorSpec) {
-    const m = resolve(model, registered, mirrorSpec);
+    const m = resolve(mirrorSpec);
     if ('reason' in m) alert('mirror_unresolved', `mirror not sent (${m.reason})`);
     else mirror = { version: m.version.version, cluster: clusterName(model.name, m.version.version), address: m.address, percent: mirrorSpec.percent };
   }
@@ -219,8 +246,8 @@ function resolveModel(
 }
 
 /** A Model's rollout: the canary its plan names, and the state and weight its tags give. */
-function resolveRollout(plan: RolloutPlan, model: ModelPolicy, registered: RegisteredModel | undefined, stable: Resolved): { ir: RolloutIR; canary: Resolved } {
-  const canary = resolve(model, registered, plan.canary);
+function resolveRollout(plan: RolloutPlan, resolve: (selector: VersionSelector) => Resolved, stable: Resolved): { ir: RolloutIR; canary: Resolved } {
+  const canary = resolve(plan.canary);
   const stableVersion = 'version' in stable ? stable.version.version : undefined;
   let idle: string | undefined;
   if ('reason' in canary) idle = `no canary: ${canary.reason}`;

@@ -35,6 +35,8 @@ export const DEFAULT_FAIL_OPEN = false;
 export const DEFAULT_JWT_ALGORITHMS: JwtIssuerRules['algorithms'] = ['RS256', 'ES256'];
 export const DEFAULT_JWT_CLOCK_SKEW_MS = 30_000;
 export const DEFAULT_JWT_CONSUMER_CLAIM = 'sub';
+/** A token with no `exp` would be valid forever: refused unless the issuer says `requireExpiry: false`. */
+export const DEFAULT_JWT_REQUIRE_EXPIRY = true;
 
 type PolicyLimit = ModelPolicy['rateLimits'][number] & { readonly model?: string | undefined };
 type PolicyQuota = ModelPolicy['tokenQuotas'][number] & { readonly model?: string | undefined };
@@ -131,6 +133,7 @@ export function jwtIssuerRules(gateway: GatewayPolicy): JwtIssuerRules[] {
     clockSkewMs: j.clockSkew ?? DEFAULT_JWT_CLOCK_SKEW_MS,
     consumerClaim: j.consumerClaim ?? DEFAULT_JWT_CONSUMER_CLAIM,
     ...(j.rolesClaim !== undefined && { rolesClaim: j.rolesClaim }),
+    requireExpiry: j.requireExpiry ?? DEFAULT_JWT_REQUIRE_EXPIRY,
   }));
 }
 

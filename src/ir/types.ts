@@ -256,7 +256,7 @@ export interface EdgeIR {
 
 /** Something an operator must know about: logged and counted by the control plane. */
 export interface GatewayAlert {
-  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model';
+  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused';
   readonly model: string;
   readonly message: string;
 }

@@ -1,6 +1,7 @@
 import type { FilterPolicy } from '../contract/filter-policy.js';
 import { buildGatewayIR } from '../ir/build.js';
 import type { GatewayIR } from '../ir/types.js';
+import type { ReservedAddress } from '../ir/upstream-guard.js';
 import { assertValidIR } from '../ir/validate.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import type { Policy } from '../policy/policy.js';
@@ -26,6 +27,11 @@ export interface PipelineInput {
   readonly registry: RegistrySnapshot | undefined;
   /** The IR served before, so a registry mistake keeps the last live versions. */
   readonly previous?: GatewayIR | undefined;
+  /**
+   * The serving process's own listen addresses (xDS, admin, filter service), which no model version may use. The
+   * IR knows only the policy; Flowgate's well-known ports are refused without this.
+   */
+  readonly reserved?: readonly ReservedAddress[] | undefined;
 }
 
 /** The resources of one snapshot: for a node group and a variant (an Envoy xDS mode, or proxyless gRPC clients). */
@@ -58,7 +64,7 @@ export interface PipelineOptions {
  * (InconsistentSnapshotError naming the dangling references): nothing of it may be published.
  */
 export function runPipeline(input: PipelineInput, options: PipelineOptions = {}): PipelineOutput {
-  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous);
+  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous, { reserved: input.reserved ?? [] });
   assertValidIR(ir);
   const groups: GroupResources[] = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
     group: DEFAULT_GROUP,

@@ -1,7 +1,7 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { checkDeclarations, checkReferences, checkRollouts, type DeclaredDocument, type ValidDocument } from './checks.js';
-import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, type PolicyIssue } from './issues.js';
+import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, shown, type PolicyIssue } from './issues.js';
 import { assemblePolicy, defaultGateway, type Policy } from './policy.js';
 import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema/index.js';
 import { parsePolicyFile, type SourceDocument } from './source.js';
@@ -27,84 +27,112 @@ function isPolicyFileName(name: string): boolean {
   return lower.endsWith('.yaml') || lower.endsWith('.yml');
 }
 
+/** One entry the walk found: a policy file, with the path it really is (symlinks resolved), or a refused link. */
+export interface PolicyDirScan {
+  /** Policy files, relative to the directory, sorted, each with the real path it is read from. */
+  readonly files: readonly { readonly file: string; readonly real: string }[];
+  /** Directories to watch (as reached from `dir`), sorted. */
+  readonly directories: readonly string[];
+  /** Relative paths of symlinks that lead outside the directory: never read, never followed. */
+  readonly outside: readonly string[];
+}
+
+/** True when `real` is `root` or below it (both real paths). */
+function inside(root: string, real: string): boolean {
+  return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
 /**
- * Relative paths of the policy files under `dir`, sorted. Symlinks are followed (a Kubernetes ConfigMap is a
- * directory of symlinks into `..data`), each real directory at most once so a link loop cannot hang the walk.
+ * Walks the policy directory. Symlinks are followed only when they resolve inside it: a Kubernetes ConfigMap
+ * is a directory of links into its own `..data`, and that is the one layout that needs them. A link that
+ * leads anywhere else (`/etc/passwd`, another team's directory) is reported in `outside` and its target is
+ * never read, so neither its content nor its existence reaches a policy or an error message. Each real
+ * directory is walked once, so a link loop cannot hang the walk.
  */
-export async function listPolicyFiles(dir: string): Promise<string[]> {
-  const found: string[] = [];
+export async function scanPolicyDir(dir: string): Promise<PolicyDirScan> {
+  const root = await realpath(dir);
+  const files: { file: string; real: string }[] = [];
+  const directories: string[] = [];
+  const outside: string[] = [];
   const seen = new Set<string>();
-  const walk = async (abs: string, rel: string): Promise<void> => {
-    const real = await realpath(abs);
+  const walk = async (abs: string, real: string, rel: string): Promise<void> => {
     if (seen.has(real)) return;
     seen.add(real);
-    for (const entry of await readdir(abs, { withFileTypes: true })) {
+    directories.push(abs);
+    for (const entry of await readdir(real, { withFileTypes: true })) {
       if (entry.name.startsWith('.')) continue;
       const childAbs = join(abs, entry.name);
       const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      let childReal = join(real, entry.name);
       let isDir = entry.isDirectory();
       let isFile = entry.isFile();
       if (entry.isSymbolicLink()) {
-        const target = await stat(childAbs).catch(() => undefined);
+        const target = await realpath(childReal).catch(() => undefined);
         // A dangling link is skipped like any non-policy entry; ConfigMap swaps leave none behind.
-        isDir = target?.isDirectory() ?? false;
-        isFile = target?.isFile() ?? false;
+        if (target === undefined) continue;
+        if (!inside(root, target)) {
+          if (isPolicyFileName(entry.name) || (await stat(target).catch(() => undefined))?.isDirectory()) outside.push(childRel);
+          continue;
+        }
+        const info = await stat(target).catch(() => undefined);
+        childReal = target;
+        isDir = info?.isDirectory() ?? false;
+        isFile = info?.isFile() ?? false;
       }
-      if (isDir) await walk(childAbs, childRel);
-      else if (isFile && isPolicyFileName(entry.name)) found.push(childRel);
+      if (isDir) await walk(childAbs, childReal, childRel);
+      else if (isFile && isPolicyFileName(entry.name)) files.push({ file: childRel, real: childReal });
     }
   };
-  await walk(dir, '');
-  return found.sort();
+  await walk(dir, root, '');
+  files.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  return { files, directories: directories.sort(), outside: outside.sort() };
+}
+
+/** Relative paths of the policy files under `dir` (symlinks followed only inside it), sorted. */
+export async function listPolicyFiles(dir: string): Promise<string[]> {
+  return (await scanPolicyDir(dir)).files.map((f) => f.file);
 }
 
 /**
  * The directories a watcher must watch to see every edit of the policy: `dir` and, under it, each
- * non-dot directory (followed through symlinks, each real directory once). ConfigMap `..data` swaps happen
- * in `dir` itself, which is always watched.
+ * non-dot directory (through symlinks that stay inside it, each real directory once). ConfigMap `..data`
+ * swaps happen in `dir` itself, which is always watched.
  */
 export async function policyDirectories(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const seen = new Set<string>();
-  const walk = async (abs: string): Promise<void> => {
-    const real = await realpath(abs);
-    if (seen.has(real)) return;
-    seen.add(real);
-    out.push(abs);
-    for (const entry of await readdir(abs, { withFileTypes: true })) {
-      if (entry.name.startsWith('.')) continue;
-      const child = join(abs, entry.name);
-      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await stat(child).catch(() => undefined))?.isDirectory() === true);
-      if (isDir) await walk(child);
-    }
-  };
-  await walk(dir);
-  return out.sort();
+  return [...(await scanPolicyDir(dir)).directories];
 }
 
 /** Reads and validates the policy directory `dir`; never throws, every failure is an issue. */
 export async function loadPolicyDir(dir: string): Promise<PolicyLoad> {
-  let files: string[];
+  let scan: PolicyDirScan;
   try {
-    files = await listPolicyFiles(dir);
+    scan = await scanPolicyDir(dir);
   } catch (err) {
     return { ok: false, issues: [{ file: '', line: 0, col: 0, path: '', message: `cannot read the policy directory: ${ioReason(err)}`, code: 'io' }] };
   }
-  if (files.length === 0) {
+  const { files } = scan;
+  const issues: PolicyIssue[] = scan.outside.map((file) => ({
+    file,
+    line: 0,
+    col: 0,
+    path: '',
+    message: 'is a symbolic link that leads outside the policy directory; it is not read (only links that stay inside it, like a ConfigMap\'s ..data, are followed)',
+    code: 'io' as const,
+  }));
+  if (files.length === 0 && issues.length === 0) {
     // An empty directory is far more often a failed mount than a wish to unpublish every model.
     return { ok: false, issues: [{ file: '', line: 0, col: 0, path: '', message: 'no policy files (*.yaml, *.yml) found', code: 'io' }] };
   }
   const texts: PolicyFileText[] = [];
-  const issues: PolicyIssue[] = [];
-  for (const file of files) {
+  for (const { file, real } of files) {
     try {
-      const abs = join(dir, file);
-      const info = await stat(abs);
+      // The path the walk resolved and checked, not the link: re-pointing the link after the check changes nothing.
+      const info = await stat(real);
       if (info.size > MAX_FILE_BYTES) {
         issues.push({ file, line: 0, col: 0, path: '', message: `file is ${info.size} bytes; policy files are limited to ${MAX_FILE_BYTES}`, code: 'io' });
         continue;
       }
-      texts.push({ file, text: await readFile(abs, 'utf8') });
+      texts.push({ file, text: await readFile(real, 'utf8') });
     } catch (err) {
       // Usually an editor or a ConfigMap swap replacing the file right now; the watcher reloads after it.
       issues.push({ file, line: 0, col: 0, path: '', message: `cannot read: ${ioReason(err)}`, code: 'io' });
@@ -179,7 +207,8 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
 function documentKind(source: SourceDocument, issues: PolicyIssue[]): PolicyKind | undefined {
   const value = source.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    const got = Array.isArray(value) ? 'a list' : `${typeof value} ${JSON.stringify(value)}`;
+    // shown() cuts the value: a file that is not a policy (a data dump) must not be echoed whole.
+    const got = Array.isArray(value) ? 'a list' : `${typeof value} ${shown(value)}`;
     issues.push(source.issue([], `a policy document must be a mapping with a kind (got ${got})`, 'schema'));
     return undefined;
   }

@@ -309,7 +309,9 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     if (load.ok && this.prepare) {
       await this.prepare(load.policy).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'preparing the policy check failed; checking with what is known'));
     }
-    if (load.ok && this.check) {
+    // Files that say what already serves are not an edit: what the registry reveals about them is an alert of
+    // the serving policy (the controller reports it), not a reason to show the last edit's issues as current.
+    if (load.ok && this.check && load.policy.hash !== this.serving?.hash) {
       const issues = this.check(load.policy);
       if (issues.length > 0) load = { ok: false, issues };
     }

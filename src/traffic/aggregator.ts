@@ -11,7 +11,8 @@ import { LATENCY_BUCKETS, trafficMetrics } from './metrics.js';
  * Envoy does not know) are counted under model "-", version "-": they are gateway traffic that reached no
  * model, which an operator still wants to see. At most `maxSeries` model versions get series of their own;
  * later ones are counted under model "overflow", version "overflow", so a flood of cluster names cannot
- * grow the metrics without bound.
+ * grow the metrics without bound. A cluster that looks like a model's but that the control plane did not
+ * create (`isModelCluster` says no) is counted under "-" too: an entry can never make up a model version.
  */
 
 export const NOT_A_MODEL = '-';
@@ -127,11 +128,16 @@ export class TrafficAggregator {
   private readonly since = new Date();
 
   private readonly onModelRecord: ((model: string, version: string, r: TrafficRecord) => void) | undefined;
+  private readonly isModelCluster: (cluster: string) => boolean;
 
-  /** `onModelRecord` hears every request counted under a model version of its own (the time windows). */
-  constructor(options: { maxSeries?: number; onModelRecord?: (model: string, version: string, r: TrafficRecord) => void } = {}) {
+  /**
+   * `onModelRecord` hears every request counted under a model version of its own (the time windows);
+   * `isModelCluster`: whether the control plane created a cluster (default: any model-shaped name, for tests of the counting alone).
+   */
+  constructor(options: { maxSeries?: number; onModelRecord?: (model: string, version: string, r: TrafficRecord) => void; isModelCluster?: (cluster: string) => boolean } = {}) {
     this.maxSeries = options.maxSeries ?? DEFAULT_MAX_SERIES;
     this.onModelRecord = options.onModelRecord;
+    this.isModelCluster = options.isModelCluster ?? (() => true);
   }
 
   /** Counts one HTTP access-log entry. */
@@ -181,9 +187,10 @@ export class TrafficAggregator {
     return { since: this.since.toISOString(), entries: this.entries, series: this.modelSeries, maxSeries: this.maxSeries, models };
   }
 
-  private seriesFor(cluster: string): { series: Series; result: 'model' | 'other' | 'overflow' } {
+  private seriesFor(cluster: string): { series: Series; result: 'model' | 'other' | 'unknown_cluster' | 'overflow' } {
     const parsed = parseClusterName(cluster);
     if (!parsed) return { series: this.get(NOT_A_MODEL, NOT_A_MODEL), result: 'other' };
+    if (!this.isModelCluster(cluster)) return { series: this.get(NOT_A_MODEL, NOT_A_MODEL), result: 'unknown_cluster' };
     const existing = this.series.get(key(parsed.model, parsed.version));
     if (existing) return { series: existing, result: 'model' };
     if (this.modelSeries >= this.maxSeries) return { series: this.get(OVERFLOW, OVERFLOW), result: 'overflow' };

@@ -33,7 +33,7 @@ export const trafficMetrics = {
   }),
   entries: new Counter({
     name: 'flowgate_als_entries_total',
-    help: 'HTTP access-log entries received, by what they were counted as (model, other: not a model cluster, overflow: over the series cap).',
+    help: 'HTTP access-log entries received, by what they were counted as (model; other: not a model cluster; unknown_cluster: a model-shaped cluster the control plane did not create; overflow: over the series cap; untrusted: from a stream that is not an identified Envoy, dropped).',
     labelNames: ['result'] as const,
     registers: [metricsRegistry],
   }),

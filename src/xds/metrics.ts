@@ -37,6 +37,13 @@ export const xdsMetrics = {
     labelNames: ['type'] as const,
     registers: [metricsRegistry],
   }),
+  /** Requests over the request limits (the stream is closed): too many names in one request, or subscribed on one stream. */
+  refused: new Counter({
+    name: 'flowgate_xds_requests_refused_total',
+    help: 'xDS requests refused for breaking the request limits (the stream is closed with RESOURCE_EXHAUSTED), by reason: names, subscriptions.',
+    labelNames: ['reason'] as const,
+    registers: [metricsRegistry],
+  }),
   pushToAck: new Histogram({
     name: 'flowgate_xds_push_ack_seconds',
     help: 'Time from sending an xDS response to its ACK, by resource type.',

@@ -1,7 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { hostname } from 'node:os';
+import { errorMessage } from '../errors.js';
 import { fromStruct } from '../proto/codec.js';
 import { logger } from '../observability/log.js';
+import { untrusted } from '../observability/untrusted.js';
 import type { NodeInfo, SnapshotCache } from './cache.js';
 import { DeltaStream } from './stream/delta.js';
 import { xdsMetrics } from './metrics.js';
@@ -9,7 +11,15 @@ import { shortTypeName, type TypeUrl } from '../resources/types.js';
 import { SotwStream } from './stream/sotw.js';
 import type { StreamObserver, Transport, XdsStream } from './stream/state.js';
 import type { StreamStatus } from './stream/status.js';
-import { xdsServiceDefinitions, type DeltaDiscoveryRequest, type DiscoveryRequest, type RawNode } from './wire.js';
+import {
+  DEFAULT_REQUEST_LIMITS,
+  xdsServiceDefinitions,
+  type DeltaDiscoveryRequest,
+  type DiscoveryRequest,
+  type RawNode,
+  type RefusedRequest,
+  type RequestLimits,
+} from './wire.js';
 
 /**
  * XdsServer: streams what the snapshot cache decides. It registers ADS and the per-type LDS/RDS/CDS/EDS
@@ -22,36 +32,48 @@ const log = logger('xds');
 export interface XdsServerOptions {
   /** Identifies this control plane in every response (`control_plane.identifier`). */
   readonly controlPlaneId?: string;
+  /** What one request may cost (default DEFAULT_REQUEST_LIMITS); the gRPC server must be made with xdsGrpcOptions() of the same. */
+  readonly limits?: RequestLimits;
 }
 
-/** gRPC server options for long-lived xDS streams from thousands of clients. */
-export const XDS_GRPC_OPTIONS: grpc.ServerOptions = {
-  'grpc.keepalive_time_ms': 30_000,
-  'grpc.keepalive_timeout_ms': 10_000,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-  'grpc.max_receive_message_length': 16 * 1024 * 1024,
-  'grpc.max_send_message_length': 256 * 1024 * 1024,
-};
+/** gRPC server options for long-lived xDS streams from thousands of clients, receiving at most `limits.maxRequestBytes` per message. */
+export function xdsGrpcOptions(limits: RequestLimits = DEFAULT_REQUEST_LIMITS): grpc.ServerOptions {
+  return {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    // Also bounds the access-log batches and CSDS requests sharing the port; Envoy's are a few KB.
+    'grpc.max_receive_message_length': limits.maxRequestBytes,
+    'grpc.max_send_message_length': 256 * 1024 * 1024,
+  };
+}
+
+/** xdsGrpcOptions() with the default limits. */
+export const XDS_GRPC_OPTIONS: grpc.ServerOptions = xdsGrpcOptions();
 
 type XdsCall<Req> = grpc.ServerDuplexStream<Req, Uint8Array>;
 
 export class XdsServer implements StreamObserver {
   readonly controlPlaneId: string;
+  readonly limits: RequestLimits;
   private readonly streams = new Set<XdsStream>();
   private readonly calls = new Map<XdsStream, XdsCall<unknown>>();
   private streamCounter = 0;
+  /** node id -> peer host -> open identified streams: answers xdsStreamHeld() without a walk of every stream. */
+  private readonly nodeHosts = new Map<string, Map<string, number>>();
 
   constructor(
     readonly cache: SnapshotCache,
     options: XdsServerOptions = {},
   ) {
     this.controlPlaneId = options.controlPlaneId ?? `flowgate@${hostname()}`;
+    this.limits = options.limits ?? DEFAULT_REQUEST_LIMITS;
   }
 
   /** Adds the xDS services to a gRPC server (the caller binds and starts it). */
   register(server: grpc.Server): void {
-    for (const svc of xdsServiceDefinitions()) {
+    for (const svc of xdsServiceDefinitions(this.limits)) {
       const serviceType = svc.typeUrl as TypeUrl | undefined;
       server.addService(svc.definition, {
         [svc.sotw]: (call: XdsCall<DiscoveryRequest>) => this.open(call, 'sotw', serviceType),
@@ -63,6 +85,20 @@ export class XdsServer implements StreamObserver {
   /** A read-only view of every open stream (for the status page and CSDS). */
   streamStatuses(): StreamStatus[] {
     return [...this.streams].map((s) => s.status());
+  }
+
+  /** True when node `nodeId` has an identified xDS stream open from host `host` (the access-log service's check). */
+  xdsStreamHeld(nodeId: string, host: string): boolean {
+    return (this.nodeHosts.get(nodeId)?.get(host) ?? 0) > 0;
+  }
+
+  private countNodeHost(nodeId: string, host: string, delta: 1 | -1): void {
+    const hosts = this.nodeHosts.get(nodeId) ?? new Map<string, number>();
+    const n = (hosts.get(host) ?? 0) + delta;
+    if (n > 0) hosts.set(host, n);
+    else hosts.delete(host);
+    if (hosts.size > 0) this.nodeHosts.set(nodeId, hosts);
+    else this.nodeHosts.delete(nodeId);
   }
 
   /** How many streams are open. */
@@ -106,19 +142,48 @@ export class XdsServer implements StreamObserver {
       this.streams.delete(stream);
       this.calls.delete(stream);
       xdsMetrics.streams.dec({ service: mode, transport });
-      if (stream.node) xdsMetrics.nodes.dec({ group: stream.group });
-      log.info({ node: stream.node?.id, group: stream.group, stream: identity.id, reason }, 'xds stream closed');
+      if (stream.node) {
+        xdsMetrics.nodes.dec({ group: stream.group });
+        this.countNodeHost(stream.node.id, peerHost(identity.peer), -1);
+      }
+      log.info({ node: untrusted(stream.node?.id), group: untrusted(stream.group), stream: identity.id, reason: untrusted(reason) }, 'xds stream closed');
     };
 
-    call.on('data', (req: DiscoveryRequest | DeltaDiscoveryRequest) => {
+    // An 'error' on a server stream is how grpc-js ends it with that status (destroy() would send none); the
+    // stream is closed first, so nothing more is read or sent on it.
+    const fail = (code: grpc.status, details: string): void => {
+      close(`error: ${details}`);
+      call.emit('error', grpcError(code, details));
+    };
+    const refuse = (kind: 'names' | 'subscriptions', reason: string): void => {
+      xdsMetrics.refused.inc({ reason: kind });
+      log.warn({ node: untrusted(stream.node?.id), stream: identity.id, peer: untrusted(identity.peer), reason }, 'xds request refused; stream closed');
+      fail(grpc.status.RESOURCE_EXHAUSTED, reason);
+    };
+
+    call.on('data', (req: DiscoveryRequest | DeltaDiscoveryRequest | RefusedRequest) => {
+      if (closed) return;
+      if ('refused' in req) {
+        refuse('names', req.refused);
+        return;
+      }
       try {
         if (!stream.node && req.node) {
           stream.node = toNodeInfo(req.node);
           const key = this.cache.keyOf(stream.node);
           stream.group = key.group;
           xdsMetrics.nodes.inc({ group: stream.group });
+          this.countNodeHost(stream.node.id, peerHost(identity.peer), 1);
           log.info(
-            { node: stream.node.id, group: stream.group, stream: identity.id, service: mode, transport, peer: identity.peer, agent: stream.node.userAgent },
+            {
+              node: untrusted(stream.node.id),
+              group: untrusted(stream.group),
+              stream: identity.id,
+              service: mode,
+              transport,
+              peer: untrusted(identity.peer),
+              agent: untrusted(stream.node.userAgent),
+            },
             'xds stream opened',
           );
           const initial = this.cache.getSnapshot(key.group, key.variant);
@@ -126,17 +191,22 @@ export class XdsServer implements StreamObserver {
           unwatch = this.cache.watch(key, (snapshot) => stream.setSnapshot(snapshot));
         }
         if (!stream.node) {
-          call.destroy(grpcError(grpc.status.INVALID_ARGUMENT, 'the first xDS request on a stream must carry node'));
+          fail(grpc.status.INVALID_ARGUMENT, 'the first xDS request on a stream must carry node');
           return;
         }
         const result =
           stream instanceof SotwStream
             ? stream.handleRequest(req as DiscoveryRequest)
             : (stream).handleRequest(req as DeltaDiscoveryRequest);
-        if ('ignored' in result) log.debug({ node: stream.node.id, stream: identity.id, why: result.ignored }, 'xds request ignored');
+        if (stream.subscribedNames() > this.limits.maxResourceNames) {
+          refuse('subscriptions', `a stream may be subscribed to at most ${this.limits.maxResourceNames} resource names`);
+          return;
+        }
+        if ('ignored' in result) log.debug({ node: untrusted(stream.node.id), stream: identity.id, why: untrusted(result.ignored) }, 'xds request ignored');
       } catch (err) {
-        log.error({ err, node: stream.node?.id, stream: identity.id }, 'xds request failed');
-        call.destroy(grpcError(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err)));
+        // The message may quote the request; the stack is kept (cut) because this is a bug to find.
+        log.error({ err: untrusted(errorMessage(err)), stack: err instanceof Error ? untrusted(err.stack, 4096) : undefined, node: untrusted(stream.node?.id), stream: identity.id }, 'xds request failed');
+        fail(grpc.status.INTERNAL, untrusted(errorMessage(err)) ?? 'internal error');
       }
     });
     call.on('end', () => {
@@ -150,24 +220,31 @@ export class XdsServer implements StreamObserver {
 
   onPush(stream: XdsStream, typeUrl: TypeUrl, version: string, resources: number): void {
     xdsMetrics.pushes.inc({ type: shortTypeName(typeUrl) });
-    log.debug({ node: stream.node?.id, type: shortTypeName(typeUrl), version, resources }, 'xds push');
+    log.debug({ node: untrusted(stream.node?.id), type: shortTypeName(typeUrl), version, resources }, 'xds push');
   }
 
   onAck(stream: XdsStream, typeUrl: TypeUrl, version: string, latencyMs: number): void {
     const type = shortTypeName(typeUrl);
     xdsMetrics.acks.inc({ type });
     xdsMetrics.pushToAck.observe({ type }, latencyMs / 1000);
-    log.debug({ node: stream.node?.id, type, version, latencyMs }, 'xds ack');
+    log.debug({ node: untrusted(stream.node?.id), type, version: untrusted(version), latencyMs }, 'xds ack');
   }
 
   onNack(stream: XdsStream, typeUrl: TypeUrl, version: string, detail: string, latencyMs: number): void {
     const type = shortTypeName(typeUrl);
     xdsMetrics.nacks.inc({ type });
     log.warn(
-      { node: stream.node?.id, group: stream.group, type, version, detail, latencyMs },
-      `xds NACK from ${stream.node?.id ?? '?'}: ${type} version ${version} rejected; the last accepted config stays`,
+      { node: untrusted(stream.node?.id), group: untrusted(stream.group), type, version: untrusted(version), detail: untrusted(detail), latencyMs },
+      `xds NACK from ${untrusted(stream.node?.id) ?? '?'}: ${type} version ${untrusted(version)} rejected; the last accepted config stays`,
     );
   }
+}
+
+/** The host part of a gRPC peer string (`1.2.3.4:5678`, `::1:5678`, `[::1]:5678`), IPv4-mapped IPv6 as IPv4. */
+export function peerHost(peer: string): string {
+  const cut = peer.lastIndexOf(':');
+  const host = cut > 0 ? peer.slice(0, cut) : peer;
+  return host.replace(/^\[|\]$/g, '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
 function grpcError(code: grpc.status, details: string): Error {

@@ -45,9 +45,66 @@ export interface RawNode {
   locality?: { region?: string; zone?: string; sub_zone?: string } | null;
 }
 
+/**
+ * What one xDS request may cost. A real Envoy's requests are small (a NACK detail, a few thousand EDS names
+ * for thousands of live model versions, a delta reconnect's name and version of each resource it holds); the
+ * limits keep a hostile client from making one request cost the event loop (and so the embedded filter
+ * service) a second, as 300k names in 12 MB did. At the defaults the largest request allowed costs a few ms to
+ * decode and handle (bench/xds-abuse.ts); fleets with more than ~10k clusters per Envoy raise both.
+ */
+export interface RequestLimits {
+  /** Largest request message, in bytes (gRPC refuses a bigger one from its length prefix, unread). */
+  readonly maxRequestBytes: number;
+  /** Most names one request may carry, and one stream may be subscribed to (resource names, locators, initial versions). */
+  readonly maxResourceNames: number;
+}
+
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxRequestBytes: 1024 * 1024, maxResourceNames: 10_000 };
+
+/** A request refused before it was decoded; the stream is closed with RESOURCE_EXHAUSTED. */
+export interface RefusedRequest {
+  readonly refused: string;
+}
+
+/** DiscoveryRequest fields that carry one name each: resource_names, resource_locators. */
+const SOTW_NAME_FIELDS: ReadonlySet<number> = new Set([3, 7]);
+/** DeltaDiscoveryRequest: subscribe, unsubscribe, initial_resource_versions, locators (un)subscribe. */
+const DELTA_NAME_FIELDS: ReadonlySet<number> = new Set([3, 4, 5, 8, 9]);
+
+/**
+ * How many name-carrying fields the encoded request has, counted from its bytes without decoding them, and
+ * no further than `stop + 1`: a request over the limit costs a scan of its first names, not a decode of all.
+ * Undefined when the bytes are not a well-formed message (the decoder then reports that).
+ */
+export function countRequestNames(buf: Uint8Array, fields: ReadonlySet<number>, stop: number): number | undefined {
+  const reader = protobuf.Reader.create(buf);
+  let names = 0;
+  try {
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      if (fields.has(tag >>> 3) && ++names > stop) return names;
+      reader.skipType(tag & 7);
+    }
+  } catch {
+    return undefined;
+  }
+  return names;
+}
+
 function decoder<T>(typeName: string): (buf: Buffer) => T {
   const type = messageType(typeName);
   return (buf) => type.toObject(type.decode(buf), TO_OBJECT) as T;
+}
+
+function boundedDecoder<T>(typeName: string, nameFields: ReadonlySet<number>, limits: RequestLimits): (buf: Buffer) => T | RefusedRequest {
+  const decode = decoder<T>(typeName);
+  return (buf) => {
+    const names = countRequestNames(buf, nameFields, limits.maxResourceNames);
+    if (names !== undefined && names > limits.maxResourceNames) {
+      return { refused: `a request may carry at most ${limits.maxResourceNames} resource names` };
+    }
+    return decode(buf);
+  };
 }
 
 const passBytes = (value: Uint8Array): Buffer => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -67,9 +124,11 @@ function bidi(path: string, decode: (buf: Buffer) => unknown): grpc.MethodDefini
 }
 
 /** The gRPC service definitions the xDS server registers: ADS plus the four per-type services. */
-export function xdsServiceDefinitions(): { name: string; definition: grpc.ServiceDefinition; sotw: string; delta: string; typeUrl?: string }[] {
-  const sotw = decoder<DiscoveryRequest>('envoy.service.discovery.v3.DiscoveryRequest');
-  const delta = decoder<DeltaDiscoveryRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+export function xdsServiceDefinitions(
+  limits: RequestLimits = DEFAULT_REQUEST_LIMITS,
+): { name: string; definition: grpc.ServiceDefinition; sotw: string; delta: string; typeUrl?: string }[] {
+  const sotw = boundedDecoder<DiscoveryRequest>('envoy.service.discovery.v3.DiscoveryRequest', SOTW_NAME_FIELDS, limits);
+  const delta = boundedDecoder<DeltaDiscoveryRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest', DELTA_NAME_FIELDS, limits);
   const service = (fullName: string, sotwMethod: string, deltaMethod: string, typeUrl?: string) => ({
     name: fullName,
     sotw: sotwMethod,

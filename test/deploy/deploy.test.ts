@@ -158,7 +158,8 @@ describe('ports agree with src/cli/defaults.ts', () => {
     expect(new URL(String(filters.get('redis-url'))).hostname).toBe('redis');
     expect(compose.services.filters?.healthcheck?.test.join(' ')).toContain(`:${DEFAULTS.filtersAdminPort}/healthz`);
 
-    expect(compose.services.envoy?.ports?.map(containerPort).sort()).toEqual([DEFAULTS.envoyAdminPort, DEFAULTS.listenerPort].sort());
+    // The public listener and the probe listener; never Envoy's admin port.
+    expect(compose.services.envoy?.ports?.map(containerPort).sort()).toEqual([DEFAULTS.envoyHealthPort, DEFAULTS.listenerPort].sort());
   });
 
   test('compose policy: the public listener and the filter service address', () => {
@@ -189,7 +190,8 @@ describe('ports agree with src/cli/defaults.ts', () => {
 
     const envoy = k8sContainer('flowgate-envoy');
     expect(namedPort(envoy, 'http')).toBe(DEFAULTS.listenerPort);
-    expect(namedPort(envoy, 'envoy-admin')).toBe(DEFAULTS.envoyAdminPort);
+    expect(namedPort(envoy, 'health')).toBe(DEFAULTS.envoyHealthPort);
+    expect(envoy.ports?.some((p) => p.containerPort === DEFAULTS.envoyAdminPort)).toBe(false);
     expect(k8sObject(k8s, 'Service', 'flowgate-envoy').spec?.ports).toEqual([expect.objectContaining({ port: 80, targetPort: 'http' })]);
 
     const policy = k8sObject(k8s, 'ConfigMap', 'flowgate-policy').data ?? {};
@@ -215,8 +217,10 @@ describe('Kubernetes workloads', () => {
 });
 
 describe('Envoy bootstraps equal `flowgate bootstrap` output', () => {
-  const composeFlags = ['--node-id', 'compose-envoy', '--node-cluster', 'compose', '--xds', 'control-plane:18000', '--admin-address', '0.0.0.0'];
-  const k8sFlags = ['--node-id', 'k8s-envoy', '--node-cluster', 'k8s', '--xds', `flowgate-control-plane.${NAMESPACE}.svc:${DEFAULTS.xdsPort}`, '--admin-address', '0.0.0.0'];
+  const health = ['--health-listen', `0.0.0.0:${DEFAULTS.envoyHealthPort}`];
+  const tls = (dir: string, cert: string, key: string): string[] => ['--xds-tls-ca', `${dir}/ca.crt`, '--xds-tls-cert', `${dir}/${cert}`, '--xds-tls-key', `${dir}/${key}`];
+  const composeFlags = ['--node-id', 'compose-envoy', '--node-cluster', 'compose', '--xds', 'control-plane:18000', ...health, ...tls('/etc/flowgate/certs', 'envoy.crt', 'envoy.key')];
+  const k8sFlags = ['--node-id', 'k8s-envoy', '--node-cluster', 'k8s', '--xds', `flowgate-control-plane.${NAMESPACE}.svc:${DEFAULTS.xdsPort}`, ...health, ...tls('/etc/flowgate/tls', 'tls.crt', 'tls.key')];
   const regenerate = 'regenerate with: bash deploy/generate-bootstraps.sh';
 
   test('deploy/compose/envoy.yaml, mounted where the envoy service reads it', () => {
@@ -241,12 +245,25 @@ describe('Envoy bootstraps equal `flowgate bootstrap` output', () => {
   const envoyBin = repoPath('.venv', 'bin', 'envoy');
   test.skipIf(!existsSync(envoyBin))('Envoy itself accepts both bootstraps with the arguments the files pass', () => {
     const dir = mkdtempSync(join(tmpdir(), 'flowgate-deploy-'));
+    // Envoy checks that the certificate files exist: the ones deploy/compose/make-certs.sh makes stand in for
+    // both the compose certs directory and the Kubernetes Secret.
+    const certs = join(dir, 'certs');
+    const made = spawnSync('bash', [repoPath('deploy/compose/make-certs.sh'), certs], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const local = (text: string): string =>
+      text
+        .replaceAll('/etc/flowgate/certs/', `${certs}/`)
+        .replaceAll('/etc/flowgate/tls/ca.crt', `${certs}/ca.crt`)
+        .replaceAll('/etc/flowgate/tls/tls.crt', `${certs}/envoy.crt`)
+        .replaceAll('/etc/flowgate/tls/tls.key', `${certs}/envoy.key`);
     const k8sFile = join(dir, 'k8s.yaml');
-    writeFileSync(k8sFile, k8sObject(k8s, 'ConfigMap', 'flowgate-envoy-bootstrap').data?.['envoy.yaml'] ?? '');
+    writeFileSync(k8sFile, local(k8sObject(k8s, 'ConfigMap', 'flowgate-envoy-bootstrap').data?.['envoy.yaml'] ?? ''));
+    const composeFile = join(dir, 'compose.yaml');
+    writeFileSync(composeFile, local(readRepoFile('deploy/compose/envoy.yaml')));
     const k8sArgs = (k8sContainer('flowgate-envoy').args ?? []).map((a) => a.replace('$(POD_NAME)', 'flowgate-envoy-abc'));
     k8sArgs[k8sArgs.indexOf('-c') + 1] = k8sFile;
     const composeArgs = (compose.services.envoy?.command ?? []).slice(1);
-    composeArgs[composeArgs.indexOf('-c') + 1] = repoPath('deploy/compose/envoy.yaml');
+    composeArgs[composeArgs.indexOf('-c') + 1] = composeFile;
     for (const args of [k8sArgs, composeArgs]) {
       const r = spawnSync(envoyBin, ['--mode', 'validate', ...args], { encoding: 'utf8' });
       expect(r.status, r.stderr + r.stdout).toBe(0);

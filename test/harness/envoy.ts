@@ -19,6 +19,8 @@ export interface EnvoyOptions extends Omit<BootstrapOptions, 'adminPort' | 'admi
   /** Extra bootstrap fields merged over the generated bootstrap (e.g. layered_runtime). */
   readonly extraBootstrap?: Record<string, unknown>;
   readonly logLevel?: string;
+  /** The admin port (on 127.0.0.1); default a free port. */
+  readonly adminPort?: number;
 }
 
 export interface EnvoyProcess {
@@ -39,7 +41,7 @@ export interface ConfigDump {
 
 /** Starts Envoy with a Flowgate bootstrap and waits for it to be LIVE. */
 export async function startEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> {
-  const adminPort = await freePort();
+  const adminPort = options.adminPort ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-envoy-'));
   const bootstrap = { ...envoyBootstrapJson({ ...options, adminPort, adminAddress: '127.0.0.1' }), ...(options.extraBootstrap ?? {}) };
   const file = join(dir, 'bootstrap.yaml');

@@ -65,15 +65,21 @@ export async function startFlowgate(options: {
     env: { ...process.env, FLOWGATE_LOG_LEVEL: 'debug', ...(options.env ?? {}) },
   });
   const adminUrl = `http://127.0.0.1:${adminPort}`;
-  await waitFor(
-    'flowgate serve /readyz',
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error(`flowgate serve exited with ${proc.child.exitCode}`);
-      const res = await fetch(`${adminUrl}/readyz`);
-      return res.status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, describe: () => proc.tail(40) },
-  );
+  try {
+    await waitFor(
+      'flowgate serve /readyz',
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`flowgate serve exited with ${proc.child.exitCode}`);
+        const res = await fetch(`${adminUrl}/readyz`);
+        return res.status === 200 ? true : undefined;
+      },
+      { timeoutMs: 60_000, describe: () => proc.tail(40) },
+    );
+  } catch (err) {
+    // A control plane that never got ready (a rejected policy) must not outlive the test that started it.
+    await proc.stop();
+    throw err;
+  }
   const metrics = async (): Promise<string> => (await fetch(`${adminUrl}/metrics`)).text();
   return {
     xdsPort,

@@ -65,7 +65,8 @@ describe('access-log service with real Envoy', () => {
     warmPort = warm ?? 0;
     loggedPort = logged ?? 0;
     als = new grpc.Server();
-    registerAccessLogService(als, aggregator);
+    // This Envoy's xDS stream is on another server: the test vouches for it.
+    registerAccessLogService(als, aggregator, { xdsStreamHeld: (node) => node === 'als-1' });
     const alsPort = await new Promise<number>((resolve, reject) =>
       als.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );

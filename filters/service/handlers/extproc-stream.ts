@@ -3,6 +3,7 @@ import { Header, MODEL_METADATA_KEY } from '../../../src/contract/filter-wire.js
 import { errorMessage } from '../../../src/errors.js';
 import type { ProcessingRequest__Output as ProcessingRequest } from '../../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
 import { logger } from '../../../src/observability/log.js';
+import { untrusted } from '../../../src/observability/untrusted.js';
 import { bufferRefusals, type BudgetPhase, type BufferBudget, type ExchangeShare } from '../../extproc/buffer-budget.js';
 import { overloaded, type Exchange, type ExchangeOutcome, type HeaderChanges, type PhaseResult, type ProcessorRun, type Refusal } from '../../extproc/processor.js';
 import { PROCESSORS } from '../../extproc/processors/index.js';
@@ -69,7 +70,7 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
         else res = immediate(503, jsonBody('unavailable', 'the filter service has no policy for this model yet'));
         if (!call.writableEnded) call.write(res);
       } catch (err) {
-        log.error({ model, requestId: exchange?.requestId, err: errorMessage(err) }, 'ext_proc message failed');
+        log.error({ model, requestId: untrusted(exchange?.requestId), err: untrusted(errorMessage(err)) }, 'ext_proc message failed');
         state?.refused(msg.request === 'request_headers' || msg.request === 'request_body' ? 'request' : 'response');
         if (!call.writableEnded) call.write(immediate(500, jsonBody('filter_error', 'the filter service failed on this request')));
       } finally {

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { DEFAULT_MAX_DOWNSTREAM_CONNECTIONS, DEFAULT_MAX_HEAP_BYTES, envoyBootstrapJson } from '../../bootstrap/bootstrap.js';
+import { DEFAULT_MAX_DOWNSTREAM_CONNECTIONS, DEFAULT_MAX_HEAP_BYTES, envoyBootstrapJson, isLoopbackAddress } from '../../bootstrap/bootstrap.js';
 import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 
@@ -14,7 +14,8 @@ export const bootstrapCommand: Command = {
     xds: { type: 'string', description: 'the control plane xDS address', env: 'FLOWGATE_XDS', default: `127.0.0.1:${DEFAULTS.xdsPort}`, placeholder: 'HOST:PORT' },
     delta: { type: 'boolean', description: 'incremental xDS (DELTA_GRPC) instead of state of the world', default: false },
     ads: { type: 'boolean', description: 'one aggregated stream (ADS); --no-ads opens one stream per resource type', default: true },
-    'admin-address': { type: 'string', description: 'Envoy admin listen address', default: '127.0.0.1', placeholder: 'ADDR' },
+    'admin-address': { type: 'string', description: 'Envoy admin listen address: loopback only (127.0.0.1 or ::1)', default: '127.0.0.1', placeholder: 'ADDR' },
+    'health-listen': { type: 'string', description: 'add a probe listener answering GET /ready (Envoy\'s health), nothing else; e.g. 0.0.0.0:9902', placeholder: 'HOST:PORT' },
     'admin-port': { type: 'string', description: 'Envoy admin port', default: String(DEFAULTS.envoyAdminPort), placeholder: 'PORT' },
     'xds-tls-ca': { type: 'string', description: 'TLS to the control plane: CA file (on the Envoy host) that signed its certificate', env: 'FLOWGATE_XDS_TLS_CA', placeholder: 'FILE' },
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this Envoy\'s client certificate file', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
@@ -32,6 +33,11 @@ export const bootstrapCommand: Command = {
     const ca = str('xds-tls-ca');
     if (!ca && (str('xds-tls-cert') || str('xds-tls-key'))) throw new UsageError('--xds-tls-cert and --xds-tls-key need --xds-tls-ca');
     if (Boolean(str('xds-tls-cert')) !== Boolean(str('xds-tls-key'))) throw new UsageError('give both --xds-tls-cert and --xds-tls-key, or neither');
+    const healthText = str('health-listen');
+    const health = healthText === undefined ? undefined : hostPort(healthText, '--health-listen');
+    if (!isLoopbackAddress(String(options['admin-address']))) {
+      throw new UsageError(`--admin-address must be loopback (127.0.0.1 or ::1): the admin interface can stop Envoy and dump its config; give --health-listen for probes from outside`);
+    }
     const json = envoyBootstrapJson({
       nodeId: String(options['node-id']),
       nodeCluster: String(options['node-cluster']),
@@ -43,6 +49,7 @@ export const bootstrapCommand: Command = {
       adminPort: Number(options['admin-port']),
       maxHeapBytes: positiveInteger(options['max-heap-bytes'], '--max-heap-bytes'),
       maxDownstreamConnections: positiveInteger(options['max-connections'], '--max-connections'),
+      ...(health && { health: { address: health.host, port: health.port } }),
       ...(ca && { xdsTls: { ca, cert: str('xds-tls-cert'), key: str('xds-tls-key'), sni: str('xds-tls-sni') } }),
     });
     const text = options.format === 'json' ? JSON.stringify(json, null, 2) + '\n' : YAML.stringify(json);

@@ -3,6 +3,7 @@ import { FlowgateError } from '../../errors.js';
 import { readWebhookSecrets, WEBHOOK_PATH } from '../../registry/webhook-receiver.js';
 import { logger } from '../../observability/log.js';
 import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/credentials.js';
+import { DEFAULT_REQUEST_LIMITS } from '../../xds/wire.js';
 import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
@@ -30,6 +31,8 @@ export const serveCommand: Command = {
     'xds-tls-cert': { type: 'string', description: 'serve xDS over TLS with this certificate (PEM)', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'the key of --xds-tls-cert (PEM)', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
     'xds-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only xDS clients with a certificate signed by this CA', env: 'FLOWGATE_XDS_TLS_CLIENT_CA', placeholder: 'FILE' },
+    'xds-max-request-bytes': { type: 'string', description: 'largest xDS request (and access-log batch) accepted, in bytes', env: 'FLOWGATE_XDS_MAX_REQUEST_BYTES', default: String(DEFAULT_REQUEST_LIMITS.maxRequestBytes), placeholder: 'BYTES' },
+    'xds-max-resource-names': { type: 'string', description: 'most resource names one xDS request (or stream) may name', env: 'FLOWGATE_XDS_MAX_RESOURCE_NAMES', default: String(DEFAULT_REQUEST_LIMITS.maxResourceNames), placeholder: 'N' },
     'admin-listen': { type: 'string', description: 'admin HTTP listen address (/metrics, /readyz, /debug/*)', env: 'FLOWGATE_ADMIN_LISTEN', default: `127.0.0.1:${DEFAULTS.adminPort}`, placeholder: 'HOST:PORT' },
     filters: { type: 'boolean', description: 'run the filter service in this process (--no-filters when it runs as `flowgate filters`)', env: 'FLOWGATE_EMBEDDED_FILTERS', default: true },
     'filters-listen': { type: 'string', description: 'embedded filter service gRPC listen address', env: 'FLOWGATE_FILTERS_LISTEN', default: `127.0.0.1:${DEFAULTS.filtersPort}`, placeholder: 'HOST:PORT' },
@@ -83,6 +86,10 @@ export const serveCommand: Command = {
       registryCache: typeof options['registry-cache'] === 'string' && options['registry-cache'] !== '' ? options['registry-cache'] : undefined,
       xds: hostPort(String(options['xds-listen']), '--xds-listen'),
       xdsTls: tlsOption(options, 'xds-tls'),
+      xdsLimits: {
+        maxRequestBytes: wholeOption(options, 'xds-max-request-bytes', 1024),
+        maxResourceNames: wholeOption(options, 'xds-max-resource-names', 1),
+      },
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       ...(options.filters !== false && {
         filters: {
@@ -159,6 +166,13 @@ function webhookOptions(options: OptionValues): ControlPlaneOptions['webhooks'] 
     throw new UsageError(err instanceof FlowgateError ? err.toString() : String(err));
   }
   return { ...hostPort(listen, '--webhook-listen'), secrets, tls: cert && key ? { cert, key } : undefined, maxAgeMs: maxAgeS * 1000 };
+}
+
+/** A whole-number option of at least `min`, or a usage error naming it. */
+function wholeOption(options: OptionValues, name: string, min: number): number {
+  const value = Number(options[name]);
+  if (!Number.isSafeInteger(value) || value < min) throw new UsageError(`--${name} must be a whole number, at least ${min}`);
+  return value;
 }
 
 /** A TLS option group, with a wrong combination reported as a usage error. */

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { JWKS_LIMITS } from '../../contract/filter-policy.js';
 import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName, wholeNumber } from '../fields.js';
+import { parseAddressPattern } from '../address-pattern.js';
 import { upstreamSettingsShape } from './shared.js';
 
 /** The Gateway document: listeners, defaults for every Model, the filter service, JWT issuers, tracing, audit. */
@@ -13,7 +15,7 @@ const jwtIssuer = z
     audiences: z.array(z.string().min(1)).default([]),
     jwksUri: httpUrl.optional(),
     // JWKs carry many optional members; only `kty` is common to all of them.
-    jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1) }).optional(),
+    jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1).max(JWKS_LIMITS.maxKeys) }).optional(),
     /** Absent: the IR's default (RS256, ES256). */
     algorithms: z.array(z.enum(JWT_ALGORITHMS)).min(1).optional(),
     /** Absent: the IR's default (30s). */
@@ -21,6 +23,8 @@ const jwtIssuer = z
     /** Absent: the IR's default (sub). */
     consumerClaim: z.string().min(1).optional(),
     rolesClaim: z.string().min(1).optional(),
+    /** Absent: the IR's default (true: a token without `exp` is refused). */
+    requireExpiry: z.boolean().optional(),
   })
   .superRefine((j, ctx) => {
     if ((j.jwksUri === undefined) === (j.jwks === undefined)) {
@@ -28,6 +32,12 @@ const jwtIssuer = z
       ctx.addIssue({ code: 'custom', message: `must set exactly one of jwksUri or jwks (found ${found})` });
     }
   });
+
+/** A pattern of Gateway.upstreams.allow / deny (src/policy/address-pattern.ts). */
+const addressPattern = z.string().superRefine((s, ctx) => {
+  const parsed = parseAddressPattern(s);
+  if ('error' in parsed) ctx.addIssue({ code: 'custom', message: `${parsed.error}; write a CIDR or IP, a host name, '*.' and a domain, or '*', optionally with :port or :low-high` });
+});
 
 const absolutePath = z.string().startsWith('/', { error: 'must be an absolute path' });
 
@@ -80,6 +90,20 @@ export const GatewaySchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  /**
+   * Where model versions may be served (checked in the IR, src/ir/upstream-guard.ts). Absent stays absent (the
+   * built-in rules alone), so a policy that does not use it keeps its hash.
+   */
+  upstreams: z
+    .strictObject({
+      /** Empty: any address the deny rules leave. */
+      allow: z.array(addressPattern).default([]),
+      /** Added to the built-in deny rules. */
+      deny: z.array(addressPattern).default([]),
+      /** The admin port of the Envoys' bootstraps, refused on loopback (absent: the IR's default, 9901). */
+      envoyAdminPort: port.optional(),
+    })
+    .optional(),
   tracing: z
     .strictObject({
       otlp: z.strictObject({ address: hostAddress, port }),

@@ -35,10 +35,13 @@ export class SotwStream extends XdsStream {
     const wasWildcard = st.wildcard;
     const explicitWildcard = names.includes('*');
     st.wildcard = explicitWildcard || (names.length === 0 && isFullStateType(st.typeUrl));
-    const before = [...st.names].sort().join('\n');
+    // Compared as sets, in one pass: a request is bounded in names, but its cost should still be linear in them.
+    const before = new Set(st.names);
     st.names.clear();
     for (const n of names) if (n !== '*') st.names.add(n);
-    if ([...st.names].sort().join('\n') !== before || st.wildcard !== wasWildcard) st.subscriptionRev++;
+    let changed = st.wildcard !== wasWildcard || before.size !== st.names.size;
+    if (!changed) for (const n of st.names) if (!before.has(n)) changed = true;
+    if (changed) st.subscriptionRev++;
     // Names the client dropped are gone from its side.
     if ([...st.heldContent.keys()].some((name) => !st.wants(name))) {
       st.heldContent = new Map([...st.heldContent].filter(([name]) => st.wants(name)));

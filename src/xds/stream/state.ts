@@ -130,6 +130,13 @@ export abstract class XdsStream {
     return this.states.size > 0;
   }
 
+  /** How many resource names the stream is subscribed to, over every type. */
+  subscribedNames(): number {
+    let names = 0;
+    for (const st of this.states.values()) names += st.names.size;
+    return names;
+  }
+
   /** A read-only copy of the stream's protocol state, for status pages and CSDS. */
   status(): StreamStatus {
     const types = PUSH_ORDER.map((t) => this.states.get(t)).filter((s): s is TypeState => s !== undefined);
