@@ -39,9 +39,12 @@ let canary: InferenceBackend;
 let flowgate: FlowgateProcess;
 let envoy: EnvoyProcess;
 let envoyPort: number;
+let filtersPort: number;
 
 const POLICY = (canaryWeight: number, listenerPort: number): string => `kind: Gateway
 listeners: [{ name: grpc, address: 127.0.0.1, port: ${listenerPort} }]
+# Pinned requests through Envoy are judged by the filter service (embedded in serve).
+filterService: { address: 127.0.0.1, port: ${filtersPort} }
 defaults: { timeout: 10s }
 ---
 kind: Model
@@ -144,9 +147,10 @@ beforeAll(async () => {
     }),
   );
   envoyPort = await freePort();
+  filtersPort = await freePort();
   mkdirSync(policyDir);
   writeFileSync(join(policyDir, 'policy.yaml'), POLICY(20, envoyPort));
-  flowgate = await startFlowgate({ policyDir, registryFile: registry, name: 'flowgate-proxyless' });
+  flowgate = await startFlowgate({ policyDir, registryFile: registry, filtersPort, name: 'flowgate-proxyless' });
   envoy = await startEnvoy({ nodeId: 'e2e-proxyless-envoy', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
   process.env.GRPC_XDS_BOOTSTRAP = writeXdsBootstrap(dir, `127.0.0.1:${flowgate.xdsPort}`, { id: 'proxyless-js', cluster: 'mesh' });
   grpcXds.register();

@@ -115,6 +115,9 @@ async function acrossTheBoundary(path: string, count: number): Promise<{ late: n
     if (Date.now() >= second + 1200) continue;
     const earlyAnswers: RawAnswer[] = [];
     for (let i = 0; i < count; i++) earlyAnswers.push(await post(path));
+    // The admitted burst leaves the window at second + 1.6 s at the earliest: an early burst that a loaded
+    // machine stretched past that proves nothing, so the attempt is made again.
+    if (Date.now() >= second + 1550) continue;
     return { late: late.map((a) => a.status), early: earlyAnswers.map((a) => a.status), earlyAnswers, lateSecond: second };
   }
   throw new Error('could not place a burst inside one second five times running; the machine is too loaded');
@@ -177,7 +180,8 @@ describe('sliding windows by default', () => {
   test('every Redis key of one decision carries the same cluster hash tag', async () => {
     const client = new Redis(redis.url);
     try {
-      const keys = await client.keys('*');
+      // The counter store's keys (the control plane's rollout windows share this Redis under another prefix).
+      const keys = await client.keys('flowgate:rl:*');
       expect(keys.length).toBeGreaterThan(0);
       // One consumer made every decision here (and refusals charged no one else): one tag, on every key,
       // and the first braces of each key, so Redis Cluster hashes only the tag.
