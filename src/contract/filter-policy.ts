@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { signatureSchema } from './signature.js';
 
 /**
  * The FilterPolicy: everything the filter service decides with, resolved by the control plane's IR (every
@@ -79,6 +80,25 @@ const maskingRules = z.object({
 
 const liveVersion = z.object({ version: name, aliases: strings, weight: count });
 
+/** The protocols a model is called by (`protocol` on the Model) and a version's server may speak. */
+export const MODEL_PROTOCOLS = ['mlflow', 'oip'] as const;
+export type ModelProtocol = (typeof MODEL_PROTOCOLS)[number];
+
+/**
+ * What the cluster-level ext_proc does for one version (its cluster's filter names the version): check
+ * request bodies against the version's signature, and convert bodies between the model's public protocol
+ * and the one the version speaks.
+ */
+const versionProcessing = z.object({
+  version: name,
+  /** The protocol the version's server speaks; when it is not the model's, requests and answers are converted. */
+  protocol: z.enum(MODEL_PROTOCOLS),
+  /** Refuse (400) a request body the signature does not accept, before the version is called. */
+  validateInput: z.boolean(),
+  /** The version's MLflow signature; absent when its MLmodel has none (or could not be read): bodies pass unchecked. */
+  signature: signatureSchema.optional(),
+});
+
 const model = z.object({
   name,
   /** Requests pass when the filter service or its store cannot decide. */
@@ -92,6 +112,14 @@ const model = z.object({
   requestLimits: z.array(requestLimit),
   tokenQuotas: z.array(tokenQuota),
   masking: z.object({ request: maskingRules.optional(), response: maskingRules.optional(), maxBodyBytes: positive }).optional(),
+  /** The public protocol callers use (absent: mlflow). */
+  protocol: z.enum(MODEL_PROTOCOLS).optional(),
+  /** The MLflow registered model, which names it in OIP paths (/v2/models/{registeredModel}/infer). */
+  registeredModel: name.optional(),
+  /** The versions processed by the cluster-level ext_proc (validation, protocol conversion); absent: none. */
+  versions: z.array(versionProcessing).optional(),
+  /** The largest body the cluster-level processing reads; a larger one is refused (413). */
+  maxBodyBytes: positive.optional(),
 });
 
 const consumer = z.object({
@@ -140,6 +168,7 @@ export type MaskingRules = z.output<typeof maskingRules>;
 export type ModelMaskingRules = NonNullable<ModelRules['masking']>;
 export type LiveVersionRule = ModelRules['live'][number];
 export type AuditRules = FilterPolicy['audit'];
+export type VersionProcessingRules = NonNullable<ModelRules['versions']>[number];
 
 /** A refused FilterPolicy: the reason goes back to the control plane in the NACK. */
 export class FilterPolicyError extends Error {

@@ -41,6 +41,12 @@ export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;
 /** The gRPC initial metadata key Envoy's ext_proc sends per route (ExtProcPerRoute): the model name. */
 export const MODEL_METADATA_KEY = 'x-flowgate-model';
 
+/**
+ * The gRPC initial metadata key of the cluster-level ext_proc filter (one per version cluster): the model
+ * version that cluster serves. Its presence is what tells a version's stream from a route's.
+ */
+export const VERSION_METADATA_KEY = 'x-flowgate-version';
+
 /** The ext_authz context extension Envoy sends per route (ExtAuthzPerRoute check_settings): the model name. */
 export const MODEL_CONTEXT_KEY = 'model';
 
@@ -63,6 +69,8 @@ export const FilterName = {
   authz: (mode: FailureMode): string => `flowgate.authz${suffix(mode)}`,
   rateLimit: (mode: FailureMode): string => `flowgate.ratelimit${suffix(mode)}`,
   extProc: (mode: FailureMode): string => `flowgate.extproc${suffix(mode)}`,
+  /** The cluster-level ext_proc of a version's cluster (signature validation, protocol conversion). */
+  versionExtProc: 'flowgate.version-extproc',
 } as const;
 
 /** The rate-limit stage the filter of a failure mode acts on (a route's rate_limits name their stage). */

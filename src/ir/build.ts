@@ -1,12 +1,14 @@
 import type { Policy } from '../policy/policy.js';
 import { edgeSettings } from './edge.js';
-import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters } from './filter-rules.js';
+import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters, versionBodyLimit } from './filter-rules.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
 import type { ConsumerRules } from '../contract/filter-policy.js';
 import type { ModelPolicy, UpstreamSettings, VersionSelector } from '../policy/schema/index.js';
 import type { ModelVersion, RegisteredModel, RegistrySnapshot } from '../registry/types.js';
+import { signatureKey, type SignatureMap } from '../registry/signatures.js';
+import { MODEL_PROTOCOLS } from '../contract/filter-policy.js';
 import {
   clusterName,
   type GatewayAlert,
@@ -16,7 +18,9 @@ import {
   type ModelIR,
   type ModelProtocol,
   type ModelSettings,
+  type SignatureState,
   type UpstreamAddress,
+  type VersionProcessing,
 } from './types.js';
 
 /**
@@ -34,6 +38,9 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 
 const HEALTH_PATH: Readonly<Record<ModelProtocol, string>> = { mlflow: '/ping', oip: '/v2/health/ready' };
 
+/** The version tag that says which protocol a version's server speaks (absent: the model's own). */
+export const PROTOCOL_TAG = 'flowgate.protocol';
+
 export interface BuildResult {
   readonly ir: GatewayIR;
   /**
@@ -47,7 +54,11 @@ export interface BuildResult {
 /** The hash of an IR built without a registry. */
 export const NO_REGISTRY = 'none';
 
-export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR): BuildResult {
+/**
+ * The IR of a policy and a registry snapshot; `previous` keeps a model's last live versions through a
+ * registry mistake, `signatures` (read from MLflow per version) feed input validation and conversion.
+ */
+export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR, signatures?: SignatureMap): BuildResult {
   const alerts: GatewayAlert[] = [];
   const issues: PolicyIssue[] = [];
   const models: ModelIR[] = [];
@@ -67,7 +78,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
     }
     const prior = previous?.models.find((m) => m.name === model.name);
-    models.push(resolveModel(policy, model, registered, prior, alerts, consumers));
+    models.push(resolveModel(policy, model, registered, prior, alerts, consumers, signatures));
   }
   return {
     ir: {
@@ -77,7 +88,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       edge: edgeSettings(policy.gateway),
       models,
       alerts,
-      filterService: models.some((m) => m.filters) ? filterServiceOf(policy.gateway) : undefined,
+      filterService: models.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) ? filterServiceOf(policy.gateway) : undefined,
       tracing: policy.gateway.tracing
         ? { address: policy.gateway.tracing.otlp.address, port: policy.gateway.tracing.otlp.port, serviceName: policy.gateway.tracing.serviceName, samplingPercent: policy.gateway.tracing.samplingPercent }
         : undefined,
@@ -137,14 +148,51 @@ export function parseHostPort(text: string): UpstreamAddress | undefined {
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
-type Resolved = { version: ModelVersion; address: UpstreamAddress } | { reason: string };
+/** The protocol a version's server speaks: its `flowgate.protocol` tag, else the model's. */
+export function versionProtocol(model: ModelPolicy, version: ModelVersion): ModelProtocol | { reason: string } {
+  const tag = version.tags[PROTOCOL_TAG]?.trim();
+  if (tag === undefined || tag === '') return model.protocol;
+  if ((MODEL_PROTOCOLS as readonly string[]).includes(tag)) return tag as ModelProtocol;
+  return { reason: `version ${version.version}: tag ${PROTOCOL_TAG} is '${tag}', not one of ${MODEL_PROTOCOLS.join(', ')}` };
+}
+
+type Resolved = { version: ModelVersion; address: UpstreamAddress; protocol: ModelProtocol } | { reason: string };
 
 function resolve(model: ModelPolicy, registered: RegisteredModel | undefined, selector: VersionSelector): Resolved {
   const selected = selectVersion(registered, selector);
   if ('reason' in selected) return selected;
   const address = versionAddress(model, selected.version);
   if ('reason' in address) return address;
-  return { version: selected.version, address };
+  const protocol = versionProtocol(model, selected.version);
+  if (typeof protocol === 'object') return protocol;
+  return { version: selected.version, address, protocol };
+}
+
+/** The signature state of a routed version, from the map the control plane fills. */
+function signatureOf(version: ModelVersion, signatures: SignatureMap | undefined): SignatureState {
+  const found = signatures?.get(signatureKey(version));
+  if (!found) return { status: 'pending' };
+  return found.status === 'found' ? { status: 'found', signature: found.signature } : found;
+}
+
+/** What a version's cluster does with each request, or undefined when it passes them as they are. */
+function processingOf(
+  model: ModelPolicy,
+  resolved: { version: ModelVersion; protocol: ModelProtocol },
+  options: { validate: boolean; healthDefaulted: boolean },
+  signatures: SignatureMap | undefined,
+): VersionProcessing | undefined {
+  const convert = resolved.protocol !== model.protocol;
+  const validate = options.validate;
+  if (!validate && !convert) return undefined;
+  const healthDefaulted = options.healthDefaulted;
+  return {
+    protocol: resolved.protocol,
+    validateInput: validate,
+    convert,
+    signature: signatureOf(resolved.version, signatures),
+    ...(convert && healthDefaulted && { healthCheckPath: HEALTH_PATH[resolved.protocol] }),
+  };
 }
 
 function resolveModel(
@@ -154,10 +202,15 @@ function resolveModel(
   prior: ModelIR | undefined,
   alerts: GatewayAlert[],
   consumers: readonly ConsumerRules[],
+  signatures: SignatureMap | undefined,
 ): ModelIR {
   const alert = (code: GatewayAlert['code'], message: string): void => {
     alerts.push({ code, model: model.name, message });
   };
+  const rules = modelFilterRules(model, policy.gateway);
+  const hc = model.healthCheck !== undefined ? model.healthCheck : policy.gateway.defaults.healthCheck;
+  const options = { validate: rules.validation !== undefined, healthDefaulted: hc !== undefined && hc.path === undefined };
+  const process = (r: { version: ModelVersion; protocol: ModelProtocol }): VersionProcessing | undefined => processingOf(model, r, options, signatures);
   const live: LiveVersion[] = [];
   const stable = resolve(model, registered, model.traffic.stable);
   let keptLastLive = false;
@@ -167,8 +220,8 @@ function resolveModel(
     if (canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
     const canaryLive = canarySpec && canary && 'version' in canary && canary.version.version !== stable.version.version ? canary : undefined;
     const canaryWeight = canaryLive && canarySpec ? canarySpec.weight : 0;
-    live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight));
-    if (canaryLive) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight));
+    live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight, process(stable)));
+    if (canaryLive) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight, process(canaryLive)));
   } else if (prior && prior.live.length > 0) {
     keptLastLive = true;
     live.push(...prior.live);
@@ -182,13 +235,23 @@ function resolveModel(
   if (mirrorSpec) {
     const m = resolve(model, registered, mirrorSpec);
     if ('reason' in m) alert('mirror_unresolved', `mirror not sent (${m.reason})`);
-    else mirror = { version: m.version.version, cluster: clusterName(model.name, m.version.version), address: m.address, percent: mirrorSpec.percent };
+    else {
+      const processing = process(m);
+      mirror = { version: m.version.version, cluster: clusterName(model.name, m.version.version), address: m.address, percent: mirrorSpec.percent, ...(processing && { processing }) };
+    }
   }
+  for (const v of [...live, ...(mirror ? [mirror] : [])]) {
+    const sig = v.processing?.validateInput ? v.processing.signature : undefined;
+    if (sig && sig.status !== 'found') {
+      const why = sig.status === 'pending' ? 'its signature has not been read from MLflow yet' : sig.status === 'none' ? 'its MLmodel declares no signature' : `its signature is unreadable (${sig.reason})`;
+      alert('no_signature', `version ${v.version}: ${why}; its requests pass unchecked`);
+    }
+  }
+  const processed = [...live, ...(mirror ? [mirror] : [])].some((v) => v.processing !== undefined);
 
   const pinnableAliases: Record<string, string> = {};
   for (const l of live) for (const a of l.aliases) pinnableAliases[a] = l.version;
 
-  const rules = modelFilterRules(model, policy.gateway);
   return {
     name: model.name,
     registeredModel: model.registeredModel,
@@ -203,11 +266,12 @@ function resolveModel(
     keptLastLive,
     rules,
     filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning }, consumers),
+    ...(processed && { versionBodyLimitBytes: versionBodyLimit(model) }),
   };
 }
 
-function liveVersion(model: ModelPolicy, version: ModelVersion, address: UpstreamAddress, role: LiveVersion['role'], weight: number): LiveVersion {
-  return { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address };
+function liveVersion(model: ModelPolicy, version: ModelVersion, address: UpstreamAddress, role: LiveVersion['role'], weight: number, processing: VersionProcessing | undefined): LiveVersion {
+  return { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address, ...(processing && { processing }) };
 }
 
 /** A Model's own setting replaces the Gateway default's whole block. */

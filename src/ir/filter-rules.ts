@@ -13,7 +13,7 @@ import {
   type TokenQuotaRule,
 } from '../contract/filter-policy.js';
 import type { ConsumerPolicy, GatewayPolicy, ModelPolicy } from '../policy/schema/index.js';
-import type { FilterServiceIR, ModelFilterRules, ModelFilters } from './types.js';
+import type { FilterServiceIR, InputValidation, ModelFilterRules, ModelFilters } from './types.js';
 
 /**
  * The filter rules of the gateway, resolved: which access rules, request limits, token quotas and masking
@@ -93,15 +93,28 @@ function access(model: ModelPolicy): AccessRules | undefined {
   };
 }
 
+function validation(model: ModelPolicy): InputValidation | undefined {
+  const v = model.validation;
+  if (!v || v.input === 'none') return undefined;
+  return { input: 'signature', maxBodyBytes: v.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
+}
+
 /** A model's filter rules with every default applied. */
 export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): ModelFilterRules {
+  const checked = validation(model);
   return {
     failOpen: model.failOpen ?? gateway.filterService.failOpen ?? DEFAULT_FAIL_OPEN,
     access: access(model),
     requestLimits: model.rateLimits.map((l) => requestLimit(l, `Model ${model.name}: ${l.requests} per ${l.per} per consumer`)),
     tokenQuotas: model.tokenQuotas.map((q) => tokenQuota(q, (count) => `Model ${model.name}: ${q.tokens} ${count} tokens per ${q.per} per consumer`)),
     masking: masking(model),
+    ...(checked && { validation: checked }),
   };
+}
+
+/** The largest body a version's cluster reads (validation and protocol conversion buffer it whole). */
+export function versionBodyLimit(model: ModelPolicy): number {
+  return model.validation?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
 }
 
 /** A consumer's identity and its own limits and quotas, resolved. */

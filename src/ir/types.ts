@@ -1,4 +1,5 @@
-import type { AccessRules, AuditRules, ConsumerRules, JwtIssuerRules, ModelMaskingRules, RequestLimitRule, TokenQuotaRule } from '../contract/filter-policy.js';
+import type { AccessRules, AuditRules, ConsumerRules, JwtIssuerRules, ModelMaskingRules, ModelProtocol, RequestLimitRule, TokenQuotaRule } from '../contract/filter-policy.js';
+import type { Signature } from '../contract/signature.js';
 
 /**
  * Gateway IR: the joined, resolved view of policy + registry that every translator reads. All defaulting
@@ -11,6 +12,31 @@ export interface UpstreamAddress {
   readonly port: number;
 }
 
+/** What the IR knows of a version's MLflow signature. */
+export type SignatureState =
+  | { readonly status: 'found'; readonly signature: Signature }
+  /** Its MLmodel declares none. */
+  | { readonly status: 'none' }
+  | { readonly status: 'unreadable'; readonly reason: string }
+  /** Not read yet (the control plane asks MLflow once the version is routed to). */
+  | { readonly status: 'pending' };
+
+/**
+ * The work the version's own cluster does on each request (a cluster-level ext_proc, since only there is
+ * the version known): check bodies against the signature, convert between the model's public protocol and
+ * the one the version speaks.
+ */
+export interface VersionProcessing {
+  /** The protocol the version's server speaks (its `flowgate.protocol` tag; absent, the model's). */
+  readonly protocol: ModelProtocol;
+  readonly validateInput: boolean;
+  /** The version speaks another protocol than the model's public one. */
+  readonly convert: boolean;
+  readonly signature: SignatureState;
+  /** The health-check path of the version's protocol, when the policy named none and it differs from the model's. */
+  readonly healthCheckPath?: string;
+}
+
 /** One model version that receives traffic, with its share and its Envoy cluster. */
 export interface LiveVersion {
   readonly version: string;
@@ -21,6 +47,8 @@ export interface LiveVersion {
   readonly role: 'stable' | 'canary';
   readonly cluster: string;
   readonly address: UpstreamAddress;
+  /** Absent: requests reach the version as they are. */
+  readonly processing?: VersionProcessing;
 }
 
 /** A shadow copy of live traffic to a version whose answers are discarded. */
@@ -29,6 +57,7 @@ export interface MirrorTarget {
   readonly cluster: string;
   readonly address: UpstreamAddress;
   readonly percent: number;
+  readonly processing?: VersionProcessing;
 }
 
 /** Envoy's retry policy for a model's routes. */
@@ -81,7 +110,7 @@ export interface PublicRoute {
   readonly pathPrefix: string;
 }
 
-export type ModelProtocol = 'mlflow' | 'oip';
+export type { ModelProtocol } from '../contract/filter-policy.js';
 
 /** An exposed model, resolved. */
 export interface ModelIR {
@@ -103,6 +132,8 @@ export interface ModelIR {
   readonly rules: ModelFilterRules;
   /** The filter-service calls its routes make; undefined for none. */
   readonly filters: ModelFilters | undefined;
+  /** Set when a version's cluster processes bodies (VersionProcessing): the largest body it reads. */
+  readonly versionBodyLimitBytes?: number;
 }
 
 /** What the filter service enforces for one model (src/ir/filter-rules.ts decides every default). */
@@ -113,6 +144,15 @@ export interface ModelFilterRules {
   readonly requestLimits: readonly RequestLimitRule[];
   readonly tokenQuotas: readonly TokenQuotaRule[];
   readonly masking: ModelMaskingRules | undefined;
+  /** Request bodies checked against each version's signature; absent: not checked. */
+  readonly validation?: InputValidation;
+}
+
+/** `validation` of a Model, resolved. */
+export interface InputValidation {
+  readonly input: 'signature';
+  /** The largest body the version's cluster reads (validation and protocol conversion); a larger one is a 413. */
+  readonly maxBodyBytes: number;
 }
 
 /** The filter-service calls a model's routes make (src/ir/filters.ts). */
@@ -162,7 +202,7 @@ export interface EdgeIR {
 
 /** Something an operator must know about: logged and counted by the control plane. */
 export interface GatewayAlert {
-  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model';
+  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'no_signature';
   readonly model: string;
   readonly message: string;
 }

@@ -5,6 +5,7 @@ import { assertValidIR } from '../ir/validate.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import type { Policy } from '../policy/policy.js';
 import type { RegistrySnapshot } from '../registry/types.js';
+import type { SignatureMap } from '../registry/signatures.js';
 import { CONFIG_SOURCE_MODES, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
 import { assertConsistent } from '../resources/consistency.js';
 import type { ResourceInput } from '../resources/types.js';
@@ -24,6 +25,8 @@ export interface PipelineInput {
   readonly registry: RegistrySnapshot | undefined;
   /** The IR served before, so a registry mistake keeps the last live versions. */
   readonly previous?: GatewayIR | undefined;
+  /** Model-version signatures read from MLflow so far (validation and protocol conversion read them). */
+  readonly signatures?: SignatureMap | undefined;
 }
 
 /** The resources of one snapshot: for a node group and a variant (the xDS mode its config sources name). */
@@ -54,7 +57,7 @@ export interface PipelineOptions {
  * (InconsistentSnapshotError naming the dangling references): nothing of it may be published.
  */
 export function runPipeline(input: PipelineInput, options: PipelineOptions = {}): PipelineOutput {
-  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous);
+  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous, input.signatures);
   assertValidIR(ir);
   const groups = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
     group: DEFAULT_GROUP,

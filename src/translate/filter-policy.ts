@@ -1,5 +1,6 @@
 import { FILTER_POLICY_NAME, FILTER_POLICY_SCHEMA, type FilterPolicy } from '../contract/filter-policy.js';
-import type { GatewayIR } from '../ir/types.js';
+import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR } from '../ir/types.js';
+import type { VersionProcessingRules } from '../contract/filter-policy.js';
 import { canonicalJson } from '../policy/policy.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 
@@ -26,8 +27,23 @@ export function filterPolicyOf(ir: GatewayIR): FilterPolicy {
       requestLimits: [...m.rules.requestLimits],
       tokenQuotas: [...m.rules.tokenQuotas],
       ...(m.rules.masking && { masking: m.rules.masking }),
+      ...versionRules(m),
     })),
   };
+}
+
+/** What the cluster-level ext_proc of each processed version reads; nothing for a model without any. */
+function versionRules(m: ModelIR): { protocol?: ModelIR['protocol']; registeredModel?: string; versions?: VersionProcessingRules[]; maxBodyBytes?: number } {
+  const processed = [...m.live, ...(m.mirror ? [m.mirror] : [])].filter((v): v is (LiveVersion | MirrorTarget) & { processing: NonNullable<LiveVersion['processing']> } => v.processing !== undefined);
+  if (processed.length === 0 || m.versionBodyLimitBytes === undefined) return {};
+  const seen = new Set<string>();
+  const versions = processed.filter((v) => !seen.has(v.version) && seen.add(v.version)).map((v) => ({
+    version: v.version,
+    protocol: v.processing.protocol,
+    validateInput: v.processing.validateInput,
+    ...(v.processing.signature.status === 'found' && { signature: v.processing.signature.signature }),
+  }));
+  return { protocol: m.protocol, registeredModel: m.registeredModel, versions, maxBodyBytes: m.versionBodyLimitBytes };
 }
 
 /** The xDS resource carrying a filter policy (its JSON in canonical form, so equal policies have equal bytes). */

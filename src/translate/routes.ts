@@ -72,6 +72,14 @@ function routeAction(model: ModelIR, prefixRewrite: string, target: { cluster: s
  */
 const SERVED_VERSION = header(SERVED_VERSION_HEADER, '%UPSTREAM_METADATA(flowgate:version)%');
 
+/** The request body a model's routes must hold whole: for ext_proc on the route, or on a version's cluster. */
+function bodyLimit(model: ModelIR): number | undefined {
+  const route = model.filters?.extProc ? (model.rules.masking?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES) : undefined;
+  const version = model.versionBodyLimitBytes;
+  if (route === undefined) return version;
+  return version === undefined ? route : Math.max(route, version);
+}
+
 /** The routes of one model on one public route, for one path match (exact prefix, or below it). */
 function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string): object[] {
   const name = (suffix: string): string => `${model.name}:${suffix}`;
@@ -86,7 +94,7 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
       // and the routing headers are only Envoy's business.
       request_headers_to_remove: [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash],
       ...(perFilter && { typed_per_filter_config: perFilter }),
-      ...(model.filters?.extProc && { per_request_buffer_limit_bytes: { value: model.rules.masking?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES } }),
+      ...(bodyLimit(model) !== undefined && { per_request_buffer_limit_bytes: { value: bodyLimit(model) } }),
     };
   };
   const out: object[] = [];

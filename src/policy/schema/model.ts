@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MASK_MODES, BUILTIN_PATTERNS } from '../../contract/filter-policy.js';
+import { MASK_MODES, BUILTIN_PATTERNS, MODEL_PROTOCOLS } from '../../contract/filter-policy.js';
 import { addressTemplate, headerName, hostPattern, pathPrefix, patterned, re2Pattern, resourceName, roleName, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
 import { canarySelector, mirrorSelector, rateLimitShape, stableSelector, tokenQuotaShape, upstreamSettingsShape } from './shared.js';
@@ -92,7 +92,8 @@ export const ModelSchema = z
     kind: z.literal('Model'),
     name: resourceName,
     registeredModel: z.string().min(1).max(256).optional(),
-    protocol: z.enum(['mlflow', 'oip']).default('mlflow'),
+    /** The public protocol callers use; a version tagged `flowgate.protocol` with the other one is converted to it. */
+    protocol: z.enum(MODEL_PROTOCOLS).default('mlflow'),
     routes: z.array(route).min(1).optional(),
     upstream,
     traffic: z.strictObject({
@@ -110,6 +111,14 @@ export const ModelSchema = z
       .strictObject({
         request: maskingRules.optional(),
         response: maskingRules.optional(),
+        /** Absent: the IR's default (1 MiB). */
+        maxBodyBytes: wholeNumber(1, 64 * 1024 * 1024).optional(),
+      })
+      .optional(),
+    /** Check request bodies against each version's MLflow signature before the version is called (docs/signatures.md). */
+    validation: z
+      .strictObject({
+        input: z.enum(['signature', 'none']),
         /** Absent: the IR's default (1 MiB). */
         maxBodyBytes: wholeNumber(1, 64 * 1024 * 1024).optional(),
       })
