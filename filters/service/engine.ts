@@ -1,4 +1,4 @@
-import type { FilterPolicy, ModelRules } from '../../src/contract/filter-policy.js';
+import type { FilterPolicy, ModelRules, VersionProcessingRules } from '../../src/contract/filter-policy.js';
 import { RATE_LIMIT_DOMAIN } from '../../src/contract/filter-wire.js';
 import { Authorizer } from '../authz/engine.js';
 import { compileMasking, type Masker } from '../extproc/masking.js';
@@ -26,6 +26,7 @@ export class FilterEngine {
   private readonly masking = new Map<string, ModelMasking>();
   private readonly aliasMaps = new Map<string, Readonly<Record<string, string>>>();
   private readonly quotaModels = new Set<string>();
+  private readonly versionRules = new Map<string, VersionProcessingRules>();
 
   constructor(
     readonly policy: FilterPolicy,
@@ -43,6 +44,7 @@ export class FilterEngine {
       for (const l of m.live) for (const a of l.aliases) aliases[a] = l.version;
       this.aliasMaps.set(m.name, aliases);
       if (m.tokenQuotas.length > 0 || consumerQuotaModels.has('*') || consumerQuotaModels.has(m.name)) this.quotaModels.add(m.name);
+      for (const v of m.versions ?? []) this.versionRules.set(`${m.name}\u0000${v.version}`, v);
       if (!m.masking) continue;
       this.masking.set(m.name, {
         request: m.masking.request ? compileMasking(m.masking.request) : undefined,
@@ -68,6 +70,11 @@ export class FilterEngine {
   /** Whether any token quota can apply to a model's callers (its answers' usage is then charged). */
   hasQuotas(model: string): boolean {
     return this.quotaModels.has(model);
+  }
+
+  /** What a version's cluster-level processing does (validation, conversion); undefined for nothing. */
+  versionProcessing(model: string, version: string): VersionProcessingRules | undefined {
+    return this.versionRules.get(`${model}\u0000${version}`);
   }
 
   /** alias -> version of a model's live aliases. */

@@ -1,10 +1,10 @@
 import type * as grpc from '@grpc/grpc-js';
-import { Header, MODEL_METADATA_KEY } from '../../../src/contract/filter-wire.js';
+import { Header, MODEL_METADATA_KEY, VERSION_METADATA_KEY } from '../../../src/contract/filter-wire.js';
 import { errorMessage } from '../../../src/errors.js';
 import type { ProcessingRequest__Output as ProcessingRequest } from '../../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
 import { logger } from '../../../src/observability/log.js';
 import type { Exchange, HeaderChanges, PhaseResult, ProcessorRun, Refusal } from '../../extproc/processor.js';
-import { PROCESSORS } from '../../extproc/processors/index.js';
+import { PROCESSORS, VERSION_PROCESSORS } from '../../extproc/processors/index.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { headerMapToRecord, setHeaders } from '../grpc.js';
@@ -26,11 +26,14 @@ type Phase = 'request_headers' | 'request_body' | 'response_headers' | 'response
 export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequest, object>, engine: FilterEngine | undefined, audit: AuditLog): void {
   const model = String(call.metadata.get(MODEL_METADATA_KEY)[0] ?? '');
   const rules = engine?.model(model);
+  // A version's cluster-level filter names its version; a route's filter does not.
+  const versionValue = call.metadata.get(VERSION_METADATA_KEY)[0];
+  const version = versionValue === undefined ? undefined : String(versionValue);
   const exchange: Exchange | undefined =
     engine && rules
-      ? { model, rules, engine, audit, consumer: undefined, requestId: undefined, requestHeaders: {}, requestBody: undefined, responseStatus: undefined, responseHeaders: {} }
+      ? { model, version, rules, engine, audit, consumer: undefined, requestId: undefined, requestHeaders: {}, requestBody: undefined, responseStatus: undefined, responseHeaders: {} }
       : undefined;
-  const runs: ProcessorRun[] = exchange ? PROCESSORS.flatMap((p) => p.open(exchange) ?? []) : [];
+  const runs: ProcessorRun[] = exchange ? (version === undefined ? PROCESSORS : VERSION_PROCESSORS).flatMap((p) => p.open(exchange) ?? []) : [];
   let finished = false;
   const finish = async (outcome: 'complete' | 'aborted'): Promise<void> => {
     if (finished) return;
@@ -149,7 +152,7 @@ function mergeHeaders(into: { set: Record<string, string>; remove: string[] }, c
 function phaseAnswer(phase: Phase, out: PhaseOutcome): object {
   if (out.refusal) {
     const r = out.refusal;
-    return immediate(r.status, jsonBody(r.code, r.message, r.extra), r.headers);
+    return immediate(r.status, r.body ?? jsonBody(r.code, r.message, r.extra), r.headers);
   }
   const response: Record<string, unknown> = {};
   const hasHeaders = Object.keys(out.headers.set).length > 0 || out.headers.remove.length > 0;
