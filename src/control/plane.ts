@@ -8,6 +8,7 @@ import { PolicyWatcher } from '../policy/watch.js';
 import type { MlflowClientOptions } from '../registry/mlflow-client.js';
 import { MlflowClient } from '../registry/mlflow-client.js';
 import { RegistryPoller } from '../registry/poller.js';
+import { SignatureFetcher } from '../registry/signatures.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { SnapshotCache } from '../xds/cache.js';
 import { existsSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { registerAccessLogService } from '../traffic/receiver.js';
 import { registerCsds } from '../status/service.js';
 import { startFilterServer } from '../../filters/service/server.js';
 import type { FilterPolicy } from '../contract/filter-policy.js';
+import { signatureReport } from '../status/signatures.js';
 
 /**
  * The control plane process: policy watcher + registry poller -> controller -> snapshot cache -> xDS server,
@@ -69,7 +71,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // bootstrap declared, since that decides the config sources its resources must name.
   const cache = new SnapshotCache({ variantOf: (node) => configSourceModeOf(node.metadata) });
   const filters = options.filters ? await startFilterServer(options.filters) : undefined;
-  const controller = new GatewayController({ cache, ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }) });
+  // Signatures are read from MLflow once per routed version that validates or converts bodies.
+  const signatures = options.mlflow ? new SignatureFetcher({ mlflow: options.mlflow }) : undefined;
+  const controller = new GatewayController({
+    cache,
+    ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
+    ...(signatures && { onSignaturesWanted: (versions) => signatures.want(versions) }),
+  });
+  signatures?.on('signatures', (map) => controller.setSignatures(map));
   const watcher = new PolicyWatcher(options.policyDir, { check: controller.checkPolicy });
   let poller: RegistryPoller | undefined;
 
@@ -129,6 +138,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
   admin.route('/debug/ir', () => ({ json: controller.current() ?? null }));
   admin.route('/debug/snapshot', () => ({ json: { versions: controller.versions() } }));
+  admin.route('/debug/signatures', () => ({ json: signatureReport(controller.current()) }));
   registerTrafficRoutes(admin, traffic);
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
@@ -148,6 +158,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       log.info('stopping: ending xDS streams; Envoys keep their configuration');
       await watcher.stop();
       await poller?.stop();
+      signatures?.stop();
       registryFile?.stop();
       xds.endAll();
       await new Promise<void>((resolve) => {

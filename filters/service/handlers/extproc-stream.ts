@@ -7,7 +7,7 @@ import type { Exchange, HeaderChanges, PhaseResult, ProcessorRun, Refusal } from
 import { PROCESSORS, VERSION_PROCESSORS } from '../../extproc/processors/index.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
-import { headerMapToRecord, setHeaders } from '../grpc.js';
+import { headerMapToRecord, setRawHeaders } from '../grpc.js';
 import { callLatency, decisions } from '../metrics.js';
 import { immediate, jsonBody } from '../responses.js';
 
@@ -156,7 +156,7 @@ function phaseAnswer(phase: Phase, out: PhaseOutcome): object {
   }
   const response: Record<string, unknown> = {};
   const hasHeaders = Object.keys(out.headers.set).length > 0 || out.headers.remove.length > 0;
-  if (hasHeaders) response.header_mutation = { ...(Object.keys(out.headers.set).length > 0 && { set_headers: setHeaders(out.headers.set) }), ...(out.headers.remove.length > 0 && { remove_headers: out.headers.remove }) };
+  if (hasHeaders) response.header_mutation = { ...(Object.keys(out.headers.set).length > 0 && { set_headers: setRawHeaders(out.headers.set) }), ...(out.headers.remove.length > 0 && { remove_headers: out.headers.remove }) };
   if (out.body) response.body_mutation = { body: out.body };
   return { [phase]: { response } };
 }
