@@ -148,12 +148,37 @@ const jwtIssuer = z.object({
 
 const audit = z.object({ sink: z.enum(['stdout', 'file']), path: z.string().optional() });
 
+/** Where the pipeline service sends one step: back to the calling Envoy, on this listener's port and path. */
+const stepTarget = z.object({ listener: name, port: z.number().int().min(1).max(65_535), path: z.string().startsWith('/'), host: z.string() });
+
+const pipelineStep = z.object({
+  name,
+  /** The policy Model the step calls (through Envoy, so it is judged as that Model). */
+  model: name,
+  timeoutMs: positive,
+  /** The body template (src/contract/pipeline-template.ts); absent: the previous answer or the request. */
+  input: z.unknown().optional(),
+  targets: z.array(stepTarget),
+});
+
+/** A Pipeline as the pipeline service runs it; its route's own access and limits are in `models` under its name. */
+const pipeline = z.object({
+  name,
+  mode: z.enum(['sequential', 'parallel']),
+  timeoutMs: positive,
+  maxBodyBytes: positive,
+  steps: z.array(pipelineStep).min(1),
+  output: z.unknown().optional(),
+});
+
 export const FilterPolicySchema = z.object({
   schema: z.literal(FILTER_POLICY_SCHEMA),
   audit,
   jwtIssuers: z.array(jwtIssuer),
   models: z.array(model),
   consumers: z.array(consumer),
+  /** Absent: no pipelines. */
+  pipelines: z.array(pipeline).optional(),
 });
 
 export type FilterPolicy = z.output<typeof FilterPolicySchema>;
@@ -169,6 +194,8 @@ export type ModelMaskingRules = NonNullable<ModelRules['masking']>;
 export type LiveVersionRule = ModelRules['live'][number];
 export type AuditRules = FilterPolicy['audit'];
 export type VersionProcessingRules = NonNullable<ModelRules['versions']>[number];
+export type PipelineRules = NonNullable<FilterPolicy['pipelines']>[number];
+export type PipelineStepRules = PipelineRules['steps'][number];
 
 /** A refused FilterPolicy: the reason goes back to the control plane in the NACK. */
 export class FilterPolicyError extends Error {

@@ -24,6 +24,10 @@ export const Header = {
   routeVersion: 'x-flowgate-route-version',
   /** Envoy's request id, carried into the audit log. */
   requestId: 'x-request-id',
+  /** On a pipeline route, set by Envoy: the local address the caller reached, where the steps come back. */
+  pipelineCallback: 'x-flowgate-pipeline-callback',
+  /** On a pipeline route, set by Envoy: the listener the call came in on. */
+  pipelineListener: 'x-flowgate-pipeline-listener',
 } as const;
 
 /** Every header whose name starts with this is Flowgate's own. */
@@ -33,7 +37,7 @@ export const INTERNAL_HEADER_PREFIX = 'x-flowgate-';
  * The request headers only Flowgate may set: every listener removes them from what a client sends, before
  * routing and before any filter runs, so none can be forged on any route, filtered or not.
  */
-export const INTERNAL_REQUEST_HEADERS: readonly string[] = [Header.consumer, Header.stickyHash, Header.routeVersion];
+export const INTERNAL_REQUEST_HEADERS: readonly string[] = [Header.consumer, Header.stickyHash, Header.routeVersion, Header.pipelineCallback, Header.pipelineListener];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */
 export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;

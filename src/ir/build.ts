@@ -1,6 +1,7 @@
 import type { Policy } from '../policy/policy.js';
 import { edgeSettings } from './edge.js';
-import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters, versionBodyLimit } from './filter-rules.js';
+import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters, pipelineServiceOf, versionBodyLimit } from './filter-rules.js';
+import { buildPipelines } from './pipelines.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
@@ -80,6 +81,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
     const prior = previous?.models.find((m) => m.name === model.name);
     models.push(resolveModel(policy, model, registered, prior, alerts, consumers, signatures));
   }
+  const pipelines = buildPipelines(policy, models, consumers);
   return {
     ir: {
       policyHash: policy.hash,
@@ -88,13 +90,14 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       edge: edgeSettings(policy.gateway),
       models,
       alerts,
-      filterService: models.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) ? filterServiceOf(policy.gateway) : undefined,
+      filterService: models.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) || pipelines.length > 0 ? filterServiceOf(policy.gateway) : undefined,
       tracing: policy.gateway.tracing
         ? { address: policy.gateway.tracing.otlp.address, port: policy.gateway.tracing.otlp.port, serviceName: policy.gateway.tracing.serviceName, samplingPercent: policy.gateway.tracing.samplingPercent }
         : undefined,
       consumers,
       jwtIssuers: jwtIssuerRules(policy.gateway),
       audit: auditRules(policy.gateway),
+      ...(pipelines.length > 0 && { pipelines, pipelineService: pipelineServiceOf(policy.gateway) }),
     },
     issues,
   };

@@ -207,6 +207,49 @@ export interface GatewayAlert {
   readonly message: string;
 }
 
+/** Where one pipeline step is called: the step model's route on the listener the pipeline was called on. */
+export interface StepTarget {
+  readonly listener: string;
+  /** The listener's port: the step goes back to the Envoy (address) that called the pipeline, on this port. */
+  readonly port: number;
+  /** The model's route prefix plus the step's path. */
+  readonly path: string;
+  /** The route's host pattern ('*' for any): sent as the step's Host when it is a name. */
+  readonly host: string;
+}
+
+export interface PipelineStepIR {
+  readonly name: string;
+  /** The policy Model it calls. */
+  readonly model: string;
+  readonly timeoutMs: number;
+  /** The body template; absent: the previous answer (sequential) or the request (parallel). */
+  readonly input?: unknown;
+  readonly targets: readonly StepTarget[];
+}
+
+/** A Pipeline, resolved: its routes, its steps and where each is called, its own access rules and limits. */
+export interface PipelineIR {
+  readonly name: string;
+  readonly routes: readonly PublicRoute[];
+  readonly mode: 'sequential' | 'parallel';
+  readonly timeoutMs: number;
+  readonly maxBodyBytes: number;
+  readonly steps: readonly PipelineStepIR[];
+  /** The answer template; absent: the last answer (sequential) or {step: answer} (parallel). */
+  readonly output?: unknown;
+  /** Access and limits on the pipeline route itself (each step is judged again as its Model). */
+  readonly rules: ModelFilterRules;
+  readonly filters: ModelFilters | undefined;
+}
+
+/** Where Envoys reach the pipeline service (an HTTP server in the filter-service process). */
+export interface PipelineServiceIR {
+  readonly address: string;
+  readonly port: number;
+  readonly tls: FilterServiceIR['tls'];
+}
+
 export interface GatewayIR {
   readonly policyHash: string;
   readonly registryHash: string;
@@ -223,6 +266,10 @@ export interface GatewayIR {
   readonly consumers: readonly ConsumerRules[];
   readonly jwtIssuers: readonly JwtIssuerRules[];
   readonly audit: AuditRules;
+  /** By name, sorted; absent when the policy has none. */
+  readonly pipelines?: readonly PipelineIR[];
+  /** Set when there are pipelines. */
+  readonly pipelineService?: PipelineServiceIR;
 }
 
 export interface TracingIR {

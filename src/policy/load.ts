@@ -164,12 +164,14 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
     gateway: gatewayDoc ? { policy: gatewayDoc.policy, source: gatewayDoc.source } : undefined,
     models: valid.flatMap((d) => (d.kind === 'Model' ? [{ policy: d.policy, source: d.source }] : [])),
     consumers: valid.flatMap((d) => (d.kind === 'Consumer' ? [{ policy: d.policy, source: d.source }] : [])),
+    pipelines: valid.flatMap((d) => (d.kind === 'Pipeline' ? [{ policy: d.policy, source: d.source }] : [])),
   };
   const gateway = parts.gateway?.policy ?? defaultGateway();
   issues.push(
     ...checkReferences(valid, gateway, parts.gateway?.source, {
       models: names('Model'),
       consumers: names('Consumer'),
+      pipelines: names('Pipeline'),
       gatewayValid: !brokenGateway,
     }),
   );

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pathText, type PolicyIssue, type PolicyPath } from './issues.js';
-import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind } from './schema/index.js';
+import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PipelinePolicy, type PolicyKind } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**
@@ -20,6 +20,8 @@ export interface Policy {
   /** By name, in name order. */
   readonly models: ReadonlyMap<string, ModelPolicy>;
   readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
+  /** By name, in name order. */
+  readonly pipelines: ReadonlyMap<string, PipelinePolicy>;
   /**
    * Where `path` inside the named document was written (the Gateway's name is ignored). A path that is not in
    * the file resolves to the mapping that would hold it. Undefined for a document that was not written (the
@@ -64,6 +66,7 @@ export interface PolicyParts {
   readonly gateway: { readonly policy: GatewayPolicy; readonly source: SourceDocument } | undefined;
   readonly models: readonly { readonly policy: ModelPolicy; readonly source: SourceDocument }[];
   readonly consumers: readonly { readonly policy: ConsumerPolicy; readonly source: SourceDocument }[];
+  readonly pipelines?: readonly { readonly policy: PipelinePolicy; readonly source: SourceDocument }[];
 }
 
 /** Assembles the immutable Policy from validated documents; names must already be unique. */
@@ -73,15 +76,18 @@ export function assemblePolicy(parts: PolicyParts): Policy {
   const gateway = deepFreeze(parts.gateway?.policy ?? defaultGateway());
   const models = deepFreeze(byName(parts.models));
   const consumers = deepFreeze(byName(parts.consumers));
+  const pipelines = deepFreeze(byName(parts.pipelines ?? []));
   // Versioned, so a change in what the hash covers is a change of every hash rather than a silent collision.
+  // Pipelines are hashed only when there are some, so a policy without any keeps the hash it always had.
   const hash = createHash('sha256')
-    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers }))
+    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers, ...(pipelines.length > 0 && { pipelines }) }))
     .digest('hex');
 
   const sources = new Map<string, SourceDocument>();
   if (parts.gateway) sources.set('Gateway/', parts.gateway.source);
   for (const m of parts.models) sources.set(`Model/${m.policy.name}`, m.source);
   for (const c of parts.consumers) sources.set(`Consumer/${c.policy.name}`, c.source);
+  for (const p of parts.pipelines ?? []) sources.set(`Pipeline/${p.policy.name}`, p.source);
 
   const policy: Policy = {
     dir: parts.dir,
@@ -90,6 +96,7 @@ export function assemblePolicy(parts: PolicyParts): Policy {
     gateway,
     models: new Map(models.map((m) => [m.name, m])),
     consumers: new Map(consumers.map((c) => [c.name, c])),
+    pipelines: new Map(pipelines.map((p) => [p.name, p])),
     locate(kind, name, path = []) {
       return sources.get(kind === 'Gateway' ? 'Gateway/' : `${kind}/${name}`)?.locate(path);
     },

@@ -6,6 +6,7 @@ import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { httpFilterResources } from './http-filters/index.js';
 import { tracingCluster } from './tracing.js';
 import { versionProcessingOptions } from './version-ext-proc.js';
+import { pipelineCluster } from './pipelines.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -118,6 +119,6 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
     // whole body raises its own request limit).
     message: { ...clusterMessage(t, mode, ir), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
   }));
-  out.push(...httpFilterResources(ir), ...tracingCluster(ir));
+  out.push(...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
   return out;
 }

@@ -17,19 +17,56 @@ export function filterPolicyOf(ir: GatewayIR): FilterPolicy {
     audit: ir.audit,
     jwtIssuers: [...ir.jwtIssuers],
     consumers: [...ir.consumers],
-    models: ir.models.map((m) => ({
-      name: m.name,
-      failOpen: m.rules.failOpen,
-      pinning: m.pinning,
-      ...(m.rules.access && { access: m.rules.access }),
-      ...(m.sticky && { sticky: { header: m.sticky.header } }),
-      live: m.live.map((l) => ({ version: l.version, aliases: [...l.aliases], weight: l.weight })),
-      requestLimits: [...m.rules.requestLimits],
-      tokenQuotas: [...m.rules.tokenQuotas],
-      ...(m.rules.masking && { masking: m.rules.masking }),
-      ...versionRules(m),
+    models: [...ir.models.map(modelRules), ...pipelineRouteRules(ir)],
+    ...pipelineRules(ir),
+  };
+}
+
+function modelRules(m: ModelIR): FilterPolicy['models'][number] {
+  return {
+    name: m.name,
+    failOpen: m.rules.failOpen,
+    pinning: m.pinning,
+    ...(m.rules.access && { access: m.rules.access }),
+    ...(m.sticky && { sticky: { header: m.sticky.header } }),
+    live: m.live.map((l) => ({ version: l.version, aliases: [...l.aliases], weight: l.weight })),
+    requestLimits: [...m.rules.requestLimits],
+    tokenQuotas: [...m.rules.tokenQuotas],
+    ...(m.rules.masking && { masking: m.rules.masking }),
+    ...versionRules(m),
+  };
+}
+
+/** The pipelines' steps, for the pipeline service. */
+function pipelineRules(ir: GatewayIR): { pipelines?: FilterPolicy['pipelines'] } {
+  const pipelines = ir.pipelines ?? [];
+  if (pipelines.length === 0) return {};
+  return {
+    pipelines: pipelines.map((p) => ({
+      name: p.name,
+      mode: p.mode,
+      timeoutMs: p.timeoutMs,
+      maxBodyBytes: p.maxBodyBytes,
+      steps: p.steps.map((s) => ({ name: s.name, model: s.model, timeoutMs: s.timeoutMs, ...(s.input !== undefined && { input: s.input }), targets: s.targets.map((t) => ({ ...t })) })),
+      ...(p.output !== undefined && { output: p.output }),
     })),
   };
+}
+
+/**
+ * The pipelines' own routes as entries of `models`: ext_authz and the rate limiter judge a pipeline route by
+ * its name, as a model's (the two share one namespace).
+ */
+function pipelineRouteRules(ir: GatewayIR): FilterPolicy['models'] {
+  return (ir.pipelines ?? []).map((p) => ({
+    name: p.name,
+    failOpen: p.rules.failOpen,
+    pinning: false,
+    ...(p.rules.access && { access: p.rules.access }),
+    live: [],
+    requestLimits: [...p.rules.requestLimits],
+    tokenQuotas: [],
+  }));
 }
 
 /** What the cluster-level ext_proc of each processed version reads; nothing for a model without any. */

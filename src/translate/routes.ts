@@ -1,4 +1,5 @@
-import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
+import type { GatewayIR, ModelIR, PipelineIR, PublicRoute } from '../ir/types.js';
+import { pipelineRoutes } from './pipelines.js';
 import { duration } from '../proto/codec.js';
 import { CREDENTIAL_HEADERS, Header } from '../contract/filter-wire.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../ir/filter-rules.js';
@@ -154,30 +155,42 @@ function specificity(pattern: string): number {
 }
 
 interface Claim {
-  readonly model: ModelIR;
+  /** A model's or a pipeline's route: exactly one is set. */
+  readonly model?: ModelIR;
+  readonly pipeline?: PipelineIR;
   readonly route: PublicRoute;
   readonly host: string;
 }
+
+const ownerName = (c: Claim): string => c.model?.name ?? c.pipeline?.name ?? '';
 
 export function routeConfiguration(ir: GatewayIR, listener: string): object {
   const claims: Claim[] = [];
   for (const model of ir.models) {
     for (const route of model.routes) if (route.listener === listener) claims.push({ model, route, host: hostOnly(route.host) });
   }
+  for (const pipeline of ir.pipelines ?? []) {
+    for (const route of pipeline.routes) if (route.listener === listener) claims.push({ pipeline, route, host: hostOnly(route.host) });
+  }
   const domains = [...new Set(['*', ...claims.map((c) => c.host)])].sort((a, b) => specificity(b) - specificity(a) || (a < b ? -1 : a > b ? 1 : 0));
   const virtualHosts = domains.map((domain) => {
     const mine = claims
       .filter((c) => covers(c.host, domain))
       // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
-      .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (a.model.name < b.model.name ? -1 : 1));
+      .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (ownerName(a) < ownerName(b) ? -1 : 1));
     const routes: object[] = [];
     const seen = new Set<string>();
     for (const c of mine) {
       // A prefix is served once per virtual host: by the claim of the most specific host.
       if (seen.has(c.route.pathPrefix)) continue;
       seen.add(c.route.pathPrefix);
-      const rw = rewrites(c.model);
       const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
+      if (c.pipeline) {
+        routes.push(...pipelineRoutes(c.pipeline, listener, prefix));
+        continue;
+      }
+      if (!c.model) continue;
+      const rw = rewrites(c.model);
       routes.push(...modelRoutes(c.model, { path: prefix || '/' }, rw.exact));
       routes.push(...modelRoutes(c.model, { prefix: `${prefix}/` }, rw.below));
     }

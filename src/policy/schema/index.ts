@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { ConsumerSchema } from './consumer.js';
 import { GatewaySchema } from './gateway.js';
 import { ModelSchema } from './model.js';
+import { PipelineSchema } from './pipeline.js';
 
 /**
  * The zod schemas of the policy document kinds (docs/policy.md), one file per kind, and the types inferred
@@ -13,17 +14,20 @@ import { ModelSchema } from './model.js';
 export { ConsumerSchema } from './consumer.js';
 export { GatewaySchema } from './gateway.js';
 export { ModelSchema, type VersionAccessRule } from './model.js';
+export { PipelineSchema } from './pipeline.js';
 export { UPSTREAM_SETTING_KEYS, type VersionSelector } from './shared.js';
 
-export const POLICY_KINDS = ['Gateway', 'Model', 'Consumer'] as const;
+export const POLICY_KINDS = ['Gateway', 'Model', 'Consumer', 'Pipeline'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];
 
 /** The schema of each document kind. */
-export const KIND_SCHEMAS = { Gateway: GatewaySchema, Model: ModelSchema, Consumer: ConsumerSchema } as const;
+export const KIND_SCHEMAS = { Gateway: GatewaySchema, Model: ModelSchema, Consumer: ConsumerSchema, Pipeline: PipelineSchema } as const;
 
 export type GatewayPolicy = z.output<typeof GatewaySchema>;
 export type ModelPolicy = z.output<typeof ModelSchema>;
 export type ConsumerPolicy = z.output<typeof ConsumerSchema>;
+export type PipelinePolicy = z.output<typeof PipelineSchema>;
+export type PipelineStep = PipelinePolicy['steps'][number];
 
 export type Listener = GatewayPolicy['listeners'][number];
 export type JwtIssuer = GatewayPolicy['auth']['jwt'][number];

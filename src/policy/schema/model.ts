@@ -62,9 +62,10 @@ const access = z.strictObject({
     }),
 });
 
-const route = z.strictObject({
+/** A (listener, path prefix, hosts) a Model or Pipeline is published on. */
+export const route = z.strictObject({
   listener: shortName,
-  /** Absent: /models/{name}; filled by modelRoutes() since it depends on the Model's name. */
+  /** Absent: /models/{name} (/pipelines/{name} for a Pipeline); filled by modelRoutes() since it depends on the name. */
   pathPrefix: pathPrefix.optional(),
   hosts: z
     .array(hostPattern)
