@@ -85,7 +85,7 @@ export async function startOipUpstream(name: string, label: string): Promise<Oip
         ...(typeof id === 'string' && { id }),
         outputs: [
           { name: 'version_label', shape: [rows], datatype: 'BYTES', data: Array.from({ length: rows }, () => label) },
-          { name: 'score', shape: [rows], datatype: 'FP64', data: amount.data.map((a) => score(a as number)) },
+          { name: 'score', shape: [rows], datatype: 'FP64', data: amount.data.map((a) => score(a)) },
         ],
       });
     });
