@@ -1,4 +1,4 @@
-import type { FilterPolicy, ModelRules, VersionProcessingRules } from '../../src/contract/filter-policy.js';
+import type { FilterPolicy, ModelRules, PipelineRules, VersionProcessingRules } from '../../src/contract/filter-policy.js';
 import { RATE_LIMIT_DOMAIN } from '../../src/contract/filter-wire.js';
 import { Authorizer } from '../authz/engine.js';
 import { compileMasking, type Masker } from '../extproc/masking.js';
@@ -27,6 +27,7 @@ export class FilterEngine {
   private readonly aliasMaps = new Map<string, Readonly<Record<string, string>>>();
   private readonly quotaModels = new Set<string>();
   private readonly versionRules = new Map<string, VersionProcessingRules>();
+  private readonly pipelines: ReadonlyMap<string, PipelineRules>;
 
   constructor(
     readonly policy: FilterPolicy,
@@ -34,6 +35,7 @@ export class FilterEngine {
     store: CounterStore,
   ) {
     this.models = new Map(policy.models.map((m) => [m.name, m]));
+    this.pipelines = new Map((policy.pipelines ?? []).map((p) => [p.name, p]));
     const failOpen = (model: string): boolean => this.failOpen(model);
     this.authorizer = new Authorizer({ jwtIssuers: policy.jwtIssuers, models: policy.models, consumers: policy.consumers });
     this.limiter = new RateLimiter(policy.models, policy.consumers, { store, failOpen, domain: RATE_LIMIT_DOMAIN });
@@ -75,6 +77,11 @@ export class FilterEngine {
   /** What a version's cluster-level processing does (validation, conversion); undefined for nothing. */
   versionProcessing(model: string, version: string): VersionProcessingRules | undefined {
     return this.versionRules.get(`${model}\u0000${version}`);
+  }
+
+  /** A pipeline's steps, for the pipeline service. */
+  pipeline(name: string): PipelineRules | undefined {
+    return this.pipelines.get(name);
   }
 
   /** alias -> version of a model's live aliases. */

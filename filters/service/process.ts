@@ -24,6 +24,8 @@ export interface FilterProcessOptions {
   readonly admin: { readonly host: string; readonly port: number };
   readonly redisUrl?: string | undefined;
   readonly tls?: ServerTls | undefined;
+  /** Also run the pipeline service on this address. */
+  readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
   readonly source: FilterPolicySource;
 }
 
@@ -37,7 +39,7 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls });
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, pipelines: options.pipelines });
   const admin = new AdminServer();
   admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
   const adminPort = await admin.listen(options.admin.port, options.admin.host);

@@ -52,7 +52,14 @@ export interface ControlPlaneOptions {
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
   /** Run the filter service in this process, fed by the controller directly; absent: none (run `flowgate filters`). */
-  readonly filters?: { readonly host: string; readonly port: number; readonly redisUrl?: string | undefined; readonly tls?: ServerTls | undefined };
+  readonly filters?: {
+    readonly host: string;
+    readonly port: number;
+    readonly redisUrl?: string | undefined;
+    readonly tls?: ServerTls | undefined;
+    /** Also run the pipeline service in this process, on this address. */
+    readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
+  };
 }
 
 export interface ControlPlane {

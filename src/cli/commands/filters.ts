@@ -28,6 +28,7 @@ export const filtersCommand: Command = {
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this replica\'s client certificate', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'mutual TLS: this replica\'s client key', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'pipelines-listen': { type: 'string', description: 'also run the pipeline service (HTTP/2, with --tls-*) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
   notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
@@ -69,6 +70,7 @@ export const filtersCommand: Command = {
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
       tls: tlsOption(options, 'tls'),
+      pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,
       source,
     });
     await new Promise<void>((resolve) => {

@@ -25,6 +25,7 @@ export const serveCommand: Command = {
     'filters-tls-key': { type: 'string', description: 'the key of --filters-tls-cert (PEM)', env: 'FLOWGATE_FILTERS_TLS_KEY', placeholder: 'FILE' },
     'filters-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis for rate-limit and quota counters shared by filter replicas (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'pipelines-listen': { type: 'string', description: 'run the pipeline service beside the embedded filter service (HTTP/2, its TLS) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
   },
   notes: [
     'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
@@ -51,6 +52,7 @@ export const serveCommand: Command = {
           ...hostPort(String(options['filters-listen']), '--filters-listen'),
           redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
           tls: tlsOption(options, 'filters-tls'),
+          pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,
         },
       }),
     });
