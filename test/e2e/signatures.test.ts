@@ -136,6 +136,16 @@ describe('validation against the signature of the version Envoy chose', () => {
     await waitFor('the served request in the model log', () => (invocations() === before + 1 ? true : undefined));
   });
 
+  test('a body larger than the connection buffers is read whole on the version cluster and checked', async () => {
+    const rows = Array.from({ length: 4000 }, (_, i) => ({ amount: i, merchant: 'acme-merchant' }));
+    const valid = await post('/models/fraud/invocations', { dataframe_records: rows });
+    expect(valid.status, valid.text.slice(0, 300)).toBe(200);
+    expect((JSON.parse(valid.text) as { predictions: unknown[] }).predictions).toHaveLength(4000);
+    const bad = await post('/models/fraud/invocations', { dataframe_records: [...rows, { amount: 'x' }] });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.text)).toMatchObject({ problems: [{ path: '/dataframe_records/4000/amount' }] });
+  });
+
   test('each kind of invalid body is a 400 naming the column and type, and none reaches the model', async () => {
     const before = invocations();
     const cases: { body: unknown; expect: Partial<Problem>[] }[] = [
