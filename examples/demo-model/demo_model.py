@@ -2,6 +2,8 @@
 
 Every answer carries the label it was logged with (model_config["label"]), so a caller can tell which
 registered version served it. The score is a pure function of the amount, so tests can check it exactly.
+A version logged with a signature (log_model.py --signature) gets a `threshold` param from MLflow and also
+answers `flagged` (score >= threshold).
 """
 
 import mlflow
@@ -22,12 +24,11 @@ class DemoModel(PythonModel):
     def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         amounts = frame["amount"] if "amount" in frame.columns else pd.Series([0.0] * len(frame))
-        return pd.DataFrame(
-            {
-                "version_label": [self.label] * len(frame),
-                "score": [score(a) for a in amounts],
-            }
-        )
+        scores = [score(a) for a in amounts]
+        answer = {"version_label": [self.label] * len(frame), "score": scores}
+        if params and "threshold" in params:
+            answer["flagged"] = [s >= float(params["threshold"]) for s in scores]
+        return pd.DataFrame(answer)
 
 
 mlflow.models.set_model(DemoModel())

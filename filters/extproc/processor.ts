@@ -12,6 +12,11 @@ import type { FilterEngine } from '../service/engine.js';
 /** What the processors of one exchange share: its model, its caller and what has been seen so far. */
 export interface Exchange {
   readonly model: string;
+  /**
+   * The model version, on the stream of a version's cluster-level ext_proc (signature validation, protocol
+   * conversion); undefined on a route's stream, whose processors run before Envoy picks the version.
+   */
+  readonly version?: string | undefined;
   readonly rules: ModelRules;
   readonly engine: FilterEngine;
   readonly audit: AuditLog;
@@ -47,6 +52,8 @@ export interface Refusal {
   readonly message: string;
   readonly headers?: Readonly<Record<string, string>>;
   readonly extra?: Readonly<Record<string, unknown>>;
+  /** The whole answer body, when it is not Flowgate's `{error, message}` (an answer in the model's own protocol). */
+  readonly body?: string;
 }
 
 /** The refusal of an exchange the buffer budget has no room for. */

@@ -4,14 +4,17 @@ import pino from 'pino';
 import { untrusted } from '../../src/observability/untrusted.js';
 
 /**
- * The audit log: one JSON line per authorization, rate-limit, quota and masking decision, to stdout or a file
+ * The audit log: one JSON line per authorization, rate-limit, quota, masking, signature and pipeline decision, to stdout or a file
  * (Gateway.audit). It names the model, the consumer, the decision and why, the request id, and for masking
  * the rule and JSON path that fired; never a credential, and never a value that was masked.
  */
 
 export interface AuditEvent {
-  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body';
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline';
   readonly model: string;
+  /** The model version (signature checks), or the failed step (pipelines). */
+  readonly version?: string;
+  readonly step?: string;
   readonly consumer?: string | undefined;
   readonly decision: 'allow' | 'deny' | 'masked' | 'charged';
   readonly code?: string;

@@ -1,4 +1,4 @@
-import type { FilterPolicy, ModelRules } from '../../src/contract/filter-policy.js';
+import type { FilterPolicy, ModelRules, PipelineRules, VersionProcessingRules } from '../../src/contract/filter-policy.js';
 import { RATE_LIMIT_DOMAIN } from '../../src/contract/filter-wire.js';
 import { Authorizer } from '../authz/engine.js';
 import { compileMasking, type Masker } from '../extproc/masking.js';
@@ -26,6 +26,8 @@ export class FilterEngine {
   private readonly masking = new Map<string, ModelMasking>();
   private readonly aliasMaps = new Map<string, Readonly<Record<string, string>>>();
   private readonly quotaModels = new Set<string>();
+  private readonly versionRules = new Map<string, VersionProcessingRules>();
+  private readonly pipelines: ReadonlyMap<string, PipelineRules>;
 
   constructor(
     readonly policy: FilterPolicy,
@@ -33,6 +35,7 @@ export class FilterEngine {
     store: CounterStore,
   ) {
     this.models = new Map(policy.models.map((m) => [m.name, m]));
+    this.pipelines = new Map((policy.pipelines ?? []).map((p) => [p.name, p]));
     const failOpen = (model: string): boolean => this.failOpen(model);
     this.authorizer = new Authorizer({ jwtIssuers: policy.jwtIssuers, models: policy.models, consumers: policy.consumers });
     this.limiter = new RateLimiter(policy.models, policy.consumers, { store, failOpen, domain: RATE_LIMIT_DOMAIN });
@@ -43,6 +46,7 @@ export class FilterEngine {
       for (const l of m.live) for (const a of l.aliases) aliases[a] = l.version;
       this.aliasMaps.set(m.name, aliases);
       if (m.tokenQuotas.length > 0 || consumerQuotaModels.has('*') || consumerQuotaModels.has(m.name)) this.quotaModels.add(m.name);
+      for (const v of m.versions ?? []) this.versionRules.set(`${m.name}\u0000${v.version}`, v);
       if (!m.masking) continue;
       this.masking.set(m.name, {
         request: m.masking.request ? compileMasking(m.masking.request) : undefined,
@@ -68,6 +72,16 @@ export class FilterEngine {
   /** Whether any token quota can apply to a model's callers (its answers' usage is then charged). */
   hasQuotas(model: string): boolean {
     return this.quotaModels.has(model);
+  }
+
+  /** What a version's cluster-level processing does (validation, conversion); undefined for nothing. */
+  versionProcessing(model: string, version: string): VersionProcessingRules | undefined {
+    return this.versionRules.get(`${model}\u0000${version}`);
+  }
+
+  /** A pipeline's steps, for the pipeline service. */
+  pipeline(name: string): PipelineRules | undefined {
+    return this.pipelines.get(name);
   }
 
   /** alias -> version of a model's live aliases. */

@@ -68,3 +68,11 @@ export function headerMapToRecord(map: unknown): Record<string, string> {
 export function setHeaders(headers: Readonly<Record<string, string>>): object[] {
   return Object.entries(headers).map(([key, value]) => ({ header: { key: key.toLowerCase(), value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
 }
+
+/**
+ * HeaderValueOptions for an ext_proc header mutation: Envoy reads the bytes of `raw_value` there (a
+ * `value` alone is applied as an empty header).
+ */
+export function setRawHeaders(headers: Readonly<Record<string, string>>): object[] {
+  return Object.entries(headers).map(([key, value]) => ({ header: { key: key.toLowerCase(), raw_value: Buffer.from(value, 'utf8') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
+}

@@ -25,6 +25,8 @@ export interface FilterProcessOptions {
   readonly redisUrl?: string | undefined;
   readonly tls?: ServerTls | undefined;
   readonly maxBufferedBytes?: number | undefined;
+  /** Also run the pipeline service on this address. */
+  readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
   readonly source: FilterPolicySource;
 }
 
@@ -38,7 +40,7 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes });
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines });
   const admin = new AdminServer();
   admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
   const adminPort = await admin.listen(options.admin.port, options.admin.host);

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
 import { untrusted } from '../../src/observability/untrusted.js';
-import { setHeaders } from './grpc.js';
+import { setHeaders, setRawHeaders } from './grpc.js';
 
 /**
  * The answers the filter service gives Envoy when it refuses or fails: JSON error bodies, ext_authz denials,
@@ -56,7 +56,8 @@ export function immediate(status: number, body: string, headers: Readonly<Record
   return {
     immediate_response: {
       status: { code: status },
-      headers: { set_headers: setHeaders({ 'content-type': 'application/json', ...headers }) },
+      // raw_value: Envoy's ext_proc applies a `value`-only header as an empty one.
+      headers: { set_headers: setRawHeaders({ 'content-type': 'application/json', ...headers }) },
       body: Buffer.from(body),
       details: STATUS_NAMES[status] ?? 'refused',
     },

@@ -6,6 +6,7 @@ import { MemoryStore, type CounterStore } from '../store/counters/store.js';
 import { openAuditLog, type AuditEvent, type AuditLog } from './audit.js';
 import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { FilterService } from './service.js';
+import { startPipelineServer, type PipelineServer } from '../pipelines/server.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
@@ -23,12 +24,16 @@ export interface FilterServerOptions {
   readonly tls?: ServerTls | undefined;
   /** The most body bytes all ext_proc exchanges together may hold; past it new exchanges get 503. */
   readonly maxBufferedBytes?: number | undefined;
+  /** Also run the pipeline service (HTTP/2, with the same TLS) on this address; absent: none. */
+  readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
 }
 
 export interface FilterServer {
   readonly port: number;
   readonly service: FilterService;
   readonly store: CounterStore;
+  /** The pipeline service's port, when it runs. */
+  readonly pipelinesPort: number | undefined;
   setPolicy(policy: FilterPolicy, version: string): void;
   stop(): Promise<void>;
 }
@@ -54,15 +59,25 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     server.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
   );
   log.info({ host: options.host, port, store: store.kind, maxBufferedBytes: service.buffers.capBytes, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
+  const pipelines: PipelineServer | undefined = options.pipelines
+    ? await startPipelineServer({ ...options.pipelines, tls: options.tls, engine: () => service.current(), audit })
+    : undefined;
+  let warned = false;
   return {
     port,
     service,
     store,
+    pipelinesPort: pipelines?.port,
     setPolicy: (policy, version) => {
       audit.open(policy);
       service.setPolicy(policy, version);
+      if (!pipelines && (policy.pipelines ?? []).length > 0 && !warned) {
+        warned = true;
+        log.warn({ pipelines: policy.pipelines?.map((p) => p.name) }, 'the policy has pipelines but this filter service runs no pipeline service (--pipelines-listen); another replica must');
+      }
     },
     stop: async () => {
+      await pipelines?.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();

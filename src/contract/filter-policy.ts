@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { signatureSchema } from './signature.js';
 
 /**
  * The FilterPolicy: everything the filter service decides with, resolved by the control plane's IR (every
@@ -82,6 +83,25 @@ const liveVersion = z.object({ version: name, aliases: strings, weight: count })
 /** Which bodies Envoy sends the filter service on a model's routes (ext_proc processing modes). */
 const bodies = z.object({ request: z.enum(['none', 'buffered']), response: z.enum(['none', 'buffered', 'streamed']) });
 
+/** The protocols a model is called by (`protocol` on the Model) and a version's server may speak. */
+export const MODEL_PROTOCOLS = ['mlflow', 'oip'] as const;
+export type ModelProtocol = (typeof MODEL_PROTOCOLS)[number];
+
+/**
+ * What the cluster-level ext_proc does for one version (its cluster's filter names the version): check
+ * request bodies against the version's signature, and convert bodies between the model's public protocol
+ * and the one the version speaks.
+ */
+const versionProcessing = z.object({
+  version: name,
+  /** The protocol the version's server speaks; when it is not the model's, requests and answers are converted. */
+  protocol: z.enum(MODEL_PROTOCOLS),
+  /** Refuse (400) a request body the signature does not accept, before the version is called. */
+  validateInput: z.boolean(),
+  /** The version's MLflow signature; absent when its MLmodel has none (or could not be read): bodies pass unchecked. */
+  signature: signatureSchema.optional(),
+});
+
 const model = z.object({
   name,
   /** Requests pass when the filter service or its store cannot decide. */
@@ -97,6 +117,14 @@ const model = z.object({
   masking: z.object({ request: maskingRules.optional(), response: maskingRules.optional(), maxBodyBytes: positive }).optional(),
   /** Absent when its routes make no ext_proc call (or from a control plane older than this field). */
   bodies: bodies.optional(),
+  /** The public protocol callers use (absent: mlflow). */
+  protocol: z.enum(MODEL_PROTOCOLS).optional(),
+  /** The MLflow registered model, which names it in OIP paths (/v2/models/{registeredModel}/infer). */
+  registeredModel: name.optional(),
+  /** The versions processed by the cluster-level ext_proc (validation, protocol conversion); absent: none. */
+  versions: z.array(versionProcessing).optional(),
+  /** The largest body the cluster-level processing reads; a larger one is refused (413). */
+  maxBodyBytes: positive.optional(),
 });
 
 const consumer = z.object({
@@ -137,12 +165,37 @@ const jwtIssuer = z.object({
 
 const audit = z.object({ sink: z.enum(['stdout', 'file']), path: z.string().optional() });
 
+/** Where the pipeline service sends one step: back to the calling Envoy, on this listener's port and path. */
+const stepTarget = z.object({ listener: name, port: z.number().int().min(1).max(65_535), path: z.string().startsWith('/'), host: z.string() });
+
+const pipelineStep = z.object({
+  name,
+  /** The policy Model the step calls (through Envoy, so it is judged as that Model). */
+  model: name,
+  timeoutMs: positive,
+  /** The body template (src/contract/pipeline-template.ts); absent: the previous answer or the request. */
+  input: z.unknown().optional(),
+  targets: z.array(stepTarget),
+});
+
+/** A Pipeline as the pipeline service runs it; its route's own access and limits are in `models` under its name. */
+const pipeline = z.object({
+  name,
+  mode: z.enum(['sequential', 'parallel']),
+  timeoutMs: positive,
+  maxBodyBytes: positive,
+  steps: z.array(pipelineStep).min(1),
+  output: z.unknown().optional(),
+});
+
 export const FilterPolicySchema = z.object({
   schema: z.literal(FILTER_POLICY_SCHEMA),
   audit,
   jwtIssuers: z.array(jwtIssuer),
   models: z.array(model),
   consumers: z.array(consumer),
+  /** Absent: no pipelines. */
+  pipelines: z.array(pipeline).optional(),
 });
 
 export type FilterPolicy = z.output<typeof FilterPolicySchema>;
@@ -158,6 +211,9 @@ export type ModelMaskingRules = NonNullable<ModelRules['masking']>;
 export type LiveVersionRule = ModelRules['live'][number];
 export type BodyModes = z.output<typeof bodies>;
 export type AuditRules = FilterPolicy['audit'];
+export type VersionProcessingRules = NonNullable<ModelRules['versions']>[number];
+export type PipelineRules = NonNullable<FilterPolicy['pipelines']>[number];
+export type PipelineStepRules = PipelineRules['steps'][number];
 
 /** A refused FilterPolicy: the reason goes back to the control plane in the NACK. */
 export class FilterPolicyError extends Error {

@@ -24,6 +24,10 @@ export const Header = {
   routeVersion: 'x-flowgate-route-version',
   /** Envoy's request id, carried into the audit log. */
   requestId: 'x-request-id',
+  /** On a pipeline route, set by Envoy: the local address the caller reached, where the steps come back. */
+  pipelineCallback: 'x-flowgate-pipeline-callback',
+  /** On a pipeline route, set by Envoy: the listener the call came in on. */
+  pipelineListener: 'x-flowgate-pipeline-listener',
 } as const;
 
 /** Every header whose name starts with this is Flowgate's own. */
@@ -33,13 +37,19 @@ export const INTERNAL_HEADER_PREFIX = 'x-flowgate-';
  * The request headers only Flowgate may set: every listener removes them from what a client sends, before
  * routing and before any filter runs, so none can be forged on any route, filtered or not.
  */
-export const INTERNAL_REQUEST_HEADERS: readonly string[] = [Header.consumer, Header.stickyHash, Header.routeVersion];
+export const INTERNAL_REQUEST_HEADERS: readonly string[] = [Header.consumer, Header.stickyHash, Header.routeVersion, Header.pipelineCallback, Header.pipelineListener];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */
 export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;
 
 /** The gRPC initial metadata key Envoy's ext_proc sends per route (ExtProcPerRoute): the model name. */
 export const MODEL_METADATA_KEY = 'x-flowgate-model';
+
+/**
+ * The gRPC initial metadata key of the cluster-level ext_proc filter (one per version cluster): the model
+ * version that cluster serves. Its presence is what tells a version's stream from a route's.
+ */
+export const VERSION_METADATA_KEY = 'x-flowgate-version';
 
 /** The ext_authz context extension Envoy sends per route (ExtAuthzPerRoute check_settings): the model name. */
 export const MODEL_CONTEXT_KEY = 'model';
@@ -63,6 +73,8 @@ export const FilterName = {
   authz: (mode: FailureMode): string => `flowgate.authz${suffix(mode)}`,
   rateLimit: (mode: FailureMode): string => `flowgate.ratelimit${suffix(mode)}`,
   extProc: (mode: FailureMode): string => `flowgate.extproc${suffix(mode)}`,
+  /** The cluster-level ext_proc of a version's cluster (signature validation, protocol conversion). */
+  versionExtProc: 'flowgate.version-extproc',
 } as const;
 
 /** The rate-limit stage the filter of a failure mode acts on (a route's rate_limits name their stage). */

@@ -10,6 +10,7 @@ import type { PolicyIssue } from '../policy/issues.js';
 import type { Policy } from '../policy/policy.js';
 import { runPipeline, type PipelineOutput } from '../pipeline/index.js';
 import type { RegistrySnapshot } from '../registry/types.js';
+import type { SignatureMap, VersionRef } from '../registry/signatures.js';
 import type { SnapshotCache } from '../xds/cache.js';
 import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-source.js';
 import type { SnapshotVariant } from '../resources/variants.js';
@@ -39,7 +40,7 @@ const snapshotVersion = new Gauge({
 
 const alertsGauge = new Gauge({
   name: 'flowgate_model_alerts',
-  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model, address_refused; anomaly_error_rate, anomaly_latency from live traffic).',
+  help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model, address_refused, no_signature; anomaly_error_rate, anomaly_latency from live traffic).',
   labelNames: ['model', 'code'] as const,
   registers: [metricsRegistry],
 });
@@ -62,6 +63,11 @@ export interface ControllerOptions {
   readonly cache: SnapshotCache;
   /** Called with each new filter policy and its resource version (the embedded filter service). */
   readonly onFilterPolicy?: (policy: FilterPolicy, version: string) => void;
+  /**
+   * Called after each build with the routed versions whose signature is still unknown (validation or
+   * protocol conversion reads it); the control plane reads them from MLflow and calls setSignatures.
+   */
+  readonly onSignaturesWanted?: (versions: readonly VersionRef[]) => void;
   /** The xDS modes to build snapshots for (group names in the cache); default all three. */
   readonly modes?: readonly ConfigSourceMode[];
   /** This process's listen addresses, refused as model upstreams. */
@@ -83,6 +89,7 @@ export class GatewayController {
   private readonly modes: readonly ConfigSourceMode[];
   private policy: Policy | undefined;
   private registry: RegistrySnapshot | undefined;
+  private signatures: SignatureMap | undefined;
   private ir: GatewayIR | undefined;
   private readonly snapshots = new Map<SnapshotVariant, Snapshot>();
   private activeAlerts = new Set<string>();
@@ -91,7 +98,9 @@ export class GatewayController {
   /** Model-version clusters of the IR published now and of the one before it (late access logs of a version just removed). */
   private clusters: { current: ReadonlySet<string>; previous: ReadonlySet<string> } = { current: new Set(), previous: new Set() };
   /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
-  private checked: { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly output: PipelineOutput } | undefined;
+  private checked:
+    | { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly signatures: SignatureMap | undefined; readonly output: PipelineOutput }
+    | undefined;
 
   constructor(private readonly options: ControllerOptions) {
     this.log = options.log ?? logger('controller');
@@ -131,7 +140,7 @@ export class GatewayController {
   checkPolicy = (policy: Policy): readonly PolicyIssue[] => {
     if (!this.registry) return [];
     const output = this.run(policy, this.registry);
-    if (output) this.checked = { policy, registry: this.registry, previous: this.ir, output };
+    if (output) this.checked = { policy, registry: this.registry, previous: this.ir, signatures: this.signatures, output };
     return output?.issues ?? [];
   };
 
@@ -156,14 +165,35 @@ export class GatewayController {
     this.rebuild('registry');
   }
 
+  /** New model-version signatures: models that validate or convert bodies are rebuilt with them. */
+  setSignatures(signatures: SignatureMap): void {
+    this.signatures = signatures;
+    this.rebuild('signatures');
+  }
+
+  /** The routed versions whose signature the last IR still lacks, with their registry source. */
+  wantedSignatures(): VersionRef[] {
+    const out: VersionRef[] = [];
+    if (!this.ir || !this.registry) return out;
+    for (const m of this.ir.models) {
+      const versions = this.registry.models.get(m.registeredModel)?.versions ?? [];
+      for (const v of [...m.live, ...(m.mirror ? [m.mirror] : [])]) {
+        if (v.processing?.signature.status !== 'pending') continue;
+        const mv = versions.find((x) => x.version === v.version);
+        if (mv) out.push({ name: mv.name, version: mv.version, source: mv.source });
+      }
+    }
+    return out;
+  }
+
   /** The pipeline's output, or undefined (logged and counted) when translation failed. */
   private run(policy: Policy, registry: RegistrySnapshot): PipelineOutput | undefined {
     const checked = this.checked;
-    if (checked && checked.policy === policy && checked.registry === registry && checked.previous === this.ir) return checked.output;
+    if (checked && checked.policy === policy && checked.registry === registry && checked.previous === this.ir && checked.signatures === this.signatures) return checked.output;
     try {
       // The proxyless variant is built even when no model has a target, so clients of a target that was just
       // removed are told it is gone rather than keeping the last snapshot that had it.
-      return runPipeline({ policy, registry, previous: this.ir, reserved: this.options.reserved }, { modes: this.modes, proxyless: true });
+      return runPipeline({ policy, registry, previous: this.ir, reserved: this.options.reserved, signatures: this.signatures }, { modes: this.modes, proxyless: true });
     } catch (err) {
       builds.inc({ result: 'failed' });
       this.log.error({ err: errorMessage(err) }, 'translation failed; the previous snapshot keeps serving');
@@ -172,7 +202,7 @@ export class GatewayController {
   }
 
   /** Builds and publishes once both a policy and a registry snapshot are known. */
-  private rebuild(cause: 'policy' | 'registry'): void {
+  private rebuild(cause: 'policy' | 'registry' | 'signatures'): void {
     if (!this.policy || !this.registry) return;
     const output = this.run(this.policy, this.registry);
     this.checked = undefined;
@@ -192,6 +222,8 @@ export class GatewayController {
     this.reportAlerts(ir);
     this.reportModels(ir);
     this.options.onIR?.(ir);
+    const wanted = this.wantedSignatures();
+    if (wanted.length > 0) this.options.onSignaturesWanted?.(wanted);
     const ads = next.get('ads') ?? [...next.values()][0];
     // A change may touch one variant only (a proxyless target renamed leaves every Envoy resource as it was).
     if ([...next].every(([variant, s]) => s.version === this.snapshots.get(variant)?.version)) {
@@ -233,7 +265,7 @@ export class GatewayController {
   }
 
   private logAlert(a: GatewayAlert | RuntimeAlert): void {
-    const level = a.code === 'canary_unresolved' || a.code === 'mirror_unresolved' || a.code.startsWith('anomaly_') ? 'warn' : 'error';
+    const level = a.code === 'canary_unresolved' || a.code === 'mirror_unresolved' || a.code === 'no_signature' || a.code.startsWith('anomaly_') ? 'warn' : 'error';
     this.log[level]({ model: a.model, code: a.code, alert: true }, a.message);
   }
 

@@ -10,6 +10,7 @@ import { MlflowClient } from '../registry/mlflow-client.js';
 import { RegistryPoller } from '../registry/poller.js';
 import { WebhookReceiver } from '../registry/webhook-receiver.js';
 import type { Policy } from '../policy/policy.js';
+import { SignatureFetcher } from '../registry/signatures.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import { SnapshotCache } from '../xds/cache.js';
 import { existsSync } from 'node:fs';
@@ -29,6 +30,7 @@ import type { FilterPolicy } from '../contract/filter-policy.js';
 import { startRollouts, type RolloutOptions, type RolloutRuntime } from './rollouts.js';
 import { registerConsole } from '../console/server.js';
 import type { PolicyIssue } from '../policy/issues.js';
+import { signatureReport } from '../status/signatures.js';
 
 /**
  * The control plane process: policy watcher + registry poller -> controller -> snapshot cache -> xDS server,
@@ -77,6 +79,8 @@ export interface ControlPlaneOptions {
     readonly redisUrl?: string | undefined;
     readonly tls?: ServerTls | undefined;
     readonly maxBufferedBytes?: number | undefined;
+    /** Also run the pipeline service in this process, on this address. */
+    readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
   };
   /** Rollouts and anomaly alerts (their MLflow writer is made from `mlflow`). */
   readonly rollouts?: Omit<RolloutOptions, 'mlflow'>;
@@ -115,14 +119,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     { ...options.admin, what: "the control plane's admin port" },
     ...(options.filters ? [{ host: options.filters.host, port: options.filters.port, what: "the embedded filter service's port" }] : []),
   ].filter((r) => r.port !== 0);
+  // Signatures are read from MLflow once per routed version that validates or converts bodies.
+  const signatures = options.mlflow ? new SignatureFetcher({ mlflow: options.mlflow }) : undefined;
   // Rollouts need the admin server, which comes later; the controller's callbacks reach them through this.
   const late: { rollouts?: RolloutRuntime } = {};
   const controller = new GatewayController({
     cache,
     reserved,
     ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
+    ...(signatures && { onSignaturesWanted: (versions) => signatures.want(versions) }),
     onIR: (ir) => late.rollouts?.onIR(ir),
   });
+  signatures?.on('signatures', (map) => controller.setSignatures(map));
   let poller: RegistryPoller | undefined;
   const scope = options.registryScope ?? 'policy';
   const watcher = new PolicyWatcher(options.policyDir, {
@@ -222,6 +230,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   admin.route('/debug/nodes', () => ({ json: nodeStatuses(xds) }));
   admin.route('/debug/ir', () => ({ json: controller.current() ?? null }));
   admin.route('/debug/snapshot', () => ({ json: { versions: controller.versions() } }));
+  admin.route('/debug/signatures', () => ({ json: signatureReport(controller.current()) }));
   registerTrafficRoutes(admin, traffic, rollouts.local);
   admin.route('/debug/policy', () => ({ json: { lastError: watcher.lastError() ?? null, hash: watcher.current()?.hash ?? null } }));
   admin.readinessCheck('policy', () => (watcher.ready() ? { ready: true } : { ready: false, reason: 'no good policy loaded yet' }));
@@ -243,6 +252,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await watcher.stop();
       await rollouts.stop();
       await poller?.stop();
+      signatures?.stop();
       registryFile?.stop();
       xds.endAll();
       await new Promise<void>((resolve) => {

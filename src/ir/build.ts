@@ -1,12 +1,15 @@
 import type { Policy } from '../policy/policy.js';
 import { edgeSettings } from './edge.js';
-import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters } from './filter-rules.js';
+import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters, pipelineServiceOf, versionBodyLimit } from './filter-rules.js';
+import { buildPipelines } from './pipelines.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
 import type { ConsumerRules } from '../contract/filter-policy.js';
 import type { ModelPolicy, UpstreamSettings, VersionSelector } from '../policy/schema/index.js';
 import type { ModelVersion, RegisteredModel, RegistrySnapshot } from '../registry/types.js';
+import { signatureKey, type SignatureMap } from '../registry/signatures.js';
+import { MODEL_PROTOCOLS } from '../contract/filter-policy.js';
 import {
   clusterName,
   type GatewayAlert,
@@ -18,7 +21,9 @@ import {
   type ModelSettings,
   type RolloutIR,
   type RolloutPlan,
+  type SignatureState,
   type UpstreamAddress,
+  type VersionProcessing,
 } from './types.js';
 import { rolloutPlanOf } from '../rollout/plan.js';
 import { servedWeight, stateFromTags } from '../rollout/state.js';
@@ -42,6 +47,9 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 // gRPC versions are checked with grpc.health.v1 (the translator emits a gRPC health check); the path says which call.
 const HEALTH_PATH: Readonly<Record<ModelProtocol, string>> = { mlflow: '/ping', oip: '/v2/health/ready', grpc: '/grpc.health.v1.Health/Check' };
 
+/** The version tag that says which protocol a version's server speaks (absent: the model's own). */
+export const PROTOCOL_TAG = 'flowgate.protocol';
+
 export interface BuildResult {
   readonly ir: GatewayIR;
   /**
@@ -59,8 +67,14 @@ export const NO_REGISTRY = 'none';
 export interface BuildOptions {
   /** The control plane's own listen addresses: no model version may be served there. */
   readonly reserved?: readonly ReservedAddress[];
+  /** Model-version signatures read from MLflow so far (input validation and protocol conversion read them). */
+  readonly signatures?: SignatureMap | undefined;
 }
 
+/**
+ * The IR of a policy and a registry snapshot; `previous` keeps a model's last live versions through a
+ * registry mistake.
+ */
 export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR, options: BuildOptions = {}): BuildResult {
   const alerts: GatewayAlert[] = [];
   const guard = upstreamGuard(policy.gateway, options.reserved);
@@ -82,8 +96,9 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
     }
     const prior = previous?.models.find((m) => m.name === model.name);
-    models.push(resolveModel({ policy, model, registered, prior, alerts, consumers, guard }));
+    models.push(resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures }));
   }
+  const pipelines = buildPipelines(policy, models, consumers);
   return {
     ir: {
       policyHash: policy.hash,
@@ -92,13 +107,14 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       edge: edgeSettings(policy.gateway),
       models,
       alerts,
-      filterService: models.some((m) => m.filters) ? filterServiceOf(policy.gateway) : undefined,
+      filterService: models.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) || pipelines.length > 0 ? filterServiceOf(policy.gateway) : undefined,
       tracing: policy.gateway.tracing
         ? { address: policy.gateway.tracing.otlp.address, port: policy.gateway.tracing.otlp.port, serviceName: policy.gateway.tracing.serviceName, samplingPercent: policy.gateway.tracing.samplingPercent }
         : undefined,
       consumers,
       jwtIssuers: jwtIssuerRules(policy.gateway),
       audit: auditRules(policy.gateway),
+      ...(pipelines.length > 0 && { pipelines, pipelineService: pipelineServiceOf(policy.gateway) }),
     },
     issues,
   };
@@ -153,7 +169,55 @@ export function parseHostPort(text: string): UpstreamAddress | undefined {
   return { host: (m[1] ?? m[2]) as string, port };
 }
 
-type Resolved = { version: ModelVersion; address: UpstreamAddress } | { reason: string };
+/** The protocol a version's server speaks: its `flowgate.protocol` tag, else the model's. */
+export function versionProtocol(model: ModelPolicy, version: ModelVersion): ModelProtocol | { reason: string } {
+  const tag = version.tags[PROTOCOL_TAG]?.trim();
+  if (tag === undefined || tag === '' || model.protocol === 'grpc') return model.protocol;
+  if ((MODEL_PROTOCOLS as readonly string[]).includes(tag)) return tag as ModelProtocol;
+  return { reason: `version ${version.version}: tag ${PROTOCOL_TAG} is '${tag}', not one of ${MODEL_PROTOCOLS.join(', ')}` };
+}
+
+type Resolved = { version: ModelVersion; address: UpstreamAddress; protocol: ModelProtocol } | { reason: string };
+
+/** The version a selector names, where it is served and the protocol it speaks (before the address guard). */
+function resolveVersion(model: ModelPolicy, registered: RegisteredModel | undefined, selector: VersionSelector): Resolved {
+  const selected = selectVersion(registered, selector);
+  if ('reason' in selected) return selected;
+  const address = versionAddress(model, selected.version);
+  if ('reason' in address) return address;
+  const protocol = versionProtocol(model, selected.version);
+  if (typeof protocol === 'object') return protocol;
+  return { version: selected.version, address, protocol };
+}
+
+/** The signature state of a routed version, from the map the control plane fills. */
+function signatureOf(version: ModelVersion, signatures: SignatureMap | undefined): SignatureState {
+  const found = signatures?.get(signatureKey(version));
+  if (!found) return { status: 'pending' };
+  return found.status === 'found' ? { status: 'found', signature: found.signature } : found;
+}
+
+/** What a version's cluster does with each request, or undefined when it passes them as they are. */
+function processingOf(
+  model: ModelPolicy,
+  resolved: { version: ModelVersion; protocol: ModelProtocol },
+  options: { validate: boolean; healthDefaulted: boolean },
+  signatures: SignatureMap | undefined,
+): VersionProcessing | undefined {
+  // gRPC versions carry frames, not JSON bodies: nothing to validate or convert.
+  if (resolved.protocol === 'grpc' || model.protocol === 'grpc') return undefined;
+  const convert = resolved.protocol !== model.protocol;
+  const validate = options.validate;
+  if (!validate && !convert) return undefined;
+  const healthDefaulted = options.healthDefaulted;
+  return {
+    protocol: resolved.protocol,
+    validateInput: validate,
+    convert,
+    signature: signatureOf(resolved.version, signatures),
+    ...(convert && healthDefaulted && { healthCheckPath: HEALTH_PATH[resolved.protocol] }),
+  };
+}
 
 interface ModelInputs {
   readonly policy: Policy;
@@ -163,26 +227,29 @@ interface ModelInputs {
   readonly alerts: GatewayAlert[];
   readonly consumers: readonly ConsumerRules[];
   readonly guard: UpstreamGuard;
+  readonly signatures: SignatureMap | undefined;
 }
 
-function resolveModel({ policy, model, registered, prior, alerts, consumers, guard }: ModelInputs): ModelIR {
+function resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures }: ModelInputs): ModelIR {
   const alert = (code: GatewayAlert['code'], message: string): void => {
     // One refused address named by several selectors (stable and mirror) is one alert.
     if (!alerts.some((a) => a.model === model.name && a.code === code && a.message === message)) alerts.push({ code, model: model.name, message });
   };
   const resolve = (selector: VersionSelector): Resolved => {
-    const selected = selectVersion(registered, selector);
-    if ('reason' in selected) return selected;
-    const address = versionAddress(model, selected.version);
-    if ('reason' in address) return address;
-    const refusal = guard.refusal(address);
+    const resolved = resolveVersion(model, registered, selector);
+    if ('reason' in resolved) return resolved;
+    const refusal = guard.refusal(resolved.address);
     if (refusal !== undefined) {
-      const reason = `version ${selected.version.version}: ${refusal}`;
+      const reason = `version ${resolved.version.version}: ${refusal}`;
       alert('address_refused', reason);
       return { reason };
     }
-    return { version: selected.version, address };
+    return resolved;
   };
+  const rules = modelFilterRules(model, policy.gateway);
+  const hc = model.healthCheck !== undefined ? model.healthCheck : policy.gateway.defaults.healthCheck;
+  const options = { validate: rules.validation !== undefined, healthDefaulted: hc !== undefined && hc.path === undefined };
+  const process = (r: { version: ModelVersion; protocol: ModelProtocol }): VersionProcessing | undefined => processingOf(model, r, options, signatures);
   const live: LiveVersion[] = [];
   const stable = resolve(model.traffic.stable);
   const rolloutPolicy = policy.rollouts.get(model.name);
@@ -197,9 +264,9 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
     if (!rollout && canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
     const canaryLive = canarySpec && canary && 'version' in canary && canary.version.version !== stable.version.version ? canary : undefined;
     const canaryWeight = canaryLive && canarySpec ? canarySpec.weight : 0;
-    live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight));
+    live.push(liveVersion(model, stable.version, stable.address, 'stable', 100 - canaryWeight, process(stable)));
     // A rollout's canary at weight 0 (not started, failed, aborted) is not live: no traffic, no pin.
-    if (canaryLive && (!rollout || canaryWeight > 0)) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight));
+    if (canaryLive && (!rollout || canaryWeight > 0)) live.push(liveVersion(model, canaryLive.version, canaryLive.address, 'canary', canaryWeight, process(canaryLive)));
   } else if (prior && keepable.length === prior.live.length && keepable.length > 0) {
     keptLastLive = true;
     live.push(...prior.live);
@@ -218,13 +285,23 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
   if (mirrorSpec) {
     const m = resolve(mirrorSpec);
     if ('reason' in m) alert('mirror_unresolved', `mirror not sent (${m.reason})`);
-    else mirror = { version: m.version.version, cluster: clusterName(model.name, m.version.version), address: m.address, percent: mirrorSpec.percent };
+    else {
+      const processing = process(m);
+      mirror = { version: m.version.version, cluster: clusterName(model.name, m.version.version), address: m.address, percent: mirrorSpec.percent, ...(processing && { processing }) };
+    }
   }
+  for (const v of [...live, ...(mirror ? [mirror] : [])]) {
+    const sig = v.processing?.validateInput ? v.processing.signature : undefined;
+    if (sig && sig.status !== 'found') {
+      const why = sig.status === 'pending' ? 'its signature has not been read from MLflow yet' : sig.status === 'none' ? 'its MLmodel declares no signature' : `its signature is unreadable (${sig.reason})`;
+      alert('no_signature', `version ${v.version}: ${why}; its requests pass unchecked`);
+    }
+  }
+  const processed = [...live, ...(mirror ? [mirror] : [])].some((v) => v.processing !== undefined);
 
   const pinnableAliases: Record<string, string> = {};
   for (const l of live) for (const a of l.aliases) pinnableAliases[a] = l.version;
 
-  const rules = modelFilterRules(model, policy.gateway);
   return {
     name: model.name,
     registeredModel: model.registeredModel,
@@ -242,6 +319,7 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
     rules,
     filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning, grpc: model.protocol === 'grpc' }, consumers),
     ...(rollout && { rollout: rollout.ir }),
+    ...(processed && { versionBodyLimitBytes: versionBodyLimit(model) }),
   };
 }
 
@@ -267,8 +345,8 @@ function resolveRollout(plan: RolloutPlan, resolve: (selector: VersionSelector) 
   };
 }
 
-function liveVersion(model: ModelPolicy, version: ModelVersion, address: UpstreamAddress, role: LiveVersion['role'], weight: number): LiveVersion {
-  return { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address };
+function liveVersion(model: ModelPolicy, version: ModelVersion, address: UpstreamAddress, role: LiveVersion['role'], weight: number, processing: VersionProcessing | undefined): LiveVersion {
+  return { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address, ...(processing && { processing }) };
 }
 
 /** A Model's own setting replaces the Gateway default's whole block. */

@@ -12,8 +12,8 @@ import {
   type TokenKind,
   type TokenQuotaRule,
 } from '../contract/filter-policy.js';
-import type { ConsumerPolicy, GatewayPolicy, ModelPolicy } from '../policy/schema/index.js';
-import type { FilterServiceIR, ModelFilterRules, ModelFilters } from './types.js';
+import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PipelinePolicy } from '../policy/schema/index.js';
+import type { FilterServiceIR, InputValidation, ModelFilterRules, ModelFilters, PipelineServiceIR } from './types.js';
 
 /**
  * The filter rules of the gateway, resolved: which access rules, request limits, token quotas and masking
@@ -37,6 +37,11 @@ export const DEFAULT_JWT_CLOCK_SKEW_MS = 30_000;
 export const DEFAULT_JWT_CONSUMER_CLAIM = 'sub';
 /** A token with no `exp` would be valid forever: refused unless the issuer says `requireExpiry: false`. */
 export const DEFAULT_JWT_REQUIRE_EXPIRY = true;
+/** How long one pipeline step may take, and a whole pipeline, when they do not say. */
+export const DEFAULT_STEP_TIMEOUT_MS = 10_000;
+export const DEFAULT_PIPELINE_TIMEOUT_MS = 30_000;
+/** The port of the pipeline service beside the filter service, when filterService.pipelinesPort is absent. */
+export const DEFAULT_PIPELINES_PORT = 18082;
 
 type PolicyLimit = ModelPolicy['rateLimits'][number] & { readonly model?: string | undefined };
 type PolicyQuota = ModelPolicy['tokenQuotas'][number] & { readonly model?: string | undefined };
@@ -95,15 +100,28 @@ function access(model: ModelPolicy): AccessRules | undefined {
   };
 }
 
+function validation(model: ModelPolicy): InputValidation | undefined {
+  const v = model.validation;
+  if (!v || v.input === 'none') return undefined;
+  return { input: 'signature', maxBodyBytes: v.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
+}
+
 /** A model's filter rules with every default applied. */
 export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): ModelFilterRules {
+  const checked = validation(model);
   return {
     failOpen: model.failOpen ?? gateway.filterService.failOpen ?? DEFAULT_FAIL_OPEN,
     access: access(model),
     requestLimits: model.rateLimits.map((l) => requestLimit(l, `Model ${model.name}: ${l.requests} per ${l.per} per consumer`)),
     tokenQuotas: model.tokenQuotas.map((q) => tokenQuota(q, (count) => `Model ${model.name}: ${q.tokens} ${count} tokens per ${q.per} per consumer`)),
     masking: masking(model),
+    ...(checked && { validation: checked }),
   };
+}
+
+/** The largest body a version's cluster reads (validation and protocol conversion buffer it whole). */
+export function versionBodyLimit(model: ModelPolicy): number {
+  return model.validation?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
 }
 
 /** A consumer's identity and its own limits and quotas, resolved. */
@@ -175,4 +193,22 @@ export function modelFilters(
 export function filterServiceOf(gateway: GatewayPolicy): FilterServiceIR {
   const fs = gateway.filterService;
   return { address: fs.address, port: fs.port, timeoutMs: fs.timeout, tls: fs.tls };
+}
+
+/** A pipeline route's own access rules and limits (its steps are judged again, each as its Model). */
+export function pipelineFilterRules(pipeline: PipelinePolicy, gateway: GatewayPolicy): ModelFilterRules {
+  const a = pipeline.access;
+  return {
+    failOpen: pipeline.failOpen ?? gateway.filterService.failOpen ?? DEFAULT_FAIL_OPEN,
+    access: a && { roles: [...a.roles], consumers: [...a.consumers], versions: [] },
+    requestLimits: pipeline.rateLimits.map((l) => requestLimit(l, `Pipeline ${pipeline.name}: ${l.requests} per ${l.per} per consumer`)),
+    tokenQuotas: [],
+    masking: undefined,
+  };
+}
+
+/** Where Envoys reach the pipeline service: beside the filter service, with its TLS. */
+export function pipelineServiceOf(gateway: GatewayPolicy): PipelineServiceIR {
+  const fs = gateway.filterService;
+  return { address: fs.address, port: fs.pipelinesPort ?? DEFAULT_PIPELINES_PORT, tls: fs.tls };
 }

@@ -1,4 +1,5 @@
-import type { AccessRules, AuditRules, ConsumerRules, JwtIssuerRules, ModelMaskingRules, RequestLimitRule, TokenQuotaRule } from '../contract/filter-policy.js';
+import type { AccessRules, AuditRules, ConsumerRules, JwtIssuerRules, ModelMaskingRules, ModelProtocol as BodyProtocol, RequestLimitRule, TokenQuotaRule } from '../contract/filter-policy.js';
+import type { Signature } from '../contract/signature.js';
 
 /**
  * Gateway IR: the joined, resolved view of policy + registry that every translator reads. All defaulting
@@ -11,6 +12,31 @@ export interface UpstreamAddress {
   readonly port: number;
 }
 
+/** What the IR knows of a version's MLflow signature. */
+export type SignatureState =
+  | { readonly status: 'found'; readonly signature: Signature }
+  /** Its MLmodel declares none. */
+  | { readonly status: 'none' }
+  | { readonly status: 'unreadable'; readonly reason: string }
+  /** Not read yet (the control plane asks MLflow once the version is routed to). */
+  | { readonly status: 'pending' };
+
+/**
+ * The work the version's own cluster does on each request (a cluster-level ext_proc, since only there is
+ * the version known): check bodies against the signature, convert between the model's public protocol and
+ * the one the version speaks.
+ */
+export interface VersionProcessing {
+  /** The protocol the version's server speaks (its `flowgate.protocol` tag; absent, the model's). */
+  readonly protocol: BodyProtocol;
+  readonly validateInput: boolean;
+  /** The version speaks another protocol than the model's public one. */
+  readonly convert: boolean;
+  readonly signature: SignatureState;
+  /** The health-check path of the version's protocol, when the policy named none and it differs from the model's. */
+  readonly healthCheckPath?: string;
+}
+
 /** One model version that receives traffic, with its share and its Envoy cluster. */
 export interface LiveVersion {
   readonly version: string;
@@ -21,6 +47,8 @@ export interface LiveVersion {
   readonly role: 'stable' | 'canary';
   readonly cluster: string;
   readonly address: UpstreamAddress;
+  /** Absent: requests reach the version as they are. */
+  readonly processing?: VersionProcessing;
 }
 
 /** A shadow copy of live traffic to a version whose answers are discarded. */
@@ -29,6 +57,7 @@ export interface MirrorTarget {
   readonly cluster: string;
   readonly address: UpstreamAddress;
   readonly percent: number;
+  readonly processing?: VersionProcessing;
 }
 
 /** Envoy's retry policy for a model's routes. */
@@ -81,6 +110,7 @@ export interface PublicRoute {
   readonly pathPrefix: string;
 }
 
+/** How callers speak to a model: MLflow scoring, OIP v2 (both convertible per version), or gRPC. */
 export type ModelProtocol = 'mlflow' | 'oip' | 'grpc';
 
 /** How proxyless gRPC clients reach a model: the name they dial as xds:///<target>. */
@@ -112,6 +142,8 @@ export interface ModelIR {
   readonly rules: ModelFilterRules;
   /** The filter-service calls its routes make; undefined for none. */
   readonly filters: ModelFilters | undefined;
+  /** Set when a version's cluster processes bodies (VersionProcessing): the largest body it reads. */
+  readonly versionBodyLimitBytes?: number;
   /** Its automated progressive rollout (a Rollout document), with the state read from the canary's tags. */
   readonly rollout?: RolloutIR | undefined;
 }
@@ -207,6 +239,15 @@ export interface ModelFilterRules {
   readonly requestLimits: readonly RequestLimitRule[];
   readonly tokenQuotas: readonly TokenQuotaRule[];
   readonly masking: ModelMaskingRules | undefined;
+  /** Request bodies checked against each version's signature; absent: not checked. */
+  readonly validation?: InputValidation;
+}
+
+/** `validation` of a Model, resolved. */
+export interface InputValidation {
+  readonly input: 'signature';
+  /** The largest body the version's cluster reads (validation and protocol conversion); a larger one is a 413. */
+  readonly maxBodyBytes: number;
 }
 
 /** The filter-service calls a model's routes make (src/ir/filters.ts). */
@@ -256,9 +297,52 @@ export interface EdgeIR {
 
 /** Something an operator must know about: logged and counted by the control plane. */
 export interface GatewayAlert {
-  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused';
+  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused' | 'no_signature';
   readonly model: string;
   readonly message: string;
+}
+
+/** Where one pipeline step is called: the step model's route on the listener the pipeline was called on. */
+export interface StepTarget {
+  readonly listener: string;
+  /** The listener's port: the step goes back to the Envoy (address) that called the pipeline, on this port. */
+  readonly port: number;
+  /** The model's route prefix plus the step's path. */
+  readonly path: string;
+  /** The route's host pattern ('*' for any): sent as the step's Host when it is a name. */
+  readonly host: string;
+}
+
+export interface PipelineStepIR {
+  readonly name: string;
+  /** The policy Model it calls. */
+  readonly model: string;
+  readonly timeoutMs: number;
+  /** The body template; absent: the previous answer (sequential) or the request (parallel). */
+  readonly input?: unknown;
+  readonly targets: readonly StepTarget[];
+}
+
+/** A Pipeline, resolved: its routes, its steps and where each is called, its own access rules and limits. */
+export interface PipelineIR {
+  readonly name: string;
+  readonly routes: readonly PublicRoute[];
+  readonly mode: 'sequential' | 'parallel';
+  readonly timeoutMs: number;
+  readonly maxBodyBytes: number;
+  readonly steps: readonly PipelineStepIR[];
+  /** The answer template; absent: the last answer (sequential) or {step: answer} (parallel). */
+  readonly output?: unknown;
+  /** Access and limits on the pipeline route itself (each step is judged again as its Model). */
+  readonly rules: ModelFilterRules;
+  readonly filters: ModelFilters | undefined;
+}
+
+/** Where Envoys reach the pipeline service (an HTTP server in the filter-service process). */
+export interface PipelineServiceIR {
+  readonly address: string;
+  readonly port: number;
+  readonly tls: FilterServiceIR['tls'];
 }
 
 export interface GatewayIR {
@@ -277,6 +361,10 @@ export interface GatewayIR {
   readonly consumers: readonly ConsumerRules[];
   readonly jwtIssuers: readonly JwtIssuerRules[];
   readonly audit: AuditRules;
+  /** By name, sorted; absent when the policy has none. */
+  readonly pipelines?: readonly PipelineIR[];
+  /** Set when there are pipelines. */
+  readonly pipelineService?: PipelineServiceIR;
 }
 
 export interface TracingIR {

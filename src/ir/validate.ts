@@ -49,6 +49,16 @@ export function irProblems(ir: GatewayIR): string[] {
     }
     if (m.filters && !ir.filterService) problems.push(`model ${m.name} calls the filter service, but the IR has none`);
   }
+  for (const p of ir.pipelines ?? []) {
+    if (names.has(p.name)) problems.push(`pipeline ${p.name} has the name of a model or another pipeline`);
+    names.add(p.name);
+    for (const r of p.routes) if (!listeners.has(r.listener)) problems.push(`pipeline ${p.name} routes on unknown listener ${r.listener}`);
+    for (const s of p.steps) {
+      if (!ir.models.some((m) => m.name === s.model)) problems.push(`pipeline ${p.name}: step ${s.name} calls unknown model ${s.model}`);
+      for (const r of p.routes) if (!s.targets.some((t) => t.listener === r.listener)) problems.push(`pipeline ${p.name}: step ${s.name} has no target on listener ${r.listener}`);
+    }
+    if (!ir.pipelineService || !ir.filterService) problems.push(`pipeline ${p.name} needs the pipeline and filter services, but the IR lacks them`);
+  }
   return problems;
 }
 

@@ -6,6 +6,7 @@ import { assertValidIR } from '../ir/validate.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import type { Policy } from '../policy/policy.js';
 import type { RegistrySnapshot } from '../registry/types.js';
+import type { SignatureMap } from '../registry/signatures.js';
 import { CONFIG_SOURCE_MODES, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
 import { assertConsistent } from '../resources/consistency.js';
 import type { ResourceInput } from '../resources/types.js';
@@ -32,6 +33,8 @@ export interface PipelineInput {
    * IR knows only the policy; Flowgate's well-known ports are refused without this.
    */
   readonly reserved?: readonly ReservedAddress[] | undefined;
+  /** Model-version signatures read from MLflow so far (validation and protocol conversion read them). */
+  readonly signatures?: SignatureMap | undefined;
 }
 
 /** The resources of one snapshot: for a node group and a variant (an Envoy xDS mode, or proxyless gRPC clients). */
@@ -64,7 +67,7 @@ export interface PipelineOptions {
  * (InconsistentSnapshotError naming the dangling references): nothing of it may be published.
  */
 export function runPipeline(input: PipelineInput, options: PipelineOptions = {}): PipelineOutput {
-  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous, { reserved: input.reserved ?? [] });
+  const { ir, issues } = buildGatewayIR(input.policy, input.registry, input.previous, { reserved: input.reserved ?? [], signatures: input.signatures });
   assertValidIR(ir);
   const groups: GroupResources[] = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
     group: DEFAULT_GROUP,

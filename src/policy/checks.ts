@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { didYouMean, type PolicyIssue, type PolicyPath } from './issues.js';
-import { modelRoutes } from './routes.js';
-import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PolicyKind, RolloutPolicy } from './schema/index.js';
+import { modelRoutes, pipelineRoutes, type ModelRoute } from './routes.js';
+import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PipelinePolicy, PolicyKind, RolloutPolicy } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**
@@ -20,7 +20,8 @@ export type ValidDocument =
   | { readonly kind: 'Gateway'; readonly source: SourceDocument; readonly policy: GatewayPolicy }
   | { readonly kind: 'Model'; readonly source: SourceDocument; readonly policy: ModelPolicy }
   | { readonly kind: 'Consumer'; readonly source: SourceDocument; readonly policy: ConsumerPolicy }
-  | { readonly kind: 'Rollout'; readonly source: SourceDocument; readonly policy: RolloutPolicy };
+  | { readonly kind: 'Rollout'; readonly source: SourceDocument; readonly policy: RolloutPolicy }
+  | { readonly kind: 'Pipeline'; readonly source: SourceDocument; readonly policy: PipelinePolicy };
 
 /** `models.yaml:3:7`, for "first defined at" tails. */
 function where(p: SourcePosition): string {
@@ -31,7 +32,7 @@ function where(p: SourcePosition): string {
 export function checkDeclarations(declared: readonly DeclaredDocument[]): PolicyIssue[] {
   const issues: PolicyIssue[] = [];
   let gateway: SourcePosition | undefined;
-  const firstByName = new Map<string, SourcePosition>();
+  const firstByName = new Map<string, { kind: PolicyKind; at: SourcePosition }>();
   for (const d of declared) {
     if (d.kind === 'Gateway') {
       if (gateway) issues.push(d.source.issue(['kind'], `a second Gateway document (the first is at ${where(gateway)}); a policy has at most one`, 'duplicate'));
@@ -39,12 +40,19 @@ export function checkDeclarations(declared: readonly DeclaredDocument[]): Policy
       continue;
     }
     if (d.name === undefined) continue;
-    const key = `${d.kind}/${d.name}`;
+    // Models and Pipelines share one namespace: both are what a route, a limit or an audit line names.
+    const key = `${d.kind === 'Pipeline' ? 'Model' : d.kind}/${d.name}`;
     const first = firstByName.get(key);
     const nameKey = d.kind === 'Rollout' ? 'model' : 'name';
-    const what = d.kind === 'Rollout' ? `a second Rollout of model '${d.name}'; a model has at most one` : `duplicate ${d.kind} name '${d.name}'`;
-    if (first) issues.push(d.source.issue([nameKey], `${what} (first defined at ${where(first)})`, 'duplicate'));
-    else firstByName.set(key, d.source.locate([nameKey]));
+    if (first) {
+      const message =
+        d.kind === 'Rollout'
+          ? `a second Rollout of model '${d.name}'; a model has at most one (first defined at ${where(first.at)})`
+          : first.kind === d.kind
+            ? `duplicate ${d.kind} name '${d.name}' (first defined at ${where(first.at)})`
+            : `the name '${d.name}' is already used by a ${first.kind} (${where(first.at)}); Models and Pipelines share one namespace`;
+      issues.push(d.source.issue([nameKey], message, 'duplicate'));
+    } else firstByName.set(key, { kind: d.kind, at: d.source.locate([nameKey]) });
   }
   return issues;
 }
@@ -53,6 +61,7 @@ export function checkDeclarations(declared: readonly DeclaredDocument[]): Policy
 export interface KnownNames {
   readonly models: ReadonlySet<string>;
   readonly consumers: ReadonlySet<string>;
+  readonly pipelines?: ReadonlySet<string>;
   /** False when the Gateway document itself is invalid: listener and issuer references are then not judged. */
   readonly gatewayValid: boolean;
 }
@@ -63,7 +72,7 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
   if (gatewaySource) issues.push(...checkGateway(gateway, gatewaySource));
   const listeners = gateway.listeners.map((l) => l.name);
   const issuers = gateway.auth.jwt.map((j) => j.name);
-  const claims = new Map<string, { model: string; at: SourcePosition }>();
+  const claims = new Map<string, { model: string; kind: 'Model' | 'Pipeline'; at: SourcePosition }>();
   const keyIds = new Map<string, SourcePosition>();
   const keyDigests = new Map<string, { consumer: string; at: SourcePosition }>();
   const subjects = new Map<string, { consumer: string; at: SourcePosition }>();
@@ -74,29 +83,58 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
     issues.push(src.issue(path, `reference to an unknown ${what} '${name}'${didYouMean(name, names)}`, 'reference'));
   };
 
+  const claim = (src: SourceDocument, owner: string, kind: 'Model' | 'Pipeline', routes: readonly ModelRoute[]): void => {
+    for (const r of routes) {
+      if (!listeners.includes(r.listener)) continue;
+      const claimPath: PolicyPath = r.routeIndex === undefined ? ['name'] : ['routes', r.routeIndex];
+      const key = `${r.listener}\u0000${r.host}\u0000${r.pathPrefix}`;
+      const first = claims.get(key);
+      const what = `listener '${r.listener}', host '${r.host}', path prefix '${r.pathPrefix}'${r.routeIndex === undefined ? ' (the default route)' : ''}`;
+      if (first) {
+        const by = first.model === owner ? `this ${kind.toLowerCase()}` : `${first.kind} '${first.model}'`;
+        issues.push(src.issue(claimPath, `${what} is already claimed by ${by} (${where(first.at)})`, 'conflict'));
+      } else {
+        claims.set(key, { model: owner, kind, at: src.locate(claimPath) });
+      }
+    }
+  };
+  const checkListeners = (src: SourceDocument, routes: PipelinePolicy['routes']): void => {
+    // With a broken Gateway the listeners are unknown, and judging routes against the default would mislead.
+    if (!known.gatewayValid) return;
+    routes?.forEach((r, i) => {
+      if (!listeners.includes(r.listener)) unknown(src, ['routes', i, 'listener'], 'listener', r.listener, listeners);
+    });
+  };
+  // The listeners each valid Model is published on: a pipeline's steps go back through the listener it was called on.
+  const modelListeners = new Map<string, Set<string>>();
+  for (const d of docs) if (d.kind === 'Model') modelListeners.set(d.policy.name, new Set(modelRoutes(d.policy, gateway).map((r) => r.listener)));
+
   for (const d of docs) {
     const src = d.source;
-    if (d.kind === 'Model') {
-      const m = d.policy;
-      // With a broken Gateway the listeners are unknown, and judging routes against the default would mislead.
-      if (known.gatewayValid) {
-        m.routes?.forEach((r, i) => {
-          if (!listeners.includes(r.listener)) unknown(src, ['routes', i, 'listener'], 'listener', r.listener, listeners);
-        });
-      }
-      for (const r of known.gatewayValid ? modelRoutes(m, gateway) : []) {
-        if (!listeners.includes(r.listener)) continue;
-        const claimPath: PolicyPath = r.routeIndex === undefined ? ['name'] : ['routes', r.routeIndex];
-        const key = `${r.listener}\u0000${r.host}\u0000${r.pathPrefix}`;
-        const first = claims.get(key);
-        const what = `listener '${r.listener}', host '${r.host}', path prefix '${r.pathPrefix}'${r.routeIndex === undefined ? ' (the default route)' : ''}`;
-        if (first) {
-          const owner = first.model === m.name ? 'this model' : `Model '${first.model}'`;
-          issues.push(src.issue(claimPath, `${what} is already claimed by ${owner} (${where(first.at)})`, 'conflict'));
-        } else {
-          claims.set(key, { model: m.name, at: src.locate(claimPath) });
+    if (d.kind === 'Pipeline') {
+      const p = d.policy;
+      checkListeners(src, p.routes);
+      const routes = known.gatewayValid ? pipelineRoutes(p, gateway) : [];
+      claim(src, p.name, 'Pipeline', routes);
+      p.steps.forEach((s, i) => {
+        if (!known.models.has(s.model)) {
+          const nested = known.pipelines?.has(s.model) ? ` ('${s.model}' is a Pipeline; a step calls a Model)` : didYouMean(s.model, known.models);
+          issues.push(src.issue(['steps', i, 'model'], `reference to an unknown model '${s.model}'${nested}`, 'reference'));
+          return;
         }
-      }
+        const on = modelListeners.get(s.model);
+        if (!on) return;
+        for (const l of new Set(routes.map((r) => r.listener))) {
+          if (!on.has(l)) issues.push(src.issue(['steps', i, 'model'], `Model '${s.model}' has no route on listener '${l}', where this pipeline is published; its steps go back through that listener`, 'reference'));
+        }
+      });
+      p.access?.consumers.forEach((c, i) => {
+        if (!known.consumers.has(c)) unknown(src, ['access', 'consumers', i], 'consumer', c, known.consumers);
+      });
+    } else if (d.kind === 'Model') {
+      const m = d.policy;
+      checkListeners(src, m.routes);
+      claim(src, m.name, 'Model', known.gatewayValid ? modelRoutes(m, gateway) : []);
       if (m.proxyless) {
         const first = targets.get(m.proxyless.target);
         if (first) issues.push(src.issue(['proxyless', 'target'], `proxyless target '${m.proxyless.target}' is already served by Model '${first.model}' (${where(first.at)})`, 'conflict'));
@@ -118,7 +156,7 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
       }
       for (const list of ['rateLimits', 'tokenQuotas'] as const) {
         c[list].forEach((limit, i) => {
-          if (limit.model !== undefined && !known.models.has(limit.model)) unknown(src, [list, i, 'model'], 'model', limit.model, known.models);
+          if (limit.model !== undefined && !known.models.has(limit.model) && !known.pipelines?.has(limit.model)) unknown(src, [list, i, 'model'], 'model', limit.model, known.models);
           // Its proxyless callers skip the filter service: a limit on it alone would be a promise nobody keeps.
           if (limit.model !== undefined && proxyless.has(limit.model)) {
             issues.push(src.issue([list, i, 'model'], `Model '${limit.model}' is served to proxyless gRPC clients, which skip the filter service: its ${list} cannot be enforced`, 'conflict'));

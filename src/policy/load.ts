@@ -194,9 +194,10 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
     models: valid.flatMap((d) => (d.kind === 'Model' ? [{ policy: d.policy, source: d.source }] : [])),
     consumers: valid.flatMap((d) => (d.kind === 'Consumer' ? [{ policy: d.policy, source: d.source }] : [])),
     rollouts: valid.flatMap((d) => (d.kind === 'Rollout' ? [{ policy: d.policy, source: d.source }] : [])),
+    pipelines: valid.flatMap((d) => (d.kind === 'Pipeline' ? [{ policy: d.policy, source: d.source }] : [])),
   };
   const gateway = parts.gateway?.policy ?? defaultGateway();
-  const known = { models: names('Model'), consumers: names('Consumer'), gatewayValid: !brokenGateway };
+  const known = { models: names('Model'), consumers: names('Consumer'), pipelines: names('Pipeline'), gatewayValid: !brokenGateway };
   issues.push(...checkReferences(valid, gateway, parts.gateway?.source, known), ...checkRollouts(valid, known));
 
   if (issues.length > 0) return { ok: false, issues: dedupe(issues).sort(compareIssues) };

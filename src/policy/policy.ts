@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pathText, type PolicyIssue, type PolicyPath } from './issues.js';
-import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PolicyKind, type RolloutPolicy } from './schema/index.js';
+import { GatewaySchema, type ConsumerPolicy, type GatewayPolicy, type ModelPolicy, type PipelinePolicy, type PolicyKind, type RolloutPolicy } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
 
 /**
@@ -22,6 +22,8 @@ export interface Policy {
   readonly consumers: ReadonlyMap<string, ConsumerPolicy>;
   /** Rollouts by the Model they roll out, in model order. */
   readonly rollouts: ReadonlyMap<string, RolloutPolicy>;
+  /** By name, in name order. */
+  readonly pipelines: ReadonlyMap<string, PipelinePolicy>;
   /**
    * Where `path` inside the named document was written (the Gateway's name is ignored). A path that is not in
    * the file resolves to the mapping that would hold it. A Rollout is named by its model. Undefined for a document that was not written (the
@@ -67,6 +69,7 @@ export interface PolicyParts {
   readonly models: readonly { readonly policy: ModelPolicy; readonly source: SourceDocument }[];
   readonly consumers: readonly { readonly policy: ConsumerPolicy; readonly source: SourceDocument }[];
   readonly rollouts?: readonly { readonly policy: RolloutPolicy; readonly source: SourceDocument }[];
+  readonly pipelines?: readonly { readonly policy: PipelinePolicy; readonly source: SourceDocument }[];
 }
 
 /** Assembles the immutable Policy from validated documents; names must already be unique. */
@@ -77,10 +80,12 @@ export function assemblePolicy(parts: PolicyParts): Policy {
   const models = deepFreeze(byName(parts.models));
   const consumers = deepFreeze(byName(parts.consumers));
   const rollouts = deepFreeze([...(parts.rollouts ?? [])].map((d) => d.policy).sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0)));
+  const pipelines = deepFreeze(byName(parts.pipelines ?? []));
   // Versioned, so a change in what the hash covers is a change of every hash rather than a silent collision.
+  // Pipelines are hashed only when there are some, so a policy without any keeps the hash it always had.
   const hash = createHash('sha256')
-    // Rollouts join the hash only when there are some, so policies without one keep their hashes.
-    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers, rollouts: rollouts.length > 0 ? rollouts : undefined }))
+    // Rollouts and pipelines join the hash only when there are some, so policies without them keep their hashes.
+    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers, rollouts: rollouts.length > 0 ? rollouts : undefined, ...(pipelines.length > 0 && { pipelines }) }))
     .digest('hex');
 
   const sources = new Map<string, SourceDocument>();
@@ -88,6 +93,7 @@ export function assemblePolicy(parts: PolicyParts): Policy {
   for (const m of parts.models) sources.set(`Model/${m.policy.name}`, m.source);
   for (const c of parts.consumers) sources.set(`Consumer/${c.policy.name}`, c.source);
   for (const r of parts.rollouts ?? []) sources.set(`Rollout/${r.policy.model}`, r.source);
+  for (const p of parts.pipelines ?? []) sources.set(`Pipeline/${p.policy.name}`, p.source);
 
   const policy: Policy = {
     dir: parts.dir,
@@ -97,6 +103,7 @@ export function assemblePolicy(parts: PolicyParts): Policy {
     models: new Map(models.map((m) => [m.name, m])),
     consumers: new Map(consumers.map((c) => [c.name, c])),
     rollouts: new Map(rollouts.map((r) => [r.model, r])),
+    pipelines: new Map(pipelines.map((p) => [p.name, p])),
     locate(kind, name, path = []) {
       return sources.get(kind === 'Gateway' ? 'Gateway/' : `${kind}/${name}`)?.locate(path);
     },

@@ -1,4 +1,4 @@
-import type { GatewayPolicy, ModelPolicy } from './schema/index.js';
+import type { GatewayPolicy, ModelPolicy, PipelinePolicy } from './schema/index.js';
 
 /**
  * The routes a Model claims once its defaults are applied. The loader needs them to find two models claiming
@@ -25,17 +25,31 @@ function modelDefaultPrefix(model: ModelPolicy): string {
   return defaultPathPrefix(model.name, model.protocol === 'grpc' ? (model.grpc ?? {}) : undefined);
 }
 
+/** The default path prefix of a pipeline: /pipelines/{name}. */
+export function defaultPipelinePrefix(pipelineName: string): string {
+  return `/pipelines/${pipelineName}`;
+}
+
 /** Every (listener, host, path prefix) the model claims, in the order written; defaults: every listener, /models/{name}, host *. */
 export function modelRoutes(model: ModelPolicy, gateway: GatewayPolicy): ModelRoute[] {
+  return claimedRoutes(model, gateway, () => modelDefaultPrefix(model));
+}
+
+/** The routes a Pipeline claims: as a Model's, with /pipelines/{name} as the default prefix. */
+export function pipelineRoutes(pipeline: PipelinePolicy, gateway: GatewayPolicy): ModelRoute[] {
+  return claimedRoutes(pipeline, gateway, defaultPipelinePrefix);
+}
+
+function claimedRoutes(doc: Pick<ModelPolicy, 'name' | 'routes'>, gateway: GatewayPolicy, defaultPrefix: (name: string) => string): ModelRoute[] {
   const out: ModelRoute[] = [];
-  if (model.routes === undefined) {
+  if (doc.routes === undefined) {
     for (const l of gateway.listeners) {
-      out.push({ listener: l.name, pathPrefix: modelDefaultPrefix(model), host: '*', routeIndex: undefined, hostIndex: 0 });
+      out.push({ listener: l.name, pathPrefix: defaultPrefix(doc.name), host: '*', routeIndex: undefined, hostIndex: 0 });
     }
     return out;
   }
-  model.routes.forEach((r, routeIndex) => {
-    const pathPrefix = r.pathPrefix ?? modelDefaultPrefix(model);
+  doc.routes.forEach((r, routeIndex) => {
+    const pathPrefix = r.pathPrefix ?? defaultPrefix(doc.name);
     r.hosts.forEach((host, hostIndex) => out.push({ listener: r.listener, pathPrefix, host, routeIndex, hostIndex }));
   });
   return out;

@@ -117,23 +117,46 @@ export class MlflowRest {
     return `${method} ${this.baseUrl}/api/2.0/mlflow/${path.split('?')[0] ?? ''}`;
   }
 
+  /**
+   * GET {trackingUri}/{path}?query outside the REST API 2.0 prefix (MLflow's artifact routes), as text;
+   * fails like every other call on a non-2xx answer.
+   */
+  async getText(path: string, query: Query = {}): Promise<string> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    const where = `GET ${this.baseUrl}/${path}`;
+    const { res, text } = await this.send('GET', `${this.baseUrl}/${path}${qs === '' ? '' : `?${qs}`}`, where, undefined, '*/*');
+    if (!res.ok) throw httpError(res, text, where);
+    return text;
+  }
+
   private async call(method: string, pathAndQuery: string, body: unknown): Promise<unknown> {
-    const url = `${this.baseUrl}/api/2.0/mlflow/${pathAndQuery}`;
     const where = this.where(method, pathAndQuery);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const { res, text } = await this.send(method, `${this.baseUrl}/api/2.0/mlflow/${pathAndQuery}`, where, body, 'application/json');
+    if (!res.ok) throw httpError(res, text, where);
+    let json: unknown;
+    try {
+      json = text === '' ? {} : JSON.parse(text);
+    } catch {
+      throw new MlflowError('bad_response', `MLflow answered ${res.status} with a body that is not JSON: ${JSON.stringify(text.slice(0, 120))}`, where, res.status);
+    }
+    return json;
+  }
+
+  private async send(method: string, url: string, where: string, body: unknown, accept: string): Promise<{ res: Response; text: string }> {
+    const headers: Record<string, string> = { accept };
     if (this.authorization !== undefined) headers.authorization = this.authorization;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
-    let text: string;
     try {
-      res = await fetch(url, {
+      const res = await fetch(url, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
         redirect: 'error',
       });
-      text = await res.text();
+      return { res, text: await res.text() };
     } catch (err) {
       if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
         throw new MlflowError('timeout', `MLflow did not answer within ${this.timeoutMs}ms`, where, undefined, undefined, { cause: err });
@@ -141,23 +164,21 @@ export class MlflowRest {
       const cause = err instanceof Error && err.cause !== undefined ? `: ${errorMessage(err.cause)}` : '';
       throw new MlflowError('unreachable', `cannot reach MLflow (${errorMessage(err)}${cause})`, where, undefined, undefined, { cause: err });
     }
-    let json: unknown;
-    try {
-      json = text === '' ? {} : JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    if (!res.ok) {
-      const { code, message } = mlflowErrorBody(json);
-      const failure = res.status >= 500 ? 'http_5xx' : 'http_4xx';
-      const detail = message ?? (text.slice(0, 200).trim() || res.statusText);
-      throw new MlflowError(failure, `MLflow answered ${res.status}${code ? ` ${code}` : ''}: ${detail}`, where, res.status, code);
-    }
-    if (json === undefined) {
-      throw new MlflowError('bad_response', `MLflow answered ${res.status} with a body that is not JSON: ${JSON.stringify(text.slice(0, 120))}`, where, res.status);
-    }
-    return json;
   }
+}
+
+/** The MlflowError of a non-2xx answer, with MLflow's own error_code and message when the body has them. */
+function httpError(res: Response, text: string, where: string): MlflowError {
+  let json: unknown;
+  try {
+    json = text === '' ? {} : JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const { code, message } = mlflowErrorBody(json);
+  const failure = res.status >= 500 ? 'http_5xx' : 'http_4xx';
+  const detail = message ?? (text.slice(0, 200).trim() || res.statusText);
+  return new MlflowError(failure, `MLflow answered ${res.status}${code ? ` ${code}` : ''}: ${detail}`, where, res.status, code);
 }
 
 /** MLflow's `{"error_code": ..., "message": ...}`, when the body is one. */

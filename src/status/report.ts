@@ -1,6 +1,7 @@
 import type { NodeStatus, NodeTypeStatus } from '../admin/nodes.js';
 import { errorMessage, FlowgateError } from '../errors.js';
 import type { GatewayIR } from '../ir/types.js';
+import { signatureReport } from './signatures.js';
 
 /**
  * The fleet status `flowgate status` prints: the connected Envoys (per resource type: the version each
@@ -110,6 +111,19 @@ export function formatModels(ir: GatewayIR | null): string {
       return [m.name, phase, r.canaryVersion ?? '-', `${r.weight}%`, step, checks, oneLine(r.idle ?? r.state?.reason ?? '')];
     });
     parts.push('', `ROLLOUTS (${rollouts.length})`, formatTable(['MODEL', 'PHASE', 'CANARY', 'WEIGHT', 'STEP', 'FAILED', 'REASON'], rrows));
+  }
+  const processed = signatureReport(ir);
+  if (processed.length > 0) {
+    const prow = processed.map((p) => [
+      p.model,
+      p.version,
+      p.protocol,
+      p.convert ? `from ${ir.models.find((m) => m.name === p.model)?.protocol ?? '?'}` : '-',
+      p.validateInput ? 'yes' : 'no',
+      p.signature === 'found' ? (p.inputs ?? []).join(', ') || '(no inputs)' : p.signature === 'unreadable' ? `unreadable: ${oneLine(p.reason ?? '')}` : p.signature,
+      p.unchecked ? 'UNCHECKED: no signature, requests pass' : '',
+    ]);
+    parts.push('', `VERSION PROCESSING (${processed.length})`, formatTable(['MODEL', 'VERSION', 'SPEAKS', 'CONVERTED', 'VALIDATED', 'SIGNATURE', 'NOTE'], prow));
   }
   if (ir.alerts.length > 0) {
     parts.push('', `ALERTS (${ir.alerts.length})`, ...ir.alerts.map((a) => `  ${a.model}: ${a.code}: ${oneLine(a.message)}`));

@@ -1,10 +1,12 @@
 import { isIP } from 'node:net';
-import type { GatewayIR, ModelIR, UpstreamAddress } from '../ir/types.js';
+import type { GatewayIR, ModelIR, UpstreamAddress, VersionProcessing } from '../ir/types.js';
 import { duration, struct, typed } from '../proto/codec.js';
 import { configSource, type ConfigSourceMode } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { httpFilterResources } from './http-filters/index.js';
 import { tracingCluster } from './tracing.js';
+import { versionProcessingOptions } from './version-ext-proc.js';
+import { pipelineCluster } from './pipelines.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -22,14 +24,16 @@ export interface ClusterTarget {
   readonly version: string;
   readonly cluster: string;
   readonly address: UpstreamAddress;
+  readonly processing?: VersionProcessing | undefined;
 }
 
 /** Every (model, version) that needs a cluster, once each, by cluster name. */
 export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
   const byName = new Map<string, ClusterTarget>();
   for (const model of ir.models) {
-    for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address });
-    if (model.mirror) byName.set(model.mirror.cluster, { model, version: model.mirror.version, cluster: model.mirror.cluster, address: model.mirror.address });
+    for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address, processing: l.processing });
+    const m = model.mirror;
+    if (m && !byName.has(m.cluster)) byName.set(m.cluster, { model, version: m.version, cluster: m.cluster, address: m.address, processing: m.processing });
   }
   return [...byName.values()].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
 }
@@ -47,7 +51,7 @@ export function lbEndpoints(t: ClusterTarget): object[] {
   ];
 }
 
-function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
+function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: GatewayIR): object {
   const s = t.model.settings;
   const eds = usesEds(t.address);
   const message: Record<string, unknown> = {
@@ -56,6 +60,7 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
     lb_policy: LB_POLICY[s.loadBalancer],
     metadata: { filter_metadata: { flowgate: struct({ model: t.model.name, registered_model: t.model.registeredModel, version: t.version }) } },
     common_lb_config: { healthy_panic_threshold: { value: 50 } },
+    ...versionProcessingOptions(ir, t.model, t.version, t.processing),
   };
   if (eds) {
     message.type = 'EDS';
@@ -101,7 +106,7 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode): object {
         interval: duration(hc.intervalMs),
         healthy_threshold: { value: hc.healthyThreshold },
         unhealthy_threshold: { value: hc.unhealthyThreshold },
-        ...(grpc ? { grpc_health_check: {} } : { http_health_check: { path: hc.path } }),
+        ...(grpc ? { grpc_health_check: {} } : { http_health_check: { path: t.processing?.healthCheckPath ?? hc.path } }),
       },
     ];
   }
@@ -120,8 +125,8 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
     name: t.cluster,
     // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
     // whole body raises its own request limit).
-    message: { ...clusterMessage(t, mode), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
+    message: { ...clusterMessage(t, mode, ir), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
   }));
-  out.push(...httpFilterResources(ir), ...tracingCluster(ir));
+  out.push(...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
   return out;
 }

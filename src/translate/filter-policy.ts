@@ -1,5 +1,6 @@
 import { FILTER_POLICY_NAME, FILTER_POLICY_SCHEMA, type FilterPolicy } from '../contract/filter-policy.js';
-import type { GatewayIR } from '../ir/types.js';
+import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR } from '../ir/types.js';
+import type { VersionProcessingRules } from '../contract/filter-policy.js';
 import { canonicalJson } from '../policy/policy.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 
@@ -16,20 +17,73 @@ export function filterPolicyOf(ir: GatewayIR): FilterPolicy {
     audit: ir.audit,
     jwtIssuers: [...ir.jwtIssuers],
     consumers: [...ir.consumers],
-    models: ir.models.map((m) => ({
-      name: m.name,
-      failOpen: m.rules.failOpen,
-      pinning: m.pinning,
-      ...(m.rules.access && { access: m.rules.access }),
-      ...(m.sticky && { sticky: { header: m.sticky.header } }),
-      live: m.live.map((l) => ({ version: l.version, aliases: [...l.aliases], weight: l.weight })),
-      requestLimits: [...m.rules.requestLimits],
-      tokenQuotas: [...m.rules.tokenQuotas],
-      ...(m.rules.masking && { masking: m.rules.masking }),
-      // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
-      ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
+    models: [...ir.models.map(modelRules), ...pipelineRouteRules(ir)],
+    ...pipelineRules(ir),
+  };
+}
+
+function modelRules(m: ModelIR): FilterPolicy['models'][number] {
+  return {
+    name: m.name,
+    failOpen: m.rules.failOpen,
+    pinning: m.pinning,
+    ...(m.rules.access && { access: m.rules.access }),
+    ...(m.sticky && { sticky: { header: m.sticky.header } }),
+    live: m.live.map((l) => ({ version: l.version, aliases: [...l.aliases], weight: l.weight })),
+    requestLimits: [...m.rules.requestLimits],
+    tokenQuotas: [...m.rules.tokenQuotas],
+    ...(m.rules.masking && { masking: m.rules.masking }),
+    // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
+    ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
+    ...versionRules(m),
+  };
+}
+
+/** The pipelines' steps, for the pipeline service. */
+function pipelineRules(ir: GatewayIR): { pipelines?: FilterPolicy['pipelines'] } {
+  const pipelines = ir.pipelines ?? [];
+  if (pipelines.length === 0) return {};
+  return {
+    pipelines: pipelines.map((p) => ({
+      name: p.name,
+      mode: p.mode,
+      timeoutMs: p.timeoutMs,
+      maxBodyBytes: p.maxBodyBytes,
+      steps: p.steps.map((s) => ({ name: s.name, model: s.model, timeoutMs: s.timeoutMs, ...(s.input !== undefined && { input: s.input }), targets: s.targets.map((t) => ({ ...t })) })),
+      ...(p.output !== undefined && { output: p.output }),
     })),
   };
+}
+
+/**
+ * The pipelines' own routes as entries of `models`: ext_authz and the rate limiter judge a pipeline route by
+ * its name, as a model's (the two share one namespace).
+ */
+function pipelineRouteRules(ir: GatewayIR): FilterPolicy['models'] {
+  return (ir.pipelines ?? []).map((p) => ({
+    name: p.name,
+    failOpen: p.rules.failOpen,
+    pinning: false,
+    ...(p.rules.access && { access: p.rules.access }),
+    live: [],
+    requestLimits: [...p.rules.requestLimits],
+    tokenQuotas: [],
+  }));
+}
+
+/** What the cluster-level ext_proc of each processed version reads; nothing for a model without any. */
+function versionRules(m: ModelIR): { protocol?: 'mlflow' | 'oip'; registeredModel?: string; versions?: VersionProcessingRules[]; maxBodyBytes?: number } {
+  const processed = [...m.live, ...(m.mirror ? [m.mirror] : [])].filter((v): v is (LiveVersion | MirrorTarget) & { processing: NonNullable<LiveVersion['processing']> } => v.processing !== undefined);
+  if (processed.length === 0 || m.versionBodyLimitBytes === undefined) return {};
+  const seen = new Set<string>();
+  const versions = processed.filter((v) => !seen.has(v.version) && seen.add(v.version)).map((v) => ({
+    version: v.version,
+    protocol: v.processing.protocol,
+    validateInput: v.processing.validateInput,
+    ...(v.processing.signature.status === 'found' && { signature: v.processing.signature.signature }),
+  }));
+  if (m.protocol === 'grpc') return {};
+  return { protocol: m.protocol, registeredModel: m.registeredModel, versions, maxBodyBytes: m.versionBodyLimitBytes };
 }
 
 /** The xDS resource carrying a filter policy (its JSON in canonical form, so equal policies have equal bytes). */

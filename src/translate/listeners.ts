@@ -74,7 +74,8 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
 
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
-    const models = ir.models.filter((m) => m.routes.some((r) => r.listener === l.name));
+    const owners = [...ir.models, ...(ir.pipelines ?? [])];
+    const models = owners.filter((m) => m.routes.some((r) => r.listener === l.name));
     return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, models), hcmTracing(ir)) };
   });
 }

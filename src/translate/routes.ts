@@ -1,4 +1,5 @@
-import type { GatewayIR, ModelIR, PublicRoute } from '../ir/types.js';
+import type { GatewayIR, ModelIR, PipelineIR, PublicRoute } from '../ir/types.js';
+import { pipelineRoutes } from './pipelines.js';
 import { duration } from '../proto/codec.js';
 import { CREDENTIAL_HEADERS, Header } from '../contract/filter-wire.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../ir/filter-rules.js';
@@ -74,6 +75,14 @@ function routeAction(model: ModelIR, prefixRewrite: string | undefined, target: 
  */
 const SERVED_VERSION = header(SERVED_VERSION_HEADER, '%UPSTREAM_METADATA(flowgate:version)%');
 
+/** The request body a model's routes must hold whole: for ext_proc on the route, or on a version's cluster. */
+function bodyLimit(model: ModelIR): number | undefined {
+  const route = model.filters?.extProc ? (model.rules.masking?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES) : undefined;
+  const version = model.versionBodyLimitBytes;
+  if (route === undefined) return version;
+  return version === undefined ? route : Math.max(route, version);
+}
+
 /** The routes of one model on one public route, for one path match (exact prefix, or below it). */
 function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string | undefined): object[] {
   const name = (suffix: string): string => `${model.name}:${suffix}`;
@@ -88,7 +97,7 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
       // and the routing headers are only Envoy's business.
       request_headers_to_remove: [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash],
       ...(perFilter && { typed_per_filter_config: perFilter }),
-      ...(model.filters?.extProc && { per_request_buffer_limit_bytes: { value: model.rules.masking?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES } }),
+      ...(bodyLimit(model) !== undefined && { per_request_buffer_limit_bytes: { value: bodyLimit(model) } }),
     };
   };
   const out: object[] = [];
@@ -148,30 +157,42 @@ function specificity(pattern: string): number {
 }
 
 interface Claim {
-  readonly model: ModelIR;
+  /** A model's or a pipeline's route: exactly one is set. */
+  readonly model?: ModelIR;
+  readonly pipeline?: PipelineIR;
   readonly route: PublicRoute;
   readonly host: string;
 }
+
+const ownerName = (c: Claim): string => c.model?.name ?? c.pipeline?.name ?? '';
 
 export function routeConfiguration(ir: GatewayIR, listener: string): object {
   const claims: Claim[] = [];
   for (const model of ir.models) {
     for (const route of model.routes) if (route.listener === listener) claims.push({ model, route, host: hostOnly(route.host) });
   }
+  for (const pipeline of ir.pipelines ?? []) {
+    for (const route of pipeline.routes) if (route.listener === listener) claims.push({ pipeline, route, host: hostOnly(route.host) });
+  }
   const domains = [...new Set(['*', ...claims.map((c) => c.host)])].sort((a, b) => specificity(b) - specificity(a) || (a < b ? -1 : a > b ? 1 : 0));
   const virtualHosts = domains.map((domain) => {
     const mine = claims
       .filter((c) => covers(c.host, domain))
       // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
-      .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (a.model.name < b.model.name ? -1 : 1));
+      .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (ownerName(a) < ownerName(b) ? -1 : 1));
     const routes: object[] = [];
     const seen = new Set<string>();
     for (const c of mine) {
       // A prefix is served once per virtual host: by the claim of the most specific host.
       if (seen.has(c.route.pathPrefix)) continue;
       seen.add(c.route.pathPrefix);
-      const rw = rewrites(c.model);
       const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
+      if (c.pipeline) {
+        routes.push(...pipelineRoutes(c.pipeline, listener, prefix));
+        continue;
+      }
+      if (!c.model) continue;
+      const rw = rewrites(c.model);
       routes.push(...modelRoutes(c.model, { path: prefix || '/' }, rw.exact));
       routes.push(...modelRoutes(c.model, { prefix: `${prefix}/` }, rw.below));
     }

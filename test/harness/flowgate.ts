@@ -36,6 +36,8 @@ export async function startFlowgate(options: {
   xdsPort?: number;
   /** Run the embedded filter service on this port; absent: --no-filters. */
   filtersPort?: number;
+  /** Run the pipeline service beside the embedded filter service on this port. */
+  pipelinesPort?: number;
   redisUrl?: string;
   extraArgs?: readonly string[];
   env?: Record<string, string>;
@@ -57,6 +59,7 @@ export async function startFlowgate(options: {
     `127.0.0.1:${adminPort}`,
     ...(options.filtersPort ? ['--filters-listen', `127.0.0.1:${options.filtersPort}`] : ['--no-filters']),
     ...(options.redisUrl ? ['--redis-url', options.redisUrl] : []),
+    ...(options.pipelinesPort ? ['--pipelines-listen', `127.0.0.1:${options.pipelinesPort}`] : []),
     ...(options.extraArgs ?? []),
   ];
   const [cmd, argv] = cliArgs(args);

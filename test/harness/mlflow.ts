@@ -43,6 +43,8 @@ export interface LogModelOptions {
   tags?: Record<string, string>;
   /** Aliases pointed at the new version. */
   aliases?: string[];
+  /** Log the version with its model signature (the demo model only: log_model.py --signature). */
+  signature?: boolean;
 }
 
 export interface LoggedModel {
@@ -222,6 +224,7 @@ async function runLogModel(example: string, uri: string, name: string, label: st
   const args = [join(repoRoot, 'examples', example, 'log_model.py'), '--tracking-uri', uri, '--model-name', name, '--label', label];
   for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
   for (const alias of options.aliases ?? []) args.push('--alias', alias);
+  if (options.signature === true) args.push('--signature');
   // Its working directory is a scratch one: MLflow may leave files (mlruns/, mlartifacts/) where it runs.
   const cwd = mkdtempSync(join(tmpdir(), 'flowgate-log-model-'));
   try {

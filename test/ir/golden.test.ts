@@ -8,12 +8,14 @@ import { irProblems } from '../../src/ir/validate.js';
 import { formatIssues } from '../../src/policy/format.js';
 import { loadPolicyDir } from '../../src/policy/load.js';
 import { loadRegistryFile } from '../../src/registry/file.js';
+import { loadSignatureFile } from '../../src/registry/signature-file.js';
 import { expectGolden, updating } from '../harness/golden.js';
 
 /**
  * IR goldens: each case in testdata/CASE/ is a policy directory and a registry file (plus, for a case about
  * what the previous IR changes, previous-registry.yaml: the IR is built from it first, then from
- * registry.yaml with that IR as the previous one) in, expected-ir.yaml out. The translator goldens of the
+ * registry.yaml with that IR as the previous one; for signatures, signatures.yaml: what the versions' MLmodel
+ * files say) in, expected-ir.yaml out. The translator goldens of the
  * same name read this very IR (test/translate/testdata/CASE/ir.yaml), so the two levels cannot drift.
  * `UPDATE_GOLDEN=1 npx vitest run test/ir test/translate` rewrites both.
  */
@@ -33,7 +35,10 @@ async function caseIR(name: string): Promise<GatewayIR> {
   if (!load.ok) throw new Error(formatIssues(load.issues, join(dir, 'policy')));
   const previousFile = join(dir, 'previous-registry.yaml');
   const previous = existsSync(previousFile) ? buildGatewayIR(load.policy, await loadRegistryFile(previousFile)).ir : undefined;
-  const { ir, issues } = buildGatewayIR(load.policy, await loadRegistryFile(join(dir, 'registry.yaml')), previous);
+  const registry = await loadRegistryFile(join(dir, 'registry.yaml'));
+  const signaturesFile = join(dir, 'signatures.yaml');
+  const signatures = existsSync(signaturesFile) ? await loadSignatureFile(signaturesFile, registry) : undefined;
+  const { ir, issues } = buildGatewayIR(load.policy, registry, previous, { signatures });
   if (issues.length > 0) throw new Error(formatIssues(issues, join(dir, 'policy')));
   return ir;
 }

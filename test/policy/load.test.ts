@@ -94,7 +94,7 @@ describe('each kind of error names file:line:col, the path, and what to do', () 
 
   test('an unknown kind suggests the closest kind', () => {
     expect(issuesOf(load({ 'x.yaml': 'kind: consumer\nname: a\n' }))).toBe(
-      `policy/x.yaml:1:7: kind: unknown kind "consumer" (did you mean 'Consumer'?); one of Gateway, Model, Consumer, Rollout`,
+      `policy/x.yaml:1:7: kind: unknown kind "consumer" (did you mean 'Consumer'?); one of Gateway, Model, Consumer, Rollout, Pipeline`,
     );
   });
 

@@ -1,5 +1,7 @@
 import type { Processor } from '../processor.js';
 import { maskingProcessor } from './masking.js';
+import { protocolProcessor } from './protocol.js';
+import { signatureProcessor } from './signature.js';
 import { usageProcessor } from './usage.js';
 
 /**
@@ -8,3 +10,10 @@ import { usageProcessor } from './usage.js';
  * file here and one line in this list.
  */
 export const PROCESSORS: readonly Processor[] = [usageProcessor, maskingProcessor];
+
+/**
+ * The processors of a version's cluster-level stream (the version is known there): the signature check
+ * first, on the body as the caller sent it (so problems point into the caller's body), then the protocol
+ * conversion to what the version speaks.
+ */
+export const VERSION_PROCESSORS: readonly Processor[] = [signatureProcessor, protocolProcessor];

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { Header, MODEL_CONTEXT_KEY } from '../../../src/contract/filter-wire.js';
+import { CREDENTIAL_HEADERS, Header, MODEL_CONTEXT_KEY } from '../../../src/contract/filter-wire.js';
 import type { CheckRequest } from '../../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
@@ -47,7 +47,10 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
   decisions.inc({ stage: 'authz', result: 'allow', reason: decision.consumer ? 'consumer' : 'anonymous' });
   audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
   const toSet: Record<string, string> = { ...decision.headersToSet };
-  const toRemove = [...decision.headersToRemove];
+  // A pipeline route keeps the caller's credential: the pipeline service presents it again on every step,
+  // through Envoy, so each step is judged as the caller (filters/pipelines/server.ts).
+  const keepCredentials = engine.pipeline(model) !== undefined;
+  const toRemove = decision.headersToRemove.filter((h) => !(keepCredentials && (CREDENTIAL_HEADERS as readonly string[]).includes(h)));
   const sticky = engine.model(model)?.sticky;
   if (sticky) {
     // Never the client's own value: a caller must not choose its version through the hash.

@@ -1,15 +1,15 @@
 import type * as grpc from '@grpc/grpc-js';
-import { Header, MODEL_METADATA_KEY } from '../../../src/contract/filter-wire.js';
+import { Header, MODEL_METADATA_KEY, VERSION_METADATA_KEY } from '../../../src/contract/filter-wire.js';
 import { errorMessage } from '../../../src/errors.js';
 import type { ProcessingRequest__Output as ProcessingRequest } from '../../../src/generated/envoy/service/ext_proc/v3/ProcessingRequest.js';
 import { logger } from '../../../src/observability/log.js';
 import { untrusted } from '../../../src/observability/untrusted.js';
 import { bufferRefusals, type BudgetPhase, type BufferBudget, type ExchangeShare } from '../../extproc/buffer-budget.js';
 import { overloaded, type Exchange, type ExchangeOutcome, type HeaderChanges, type PhaseResult, type ProcessorRun, type Refusal } from '../../extproc/processor.js';
-import { PROCESSORS } from '../../extproc/processors/index.js';
+import { PROCESSORS, VERSION_PROCESSORS } from '../../extproc/processors/index.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
-import { headerMapToRecord, setHeaders } from '../grpc.js';
+import { headerMapToRecord, setRawHeaders } from '../grpc.js';
 import { callLatency, decisions } from '../metrics.js';
 import { immediate, jsonBody } from '../responses.js';
 import { bodyIsBuffered, decodedCap, DECODED_BODY_HEADERS, readsBody, WireBody, type Direction } from './wire-body.js';
@@ -39,11 +39,15 @@ const CODE_DETAILS = 'response.code_details';
 export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequest, object>, engine: FilterEngine | undefined, audit: AuditLog, budget: BufferBudget): void {
   const model = String(call.metadata.get(MODEL_METADATA_KEY)[0] ?? '');
   const rules = engine?.model(model);
+  // A version's cluster-level filter names its version; a route's filter does not.
+  const versionValue = call.metadata.get(VERSION_METADATA_KEY)[0];
+  const version = versionValue === undefined ? undefined : String(versionValue);
   const share = engine && rules ? budget.open() : undefined;
   const exchange: Exchange | undefined =
     engine && rules && share
       ? {
           model,
+          version,
           rules,
           engine,
           audit,
@@ -57,7 +61,7 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
           keep: (part, bytes) => share.resize(part, bytes),
         }
       : undefined;
-  const state = exchange && share ? new StreamState(exchange, share, PROCESSORS.flatMap((p) => p.open(exchange) ?? [])) : undefined;
+  const state = exchange && share ? new StreamState(exchange, share, (version === undefined ? PROCESSORS : VERSION_PROCESSORS).flatMap((p) => p.open(exchange) ?? [])) : undefined;
 
   let chain: Promise<void> = Promise.resolve();
   call.on('data', (msg: ProcessingRequest) => {
@@ -279,11 +283,11 @@ function mergeHeaders(into: { set: Record<string, string>; remove: string[] }, c
 function phaseAnswer(phase: Phase, out: PhaseOutcome): object {
   if (out.refusal) {
     const r = out.refusal;
-    return immediate(r.status, jsonBody(r.code, r.message, r.extra), r.headers);
+    return immediate(r.status, r.body ?? jsonBody(r.code, r.message, r.extra), r.headers);
   }
   const response: Record<string, unknown> = {};
   const hasHeaders = Object.keys(out.headers.set).length > 0 || out.headers.remove.length > 0;
-  if (hasHeaders) response.header_mutation = { ...(Object.keys(out.headers.set).length > 0 && { set_headers: setHeaders(out.headers.set) }), ...(out.headers.remove.length > 0 && { remove_headers: out.headers.remove }) };
+  if (hasHeaders) response.header_mutation = { ...(Object.keys(out.headers.set).length > 0 && { set_headers: setRawHeaders(out.headers.set) }), ...(out.headers.remove.length > 0 && { remove_headers: out.headers.remove }) };
   if (out.body) response.body_mutation = { body: out.body };
   return { [phase]: { response } };
 }

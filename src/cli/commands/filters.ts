@@ -36,6 +36,7 @@ export const filtersCommand: Command = {
       default: String(DEFAULT_MAX_BUFFERED_BYTES),
       placeholder: 'BYTES',
     },
+    'pipelines-listen': { type: 'string', description: 'also run the pipeline service (HTTP/2, with --tls-*) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
   notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
@@ -78,6 +79,7 @@ export const filtersCommand: Command = {
       redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
       tls: tlsOption(options, 'tls'),
       maxBufferedBytes: bufferedBytesOption(options['max-buffered-bytes'], '--max-buffered-bytes'),
+      pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,
       source,
     });
     await new Promise<void>((resolve) => {

@@ -59,6 +59,7 @@ export const serveCommand: Command = {
       env: 'FLOWGATE_FILTERS_MAX_BUFFERED_BYTES',
       placeholder: 'BYTES',
     },
+    'pipelines-listen': { type: 'string', description: 'run the pipeline service beside the embedded filter service (HTTP/2, its TLS) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
   },
   notes: [
     'Example: flowgate serve --policy ./policy --mlflow-uri http://127.0.0.1:5000',
@@ -97,6 +98,7 @@ export const serveCommand: Command = {
           redisUrl,
           tls: tlsOption(options, 'filters-tls'),
           maxBufferedBytes: bufferedBytesOption(options['filters-max-buffered-bytes'], '--filters-max-buffered-bytes'),
+          pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,
         },
       }),
       rollouts: {

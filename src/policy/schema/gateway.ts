@@ -51,6 +51,8 @@ export const GatewaySchema = z.strictObject({
     .strictObject({
       address: hostAddress.default('127.0.0.1'),
       port: port.default(18081),
+      /** The pipeline service beside it (an HTTP port); absent: the IR's default (18082). */
+      pipelinesPort: port.optional(),
       timeout: duration({ max: 60_000 }).prefault('250ms'),
       /** Absent: the IR's default (false: fail closed). */
       failOpen: z.boolean().optional(),

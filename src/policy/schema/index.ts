@@ -3,6 +3,7 @@ import { ConsumerSchema } from './consumer.js';
 import { GatewaySchema } from './gateway.js';
 import { ModelSchema } from './model.js';
 import { RolloutSchema } from './rollout.js';
+import { PipelineSchema } from './pipeline.js';
 
 /**
  * The zod schemas of the policy document kinds (docs/policy.md), one file per kind, and the types inferred
@@ -15,17 +16,20 @@ export { ConsumerSchema } from './consumer.js';
 export { GatewaySchema } from './gateway.js';
 export { ModelSchema, type VersionAccessRule } from './model.js';
 export { RolloutSchema, ROLLOUT_METRICS, type RolloutMetricName, type RolloutMetricSpec, type RolloutPolicy } from './rollout.js';
+export { PipelineSchema } from './pipeline.js';
 export { UPSTREAM_SETTING_KEYS, type VersionSelector } from './shared.js';
 
-export const POLICY_KINDS = ['Gateway', 'Model', 'Consumer', 'Rollout'] as const;
+export const POLICY_KINDS = ['Gateway', 'Model', 'Consumer', 'Rollout', 'Pipeline'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];
 
 /** The schema of each document kind. */
-export const KIND_SCHEMAS = { Gateway: GatewaySchema, Model: ModelSchema, Consumer: ConsumerSchema, Rollout: RolloutSchema } as const;
+export const KIND_SCHEMAS = { Gateway: GatewaySchema, Model: ModelSchema, Consumer: ConsumerSchema, Rollout: RolloutSchema, Pipeline: PipelineSchema } as const;
 
 export type GatewayPolicy = z.output<typeof GatewaySchema>;
 export type ModelPolicy = z.output<typeof ModelSchema>;
 export type ConsumerPolicy = z.output<typeof ConsumerSchema>;
+export type PipelinePolicy = z.output<typeof PipelineSchema>;
+export type PipelineStep = PipelinePolicy['steps'][number];
 
 export type Listener = GatewayPolicy['listeners'][number];
 export type JwtIssuer = GatewayPolicy['auth']['jwt'][number];

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MASK_MODES, BUILTIN_PATTERNS } from '../../contract/filter-policy.js';
+import { MASK_MODES, BUILTIN_PATTERNS, MODEL_PROTOCOLS } from '../../contract/filter-policy.js';
 import { addressTemplate, headerName, hostPattern, pathPrefix, patterned, re2Pattern, resourceName, roleName, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
 import { canarySelector, mirrorSelector, rateLimitShape, stableSelector, tokenQuotaShape, upstreamSettingsShape } from './shared.js';
@@ -62,9 +62,10 @@ const access = z.strictObject({
     }),
 });
 
-const route = z.strictObject({
+/** A (listener, path prefix, hosts) a Model or Pipeline is published on. */
+export const route = z.strictObject({
   listener: shortName,
-  /** Absent: /models/{name}; filled by modelRoutes() since it depends on the Model's name. */
+  /** Absent: /models/{name} (/pipelines/{name} for a Pipeline); filled by modelRoutes() since it depends on the name. */
   pathPrefix: pathPrefix.optional(),
   hosts: z
     .array(hostPattern)
@@ -105,7 +106,11 @@ export const ModelSchema = z
     kind: z.literal('Model'),
     name: resourceName,
     registeredModel: z.string().min(1).max(256).optional(),
-    protocol: z.enum(['mlflow', 'oip', 'grpc']).default('mlflow'),
+    /**
+     * The public protocol callers use (mlflow, oip; a version tagged `flowgate.protocol` with the other one is
+     * converted to it), or grpc for models served over gRPC.
+     */
+    protocol: z.enum([...MODEL_PROTOCOLS, 'grpc']).default('mlflow'),
     /** For protocol grpc: the one service routed (absent: every service the versions serve). */
     grpc: z.strictObject({ service: grpcService.optional() }).optional(),
     /** For protocol grpc: also serve the model to proxyless gRPC clients as xds:///<target>. */
@@ -127,6 +132,14 @@ export const ModelSchema = z
       .strictObject({
         request: maskingRules.optional(),
         response: maskingRules.optional(),
+        /** Absent: the IR's default (1 MiB). */
+        maxBodyBytes: wholeNumber(1, 64 * 1024 * 1024).optional(),
+      })
+      .optional(),
+    /** Check request bodies against each version's MLflow signature before the version is called (docs/signatures.md). */
+    validation: z
+      .strictObject({
+        input: z.enum(['signature', 'none']),
         /** Absent: the IR's default (1 MiB). */
         maxBodyBytes: wholeNumber(1, 64 * 1024 * 1024).optional(),
       })

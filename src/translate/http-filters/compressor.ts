@@ -1,6 +1,5 @@
-import type { ModelIR } from '../../ir/types.js';
 import { typed } from '../../proto/codec.js';
-import type { HttpFilterTranslator } from './types.js';
+import type { HttpFilterTranslator, RouteOwner } from './types.js';
 
 /**
  * Compression around the bodies the filter service reads. On a route where ext_proc reads the answer
@@ -28,7 +27,7 @@ export const COMPRESSOR_FILTER = 'flowgate.compressor';
 /** What the LLM and scoring APIs answer with; SSE streams are compressed chunk by chunk (Envoy flushes each). */
 const COMPRESSIBLE = ['application/json', 'application/x-ndjson', 'text/event-stream', 'text/plain'];
 
-function readsAnswer(model: ModelIR): boolean {
+function readsAnswer(model: RouteOwner): boolean {
   const e = model.filters?.extProc;
   return e !== undefined && e.responseBody !== 'none';
 }

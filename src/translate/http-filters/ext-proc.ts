@@ -1,5 +1,5 @@
 import { FilterName, MODEL_METADATA_KEY } from '../../contract/filter-wire.js';
-import type { ModelIR } from '../../ir/types.js';
+import type { RouteOwner } from './types.js';
 import { duration, typed } from '../../proto/codec.js';
 import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed } from './filter-service.js';
 import type { HttpFilterTranslator } from './types.js';
@@ -15,7 +15,7 @@ const EXT_PROC_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.ext_pr
 
 const NOTHING = { request_header_mode: 'SKIP', response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
 
-function processingMode(model: ModelIR): object {
+function processingMode(model: RouteOwner): object {
   const e = model.filters?.extProc;
   return {
     request_header_mode: 'SEND',

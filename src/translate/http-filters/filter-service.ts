@@ -1,5 +1,6 @@
 import { rateLimitStage, type FailureMode } from '../../contract/filter-wire.js';
-import type { FilterServiceIR, GatewayIR, ModelIR } from '../../ir/types.js';
+import type { FilterServiceIR, GatewayIR } from '../../ir/types.js';
+import type { RouteOwner } from './types.js';
 import { duration } from '../../proto/codec.js';
 import type { ResourceInput } from '../../resources/types.js';
 import { grpcServiceCluster } from '../grpc-cluster.js';
@@ -28,12 +29,12 @@ export function filterServiceCluster(ir: GatewayIR): ResourceInput[] {
 }
 
 /** The failure mode of a model's filter calls. */
-export function failureMode(model: ModelIR): FailureMode {
+export function failureMode(model: RouteOwner): FailureMode {
   return model.filters?.failOpen ? 'open' : 'closed';
 }
 
 /** The failure modes (closed first) in which some model among `models` needs the filter `needs` picks out. */
-export function modesUsed(models: readonly ModelIR[], needs: (m: ModelIR) => boolean): FailureMode[] {
+export function modesUsed(models: readonly RouteOwner[], needs: (m: RouteOwner) => boolean): FailureMode[] {
   return (['closed', 'open'] as const).filter((mode) => models.some((m) => m.filters !== undefined && needs(m) && failureMode(m) === mode));
 }
 

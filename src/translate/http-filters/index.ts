@@ -1,10 +1,10 @@
-import type { GatewayIR, ModelIR } from '../../ir/types.js';
+import type { GatewayIR } from '../../ir/types.js';
 import type { ResourceInput } from '../../resources/types.js';
 import { compressor } from './compressor.js';
 import { extAuthz } from './ext-authz.js';
 import { extProc } from './ext-proc.js';
 import { rateLimit } from './ratelimit.js';
-import type { HttpFilterTranslator, RouteContext, RouteFilterConfig } from './types.js';
+import type { HttpFilterTranslator, RouteContext, RouteFilterConfig, RouteOwner } from './types.js';
 
 /**
  * The HTTP filters Flowgate puts in front of the router, in the order Envoy runs them on requests:
@@ -15,12 +15,12 @@ import type { HttpFilterTranslator, RouteContext, RouteFilterConfig } from './ty
 export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [extAuthz, rateLimit, compressor, extProc];
 
 /** Every filter a listener serving `models` needs, in order (the router is added by the listener). */
-export function listenerHttpFilters(ir: GatewayIR, models: readonly ModelIR[]): object[] {
+export function listenerHttpFilters(ir: GatewayIR, models: readonly RouteOwner[]): object[] {
   return HTTP_FILTERS.flatMap((f) => f.listenerFilters(ir, models));
 }
 
 /** What every filter adds to each route of a model, merged. */
-export function routeFilterConfig(model: ModelIR, route: RouteContext): RouteFilterConfig {
+export function routeFilterConfig(model: RouteOwner, route: RouteContext): RouteFilterConfig {
   const perFilter: Record<string, object> = {};
   const rateLimits: object[] = [];
   for (const f of HTTP_FILTERS) {
@@ -38,4 +38,4 @@ export function httpFilterResources(ir: GatewayIR): ResourceInput[] {
   return [...byKey.values()];
 }
 
-export type { HttpFilterTranslator, RouteContext, RouteFilterConfig } from './types.js';
+export type { HttpFilterTranslator, RouteContext, RouteFilterConfig, RouteOwner } from './types.js';

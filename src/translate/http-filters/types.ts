@@ -7,6 +7,12 @@ import type { ResourceInput } from '../../resources/types.js';
  * resources it depends on. A new filter is one new file implementing this, listed in index.ts.
  */
 
+/**
+ * What owns a route the filters configure: a Model, or a Pipeline (judged by ext_authz and the rate
+ * limiter under its name, like a model).
+ */
+export type RouteOwner = Pick<ModelIR, 'name' | 'filters'>;
+
 /** Which of a model's routes is being built. */
 export interface RouteContext {
   /** The route a request carrying a pin header first matches (its pins are judged by ext_authz). */
@@ -25,9 +31,9 @@ export interface HttpFilterTranslator {
   /** For errors and docs. */
   readonly name: string;
   /** The HttpFilter entries (before the router) a listener serving `models` needs; none when no model needs it. */
-  listenerFilters(ir: GatewayIR, models: readonly ModelIR[]): object[];
+  listenerFilters(ir: GatewayIR, models: readonly RouteOwner[]): object[];
   /** What each route of `model` adds for this filter. */
-  routeConfig(model: ModelIR, route: RouteContext): RouteFilterConfig;
+  routeConfig(model: RouteOwner, route: RouteContext): RouteFilterConfig;
   /** Resources the filter needs (e.g. the cluster reaching its service). */
   resources(ir: GatewayIR): ResourceInput[];
 }
