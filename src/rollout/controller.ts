@@ -104,12 +104,19 @@ export class RolloutController {
     if (state && state.generation > generation) {
       throw new LeaseLostError(`version ${canary} carries generation ${state.generation}, newer than this holder's ${generation}`);
     }
+    const command = state?.command ?? (fresh.tags[Tag.command] !== undefined ? parseCommandTag(fresh.tags[Tag.command]) : undefined);
     if (state?.phase === 'succeeded') {
+      // A command on a succeeded rollout (one whose acknowledgement did not land, or one given after the
+      // promotion was decided) changes nothing, but it must be acknowledged before the stable alias moves:
+      // from then on the rollout is idle and never ticked again, and the command would stay pending forever.
+      if (command) {
+        this.log.info({ model: model.name, command, why: 'the rollout has succeeded' }, 'rollout command ignored');
+        await this.clearCommand(model, canary, generation, command);
+      }
       await this.finishPromotion(model, r, canary, stable, generation);
       return;
     }
     const now = this.now();
-    const command = state?.command ?? (fresh.tags[Tag.command] !== undefined ? parseCommandTag(fresh.tags[Tag.command]) : undefined);
     let decision: Decision;
     let checkResult: CheckResult | undefined;
     if (command) {
@@ -145,11 +152,11 @@ export class RolloutController {
       rolloutChecks.inc({ model: model.name, result: decision.check.verdict });
     }
     if (decision.kind === 'hold') {
-      if (command) await this.clearCommand(model, canary, generation);
+      if (command) await this.clearCommand(model, canary, generation, command);
       return;
     }
     await this.writeState(model.registeredModel, canary, fresh.tags, decision.next, generation, checkResult);
-    if (command) await this.clearCommand(model, canary, generation);
+    if (command) await this.clearCommand(model, canary, generation, command);
     rolloutDecisions.inc({ model: model.name, decision: decision.kind });
     const event: RolloutEvent = {
       at: now,
@@ -188,7 +195,19 @@ export class RolloutController {
     }
   }
 
-  private async clearCommand(model: ModelIR, canary: string, generation: number): Promise<void> {
+  /**
+   * Acknowledges `applied` by deleting the command tag, unless the tag now names another command: a person
+   * may give one while this pass writes, and deleting it unread would lose it (the next tick applies it).
+   * MLflow has no compare-and-delete, so only the short gap between this read and the delete stays open.
+   */
+  private async clearCommand(model: ModelIR, canary: string, generation: number, applied: RolloutCommand): Promise<void> {
+    const tags = (await this.options.writer.getVersion(model.registeredModel, canary)).tags;
+    if (tags[Tag.command] === undefined) return;
+    const pending = parseCommandTag(tags[Tag.command]);
+    if (pending !== applied) {
+      this.log.info({ model: model.name, canary, applied, pending: tags[Tag.command] }, 'rollout command left for the next tick: another one was given meanwhile');
+      return;
+    }
     this.assertLease(generation);
     await this.options.writer.deleteVersionTag(model.registeredModel, canary, Tag.command);
     await this.options.writer.deleteVersionTag(model.registeredModel, canary, `${Tag.command}_by`);
