@@ -124,7 +124,7 @@ export function startProxylessGoClient(binary: string, options: ProxylessGoClien
   const args = ['-bootstrap', options.bootstrap, '-target', options.target, '-calls', String(options.calls)];
   args.push('-concurrency', String(options.concurrency ?? 4), '-rounds', String(options.rounds ?? 1));
   if (options.waitFile) args.push('-wait-file', options.waitFile);
-  const proc = startProcess('proxyless-go-client', binary, args, { env: { ...process.env, GRPC_GO_LOG_SEVERITY_LEVEL: 'warning' } });
+  const proc = startProcess('proxyless-go-client', binary, args, { env: { ...process.env, GRPC_GO_LOG_SEVERITY_LEVEL: 'warning' }, output: 'pipe' });
   const events: GoClientEvent[] = [];
   let buffered = '';
   proc.child.stdout?.setEncoding('utf8');
