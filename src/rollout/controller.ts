@@ -6,7 +6,7 @@ import type { TrafficWindowSource } from '../traffic/window-stats.js';
 import { analyze, applyCommand, checkDue, judge, judgingLastStep, type CheckResult, type Decision, type WebhookOutcome } from './analyzer.js';
 import type { RolloutLease } from './lease.js';
 import { leaseHeld, rolloutChecks, rolloutDecisions } from './metrics.js';
-import { stateFromTags, stateTags, Tag, writeOrder } from './state.js';
+import { STEP_CLOCK_TAGS, stateFromTags, stateTags, Tag, writeOrder } from './state.js';
 import { checkPoints, type RolloutEvent, type RolloutTimeline } from './timeline.js';
 import { callWebhook } from './webhooks.js';
 
@@ -185,9 +185,18 @@ export class RolloutController {
     if (check) desired[Tag.lastCheck] = JSON.stringify({ at: new Date(check.at).toISOString(), verdict: check.verdict, summary: check.summary, canary: check.canary, stable: check.stable });
     const changed = writeOrder(Object.keys(desired).filter((k) => current[k] !== desired[k]));
     const stale = [Tag.reason, Tag.checkedAt, Tag.stableVersion].filter((k) => current[k] !== undefined && desired[k] === undefined);
+    let clock: string | undefined;
     for (const key of changed) {
       this.assertLease(generation);
-      await this.options.writer.setVersionTag(name, version, key, desired[key] as string);
+      let value = desired[key] as string;
+      if (STEP_CLOCK_TAGS.includes(key)) {
+        // A step lasts one interval at its own weight, so its clock starts now, as the weight is about to be
+        // written: with several rollouts' writes queued on MLflow the step was decided seconds ago, and a
+        // clock from then would make its first check judge traffic that never saw its weight.
+        clock ??= new Date(Math.max(Date.parse(value), this.now())).toISOString();
+        value = clock;
+      }
+      await this.options.writer.setVersionTag(name, version, key, value);
     }
     for (const key of stale) {
       this.assertLease(generation);

@@ -5,10 +5,10 @@ import type { GatewayIR, RolloutCommand } from '../../src/ir/types.js';
 import { policyFromFiles } from '../../src/policy/load.js';
 import { MlflowClient } from '../../src/registry/mlflow-client.js';
 import { RegistryWriter } from '../../src/registry/writer.js';
-import { startState } from '../../src/rollout/analyzer.js';
+import { nextCheckAt, startState } from '../../src/rollout/analyzer.js';
 import { RolloutController } from '../../src/rollout/controller.js';
 import { LocalLease } from '../../src/rollout/lease.js';
-import { stateTags, Tag } from '../../src/rollout/state.js';
+import { stateFromTags, stateTags, Tag } from '../../src/rollout/state.js';
 import { RolloutTimeline } from '../../src/rollout/timeline.js';
 import { TrafficWindows } from '../../src/traffic/windows.js';
 import { startMlflow, type MlflowServer } from '../harness/mlflow.js';
@@ -43,7 +43,8 @@ async function rolloutOf(model: string, tags: Record<string, string>): Promise<v
 }
 
 /** A controller for `model` whose IR is MLflow as it is now; tick() runs one pass (skipped while one is in flight). */
-function controllerFor(model: string, writer: RegistryWriter = new RegistryWriter({ trackingUri: mlflow.uri })): { tick(): Promise<GatewayIR> } {
+function controllerFor(model: string, options: { writer?: RegistryWriter; now?: () => number } = {}): { tick(): Promise<GatewayIR> } {
+  const writer = options.writer ?? new RegistryWriter({ trackingUri: mlflow.uri });
   const load = policyFromFiles('policy', [
     {
       file: `${model}.yaml`,
@@ -57,7 +58,7 @@ function controllerFor(model: string, writer: RegistryWriter = new RegistryWrite
     ir = buildGatewayIR(load.policy, await client.fetchSnapshot([model])).ir;
   };
   const timeline = new RolloutTimeline();
-  const controller = new RolloutController({ ir: () => ir, source: new TrafficWindows(), writer, lease: new LocalLease('controller-test'), timeline, refresh });
+  const controller = new RolloutController({ ir: () => ir, source: new TrafficWindows(), writer, lease: new LocalLease('controller-test'), timeline, refresh, now: options.now });
   stops.push(async () => {
     await controller.stop();
     timeline.close();
@@ -118,7 +119,7 @@ describe('manual commands', () => {
         await super.setVersionTag(name, version, key, value);
       }
     }
-    const controller = controllerFor(model, new WriterWithAPersonAlongside({ trackingUri: mlflow.uri }));
+    const controller = controllerFor(model, { writer: new WriterWithAPersonAlongside({ trackingUri: mlflow.uri }) });
 
     const tags = await waitFor('the abort applied', async () => {
       await controller.tick();
@@ -128,5 +129,43 @@ describe('manual commands', () => {
     expect(interleaved).toBe(true);
     expect(tags[Tag.weight]).toBe('0');
     expect(tags[Tag.reason]).toMatch(/^aborted by /);
+  }, 60_000);
+});
+
+describe('step clock', () => {
+  test('a step is timed from when its weight is written, not from when it was decided', async () => {
+    const model = 'slow-writes';
+    await rolloutOf(model, {});
+    // The rollout's clock, which every write to MLflow moves on by WRITE_MS: an MLflow slowed down by the
+    // writes of other rollouts queued before this one's.
+    const WRITE_MS = 1000;
+    const decidedAt = Date.parse('2026-01-01T00:00:00Z');
+    let clock = decidedAt;
+    let weightWrittenAt: number | undefined;
+    class SlowWriter extends RegistryWriter {
+      override async setVersionTag(name: string, version: string, key: string, value: string): Promise<void> {
+        await super.setVersionTag(name, version, key, value);
+        clock += WRITE_MS;
+        if (name === model && key === Tag.weight) weightWrittenAt = clock;
+      }
+    }
+    const controller = controllerFor(model, { writer: new SlowWriter({ trackingUri: mlflow.uri }), now: () => clock });
+
+    const tags = await waitFor('the rollout started at its first weight', async () => {
+      await controller.tick();
+      const t = await tagsOf(model, '2');
+      return t[Tag.weight] === '10' ? t : undefined;
+    }, { timeoutMs: 20_000 });
+    const plan = (await controller.tick()).models[0]?.rollout?.plan;
+    expect(plan?.intervalMs).toBe(60_000);
+    const state = stateFromTags(tags);
+    expect(state?.updatedAt).toBe(decidedAt);
+    expect(state?.startedAt).toBe(state?.stepStartedAt);
+    // Stamped as the clock tags are written, just before the weight: three writes (both of them, then the
+    // weight) before the weight has landed, where the decision's own time is ten writes before it.
+    expect((weightWrittenAt ?? 0) - (state?.stepStartedAt ?? 0)).toBe(3 * WRITE_MS);
+    // So the first check comes an interval after the weight landed, less those three writes.
+    const firstCheck = nextCheckAt(plan as NonNullable<typeof plan>, state as NonNullable<typeof state>);
+    expect(firstCheck - (weightWrittenAt ?? 0)).toBe(60_000 - 3 * WRITE_MS);
   }, 60_000);
 });
