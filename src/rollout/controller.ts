@@ -3,7 +3,7 @@ import type { GatewayIR, ModelIR, RolloutCommand, RolloutIR, RolloutState } from
 import { logger, type Logger } from '../observability/log.js';
 import type { RegistryWriter } from '../registry/writer.js';
 import type { TrafficWindowSource } from '../traffic/window-stats.js';
-import { analyze, applyCommand, checkDue, judge, judgingLastStep, type CheckResult, type Decision, type WebhookOutcome } from './analyzer.js';
+import { analyze, applyCommand, checkDue, judge, judgingLastStep, passMayDecide, type CheckResult, type Decision, type WebhookOutcome } from './analyzer.js';
 import type { RolloutLease } from './lease.js';
 import { leaseHeld, rolloutChecks, rolloutDecisions } from './metrics.js';
 import { STEP_CLOCK_TAGS, stateFromTags, stateTags, Tag, writeOrder } from './state.js';
@@ -69,9 +69,12 @@ export class RolloutController {
     await Promise.all(this.inFlight.values());
   }
 
-  /** Starts a pass over every rollout (after a pass in flight); resolves when every model's pass has started. */
-  tickNow(): Promise<void> {
-    this.running = this.running.then(() => this.tick()).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'rollout tick failed'));
+  /**
+   * Starts a pass over every rollout that may decide something (and over `model`, whatever its state: a
+   * command was just written for it, which the last poll has not seen); resolves when the passes have started.
+   */
+  tickNow(model?: string): Promise<void> {
+    this.running = this.running.then(() => this.tick(model)).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'rollout tick failed'));
     return this.running;
   }
 
@@ -79,15 +82,19 @@ export class RolloutController {
     return (this.options.now ?? Date.now)();
   }
 
-  private tick(): void {
+  private tick(kicked?: string): void {
     const generation = this.options.lease.generation();
     leaseHeld.set(generation === undefined ? 0 : 1);
     if (generation === undefined) return;
+    const now = this.now();
     // Rollouts are independent: a model whose last pass is still writing to MLflow is skipped this tick,
     // and nobody waits for it, so one slow write never delays another model's check.
     for (const model of this.options.ir()?.models ?? []) {
       const r = model.rollout;
       if (!r || r.canaryVersion === undefined || r.stableVersion === undefined || this.inFlight.has(model.name)) continue;
+      // The IR's state is at most one poll behind MLflow's, so a skipped pass starts at worst one poll
+      // later than it could have; what a pass writes is decided on its own fresh read in advance().
+      if (model.name !== kicked && !passMayDecide(r.plan, r.state, now)) continue;
       const pass = this.advance(model, r, r.canaryVersion, r.stableVersion, generation)
         .catch((err: unknown) => {
           const level = err instanceof LeaseLostError ? 'warn' : 'error';
