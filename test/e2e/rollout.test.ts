@@ -155,7 +155,8 @@ describe('four rollouts at once, judged on live traffic through Envoy', () => {
     const outcome = async (name: string, decision: string, phase: string): Promise<true | undefined> =>
       (await eventsOf(name)).some((e) => e.decision === decision) && (await servedRollout(flowgate.adminUrl, name))?.phase === phase ? true : undefined;
     await Promise.all([
-      waitFor('healthy promoted: champion moved to version 2', async () => ((await aliasesOf(mlflow.uri, 'healthy')).champion === '2' ? true : undefined), { timeoutMs: 40_000, describe: () => flowgate.process.tail(40) }),
+      // Asked of MLflow twice a second, not ten times: its one worker also takes the rollouts' writes.
+      waitFor('healthy promoted: champion moved to version 2', async () => ((await aliasesOf(mlflow.uri, 'healthy')).champion === '2' ? true : undefined), { timeoutMs: 40_000, intervalMs: 500, describe: () => flowgate.process.tail(40) }),
       waitFor('erroring rolled back', () => outcome('erroring', 'rollback', 'failed'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
       waitFor('slow rolled back', () => outcome('slow', 'rollback', 'failed'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
       waitFor('quiet paused', () => outcome('quiet', 'pause', 'paused'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
@@ -263,12 +264,12 @@ describe('manual control', () => {
   test('a pause written as an MLflow tag by hand is applied like the CLI\'s', async () => {
     const v3 = await addVersion('quiet', {});
     await mlflow.admin.setAlias('quiet', 'challenger', v3);
-    await waitFor('the new challenger starts a new rollout', async () => ((await versionTags(mlflow.uri, 'quiet', v3))['flowgate.rollout.phase'] === 'progressing' ? true : undefined), { timeoutMs: 15_000 });
+    await waitFor('the new challenger starts a new rollout', async () => ((await versionTags(mlflow.uri, 'quiet', v3))['flowgate.rollout.phase'] === 'progressing' ? true : undefined), { timeoutMs: 15_000, intervalMs: 250 });
     await mlflow.admin.setModelVersionTag('quiet', v3, 'flowgate.rollout.command', 'pause');
     await waitFor('paused by the tag', async () => {
       const tags = await versionTags(mlflow.uri, 'quiet', v3);
       return tags['flowgate.rollout.phase'] === 'paused' && tags['flowgate.rollout.command'] === undefined ? tags : undefined;
-    }, { timeoutMs: 15_000 }).then((tags) => expect(tags['flowgate.rollout.reason']).toBe('paused by an MLflow tag'));
+    }, { timeoutMs: 15_000, intervalMs: 250 }).then((tags) => expect(tags['flowgate.rollout.reason']).toBe('paused by an MLflow tag'));
   }, 30_000);
 
   test('a new challenger after a rollback restarts the analysis from the first step', async () => {
