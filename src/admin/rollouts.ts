@@ -67,8 +67,8 @@ export interface RolloutApiDeps {
   readonly writer: RegistryWriter | undefined;
   readonly token: AdminToken | undefined;
   readonly source: string;
-  /** Runs the lease holder's tick at once (when this replica holds it). */
-  readonly kick?: () => void;
+  /** Runs the lease holder's pass over `model` at once (when this replica holds it). */
+  readonly kick?: (model: string) => void;
 }
 
 const notFound = (message: string): AdminReply => ({ status: 404, json: { error: 'not_found', message } });
@@ -110,6 +110,6 @@ async function command(url: URL, req: IncomingMessage, deps: RolloutApiDeps, vie
   if (view.canaryVersion === null) return { status: 409, json: { error: 'no_canary', message: `nothing is rolling out for '${model}': ${view.idle ?? 'no canary'}` } };
   await deps.writer.setVersionTag(view.registeredModel, view.canaryVersion, `${Tag.command}_by`, 'the admin API');
   await deps.writer.setVersionTag(view.registeredModel, view.canaryVersion, Tag.command, verb);
-  deps.kick?.();
+  deps.kick?.(view.model);
   return { status: 202, json: { accepted: true, model, canaryVersion: view.canaryVersion, command: verb, message: 'written to MLflow; the lease holder applies it on its next tick' } };
 }

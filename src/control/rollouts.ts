@@ -85,7 +85,7 @@ export function startRollouts(options: RolloutOptions, deps: { controller: Gatew
     writer,
     token: options.adminToken,
     source: source.kind,
-    kick: () => void controller?.tickNow(),
+    kick: (model: string) => void controller?.tickNow(model),
   });
 
   const settings = options.anomalies === false ? undefined : (options.anomalies ?? DEFAULT_ANOMALY_SETTINGS);

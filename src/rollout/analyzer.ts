@@ -79,6 +79,17 @@ export function checkDue(plan: RolloutPlan, state: RolloutState | undefined, now
   return state !== undefined && state.phase === 'progressing' && now >= nextCheckAt(plan, state);
 }
 
+/**
+ * True when a pass over a rollout in `state` (as the last registry poll read it) could decide anything at
+ * `now`: it has not started, a command is pending, a promotion is to finish, or a check is due. Otherwise the
+ * controller leaves MLflow alone: reading every paused or finished rollout's version at every tick costs
+ * MLflow more than all the decisions' writes, and those writes then wait behind the reads.
+ */
+export function passMayDecide(plan: RolloutPlan, state: RolloutState | undefined, now: number): boolean {
+  if (!state || state.command !== undefined || state.phase === 'succeeded') return true;
+  return checkDue(plan, state, now);
+}
+
 /** True when the check due now judges the last step, so a passing one promotes (the confirm gate is asked first). */
 export function judgingLastStep(plan: RolloutPlan, state: RolloutState | undefined): boolean {
   return state !== undefined && state.step >= plan.steps.length - 1;

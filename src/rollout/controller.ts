@@ -3,10 +3,10 @@ import type { GatewayIR, ModelIR, RolloutCommand, RolloutIR, RolloutState } from
 import { logger, type Logger } from '../observability/log.js';
 import type { RegistryWriter } from '../registry/writer.js';
 import type { TrafficWindowSource } from '../traffic/window-stats.js';
-import { analyze, applyCommand, checkDue, judge, judgingLastStep, type CheckResult, type Decision, type WebhookOutcome } from './analyzer.js';
+import { analyze, applyCommand, checkDue, judge, judgingLastStep, passMayDecide, type CheckResult, type Decision, type WebhookOutcome } from './analyzer.js';
 import type { RolloutLease } from './lease.js';
 import { leaseHeld, rolloutChecks, rolloutDecisions } from './metrics.js';
-import { stateFromTags, stateTags, Tag, writeOrder } from './state.js';
+import { STEP_CLOCK_TAGS, stateFromTags, stateTags, Tag, writeOrder } from './state.js';
 import { checkPoints, type RolloutEvent, type RolloutTimeline } from './timeline.js';
 import { callWebhook } from './webhooks.js';
 
@@ -69,9 +69,12 @@ export class RolloutController {
     await Promise.all(this.inFlight.values());
   }
 
-  /** Starts a pass over every rollout (after a pass in flight); resolves when every model's pass has started. */
-  tickNow(): Promise<void> {
-    this.running = this.running.then(() => this.tick()).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'rollout tick failed'));
+  /**
+   * Starts a pass over every rollout that may decide something (and over `model`, whatever its state: a
+   * command was just written for it, which the last poll has not seen); resolves when the passes have started.
+   */
+  tickNow(model?: string): Promise<void> {
+    this.running = this.running.then(() => this.tick(model)).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'rollout tick failed'));
     return this.running;
   }
 
@@ -79,15 +82,19 @@ export class RolloutController {
     return (this.options.now ?? Date.now)();
   }
 
-  private tick(): void {
+  private tick(kicked?: string): void {
     const generation = this.options.lease.generation();
     leaseHeld.set(generation === undefined ? 0 : 1);
     if (generation === undefined) return;
+    const now = this.now();
     // Rollouts are independent: a model whose last pass is still writing to MLflow is skipped this tick,
     // and nobody waits for it, so one slow write never delays another model's check.
     for (const model of this.options.ir()?.models ?? []) {
       const r = model.rollout;
       if (!r || r.canaryVersion === undefined || r.stableVersion === undefined || this.inFlight.has(model.name)) continue;
+      // The IR's state is at most one poll behind MLflow's, so a skipped pass starts at worst one poll
+      // later than it could have; what a pass writes is decided on its own fresh read in advance().
+      if (model.name !== kicked && !passMayDecide(r.plan, r.state, now)) continue;
       const pass = this.advance(model, r, r.canaryVersion, r.stableVersion, generation)
         .catch((err: unknown) => {
           const level = err instanceof LeaseLostError ? 'warn' : 'error';
@@ -104,12 +111,19 @@ export class RolloutController {
     if (state && state.generation > generation) {
       throw new LeaseLostError(`version ${canary} carries generation ${state.generation}, newer than this holder's ${generation}`);
     }
+    const command = state?.command ?? (fresh.tags[Tag.command] !== undefined ? parseCommandTag(fresh.tags[Tag.command]) : undefined);
     if (state?.phase === 'succeeded') {
+      // A command on a succeeded rollout (one whose acknowledgement did not land, or one given after the
+      // promotion was decided) changes nothing, but it must be acknowledged before the stable alias moves:
+      // from then on the rollout is idle and never ticked again, and the command would stay pending forever.
+      if (command) {
+        this.log.info({ model: model.name, command, why: 'the rollout has succeeded' }, 'rollout command ignored');
+        await this.clearCommand(model, canary, generation, command);
+      }
       await this.finishPromotion(model, r, canary, stable, generation);
       return;
     }
     const now = this.now();
-    const command = state?.command ?? (fresh.tags[Tag.command] !== undefined ? parseCommandTag(fresh.tags[Tag.command]) : undefined);
     let decision: Decision;
     let checkResult: CheckResult | undefined;
     if (command) {
@@ -145,11 +159,11 @@ export class RolloutController {
       rolloutChecks.inc({ model: model.name, result: decision.check.verdict });
     }
     if (decision.kind === 'hold') {
-      if (command) await this.clearCommand(model, canary, generation);
+      if (command) await this.clearCommand(model, canary, generation, command);
       return;
     }
     await this.writeState(model.registeredModel, canary, fresh.tags, decision.next, generation, checkResult);
-    if (command) await this.clearCommand(model, canary, generation);
+    if (command) await this.clearCommand(model, canary, generation, command);
     rolloutDecisions.inc({ model: model.name, decision: decision.kind });
     const event: RolloutEvent = {
       at: now,
@@ -178,9 +192,18 @@ export class RolloutController {
     if (check) desired[Tag.lastCheck] = JSON.stringify({ at: new Date(check.at).toISOString(), verdict: check.verdict, summary: check.summary, canary: check.canary, stable: check.stable });
     const changed = writeOrder(Object.keys(desired).filter((k) => current[k] !== desired[k]));
     const stale = [Tag.reason, Tag.checkedAt, Tag.stableVersion].filter((k) => current[k] !== undefined && desired[k] === undefined);
+    let clock: string | undefined;
     for (const key of changed) {
       this.assertLease(generation);
-      await this.options.writer.setVersionTag(name, version, key, desired[key] as string);
+      let value = desired[key] as string;
+      if (STEP_CLOCK_TAGS.includes(key)) {
+        // A step lasts one interval at its own weight, so its clock starts now, as the weight is about to be
+        // written: with several rollouts' writes queued on MLflow the step was decided seconds ago, and a
+        // clock from then would make its first check judge traffic that never saw its weight.
+        clock ??= new Date(Math.max(Date.parse(value), this.now())).toISOString();
+        value = clock;
+      }
+      await this.options.writer.setVersionTag(name, version, key, value);
     }
     for (const key of stale) {
       this.assertLease(generation);
@@ -188,7 +211,19 @@ export class RolloutController {
     }
   }
 
-  private async clearCommand(model: ModelIR, canary: string, generation: number): Promise<void> {
+  /**
+   * Acknowledges `applied` by deleting the command tag, unless the tag now names another command: a person
+   * may give one while this pass writes, and deleting it unread would lose it (the next tick applies it).
+   * MLflow has no compare-and-delete, so only the short gap between this read and the delete stays open.
+   */
+  private async clearCommand(model: ModelIR, canary: string, generation: number, applied: RolloutCommand): Promise<void> {
+    const tags = (await this.options.writer.getVersion(model.registeredModel, canary)).tags;
+    if (tags[Tag.command] === undefined) return;
+    const pending = parseCommandTag(tags[Tag.command]);
+    if (pending !== applied) {
+      this.log.info({ model: model.name, canary, applied, pending: tags[Tag.command] }, 'rollout command left for the next tick: another one was given meanwhile');
+      return;
+    }
     this.assertLease(generation);
     await this.options.writer.deleteVersionTag(model.registeredModel, canary, Tag.command);
     await this.options.writer.deleteVersionTag(model.registeredModel, canary, `${Tag.command}_by`);

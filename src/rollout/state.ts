@@ -108,12 +108,16 @@ export function stateTags(state: RolloutState): Record<string, string> {
   return tags;
 }
 
+/** The tags of a step's clock: stamped as they are written, just before the weight (see writeOrder). */
+export const STEP_CLOCK_TAGS: readonly string[] = [Tag.startedAt, Tag.stepStartedAt];
+
 /**
  * The order to write changed tags in so that every prefix of the writes is safe to serve: the phase first
  * (a failed or succeeded phase decides the weight by itself), the weight last (a step is taken only once
- * everything that explains it is written).
+ * everything that explains it is written), and the step's clock just before the weight, so that a step
+ * is timed from when its weight can be served rather than from when it was decided.
  */
 export function writeOrder(keys: readonly string[]): string[] {
-  const rank = (k: string): number => (k === Tag.generation ? 0 : k === Tag.phase ? 1 : k === Tag.weight ? 3 : 2);
+  const rank = (k: string): number => (k === Tag.generation ? 0 : k === Tag.phase ? 1 : k === Tag.weight ? 4 : STEP_CLOCK_TAGS.includes(k) ? 3 : 2);
   return [...keys].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 }

@@ -1,17 +1,15 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { cliArgs, startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { runCli, startFlowgate, type CliRun, type FlowgateProcess } from '../harness/flowgate.js';
 import { startMlflow, type MlflowServer } from '../harness/mlflow.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 import { aliasesOf, servedRollout, startModelUpstream, versionTags, type ModelUpstream } from '../harness/rollouts.js';
 import { registerSecrets } from '../harness/secrets.js';
 import { request, steadyLoad, type HttpAnswer, type LoadResult } from '../harness/traffic.js';
-import { repoRoot } from '../harness/venv.js';
 
 /**
  * Automated progressive rollouts end to end, with one real MLflow, `flowgate serve` polling it every 500ms,
@@ -96,10 +94,12 @@ function watchRollout(model: string): { stop(): Promise<string[]> } {
   };
 }
 
-const cli = (...args: string[]): { status: number | null; stdout: string; stderr: string } => {
-  const [cmd, argv] = cliArgs(args);
-  return spawnSync(cmd, argv, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, FLOWGATE_ADMIN_URL: flowgate.adminUrl, FLOWGATE_ADMIN_TOKEN: '' } });
-};
+const cli = (...args: string[]): Promise<CliRun> => runCli(args, { env: { ...process.env, FLOWGATE_ADMIN_URL: flowgate.adminUrl, FLOWGATE_ADMIN_TOKEN: '' } });
+
+/** A model's rollout timeline, as the admin API gives it. */
+async function eventsOf(model: string): Promise<{ decision: string; weight: number; check?: { verdict: string } }[]> {
+  return ((await (await fetch(`${flowgate.adminUrl}/api/rollouts/${model}`)).json()) as { events: { decision: string; weight: number; check?: { verdict: string } }[] }).events;
+}
 
 const fromStable = (a: HttpAnswer): boolean => a.headers.get('x-flowgate-model-version') === '1';
 
@@ -150,12 +150,16 @@ describe('four rollouts at once, judged on live traffic through Envoy', () => {
     for (const name of Object.keys(MODELS)) watches.set(name, watchRollout(name));
     for (const name of Object.keys(MODELS)) await mlflow.admin.setAlias(name, 'challenger', '2');
 
-    const phase = async (name: string, want: string): Promise<true | undefined> => ((await servedRollout(flowgate.adminUrl, name))?.phase === want ? true : undefined);
+    // The phase tag is written first (it alone decides the served weight) and the rest of the decision after
+    // it: the decision is whole once its event is in the timeline, which the lease holder records last.
+    const outcome = async (name: string, decision: string, phase: string): Promise<true | undefined> =>
+      (await eventsOf(name)).some((e) => e.decision === decision) && (await servedRollout(flowgate.adminUrl, name))?.phase === phase ? true : undefined;
     await Promise.all([
-      waitFor('healthy promoted: champion moved to version 2', async () => ((await aliasesOf(mlflow.uri, 'healthy')).champion === '2' ? true : undefined), { timeoutMs: 40_000, describe: () => flowgate.process.tail(40) }),
-      waitFor('erroring rolled back', () => phase('erroring', 'failed'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
-      waitFor('slow rolled back', () => phase('slow', 'failed'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
-      waitFor('quiet paused', () => phase('quiet', 'paused'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
+      // Asked of MLflow twice a second, not ten times: its one worker also takes the rollouts' writes.
+      waitFor('healthy promoted: champion moved to version 2', async () => ((await aliasesOf(mlflow.uri, 'healthy')).champion === '2' ? true : undefined), { timeoutMs: 40_000, intervalMs: 500, describe: () => flowgate.process.tail(40) }),
+      waitFor('erroring rolled back', () => outcome('erroring', 'rollback', 'failed'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
+      waitFor('slow rolled back', () => outcome('slow', 'rollback', 'failed'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
+      waitFor('quiet paused', () => outcome('quiet', 'pause', 'paused'), { timeoutMs: 30_000, describe: () => flowgate.process.tail(40) }),
     ]);
     await waitFor('healthy served as the new stable', async () => ((await servedRollout(flowgate.adminUrl, 'healthy'))?.phase === 'idle' ? true : undefined), { timeoutMs: 10_000 });
     for (const [name, load] of loads) results.set(name, await load.stop());
@@ -168,9 +172,9 @@ describe('four rollouts at once, judged on live traffic through Envoy', () => {
     expect(weights).toEqual([20, 50, 80]);
     expect(seen.at(-1)).toBe('idle:0');
     // The promotion itself (canary at 100%, then the alias moved) can pass between two samples: the timeline has it.
-    const timeline = (await (await fetch(`${flowgate.adminUrl}/api/rollouts/healthy`)).json()) as { events: { decision: string; weight: number }[] };
+    const events = await eventsOf('healthy');
     // Inconclusive checks (too little traffic in a window on a loaded machine) are recorded but change nothing.
-    expect(timeline.events.filter((e) => e.decision !== 'check').map((e) => `${e.decision}:${e.weight}`)).toEqual(['start:20', 'step:50', 'step:80', 'promote:100']);
+    expect(events.filter((e) => e.decision !== 'check').map((e) => `${e.decision}:${e.weight}`)).toEqual(['start:20', 'step:50', 'step:80', 'promote:100']);
     const r = results.get('healthy');
     expect(r?.sent).toBeGreaterThan(100);
     expect(r?.failures).toEqual([]);
@@ -191,7 +195,7 @@ describe('four rollouts at once, judged on live traffic through Envoy', () => {
     const failedAt = Date.parse(tags['flowgate.rollout.updated'] ?? '');
     // A check with too little traffic to judge counts for nothing (Flagger's semantics): on a loaded machine
     // the first window can be one, and it moves the bound by its interval.
-    const events = ((await (await fetch(`${flowgate.adminUrl}/api/rollouts/erroring`)).json()) as { events: { check?: { verdict: string } }[] }).events;
+    const events = await eventsOf('erroring');
     const inconclusive = events.filter((e) => e.check?.verdict === 'inconclusive').length;
     expect(events.filter((e) => e.check?.verdict === 'fail').length).toBe(3);
     expect(failedAt - started).toBeLessThanOrEqual((3 + 1 + inconclusive) * INTERVAL_MS);
@@ -239,20 +243,20 @@ describe('manual control', () => {
   test('mutating endpoints refuse a missing or wrong token', async () => {
     expect((await fetch(`${flowgate.adminUrl}/api/rollouts/quiet/resume`, { method: 'POST' })).status).toBe(401);
     expect((await fetch(`${flowgate.adminUrl}/api/rollouts/quiet/resume`, { method: 'POST', headers: { authorization: 'Bearer not-the-token-at-all' } })).status).toBe(401);
-    const r = cli('rollout', 'resume', 'quiet');
+    const r = await cli('rollout', 'resume', 'quiet');
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('needs the admin token');
   });
 
-  test('flowgate rollout status, then resume and abort through the CLI', () => {
-    const status = cli('rollout', 'status', 'quiet');
+  test('flowgate rollout status, then resume and abort through the CLI', async () => {
+    const status = await cli('rollout', 'status', 'quiet');
     expect(status.status).toBe(0);
     expect(status.stdout).toMatch(/rollout of quiet: paused/);
     expect(status.stdout).toMatch(/canary v2 at 20%/);
-    const resumed = cli('rollout', 'resume', 'quiet', '--token-file', tokenFile, '--json');
+    const resumed = await cli('rollout', 'resume', 'quiet', '--token-file', tokenFile, '--json');
     expect(resumed.status, resumed.stderr).toBe(0);
     expect((JSON.parse(resumed.stdout) as { phase: string }).phase).toMatch(/progressing|paused/);
-    const aborted = cli('rollout', 'abort', 'quiet', '--token-file', tokenFile, '--json');
+    const aborted = await cli('rollout', 'abort', 'quiet', '--token-file', tokenFile, '--json');
     expect(aborted.status, aborted.stderr).toBe(0);
     expect((JSON.parse(aborted.stdout) as { phase: string; weight: number }).weight).toBe(0);
   }, 60_000);
@@ -260,12 +264,12 @@ describe('manual control', () => {
   test('a pause written as an MLflow tag by hand is applied like the CLI\'s', async () => {
     const v3 = await addVersion('quiet', {});
     await mlflow.admin.setAlias('quiet', 'challenger', v3);
-    await waitFor('the new challenger starts a new rollout', async () => ((await versionTags(mlflow.uri, 'quiet', v3))['flowgate.rollout.phase'] === 'progressing' ? true : undefined), { timeoutMs: 15_000 });
+    await waitFor('the new challenger starts a new rollout', async () => ((await versionTags(mlflow.uri, 'quiet', v3))['flowgate.rollout.phase'] === 'progressing' ? true : undefined), { timeoutMs: 15_000, intervalMs: 250 });
     await mlflow.admin.setModelVersionTag('quiet', v3, 'flowgate.rollout.command', 'pause');
     await waitFor('paused by the tag', async () => {
       const tags = await versionTags(mlflow.uri, 'quiet', v3);
       return tags['flowgate.rollout.phase'] === 'paused' && tags['flowgate.rollout.command'] === undefined ? tags : undefined;
-    }, { timeoutMs: 15_000 }).then((tags) => expect(tags['flowgate.rollout.reason']).toBe('paused by an MLflow tag'));
+    }, { timeoutMs: 15_000, intervalMs: 250 }).then((tags) => expect(tags['flowgate.rollout.reason']).toBe('paused by an MLflow tag'));
   }, 30_000);
 
   test('a new challenger after a rollback restarts the analysis from the first step', async () => {
@@ -289,9 +293,8 @@ describe('manual control', () => {
     expect((await fetch(`${flowgate.adminUrl}/debug/traffic?window=soon`)).status).toBe(400);
   });
 
-  test('flowgate status shows the rollouts', () => {
-    const [cmd, argv] = cliArgs(['status', '--admin', flowgate.adminUrl]);
-    const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: 'utf8' });
+  test('flowgate status shows the rollouts', async () => {
+    const r = await runCli(['status', '--admin', flowgate.adminUrl]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/ROLLOUTS \(4\)/);
     expect(r.stdout).toMatch(/slow\s+failed\s+2\s+0%/);

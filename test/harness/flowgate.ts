@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { startProcess, waitFor, type ManagedProcess } from './process.js';
@@ -26,6 +27,31 @@ export const CLI_ENTRY = join(repoRoot, 'src', 'cli', 'main.ts');
 /** Runs the CLI from source with the given arguments (for one-shot commands like validate). */
 export function cliArgs(args: readonly string[]): [string, string[]] {
   return [process.execPath, ['--import', 'tsx', CLI_ENTRY, ...args]];
+}
+
+export interface CliRun {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the CLI from source and resolves when it exits. Not spawnSync: a test that blocks its event loop
+ * while a command waits on a control plane also stops what the test process serves (model upstreams,
+ * traffic), and the command may wait on exactly that.
+ */
+export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<CliRun> {
+  const [cmd, argv] = cliArgs(args);
+  const child = spawn(cmd, argv, { cwd: repoRoot, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    // 'close' comes after both streams are drained, so nothing printed is missing.
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 export async function startFlowgate(options: {

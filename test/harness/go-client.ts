@@ -127,7 +127,7 @@ export function startProxylessGoClient(binary: string, options: ProxylessGoClien
   // A bootstrap this process set for its own grpc-js-xds channels must not reach the child: grpc-go takes the
   // variable first, and the client's re-exec with -bootstrap would then never see its own file and loop.
   const { GRPC_XDS_BOOTSTRAP: _file, GRPC_XDS_BOOTSTRAP_CONFIG: _config, ...inherited } = process.env;
-  const proc = startProcess('proxyless-go-client', binary, args, { env: { ...inherited, GRPC_GO_LOG_SEVERITY_LEVEL: 'warning' } });
+  const proc = startProcess('proxyless-go-client', binary, args, { env: { ...inherited, GRPC_GO_LOG_SEVERITY_LEVEL: 'warning' }, output: 'pipe' });
   const events: GoClientEvent[] = [];
   let buffered = '';
   proc.child.stdout?.setEncoding('utf8');

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { appendFileSync, closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -34,21 +34,43 @@ export interface ManagedProcess {
 
 let counter = 0;
 
+export interface StartOptions extends SpawnOptions {
+  /**
+   * 'file' (the default): the process writes its log file itself. 'pipe': its output comes through this
+   * process (child.stdout is readable) and is copied to the log file, for a test that reads what it prints.
+   */
+  readonly output?: 'file' | 'pipe';
+}
+
 /** Starts a process with stdout and stderr going to its own log file under logDir(). */
-export function startProcess(name: string, command: string, args: string[], options: SpawnOptions = {}): ManagedProcess {
+export function startProcess(name: string, command: string, args: string[], options: StartOptions = {}): ManagedProcess {
   const logFile = join(logDir(), `${name}-${process.pid}-${++counter}.log`);
-  const out = createWriteStream(logFile);
-  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { output = 'file', ...spawnOptions } = options;
+  let child: ChildProcess;
+  if (output === 'file') {
+    // Not through a pipe to this process: a full pipe stops the writer until this process reads it, so a
+    // test that blocks its event loop (spawnSync, a long synchronous step) would freeze MLflow, Envoy or
+    // flowgate in the middle of the test, waiting for their own log line to be taken.
+    const fd = openSync(logFile, 'a');
+    try {
+      child = spawn(command, args, { ...spawnOptions, stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+  } else {
+    const out = createWriteStream(logFile);
+    child = spawn(command, args, { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(out, { end: false });
+    child.stderr?.pipe(out, { end: false });
+  }
   running.add(child);
-  child.stdout?.pipe(out, { end: false });
-  child.stderr?.pipe(out, { end: false });
   const exited = new Promise<number | null>((resolve) => {
     child.on('exit', (code) => {
       running.delete(child);
       resolve(code);
     });
     child.on('error', (err) => {
-      out.write(`spawn error: ${err.message}\n`);
+      appendFileSync(logFile, `spawn error: ${err.message}\n`);
       running.delete(child);
       resolve(null);
     });

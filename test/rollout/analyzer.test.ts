@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { analyze, applyCommand, checkDue, judge, judgeMetric, nextCheckAt } from '../../src/rollout/analyzer.js';
+import { analyze, applyCommand, checkDue, judge, judgeMetric, nextCheckAt, passMayDecide } from '../../src/rollout/analyzer.js';
 import { plan, state, win } from './fixtures.js';
 
 const DUE = 1_000_000 + 10_000;
@@ -74,6 +74,18 @@ describe('decisions', () => {
     expect(nextCheckAt(plan(), state({ checkedAt: DUE + 3 }))).toBe(DUE + 10_003);
     expect(analyze(input({ now: DUE - 1 })).kind).toBe('hold');
     expect(analyze(input({ window: undefined })).kind).toBe('hold');
+  });
+
+  test('a pass is worth reading MLflow for only when it may decide: start, command, promotion to finish, check due', () => {
+    expect(passMayDecide(plan(), undefined, 0)).toBe(true);
+    expect(passMayDecide(plan(), state(), DUE - 1)).toBe(false);
+    expect(passMayDecide(plan(), state(), DUE)).toBe(true);
+    expect(passMayDecide(plan(), state({ command: 'pause' }), DUE - 1)).toBe(true);
+    for (const phase of ['paused', 'failed', 'aborted'] as const) {
+      expect(passMayDecide(plan(), state({ phase }), DUE + 60_000), phase).toBe(false);
+      expect(passMayDecide(plan(), state({ phase, command: 'resume' }), DUE + 60_000), phase).toBe(true);
+    }
+    expect(passMayDecide(plan(), state({ phase: 'succeeded' }), DUE - 1)).toBe(true);
   });
 
   test('a passing check takes the next step, on the interval grid even when the tick is late', () => {

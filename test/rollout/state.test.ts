@@ -37,7 +37,16 @@ describe('rollout state in MLflow tags', () => {
     expect(servedWeight(state({ phase: 'succeeded', weight: 30 }))).toBe(100);
   });
 
-  test('writes go generation, phase, the rest, and the weight last', () => {
-    expect(writeOrder([Tag.weight, Tag.reason, Tag.phase, Tag.step, Tag.generation])).toEqual([Tag.generation, Tag.phase, Tag.reason, Tag.step, Tag.weight]);
+  test('writes go generation, phase, the rest, the step clock, and the weight last', () => {
+    expect(writeOrder([Tag.weight, Tag.stepStartedAt, Tag.reason, Tag.phase, Tag.startedAt, Tag.step, Tag.updatedAt, Tag.generation])).toEqual([
+      Tag.generation,
+      Tag.phase,
+      Tag.reason,
+      Tag.step,
+      Tag.updatedAt,
+      Tag.startedAt,
+      Tag.stepStartedAt,
+      Tag.weight,
+    ]);
   });
 });

@@ -69,6 +69,10 @@ export const rolloutCommand: Command = {
         return 0;
       }
       const token = readToken(options['token-file']);
+      // The newest decision before the command: a newer one of the command's own kind shows it applied even
+      // when a check changed the phase again before this CLI looked (a resumed rollout that a short interval
+      // pauses again at its next check). Unreadable here, the POST's answer says why.
+      const since = options.wait === false ? undefined : await get(base, model).then(newestEventAt, () => undefined);
       const res = await fetch(`${base}/api/rollouts/${encodeURIComponent(model)}/${action}`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
       const body = (await res.json().catch(() => ({}))) as { message?: string };
       if (res.status !== 202) {
@@ -80,7 +84,8 @@ export const rolloutCommand: Command = {
       const deadline = Date.now() + Number(options['wait-timeout']) * 1000;
       for (;;) {
         const r = await get(base, model);
-        if (r.pendingCommand === null && APPLIED[action as Exclude<Action, 'status'>].includes(r.phase)) {
+        const recorded = since !== undefined && (r.events ?? []).some((e) => e.at > since && e.decision === action);
+        if (r.pendingCommand === null && (recorded || APPLIED[action as Exclude<Action, 'status'>].includes(r.phase))) {
           process.stdout.write(options.json === true ? `${JSON.stringify(r, null, 2)}\n` : formatRollout(r));
           return 0;
         }
@@ -109,6 +114,11 @@ function readToken(file: string | boolean | undefined): string {
   const env = process.env.FLOWGATE_ADMIN_TOKEN;
   if (env === undefined || env === '') throw new UsageError('this command needs the admin token: --token-file FILE or FLOWGATE_ADMIN_TOKEN');
   return env;
+}
+
+/** The time of a rollout's newest recorded decision (0 when none is recorded). */
+function newestEventAt(r: RolloutAnswer): number {
+  return Math.max(0, ...(r.events ?? []).map((e) => e.at));
 }
 
 async function get(base: string, model: string): Promise<RolloutAnswer> {
