@@ -69,6 +69,17 @@ export class Authorizer {
     return decision;
   }
 
+  /**
+   * Who is calling, for answers that depend on the caller alone (the LLM API's model list): no credential,
+   * a consumer, or the 401 refusing the credential presented.
+   */
+  async identifyCaller(headers: Readonly<Record<string, string>>): Promise<{ readonly caller: Caller | undefined } | { readonly deny: AuthzDeny }> {
+    const presented = presentedCredential(headers);
+    if (presented.kind === 'none') return { caller: undefined };
+    const identified = await this.identify(presented);
+    return identified.ok ? { caller: identified.caller } : { deny: identified.deny };
+  }
+
   private async decide(req: AuthzRequest): Promise<AuthzDecision> {
     const model = this.models.get(req.model);
     if (!model) {

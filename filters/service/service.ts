@@ -13,8 +13,13 @@ import { AUTHORIZATION_SERVICE, EXTERNAL_PROCESSOR_SERVICE, RATE_LIMIT_SERVICE }
 import { check } from './handlers/authz.js';
 import { handleProcessStream } from './handlers/extproc-stream.js';
 import { shouldRateLimit } from './handlers/ratelimit.js';
+import { handleLlmStream, type LlmState } from './handlers/llm-stream.js';
 import { callLatency } from './metrics.js';
 import { failure } from './responses.js';
+import { reshapeCheck, reshapeProcessing } from './api-format.js';
+import { API_CONTEXT_KEY, API_METADATA_KEY, apiKindOf, ExtprocRole, EXTPROC_ROLE_METADATA_KEY } from '../../src/contract/filter-wire.js';
+import { Cooldowns } from '../llm/cooldown.js';
+import { Credentials } from '../llm/credentials.js';
 
 /**
  * The filter service: Envoy's ext_authz (Check), rate limit (ShouldRateLimit) and ext_proc (Process) calls,
@@ -36,6 +41,8 @@ export class FilterService {
   private engine: FilterEngine | undefined;
   /** Every body byte the ext_proc exchanges hold, together. */
   readonly buffers: BufferBudget;
+  /** Outlives policy versions: a cooldown started under one policy still holds under the next. */
+  private readonly llm: LlmState = { cooldowns: new Cooldowns(), credentials: new Credentials() };
 
   constructor(private readonly options: FilterServiceOptions) {
     this.buffers = new BufferBudget(options.maxBufferedBytes);
@@ -60,9 +67,10 @@ export class FilterService {
     log.info({ version, models: policy.models.length, consumers: policy.consumers.length }, 'filter policy applied');
   }
 
-  /** ext_authz Check with the current policy. */
-  check(req: CheckRequest): Promise<object> {
-    return check(this.engine, this.options.audit, req);
+  /** ext_authz Check with the current policy; a denial in the shape of the API the route serves. */
+  async check(req: CheckRequest): Promise<object> {
+    const api = apiKindOf(req.attributes?.context_extensions?.[API_CONTEXT_KEY]);
+    return reshapeCheck(api, await check(this.engine, this.options.audit, req));
   }
 
   /** ShouldRateLimit with the current policy. */
@@ -88,7 +96,20 @@ export class FilterService {
       },
     });
     server.addService(EXTERNAL_PROCESSOR_SERVICE, {
-      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => handleProcessStream(call, this.engine, this.options.audit, this.buffers),
+      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => {
+        const role = call.metadata.get(EXTPROC_ROLE_METADATA_KEY)[0];
+        if (role === ExtprocRole.llmRouter || role === ExtprocRole.llmUpstream) {
+          handleLlmStream(call, this.engine, role, this.llm);
+          return;
+        }
+        const api = apiKindOf(call.metadata.get(API_METADATA_KEY)[0]);
+        if (api !== 'flowgate') {
+          // The body processors answer in Flowgate's shape; on an LLM API their refusals take that API's.
+          const write = call.write.bind(call);
+          call.write = ((msg: object, ...rest: unknown[]) => write(reshapeProcessing(api, msg), ...(rest as []))) as typeof call.write;
+        }
+        handleProcessStream(call, this.engine, this.options.audit, this.buffers);
+      },
     });
   }
 }

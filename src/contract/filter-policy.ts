@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { signatureSchema } from './signature.js';
+import { LLM_ENDPOINTS } from './filter-wire.js';
 
 /**
  * The FilterPolicy: everything the filter service decides with, resolved by the control plane's IR (every
@@ -102,6 +103,46 @@ const versionProcessing = z.object({
   signature: signatureSchema.optional(),
 });
 
+/** Where an LLM model's versions are served: an OpenAI-compatible server, `mlflow models serve`, or an external provider. */
+export const LLM_UPSTREAM_KINDS = ['openai', 'mlflow', 'provider'] as const;
+export type LlmUpstreamKind = (typeof LLM_UPSTREAM_KINDS)[number];
+/** What an external provider speaks. */
+export const PROVIDER_APIS = ['openai', 'azure', 'anthropic'] as const;
+export type ProviderApi = (typeof PROVIDER_APIS)[number];
+
+/** Where the filter service reads a provider's key: an environment variable or a file of its own host. Never the key. */
+const credentialRef = z.union([z.object({ env: name }), z.object({ file: name })]);
+
+const llmProvider = z.object({
+  api: z.enum(PROVIDER_APIS),
+  /** The :authority the provider expects (host, with the port when it is not 443). */
+  authority: name,
+  /** Prepended to the endpoint path (`/v1` for OpenAI; Azure's deployments path is built below it). */
+  basePath: z.string(),
+  credential: credentialRef.optional(),
+  /** Azure's api-version query parameter; Anthropic's anthropic-version header when the caller sends none. */
+  apiVersion: z.string().optional(),
+});
+
+const llmModel = z.object({
+  upstream: z.enum(LLM_UPSTREAM_KINDS),
+  /** Every name a request's `model` may use for this model (its own name first). */
+  names: strings,
+  endpoints: z.array(z.enum(LLM_ENDPOINTS)),
+  /** The `model` the router writes into the body (each version may override it below). */
+  upstreamModel: z.string(),
+  /** The upstream model name of each version a cluster serves (live, mirror). */
+  versions: z.array(z.object({ version: name, upstreamModel: z.string() })),
+  provider: llmProvider.optional(),
+  /** Whether the model has a fallback chain (its upstream's 429 + Retry-After then sends new requests to the fallback). */
+  fallback: z.boolean(),
+  /** The longest Retry-After honoured. */
+  cooldownMaxMs: count,
+  /** For GET /v1/models: seconds since the epoch, and the owner. */
+  created: count,
+  ownedBy: z.string(),
+});
+
 const model = z.object({
   name,
   /** Requests pass when the filter service or its store cannot decide. */
@@ -125,6 +166,8 @@ const model = z.object({
   versions: z.array(versionProcessing).optional(),
   /** The largest body the cluster-level processing reads; a larger one is refused (413). */
   maxBodyBytes: positive.optional(),
+  /** Present when the model is served on the OpenAI-compatible API. */
+  llm: llmModel.optional(),
 });
 
 const consumer = z.object({
@@ -196,6 +239,8 @@ export const FilterPolicySchema = z.object({
   consumers: z.array(consumer),
   /** Absent: no pipelines. */
   pipelines: z.array(pipeline).optional(),
+  /** Present when a Gateway serves the OpenAI-compatible API. */
+  llm: z.object({ pathPrefix: z.string() }).optional(),
 });
 
 export type FilterPolicy = z.output<typeof FilterPolicySchema>;
@@ -214,6 +259,10 @@ export type AuditRules = FilterPolicy['audit'];
 export type VersionProcessingRules = NonNullable<ModelRules['versions']>[number];
 export type PipelineRules = NonNullable<FilterPolicy['pipelines']>[number];
 export type PipelineStepRules = PipelineRules['steps'][number];
+export type LlmModelRules = NonNullable<ModelRules['llm']>;
+export type LlmProviderRules = NonNullable<LlmModelRules['provider']>;
+export type CredentialRef = NonNullable<LlmProviderRules['credential']>;
+export type LlmApiRules = NonNullable<FilterPolicy['llm']>;
 
 /** A refused FilterPolicy: the reason goes back to the control plane in the NACK. */
 export class FilterPolicyError extends Error {

@@ -28,6 +28,15 @@ export const Header = {
   pipelineCallback: 'x-flowgate-pipeline-callback',
   /** On a pipeline route, set by Envoy: the listener the call came in on. */
   pipelineListener: 'x-flowgate-pipeline-listener',
+  /**
+   * The policy Model an LLM API request is for: set by the LLM router (ext_proc) from the body's `model`,
+   * matched by the OpenAI listener's routes. Clients can never send it.
+   */
+  llmModel: 'x-flowgate-llm-model',
+  /** Set by the LLM router while a model's upstream asked to be left alone (a 429 with Retry-After): its routes start at the fallback. */
+  llmCooldown: 'x-flowgate-llm-cooldown',
+  /** On every LLM answer an upstream produced: the policy Model that served it (after fallback, the fallback's). */
+  servedModel: 'x-flowgate-model',
 } as const;
 
 /** Every header whose name starts with this is Flowgate's own. */
@@ -37,7 +46,15 @@ export const INTERNAL_HEADER_PREFIX = 'x-flowgate-';
  * The request headers only Flowgate may set: every listener removes them from what a client sends, before
  * routing and before any filter runs, so none can be forged on any route, filtered or not.
  */
-export const INTERNAL_REQUEST_HEADERS: readonly string[] = [Header.consumer, Header.stickyHash, Header.routeVersion, Header.pipelineCallback, Header.pipelineListener];
+export const INTERNAL_REQUEST_HEADERS: readonly string[] = [
+  Header.consumer,
+  Header.stickyHash,
+  Header.routeVersion,
+  Header.pipelineCallback,
+  Header.pipelineListener,
+  Header.llmModel,
+  Header.llmCooldown,
+];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */
 export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;
@@ -53,6 +70,65 @@ export const VERSION_METADATA_KEY = 'x-flowgate-version';
 
 /** The ext_authz context extension Envoy sends per route (ExtAuthzPerRoute check_settings): the model name. */
 export const MODEL_CONTEXT_KEY = 'model';
+
+/**
+ * The API a route serves, so the filter service shapes its refusals as that API's clients expect: sent as the
+ * ext_authz context extension `api` and the ext_proc initial metadata `x-flowgate-api`. Absent: Flowgate's own.
+ */
+export const API_CONTEXT_KEY = 'api';
+export const API_METADATA_KEY = 'x-flowgate-api';
+
+/** The APIs whose error shapes the gateway speaks (src/contract/api-errors.ts). */
+export const API_KINDS = ['flowgate', 'openai', 'anthropic'] as const;
+export type ApiKind = (typeof API_KINDS)[number];
+
+/** Reads an API kind sent by Envoy; anything unknown is Flowgate's own. */
+export function apiKindOf(value: unknown): ApiKind {
+  return typeof value === 'string' && (API_KINDS as readonly string[]).includes(value) ? (value as ApiKind) : 'flowgate';
+}
+
+/**
+ * The ext_proc initial metadata naming which of Flowgate's ext_proc filters a stream comes from: the LLM router
+ * in front of the OpenAI listener's routes, or the LLM adapter in an LLM cluster's upstream filters. Absent:
+ * the body processors of a model's routes (masking, usage).
+ */
+export const EXTPROC_ROLE_METADATA_KEY = 'x-flowgate-extproc';
+export const ExtprocRole = { llmRouter: 'llm-router', llmUpstream: 'llm-upstream' } as const;
+
+/** The ext_proc initial metadata telling the LLM router which endpoint a request is for (sent by the endpoint's entry route). */
+export const LLM_ENDPOINT_METADATA_KEY = 'x-flowgate-llm-endpoint';
+
+/** The ext_proc attributes the LLM adapter asks Envoy for: the picked endpoint's metadata and the route's name. */
+export const LLM_UPSTREAM_ATTRIBUTES = ['xds.upstream_host_metadata', 'xds.route_name'] as const;
+
+/** The endpoint metadata namespace and keys naming the model version an endpoint serves. */
+export const ENDPOINT_METADATA = { namespace: 'flowgate', model: 'model', version: 'version' } as const;
+
+/** The endpoints of the OpenAI-compatible API (and Anthropic's messages), by name, with their paths below the API prefix. */
+export const LLM_ENDPOINTS = ['chat', 'completions', 'embeddings', 'messages'] as const;
+export type LlmEndpoint = (typeof LLM_ENDPOINTS)[number];
+export const LLM_ENDPOINT_PATHS: Readonly<Record<LlmEndpoint, string>> = {
+  chat: '/chat/completions',
+  completions: '/completions',
+  embeddings: '/embeddings',
+  messages: '/messages',
+};
+
+/**
+ * The name of an LLM route: `llm:<endpoint>:<model>:<what>`. The LLM adapter reads the endpoint from it (the
+ * request path may already have been rewritten by an earlier attempt of the same request), and local replies
+ * pick their error shape from it.
+ */
+export function llmRouteName(endpoint: LlmEndpoint | 'models' | 'unknown', model: string, what: string): string {
+  return `llm:${endpoint}:${model}:${what}`;
+}
+
+/** The endpoint an LLM route name stands for, or undefined for any other route. */
+export function llmRouteEndpoint(routeName: string): LlmEndpoint | undefined {
+  const m = /^llm:([a-z]+):/.exec(routeName);
+  const endpoint = m?.[1];
+  return endpoint !== undefined && (LLM_ENDPOINTS as readonly string[]).includes(endpoint) ? (endpoint as LlmEndpoint) : undefined;
+}
 
 /** The rate-limit domain of every descriptor Flowgate's routes send. */
 export const RATE_LIMIT_DOMAIN = 'flowgate';
@@ -75,6 +151,10 @@ export const FilterName = {
   extProc: (mode: FailureMode): string => `flowgate.extproc${suffix(mode)}`,
   /** The cluster-level ext_proc of a version's cluster (signature validation, protocol conversion). */
   versionExtProc: 'flowgate.version-extproc',
+  /** The LLM router: always fail closed (a request it cannot route has nowhere to go). */
+  llmRouter: 'flowgate.llm-router',
+  /** The LLM adapter in the upstream filters of LLM clusters. */
+  llmUpstream: 'flowgate.llm-upstream',
 } as const;
 
 /** The rate-limit stage the filter of a failure mode acts on (a route's rate_limits name their stage). */

@@ -2,6 +2,7 @@ import type { Policy } from '../policy/policy.js';
 import { edgeSettings } from './edge.js';
 import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilterRules, modelFilters, pipelineServiceOf, versionBodyLimit } from './filter-rules.js';
 import { buildPipelines } from './pipelines.js';
+import { DEFAULT_LLM_TIMEOUT_MS, modelLlm, openaiApiOf, providerLiveVersion, providerOf, withFallbacks } from './llm.js';
 import { policyIssue } from '../policy/policy.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
@@ -50,6 +51,9 @@ const HEALTH_PATH: Readonly<Record<ModelProtocol, string>> = { mlflow: '/ping', 
 /** The version tag that says which protocol a version's server speaks (absent: the model's own). */
 export const PROTOCOL_TAG = 'flowgate.protocol';
 
+/** vLLM's and TGI's health path (an OpenAI-compatible server has no standard one). */
+const OPENAI_HEALTH_PATH = '/health';
+
 export interface BuildResult {
   readonly ir: GatewayIR;
   /**
@@ -82,8 +86,9 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
   const models: ModelIR[] = [];
   const consumers = [...policy.consumers.values()].map(consumerRules);
   for (const model of policy.models.values()) {
-    const registered = registry?.models.get(model.registeredModel);
-    if (registry && !registered) {
+    const provider = providerOf(model);
+    const registered = provider ? undefined : registry?.models.get(model.registeredModel);
+    if (registry && !registered && !provider) {
       issues.push(
         policyIssue(
           policy,
@@ -98,22 +103,30 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
     const prior = previous?.models.find((m) => m.name === model.name);
     models.push(resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures }));
   }
-  const pipelines = buildPipelines(policy, models, consumers);
+  const edge = edgeSettings(policy.gateway);
+  const openai = openaiApiOf(policy.gateway, edge.streamIdleTimeoutMs);
+  const resolved = withFallbacks(models, policy.models, alerts);
+  const pipelines = buildPipelines(policy, resolved, consumers);
   return {
     ir: {
       policyHash: policy.hash,
       registryHash: registry?.hash ?? NO_REGISTRY,
       listeners: policy.gateway.listeners.map((l) => ({ name: l.name, address: l.address, port: l.port })),
-      edge: edgeSettings(policy.gateway),
-      models,
+      edge,
+      models: resolved,
       alerts,
-      filterService: models.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) || pipelines.length > 0 ? filterServiceOf(policy.gateway) : undefined,
+      // The OpenAI API's router is the filter service's, whatever the models' own rules.
+      filterService:
+        resolved.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) || pipelines.length > 0 || (openai && resolved.some((m) => m.llm))
+          ? filterServiceOf(policy.gateway)
+          : undefined,
       tracing: policy.gateway.tracing
         ? { address: policy.gateway.tracing.otlp.address, port: policy.gateway.tracing.otlp.port, serviceName: policy.gateway.tracing.serviceName, samplingPercent: policy.gateway.tracing.samplingPercent }
         : undefined,
       consumers,
       jwtIssuers: jwtIssuerRules(policy.gateway),
       audit: auditRules(policy.gateway),
+      openai,
       ...(pipelines.length > 0 && { pipelines, pipelineService: pipelineServiceOf(policy.gateway) }),
     },
     issues,
@@ -147,12 +160,14 @@ export function selectVersion(registered: RegisteredModel | undefined, selector:
 
 /** Where a version is served, from the policy's address template or the version's tag. */
 export function versionAddress(model: ModelPolicy, version: ModelVersion): UpstreamAddress | { reason: string } {
+  const upstream = model.upstream;
+  if (!upstream) return { reason: 'the model names no upstream' };
   let text: string;
-  if ('addressTemplate' in model.upstream) {
-    text = model.upstream.addressTemplate.replaceAll('{name}', model.registeredModel).replaceAll('{version}', version.version);
+  if ('addressTemplate' in upstream) {
+    text = upstream.addressTemplate.replaceAll('{name}', model.registeredModel).replaceAll('{version}', version.version);
   } else {
-    const tag = version.tags[model.upstream.versionTag];
-    if (tag === undefined) return { reason: `version ${version.version} has no '${model.upstream.versionTag}' tag` };
+    const tag = version.tags[upstream.versionTag];
+    if (tag === undefined) return { reason: `version ${version.version} has no '${upstream.versionTag}' tag` };
     text = tag.trim();
   }
   const address = parseHostPort(text);
@@ -251,15 +266,19 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
   const options = { validate: rules.validation !== undefined, healthDefaulted: hc !== undefined && hc.path === undefined };
   const process = (r: { version: ModelVersion; protocol: ModelProtocol }): VersionProcessing | undefined => processingOf(model, r, options, signatures);
   const live: LiveVersion[] = [];
-  const stable = resolve(model.traffic.stable);
+  const provider = providerOf(model);
+  const traffic = model.traffic;
+  const stable: Resolved = provider ? { reason: 'provider' } : traffic ? resolve(traffic.stable) : { reason: 'the model names no traffic plan' };
   const rolloutPolicy = policy.rollouts.get(model.name);
   const rollout = rolloutPolicy ? resolveRollout(rolloutPlanOf(rolloutPolicy, model), resolve, stable) : undefined;
   // What was live before is kept only where the guard still allows it (a deny rule may have been added since).
   const keepable = prior?.live.filter((l) => guard.refusal(l.address) === undefined) ?? [];
   let keptLastLive = false;
-  if ('version' in stable) {
+  if (provider) {
+    live.push(providerLiveVersion(model, provider));
+  } else if ('version' in stable) {
     // A Rollout owns the canary: its weight comes from the canary version's tags, never from the policy.
-    const canarySpec = rollout ? { ...rollout.ir.plan.canary, weight: rollout.ir.weight } : model.traffic.canary;
+    const canarySpec = rollout ? { ...rollout.ir.plan.canary, weight: rollout.ir.weight } : traffic?.canary;
     const canary = rollout ? rollout.canary : canarySpec ? resolve(canarySpec) : undefined;
     if (!rollout && canarySpec && canary && 'reason' in canary) alert('canary_unresolved', `canary not routed (${canary.reason}); the stable version takes 100%`);
     const canaryLive = canarySpec && canary && 'version' in canary && canary.version.version !== stable.version.version ? canary : undefined;
@@ -281,7 +300,7 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
   }
 
   let mirror: MirrorTarget | undefined;
-  const mirrorSpec = model.traffic.mirror;
+  const mirrorSpec = traffic?.mirror;
   if (mirrorSpec) {
     const m = resolve(mirrorSpec);
     if ('reason' in m) alert('mirror_unresolved', `mirror not sent (${m.reason})`);
@@ -311,13 +330,15 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
     routes: modelRoutes(model, policy.gateway).map((r) => ({ listener: r.listener, host: r.host, pathPrefix: r.pathPrefix })),
     live,
     pinnableAliases,
-    pinning: model.pinning,
-    sticky: model.traffic.sticky ? { header: model.traffic.sticky.header } : undefined,
+    // A provider's model has one version: nothing to pin.
+    pinning: model.pinning && !provider,
+    sticky: traffic?.sticky ? { header: traffic.sticky.header } : undefined,
     mirror,
     settings: settingsOf(model, policy.gateway.defaults),
     keptLastLive,
     rules,
-    filters: modelFilters(model.name, rules, { sticky: model.traffic.sticky !== undefined, pinning: model.pinning, grpc: model.protocol === 'grpc' }, consumers),
+    filters: modelFilters(model.name, rules, { sticky: traffic?.sticky !== undefined, pinning: model.pinning && !provider, grpc: model.protocol === 'grpc' }, consumers),
+    llm: modelLlm(model, registered, [...live.map((l) => l.version), ...(mirror ? [mirror.version] : [])]),
     ...(rollout && { rollout: rollout.ir }),
     ...(processed && { versionBodyLimitBytes: versionBodyLimit(model) }),
   };
@@ -352,19 +373,20 @@ function liveVersion(model: ModelPolicy, version: ModelVersion, address: Upstrea
 /** A Model's own setting replaces the Gateway default's whole block. */
 function settingsOf(model: ModelPolicy, defaults: UpstreamSettings): ModelSettings {
   const pick = <K extends keyof UpstreamSettings>(key: K): UpstreamSettings[K] => (model[key] !== undefined ? model[key] : defaults[key]);
-  const hc = pick('healthCheck');
+  // A provider's health is not ours to probe; it answers for itself (and fallback covers its failures).
+  const hc = model.llm?.upstream === 'provider' ? undefined : pick('healthCheck');
   const retries = pick('retries');
   const cb = pick('circuitBreakers');
   const od = pick('outlierDetection');
   return {
-    timeoutMs: pick('timeout') ?? DEFAULT_TIMEOUT_MS,
+    timeoutMs: pick('timeout') ?? (model.llm ? DEFAULT_LLM_TIMEOUT_MS : DEFAULT_TIMEOUT_MS),
     connectTimeoutMs: pick('connectTimeout') ?? DEFAULT_CONNECT_TIMEOUT_MS,
     retries: retries && { attempts: retries.attempts, on: [...retries.on], perTryTimeoutMs: retries.perTryTimeout },
     loadBalancer: pick('loadBalancer') ?? 'least_request',
     circuitBreakers: cb && { maxConnections: cb.maxConnections, maxPendingRequests: cb.maxPendingRequests, maxRequests: cb.maxRequests, maxRetries: cb.maxRetries },
     outlierDetection: od && { consecutive5xx: od.consecutive5xx, intervalMs: od.interval, baseEjectionTimeMs: od.baseEjectionTime, maxEjectionPercent: od.maxEjectionPercent },
     healthCheck: hc && {
-      path: hc.path ?? HEALTH_PATH[model.protocol],
+      path: hc.path ?? (model.llm && model.llm.upstream !== 'mlflow' ? OPENAI_HEALTH_PATH : HEALTH_PATH[model.protocol]),
       intervalMs: hc.interval,
       timeoutMs: hc.timeout,
       healthyThreshold: hc.healthyThreshold,

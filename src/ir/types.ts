@@ -1,4 +1,17 @@
-import type { AccessRules, AuditRules, ConsumerRules, JwtIssuerRules, ModelMaskingRules, ModelProtocol as BodyProtocol, RequestLimitRule, TokenQuotaRule } from '../contract/filter-policy.js';
+import type {
+  AccessRules,
+  AuditRules,
+  ConsumerRules,
+  CredentialRef,
+  JwtIssuerRules,
+  LlmUpstreamKind,
+  ModelMaskingRules,
+  ModelProtocol as BodyProtocol,
+  ProviderApi,
+  RequestLimitRule,
+  TokenQuotaRule,
+} from '../contract/filter-policy.js';
+import type { LlmEndpoint } from '../contract/filter-wire.js';
 import type { Signature } from '../contract/signature.js';
 
 /**
@@ -146,6 +159,8 @@ export interface ModelIR {
   readonly versionBodyLimitBytes?: number;
   /** Its automated progressive rollout (a Rollout document), with the state read from the canary's tags. */
   readonly rollout?: RolloutIR | undefined;
+  /** How it is served on the OpenAI-compatible API; undefined for a model that is not (src/ir/llm.ts). */
+  readonly llm: ModelLlmIR | undefined;
 }
 
 /** The analysis a rollout runs, with every default applied (src/rollout/plan.ts). */
@@ -231,6 +246,60 @@ export interface RolloutIR {
   readonly idle: string | undefined;
 }
 
+/** An external provider's API (TLS to host:port, a key the filter service reads). */
+export interface LlmProviderIR {
+  readonly api: ProviderApi;
+  readonly host: string;
+  readonly port: number;
+  readonly basePath: string;
+  /** The name its certificate must carry (sent as SNI). */
+  readonly sni: string;
+  /** CA bundle on the Envoy hosts. */
+  readonly ca: string;
+  readonly credential: CredentialRef | undefined;
+  readonly apiVersion: string | undefined;
+}
+
+/** One step of a fallback chain: the model version tried when the ones before it failed. */
+export interface LlmFallbackIR {
+  /** As written in the policy (`support-bot@champion`). */
+  readonly ref: string;
+  readonly model: string;
+  readonly version: string;
+  readonly cluster: string;
+}
+
+/** A model on the OpenAI-compatible API, resolved. */
+export interface ModelLlmIR {
+  readonly kind: LlmUpstreamKind;
+  /** Every name a request's `model` may use: the model's own name first, then its public names. */
+  readonly names: readonly string[];
+  readonly endpoints: readonly LlmEndpoint[];
+  /** The `model` written into requests (a version may override it). */
+  readonly upstreamModel: string;
+  /** The upstream model name of every version with a cluster (live and mirror), by version order. */
+  readonly versions: readonly { readonly version: string; readonly upstreamModel: string }[];
+  readonly provider: LlmProviderIR | undefined;
+  /** Resolved, in order, without the model's own versions and without repeats. */
+  readonly fallback: readonly LlmFallbackIR[];
+  /** Per attempt: no byte from the upstream for this long ends the attempt. */
+  readonly idleTimeoutMs: number;
+  readonly maxCooldownMs: number;
+  /** Whether its version clusters run the LLM adapter (upstream ext_proc): MLflow and provider upstreams, or a per-version model name. */
+  readonly adapter: boolean;
+  /** GET /v1/models: seconds since the epoch (the registered model's first version) and the owner. */
+  readonly created: number;
+  readonly ownedBy: string;
+}
+
+/** The OpenAI-compatible API of the gateway. */
+export interface OpenaiApiIR {
+  readonly listener: string;
+  readonly pathPrefix: string;
+  readonly maxBodyBytes: number;
+  readonly streamIdleTimeoutMs: number;
+}
+
 /** What the filter service enforces for one model (src/ir/filter-rules.ts decides every default). */
 export interface ModelFilterRules {
   /** Requests pass when the filter service or its store cannot decide. */
@@ -297,7 +366,7 @@ export interface EdgeIR {
 
 /** Something an operator must know about: logged and counted by the control plane. */
 export interface GatewayAlert {
-  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused' | 'no_signature';
+  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused' | 'no_signature' | 'fallback_unresolved';
   readonly model: string;
   readonly message: string;
 }
@@ -361,6 +430,8 @@ export interface GatewayIR {
   readonly consumers: readonly ConsumerRules[];
   readonly jwtIssuers: readonly JwtIssuerRules[];
   readonly audit: AuditRules;
+  /** The OpenAI-compatible API, when the Gateway serves it. */
+  readonly openai: OpenaiApiIR | undefined;
   /** By name, sorted; absent when the policy has none. */
   readonly pipelines?: readonly PipelineIR[];
   /** Set when there are pipelines. */
@@ -377,6 +448,16 @@ export interface TracingIR {
 /** The Envoy cluster name of a model version: model_{model}_v{version} (parsed back by the access-log sink). */
 export function clusterName(model: string, version: string): string {
   return `model_${model}_v${version}`;
+}
+
+/** The aggregate cluster trying a model version, then its fallback chain. */
+export function fallbackClusterName(model: string, version: string): string {
+  return `llm_fallback_${model}_v${version}`;
+}
+
+/** The aggregate cluster of a model's fallback chain alone (while the model cools down after a 429). */
+export function cooldownClusterName(model: string): string {
+  return `llm_fallback_${model}_cooldown`;
 }
 
 /** The model and version a cluster name stands for, or undefined for other clusters. */

@@ -1,4 +1,4 @@
-import type { GatewayIR } from './types.js';
+import type { GatewayIR, ModelIR } from './types.js';
 
 /**
  * The invariants every later stage relies on, checked on each IR before it is translated (and on the IR
@@ -48,6 +48,16 @@ export function irProblems(ir: GatewayIR): string[] {
       if (!m.live.some((l) => l.version === version)) problems.push(`model ${m.name}: alias ${alias} pins version ${version}, which is not live`);
     }
     if (m.filters && !ir.filterService) problems.push(`model ${m.name} calls the filter service, but the IR has none`);
+    if (m.llm) problems.push(...llmProblems(ir, m));
+  }
+  if (ir.openai && !listeners.has(ir.openai.listener)) problems.push(`the OpenAI API is served on unknown listener ${ir.openai.listener}`);
+  const llmNames = new Map<string, string>();
+  for (const m of ir.models) {
+    for (const n of m.llm?.names ?? []) {
+      const owner = llmNames.get(n);
+      if (owner !== undefined && owner !== m.name) problems.push(`LLM name ${n} names both ${owner} and ${m.name}`);
+      llmNames.set(n, m.name);
+    }
   }
   for (const p of ir.pipelines ?? []) {
     if (names.has(p.name)) problems.push(`pipeline ${p.name} has the name of a model or another pipeline`);
@@ -58,6 +68,17 @@ export function irProblems(ir: GatewayIR): string[] {
       for (const r of p.routes) if (!s.targets.some((t) => t.listener === r.listener)) problems.push(`pipeline ${p.name}: step ${s.name} has no target on listener ${r.listener}`);
     }
     if (!ir.pipelineService || !ir.filterService) problems.push(`pipeline ${p.name} needs the pipeline and filter services, but the IR lacks them`);
+  }
+  return problems;
+}
+
+function llmProblems(ir: GatewayIR, m: ModelIR): string[] {
+  const problems: string[] = [];
+  if (!ir.openai) problems.push(`model ${m.name} is an LLM model, but the IR serves no OpenAI API`);
+  if (!ir.filterService) problems.push(`model ${m.name} is an LLM model, but the IR has no filter service to route it`);
+  for (const f of m.llm?.fallback ?? []) {
+    const target = ir.models.find((t) => t.name === f.model);
+    if (!target?.live.some((l) => l.cluster === f.cluster && l.version === f.version)) problems.push(`model ${m.name}: fallback ${f.ref} names cluster ${f.cluster}, which is not live`);
   }
   return problems;
 }

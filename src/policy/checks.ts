@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { didYouMean, type PolicyIssue, type PolicyPath } from './issues.js';
+import { checkLlm } from './llm-checks.js';
 import { modelRoutes, pipelineRoutes, type ModelRoute } from './routes.js';
 import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PipelinePolicy, PolicyKind, RolloutPolicy } from './schema/index.js';
 import type { SourceDocument, SourcePosition } from './source.js';
@@ -183,6 +184,7 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
       }
     }
   }
+  issues.push(...checkLlm(docs, gateway, gatewaySource, known.gatewayValid));
   return issues;
 }
 
@@ -203,11 +205,16 @@ export function checkRollouts(docs: readonly ValidDocument[], known: KnownNames)
     }
     const model = models.get(r.model);
     if (!model) continue;
-    if (model.policy.traffic.canary) {
+    const traffic = model.policy.traffic;
+    if (!traffic) {
+      issues.push(d.source.issue(['model'], `model '${r.model}' has no traffic plan (an external provider's model has one version); a Rollout needs a registry model with traffic.stable`, 'conflict'));
+      continue;
+    }
+    if (traffic.canary) {
       const at = where(model.source.locate(['traffic', 'canary']));
       issues.push(d.source.issue(['model'], `model '${r.model}' sets traffic.canary (${at}); a Rollout decides the canary's weight: remove traffic.canary and name the canary here`, 'conflict'));
     }
-    if ((r.onSuccess ?? 'promote') === 'promote' && !('alias' in model.policy.traffic.stable)) {
+    if ((r.onSuccess ?? 'promote') === 'promote' && !('alias' in traffic.stable)) {
       const at = where(model.source.locate(['traffic', 'stable']));
       issues.push(d.source.issue(['onSuccess'], `promotion moves the stable alias, but model '${r.model}' names its stable version by stage or number (${at}); use an alias there, or onSuccess: pause`, 'conflict'));
     }

@@ -30,8 +30,13 @@ export function defaultPipelinePrefix(pipelineName: string): string {
   return `/pipelines/${pipelineName}`;
 }
 
-/** Every (listener, host, path prefix) the model claims, in the order written; defaults: every listener, /models/{name}, host *. */
+/**
+ * Every (listener, host, path prefix) the model claims, in the order written; defaults: every listener,
+ * /models/{name}, host *. A model with an `llm` block claims none by default: it is served on the
+ * OpenAI-compatible API, where requests find it by the body's `model`.
+ */
 export function modelRoutes(model: ModelPolicy, gateway: GatewayPolicy): ModelRoute[] {
+  if (model.routes === undefined && model.llm !== undefined) return [];
   return claimedRoutes(model, gateway, () => modelDefaultPrefix(model));
 }
 

@@ -11,8 +11,9 @@ import { startControlPlane } from '../control/plane.js';
 
 /**
  * The quickstart: a real MLflow server (sqlite), the demo model registered twice (champion v1, challenger v2),
- * each version served by `mlflow models serve`, the Flowgate control plane, and Envoy in front. Prints the
- * curl commands to try and stops everything on Ctrl-C. Its files (MLflow database, logs, an editable copy of
+ * the LLM demo (a deterministic MLflow ChatModel, `support-bot`, on the OpenAI-compatible API at /v1), each
+ * version served by `mlflow models serve`, the Flowgate control plane, and Envoy in front. Prints the curl
+ * and OpenAI SDK commands to try and stops everything on Ctrl-C. Its files (MLflow database, logs, an editable copy of
  * the policy) live in .flowgate/quickstart/ under the repository.
  *
  *   bash scripts/quickstart.sh [--port 10000] [--mlflow-port 5000] ...
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: String(DEFAULTS.listenerPort) },
     'mlflow-port': { type: 'string', default: '5000' },
     'model-ports': { type: 'string', default: '8001,8002' },
+    'llm-port': { type: 'string', default: '8003' },
     'xds-port': { type: 'string', default: String(DEFAULTS.xdsPort) },
     'admin-port': { type: 'string', default: String(DEFAULTS.adminPort) },
     'envoy-admin-port': { type: 'string', default: String(DEFAULTS.envoyAdminPort) },
@@ -51,11 +53,13 @@ if (values.help) {
 const port = Number(values.port);
 const mlflowPort = Number(values['mlflow-port']);
 const [v1Port, v2Port] = values['model-ports'].split(',').map(Number) as [number, number];
+const llmPort = Number(values['llm-port']);
 const xdsPort = Number(values['xds-port']);
 const adminPort = Number(values['admin-port']);
 const envoyAdminPort = Number(values['envoy-admin-port']);
 const filtersPort = Number(values['filters-port']);
 const model = 'fraud-detector';
+const llmModel = 'support-bot';
 
 const work = join(repo, '.flowgate', 'quickstart');
 const children: ChildProcess[] = [];
@@ -132,13 +136,14 @@ function shutdown(code: number): Promise<never> {
   return shuttingDown;
 }
 
-function logModel(label: string, tags: Record<string, string>, aliases: string[]): string {
-  const args = [join(repo, 'examples', 'demo-model', 'log_model.py'), '--tracking-uri', `http://127.0.0.1:${mlflowPort}`, '--model-name', model, '--label', label];
+function logModel(label: string, tags: Record<string, string>, aliases: string[], example = 'demo-model', name = model): string {
+  const args = [join(repo, 'examples', example, 'log_model.py'), '--tracking-uri', `http://127.0.0.1:${mlflowPort}`, '--model-name', name, '--label', label];
   for (const [k, v] of Object.entries(tags)) args.push('--tag', `${k}=${v}`);
   for (const a of aliases) args.push('--alias', a);
   const run = spawnSync(join(venv, 'python'), args, { cwd: work, encoding: 'utf8' });
-  writeFileSync(join(work, `log-model-${label}.log`), `${run.stdout}\n${run.stderr}`);
-  if (run.status !== 0) throw new Error(`logging the demo model ${label} failed; see ${join(work, `log-model-${label}.log`)}`);
+  const logFile = join(work, `log-model-${name}-${label}.log`);
+  writeFileSync(logFile, `${run.stdout}\n${run.stderr}`);
+  if (run.status !== 0) throw new Error(`logging the demo model ${name} ${label} failed; see ${logFile}`);
   const line = run.stdout.trim().split('\n').at(-1) ?? '';
   return (JSON.parse(line) as { version: string }).version;
 }
@@ -154,6 +159,7 @@ async function main(): Promise<void> {
     ['MLflow', mlflowPort],
     ['model v1', v1Port],
     ['model v2', v2Port],
+    ['LLM model', llmPort],
     ['xDS', xdsPort],
     ['admin', adminPort],
     ['Envoy admin', envoyAdminPort],
@@ -191,17 +197,24 @@ async function main(): Promise<void> {
   say(`registering the demo model "${model}": v1 (alias champion), v2 (alias challenger)`);
   const v1 = logModel('v1', { 'flowgate.address': `127.0.0.1:${v1Port}` }, ['champion']);
   const v2 = logModel('v2', { 'flowgate.address': `127.0.0.1:${v2Port}` }, ['challenger']);
+  say(`registering the LLM demo "${llmModel}" (an MLflow ChatModel): v1 (alias champion)`);
+  const llmVersion = logModel('v1', { 'flowgate.address': `127.0.0.1:${llmPort}` }, ['champion'], 'llm-model', llmModel);
 
-  say(`serving v${v1} on :${v1Port} and v${v2} on :${v2Port} with mlflow models serve`);
-  for (const [version, p] of [
-    [v1, v1Port],
-    [v2, v2Port],
+  say(`serving ${model} v${v1} on :${v1Port} and v${v2} on :${v2Port}, ${llmModel} v${llmVersion} on :${llmPort} with mlflow models serve`);
+  for (const [name, version, p] of [
+    [model, v1, v1Port],
+    [model, v2, v2Port],
+    [llmModel, llmVersion, llmPort],
   ] as const) {
-    start(`model-v${version}`, join(venv, 'mlflow'), ['models', 'serve', '-m', `models:/${model}/${version}`, '--env-manager', 'local', '--host', '127.0.0.1', '-p', String(p)], {
+    start(`model-${name}-v${version}`, join(venv, 'mlflow'), ['models', 'serve', '-m', `models:/${name}/${version}`, '--env-manager', 'local', '--host', '127.0.0.1', '-p', String(p)], {
       MLFLOW_TRACKING_URI: mlflowUri,
     });
   }
-  await Promise.all([waitHttp('model v1', `http://127.0.0.1:${v1Port}/ping`, 180_000), waitHttp('model v2', `http://127.0.0.1:${v2Port}/ping`, 180_000)]);
+  await Promise.all([
+    waitHttp('model v1', `http://127.0.0.1:${v1Port}/ping`, 180_000),
+    waitHttp('model v2', `http://127.0.0.1:${v2Port}/ping`, 180_000),
+    waitHttp('the LLM model', `http://127.0.0.1:${llmPort}/ping`, 180_000),
+  ]);
 
   say(`starting the control plane (xDS :${xdsPort}, admin :${adminPort}, filter service :${filtersPort}), watching ${policyDir}`);
   plane = await startControlPlane({
@@ -225,6 +238,20 @@ async function main(): Promise<void> {
   await waitHttp('Envoy', url, 60_000, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
   const curl = (extra: string): string => `curl -s -i ${extra}-H 'content-type: application/json' -d '${body}' ${url}`;
+  const api = `http://127.0.0.1:${port}/v1`;
+  const chatBody = (extra: string): string => `{"model": "${llmModel}", "messages": [{"role": "user", "content": "hello from curl"}]${extra}}`;
+  const python = [
+    'from openai import OpenAI',
+    `client = OpenAI(base_url='${api}', api_key='none-needed')`,
+    `print(client.chat.completions.create(model='${llmModel}', messages=[{'role': 'user', 'content': 'hello from Python'}]).choices[0].message.content)`,
+  ].join('; ');
+  const node = [
+    "import OpenAI from 'openai'",
+    `const client = new OpenAI({ baseURL: '${api}', apiKey: 'none-needed' })`,
+    `const stream = await client.chat.completions.create({ model: 'support', stream: true, messages: [{ role: 'user', content: 'hello from Node' }] })`,
+    "for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta?.content ?? '')",
+    "console.log()",
+  ].join('; ');
   process.stdout.write(
     [
       '',
@@ -243,6 +270,15 @@ async function main(): Promise<void> {
       '',
       '  # move the champion alias in MLflow: traffic follows within two poll intervals',
       `  curl -s -X POST ${mlflowUri}/api/2.0/mlflow/registered-models/alias -H 'content-type: application/json' -d '{"name":"${model}","alias":"champion","version":"${v2}"}'`,
+      '',
+      `  # the LLM demo on the OpenAI-compatible API: routed by the body's "model" (answers name the version served)`,
+      `  curl -s ${api}/chat/completions -H 'content-type: application/json' -d '${chatBody('')}'`,
+      `  curl -s -N ${api}/chat/completions -H 'content-type: application/json' -d '${chatBody(', "stream": true')}'`,
+      `  curl -s ${api}/models`,
+      '',
+      '  # the official OpenAI SDKs, pointed at Flowgate (any api_key: this demo model has no access rule)',
+      `  .venv/bin/python -c "${python}"`,
+      `  node --input-type=module -e "${node}"`,
       '',
       `  # the control plane: metrics, connected Envoys, the resolved gateway`,
       `  curl -s http://127.0.0.1:${adminPort}/metrics | grep flowgate_model`,

@@ -73,6 +73,13 @@ function routeClusterReferences(message: object): string[] {
   return [...out, ...grpcClusterReferences(message)];
 }
 
+/** The clusters an aggregate cluster tries (a fallback chain). */
+function aggregateMembers(cluster: Json): string[] {
+  const type = isObject(cluster.cluster_type) ? cluster.cluster_type : undefined;
+  const config = type && isObject(type.typed_config) ? type.typed_config : undefined;
+  return config && Array.isArray(config.clusters) ? config.clusters.filter((c): c is string => typeof c === 'string') : [];
+}
+
 /** The route configurations a listener names over RDS. */
 function routeReferences(message: object): string[] {
   const out: string[] = [];
@@ -107,6 +114,7 @@ export function danglingReferences(resources: readonly ResourceInput[], options:
         break;
       case TypeUrl.Cluster: {
         const m = r.message as Json;
+        for (const name of aggregateMembers(m)) if (!clusters.has(name)) add(`Cluster ${r.name}`, `Cluster ${name}`);
         if (m.type === 'EDS') {
           const eds = isObject(m.eds_cluster_config) ? m.eds_cluster_config : {};
           const service = typeof eds.service_name === 'string' && eds.service_name !== '' ? eds.service_name : r.name;

@@ -45,7 +45,7 @@ export function rolloutPlanOf(rollout: RolloutPolicy, model: ModelPolicy): Rollo
       check: rollout.webhooks?.check && { url: rollout.webhooks.check.url, timeoutMs: rollout.webhooks.check.timeout ?? ROLLOUT_DEFAULTS.webhookTimeoutMs },
     },
     onSuccess: rollout.onSuccess ?? 'promote',
-    stableAlias: 'alias' in model.traffic.stable ? model.traffic.stable.alias : undefined,
+    stableAlias: model.traffic && 'alias' in model.traffic.stable ? model.traffic.stable.alias : undefined,
   };
 }
 

@@ -4,6 +4,7 @@ import { duration, struct, typed } from '../proto/codec.js';
 import { configSource, type ConfigSourceMode } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { httpFilterResources } from './http-filters/index.js';
+import { llmClusterFields, llmClusters } from './llm-clusters.js';
 import { tracingCluster } from './tracing.js';
 import { versionProcessingOptions } from './version-ext-proc.js';
 import { pipelineCluster } from './pipelines.js';
@@ -125,8 +126,8 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
     name: t.cluster,
     // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
     // whole body raises its own request limit).
-    message: { ...clusterMessage(t, mode, ir), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
+    message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
   }));
-  out.push(...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
+  out.push(...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
   return out;
 }

@@ -1,5 +1,5 @@
-import { FILTER_POLICY_NAME, FILTER_POLICY_SCHEMA, type FilterPolicy } from '../contract/filter-policy.js';
-import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR } from '../ir/types.js';
+import { FILTER_POLICY_NAME, FILTER_POLICY_SCHEMA, type FilterPolicy, type LlmModelRules } from '../contract/filter-policy.js';
+import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR, ModelLlmIR } from '../ir/types.js';
 import type { VersionProcessingRules } from '../contract/filter-policy.js';
 import { canonicalJson } from '../policy/policy.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
@@ -19,6 +19,7 @@ export function filterPolicyOf(ir: GatewayIR): FilterPolicy {
     consumers: [...ir.consumers],
     models: [...ir.models.map(modelRules), ...pipelineRouteRules(ir)],
     ...pipelineRules(ir),
+    ...(ir.openai && { llm: { pathPrefix: ir.openai.pathPrefix } }),
   };
 }
 
@@ -36,6 +37,7 @@ function modelRules(m: ModelIR): FilterPolicy['models'][number] {
     // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
     ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
     ...versionRules(m),
+    ...(m.llm && { llm: llmRules(m.llm) }),
   };
 }
 
@@ -52,6 +54,32 @@ function pipelineRules(ir: GatewayIR): { pipelines?: FilterPolicy['pipelines'] }
       steps: p.steps.map((s) => ({ name: s.name, model: s.model, timeoutMs: s.timeoutMs, ...(s.input !== undefined && { input: s.input }), targets: s.targets.map((t) => ({ ...t })) })),
       ...(p.output !== undefined && { output: p.output }),
     })),
+    ...(ir.openai && { llm: { pathPrefix: ir.openai.pathPrefix } }),
+  };
+}
+
+/** What the LLM router and adapter need of a model: never a key, only where the filter service reads it. */
+function llmRules(l: ModelLlmIR): LlmModelRules {
+  const p = l.provider;
+  return {
+    upstream: l.kind,
+    names: [...l.names],
+    endpoints: [...l.endpoints],
+    upstreamModel: l.upstreamModel,
+    versions: l.versions.map((v) => ({ version: v.version, upstreamModel: v.upstreamModel })),
+    ...(p && {
+      provider: {
+        api: p.api,
+        authority: authorityOf(p.host, p.port),
+        basePath: p.basePath,
+        ...(p.credential && { credential: p.credential }),
+        ...(p.apiVersion !== undefined && { apiVersion: p.apiVersion }),
+      },
+    }),
+    fallback: l.fallback.length > 0,
+    cooldownMaxMs: l.maxCooldownMs,
+    created: l.created,
+    ownedBy: l.ownedBy,
   };
 }
 
@@ -89,4 +117,10 @@ function versionRules(m: ModelIR): { protocol?: 'mlflow' | 'oip'; registeredMode
 /** The xDS resource carrying a filter policy (its JSON in canonical form, so equal policies have equal bytes). */
 export function filterPolicyResource(fp: FilterPolicy): ResourceInput {
   return { typeUrl: TypeUrl.FilterPolicy, name: FILTER_POLICY_NAME, message: { schema_version: fp.schema, policy_json: canonicalJson(fp) } };
+}
+
+/** host, host:port, or [v6]:port, as an HTTP :authority. */
+function authorityOf(host: string, port: number): string {
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return port === 443 ? shown : `${shown}:${port}`;
 }

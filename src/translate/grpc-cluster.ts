@@ -9,7 +9,7 @@ const HTTP_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.Htt
  * A one-endpoint HTTP/2 cluster for a gRPC service Envoy calls (the filter service, an OTLP collector):
  * STATIC for an IP, STRICT_DNS for a name, with the given HTTP/2 options and optional transport socket.
  */
-export function grpcServiceCluster(name: string, address: string, port: number, http2Options: object = {}, transportSocket?: object): ResourceInput {
+export function grpcServiceCluster(name: string, address: string, port: number, http2Options: object = {}, transportSocket?: object, commonOptions?: object): ResourceInput {
   return {
     typeUrl: TypeUrl.Cluster,
     name,
@@ -19,7 +19,10 @@ export function grpcServiceCluster(name: string, address: string, port: number, 
       connect_timeout: duration(1000),
       load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address, port_value: port } } } }] }] },
       typed_extension_protocol_options: {
-        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': typed(HTTP_OPTIONS, { explicit_http_config: { http2_protocol_options: http2Options } }),
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': typed(HTTP_OPTIONS, {
+          ...(commonOptions && { common_http_protocol_options: commonOptions }),
+          explicit_http_config: { http2_protocol_options: http2Options },
+        }),
       },
       ...(transportSocket && { transport_socket: transportSocket }),
     },

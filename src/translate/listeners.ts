@@ -6,6 +6,7 @@ import { accessLogConfig } from './access-log.js';
 import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { listenerHttpFilters } from './http-filters/index.js';
+import { listenerModels, listenerOwners } from './routes.js';
 import { hcmTracing } from './tracing.js';
 
 /**
@@ -20,7 +21,7 @@ const EARLY_HEADER_MUTATION = 'type.googleapis.com/envoy.extensions.http.early_h
 const UNDERSCORES = { reject: 'REJECT_REQUEST', drop: 'DROP_HEADER', allow: 'ALLOW' } as const;
 
 /** The listener of one policy listener, serving `filters` (before the router) and its routes over RDS. */
-export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, edge: EdgeIR, filters: readonly object[] = [], tracing?: object): object {
+export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, edge: EdgeIR, filters: readonly object[] = [], tracing?: object, llmApi = false): object {
   return {
     name: listener.name,
     address: { socket_address: { address: listener.address, port_value: listener.port } },
@@ -59,7 +60,7 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
               },
               stream_idle_timeout: duration(edge.streamIdleTimeoutMs),
               request_headers_timeout: duration(edge.requestHeadersTimeoutMs),
-              local_reply_config: localReplyConfig(),
+              local_reply_config: localReplyConfig(llmApi),
               // Per-model traffic: Envoy streams its access log to the control plane through the bootstrap's xDS cluster.
               access_log: [accessLogConfig(XDS_CLUSTER, listener.name)],
               ...(tracing && { tracing }),
@@ -74,8 +75,7 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
 
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
-    const owners = [...ir.models, ...(ir.pipelines ?? [])];
-    const models = owners.filter((m) => m.routes.some((r) => r.listener === l.name));
-    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, models), hcmTracing(ir)) };
+    const llmApi = ir.openai?.listener === l.name && listenerModels(ir, l.name).some((m) => m.llm);
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, listenerOwners(ir, l.name), l.name), hcmTracing(ir), llmApi) };
   });
 }

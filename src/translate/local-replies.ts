@@ -1,3 +1,5 @@
+import { apiErrorBody } from '../contract/api-errors.js';
+import type { ApiKind } from '../contract/filter-wire.js';
 import { typed } from '../proto/codec.js';
 
 /**
@@ -6,7 +8,8 @@ import { typed } from '../proto/codec.js';
  * on a fail-closed route is a 503 (Envoy's own ext_proc answer would be an empty 500), an upstream that
  * cannot be reached a 503, one that did not answer in time a 504. Matched on Envoy's response code details,
  * which name the cause exactly; answers Flowgate's routes and filter service write themselves (already JSON)
- * are left alone.
+ * are left alone. On the OpenAI API's listener the same answers come in OpenAI's error shape (Anthropic's
+ * on the messages routes), picked by the route's name, and the rate limiter's 429 is given that shape too.
  */
 
 const CEL = 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter';
@@ -33,19 +36,34 @@ const MAPPERS: readonly Mapper[] = [
     error: 'upstream_unavailable',
     message: 'the model version could not be reached',
   },
-  { when: "response.code_details == 'upstream_response_timeout' || response.code_details == 'upstream_per_try_timeout'", status: 504, error: 'upstream_timeout', message: 'the model version did not answer in time' },
+  {
+    when: "response.code_details == 'upstream_response_timeout' || response.code_details == 'upstream_per_try_timeout' || response.code_details == 'upstream_per_try_idle_timeout'",
+    status: 504,
+    error: 'upstream_timeout',
+    message: 'the model version did not answer in time',
+  },
   { when: "response.code_details == 'request_payload_too_large'", status: 413, error: 'body_too_large', message: 'the request body is larger than this route accepts' },
   { when: "response.code_details == 'stream_idle_timeout'", status: 408, error: 'idle_timeout', message: 'the request stalled for too long' },
 ];
 
-/** The HTTP connection manager's local_reply_config. */
-export function localReplyConfig(): object {
+/** On the LLM API only: the rate limiter's own 429 (elsewhere the rate-limit service's body is Flowgate's shape already). */
+const RATE_LIMITED: Mapper = { when: "response.code_details == 'request_rate_limited'", status: 429, error: 'rate_limit_exceeded', message: 'rate limit exceeded; retry after the time in the retry-after header' };
+
+function mapper(m: Mapper, api: ApiKind, routes?: string): object {
+  const when = routes === undefined ? m.when : `xds.route_name.startsWith('${routes}') && (${m.when})`;
   return {
-    mappers: MAPPERS.map((m) => ({
-      filter: { extension_filter: { name: 'envoy.access_loggers.extension_filters.cel', typed_config: typed(CEL, { expression: m.when }) } },
-      status_code: { value: m.status },
-      body: { inline_string: `${JSON.stringify({ error: m.error, message: m.message })}\n` },
-      headers_to_add: [JSON_TYPE],
-    })),
+    filter: { extension_filter: { name: 'envoy.access_loggers.extension_filters.cel', typed_config: typed(CEL, { expression: when }) } },
+    status_code: { value: m.status },
+    body: { inline_string: apiErrorBody(api, m.status, m.error, m.message) },
+    headers_to_add: [JSON_TYPE],
+  };
+}
+
+/** The HTTP connection manager's local_reply_config; `llmApi` for the listener serving the OpenAI API. */
+export function localReplyConfig(llmApi = false): object {
+  if (!llmApi) return { mappers: MAPPERS.map((m) => mapper(m, 'flowgate')) };
+  const llm = [...MAPPERS, RATE_LIMITED];
+  return {
+    mappers: [...llm.map((m) => mapper(m, 'anthropic', 'llm:messages:')), ...llm.map((m) => mapper(m, 'openai', 'llm:')), ...MAPPERS.map((m) => mapper(m, 'flowgate'))],
   };
 }

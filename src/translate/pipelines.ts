@@ -26,7 +26,7 @@ export function pipelineServicePath(name: string): string {
 /** The two routes (the exact prefix, and below it) of a pipeline on one listener. */
 export function pipelineRoutes(p: PipelineIR, listener: string, prefix: string): object[] {
   const base = pipelineServicePath(p.name);
-  const { perFilter, rateLimits } = routeFilterConfig(p, { pinRequested: false });
+  const { perFilter, rateLimits } = routeFilterConfig(p, { pinRequested: false, api: 'flowgate' });
   const route = (match: object, rewrite: string, suffix: string): object => ({
     name: `${p.name}:pipeline${suffix}`,
     match,

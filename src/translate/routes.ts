@@ -1,10 +1,12 @@
-import type { GatewayIR, ModelIR, PipelineIR, PublicRoute } from '../ir/types.js';
+import type { GatewayIR, LiveVersion, ModelIR, PipelineIR, PublicRoute } from '../ir/types.js';
 import { pipelineRoutes } from './pipelines.js';
 import { duration } from '../proto/codec.js';
-import { CREDENTIAL_HEADERS, Header } from '../contract/filter-wire.js';
+import { apiErrorBody } from '../contract/api-errors.js';
+import { CREDENTIAL_HEADERS, Header, type ApiKind } from '../contract/filter-wire.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../ir/filter-rules.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
-import { routeFilterConfig } from './http-filters/index.js';
+import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
+import { llmRoutes } from './llm-routes.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -27,13 +29,15 @@ const ROUTE_VERSION_HEADER = Header.routeVersion;
 
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
 
-function header(key: string, value: string): object {
+/** A response header Envoy sets, replacing any value. */
+export function header(key: string, value: string): object {
   return { header: { key, value }, append_action: OVERWRITE };
 }
 
-function jsonError(status: number, error: string, message: string, extra: Record<string, unknown> = {}): object {
+/** A direct response with an error body in the API's shape. */
+export function jsonError(status: number, error: string, message: string, extra: Record<string, unknown> = {}, api: ApiKind = 'flowgate'): object {
   return {
-    direct_response: { status, body: { inline_string: `${JSON.stringify({ error, message, ...extra })}\n` } },
+    direct_response: { status, body: { inline_string: apiErrorBody(api, status, error, message, extra) } },
     response_headers_to_add: [header('content-type', 'application/json')],
   };
 }
@@ -49,24 +53,56 @@ function rewrites(model: ModelIR): { exact: string | undefined; below: string | 
   return { exact: '/invocations', below: '/' };
 }
 
-function routeAction(model: ModelIR, prefixRewrite: string | undefined, target: { cluster: string } | { weighted_clusters: object }): Record<string, unknown> {
+/**
+ * How one family of a model's routes is built: the classic `/models/{name}` routes, or the model's routes on
+ * the OpenAI API (src/translate/llm-routes.ts), which differ in names, targets (a fallback chain's aggregate
+ * cluster), retries, error shapes and the filters they must switch off.
+ */
+export interface RouteShape {
+  readonly name: (suffix: string) => string;
+  /** Absent: the path goes upstream as it came. */
+  readonly prefixRewrite: string | undefined;
+  readonly api: ApiKind;
+  /** The cluster a live version's requests go to. */
+  readonly target: (live: LiveVersion) => string;
+  /** Replaces the model's own retry policy. */
+  readonly retryPolicy?: object | undefined;
+  /** Added to every route action. */
+  readonly action?: Readonly<Record<string, unknown>>;
+  /** Completes every route (given the per-filter config it already has). */
+  readonly finish?: (route: Record<string, unknown>) => Record<string, unknown>;
+  /** Extra response headers on every answer a version produced. */
+  readonly responseHeaders?: readonly object[];
+  /** Request headers removed before the upstream, besides credentials and the routing headers. */
+  readonly removeHeaders?: readonly string[];
+  /** A route taken while the model cools down (the LLM router's header), to this cluster. */
+  readonly cooldown?: { readonly header: string; readonly cluster: string } | undefined;
+}
+
+/** The shape of a model's classic routes. */
+function classicShape(model: ModelIR, prefixRewrite: string | undefined): RouteShape {
+  return { name: (suffix) => `${model.name}:${suffix}`, prefixRewrite, api: 'flowgate', target: (l) => l.cluster };
+}
+
+function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: string } | { weighted_clusters: object }): Record<string, unknown> {
   const s = model.settings;
-  const action: Record<string, unknown> = { ...target, ...(prefixRewrite !== undefined && { prefix_rewrite: prefixRewrite }), timeout: duration(s.timeoutMs) };
-  if (s.retries && s.retries.attempts > 0) {
+  const action: Record<string, unknown> = { ...target, ...(shape.prefixRewrite !== undefined && { prefix_rewrite: shape.prefixRewrite }), timeout: duration(s.timeoutMs) };
+  if (shape.retryPolicy) action.retry_policy = shape.retryPolicy;
+  else if (s.retries && s.retries.attempts > 0) {
     action.retry_policy = {
       retry_on: s.retries.on.join(','),
       num_retries: { value: s.retries.attempts },
       ...(s.retries.perTryTimeoutMs !== undefined && { per_try_timeout: duration(s.retries.perTryTimeoutMs) }),
     };
   }
-  const { rateLimits } = routeFilterConfig(model, { pinRequested: false });
+  const { rateLimits } = routeFilterConfig(model, { pinRequested: false, api: shape.api });
   if (rateLimits) action.rate_limits = rateLimits;
   if (model.mirror) {
     action.request_mirror_policies = [
       { cluster: model.mirror.cluster, runtime_fraction: { default_value: { numerator: Math.round(model.mirror.percent * 10_000), denominator: 'MILLION' } } },
     ];
   }
-  return action;
+  return { ...action, ...shape.action };
 }
 
 /**
@@ -83,43 +119,46 @@ function bodyLimit(model: ModelIR): number | undefined {
   return version === undefined ? route : Math.max(route, version);
 }
 
-/** The routes of one model on one public route, for one path match (exact prefix, or below it). */
-function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewrite: string | undefined): object[] {
-  const name = (suffix: string): string => `${model.name}:${suffix}`;
+/** The routes of one model for one path match, shaped by `shape` (classic routes by default). */
+export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shape: RouteShape): object[] {
+  const name = shape.name;
   if (model.live.length === 0) {
-    return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }) }];
+    return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }, shape.api) }];
   }
   const common = (pinRequested: boolean): Record<string, unknown> => {
-    const { perFilter } = routeFilterConfig(model, { pinRequested });
+    const { perFilter } = routeFilterConfig(model, { pinRequested, api: shape.api });
     return {
-      response_headers_to_add: [SERVED_VERSION],
+      response_headers_to_add: [SERVED_VERSION, ...(shape.responseHeaders ?? [])],
       // The caller's credentials are the gateway's to read, never the model server's,
       // and the routing headers are only Envoy's business.
-      request_headers_to_remove: [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash],
+      request_headers_to_remove: [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash, ...(shape.removeHeaders ?? [])],
       ...(perFilter && { typed_per_filter_config: perFilter }),
       ...(bodyLimit(model) !== undefined && { per_request_buffer_limit_bytes: { value: bodyLimit(model) } }),
     };
   };
+  const finish = (route: Record<string, unknown>): object => (shape.finish ? shape.finish(route) : route);
   const out: object[] = [];
   if (model.filters?.routesByVersion) {
     // The one version ext_authz decided (a valid pin, or the only versions the caller may use): Envoy never
     // routes on the client's own pin headers, whose repeated or joined values it would read differently.
     for (const l of model.live) {
-      out.push({
-        name: name(`version-v${l.version}`),
-        match: { ...match, headers: [{ name: ROUTE_VERSION_HEADER, string_match: { exact: l.version } }] },
-        route: routeAction(model, prefixRewrite, { cluster: l.cluster }),
-        ...common(false),
-      });
+      out.push(
+        finish({
+          name: name(`version-v${l.version}`),
+          match: { ...match, headers: [...matchHeaders(match), { name: ROUTE_VERSION_HEADER, string_match: { exact: l.version } }] },
+          route: routeAction(model, shape, { cluster: shape.target(l) }),
+          ...common(false),
+        }),
+      );
     }
   }
   const [only] = model.live;
   const target =
     model.live.length === 1 && only
-      ? { cluster: only.cluster }
+      ? { cluster: shape.target(only) }
       : {
           weighted_clusters: {
-            clusters: model.live.map((l) => ({ name: l.cluster, weight: { value: l.weight } })),
+            clusters: model.live.map((l) => ({ name: shape.target(l), weight: { value: l.weight } })),
             // Sticky: the filter service hashes the caller's header into this one; without it, the pick is random.
             ...(model.sticky && { header_name: STICKY_HASH_HEADER }),
           },
@@ -131,11 +170,25 @@ function modelRoutes(model: ModelIR, match: Record<string, unknown>, prefixRewri
       [VERSION_HEADER, 'version'],
       [ALIAS_HEADER, 'alias'],
     ] as const) {
-      out.push({ name: name(`pin-${what}`), match: { ...match, headers: [{ name: h, present_match: true }] }, route: routeAction(model, prefixRewrite, target), ...common(true) });
+      out.push(finish({ name: name(`pin-${what}`), match: { ...match, headers: [...matchHeaders(match), { name: h, present_match: true }] }, route: routeAction(model, shape, target), ...common(true) }));
     }
   }
-  out.push({ name: name('split'), match, route: routeAction(model, prefixRewrite, target), ...common(false) });
+  if (shape.cooldown) {
+    out.push(
+      finish({
+        name: name('cooldown'),
+        match: { ...match, headers: [...matchHeaders(match), { name: shape.cooldown.header, present_match: true }] },
+        route: routeAction(model, shape, { cluster: shape.cooldown.cluster }),
+        ...common(false),
+      }),
+    );
+  }
+  out.push(finish({ name: name('split'), match, route: routeAction(model, shape, target), ...common(false) }));
   return out;
+}
+
+function matchHeaders(match: Record<string, unknown>): object[] {
+  return Array.isArray(match.headers) ? (match.headers as object[]) : [];
 }
 
 /** A host pattern without its port: listeners already separate ports, and the route table ignores them. */
@@ -175,12 +228,14 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
     for (const route of pipeline.routes) if (route.listener === listener) claims.push({ pipeline, route, host: hostOnly(route.host) });
   }
   const domains = [...new Set(['*', ...claims.map((c) => c.host)])].sort((a, b) => specificity(b) - specificity(a) || (a < b ? -1 : a > b ? 1 : 0));
+  // The OpenAI API comes first in every virtual host: a model published at '/' must not swallow /v1.
+  const llm = ir.openai?.listener === listener ? llmRoutes(ir, listenerHttpFilters(ir, listenerOwners(ir, listener), listener)) : [];
   const virtualHosts = domains.map((domain) => {
     const mine = claims
       .filter((c) => covers(c.host, domain))
       // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
       .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (ownerName(a) < ownerName(b) ? -1 : 1));
-    const routes: object[] = [];
+    const routes: object[] = [...llm];
     const seen = new Set<string>();
     for (const c of mine) {
       // A prefix is served once per virtual host: by the claim of the most specific host.
@@ -193,13 +248,23 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
       }
       if (!c.model) continue;
       const rw = rewrites(c.model);
-      routes.push(...modelRoutes(c.model, { path: prefix || '/' }, rw.exact));
-      routes.push(...modelRoutes(c.model, { prefix: `${prefix}/` }, rw.below));
+      routes.push(...modelRoutes(c.model, { path: prefix || '/' }, classicShape(c.model, rw.exact)));
+      routes.push(...modelRoutes(c.model, { prefix: `${prefix}/` }, classicShape(c.model, rw.below)));
     }
     routes.push({ name: 'no-route', match: { prefix: '/' }, ...jsonError(404, 'no_route', 'no model is published at this path') });
     return { name: domain === '*' ? 'any' : domain, domains: [domain], routes };
   });
   return { name: listener, virtual_hosts: virtualHosts, ignore_port_in_host_matching: true };
+}
+
+/** The models a listener serves: those with routes on it, and on the OpenAI API's listener every LLM model. */
+export function listenerModels(ir: GatewayIR, listener: string): ModelIR[] {
+  return ir.models.filter((m) => m.routes.some((r) => r.listener === listener) || (m.llm !== undefined && ir.openai?.listener === listener));
+}
+
+/** Everything whose routes a listener's filters configure: its models, and the pipelines published on it. */
+export function listenerOwners(ir: GatewayIR, listener: string): RouteOwner[] {
+  return [...listenerModels(ir, listener), ...(ir.pipelines ?? []).filter((p) => p.routes.some((r) => r.listener === listener))];
 }
 
 export function translateRoutes(ir: GatewayIR): ResourceInput[] {

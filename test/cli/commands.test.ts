@@ -21,7 +21,7 @@ describe('flowgate validate', () => {
   test('a valid directory exits 0', () => {
     const r = flowgate('validate', QUICKSTART_POLICY);
     expect(r.status).toBe(0);
-    expect(r.stderr).toContain('valid (2 files, 1 models, 0 consumers)');
+    expect(r.stderr).toContain('valid (3 files, 2 models, 0 consumers)');
   });
 
   test('an invalid directory prints file:line:col: message lines and exits 1', () => {
@@ -50,16 +50,19 @@ describe('flowgate render', () => {
     const r = flowgate('render', '--policy', QUICKSTART_POLICY, '--registry', QUICKSTART_REGISTRY);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { clusters: { name: string }[]; endpoints: unknown[]; listeners: { name: string }[]; routes: unknown[]; live: unknown };
-    expect(out.clusters.map((c) => c.name)).toEqual(['model_fraud-detector_v1', 'model_fraud-detector_v2', 'flowgate_filters']);
-    expect(out.endpoints).toHaveLength(2);
+    expect(out.clusters.map((c) => c.name)).toEqual(['model_fraud-detector_v1', 'model_fraud-detector_v2', 'model_support-bot_v1', 'flowgate_llm_unrouted', 'flowgate_filters']);
+    expect(out.endpoints).toHaveLength(3);
     expect(out.listeners.map((l) => l.name)).toEqual(['public']);
-    expect(out.live).toEqual({ 'fraud-detector': [expect.objectContaining({ version: '1', weight: 90 }), expect.objectContaining({ version: '2', weight: 10 })] });
+    expect(out.live).toEqual({
+      'fraud-detector': [expect.objectContaining({ version: '1', weight: 90 }), expect.objectContaining({ version: '2', weight: 10 })],
+      'support-bot': [expect.objectContaining({ version: '1', weight: 100 })],
+    });
   });
 
   test('prints the very snapshot version `serve` publishes for the same inputs, the filter policy included', async () => {
     const r = flowgate('render', '--policy', QUICKSTART_POLICY, '--registry', QUICKSTART_REGISTRY);
     const out = JSON.parse(r.stdout) as { version: string; filterPolicy: { policy_json: { schema: number; models: { name: string }[] } }[] };
-    expect(out.filterPolicy[0]?.policy_json.models.map((m) => m.name)).toEqual(['fraud-detector']);
+    expect(out.filterPolicy[0]?.policy_json.models.map((m) => m.name)).toEqual(['fraud-detector', 'support-bot']);
     const serve = await startFlowgate({ policyDir: QUICKSTART_POLICY, registryFile: QUICKSTART_REGISTRY, name: 'flowgate-render-versions' });
     try {
       const served = (await (await fetch(`${serve.adminUrl}/debug/snapshot`)).json()) as { versions: Record<string, string> };

@@ -41,7 +41,7 @@ function listening(port: number): Promise<boolean> {
 
 test('the quickstart from a fresh clone answers its printed curl commands and stops cleanly on Ctrl-C', async () => {
   execFileSync('git', ['clone', '--quiet', repoRoot, clone]);
-  const [port, mlflowPort, v1, v2, xds, admin, envoyAdmin, filters] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
+  const [port, mlflowPort, v1, v2, llmPort, xds, admin, envoyAdmin, filters] = (await freePorts(9)) as [number, number, number, number, number, number, number, number, number];
   child = spawn(
     'bash',
     [
@@ -52,6 +52,8 @@ test('the quickstart from a fresh clone answers its printed curl commands and st
       String(mlflowPort),
       '--model-ports',
       `${v1},${v2}`,
+      '--llm-port',
+      String(llmPort),
       '--xds-port',
       String(xds),
       '--admin-port',
@@ -77,10 +79,21 @@ test('the quickstart from a fresh clone answers its printed curl commands and st
     .split('\n')
     .filter((l) => l.startsWith('  curl '))
     .map((l) => l.trim());
-  expect(commands.length).toBe(8);
-  const run = (cmd: string): string => spawnSync('bash', ['-c', cmd], { encoding: 'utf8', timeout: 30_000 }).stdout;
+  expect(commands.length).toBe(11);
+  const run = (cmd: string): string => spawnSync('bash', ['-c', cmd], { encoding: 'utf8', timeout: 30_000, cwd: clone }).stdout;
 
-  const [split, pinVersion, pinAlias, notLive, moveAlias, metrics, nodes, ir] = commands as [string, string, string, string, string, string, string, string];
+  const [split, pinVersion, pinAlias, notLive, moveAlias, llmChat, llmStream, llmModels, metrics, nodes, ir] = commands as [string, string, string, string, string, string, string, string, string, string, string];
+  // The LLM demo through the OpenAI API: curl, then the printed Python and Node SDK commands.
+  expect(JSON.parse(run(llmChat))).toMatchObject({ object: 'chat.completion', model: 'support-bot/1', choices: [{ message: { content: '[v1] hello from curl' } }] });
+  expect(run(llmStream)).toMatch(/^data: \{"id":"chatcmpl-[\s\S]*\[v1\] hello from curl[\s\S]*data: \[DONE\]\n\n$/);
+  expect((JSON.parse(run(llmModels)) as { data: { id: string }[] }).data.map((m) => m.id).sort()).toEqual(['support', 'support-bot']);
+  const sdkCommands = output
+    .split('\n')
+    .filter((l) => l.startsWith('  .venv/bin/python -c') || l.startsWith('  node --input-type=module'))
+    .map((l) => l.trim());
+  expect(sdkCommands).toHaveLength(2);
+  expect(run(sdkCommands[0] ?? '').trim()).toBe('[v1] hello from Python');
+  expect(run(sdkCommands[1] ?? '').trim()).toBe('[v1] hello from Node');
   const first = run(split);
   expect(first).toMatch(/^HTTP\/1\.1 200/);
   expect(first).toMatch(/x-flowgate-model-version: [12]/);
@@ -92,11 +105,11 @@ test('the quickstart from a fresh clone answers its printed curl commands and st
   expect(run(notLive)).toMatch(/^HTTP\/1\.1 404[\s\S]*"error":"version_not_live"/);
   expect(run(metrics)).toContain('flowgate_model_live_weight{model="fraud-detector",version="1"} 90');
   expect(run(nodes)).toContain('quickstart-envoy');
-  expect(JSON.parse(run(ir))).toMatchObject({ models: [{ name: 'fraud-detector' }] });
+  expect(JSON.parse(run(ir))).toMatchObject({ models: [{ name: 'fraud-detector' }, { name: 'support-bot', llm: { kind: 'mlflow' } }] });
   expect(run(moveAlias).trim()).toBe('{}');
   await waitFor('traffic to follow the champion alias to v2', () => (/x-flowgate-model-version: 2/.test(run(pinAlias)) ? true : undefined), { timeoutMs: 15_000 });
 
   child.kill('SIGINT');
   await waitFor('the quickstart to exit', () => (child?.exitCode !== null ? true : undefined), { timeoutMs: 30_000 });
-  for (const p of [port, mlflowPort, v1, v2, xds, admin, envoyAdmin, filters]) expect(await listening(p), `port ${p} still listening`).toBe(false);
+  for (const p of [port, mlflowPort, v1, v2, llmPort, xds, admin, envoyAdmin, filters]) expect(await listening(p), `port ${p} still listening`).toBe(false);
 }, 900_000);

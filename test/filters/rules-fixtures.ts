@@ -21,7 +21,7 @@ export function modelRules(name: string, extra: Record<string, unknown> = {}, li
     failOpen: rules.failOpen,
     pinning: model.pinning,
     ...(rules.access && { access: rules.access }),
-    ...(model.traffic.sticky && { sticky: { header: model.traffic.sticky.header } }),
+    ...(model.traffic?.sticky && { sticky: { header: model.traffic.sticky.header } }),
     live,
     requestLimits: [...rules.requestLimits],
     tokenQuotas: [...rules.tokenQuotas],

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { brotliCompressSync, createBrotliCompress, createDeflate, createGzip, deflateSync, gunzipSync, gzipSync, constants as zlib } from 'node:zlib';
 import type { Transform } from 'node:stream';
 import {
@@ -64,6 +66,8 @@ export interface LlmUpstreamOptions {
   models?: string[];
   /** The standing behaviour from the start. */
   behaviour?: LlmBehaviour;
+  /** Serve HTTPS with this certificate and key (PEM files), as an external provider does. */
+  tls?: { cert: string; key: string };
 }
 
 export type RequestOutcome = 'pending' | 'answered' | 'aborted-by-upstream' | 'reset' | 'client-closed';
@@ -88,7 +92,7 @@ export interface LlmRequestRecord {
 export interface LlmUpstream {
   readonly name: string;
   readonly port: number;
-  /** http://127.0.0.1:port */
+  /** http://127.0.0.1:port (https:// with `tls`) */
   readonly url: string;
   /** url + "/v1": what an SDK takes as base URL. */
   readonly baseUrl: string;
@@ -238,7 +242,7 @@ export async function startLlmUpstream(options: LlmUpstreamOptions = {}): Promis
     out.end();
   };
 
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     void (async () => {
       const text = await readBody(req).catch(() => '');
       const record: LlmRequestRecord = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: text, json: parseJson(text), outcome: 'pending', eventsSent: 0 };
@@ -258,7 +262,8 @@ export async function startLlmUpstream(options: LlmUpstreamOptions = {}): Promis
       if (res.destroyed) return;
       await answer(req, res, record, behaviour, requestId);
     })();
-  });
+  };
+  const server: Server = options.tls ? createHttpsServer({ cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) }, handler) : createServer(handler);
   server.keepAliveTimeout = 60_000;
 
   let port = 0;
@@ -275,7 +280,7 @@ export async function startLlmUpstream(options: LlmUpstreamOptions = {}): Promis
     if (bound) port = candidate;
     else if (attempt >= 10) throw new Error('llm-upstream: no port could be bound');
   }
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   return {
     name,
     port,

@@ -34,7 +34,7 @@ afterEach(async () => {
 async function watch(policyDir: string): Promise<(weight: number) => Promise<number>> {
   watcher = new PolicyWatcher(policyDir, { rescanMs: RESCAN_MS, debounceMs: 50 });
   const applied: { weight: number; at: number }[] = [];
-  watcher.on('policy', (p: Policy) => applied.push({ weight: p.models.get('m')?.traffic.canary?.weight ?? -1, at: Date.now() }));
+  watcher.on('policy', (p: Policy) => applied.push({ weight: p.models.get('m')?.traffic?.canary?.weight ?? -1, at: Date.now() }));
   const first = await watcher.start();
   expect(first.result).toBe('applied');
   return async (weight) => {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { JWKS_LIMITS } from '../../contract/filter-policy.js';
 import { duration, hostAddress, httpUrl, ipAddress, numberIn, port, shortName, wholeNumber } from '../fields.js';
 import { parseAddressPattern } from '../address-pattern.js';
+import { openaiApi } from './llm.js';
 import { upstreamSettingsShape } from './shared.js';
 
 /** The Gateway document: listeners, defaults for every Model, the filter service, JWT issuers, tracing, audit. */
@@ -106,6 +107,8 @@ export const GatewaySchema = z.strictObject({
       envoyAdminPort: port.optional(),
     })
     .optional(),
+  /** Serves the OpenAI-compatible API (routed by the body's `model`) on one of the listeners. */
+  openai: openaiApi.optional(),
   tracing: z
     .strictObject({
       otlp: z.strictObject({ address: hostAddress, port }),

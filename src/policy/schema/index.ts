@@ -41,8 +41,10 @@ export type OutlierDetection = NonNullable<UpstreamSettings['outlierDetection']>
 export type CircuitBreakers = NonNullable<UpstreamSettings['circuitBreakers']>;
 
 export type ModelRouteSpec = NonNullable<ModelPolicy['routes']>[number];
-export type UpstreamSpec = ModelPolicy['upstream'];
-export type TrafficPlan = ModelPolicy['traffic'];
+export type UpstreamSpec = NonNullable<ModelPolicy['upstream']>;
+export type TrafficPlan = NonNullable<ModelPolicy['traffic']>;
+export type LlmPolicy = NonNullable<ModelPolicy['llm']>;
+export type OpenaiApiPolicy = NonNullable<GatewayPolicy['openai']>;
 export type CanarySplit = NonNullable<TrafficPlan['canary']>;
 export type MirrorPlan = NonNullable<TrafficPlan['mirror']>;
 export type ModelAccess = NonNullable<ModelPolicy['access']>;

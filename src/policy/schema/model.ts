@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { MASK_MODES, BUILTIN_PATTERNS, MODEL_PROTOCOLS } from '../../contract/filter-policy.js';
 import { addressTemplate, headerName, hostPattern, pathPrefix, patterned, re2Pattern, resourceName, roleName, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
+import { llmBlock } from './llm.js';
 import { canarySelector, mirrorSelector, rateLimitShape, stableSelector, tokenQuotaShape, upstreamSettingsShape } from './shared.js';
 
 /** The Model document: one exposed model, its routes, where its versions are served, its traffic plan and filter rules. */
@@ -116,13 +117,16 @@ export const ModelSchema = z
     /** For protocol grpc: also serve the model to proxyless gRPC clients as xds:///<target>. */
     proxyless: z.strictObject({ target: proxylessTarget }).optional(),
     routes: z.array(route).min(1).optional(),
-    upstream,
-    traffic: z.strictObject({
-      stable: stableSelector,
-      canary: canarySelector.optional(),
-      sticky: z.strictObject({ header: headerName }).optional(),
-      mirror: mirrorSelector.optional(),
-    }),
+    /** Required, except for a model served by an external provider (it has no MLflow versions). */
+    upstream: upstream.optional(),
+    traffic: z
+      .strictObject({
+        stable: stableSelector,
+        canary: canarySelector.optional(),
+        sticky: z.strictObject({ header: headerName }).optional(),
+        mirror: mirrorSelector.optional(),
+      })
+      .optional(),
     pinning: z.boolean().default(true),
     ...upstreamSettingsShape,
     access: access.optional(),
@@ -146,6 +150,18 @@ export const ModelSchema = z
       .optional(),
     /** Absent: Gateway.filterService.failOpen. */
     failOpen: z.boolean().optional(),
+    /** Served on the OpenAI-compatible API (Gateway.openai). */
+    llm: llmBlock.optional(),
+  })
+  .superRefine((m, ctx) => {
+    // A provider's model is one fixed upstream, not a set of MLflow versions.
+    if (m.llm?.upstream === 'provider') {
+      for (const key of ['upstream', 'traffic', 'registeredModel'] as const) {
+        if (m[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'is not used by a model served by an external provider (llm.upstream: provider)' });
+      }
+      return;
+    }
+    for (const key of ['upstream', 'traffic'] as const) if (m[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'is required' });
   })
   .superRefine((m, ctx) => {
     const issue = (path: (string | number)[], message: string): void => void ctx.addIssue({ code: 'custom', path, message });

@@ -17,8 +17,8 @@ import type { HttpFilterTranslator, RouteOwner } from './types.js';
  * alone.
  */
 
-const COMPRESSOR = 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor';
-const COMPRESSOR_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.CompressorPerRoute';
+export const COMPRESSOR = 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor';
+export const COMPRESSOR_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.CompressorPerRoute';
 const GZIP = 'type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip';
 
 /** The compressor's name in a listener's filter chain. */

@@ -1,4 +1,4 @@
-import { FilterName, MODEL_CONTEXT_KEY } from '../../contract/filter-wire.js';
+import { API_CONTEXT_KEY, FilterName, MODEL_CONTEXT_KEY } from '../../contract/filter-wire.js';
 import { typed } from '../../proto/codec.js';
 import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed } from './filter-service.js';
 import type { HttpFilterTranslator } from './types.js';
@@ -34,7 +34,8 @@ export const extAuthz: HttpFilterTranslator = {
   routeConfig(model, route) {
     const f = model.filters;
     if (!f?.authz && !(route.pinRequested && f?.pinAuthz)) return {};
-    return { perFilter: { [FilterName.authz(failureMode(model))]: typed(EXT_AUTHZ_ROUTE, { check_settings: { context_extensions: { [MODEL_CONTEXT_KEY]: model.name } } }) } };
+    const context = { [MODEL_CONTEXT_KEY]: model.name, ...(route.api !== 'flowgate' && { [API_CONTEXT_KEY]: route.api }) };
+    return { perFilter: { [FilterName.authz(failureMode(model))]: typed(EXT_AUTHZ_ROUTE, { check_settings: { context_extensions: context } }) } };
   },
   resources: filterServiceCluster,
 };

@@ -1,4 +1,4 @@
-import { FilterName, MODEL_METADATA_KEY } from '../../contract/filter-wire.js';
+import { API_METADATA_KEY, FilterName, MODEL_METADATA_KEY } from '../../contract/filter-wire.js';
 import type { RouteOwner } from './types.js';
 import { duration, typed } from '../../proto/codec.js';
 import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed } from './filter-service.js';
@@ -45,12 +45,13 @@ export const extProc: HttpFilterTranslator = {
       }),
     }));
   },
-  routeConfig(model) {
+  routeConfig(model, route) {
     if (!model.filters?.extProc) return {};
+    const metadata = [{ key: MODEL_METADATA_KEY, value: model.name }, ...(route.api !== 'flowgate' ? [{ key: API_METADATA_KEY, value: route.api }] : [])];
     return {
       perFilter: {
         [FilterName.extProc(failureMode(model))]: typed(EXT_PROC_ROUTE, {
-          overrides: { processing_mode: processingMode(model), grpc_initial_metadata: [{ key: MODEL_METADATA_KEY, value: model.name }] },
+          overrides: { processing_mode: processingMode(model), grpc_initial_metadata: metadata },
         }),
       },
     };

@@ -15,6 +15,14 @@ import { upstreamTls } from '../tls.js';
 
 export const FILTERS_CLUSTER = 'flowgate_filters';
 
+/**
+ * Envoy ends each ext_proc stream with a RST_STREAM, and the filter service's HTTP/2 stack (nghttp2, whose
+ * rapid-reset defence Node.js does not let a server tune) drops a connection that resets more than a burst of
+ * 1,000 streams faster than 33 a second, failing every exchange on it. Envoy moves to a fresh connection after
+ * this many streams, well inside the burst; a new plaintext or TLS connection every few hundred calls is cheap.
+ */
+export const FILTER_STREAMS_PER_CONNECTION = 500;
+
 /** The grpc_service of a filter calling the filter service. */
 export function filterServiceGrpc(fs: FilterServiceIR): object {
   return { envoy_grpc: { cluster_name: FILTERS_CLUSTER }, timeout: duration(fs.timeoutMs) };
@@ -25,7 +33,11 @@ export function filterServiceCluster(ir: GatewayIR): ResourceInput[] {
   const fs = ir.filterService;
   if (!fs) return [];
   const keepalive = { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } };
-  return [grpcServiceCluster(FILTERS_CLUSTER, fs.address, fs.port, keepalive, fs.tls && upstreamTls(fs.tls, fs.address))];
+  return [
+    grpcServiceCluster(FILTERS_CLUSTER, fs.address, fs.port, keepalive, fs.tls && upstreamTls(fs.tls, fs.address), {
+      max_requests_per_connection: { value: FILTER_STREAMS_PER_CONNECTION },
+    }),
+  ];
 }
 
 /** The failure mode of a model's filter calls. */

@@ -1,22 +1,46 @@
 import type { GatewayIR } from '../../ir/types.js';
+import { typed } from '../../proto/codec.js';
 import type { ResourceInput } from '../../resources/types.js';
-import { compressor } from './compressor.js';
+import { COMPRESSOR, COMPRESSOR_ROUTE, compressor } from './compressor.js';
 import { extAuthz } from './ext-authz.js';
 import { extProc } from './ext-proc.js';
+import { llmRouter } from './llm-router.js';
 import { rateLimit } from './ratelimit.js';
 import type { HttpFilterTranslator, RouteContext, RouteFilterConfig, RouteOwner } from './types.js';
 
 /**
- * The HTTP filters Flowgate puts in front of the router, in the order Envoy runs them on requests:
- * authorization first (it identifies the caller the others count), then the rate limit, then compression,
+ * The HTTP filters Flowgate puts in front of the router, in the order Envoy runs them: on the OpenAI API's
+ * listener the LLM router first (it reads the body's `model` and picks the model's routes), then
+ * authorization (it identifies the caller the others count), then the rate limit, then compression,
  * then body processing. Answers run through them in reverse, so the compressor compresses what ext_proc has
  * read and rewritten.
  */
-export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [extAuthz, rateLimit, compressor, extProc];
+export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [llmRouter, extAuthz, rateLimit, compressor, extProc];
 
-/** Every filter a listener serving `models` needs, in order (the router is added by the listener). */
-export function listenerHttpFilters(ir: GatewayIR, models: readonly RouteOwner[]): object[] {
-  return HTTP_FILTERS.flatMap((f) => f.listenerFilters(ir, models));
+/** Every filter listener `listener` serving `models` needs, in order (the router is added by the listener). */
+export function listenerHttpFilters(ir: GatewayIR, models: readonly RouteOwner[], listener: string): object[] {
+  return HTTP_FILTERS.flatMap((f) => f.listenerFilters(ir, models, listener));
+}
+
+const EXT_AUTHZ_FILTER = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+const EXT_PROC_FILTER = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
+
+/**
+ * The per-route config that switches off a listener filter, for each filter of `filters` that is disabled by
+ * default. Envoy decides which disabled filters exist for a request on the route it first matches; the OpenAI
+ * API's first routes switch them all on, so every route the LLM router moves a request to must switch off
+ * again those its model does not use.
+ */
+export function perRouteDisables(filters: readonly object[]): Record<string, object> {
+  const out: Record<string, object> = {};
+  for (const f of filters as { name: string; disabled?: boolean; typed_config?: { '@type'?: string } }[]) {
+    if (f.disabled !== true) continue;
+    const type = f.typed_config?.['@type'];
+    if (type === EXT_AUTHZ_FILTER) out[f.name] = typed('type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', { disabled: true });
+    else if (type === EXT_PROC_FILTER) out[f.name] = typed('type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', { disabled: true });
+    else if (type === COMPRESSOR) out[f.name] = typed(COMPRESSOR_ROUTE, { disabled: true });
+  }
+  return out;
 }
 
 /** What every filter adds to each route of a model, merged. */

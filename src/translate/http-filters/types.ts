@@ -1,3 +1,4 @@
+import type { ApiKind } from '../../contract/filter-wire.js';
 import type { GatewayIR, ModelIR } from '../../ir/types.js';
 import type { ResourceInput } from '../../resources/types.js';
 
@@ -17,6 +18,8 @@ export type RouteOwner = Pick<ModelIR, 'name' | 'filters'>;
 export interface RouteContext {
   /** The route a request carrying a pin header first matches (its pins are judged by ext_authz). */
   readonly pinRequested: boolean;
+  /** The API the route serves, so the filter service shapes its refusals for that API's clients. */
+  readonly api: ApiKind;
 }
 
 /** What one filter adds to each route of a model. */
@@ -30,8 +33,8 @@ export interface RouteFilterConfig {
 export interface HttpFilterTranslator {
   /** For errors and docs. */
   readonly name: string;
-  /** The HttpFilter entries (before the router) a listener serving `models` needs; none when no model needs it. */
-  listenerFilters(ir: GatewayIR, models: readonly RouteOwner[]): object[];
+  /** The HttpFilter entries (before the router) listener `listener` serving `models` needs; none when no model needs it. */
+  listenerFilters(ir: GatewayIR, models: readonly RouteOwner[], listener: string): object[];
   /** What each route of `model` adds for this filter. */
   routeConfig(model: RouteOwner, route: RouteContext): RouteFilterConfig;
   /** Resources the filter needs (e.g. the cluster reaching its service). */
