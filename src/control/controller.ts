@@ -14,7 +14,7 @@ import type { SignatureMap, VersionRef } from '../registry/signatures.js';
 import type { SnapshotCache } from '../xds/cache.js';
 import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-source.js';
 import type { SnapshotVariant } from '../resources/variants.js';
-import { Snapshot } from '../xds/snapshot.js';
+import { Snapshot, type XdsResource } from '../xds/snapshot.js';
 import { TypeUrl } from '../resources/types.js';
 
 /**
@@ -75,7 +75,17 @@ export interface ControllerOptions {
   readonly log?: Logger;
   /** Called with each IR built from a new policy or registry snapshot (rollout gauges, the console). */
   readonly onIR?: (ir: GatewayIR) => void;
+  /**
+   * How long a cluster (and its endpoints) that left the configuration is still served; default 10 s, 0
+   * removes at once. A request whose route was chosen just before the route change still names the old
+   * cluster when it reaches Envoy's router, after the gateway's filters (ext_authz, rate limit, ext_proc)
+   * have taken their time: removed at once, that cluster would be a 503 `cluster_not_found`.
+   */
+  readonly clusterLingerMs?: number;
 }
+
+/** The resource types whose removal is deferred by `clusterLingerMs`. */
+const LINGERING_TYPES: readonly TypeUrl[] = [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment];
 
 /** An alert raised from live traffic rather than from the IR (the anomaly detector). */
 export interface RuntimeAlert {
@@ -91,7 +101,13 @@ export class GatewayController {
   private registry: RegistrySnapshot | undefined;
   private signatures: SignatureMap | undefined;
   private ir: GatewayIR | undefined;
+  /** What is published, by variant: the pipeline's snapshot plus the lingering removed clusters. */
   private readonly snapshots = new Map<SnapshotVariant, Snapshot>();
+  /** The pipeline's own snapshots (what `flowgate render` prints), by variant. */
+  private readonly built = new Map<SnapshotVariant, Snapshot>();
+  /** Removed clusters and endpoints still served, by variant, each until its time (ms since the epoch). */
+  private readonly lingering = new Map<SnapshotVariant, Map<string, { readonly resource: XdsResource; readonly until: number }>>();
+  private lingerTimer: NodeJS.Timeout | undefined;
   private activeAlerts = new Set<string>();
   private runtimeAlerts: readonly RuntimeAlert[] = [];
   private filterPolicyVersion: string | undefined;
@@ -112,9 +128,12 @@ export class GatewayController {
     return this.ir;
   }
 
-  /** The version of every published snapshot, by xDS mode (what `flowgate render` prints for the same inputs). */
+  /**
+   * The version of every built snapshot, by xDS mode (what `flowgate render` prints for the same inputs);
+   * while a removed cluster lingers, Envoys are sent that version plus the lingering clusters.
+   */
   versions(): Record<string, string> {
-    return Object.fromEntries([...this.snapshots].map(([mode, s]) => [mode, s.version]));
+    return Object.fromEntries([...this.built].map(([mode, s]) => [mode, s.version]));
   }
 
   /** True when `cluster` is a model-version cluster of the published IR or of the one before it. */
@@ -210,7 +229,7 @@ export class GatewayController {
     const { ir, filterPolicy } = output;
     let next: Map<SnapshotVariant, Snapshot>;
     try {
-      next = new Map(output.groups.map((g) => [g.variant, Snapshot.from(g.resources, this.snapshots.get(g.variant))]));
+      next = new Map(output.groups.map((g) => [g.variant, Snapshot.from(g.resources, this.built.get(g.variant))]));
     } catch (err) {
       builds.inc({ result: 'failed' });
       this.log.error({ cause, err: errorMessage(err) }, 'encoding failed; the previous snapshot keeps serving');
@@ -226,14 +245,15 @@ export class GatewayController {
     if (wanted.length > 0) this.options.onSignaturesWanted?.(wanted);
     const ads = next.get('ads') ?? [...next.values()][0];
     // A change may touch one variant only (a proxyless target renamed leaves every Envoy resource as it was).
-    if ([...next].every(([variant, s]) => s.version === this.snapshots.get(variant)?.version)) {
+    if ([...next].every(([variant, s]) => s.version === this.built.get(variant)?.version)) {
       builds.inc({ result: 'unchanged' });
       return;
     }
-    for (const [mode, snapshot] of next) {
-      this.snapshots.set(mode, snapshot);
-      this.options.cache.setSnapshot(this.options.cache.fallbackGroup, snapshot, mode);
+    for (const [variant, snapshot] of next) {
+      this.retire(variant, snapshot);
+      this.built.set(variant, snapshot);
     }
+    this.publishBuilt();
     if (ads) snapshotVersion.set(parseInt(ads.version.slice(0, 12), 16));
     const fpVersion = ads?.get(TypeUrl.FilterPolicy, FILTER_POLICY_NAME)?.version;
     if (fpVersion && fpVersion !== this.filterPolicyVersion) {
@@ -243,6 +263,51 @@ export class GatewayController {
     builds.inc({ result: 'published' });
     const live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => `v${l.version}:${l.weight}%`).join(' ')]));
     this.log.info({ cause, version: ads?.version, policy: ir.policyHash.slice(0, 16), registry: ir.registryHash.slice(0, 16), live }, 'snapshot published');
+  }
+
+  /** Starts the linger of every cluster (and endpoints) the published snapshot has and `next` drops. */
+  private retire(variant: SnapshotVariant, next: Snapshot): void {
+    const linger = this.options.clusterLingerMs ?? 10_000;
+    const published = this.snapshots.get(variant);
+    const held = this.lingering.get(variant) ?? new Map<string, { resource: XdsResource; until: number }>();
+    const until = Date.now() + linger;
+    for (const type of LINGERING_TYPES) {
+      for (const [name, resource] of published?.resources(type) ?? []) {
+        const key = `${type}\u0000${name}`;
+        if (next.get(type, name)) held.delete(key);
+        else if (linger > 0 && !held.has(key)) held.set(key, { resource, until });
+      }
+    }
+    // A lingering resource that comes back is the pipeline's again.
+    for (const [key, { resource }] of held) if (next.get(resource.typeUrl, resource.name)) held.delete(key);
+    this.lingering.set(variant, held);
+  }
+
+  /** Publishes every built snapshot with the resources still lingering, and times the next removal. */
+  private publishBuilt(): void {
+    const now = Date.now();
+    let nextRemoval = Infinity;
+    for (const [variant, built] of this.built) {
+      const held = this.lingering.get(variant);
+      const kept: XdsResource[] = [];
+      for (const [key, entry] of held ?? []) {
+        if (entry.until <= now) held?.delete(key);
+        else {
+          kept.push(entry.resource);
+          nextRemoval = Math.min(nextRemoval, entry.until);
+        }
+      }
+      const snapshot = built.withRetained(kept);
+      if (snapshot.version === this.snapshots.get(variant)?.version) continue;
+      this.snapshots.set(variant, snapshot);
+      this.options.cache.setSnapshot(this.options.cache.fallbackGroup, snapshot, variant);
+    }
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    if (nextRemoval !== Infinity) {
+      this.lingerTimer = setTimeout(() => this.publishBuilt(), Math.max(0, nextRemoval - now));
+      this.lingerTimer.unref();
+    }
   }
 
   private reportAlerts(ir: GatewayIR): void {

@@ -72,6 +72,8 @@ export interface ControlPlaneOptions {
   readonly admin: { readonly host: string; readonly port: number };
   /** How long streams get to end on shutdown before the server is forced down. */
   readonly drainMs?: number;
+  /** How long a removed cluster is still served (GatewayController's clusterLingerMs). */
+  readonly clusterLingerMs?: number | undefined;
   /** Run the filter service in this process, fed by the controller directly; absent: none (run `flowgate filters`). */
   readonly filters?: {
     readonly host: string;
@@ -129,6 +131,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
     ...(signatures && { onSignaturesWanted: (versions) => signatures.want(versions) }),
     onIR: (ir) => late.rollouts?.onIR(ir),
+    ...(options.clusterLingerMs !== undefined && { clusterLingerMs: options.clusterLingerMs }),
   });
   signatures?.on('signatures', (map) => controller.setSignatures(map));
   let poller: RegistryPoller | undefined;

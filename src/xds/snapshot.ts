@@ -80,6 +80,26 @@ export class Snapshot {
     return new Snapshot(byType);
   }
 
+  /**
+   * This snapshot plus already-encoded resources of another one (a type and name this snapshot has keeps
+   * its own). The controller uses it to keep removed clusters a little longer.
+   */
+  withRetained(extra: Iterable<XdsResource>): Snapshot {
+    const byType = new Map<TypeUrl, Map<string, XdsResource>>([...this.byType].map(([t, named]) => [t, new Map(named)]));
+    let added = 0;
+    for (const r of extra) {
+      let named = byType.get(r.typeUrl);
+      if (!named) {
+        named = new Map();
+        byType.set(r.typeUrl, named);
+      }
+      if (named.has(r.name)) continue;
+      named.set(r.name, r);
+      added++;
+    }
+    return added === 0 ? this : new Snapshot(byType);
+  }
+
   /** An empty snapshot. */
   static empty(): Snapshot {
     return new Snapshot(new Map());

@@ -107,10 +107,12 @@ describe('flowgate status', () => {
     // The route configuration Envoy refused: its last good version stays acknowledged, with Envoy's detail.
     expect(row('rds')).toMatch(new RegExp(`^\\s+rds\\s+${good.typeVersion(TypeUrl.RouteConfiguration)}\\s+-\\s+[0-9a-f]{16}: .*(regex|missing|broken)`, 'i'));
 
-    expect(r.stdout).toContain('MODELS (1)');
+    // The quickstart's two models: the classic one and the LLM one.
+    expect(r.stdout).toContain('MODELS (2)');
     expect(lines.find((l) => l.startsWith('MODEL '))).toMatch(/^MODEL\s+VERSION\s+ROLE\s+WEIGHT\s+ALIASES\s+NOTE$/);
     expect(lines).toContainEqual(expect.stringMatching(/^fraud-detector\s+1\s+stable\s+90%\s+champion$/));
     expect(lines).toContainEqual(expect.stringMatching(/^\s+2\s+canary\s+10%\s+challenger$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^support-bot\s+1\s+stable\s+100%\s+champion$/));
   });
 
   test('--json prints the same data as JSON', async () => {
