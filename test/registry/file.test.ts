@@ -22,7 +22,8 @@ function rejection(text: string): string[] {
 describe('registry file', () => {
   it('loads the quickstart registry', async () => {
     const snapshot = await loadRegistryFile(join(repoRoot, 'examples', 'quickstart', 'registry.json'));
-    expect([...snapshot.models.keys()]).toEqual(['fraud-detector']);
+    expect([...snapshot.models.keys()]).toEqual(['fraud-detector', 'support-bot']);
+    expect(snapshot.models.get('support-bot')?.versions.map((v) => [v.version, v.tags['flowgate.address']])).toEqual([['1', '127.0.0.1:8003']]);
     const model = snapshot.models.get('fraud-detector');
     expect(model?.aliases).toEqual({ challenger: '2', champion: '1' });
     expect(model?.versions.map((v) => [v.version, v.status, v.stage, v.aliases, v.tags['flowgate.address']])).toEqual([
