@@ -68,5 +68,6 @@ describe('demo model', () => {
     expect(ping.status).toBe(200);
     await one.stop();
     await expect(fetch(`${one.url}/ping`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
-  });
+    // Two Python model logs and two `mlflow models serve` start-ups: minutes on a loaded 2-core machine.
+  }, 180_000);
 });
