@@ -68,12 +68,12 @@ describe('endpoint metadata', () => {
 });
 
 describe('one attempt per kind of upstream', () => {
-  test('an OpenAI-compatible server: /v1 path, the version\'s model name, no key, response headers read for cooldowns', () => {
+  test('an OpenAI-compatible server: /v1 path, the version\'s model name, no key, response headers read for cooldowns', async () => {
     const { run, first } = attempt('vllm');
     expect(setOf(first)[':path']).toBe('/v1/chat/completions');
     expect(removed(first)).toEqual(expect.arrayContaining(['authorization', 'x-api-key', 'api-key', 'content-length']));
     expect(first).toMatchObject({ modeOverride: { response_header_mode: 'SEND', response_body_mode: 'NONE' } });
-    const body = run.requestBody(Buffer.from('{"model":"vllm","messages":[]}'));
+    const body = await run.requestBody(Buffer.from('{"model":"vllm","messages":[]}'));
     expect(body.kind === 'continue' && JSON.parse(body.body?.toString() ?? '{}')).toMatchObject({ model: 'llama-3-8b' });
   });
 
@@ -107,10 +107,10 @@ describe('one attempt per kind of upstream', () => {
     expect(first.kind === 'reply' && first.body).toContain('MISSING_KEY');
   });
 
-  test('a 429 with Retry-After starts a cooldown, capped', () => {
+  test('a 429 with Retry-After starts a cooldown, capped', async () => {
     const cooldowns = new Cooldowns();
     const { run } = attempt('vllm', 'chat', cooldowns);
-    run.requestBody(Buffer.from('{"model":"vllm"}'));
+    await run.requestBody(Buffer.from('{"model":"vllm"}'));
     expect(run.finished).toBe(false);
     run.responseHeaders(429, { 'retry-after': '3600' }, false);
     expect(run.finished).toBe(true);
