@@ -140,6 +140,8 @@ const redisWarning = new ThrottledWarning('redis answer cache unavailable; answe
 /** Answers in the filter service's Redis, shared by its replicas; a key expires with the entry's TTL. */
 export class RedisAnswers {
   private readonly redis: Redis;
+  /** Set once the first connection attempt is over (whatever its result). */
+  private connected = false;
 
   constructor(url: string, private readonly keyPrefix = 'flowgate:llm-cache:') {
     this.redis = new Redis(url, {
@@ -155,6 +157,7 @@ export class RedisAnswers {
   /** The answer, or undefined when there is none or Redis cannot say (a cache failure is a miss, never an error). */
   async get(key: string): Promise<CachedAnswer | undefined> {
     try {
+      await this.ready();
       const text = await this.redis.get(this.keyPrefix + key);
       if (text === null) return undefined;
       const parsed = JSON.parse(text) as Partial<CachedAnswer>;
@@ -167,10 +170,29 @@ export class RedisAnswers {
 
   async set(key: string, answer: CachedAnswer, ttlMs: number): Promise<void> {
     try {
+      await this.ready();
       await this.redis.set(this.keyPrefix + key, JSON.stringify(answer), 'PX', ttlMs);
     } catch (err) {
       redisWarning.warn({ err: errorMessage(err) });
     }
+  }
+
+  /**
+   * Waits (at most connectTimeout) for the first connection, opened on the first cached request: nothing is
+   * queued while disconnected, so without this the first calls would all fail. Later outages fail at once.
+   */
+  private async ready(): Promise<void> {
+    if (this.redis.status === 'ready' || this.connected) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.redis.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, 1_000);
+      this.redis.once('ready', done);
+    });
+    this.connected = true;
   }
 
   async close(): Promise<void> {
