@@ -65,6 +65,8 @@ export class AdapterRun {
   private cache: { plan: CachePlan; key: string } | undefined;
   /** Whether this attempt buffers the answer to store it. */
   private storing = false;
+  /** Whether the model the caller asked for caches (its answers' x-flowgate-cache is this adapter's to set). */
+  private requestedCaches = false;
 
   constructor(
     private readonly catalog: LlmCatalog,
@@ -84,7 +86,9 @@ export class AdapterRun {
     this.rules = rules;
     this.version = target.version;
     this.caller = { consumer: headers[Header.consumer], cacheControl: headers['cache-control'] };
-    const cached = rules.llm.cache !== undefined;
+    // The model asked for (a fallback attempt reaches another): when it caches, every attempt owns the header.
+    this.requestedCaches = this.catalog.model(headers[Header.llmModel] ?? '')?.llm.cache !== undefined;
+    const cached = rules.llm.cache !== undefined || this.requestedCaches;
     const edits = this.upstreamHeaders(rules, headers);
     if ('reply' in edits) return edits.reply;
     const mlflow = rules.llm.upstream === 'mlflow';
@@ -138,7 +142,12 @@ export class AdapterRun {
     this.storing = cache?.plan.store === true && status === 200 && !endOfStream && (rules?.llm.upstream === 'mlflow' || (headers['content-type'] ?? '').includes('application/json'));
     const bufferNow = this.storing && rules?.llm.upstream !== 'mlflow';
     this.finished = (this.wants === 'headers' && !this.storing) || endOfStream;
-    const marked: HeaderEdits | undefined = rules?.llm.cache ? { set: { [Header.llmCache]: cache ? notHit(cache.plan) : 'bypass' } } : undefined;
+    // An upstream's own x-flowgate-cache never reaches the caller (or the token quotas) as if it were ours.
+    const marked: HeaderEdits | undefined = rules?.llm.cache
+      ? { set: { [Header.llmCache]: cache ? notHit(cache.plan) : 'bypass' } }
+      : this.requestedCaches
+        ? { remove: [Header.llmCache] }
+        : undefined;
     if (rules?.llm.fallback && status === 429) {
       const ms = retryAfterMs(headers['retry-after']);
       if (ms !== undefined && ms > 0) this.cooldowns.start(rules.name, ms, rules.llm.cooldownMaxMs);
@@ -146,7 +155,7 @@ export class AdapterRun {
     // An MLflow answer without a body has nothing to convert: only its status is mapped.
     if (rules?.llm.upstream === 'mlflow' && endOfStream && status !== 200) {
       const failure = mlflowFailure(status ?? 502, Buffer.alloc(0));
-      return { kind: 'continue', headers: { set: { ':status': String(failure.status), ...marked?.set } } };
+      return { kind: 'continue', headers: { ...marked, set: { ':status': String(failure.status), ...marked?.set } } };
     }
     if (bufferNow) return { kind: 'continue', ...(marked && { headers: marked }), modeOverride: { response_body_mode: 'BUFFERED', response_trailer_mode: 'SKIP' } };
     return marked ? { kind: 'continue', headers: marked } : CONTINUE;

@@ -140,7 +140,7 @@ export function llmNameIndex(models: readonly ModelIR[]): Map<string, string> {
 export function withFallbacks(models: readonly ModelIR[], policyModels: ReadonlyMap<string, ModelPolicy>, alerts: GatewayAlert[]): ModelIR[] {
   const index = llmNameIndex(models);
   const byName = new Map(models.map((m) => [m.name, m]));
-  return models.map((m) => {
+  const chained = models.map((m) => {
     const refs = policyModels.get(m.name)?.llm?.fallback ?? [];
     if (!m.llm || refs.length === 0) return m;
     const chain: LlmFallbackIR[] = [];
@@ -159,4 +159,8 @@ export function withFallbacks(models: readonly ModelIR[], policyModels: Readonly
     }
     return { ...m, llm: { ...m.llm, fallback: chain } };
   });
+  // A cached model's x-flowgate-cache is set or removed by the adapter of every attempt (token quotas trust
+  // it), so the models its chain falls back to run the adapter too.
+  const reachedFromCache = new Set(chained.flatMap((m) => (m.llm?.cache ? m.llm.fallback.map((f) => f.model) : [])));
+  return chained.map((m) => (m.llm && !m.llm.adapter && reachedFromCache.has(m.name) ? { ...m, llm: { ...m.llm, adapter: true } } : m));
 }

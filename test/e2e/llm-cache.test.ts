@@ -130,6 +130,8 @@ describe('memory store, one gateway', () => {
     const second = await openai.chat.completions.create(ask('cache me')).withResponse();
     expect(second.response.headers.get('x-flowgate-cache')).toBe('hit');
     expect(second.data).toEqual(first.data);
+    // The version that stored the answer, read from the endpoint Envoy picked, as on any answer.
+    expect([second.response.headers.get('x-flowgate-model'), second.response.headers.get('x-flowgate-model-version')]).toEqual(['cached', '1']);
     expect(chats(v1) - before).toBe(1);
 
     const changed = await openai.chat.completions.create(ask('cache me', { top_p: 0.5 })).withResponse();

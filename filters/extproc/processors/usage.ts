@@ -51,7 +51,10 @@ class UsageRun implements ProcessorRun {
     this.charged = true;
     if (outcome === 'refused') return;
     // An answer the LLM cache served cost the model nothing; it is charged only if the model says so.
-    if (this.ex.responseHeaders[Header.llmCache] === 'hit' && this.ex.rules.llm?.cache?.chargeHits !== true) return;
+    // Only for a model that caches: every attempt of its requests passes the adapter, which sets or removes the
+    // header, so an upstream cannot claim a hit.
+    const cache = this.ex.rules.llm?.cache;
+    if (cache && !cache.chargeHits && this.ex.responseHeaders[Header.llmCache] === 'hit') return;
     const usage = outcome === 'complete' && this.ex.responseFromUpstream !== false ? this.completeUsage() : this.partialUsage();
     if (!usage || usage.total === 0) return;
     await this.ex.engine.quotas.charge({ consumer: this.ex.consumer, model: this.ex.model, usage });

@@ -207,6 +207,18 @@ describe('the answer cache, per attempt', () => {
     expect(await hit.run.requestBody(ask('q'))).toMatchObject({ kind: 'reply', body: '{"object":"chat.completion","choices":[]}\n' });
   });
 
+  test("a fallback attempt to a model that does not cache removes the upstream's own x-flowgate-cache", async () => {
+    const answers = new AnswerCaches(undefined);
+    const run = new AdapterRun(catalog, new Cooldowns(), new Credentials({}), answers);
+    const first = run.requestHeaders({ 'x-flowgate-llm-model': 'vcached' }, { 'xds.upstream_host_metadata': metadata('vllm'), 'xds.route_name': 'llm:chat:vcached:split' });
+    expect(first).toMatchObject({ modeOverride: { response_header_mode: 'SEND' } });
+    await run.requestBody(ask('q'));
+    expect(run.responseHeaders(200, { 'x-flowgate-cache': 'hit' }, false)).toMatchObject({ headers: { remove: ['x-flowgate-cache'] } });
+    const plain = new AdapterRun(catalog, new Cooldowns(), new Credentials({}), answers);
+    plain.requestHeaders({ 'x-flowgate-llm-model': 'vllm' }, { 'xds.upstream_host_metadata': metadata('vllm'), 'xds.route_name': 'llm:chat:vllm:split' });
+    expect(plain.responseHeaders(200, {}, false)).toEqual({ kind: 'continue' });
+  });
+
   test('a sampled request and no-store bypass: nothing looked up, nothing buffered', async () => {
     const answers = new AnswerCaches(undefined);
     const sampled = cachedAttempt(answers, 'vcached');
