@@ -17,3 +17,10 @@ export const decisions = new Counter({
   labelNames: ['stage', 'result', 'reason'] as const,
   registers: [metricsRegistry],
 });
+
+export const llmCacheResults = new Counter({
+  name: 'flowgate_llm_cache_total',
+  help: 'LLM answer cache lookups by model and result (hit: served from the cache; miss: sent to the model; bypass: not cacheable).',
+  labelNames: ['model', 'result'] as const,
+  registers: [metricsRegistry],
+});

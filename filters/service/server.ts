@@ -52,7 +52,7 @@ class LazyAudit implements AuditLog {
 export async function startFilterServer(options: FilterServerOptions): Promise<FilterServer> {
   const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
   const audit = new LazyAudit();
-  const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes });
+  const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes, redisUrl: options.redisUrl });
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 70 * 1024 * 1024 });
   service.register(server);
   const port = await new Promise<number>((resolve, reject) =>
@@ -89,6 +89,7 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
         });
       });
       await store.close();
+      await service.close();
     },
   };
 }

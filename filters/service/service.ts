@@ -20,6 +20,7 @@ import { reshapeCheck, reshapeProcessing } from './api-format.js';
 import { API_CONTEXT_KEY, API_METADATA_KEY, apiKindOf, ExtprocRole, EXTPROC_ROLE_METADATA_KEY } from '../../src/contract/filter-wire.js';
 import { Cooldowns } from '../llm/cooldown.js';
 import { Credentials } from '../llm/credentials.js';
+import { AnswerCaches } from '../llm/cache.js';
 
 /**
  * The filter service: Envoy's ext_authz (Check), rate limit (ShouldRateLimit) and ext_proc (Process) calls,
@@ -33,6 +34,8 @@ const log = logger('filters');
 export interface FilterServiceOptions {
   readonly store: CounterStore;
   readonly audit: AuditLog;
+  /** The Redis the counters use, which `llm.cache: { store: redis }` shares. */
+  readonly redisUrl?: string | undefined;
   /** The most body bytes all ext_proc exchanges together may hold (default DEFAULT_MAX_BUFFERED_BYTES). */
   readonly maxBufferedBytes?: number | undefined;
 }
@@ -42,10 +45,16 @@ export class FilterService {
   /** Every body byte the ext_proc exchanges hold, together. */
   readonly buffers: BufferBudget;
   /** Outlives policy versions: a cooldown started under one policy still holds under the next. */
-  private readonly llm: LlmState = { cooldowns: new Cooldowns(), credentials: new Credentials() };
+  private readonly llm: LlmState;
 
   constructor(private readonly options: FilterServiceOptions) {
     this.buffers = new BufferBudget(options.maxBufferedBytes);
+    this.llm = { cooldowns: new Cooldowns(), credentials: new Credentials(), answers: new AnswerCaches(options.redisUrl) };
+  }
+
+  /** Closes what the service opened itself (the answer cache's Redis connection). */
+  async close(): Promise<void> {
+    await this.llm.answers.close();
   }
 
   /** The policy version now deciding, if any. */

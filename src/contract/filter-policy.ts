@@ -110,6 +110,11 @@ export type LlmUpstreamKind = (typeof LLM_UPSTREAM_KINDS)[number];
 export const PROVIDER_APIS = ['openai', 'azure', 'anthropic'] as const;
 export type ProviderApi = (typeof PROVIDER_APIS)[number];
 
+/** Whose answers a cached answer may serve: the same consumer's, or every caller of the model. */
+export const LLM_CACHE_SCOPES = ['consumer', 'model'] as const;
+/** Where cached answers live: each filter-service replica's memory, or the shared Redis. */
+export const LLM_CACHE_STORES = ['memory', 'redis'] as const;
+
 /** Where the filter service reads a provider's key: an environment variable or a file of its own host. Never the key. */
 const credentialRef = z.union([z.object({ env: name }), z.object({ file: name })]);
 
@@ -141,6 +146,17 @@ const llmModel = z.object({
   /** For GET /v1/models: seconds since the epoch, and the owner. */
   created: count,
   ownedBy: z.string(),
+  /** The answer cache; absent: none (or a control plane older than this field). */
+  cache: z
+    .object({
+      ttlMs: positive,
+      maxEntries: positive,
+      scope: z.enum(LLM_CACHE_SCOPES),
+      store: z.enum(LLM_CACHE_STORES),
+      cacheNonDeterministic: z.boolean(),
+      chargeHits: z.boolean(),
+    })
+    .optional(),
 });
 
 const model = z.object({
@@ -261,6 +277,7 @@ export type PipelineRules = NonNullable<FilterPolicy['pipelines']>[number];
 export type PipelineStepRules = PipelineRules['steps'][number];
 export type LlmModelRules = NonNullable<ModelRules['llm']>;
 export type LlmProviderRules = NonNullable<LlmModelRules['provider']>;
+export type LlmCacheRules = NonNullable<LlmModelRules['cache']>;
 export type CredentialRef = NonNullable<LlmProviderRules['credential']>;
 export type LlmApiRules = NonNullable<FilterPolicy['llm']>;
 

@@ -37,7 +37,13 @@ export const Header = {
   llmCooldown: 'x-flowgate-llm-cooldown',
   /** On every LLM answer an upstream produced: the policy Model that served it (after fallback, the fallback's). */
   servedModel: 'x-flowgate-model',
+  /** On every answer of a model with `llm.cache`: hit (served from the cache), miss (from the model, maybe stored), bypass (not cached). */
+  llmCache: 'x-flowgate-cache',
 } as const;
+
+/** The values of Header.llmCache. */
+export const LLM_CACHE_RESULTS = ['hit', 'miss', 'bypass'] as const;
+export type LlmCacheResult = (typeof LLM_CACHE_RESULTS)[number];
 
 /** Every header whose name starts with this is Flowgate's own. */
 export const INTERNAL_HEADER_PREFIX = 'x-flowgate-';

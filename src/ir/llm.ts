@@ -3,7 +3,7 @@ import { resolveModelRef } from '../contract/model-ref.js';
 import type { ProviderApi } from '../contract/filter-policy.js';
 import type { GatewayPolicy, ModelPolicy } from '../policy/schema/index.js';
 import type { RegisteredModel } from '../registry/types.js';
-import { clusterName, type GatewayAlert, type LiveVersion, type LlmFallbackIR, type LlmProviderIR, type ModelIR, type ModelLlmIR, type OpenaiApiIR } from './types.js';
+import { clusterName, type GatewayAlert, type LiveVersion, type LlmCacheIR, type LlmFallbackIR, type LlmProviderIR, type ModelIR, type ModelLlmIR, type OpenaiApiIR } from './types.js';
 
 /**
  * The OpenAI-compatible API resolved: where it is served, and for each model with an `llm` block its upstream
@@ -25,6 +25,23 @@ export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
 export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 /** owned_by of a registry model with no `owner` tag. */
 export const DEFAULT_OWNED_BY = 'mlflow';
+export const DEFAULT_LLM_CACHE_TTL_MS = 300_000;
+export const DEFAULT_LLM_CACHE_MAX_ENTRIES = 1000;
+
+/** `llm.cache` with its defaults, or undefined when the model caches nothing. */
+export function llmCacheOf(model: ModelPolicy): LlmCacheIR | undefined {
+  const c = model.llm?.cache;
+  if (!c) return undefined;
+  return {
+    ttlMs: c.ttl ?? DEFAULT_LLM_CACHE_TTL_MS,
+    maxEntries: c.maxEntries ?? DEFAULT_LLM_CACHE_MAX_ENTRIES,
+    scope: c.scope ?? 'consumer',
+    store: c.store ?? 'memory',
+    cacheNonDeterministic: c.cacheNonDeterministic ?? false,
+    chargeHits: c.chargeHits ?? false,
+  };
+}
+
 /** The one version of a provider's model (it has no MLflow versions). */
 export const PROVIDER_VERSION = '1';
 
@@ -77,6 +94,7 @@ export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undef
   const l = model.llm;
   if (!l) return undefined;
   const provider = providerOf(model);
+  const cache = llmCacheOf(model);
   const kind = l.upstream ?? 'openai';
   const fixed = typeof l.modelNameOverride === 'string' ? l.modelNameOverride : undefined;
   const tag = typeof l.modelNameOverride === 'object' ? l.modelNameOverride.versionTag : undefined;
@@ -98,7 +116,9 @@ export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undef
     fallback: [],
     idleTimeoutMs: l.idleTimeout ?? DEFAULT_LLM_IDLE_TIMEOUT_MS,
     maxCooldownMs: l.maxCooldown ?? DEFAULT_LLM_MAX_COOLDOWN_MS,
-    adapter: kind !== 'openai' || versions.some((v) => v.upstreamModel !== upstreamModel),
+    // The cache is looked up by the adapter, the one place that knows which version Envoy picked.
+    adapter: kind !== 'openai' || versions.some((v) => v.upstreamModel !== upstreamModel) || cache !== undefined,
+    cache,
     created: firstCreated === undefined || firstCreated === Number.MAX_SAFE_INTEGER ? 0 : Math.floor(firstCreated / 1000),
     ownedBy: l.ownedBy ?? registered?.tags.owner ?? (provider ? provider.api : DEFAULT_OWNED_BY),
   };
@@ -120,7 +140,7 @@ export function llmNameIndex(models: readonly ModelIR[]): Map<string, string> {
 export function withFallbacks(models: readonly ModelIR[], policyModels: ReadonlyMap<string, ModelPolicy>, alerts: GatewayAlert[]): ModelIR[] {
   const index = llmNameIndex(models);
   const byName = new Map(models.map((m) => [m.name, m]));
-  return models.map((m) => {
+  const chained = models.map((m) => {
     const refs = policyModels.get(m.name)?.llm?.fallback ?? [];
     if (!m.llm || refs.length === 0) return m;
     const chain: LlmFallbackIR[] = [];
@@ -139,4 +159,8 @@ export function withFallbacks(models: readonly ModelIR[], policyModels: Readonly
     }
     return { ...m, llm: { ...m.llm, fallback: chain } };
   });
+  // A cached model's x-flowgate-cache is set or removed by the adapter of every attempt (token quotas trust
+  // it), so the models its chain falls back to run the adapter too.
+  const reachedFromCache = new Set(chained.flatMap((m) => (m.llm?.cache ? m.llm.fallback.map((f) => f.model) : [])));
+  return chained.map((m) => (m.llm && !m.llm.adapter && reachedFromCache.has(m.name) ? { ...m, llm: { ...m.llm, adapter: true } } : m));
 }

@@ -269,6 +269,16 @@ export interface LlmFallbackIR {
   readonly cluster: string;
 }
 
+/** `llm.cache` resolved. */
+export interface LlmCacheIR {
+  readonly ttlMs: number;
+  readonly maxEntries: number;
+  readonly scope: 'consumer' | 'model';
+  readonly store: 'memory' | 'redis';
+  readonly cacheNonDeterministic: boolean;
+  readonly chargeHits: boolean;
+}
+
 /** A model on the OpenAI-compatible API, resolved. */
 export interface ModelLlmIR {
   readonly kind: LlmUpstreamKind;
@@ -287,6 +297,8 @@ export interface ModelLlmIR {
   readonly maxCooldownMs: number;
   /** Whether its version clusters run the LLM adapter (upstream ext_proc): MLflow and provider upstreams, or a per-version model name. */
   readonly adapter: boolean;
+  /** The answer cache, with its defaults; undefined: none. */
+  readonly cache: LlmCacheIR | undefined;
   /** GET /v1/models: seconds since the epoch (the registered model's first version) and the owner. */
   readonly created: number;
   readonly ownedBy: string;

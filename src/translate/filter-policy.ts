@@ -80,6 +80,7 @@ function llmRules(l: ModelLlmIR): LlmModelRules {
     cooldownMaxMs: l.maxCooldownMs,
     created: l.created,
     ownedBy: l.ownedBy,
+    ...(l.cache && { cache: { ...l.cache } }),
   };
 }
 

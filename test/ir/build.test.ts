@@ -88,3 +88,40 @@ describe('buildGatewayIR', () => {
     expect(only(buildGatewayIR(withTimeout, r).ir.models).settings.timeoutMs).toBe(3000);
   });
 });
+
+describe('llm.cache', () => {
+  const files = (cache: string): Record<string, string> => ({
+    'gateway.yaml': 'kind: Gateway\nlisteners: [{ name: public, address: 0.0.0.0, port: 10000 }]\nopenai: { listener: public }\n',
+    'models.yaml': `kind: Model
+name: primary
+upstream: { addressTemplate: "127.0.0.1:81{version}" }
+traffic: { stable: { version: 1 } }
+llm: { fallback: [backup]${cache} }
+---
+kind: Model
+name: backup
+upstream: { addressTemplate: "127.0.0.1:82{version}" }
+traffic: { stable: { version: 1 } }
+llm: {}
+`,
+  });
+  const r = registry({ primary: { versions: { '1': {} } }, backup: { versions: { '1': {} } } });
+  const byName = (extra: string): Map<string, ModelIR> => new Map(buildGatewayIR(policy(files(extra)), r).ir.models.map((m) => [m.name, m]));
+
+  test('defaults are decided in the IR; a cached model and the models it falls back to run the adapter', () => {
+    const cached = byName(', cache: {}');
+    expect(cached.get('primary')?.llm?.cache).toEqual({ ttlMs: 300_000, maxEntries: 1000, scope: 'consumer', store: 'memory', cacheNonDeterministic: false, chargeHits: false });
+    expect(cached.get('primary')?.llm?.adapter).toBe(true);
+    expect(cached.get('backup')?.llm?.adapter).toBe(true);
+    expect(cached.get('backup')?.llm?.cache).toBeUndefined();
+    const plain = byName('');
+    expect(plain.get('primary')?.llm?.adapter).toBe(false);
+    expect(plain.get('backup')?.llm?.adapter).toBe(false);
+  });
+
+  test('an unknown field or a bad scope is refused with its path', () => {
+    expect(() => policy(files(', cache: { scope: everyone }'))).toThrow(/scope/);
+    expect(() => policy(files(', cache: { ttl: 300 }'))).toThrow(/ttl/);
+    expect(() => policy(files(', cache: { semantic: true }'))).toThrow(/semantic/);
+  });
+});

@@ -1,3 +1,4 @@
+import { Header } from '../../../src/contract/filter-wire.js';
 import { estimateRequestTokens, estimateTokens } from '../tokenizer.js';
 import { SseUsageReader, usageFromJson, type Usage } from '../usage.js';
 import { overloaded, type Exchange, type ExchangeOutcome, type PhaseResult, type Processor, type ProcessorRun } from '../processor.js';
@@ -49,6 +50,11 @@ class UsageRun implements ProcessorRun {
     if (this.charged) return;
     this.charged = true;
     if (outcome === 'refused') return;
+    // An answer the LLM cache served cost the model nothing; it is charged only if the model says so.
+    // Only for a model that caches: every attempt of its requests passes the adapter, which sets or removes the
+    // header, so an upstream cannot claim a hit.
+    const cache = this.ex.rules.llm?.cache;
+    if (cache && !cache.chargeHits && this.ex.responseHeaders[Header.llmCache] === 'hit') return;
     const usage = outcome === 'complete' && this.ex.responseFromUpstream !== false ? this.completeUsage() : this.partialUsage();
     if (!usage || usage.total === 0) return;
     await this.ex.engine.quotas.charge({ consumer: this.ex.consumer, model: this.ex.model, usage });

@@ -11,7 +11,8 @@ import type { Credentials } from '../../llm/credentials.js';
 import { RouterRun } from '../../llm/router.js';
 import type { FilterEngine } from '../engine.js';
 import { headerMapToRecord } from '../grpc.js';
-import { callLatency } from '../metrics.js';
+import { callLatency, llmCacheResults } from '../metrics.js';
+import type { AnswerCaches } from '../../llm/cache.js';
 
 /**
  * One ext_proc stream of the LLM router (in front of the OpenAI API's routes) or of the LLM adapter (in an
@@ -31,6 +32,8 @@ const log = logger('filters');
 export interface LlmState {
   readonly cooldowns: Cooldowns;
   readonly credentials: Credentials;
+  /** The answer caches of the models with `llm.cache`. */
+  readonly answers: AnswerCaches;
 }
 
 type Role = (typeof ExtprocRole)[keyof typeof ExtprocRole];
@@ -50,7 +53,7 @@ export function handleLlmStream(call: grpc.ServerDuplexStream<ProcessingRequest,
   const catalog = engine && llmCatalog(engine);
   const endpoint = LLM_ENDPOINTS.find((e) => e === String(call.metadata.get(LLM_ENDPOINT_METADATA_KEY)[0] ?? ''));
   const router = engine && catalog && role === ExtprocRole.llmRouter ? new RouterRun(engine, catalog, state.cooldowns, api === 'flowgate' ? 'openai' : api, endpoint) : undefined;
-  const adapter = catalog && role === ExtprocRole.llmUpstream ? new AdapterRun(catalog, state.cooldowns, state.credentials) : undefined;
+  const adapter = catalog && role === ExtprocRole.llmUpstream ? new AdapterRun(catalog, state.cooldowns, state.credentials, state.answers, (model, result) => llmCacheResults.inc({ model, result })) : undefined;
   const failed = (status: number): LlmAnswer => errorReply(api === 'flowgate' ? 'openai' : api, status, 'gateway_error', 'the gateway failed on this request');
 
   const answer = async (msg: ProcessingRequest): Promise<object> => {
@@ -67,7 +70,7 @@ export function handleLlmStream(call: grpc.ServerDuplexStream<ProcessingRequest,
         break;
       }
       case 'request_body':
-        out = router ? router.requestBody(msg.request_body?.body ?? Buffer.alloc(0)) : (adapter as AdapterRun).requestBody(msg.request_body?.body ?? Buffer.alloc(0));
+        out = router ? router.requestBody(msg.request_body?.body ?? Buffer.alloc(0)) : await (adapter as AdapterRun).requestBody(msg.request_body?.body ?? Buffer.alloc(0));
         break;
       case 'response_headers': {
         const headers = headerMapToRecord(msg.response_headers?.headers);
@@ -76,7 +79,7 @@ export function handleLlmStream(call: grpc.ServerDuplexStream<ProcessingRequest,
         break;
       }
       case 'response_body':
-        out = adapter ? adapter.responseBody(msg.response_body?.body ?? Buffer.alloc(0)) : { kind: 'continue' };
+        out = adapter ? await adapter.responseBody(msg.response_body?.body ?? Buffer.alloc(0)) : { kind: 'continue' };
         break;
     }
     return processingResponse(phase, out);

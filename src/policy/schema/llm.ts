@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
+import { LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
 import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
 import { duration, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
@@ -62,6 +62,22 @@ const modelNameOverride = z.union([llmModelName, z.strictObject({ versionTag: pa
   error: 'must be an upstream model name, or { versionTag: TAG } to read it from each version',
 });
 
+/** `llm.cache`: exact-match answer cache (filters/llm/cache.ts). Absent fields: the IR's defaults. */
+const llmCache = z.strictObject({
+  /** How long an answer is served from the cache. */
+  ttl: duration({ min: 1000, max: 7 * 24 * 3_600_000 }).optional(),
+  /** Per filter-service replica (memory store): the most answers kept, least recently used evicted first. */
+  maxEntries: wholeNumber(1, 1_000_000).optional(),
+  /** consumer: each consumer has its own answers; model: every caller of the model shares them. */
+  scope: z.enum(LLM_CACHE_SCOPES).optional(),
+  /** memory: per replica; redis: the filter service's Redis, shared by every replica. */
+  store: z.enum(LLM_CACHE_STORES).optional(),
+  /** Cache requests without `temperature: 0` too. */
+  cacheNonDeterministic: z.boolean().optional(),
+  /** Charge a cached answer's tokens to the caller's token quotas. */
+  chargeHits: z.boolean().optional(),
+});
+
 export const llmBlock = z
   .strictObject({
     /** Absent: openai (an OpenAI-compatible server such as vLLM or Ollama). */
@@ -81,6 +97,8 @@ export const llmBlock = z
     maxCooldown: duration({ min: 0, max: 3_600_000 }).optional(),
     /** owned_by in GET /v1/models; absent: the registered model's `owner` tag, else the IR's default. */
     ownedBy: z.string().min(1).max(128).optional(),
+    /** Answers served again, without calling the model, to the same request. */
+    cache: llmCache.optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
