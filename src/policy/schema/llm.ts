@@ -3,6 +3,7 @@ import { LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.
 import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
 import { duration, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
+import { guardrailsBlock } from './guardrails.js';
 
 /**
  * The LLM blocks of the policy: `Gateway.openai` (where the OpenAI-compatible API is served) and a Model's
@@ -81,6 +82,8 @@ export const llmBlock = z
     maxCooldown: duration({ min: 0, max: 3_600_000 }).optional(),
     /** owned_by in GET /v1/models; absent: the registered model's `owner` tag, else the IR's default. */
     ownedBy: z.string().min(1).max(128).optional(),
+    /** Rules on the request's and the answer's texts (src/policy/schema/guardrails.ts). */
+    guardrails: guardrailsBlock.optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
