@@ -35,9 +35,10 @@ export const INJECTION_PATTERNS: readonly InjectionPattern[] = [
     regex: String.raw`(?i)\byou${WS}are${WS}now${WS}(DAN\b|in${WS}(developer|god|jailbreak|dan)${WS}mode|an?${WS}(unrestricted|unfiltered|uncensored|jailbroken)|jailbroken|free${WS}(of|from)${WS}(all${WS}|any${WS})?(restrictions|rules|guidelines))`,
   },
   {
-    // "Do Anything Now", the DAN prompt's own name for itself
+    // "Do Anything Now", the DAN prompt's own name for itself, capitalised as it writes it ("I can do anything
+    // now" is an ordinary sentence)
     id: 'do-anything-now',
-    regex: String.raw`(?i)\bdo${WS}anything${WS}now\b`,
+    regex: String.raw`\b(Do${WS}Anything${WS}Now|DO${WS}ANYTHING${WS}NOW)\b`,
   },
   {
     // "enable developer mode", "activate jailbreak mode"

@@ -32,7 +32,7 @@ const rule = z
     if (r.type !== 'max_input_tokens' && r.maxTokens !== undefined) ctx.addIssue({ code: 'custom', path: ['maxTokens'], message: `is only used with type max_input_tokens (this rule is ${r.type})` });
     // Nothing in a text is "the match" of an allow list or a token count: there is nothing to mask.
     if (r.action === 'mask' && (r.type === 'allow_patterns' || r.type === 'max_input_tokens')) {
-      ctx.addIssue({ code: 'custom', path: ['action'], message: `a ${r.type} rule has no matched text to mask: use block or monitor` });
+      ctx.addIssue({ code: 'custom', path: ['action'], message: `type ${r.type} has no matched text to mask: use block or monitor` });
     }
   });
 
