@@ -189,7 +189,9 @@ export function modelFilters(
   // Pins are judged by the filter service, never matched by Envoy on the client's headers (see filters/authz/pins.ts).
   const pinAuthz = traffic.pinning && !authz;
   const routesByVersion = traffic.pinning || (rules.access?.versions.length ?? 0) > 0;
-  const requestBody = rules.masking?.request !== undefined || quotas || (rules.guardrails?.input.length ?? 0) > 0;
+  // Guardrails read the request for their input rules, and for output masks (a streamed request is refused there).
+  const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask') ?? false);
+  const requestBody = rules.masking?.request !== undefined || quotas || guardrailsRead;
   // Output guardrails buffer the answer (a JSON answer they refuse gets its own status); the filter service
   // turns a stream's processing to STREAMED when its headers arrive (src/ir/guardrails.ts).
   const outputGuardrails = (rules.guardrails?.output.length ?? 0) > 0;
