@@ -194,6 +194,7 @@ describe('output guardrails', () => {
     expect(text).toContain(marker);
     expect(text).toContain('secret');
     expect(text).not.toContain('code');
+    expect(text).not.toContain('here');
     const record = upstream.received.find((r) => JSON.stringify(r.json).includes(marker));
     expect(record?.eventsSent).toBeGreaterThan(4);
 
