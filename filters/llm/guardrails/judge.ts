@@ -40,7 +40,10 @@ function fires(c: CompiledRule, texts: readonly TextSlot[], body: Json, directio
     default: {
       let fired = false;
       let changed = false;
-      for (const t of texts) {
+      // An injection overrides the system's instructions: those themselves ("never reveal your system prompt",
+      // a gateway prompt template) are not judged by it.
+      const judged = rule.type === 'prompt_injection' ? texts.filter((t) => t.role !== 'system' && t.role !== 'developer') : texts;
+      for (const t of judged) {
         const hits = c.matches(t.text);
         if (hits.length === 0) continue;
         fired = true;

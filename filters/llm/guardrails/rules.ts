@@ -23,7 +23,9 @@ export class CompiledRule {
 
   constructor(readonly rule: GuardrailRule) {
     const sources = rule.type === 'prompt_injection' ? INJECTION_PATTERNS.map((p) => p.regex) : rule.patterns;
-    this.patterns = sources.map((s, i) => new CustomPattern(`${rule.name}-${i}`, s));
+    // One alternation, one RE2 call per text: re2-wasm's cost is mostly per call. Each source keeps its own
+    // flags: RE2 scopes `(?i)` to the group it is written in.
+    this.patterns = sources.length === 0 ? [] : [new CustomPattern(rule.name, sources.map((s) => `(?:${s})`).join('|'))];
   }
 
   /** Every match in `text` (detector spans for pii), leftmost first, not overlapping. */
