@@ -68,7 +68,7 @@ export interface HeaderChanges {
 }
 
 /** What a processor does with one phase: nothing, change the body and/or headers, or refuse. */
-export type PhaseResult = void | { readonly refuse: Refusal } | { readonly body?: Buffer; readonly headers?: HeaderChanges };
+export type PhaseResult = void | { readonly refuse: Refusal } | { readonly body?: Buffer; readonly headers?: HeaderChanges; readonly modeOverride?: object };
 
 /** One processor's handling of one exchange; every hook is optional. */
 export interface ProcessorRun {
@@ -76,7 +76,11 @@ export interface ProcessorRun {
   /** The whole request body (routes buffer it). */
   requestBody?(body: Buffer): PhaseResult | Promise<PhaseResult>;
   responseHeaders?(status: number | undefined, headers: Readonly<Record<string, string>>, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
-  /** A response chunk (streamed routes) or the whole response (buffered routes, `last` true). */
+  /**
+   * A response chunk (streamed routes) or the whole response (buffered routes, `last` true). An empty body
+   * drops the chunk. A `modeOverride` returned from a headers hook changes the rest of the exchange's
+   * processing mode (the routes' filter allows it where a processor needs it).
+   */
   responseBody?(chunk: Buffer, last: boolean): PhaseResult | Promise<PhaseResult>;
   /** The exchange is over (see ExchangeOutcome). */
   end?(outcome: ExchangeOutcome): void | Promise<void>;

@@ -10,7 +10,7 @@ import { untrusted } from '../../src/observability/untrusted.js';
  */
 
 export interface AuditEvent {
-  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline';
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail';
   readonly model: string;
   /** The model version (signature checks), or the failed step (pipelines). */
   readonly version?: string;
@@ -22,6 +22,10 @@ export interface AuditEvent {
   readonly requestId?: string | undefined;
   readonly findings?: readonly { readonly rule: string; readonly path: string }[];
   readonly tokens?: { readonly input: number; readonly output: number; readonly total: number; readonly estimated: boolean };
+  /** Guardrails: the rule that fired and on which side (never the text it matched). */
+  readonly rule?: string;
+  readonly direction?: 'input' | 'output';
+  readonly action?: 'block' | 'mask' | 'monitor';
   /** Usage: how the exchange ended (an aborted one is charged an estimate). */
   readonly outcome?: 'complete' | 'aborted';
 }

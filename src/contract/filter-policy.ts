@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { signatureSchema } from './signature.js';
 import { LLM_ENDPOINTS } from './filter-wire.js';
+import { guardrailRulesSchema } from './guardrails.js';
 
 /**
  * The FilterPolicy: everything the filter service decides with, resolved by the control plane's IR (every
@@ -184,6 +185,8 @@ const model = z.object({
   maxBodyBytes: positive.optional(),
   /** Present when the model is served on the OpenAI-compatible API. */
   llm: llmModel.optional(),
+  /** The LLM guardrails on request and answer texts (src/contract/guardrails.ts); absent: none. */
+  guardrails: guardrailRulesSchema.optional(),
 });
 
 const consumer = z.object({

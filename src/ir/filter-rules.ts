@@ -13,6 +13,7 @@ import {
   type TokenQuotaRule,
 } from '../contract/filter-policy.js';
 import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PipelinePolicy } from '../policy/schema/index.js';
+import { guardrailRules } from './guardrails.js';
 import type { FilterServiceIR, InputValidation, ModelFilterRules, ModelFilters, PipelineServiceIR } from './types.js';
 
 /**
@@ -106,6 +107,11 @@ function validation(model: ModelPolicy): InputValidation | undefined {
   return { input: 'signature', maxBodyBytes: v.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
 }
 
+function guardrailsOf(model: ModelPolicy): { guardrails?: NonNullable<ModelFilterRules['guardrails']> } {
+  const g = guardrailRules(model);
+  return g ? { guardrails: g } : {};
+}
+
 /** A model's filter rules with every default applied. */
 export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): ModelFilterRules {
   const checked = validation(model);
@@ -116,6 +122,7 @@ export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): Mo
     tokenQuotas: model.tokenQuotas.map((q) => tokenQuota(q, (count) => `Model ${model.name}: ${q.tokens} ${count} tokens per ${q.per} per consumer`)),
     masking: masking(model),
     ...(checked && { validation: checked }),
+    ...guardrailsOf(model),
   };
 }
 
@@ -182,8 +189,13 @@ export function modelFilters(
   // Pins are judged by the filter service, never matched by Envoy on the client's headers (see filters/authz/pins.ts).
   const pinAuthz = traffic.pinning && !authz;
   const routesByVersion = traffic.pinning || (rules.access?.versions.length ?? 0) > 0;
-  const requestBody = rules.masking?.request !== undefined || quotas;
-  const responseBody: 'none' | 'buffered' | 'streamed' = rules.masking?.response !== undefined ? 'buffered' : quotas ? 'streamed' : 'none';
+  // Guardrails read the request for their input rules, and for output masks (a streamed request is refused there).
+  const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask') ?? false);
+  const requestBody = rules.masking?.request !== undefined || quotas || guardrailsRead;
+  // Output guardrails buffer the answer (a JSON answer they refuse gets its own status); the filter service
+  // turns a stream's processing to STREAMED when its headers arrive (src/ir/guardrails.ts).
+  const outputGuardrails = (rules.guardrails?.output.length ?? 0) > 0;
+  const responseBody: 'none' | 'buffered' | 'streamed' = rules.masking?.response !== undefined || outputGuardrails ? 'buffered' : quotas ? 'streamed' : 'none';
   const extProc = requestBody || responseBody !== 'none' ? { requestBody, responseBody } : undefined;
   if (!authz && !pinAuthz && !rateLimit && !extProc) return undefined;
   return { authz, pinAuthz, routesByVersion, rateLimit, extProc, failOpen: rules.failOpen };

@@ -1,3 +1,4 @@
+import type { GuardrailRules } from '../contract/guardrails.js';
 import type {
   AccessRules,
   AuditRules,
@@ -322,6 +323,8 @@ export interface ModelFilterRules {
   readonly masking: ModelMaskingRules | undefined;
   /** Request bodies checked against each version's signature; absent: not checked. */
   readonly validation?: InputValidation;
+  /** LLM guardrails (src/ir/guardrails.ts); absent: none. */
+  readonly guardrails?: GuardrailRules;
 }
 
 /** `validation` of a Model, resolved. */

@@ -38,6 +38,7 @@ function modelRules(m: ModelIR): FilterPolicy['models'][number] {
     ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
     ...versionRules(m),
     ...(m.llm && { llm: llmRules(m.llm) }),
+    ...(m.rules.guardrails && { guardrails: m.rules.guardrails }),
   };
 }
 

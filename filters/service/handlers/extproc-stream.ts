@@ -255,12 +255,15 @@ interface PhaseOutcome {
   readonly refusal: Refusal | undefined;
   readonly body: Buffer | undefined;
   readonly headers: { set: Record<string, string>; remove: string[] };
+  /** The processing mode for the rest of the exchange (headers phases only). */
+  readonly modeOverride?: object;
 }
 
 /** Runs one phase through every processor: bodies chain, header changes merge, the first refusal stops it. */
 async function runPhase(runs: readonly ProcessorRun[], step: (run: ProcessorRun) => PhaseResult | Promise<PhaseResult>, onBody?: (body: Buffer) => void): Promise<PhaseOutcome> {
   const headers = { set: {} as Record<string, string>, remove: [] as string[] };
   let body: Buffer | undefined;
+  let modeOverride: object | undefined;
   for (const run of runs) {
     const result = await step(run);
     if (!result) continue;
@@ -270,8 +273,9 @@ async function runPhase(runs: readonly ProcessorRun[], step: (run: ProcessorRun)
       onBody?.(result.body);
     }
     mergeHeaders(headers, result.headers);
+    if ('modeOverride' in result && result.modeOverride) modeOverride = result.modeOverride;
   }
-  return { refusal: undefined, body, headers };
+  return { refusal: undefined, body, headers, ...(modeOverride && { modeOverride }) };
 }
 
 function mergeHeaders(into: { set: Record<string, string>; remove: string[] }, changes: HeaderChanges | undefined): void {
@@ -288,6 +292,7 @@ function phaseAnswer(phase: Phase, out: PhaseOutcome): object {
   const response: Record<string, unknown> = {};
   const hasHeaders = Object.keys(out.headers.set).length > 0 || out.headers.remove.length > 0;
   if (hasHeaders) response.header_mutation = { ...(Object.keys(out.headers.set).length > 0 && { set_headers: setRawHeaders(out.headers.set) }), ...(out.headers.remove.length > 0 && { remove_headers: out.headers.remove }) };
-  if (out.body) response.body_mutation = { body: out.body };
-  return { [phase]: { response } };
+  // An empty body drops the chunk: empty bytes are not encoded, so Envoy is told to clear it.
+  if (out.body) response.body_mutation = out.body.length === 0 ? { clear_body: true } : { body: out.body };
+  return { [phase]: { response }, ...(out.modeOverride && { mode_override: out.modeOverride }) };
 }

@@ -3,6 +3,7 @@ import { LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS }
 import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
 import { duration, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
+import { guardrailsBlock } from './guardrails.js';
 
 /**
  * The LLM blocks of the policy: `Gateway.openai` (where the OpenAI-compatible API is served) and a Model's
@@ -99,6 +100,8 @@ export const llmBlock = z
     ownedBy: z.string().min(1).max(128).optional(),
     /** Answers served again, without calling the model, to the same request. */
     cache: llmCache.optional(),
+    /** Rules on the request's and the answer's texts (src/policy/schema/guardrails.ts). */
+    guardrails: guardrailsBlock.optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';

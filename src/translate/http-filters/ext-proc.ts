@@ -32,6 +32,8 @@ export const extProc: HttpFilterTranslator = {
   listenerFilters(ir, models) {
     const fs = ir.filterService;
     if (!fs) return [];
+    // Output guardrails buffer answers, and let a stream's processing go on STREAMED once its headers arrive.
+    const streamsOnDemand = ir.models.some((m) => (m.rules.guardrails?.output.length ?? 0) > 0);
     return modesUsed(models, (m) => m.filters?.extProc !== undefined).map((mode) => ({
       name: FilterName.extProc(mode),
       disabled: true,
@@ -42,6 +44,7 @@ export const extProc: HttpFilterTranslator = {
         processing_mode: NOTHING,
         // `via_upstream` when the answer is the model's: the filter service never reads usage from Envoy's own replies.
         response_attributes: ['response.code_details'],
+        ...(streamsOnDemand && { allow_mode_override: true }),
       }),
     }));
   },

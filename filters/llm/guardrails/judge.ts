@@ -1,0 +1,81 @@
+import type { GuardrailAction, GuardrailDirection, GuardrailRule } from '../../../src/contract/guardrails.js';
+import { estimateRequestTokens } from '../../extproc/tokenizer.js';
+import { masked, type CompiledRule } from './rules.js';
+import { answerTexts, requestTexts, type TextSlot } from './texts.js';
+
+/**
+ * The guardrails' verdict on one whole body (a request, or a non-streamed answer): rules run in the policy's
+ * order, each on the texts as the rules before it left them. `block` stops at the first rule that fires;
+ * `mask` rewrites the matches in place; `monitor` only reports. Every rule that fired is listed, so each is
+ * counted and audited once.
+ */
+
+type Json = Record<string, unknown>;
+
+export interface Fired {
+  readonly rule: GuardrailRule;
+  readonly direction: GuardrailDirection;
+  readonly action: GuardrailAction;
+}
+
+export interface Verdict {
+  readonly fired: readonly Fired[];
+  /** The rule that refused the body, if one did. */
+  readonly blocked?: GuardrailRule;
+  /** True when a mask rule rewrote a text (the body given was changed in place). */
+  readonly changed: boolean;
+}
+
+/** Whether `rule` fires on `texts`, masking them when its action is mask. */
+function fires(c: CompiledRule, texts: readonly TextSlot[], body: Json, direction: GuardrailDirection): { fired: boolean; changed: boolean } {
+  const rule = c.rule;
+  switch (rule.type) {
+    case 'max_input_tokens':
+      return { fired: direction === 'input' && estimateRequestTokens(body) > (rule.maxTokens ?? Infinity), changed: false };
+    case 'allow_patterns': {
+      // The caller's own words (user messages, prompts, inputs), or every text of an answer.
+      const judged = texts.filter((t) => (direction === 'output' || t.role === undefined || t.role === 'user') && t.text.trim() !== '');
+      return { fired: judged.some((t) => !c.occursIn(t.text)), changed: false };
+    }
+    default: {
+      let fired = false;
+      let changed = false;
+      // An injection overrides the system's instructions: those themselves ("never reveal your system prompt",
+      // a gateway prompt template) are not judged by it.
+      const judged = rule.type === 'prompt_injection' ? texts.filter((t) => t.role !== 'system' && t.role !== 'developer') : texts;
+      for (const t of judged) {
+        const hits = c.matches(t.text);
+        if (hits.length === 0) continue;
+        fired = true;
+        if (rule.action !== 'mask') break;
+        t.set(masked(t.text, hits));
+        changed = true;
+      }
+      return { fired, changed };
+    }
+  }
+}
+
+function judge(rules: readonly CompiledRule[], body: Json, direction: GuardrailDirection, slots: (body: Json) => TextSlot[]): Verdict {
+  const fired: Fired[] = [];
+  let changed = false;
+  for (const c of rules) {
+    // Slots are read again after each rule: a mask before this one changed the texts.
+    const outcome = fires(c, slots(body), body, direction);
+    if (!outcome.fired) continue;
+    fired.push({ rule: c.rule, direction, action: c.rule.action });
+    changed ||= outcome.changed;
+    if (c.rule.action === 'block') return { fired, blocked: c.rule, changed };
+  }
+  return { fired, changed };
+}
+
+/** The input rules' verdict on a parsed request (masks are applied to `body` in place). */
+export function judgeRequest(rules: readonly CompiledRule[], body: Json): Verdict {
+  return judge(rules, body, 'input', requestTexts);
+}
+
+/** The output rules' verdict on a parsed non-streamed answer (masks are applied to `body` in place). */
+export function judgeAnswer(rules: readonly CompiledRule[], body: Json): Verdict {
+  return judge(rules, body, 'output', answerTexts);
+}
