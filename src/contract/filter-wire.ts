@@ -110,6 +110,12 @@ export const LLM_UPSTREAM_ATTRIBUTES = ['xds.upstream_host_metadata', 'xds.route
 /** The endpoint metadata namespace and keys naming the model version an endpoint serves. */
 export const ENDPOINT_METADATA = { namespace: 'flowgate', model: 'model', version: 'version' } as const;
 
+/**
+ * The dynamic metadata the filter service's ext_proc sets on an LLM exchange once its usage is known, so
+ * Envoy's access log (and from it the rollout windows) carries what the request cost.
+ */
+export const LLM_METADATA = { namespace: 'flowgate.llm', cost: 'cost', currency: 'currency', inputTokens: 'input_tokens', outputTokens: 'output_tokens' } as const;
+
 /** The endpoints of the OpenAI-compatible API (and Anthropic's messages), by name, with their paths below the API prefix. */
 export const LLM_ENDPOINTS = ['chat', 'completions', 'embeddings', 'messages'] as const;
 export type LlmEndpoint = (typeof LLM_ENDPOINTS)[number];

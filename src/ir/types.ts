@@ -185,13 +185,13 @@ export interface RolloutPlan {
   readonly stableAlias: string | undefined;
 }
 
-export type RolloutMetricName = 'error_rate' | 'latency_p50' | 'latency_p99' | 'ttft_p95';
+export type RolloutMetricName = 'error_rate' | 'latency_p50' | 'latency_p99' | 'ttft_p95' | 'cost_per_request';
 
 /** One bound a check applies: absolute, or relative to the stable version over the same window. */
 export interface RolloutMetricBound {
   readonly name: RolloutMetricName;
   readonly relative: boolean;
-  /** error_rate: percent (relative: points above stable); latency: ms (relative: ratio to stable). */
+  /** error_rate: percent (relative: points above stable); latency: ms; cost_per_request: currency units (relative: ratio to stable). */
   readonly max: number;
   /** error_rate: 4xx answers count as errors. */
   readonly include4xx: boolean;

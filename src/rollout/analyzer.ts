@@ -97,13 +97,15 @@ export function judgingLastStep(plan: RolloutPlan, state: RolloutState | undefin
 
 const pct = (n: number): string => `${Number(n.toFixed(2))}%`;
 const ms = (n: number): string => `${Number(n.toFixed(1))}ms`;
+const money = (n: number): string => `${Number(n.toPrecision(4))}/request`;
 
 function errorRate(w: VersionWindow, include4xx: boolean): number | null {
   if (w.requests === 0) return null;
   return (100 * (w.errors5xx + (include4xx ? w.errors4xx : 0))) / w.requests;
 }
 
-function latencyOf(w: VersionWindow, name: RolloutMetricBound['name']): number | null {
+function valueOf(w: VersionWindow, name: RolloutMetricBound['name']): number | null {
+  if (name === 'cost_per_request') return w.costPerRequest;
   if (name === 'latency_p50') return w.latencyP50Ms;
   if (name === 'latency_p99') return w.latencyP99Ms;
   return w.ttftP95Ms;
@@ -113,9 +115,10 @@ function latencyOf(w: VersionWindow, name: RolloutMetricBound['name']): number |
 export function judgeMetric(bound: RolloutMetricBound, canary: VersionWindow, stable: VersionWindow, minRequests: number): MetricResult {
   const base = { name: bound.name, relative: bound.relative, max: bound.max };
   const isRate = bound.name === 'error_rate';
-  const c = isRate ? errorRate(canary, bound.include4xx) : latencyOf(canary, bound.name);
-  const s = isRate ? errorRate(stable, bound.include4xx) : latencyOf(stable, bound.name);
-  const show = isRate ? pct : ms;
+  const isCost = bound.name === 'cost_per_request';
+  const c = isRate ? errorRate(canary, bound.include4xx) : valueOf(canary, bound.name);
+  const s = isRate ? errorRate(stable, bound.include4xx) : valueOf(stable, bound.name);
+  const show = isRate ? pct : isCost ? money : ms;
   const lacking = canary.requests < minRequests ? `canary ${canary.requests} requests` : bound.relative && stable.requests < minRequests ? `stable ${stable.requests} requests` : undefined;
   if (lacking !== undefined || c === null || (bound.relative && s === null)) {
     const why = lacking !== undefined ? `${lacking} < minRequests ${minRequests}` : 'no samples';
@@ -132,7 +135,8 @@ export function judgeMetric(bound: RolloutMetricBound, canary: VersionWindow, st
     text = `${bound.name} ${show(c)} ${ok ? '<=' : '>'} stable ${show(s as number)} + ${bound.max} points`;
   } else {
     const limit = (s as number) * bound.max;
-    ok = c <= limit || c - (s as number) <= bound.toleranceMs;
+    // A cost has no noise floor: a cheaper-or-equal canary passes, a dearer one by more than the ratio fails.
+    ok = c <= limit || (!isCost && c - (s as number) <= bound.toleranceMs);
     text = `${bound.name} ${show(c)} ${ok ? '<=' : '>'} ${bound.max} x stable ${show(s as number)}`;
   }
   return { ...base, canary: c, stable: s, verdict: ok ? 'pass' : 'fail', text };

@@ -1,5 +1,6 @@
 import type { HTTPAccessLogEntry__Output } from '../generated/envoy/data/accesslog/v3/HTTPAccessLogEntry.js';
 import type { Duration__Output } from '../generated/google/protobuf/Duration.js';
+import { LLM_METADATA } from '../contract/filter-wire.js';
 import { parseClusterName } from '../ir/types.js';
 import { LATENCY_BUCKETS, trafficMetrics } from './metrics.js';
 
@@ -32,6 +33,8 @@ export interface TrafficRecord {
   readonly latencySeconds: number | undefined;
   /** Seconds until the upstream's first byte (the first token of a stream); undefined when none came. */
   readonly firstByteSeconds?: number | undefined;
+  /** What the request cost (the model's price-table currency), when the filter service reported it. */
+  readonly cost?: number | undefined;
 }
 
 /** The /debug/traffic view of one model version. */
@@ -95,7 +98,16 @@ export function trafficRecord(entry: HTTPAccessLogEntry__Output): TrafficRecord 
     code: entry.response?.response_code?.value ?? 0,
     latencySeconds: entryLatency(entry),
     firstByteSeconds: seconds(entry.common_properties?.time_to_first_upstream_rx_byte),
+    cost: entryCost(entry),
   };
+}
+
+/** The cost the filter service set as dynamic metadata (LLM_METADATA), when it is a finite, non-negative number. */
+export function entryCost(entry: HTTPAccessLogEntry__Output): number | undefined {
+  const value = entry.common_properties?.metadata?.filter_metadata?.[LLM_METADATA.namespace]?.fields?.[LLM_METADATA.cost];
+  if (value?.kind !== 'numberValue') return undefined;
+  const n = Number(value.numberValue);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
 /**

@@ -23,7 +23,7 @@ export function promString(value: string): string {
 }
 
 /** The PromQL of each number a window needs, for one model version over `range` (e.g. "30s"). */
-export function windowQueries(model: string, version: string, range: string): Record<'requests' | 'errors5xx' | 'errors4xx' | 'p50' | 'p99' | 'ttft95', string> {
+export function windowQueries(model: string, version: string, range: string): Record<'requests' | 'errors5xx' | 'errors4xx' | 'p50' | 'p99' | 'ttft95' | 'cost', string> {
   const sel = `model=${promString(model)},version=${promString(version)}`;
   const count = (extra: string): string => `sum(increase(flowgate_model_requests_total{${sel}${extra}}[${range}]))`;
   const quantile = (q: number, metric: string): string => `histogram_quantile(${q}, sum by (le) (increase(${metric}_bucket{${sel}}[${range}])))`;
@@ -35,6 +35,8 @@ export function windowQueries(model: string, version: string, range: string): Re
     p50: quantile(0.5, 'flowgate_model_request_duration_seconds'),
     p99: quantile(0.99, 'flowgate_model_request_duration_seconds'),
     ttft95: quantile(0.95, 'flowgate_model_time_to_first_byte_seconds'),
+    // The filter service's cost counter (every consumer, every currency of the version's price table).
+    cost: `sum(increase(flowgate_llm_cost_total{${sel}}[${range}]))`,
   };
 }
 
@@ -88,7 +90,7 @@ export class PrometheusWindowSource implements TrafficWindowSource {
     const range = `${Math.max(1, Math.round((toMs - fromMs) / 1000))}s`;
     const q = windowQueries(model, version, range);
     const at = toMs / 1000;
-    const [requests, e5, e4, p50, p99, t95] = await Promise.all([q.requests, q.errors5xx, q.errors4xx, q.p50, q.p99, q.ttft95].map((query) => this.scalar(query, at)));
+    const [requests, e5, e4, p50, p99, t95, cost] = await Promise.all([q.requests, q.errors5xx, q.errors4xx, q.p50, q.p99, q.ttft95, q.cost].map((query) => this.scalar(query, at)));
     const seconds = (v: number | null | undefined): number | null => (v === null || v === undefined ? null : v * 1000);
     return {
       // increase() extrapolates to the window's edges; counts are whole requests.
@@ -98,6 +100,8 @@ export class PrometheusWindowSource implements TrafficWindowSource {
       latencyP50Ms: seconds(p50),
       latencyP99Ms: seconds(p99),
       ttftP95Ms: seconds(t95),
+      // The same definition as the access-log windows: the cost reported over every request of the window.
+      costPerRequest: cost === null || cost === undefined || !requests ? null : cost / requests,
     };
   }
 }

@@ -87,6 +87,7 @@ export class RedisTrafficWindows implements TrafficWindowSource {
       if (b.errors4xx) pipeline.hincrby(key, 'e4', b.errors4xx);
       for (const [i, c] of b.latency) pipeline.hincrby(key, `l${i}`, c);
       for (const [i, c] of b.firstByte) pipeline.hincrby(key, `t${i}`, c);
+      if (b.costed) pipeline.hincrby(key, 'cm', b.costMicros).hincrby(key, 'cn', b.costed);
       pipeline.pexpire(key, this.retentionMs);
     }
     try {
@@ -128,6 +129,8 @@ export function bucketOfHash(hash: Readonly<Record<string, string>>): SecondBuck
     if (field === 'n') b.requests = n;
     else if (field === 'e5') b.errors5xx = n;
     else if (field === 'e4') b.errors4xx = n;
+    else if (field === 'cm') b.costMicros = n;
+    else if (field === 'cn') b.costed = n;
     else if (field[0] === 'l') b.latency.set(Number(field.slice(1)), n);
     else if (field[0] === 't') b.firstByte.set(Number(field.slice(1)), n);
   }

@@ -11,10 +11,15 @@ export interface VersionWindow {
   readonly latencyP99Ms: number | null;
   /** Time to the upstream's first byte (first token of a stream), p95, ms. */
   readonly ttftP95Ms: number | null;
+  /**
+   * What a request cost on average (the price table's currency): the cost the filter service reported for
+   * the window's requests, over all of them. null when no request of the window reported a cost.
+   */
+  readonly costPerRequest: number | null;
 }
 
 /** A window with no traffic. */
-export const EMPTY_WINDOW: VersionWindow = { requests: 0, errors5xx: 0, errors4xx: 0, latencyP50Ms: null, latencyP99Ms: null, ttftP95Ms: null };
+export const EMPTY_WINDOW: VersionWindow = { requests: 0, errors5xx: 0, errors4xx: 0, latencyP50Ms: null, latencyP99Ms: null, ttftP95Ms: null, costPerRequest: null };
 
 /** Where windows come from: a time range [fromMs, toMs) of one model version. */
 export interface TrafficWindowSource {

@@ -15,6 +15,8 @@ export interface WindowSample {
   readonly latencyMs: number | undefined;
   /** Until the upstream's first byte (the first token of a stream). */
   readonly firstByteMs: number | undefined;
+  /** What the request cost (the price table's currency), when the filter service reported it. */
+  readonly cost?: number | undefined;
 }
 
 /** One second of one version (also the shape a Redis hash holds). */
@@ -24,6 +26,10 @@ export interface SecondBucket {
   errors4xx: number;
   readonly latency: Map<number, number>;
   readonly firstByte: Map<number, number>;
+  /** The cost reported by the second's requests, in millionths (whole numbers, so Redis can add them). */
+  costMicros: number;
+  /** How many of the second's requests reported a cost. */
+  costed: number;
 }
 
 const BASE_MS = 0.1;
@@ -57,7 +63,7 @@ export function sparseQuantile(q: number, counts: ReadonlyMap<number, number>): 
 }
 
 export function emptyBucket(): SecondBucket {
-  return { requests: 0, errors5xx: 0, errors4xx: 0, latency: new Map(), firstByte: new Map() };
+  return { requests: 0, errors5xx: 0, errors4xx: 0, latency: new Map(), firstByte: new Map(), costMicros: 0, costed: 0 };
 }
 
 /** Adds one sample to a bucket. */
@@ -67,6 +73,10 @@ export function addSample(bucket: SecondBucket, s: WindowSample): void {
   else if (s.code >= 400) bucket.errors4xx++;
   if (s.latencyMs !== undefined) bump(bucket.latency, histogramIndex(s.latencyMs), 1);
   if (s.firstByteMs !== undefined) bump(bucket.firstByte, histogramIndex(s.firstByteMs), 1);
+  if (s.cost !== undefined && Number.isFinite(s.cost) && s.cost >= 0) {
+    bucket.costMicros += Math.round(s.cost * 1e6);
+    bucket.costed++;
+  }
 }
 
 function bump(map: Map<number, number>, key: number, by: number): void {
@@ -80,6 +90,8 @@ export function mergeBucket(into: SecondBucket, from: SecondBucket): void {
   into.errors4xx += from.errors4xx;
   for (const [k, v] of from.latency) bump(into.latency, k, v);
   for (const [k, v] of from.firstByte) bump(into.firstByte, k, v);
+  into.costMicros += from.costMicros;
+  into.costed += from.costed;
 }
 
 /** The window a sum of seconds makes. */
@@ -91,6 +103,7 @@ export function windowOf(b: SecondBucket): VersionWindow {
     latencyP50Ms: sparseQuantile(0.5, b.latency),
     latencyP99Ms: sparseQuantile(0.99, b.latency),
     ttftP95Ms: sparseQuantile(0.95, b.firstByte),
+    costPerRequest: b.costed > 0 && b.requests > 0 ? b.costMicros / 1e6 / b.requests : null,
   };
 }
 

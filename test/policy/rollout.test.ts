@@ -50,6 +50,8 @@ metrics:
   - { name: latency_p99, max: 800ms }
   - { name: latency_p99, relative: true, max: 1.2, tolerance: 10ms }
   - { name: error_rate, relative: true, max: 0.5, include4xx: true }
+  - { name: cost_per_request, max: 0.002 }
+  - { name: cost_per_request, relative: true, max: 1.1 }
 webhooks: { confirmPromotion: { url: "https://ci.example.com/gate", timeout: 2s } }
 `);
     expect(p.canary).toEqual({ version: '4' });
@@ -59,6 +61,8 @@ webhooks: { confirmPromotion: { url: "https://ci.example.com/gate", timeout: 2s 
       { name: 'latency_p99', relative: false, max: 800, include4xx: false, toleranceMs: 5 },
       { name: 'latency_p99', relative: true, max: 1.2, include4xx: false, toleranceMs: 10 },
       { name: 'error_rate', relative: true, max: 0.5, include4xx: true, toleranceMs: 5 },
+      { name: 'cost_per_request', relative: false, max: 0.002, include4xx: false, toleranceMs: 5 },
+      { name: 'cost_per_request', relative: true, max: 1.1, include4xx: false, toleranceMs: 5 },
     ]);
     expect(p.webhooks.confirmPromotion).toEqual({ url: 'https://ci.example.com/gate', timeoutMs: 2000 });
   });
@@ -75,6 +79,8 @@ metrics:
   - { name: error_rate, max: 150 }
   - { name: latency_p50, max: 0.5 }
   - { name: latency_p99, include4xx: true, max: 1s }
+  - { name: cost_per_request, max: 10ms }
+  - { name: cost_per_request, relative: true, max: 2, tolerance: 1ms }
 `;
     expect(issues({ 'm.yaml': MODEL, 'r.yaml': text })).toBe(
       [
@@ -82,6 +88,8 @@ metrics:
         'policy/r.yaml:5:30: metrics[1].max: must be a percentage between 0 and 100 (got 150)',
         'policy/r.yaml:6:31: metrics[2].max: an absolute latency bound is a duration between 1ms and 10m, e.g. 500ms (got 0.5)',
         'policy/r.yaml:7:38: metrics[3].include4xx: only error_rate counts 4xx answers',
+        "policy/r.yaml:8:36: metrics[4].max: an absolute cost bound is the most a request may cost on average, in the price table's currency, e.g. 0.002 (got \"10ms\")",
+        'policy/r.yaml:9:66: metrics[5].tolerance: only a relative latency metric has a tolerance',
       ].join('\n') + '\n',
     );
   });

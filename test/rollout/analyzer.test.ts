@@ -44,6 +44,20 @@ describe('judging one metric', () => {
     expect(judgeMetric({ name: 'ttft_p95', relative: false, max: 500, include4xx: false, toleranceMs: 5 }, win({ ttftP95Ms: 400 }), win(), 20).verdict).toBe('pass');
   });
 
+  test('cost per request: absolute in the price currency, relative as a ratio with no tolerance; unpriced is inconclusive', () => {
+    const abs = { name: 'cost_per_request', relative: false, max: 0.002, include4xx: false, toleranceMs: 5 } as const;
+    expect(judgeMetric(abs, win({ costPerRequest: 0.0019 }), win(), 20).verdict).toBe('pass');
+    const dear = judgeMetric(abs, win({ costPerRequest: 0.0021 }), win(), 20);
+    expect(dear.verdict).toBe('fail');
+    expect(dear.text).toBe('cost_per_request 0.0021/request > 0.002/request');
+    const rel = { ...abs, relative: true, max: 1.2 };
+    expect(judgeMetric(rel, win({ costPerRequest: 0.0012 }), win({ costPerRequest: 0.001 }), 20).verdict).toBe('pass');
+    // A thousandth of a cent dearer is still more than 1.2x: a cost has no latency-style noise floor.
+    expect(judgeMetric(rel, win({ costPerRequest: 0.000_003 }), win({ costPerRequest: 0.000_002 }), 20).verdict).toBe('fail');
+    expect(judgeMetric(abs, win({ costPerRequest: null }), win(), 20).verdict).toBe('inconclusive');
+    expect(judgeMetric(rel, win({ costPerRequest: 0.001 }), win({ costPerRequest: null }), 20).verdict).toBe('inconclusive');
+  });
+
   test('too few requests on the canary, or on stable for a relative bound, or no samples: inconclusive', () => {
     const abs = { name: 'error_rate', relative: false, max: 5, include4xx: false, toleranceMs: 5 } as const;
     expect(judgeMetric(abs, win({ requests: 19 }), win({ requests: 0 }), 20).verdict).toBe('inconclusive');

@@ -39,5 +39,5 @@ export function state(over: Partial<RolloutState> = {}): RolloutState {
 }
 
 export function win(over: Partial<VersionWindow> = {}): VersionWindow {
-  return { requests: 100, errors5xx: 0, errors4xx: 0, latencyP50Ms: 10, latencyP99Ms: 20, ttftP95Ms: null, ...over };
+  return { requests: 100, errors5xx: 0, errors4xx: 0, latencyP50Ms: 10, latencyP99Ms: 20, ttftP95Ms: null, costPerRequest: null, ...over };
 }

@@ -43,10 +43,11 @@ describe('Prometheus window source (stub query API)', () => {
     expect(q.errors5xx).toBe('sum(increase(flowgate_model_requests_total{model="fraud",version="2",code_class=~"5xx|0"}[30s]))');
     expect(q.p99).toBe('histogram_quantile(0.99, sum by (le) (increase(flowgate_model_request_duration_seconds_bucket{model="fraud",version="2"}[30s])))');
     expect(q.ttft95).toContain('flowgate_model_time_to_first_byte_seconds_bucket');
+    expect(q.cost).toBe('sum(increase(flowgate_llm_cost_total{model="fraud",version="2"}[30s]))');
     expect(promString('a"b\\c')).toBe('"a\\"b\\\\c"');
   });
 
-  test('a window from six instant queries at its end, seconds turned into ms, counts rounded', async () => {
+  test('a window from seven instant queries at its end, seconds turned into ms, counts rounded', async () => {
     asked.length = 0;
     answer = (query) => {
       if (query.startsWith('histogram_quantile(0.5,')) return vector('0.012');
@@ -54,11 +55,12 @@ describe('Prometheus window source (stub query API)', () => {
       if (query.startsWith('histogram_quantile(0.95,')) return vector('NaN');
       if (query.includes('code_class=~')) return vector('10.4');
       if (query.includes('code_class="4xx"')) return { status: 'success', data: { resultType: 'vector', result: [] } };
+      if (query.includes('flowgate_llm_cost_total')) return vector('3');
       return vector('199.6');
     };
     const w = await new PrometheusWindowSource({ url: `${base}/` }).window('fraud', '2', 1_700_000_000_000 - 30_000, 1_700_000_000_000);
-    expect(w).toEqual({ requests: 200, errors5xx: 10, errors4xx: 0, latencyP50Ms: 12, latencyP99Ms: 250, ttftP95Ms: null });
-    expect(asked).toHaveLength(6);
+    expect(w).toEqual({ requests: 200, errors5xx: 10, errors4xx: 0, latencyP50Ms: 12, latencyP99Ms: 250, ttftP95Ms: null, costPerRequest: 3 / 199.6 });
+    expect(asked).toHaveLength(7);
     expect(new Set(asked.map((a) => a.time))).toEqual(new Set(['1700000000.000']));
     expect(asked.every((a) => a.query.includes('[30s]'))).toBe(true);
   });

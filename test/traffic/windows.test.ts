@@ -34,6 +34,19 @@ describe('in-memory windows', () => {
     expect(histogramValue(histogramIndex(0.05))).toBe(0.1);
   });
 
+  test('cost per request: the reported cost over every request of the window; null when none reported one', () => {
+    let now = 1_000_000;
+    const w = new TrafficWindows({ now: () => now });
+    w.record('m', '1', { ...ok(10), cost: 0.003 });
+    w.record('m', '1', { ...ok(10), cost: 0.001 });
+    w.record('m', '1', { code: 500, latencyMs: 1, firstByteMs: undefined });
+    w.record('m', '1', { ...ok(10), cost: 0 });
+    expect(w.windowNow('m', '1', now - 1000, now + 1).costPerRequest).toBeCloseTo(0.001, 9);
+    now += 5000;
+    w.record('m', '1', ok(10));
+    expect(w.windowNow('m', '1', now - 1000, now + 1).costPerRequest).toBeNull();
+  });
+
   test('old seconds are pruned after the retention period', () => {
     let now = 0;
     const w = new TrafficWindows({ now: () => now, retentionMs: 10_000 });
@@ -62,11 +75,12 @@ describe('windows shared through Redis', () => {
     open.push(a, b);
     await Promise.all([a.ready(), b.ready()]);
     for (let i = 0; i < 30; i++) a.record('m', '2', ok(20));
-    for (let i = 0; i < 10; i++) b.record('m', '2', { code: 500, latencyMs: 200, firstByteMs: undefined });
+    for (let i = 0; i < 10; i++) b.record('m', '2', { code: 500, latencyMs: 200, firstByteMs: undefined, cost: 0.000_004 });
     await Promise.all([a.flush(), b.flush()]);
     for (const w of [a, b]) {
       const s = await w.window('m', '2', now - 2000, Date.now() + 1);
       expect(s).toMatchObject({ requests: 40, errors5xx: 10 });
+      expect(s.costPerRequest).toBeCloseTo((10 * 0.000_004) / 40, 12);
       expect(s.latencyP99Ms).toBeGreaterThan(150);
       expect(s.latencyP50Ms).toBeLessThan(25);
     }

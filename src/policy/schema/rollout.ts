@@ -8,10 +8,13 @@ import { shown } from '../issues.js';
  * fields stay absent here; src/rollout/plan.ts (called by the IR build) decides every default.
  */
 
-export const ROLLOUT_METRICS = ['error_rate', 'latency_p50', 'latency_p99', 'ttft_p95'] as const;
+export const ROLLOUT_METRICS = ['error_rate', 'latency_p50', 'latency_p99', 'ttft_p95', 'cost_per_request'] as const;
 export type RolloutMetricName = (typeof ROLLOUT_METRICS)[number];
 
-/** One metric bound after parsing: `max` is a percent (error_rate), milliseconds (absolute latency) or a ratio (relative latency). */
+/**
+ * One metric bound after parsing: `max` is a percent (error_rate), milliseconds (absolute latency), currency
+ * units per request (absolute cost_per_request) or a ratio to the stable version (relative latency and cost).
+ */
 export interface RolloutMetricSpec {
   readonly name: RolloutMetricName;
   /** Compared with the stable version over the same window instead of with a fixed bound. */
@@ -37,7 +40,7 @@ const metric = z
       return z.NEVER;
     };
     if (m.include4xx !== undefined && m.name !== 'error_rate') return fail('include4xx', 'only error_rate counts 4xx answers');
-    if (m.tolerance !== undefined && (m.name === 'error_rate' || !m.relative)) return fail('tolerance', 'only a relative latency metric has a tolerance');
+    if (m.tolerance !== undefined && (m.name === 'error_rate' || m.name === 'cost_per_request' || !m.relative)) return fail('tolerance', 'only a relative latency metric has a tolerance');
     let max: number;
     if (m.name === 'error_rate') {
       // Relative: points above the stable version's rate; absolute: the rate itself, in percent.
@@ -45,8 +48,12 @@ const metric = z
       max = m.max;
     } else if (m.relative) {
       if (typeof m.max !== 'number' || !(m.max >= 1 && m.max <= 1000)) {
-        return fail('max', `a relative latency bound is a ratio to the stable version, between 1 and 1000, e.g. 1.5 (got ${shown(m.max)})`);
+        return fail('max', `a relative ${m.name === 'cost_per_request' ? 'cost' : 'latency'} bound is a ratio to the stable version, between 1 and 1000, e.g. 1.5 (got ${shown(m.max)})`);
       }
+      max = m.max;
+    } else if (m.name === 'cost_per_request') {
+      // In the currency of the model's price table (llm.pricing), per request.
+      if (typeof m.max !== 'number' || !(m.max >= 0 && m.max <= 1_000_000)) return fail('max', `an absolute cost bound is the most a request may cost on average, in the price table's currency, e.g. 0.002 (got ${shown(m.max)})`);
       max = m.max;
     } else {
       const ms = typeof m.max === 'string' ? parseDuration(m.max) : undefined;
