@@ -7,6 +7,7 @@ import { MODEL_METADATA_KEY as MODEL_METADATA } from '../../src/contract/filter-
 import { formatIssues } from '../../src/policy/format.js';
 import { policyFromFiles } from '../../src/policy/load.js';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
+import { seededRandom } from '../harness/prng.js';
 
 /**
  * Malformed input to the filter service over real gRPC: random bytes, valid messages with missing or absurd
@@ -19,16 +20,6 @@ const KEY = 'fuzz-key-0123456789';
 let server: FilterServer;
 let client: grpc.Client;
 
-/** A small deterministic PRNG (mulberry32), so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function unary(path: string, bytes: Uint8Array): Promise<{ ok: true; bytes: Buffer } | { ok: false; code: number }> {
   return new Promise((resolve) => {
@@ -111,7 +102,7 @@ const STILL_OK = async (): Promise<void> => {
 
 describe('filter service fuzzing', () => {
   test('random bytes to Check and ShouldRateLimit: an error or an answer, never a crash', async () => {
-    const next = rng(42);
+    const next = seededRandom(42);
     for (let i = 0; i < 300; i++) {
       const bytes = Uint8Array.from({ length: Math.floor(next() * 200) }, () => Math.floor(next() * 256));
       for (const path of ['/envoy.service.auth.v3.Authorization/Check', '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit']) {
@@ -162,7 +153,7 @@ describe('filter service fuzzing', () => {
     const unknownModel = await extProc('nope', [headers, body('{}')]);
     expect(unknownModel.answers.length).toBe(2);
 
-    const next = rng(7);
+    const next = seededRandom(7);
     for (let i = 0; i < 100; i++) {
       const junk = Uint8Array.from({ length: Math.floor(next() * 100) }, () => Math.floor(next() * 256));
       const res = await extProc('guarded', [junk]);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolvePins } from '../../../filters/authz/pins.js';
 import type { LiveVersionRule } from '../../../src/contract/filter-policy.js';
+import { seededRandom } from '../../harness/prng.js';
 
 /**
  * A property test of pin reading: random multiplicities of x-model-version and x-model-alias values
@@ -15,16 +16,6 @@ import type { LiveVersionRule } from '../../../src/contract/filter-policy.js';
 const SEED = Number(process.env.FLOWGATE_FUZZ_SEED ?? 20261202);
 const CASES = Number(process.env.FLOWGATE_FUZZ_CASES ?? 3000);
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const LIVE: LiveVersionRule[] = [
   { version: '6', aliases: ['champion', 'prod'], weight: 90 },
@@ -67,7 +58,7 @@ function pick(tokens: readonly Token[], rnd: () => number, n: number): Token[] {
 
 describe('pin headers, random multiplicities and encodings', () => {
   it(`${CASES} cases: pinned exactly when every value names the same live version`, () => {
-    const rnd = prng(SEED);
+    const rnd = seededRandom(SEED);
     const seen = { none: 0, pinned: 0, ambiguous: 0, not_live: 0 };
     for (let i = 0; i < CASES; i++) {
       const hasVersion = rnd() < 0.7;

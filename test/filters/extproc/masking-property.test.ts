@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileMasking, type Masker } from '../../../filters/extproc/masking.js';
+import { seededRandom } from '../../harness/prng.js';
 
 /**
  * A property test of card masking: random valid card numbers from several networks, written with random
@@ -18,17 +19,6 @@ import { compileMasking, type Masker } from '../../../filters/extproc/masking.js
 const SEED = Number(process.env.FLOWGATE_FUZZ_SEED ?? 20251201);
 const CASES = Number(process.env.FLOWGATE_FUZZ_CASES ?? 400);
 
-/** mulberry32: a small seeded PRNG, good enough to spread test cases. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Random {
   constructor(readonly next: () => number) {}
@@ -195,7 +185,7 @@ describe('card masking, property test', () => {
   const maskers: [string, Masker][] = (['replace', 'remove', 'last4', 'hash'] as const).map((mode) => [mode, compileMasking({ fields: [], patterns: ['email', 'card', 'phone', 'ssn'], custom: [], mode }, { salt: 'fuzz' })]);
 
   it(`no card digits survive and the shape holds (seed ${SEED}, ${CASES} documents)`, { timeout: 60_000 }, () => {
-    const r = new Random(prng(SEED));
+    const r = new Random(seededRandom(SEED));
     let cardsPlaced = 0;
     for (let n = 0; n < CASES; n++) {
       const cards = Array.from({ length: 1 + r.int(3) }, () => cardNumber(r));
