@@ -185,7 +185,7 @@ async function startFlowgate(ctx: XdsContext, fixture: Fixture, changes: readonl
 }
 
 /** Wall-clock ms as the integer nanoseconds ads-load reads (a double cannot hold them exactly). */
-function unixNanos(ms: number): string {
+export function unixNanos(ms: number): string {
   const whole = Math.floor(ms);
   return (BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6))).toString();
 }
