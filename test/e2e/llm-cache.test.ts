@@ -1,16 +1,13 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
-import { freePorts } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 import { startRedis, type TestRedis } from '../harness/redis.js';
-import { request } from '../harness/traffic.js';
 
 /**
  * The LLM answer cache through real Envoy, with the official openai SDK (Node) as the client and the OpenAI
@@ -25,7 +22,7 @@ let redis: TestRedis;
 let v1: LlmUpstream;
 let v2: LlmUpstream;
 let sharedUp: LlmUpstream;
-const gateways: { flowgate: FlowgateProcess; envoy: EnvoyProcess; base: string }[] = [];
+const gateways: LlmGateway[] = [];
 let registryPath: string;
 const METERED_KEY = 'metered-cache-key-0123456789';
 
@@ -44,13 +41,8 @@ function writeRegistry(champion: string): void {
   renameSync(`${registryPath}.tmp`, registryPath);
 }
 
-function policy(listener: number, filters: number): Record<string, string> {
+function policy(): Record<string, string> {
   return {
-    'gateway.yaml': `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
-openai: { listener: llm }
-`,
     'consumers.yaml': `kind: Consumer
 name: metered
 apiKeys: [{ id: m-1, sha256: ${createHash('sha256').update(METERED_KEY).digest('hex')} }]
@@ -96,26 +88,12 @@ beforeAll(async () => {
   registryPath = join(dir, 'registry.json');
   writeRegistry('1');
   for (const i of [0, 1]) {
-    const [listener, filters] = (await freePorts(2)) as [number, number];
-    const policyDir = join(dir, `policy-${i}`);
-    mkdirSync(policyDir);
-    for (const [file, text] of Object.entries(policy(listener, filters))) writeFileSync(join(policyDir, file), text);
-    const flowgate = await startFlowgate({ policyDir, registryFile: registryPath, pollIntervalMs: 300, filtersPort: filters, redisUrl: redis.url, name: `flowgate-llm-cache-${i}` });
-    const envoy = await startEnvoy({ nodeId: `e2e-llm-cache-${i}`, nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-    const base = `http://127.0.0.1:${listener}`;
-    gateways.push({ flowgate, envoy, base });
-    const probe = JSON.stringify({ model: 'cached', messages: [{ role: 'user', content: 'probe' }] });
-    await waitFor(`gateway ${i}`, async () => ((await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: probe })).status === 200 ? true : undefined), {
-      describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}`,
-    });
+    gateways.push(await startLlmGateway({ name: `flowgate-llm-cache-${i}`, dir, files: policy, registry: { file: registryPath }, pollIntervalMs: 300, redisUrl: redis.url, readyModel: 'cached' }));
   }
 }, 120_000);
 
 afterAll(async () => {
-  for (const g of gateways) {
-    await g.envoy.stop();
-    await g.flowgate.stop();
-  }
+  for (const g of gateways) await g.stop();
   for (const u of [v1, v2, sharedUp]) await u?.close();
   await redis?.stop();
 });

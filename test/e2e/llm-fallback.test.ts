@@ -1,13 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeCertificates } from '../harness/certs.js';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiSdks, resultOf, type StreamResult } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 import { registerSecrets } from '../harness/secrets.js';
 import { request, type HttpAnswer } from '../harness/traffic.js';
@@ -22,20 +17,14 @@ import { request, type HttpAnswer } from '../harness/traffic.js';
 
 const PROVIDER_KEY = 'sk-provider-test-0123456789abcdef';
 
-let flowgate: FlowgateProcess;
-let envoy: EnvoyProcess;
+let gateway: LlmGateway;
 let primary: LlmUpstream;
 let provider: LlmUpstream;
 let backup: LlmUpstream;
 let base: string;
 
-function policy(listener: number, filters: number, providerPort: number, ca: string): Record<string, string> {
+function policy(providerPort: number, ca: string): Record<string, string> {
   return {
-    'gateway.yaml': `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
-openai: { listener: llm }
-`,
     'models.yaml': `kind: Model
 name: primary
 upstream: { addressTemplate: "127.0.0.1:${primary.port}" }
@@ -95,21 +84,18 @@ beforeAll(async () => {
   primary = await startLlmUpstream({ name: 'primary' });
   backup = await startLlmUpstream({ name: 'backup' });
   provider = await startLlmUpstream({ name: 'provider', apiKey: PROVIDER_KEY, tls: certs.leaf('provider') });
-  const [listener, filters] = (await freePorts(2)) as [number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-llm-fallback-'));
-  const policyDir = join(dir, 'policy');
-  mkdirSync(policyDir);
-  for (const [file, text] of Object.entries(policy(listener, filters, provider.port, certs.ca))) writeFileSync(join(policyDir, file), text);
-  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: ['primary', 'backup'].map((name) => ({ name, versions: [{ version: '1' }] })) }));
-  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, name: 'flowgate-llm-fallback', env: { PROVIDER_KEY } });
-  envoy = await startEnvoy({ nodeId: 'e2e-llm-fallback', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-  base = `http://127.0.0.1:${listener}`;
-  await waitFor('the OpenAI API', async () => ((await chat('primary')).status === 200 ? true : undefined), { describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}` });
+  gateway = await startLlmGateway({
+    name: 'flowgate-llm-fallback',
+    files: () => policy(provider.port, certs.ca),
+    registry: { json: JSON.stringify({ models: ['primary', 'backup'].map((name) => ({ name, versions: [{ version: '1' }] })) }) },
+    env: { PROVIDER_KEY },
+    readyModel: 'primary',
+  });
+  base = gateway.base;
 }, 120_000);
 
 afterAll(async () => {
-  await envoy?.stop();
-  await flowgate?.stop();
+  await gateway?.stop();
   for (const u of [primary, provider, backup]) await u?.close();
 });
 
@@ -176,10 +162,10 @@ describe('a fallback chain', () => {
 
 describe('providers', () => {
   test('the key is in no Envoy configuration, and the control plane knows only where it is read', async () => {
-    const dump = await envoy.admin('/config_dump?include_eds');
+    const dump = await gateway.envoy.admin('/config_dump?include_eds');
     expect(dump).toContain('localhost');
     expect(dump).not.toContain(PROVIDER_KEY);
-    const ir = await (await fetch(`${flowgate.adminUrl}/debug/ir`)).text();
+    const ir = await (await fetch(`${gateway.flowgate.adminUrl}/debug/ir`)).text();
     expect(ir).toContain('PROVIDER_KEY');
     expect(ir).not.toContain(PROVIDER_KEY);
   });

@@ -1,14 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiSdks, resultOf, runPythonOpenaiBatch, type SdkOutcome, type StreamResult } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
-import { waitFor } from '../harness/process.js';
 import { registerSecrets } from '../harness/secrets.js';
 import { request } from '../harness/traffic.js';
 
@@ -24,20 +18,14 @@ import { request } from '../harness/traffic.js';
 const KEYS = { acme: 'acme-llm-key-0123456789', beta: 'beta-llm-key-0123456789' } as const;
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-let flowgate: FlowgateProcess;
-let envoy: EnvoyProcess;
+let gateway: LlmGateway;
 let v1: LlmUpstream;
 let v2: LlmUpstream;
 let plain: LlmUpstream;
 let base: string;
 
-function policy(listener: number, filters: number): Record<string, string> {
+function policy(): Record<string, string> {
   return {
-    'gateway.yaml': `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
-openai: { listener: llm }
-`,
     'consumers.yaml': `kind: Consumer
 name: acme
 apiKeys: [{ id: acme-1, sha256: ${sha(KEYS.acme)} }]
@@ -118,21 +106,12 @@ beforeAll(async () => {
   v1 = await startLlmUpstream({ name: 'v1' });
   v2 = await startLlmUpstream({ name: 'v2' });
   plain = await startLlmUpstream({ name: 'plain' });
-  const [listener, filters] = (await freePorts(2)) as [number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-llm-'));
-  const policyDir = join(dir, 'policy');
-  mkdirSync(policyDir);
-  for (const [file, text] of Object.entries(policy(listener, filters))) writeFileSync(join(policyDir, file), text);
-  writeFileSync(join(dir, 'registry.json'), registry());
-  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, name: 'flowgate-llm' });
-  envoy = await startEnvoy({ nodeId: 'e2e-llm', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-  base = `http://127.0.0.1:${listener}`;
-  await waitFor('the OpenAI API', async () => ((await chat('open')).status === 200 ? true : undefined), { describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}` });
+  gateway = await startLlmGateway({ name: 'flowgate-llm', files: policy, registry: { json: registry() }, readyModel: 'open' });
+  base = gateway.base;
 }, 120_000);
 
 afterAll(async () => {
-  await envoy?.stop();
-  await flowgate?.stop();
+  await gateway?.stop();
   for (const u of [v1, v2, plain]) await u?.close();
 });
 

@@ -1,12 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { serveModel, startMlflow, type LoggedModel, type MlflowServer, type ServedModel } from '../harness/mlflow.js';
 import { openaiSdks, resultOf, runPythonOpenaiBatch, type SdkOutcome, type StreamResult } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 import { registerSecrets } from '../harness/secrets.js';
 import { request } from '../harness/traffic.js';
@@ -23,8 +18,7 @@ const SECRET_TEXT = 'card 4111 1111 1111 1111 belongs to jane@example.com';
 
 let mlflow: MlflowServer;
 let served: ServedModel[] = [];
-let flowgate: FlowgateProcess;
-let envoy: EnvoyProcess;
+let gateway: LlmGateway;
 let versions: LoggedModel[];
 let base: string;
 
@@ -45,41 +39,28 @@ beforeAll(async () => {
   served = await Promise.all(versions.map((v) => serveModel(mlflow.uri, 'support-bot', v.version)));
   for (const [i, v] of versions.entries()) await mlflow.admin.setModelVersionTag('support-bot', v.version, 'flowgate.address', `127.0.0.1:${served[i]?.port ?? 0}`);
 
-  const [listener, filters] = (await freePorts(2)) as [number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-llm-mlflow-'));
-  const policyDir = join(dir, 'policy');
-  mkdirSync(policyDir);
-  writeFileSync(
-    join(policyDir, 'gateway.yaml'),
-    `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 5s }
-openai: { listener: llm }
-`,
-  );
-  writeFileSync(
-    join(policyDir, 'support-bot.yaml'),
-    `kind: Model
+  gateway = await startLlmGateway({
+    name: 'flowgate-llm-mlflow',
+    filterTimeout: '5s',
+    files: () => ({
+      'support-bot.yaml': `kind: Model
 name: support-bot
 upstream: { versionTag: flowgate.address }
 # The challenger takes no unpinned traffic, but is live, so it can be pinned.
 traffic: { stable: { alias: champion }, canary: { alias: challenger, weight: 0 } }
 llm: { upstream: mlflow, names: [support] }
 `,
-  );
-  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: 500, filtersPort: filters, name: 'flowgate-llm-mlflow' });
-  envoy = await startEnvoy({ nodeId: 'e2e-llm-mlflow', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-  base = `http://127.0.0.1:${listener}`;
-  const hello = { model: 'support-bot', messages: [{ role: 'user', content: 'hello' }] };
-  await waitFor('the ChatModel through the OpenAI API', async () => ((await chat(hello)).status === 200 ? true : undefined), {
-    timeoutMs: 60_000,
-    describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}`,
+    }),
+    registry: { mlflowUri: mlflow.uri },
+    pollIntervalMs: 500,
+    readyModel: 'support-bot',
+    readyTimeoutMs: 60_000,
   });
+  base = gateway.base;
 }, 300_000);
 
 afterAll(async () => {
-  await envoy?.stop();
-  await flowgate?.stop();
+  await gateway?.stop();
   await Promise.all(served.map((s) => s.stop()));
   await mlflow?.stop();
 });
