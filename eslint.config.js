@@ -18,7 +18,7 @@ export default tseslint.config(
   },
   // The dependency rule of ARCHITECTURE.md, enforced: the contract imports nothing of the project; the filter
   // service imports only the contract and the platform helpers (logging, metrics, admin endpoint, protobuf
-  // codec and generated types, TLS, errors); the control plane never imports the filter service, except the
+  // codec and generated types, TLS, the Redis client, errors); the control plane never imports the filter service, except the
   // process wiring that embeds it.
   {
     files: ['filters/**/*.ts'],
@@ -28,8 +28,8 @@ export default tseslint.config(
         {
           patterns: [
             {
-              regex: '(^|/)src/(?!(contract|observability|proto|generated|tls)/|errors\\.js$)',
-              message: 'filters/ may import only src/contract and the platform helpers (observability, proto, generated, tls, errors).',
+              regex: '(^|/)src/(?!(contract|observability|proto|generated|tls|redis)/|errors\\.js$)',
+              message: 'filters/ may import only src/contract and the platform helpers (observability, proto, generated, tls, redis, errors).',
             },
           ],
         },

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { openRedis, type RedisClient } from '../../src/redis/client.js';
 import type { LlmCacheRules } from '../../src/contract/filter-policy.js';
 import type { LlmCacheResult, LlmEndpoint } from '../../src/contract/filter-wire.js';
 import { errorMessage } from '../../src/errors.js';
@@ -139,12 +139,12 @@ const redisWarning = new ThrottledWarning('redis answer cache unavailable; answe
 
 /** Answers in the filter service's Redis, shared by its replicas; a key expires with the entry's TTL. */
 export class RedisAnswers {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   /** Set once the first connection attempt is over (whatever its result). */
   private connected = false;
 
   constructor(url: string, private readonly keyPrefix = 'flowgate:llm-cache:') {
-    this.redis = new Redis(url, {
+    this.redis = openRedis(url, {
       commandTimeout: 200,
       connectTimeout: 1_000,
       enableOfflineQueue: false,

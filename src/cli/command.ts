@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
+import { parseRedisUrl } from '../redis/client.js';
 
 /**
  * The CLI's command model: each command declares its options once, and a value comes from (first wins)
@@ -121,4 +122,15 @@ export function hostPort(value: string, what: string): { host: string; port: num
   const port = m ? Number(m[2]) : NaN;
   if (!m || !m[1] || port < 1 || port > 65535) throw new UsageError(`${what} must be HOST:PORT, got "${value}"`);
   return { host: m[1], port };
+}
+
+/** A --redis-url value (src/redis/client.ts forms), checked before anything connects; empty or absent: none. */
+export function redisUrlOption(value: unknown, what: string): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  try {
+    parseRedisUrl(value);
+  } catch (err) {
+    throw new UsageError(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return value;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
+import { openRedis, type RedisClient } from '../redis/client.js';
 import { errorMessage } from '../errors.js';
 import { logger, type Logger } from '../observability/log.js';
 
@@ -71,6 +71,7 @@ interface LeaseScripts {
 export interface RedisLeaseOptions {
   readonly url: string;
   readonly ttlMs?: number;
+  /** The lease's key; its generation counter is KEY:generation. Give it a hash tag ({…}) for Redis Cluster: both keys must share a slot. */
   readonly key?: string;
   readonly holder?: string;
   readonly onChange?: (held: boolean, generation: number | undefined) => void;
@@ -79,7 +80,7 @@ export interface RedisLeaseOptions {
 
 export class RedisLease implements RolloutLease {
   readonly holder: string;
-  private readonly redis: Redis & LeaseScripts;
+  private readonly redis: RedisClient & LeaseScripts;
   private readonly ttlMs: number;
   private readonly key: string;
   private readonly log: Logger;
@@ -91,14 +92,15 @@ export class RedisLease implements RolloutLease {
   constructor(private readonly options: RedisLeaseOptions) {
     this.holder = options.holder ?? holderId();
     this.ttlMs = options.ttlMs ?? 10_000;
-    this.key = options.key ?? 'flowgate:rollout:lease';
+    // The hash tag keeps the lease and its generation counter in one Redis Cluster slot (one script touches both).
+    this.key = options.key ?? 'flowgate:rollout:{lease}';
     this.log = options.log ?? logger('rollout-lease');
-    const redis = new Redis(options.url, { maxRetriesPerRequest: 1, commandTimeout: Math.max(200, Math.floor(this.ttlMs / 4)), enableOfflineQueue: false });
+    const redis = openRedis(options.url, { maxRetriesPerRequest: 1, commandTimeout: Math.max(200, Math.floor(this.ttlMs / 4)), enableOfflineQueue: false });
     redis.on('error', (err: Error) => this.log.debug({ err: errorMessage(err) }, 'lease redis connection error'));
     redis.defineCommand('flowgateLeaseAcquire', { numberOfKeys: 2, lua: ACQUIRE });
     redis.defineCommand('flowgateLeaseRenew', { numberOfKeys: 1, lua: RENEW });
     redis.defineCommand('flowgateLeaseRelease', { numberOfKeys: 1, lua: RELEASE });
-    this.redis = redis as Redis & LeaseScripts;
+    this.redis = redis as RedisClient & LeaseScripts;
   }
 
   generation(): number | undefined {

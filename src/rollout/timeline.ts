@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { openRedis, type RedisClient } from '../redis/client.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../observability/log.js';
 import type { RolloutPhase } from '../ir/types.js';
@@ -54,11 +54,11 @@ const MAX_EVENTS = 500;
 
 export class RolloutTimeline {
   private readonly local = new Map<string, RolloutEvent[]>();
-  private readonly redis: Redis | undefined;
+  private readonly redis: RedisClient | undefined;
 
   constructor(options: { redisUrl?: string | undefined; keyPrefix?: string } = {}) {
     if (options.redisUrl) {
-      this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableOfflineQueue: false });
+      this.redis = openRedis(options.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableOfflineQueue: false });
       this.redis.on('error', (err: Error) => log.debug({ err: errorMessage(err) }, 'timeline redis connection error'));
     }
     this.prefix = options.keyPrefix ?? 'flowgate:rollout:events:';

@@ -1,6 +1,6 @@
-import { Redis } from 'ioredis';
 import { errorMessage } from '../errors.js';
 import { logger } from '../observability/log.js';
+import { openRedis, type RedisClient } from '../redis/client.js';
 import type { TrafficWindowSource, VersionWindow } from './window-stats.js';
 import { addSample, emptyBucket, mergeBucket, secondsOf, windowOf, type SecondBucket, type WindowSample } from './windows.js';
 
@@ -10,7 +10,9 @@ import { addSample, emptyBucket, mergeBucket, secondsOf, windowOf, type SecondBu
  * the lease holder reads the seconds of a window from every replica at once. A hash expires after the
  * retention period, so Redis holds only the recent past.
  *
- * Fields: n (requests), e5, e4, l<i> and t<i> (latency and first-byte histogram buckets, see windows.ts).
+ * Fields: n (requests), e5, e4, l<i> and t<i> (latency and first-byte histogram buckets, see windows.ts),
+ * cm and cn (cost in millionths, and the requests that reported one). Keys are PREFIX{model:version}:second:
+ * under Redis Cluster a version's seconds live in one slot, and a flush sends one pipeline per version.
  */
 
 const log = logger('traffic-redis');
@@ -25,7 +27,7 @@ export interface RedisWindowsOptions {
 
 export class RedisTrafficWindows implements TrafficWindowSource {
   readonly kind = 'redis';
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
   private readonly retentionMs: number;
   private readonly now: () => number;
@@ -35,7 +37,7 @@ export class RedisTrafficWindows implements TrafficWindowSource {
   private failures = 0;
 
   constructor(options: RedisWindowsOptions) {
-    this.redis = new Redis(options.url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableOfflineQueue: false, lazyConnect: false });
+    this.redis = openRedis(options.url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableOfflineQueue: false, lazyConnect: false });
     this.redis.on('error', (err: Error) => {
       if (this.failures++ % 100 === 0) log.warn({ err: errorMessage(err) }, 'redis traffic windows: connection failed');
     });
@@ -46,8 +48,9 @@ export class RedisTrafficWindows implements TrafficWindowSource {
     this.timer.unref();
   }
 
+  /** One version's seconds share a hash tag, so a window's read stays on one Redis Cluster node. */
   private key(model: string, version: string, second: number): string {
-    return `${this.prefix}${model}:${version}:${second}`;
+    return `${this.prefix}{${model}:${version}}:${second}`;
   }
 
   /** Counts one request locally; the next flush adds it in Redis. */
@@ -80,8 +83,15 @@ export class RedisTrafficWindows implements TrafficWindowSource {
     if (this.pending.size === 0 || this.redis.status !== 'ready') return;
     const batch = this.pending;
     this.pending = new Map();
-    const pipeline = this.redis.pipeline();
+    // One pipeline per version (its keys share a slot); on a single Redis they go out back to back anyway.
+    const byVersion = new Map<string, ReturnType<RedisClient['pipeline']>>();
     for (const [key, b] of batch) {
+      const tag = key.slice(0, key.indexOf('}') + 1);
+      let pipeline = byVersion.get(tag);
+      if (!pipeline) {
+        pipeline = this.redis.pipeline();
+        byVersion.set(tag, pipeline);
+      }
       if (b.requests) pipeline.hincrby(key, 'n', b.requests);
       if (b.errors5xx) pipeline.hincrby(key, 'e5', b.errors5xx);
       if (b.errors4xx) pipeline.hincrby(key, 'e4', b.errors4xx);
@@ -91,9 +101,10 @@ export class RedisTrafficWindows implements TrafficWindowSource {
       pipeline.pexpire(key, this.retentionMs);
     }
     try {
-      const results = await pipeline.exec();
-      const failed = results?.find(([err]) => err);
-      if (failed?.[0]) throw failed[0];
+      for (const results of await Promise.all([...byVersion.values()].map((p) => p.exec()))) {
+        const failed = results?.find(([err]) => err);
+        if (failed?.[0]) throw failed[0];
+      }
     } catch (err) {
       // A lost second of counts makes a window thinner, never wrong in kind: the check may come out inconclusive.
       if (this.failures++ % 20 === 0) log.warn({ err: errorMessage(err), seconds: batch.size }, 'redis traffic windows: flush failed; those counts are lost');

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { openRedis, type RedisClient } from '../../../src/redis/client.js';
 import { errorMessage } from '../../../src/errors.js';
 import { COUNTER_SCRIPT } from './redis-script.js';
 import { leavingOf, SLIDING_BUCKETS } from './sliding.js';
@@ -14,7 +15,7 @@ import { ThrottledWarning } from '../../ratelimit/telemetry.js';
  */
 
 export interface RedisStoreOptions {
-  /** redis://[user:pass@]host:port[/db]; or host and port. */
+  /** redis://[user:pass@]host:port[/db], redis+cluster://host:port,… or redis+sentinel://host:port,…/MASTER (src/redis/client.ts); or host and port. */
   readonly url?: string;
   readonly host?: string;
   readonly port?: number;
@@ -40,7 +41,7 @@ const connectionWarning = new ThrottledWarning('redis counter store connection f
 
 export class RedisStore implements CounterStore {
   readonly kind = 'redis' as const;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keyPrefix: string;
   private readonly expirySlackMs: number;
   private readonly connectTimeoutMs: number;
@@ -65,7 +66,7 @@ export class RedisStore implements CounterStore {
     };
     this.redis =
       options.url !== undefined
-        ? new Redis(options.url, clientOptions)
+        ? openRedis(options.url, clientOptions)
         : new Redis({ ...clientOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
     this.redis.defineCommand('flowgateCounters', { lua: COUNTER_SCRIPT });
     // Without a listener ioredis prints every reconnection failure; these go to the throttled log instead.

@@ -5,7 +5,7 @@ import { localFilterPolicySource } from '../../control/filter-policy-source.js';
 import { logger } from '../../observability/log.js';
 import { loadRegistryFile } from '../../registry/file.js';
 import { grpcClientCredentials } from '../../tls/credentials.js';
-import { hostPort, UsageError, type Command } from '../command.js';
+import { hostPort, redisUrlOption, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budget.js';
@@ -28,7 +28,7 @@ export const filtersCommand: Command = {
     'xds-tls-ca': { type: 'string', description: 'TLS to the control plane: the CA that signed its certificate', env: 'FLOWGATE_XDS_TLS_CA', placeholder: 'FILE' },
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this replica\'s client certificate', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'mutual TLS: this replica\'s client key', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
-    'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters and the answer cache: redis://, rediss://, redis+cluster://HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
     'max-buffered-bytes': {
       type: 'string',
       description: 'the most body bytes held across all ext_proc exchanges; past it new exchanges get 503',
@@ -76,7 +76,7 @@ export const filtersCommand: Command = {
     const proc = await startFilterProcess({
       listen: hostPort(String(options.listen), '--listen'),
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
-      redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
+      redisUrl: redisUrlOption(options['redis-url'], '--redis-url'),
       tls: tlsOption(options, 'tls'),
       maxBufferedBytes: bufferedBytesOption(options['max-buffered-bytes'], '--max-buffered-bytes'),
       pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,

@@ -4,7 +4,7 @@ import { readWebhookSecrets, WEBHOOK_PATH } from '../../registry/webhook-receive
 import { logger } from '../../observability/log.js';
 import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/credentials.js';
 import { DEFAULT_REQUEST_LIMITS } from '../../xds/wire.js';
-import { hostPort, UsageError, type Command, type OptionValues } from '../command.js';
+import { hostPort, redisUrlOption, UsageError, type Command, type OptionValues } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { loadAdminToken } from '../../admin/token.js';
@@ -48,7 +48,7 @@ export const serveCommand: Command = {
     'filters-tls-client-ca': { type: 'string', description: 'mutual TLS: accept only Envoys with a certificate signed by this CA', env: 'FLOWGATE_FILTERS_TLS_CLIENT_CA', placeholder: 'FILE' },
     'redis-url': {
       type: 'string',
-      description: 'Redis shared by replicas: rate-limit and quota counters, rollout traffic windows, the rollout lease and timeline (default: this process alone)',
+      description: 'Redis shared by replicas: rate-limit and quota counters, rollout traffic windows, the rollout lease and timeline; redis://, rediss://, redis+cluster://HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER (default: this process alone)',
       env: 'FLOWGATE_REDIS_URL',
       placeholder: 'URL',
     },
@@ -79,7 +79,7 @@ export const serveCommand: Command = {
     const registryFile = typeof options.registry === 'string' && options.registry !== '' ? options.registry : undefined;
     const mlflow = registryFile ? undefined : mlflowOptions(options);
     if (!registryFile && !mlflow) throw new UsageError('give --mlflow-uri (or MLFLOW_TRACKING_URI), or --registry FILE');
-    const redisUrl = typeof options['redis-url'] === 'string' && options['redis-url'] !== '' ? options['redis-url'] : undefined;
+    const redisUrl = redisUrlOption(options['redis-url'], '--redis-url');
     const scope = String(options['registry-scope']);
     if (scope !== 'policy' && scope !== 'all') throw new UsageError('--registry-scope must be policy or all');
     const webhooks = webhookOptions(options);
