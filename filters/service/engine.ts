@@ -74,6 +74,14 @@ export class FilterEngine {
     return this.quotaModels.has(model);
   }
 
+  /**
+   * Whether a model's answers are read for usage (token quotas, pricing, GenAI metrics): its routes then stream
+   * answers through ext_proc, where the usage processor runs.
+   */
+  readsUsage(model: string): boolean {
+    return this.quotaModels.has(model) || this.models.get(model)?.llm?.readsUsage === true;
+  }
+
   /** What a version's cluster-level processing does (validation, conversion); undefined for nothing. */
   versionProcessing(model: string, version: string): VersionProcessingRules | undefined {
     return this.versionRules.get(`${model}\u0000${version}`);

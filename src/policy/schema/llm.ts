@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
 import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
-import { duration, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
+import { duration, numberIn, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
 import { guardrailsBlock } from './guardrails.js';
 
@@ -79,6 +79,28 @@ const llmCache = z.strictObject({
   chargeHits: z.boolean().optional(),
 });
 
+/** A price per million tokens, in the price table's currency units (0 for a free model). */
+const perMillion = numberIn(0, 1_000_000);
+
+/** An ISO-4217-like currency code: three capital letters (USD, EUR). */
+export const currencyCode = patterned(/^[A-Z]{3}$/, 'three capital letters, an ISO 4217 code such as USD or EUR', 3);
+
+/** `llm.pricing`: what the model's tokens cost, per million; a version may have its own prices (same currency). */
+const llmPricing = z.strictObject({
+  inputPer1M: perMillion,
+  outputPer1M: perMillion,
+  currency: currencyCode,
+  /** Per MLflow version: its own prices, in the model's currency; absent versions use the model's. */
+  versions: z
+    .record(z.string(), z.strictObject({ inputPer1M: perMillion, outputPer1M: perMillion }))
+    .superRefine((versions, ctx) => {
+      for (const key of Object.keys(versions)) {
+        if (!/^[1-9][0-9]{0,11}$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: `must be keyed by MLflow version numbers such as "3" (got ${shown(key)}); an alias moves, a price does not` });
+      }
+    })
+    .optional(),
+});
+
 export const llmBlock = z
   .strictObject({
     /** Absent: openai (an OpenAI-compatible server such as vLLM or Ollama). */
@@ -102,6 +124,8 @@ export const llmBlock = z
     cache: llmCache.optional(),
     /** Rules on the request's and the answer's texts (src/policy/schema/guardrails.ts). */
     guardrails: guardrailsBlock.optional(),
+    /** What the model's tokens cost: the cost metric, the access log's cost, budgets. */
+    pricing: llmPricing.optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
@@ -126,4 +150,6 @@ export const openaiApi = z.strictObject({
   maxBodyBytes: wholeNumber(1024, 64 * 1024 * 1024).optional(),
   /** An answer that sends no byte for this long is ended; absent: Gateway.edge.streamIdleTimeout. */
   streamIdleTimeout: duration({ min: 1000, max: 3_600_000 }).optional(),
+  /** GenAI metrics (OpenTelemetry semantic conventions) for every LLM model; absent: the IR's default (on). */
+  genAiMetrics: z.boolean().optional(),
 });
