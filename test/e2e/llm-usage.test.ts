@@ -272,3 +272,38 @@ describe('the price table', () => {
     expect(after - before).toBeCloseTo(cost, 12);
   });
 });
+
+describe('GenAI metrics and the overhead header', () => {
+  const labels = { gen_ai_operation_name: 'chat', gen_ai_request_model: 'priced', gen_ai_response_model: 'priced', gen_ai_provider_name: 'openai_compatible', version: '2' };
+
+  test('tokens by type, request duration, time to first token and per output token, in the semantic conventions', async () => {
+    const before = {
+      input: await sample('gen_ai_client_token_usage_sum', { ...labels, gen_ai_token_type: 'input' }),
+      output: await sample('gen_ai_client_token_usage_sum', { ...labels, gen_ai_token_type: 'output' }),
+      duration: await sample('gen_ai_server_request_duration_seconds_count', labels),
+      ttft: await sample('gen_ai_server_time_to_first_token_seconds_count', labels),
+      tpot: await sample('gen_ai_server_time_per_output_token_seconds_count', labels),
+    };
+    const stream = await client().chat.completions.create({ model: 'priced', messages, stream: true });
+    for await (const _ of stream) {
+      // drained
+    }
+    await waitFor('the stream measured', async () => ((await sample('gen_ai_server_time_to_first_token_seconds_count', labels)) > before.ttft ? true : undefined), { timeoutMs: 10_000 });
+    expect((await sample('gen_ai_client_token_usage_sum', { ...labels, gen_ai_token_type: 'input' })) - before.input).toBe(PROMPT);
+    expect((await sample('gen_ai_client_token_usage_sum', { ...labels, gen_ai_token_type: 'output' })) - before.output).toBe(COMPLETION);
+    expect((await sample('gen_ai_server_request_duration_seconds_count', labels)) - before.duration).toBe(1);
+    expect((await sample('gen_ai_server_time_per_output_token_seconds_count', labels)) - before.tpot).toBe(1);
+    // A JSON answer has a duration but no time to first token.
+    const ttft = await sample('gen_ai_server_time_to_first_token_seconds_count', labels);
+    await client().chat.completions.create({ model: 'priced', messages });
+    await waitFor('the answer measured', async () => ((await sample('gen_ai_server_request_duration_seconds_count', labels)) - before.duration >= 2 ? true : undefined), { timeoutMs: 10_000 });
+    expect(await sample('gen_ai_server_time_to_first_token_seconds_count', labels)).toBe(ttft);
+  });
+
+  test('every answer says how long the filter service spent on it', async () => {
+    const { response } = await client().chat.completions.create({ model: 'priced', messages }).withResponse();
+    const overhead = response.headers.get('x-flowgate-overhead-ms');
+    expect(overhead).toMatch(/^\d+\.\d{2}$/);
+    expect(Number(overhead)).toBeLessThan(1000);
+  });
+});
