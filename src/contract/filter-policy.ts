@@ -140,6 +140,12 @@ const llmPricing = z.object({
   versions: z.array(z.object({ version: name, inputPer1M: price, outputPer1M: price })),
 });
 
+export const BUDGET_PERIODS = ['day', 'week', 'month'] as const;
+export type BudgetPeriod = (typeof BUDGET_PERIODS)[number];
+
+/** A spending limit per calendar period (UTC); `name` says where it is written, for people. */
+const budget = z.object({ name, amount: z.number().positive(), currency: z.string().regex(/^[A-Z]{3}$/), per: z.enum(BUDGET_PERIODS) });
+
 const llmModel = z.object({
   upstream: z.enum(LLM_UPSTREAM_KINDS),
   /** Every name a request's `model` may use for this model (its own name first). */
@@ -177,6 +183,10 @@ const llmModel = z.object({
   pricing: llmPricing.optional(),
   /** GenAI metrics (OpenTelemetry semantic conventions) for this model; absent: none. */
   genAi: z.object({ providerName: name }).optional(),
+  /** The model's spending limits (every caller together); absent: none. */
+  budgets: z.array(budget).optional(),
+  /** The output tokens a request without max_tokens is reserved for against budgets. */
+  maxOutputTokens: positive.optional(),
 });
 
 const model = z.object({
@@ -216,6 +226,8 @@ const consumer = z.object({
   jwt: z.object({ issuer: name, subject: name }).optional(),
   requestLimits: z.array(requestLimit),
   tokenQuotas: z.array(tokenQuota),
+  /** The consumer's spending limits across LLM models; absent: none. */
+  budgets: z.array(budget).optional(),
 });
 
 /**
@@ -301,6 +313,7 @@ export type LlmModelRules = NonNullable<ModelRules['llm']>;
 export type LlmProviderRules = NonNullable<LlmModelRules['provider']>;
 export type LlmCacheRules = NonNullable<LlmModelRules['cache']>;
 export type LlmPricingRules = NonNullable<LlmModelRules['pricing']>;
+export type BudgetRule = z.output<typeof budget>;
 export type CredentialRef = NonNullable<LlmProviderRules['credential']>;
 export type LlmApiRules = NonNullable<FilterPolicy['llm']>;
 

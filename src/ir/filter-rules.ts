@@ -145,6 +145,9 @@ export function consumerRules(consumer: ConsumerPolicy): ConsumerRules {
     tokenQuotas: consumer.tokenQuotas.map((q) =>
       tokenQuota(q, (count) => `Consumer ${consumer.name}: ${q.tokens} ${count} tokens per ${q.per} ${where(q.model)}`),
     ),
+    ...(consumer.budgets.length > 0 && {
+      budgets: consumer.budgets.map((b) => ({ name: `Consumer ${consumer.name}: ${b.amount} ${b.currency} per ${b.per}`, amount: b.amount, currency: b.currency, per: b.per })),
+    }),
   };
 }
 

@@ -32,6 +32,12 @@ export const DEFAULT_LLM_CACHE_MAX_ENTRIES = 1000;
  * their answers (a streamed ext_proc response), which costs a few milliseconds per request.
  */
 export const DEFAULT_GENAI_METRICS = true;
+/**
+ * The output a request without max_tokens (or max_completion_tokens) is reserved for against budgets: 4096
+ * tokens, the output cap many hosted chat models have by default (Anthropic requires max_tokens; OpenAI's
+ * and vLLM's caps are the context left). Set llm.maxOutputTokens to the model's own cap.
+ */
+export const DEFAULT_LLM_MAX_OUTPUT_TOKENS = 4096;
 
 /** `gen_ai.provider.name` (OpenTelemetry GenAI semantic conventions) of a model's upstream. */
 export function genAiProviderName(model: ModelPolicy): string {
@@ -165,6 +171,8 @@ export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undef
     ownedBy: l.ownedBy ?? registered?.tags.owner ?? (provider ? provider.api : DEFAULT_OWNED_BY),
     pricing: llmPricingOf(model),
     genAi: genAiMetricsOn(gateway) ? { providerName: genAiProviderName(model) } : undefined,
+    budgets: l.budgets.map((b) => ({ name: `Model ${model.name}: ${b.amount} ${b.currency} per ${b.per}`, amount: b.amount, currency: b.currency, per: b.per })),
+    maxOutputTokens: l.maxOutputTokens ?? DEFAULT_LLM_MAX_OUTPUT_TOKENS,
   };
 }
 

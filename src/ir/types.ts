@@ -1,5 +1,6 @@
 import type { GuardrailRules } from '../contract/guardrails.js';
 import type {
+  BudgetRule,
   AccessRules,
   AuditRules,
   ConsumerRules,
@@ -307,6 +308,10 @@ export interface ModelLlmIR {
   readonly pricing: LlmPricingIR | undefined;
   /** GenAI metrics for this model (`gen_ai.provider.name`); undefined: off (Gateway.openai.genAiMetrics: false). */
   readonly genAi: { readonly providerName: string } | undefined;
+  /** The model's spending limits, every caller together (they need `pricing`). */
+  readonly budgets: readonly BudgetRule[];
+  /** The output tokens a request without max_tokens is reserved for against budgets. */
+  readonly maxOutputTokens: number;
 }
 
 /** Prices per million tokens in one currency; the versions listed have their own. */

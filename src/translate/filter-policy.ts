@@ -85,6 +85,8 @@ function llmRules(l: ModelLlmIR, readsUsage: boolean): LlmModelRules {
     ...(readsUsage && { readsUsage: true }),
     ...(l.pricing && { pricing: { ...l.pricing, versions: l.pricing.versions.map((v) => ({ ...v })) } }),
     ...(l.genAi && { genAi: { ...l.genAi } }),
+    ...(l.budgets.length > 0 && { budgets: l.budgets.map((b) => ({ ...b })) }),
+    ...(l.pricing && { maxOutputTokens: l.maxOutputTokens }),
   };
 }
 

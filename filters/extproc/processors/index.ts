@@ -1,4 +1,5 @@
 import type { Processor } from '../processor.js';
+import { budgetsProcessor } from './budgets.js';
 import { genAiProcessor } from './genai.js';
 import { guardrailsProcessor } from './guardrails.js';
 import { maskingProcessor } from './masking.js';
@@ -9,11 +10,12 @@ import { usageProcessor } from './usage.js';
 /**
  * The ext_proc processors in the order they run on every phase: usage first, so it reads the upstream's
  * own answer, then the LLM guardrails, on the texts as the caller and the model wrote them, then masking,
- * which rewrites what the client and the model see; GenAI metrics last, on the usage settled by the first.
+ * which rewrites what the client and the model see; budgets second (a reservation before anything is sent, settled on the usage
+ * the first settled); GenAI metrics last.
  * A new body feature is one new
  * file here and one line in this list.
  */
-export const PROCESSORS: readonly Processor[] = [usageProcessor, guardrailsProcessor, maskingProcessor, genAiProcessor];
+export const PROCESSORS: readonly Processor[] = [usageProcessor, budgetsProcessor, guardrailsProcessor, maskingProcessor, genAiProcessor];
 
 /**
  * The processors of a version's cluster-level stream (the version is known there): the signature check

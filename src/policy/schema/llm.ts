@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
+import { BUDGET_PERIODS, LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
 import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
 import { duration, numberIn, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
@@ -101,6 +101,14 @@ const llmPricing = z.strictObject({
     .optional(),
 });
 
+/** A spending limit: `amount` of `currency` per calendar period (UTC). */
+export const budgetShape = {
+  amount: numberIn(0, 1_000_000_000, { exclusiveMin: true }),
+  currency: currencyCode,
+  per: z.enum(BUDGET_PERIODS),
+};
+export const budgetList = z.array(z.strictObject(budgetShape)).max(8);
+
 export const llmBlock = z
   .strictObject({
     /** Absent: openai (an OpenAI-compatible server such as vLLM or Ollama). */
@@ -126,6 +134,10 @@ export const llmBlock = z
     guardrails: guardrailsBlock.optional(),
     /** What the model's tokens cost: the cost metric, the access log's cost, budgets. */
     pricing: llmPricing.optional(),
+    /** Spending limits of the model, every caller together; they need `pricing`, in its currency. */
+    budgets: budgetList.default([]),
+    /** The output a request without max_tokens is reserved for against budgets; absent: the IR's default. */
+    maxOutputTokens: wholeNumber(1, 10_000_000).optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
@@ -134,6 +146,10 @@ export const llmBlock = z
     if (l.modelNameOverride !== undefined && typeof l.modelNameOverride !== 'string' && isProvider) {
       ctx.addIssue({ code: 'custom', path: ['modelNameOverride'], message: 'a provider model has no MLflow versions to read a tag from: name the provider model' });
     }
+    if (l.budgets.length > 0 && !l.pricing) ctx.addIssue({ code: 'custom', path: ['budgets'], message: 'need llm.pricing: a budget is spent at the price table\'s rates' });
+    l.budgets.forEach((b, i) => {
+      if (l.pricing && b.currency !== l.pricing.currency) ctx.addIssue({ code: 'custom', path: ['budgets', i, 'currency'], message: `must be the price table's currency (${l.pricing.currency}); Flowgate converts no currencies` });
+    });
     l.names.forEach((n, i) => {
       if (l.names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: ['names', i], message: `name '${n}' is listed twice` });
     });
