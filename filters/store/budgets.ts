@@ -1,7 +1,7 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { BudgetPeriod } from '../../src/contract/filter-policy.js';
-import { errorMessage } from '../../src/errors.js';
 import { ThrottledWarning } from '../ratelimit/telemetry.js';
+import { failFastRedis } from './fail-fast-redis.js';
 
 /**
  * LLM spending against budgets, shared by every filter-service replica through Redis (one Lua call per
@@ -142,14 +142,7 @@ export class RedisBudgets implements BudgetStore {
     url: string,
     private readonly keyPrefix = 'flowgate:',
   ) {
-    this.redis = new Redis(url, {
-      commandTimeout: 200,
-      connectTimeout: 1_000,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1_000),
-    });
-    this.redis.on('error', (err: unknown) => redisWarning.warn({ err: errorMessage(err) }));
+    this.redis = failFastRedis(url, redisWarning);
     this.redis.defineCommand('flowgateBudgets', { lua: BUDGET_SCRIPT });
   }
 
