@@ -6,7 +6,10 @@
  * answer passes untouched) and `adapted` (the router plus the LLM adapter in the cluster's upstream filters,
  * which writes each version's model name: what MLflow and provider upstreams pay). Overhead = gateway - direct.
  *
- * Run: npx tsx bench/llm.ts [--requests 600] [--concurrency 1,16,64]
+ * `--genai-metrics false` turns Gateway.openai.genAiMetrics off: the routes then read no answer (the figures
+ * without the cost of GenAI metrics; with them on, every answer streams through the filter service).
+ *
+ * Run: npx tsx bench/llm.ts [--requests 600] [--concurrency 1,16,64] [--genai-metrics true|false]
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +22,10 @@ import { startLlmUpstream } from '../test/harness/llm-upstream.js';
 import { freePorts } from '../test/harness/ports.js';
 import { waitFor } from '../test/harness/process.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '600' }, concurrency: { type: 'string', default: '1,16,64' } } });
+const { values } = parseArgs({
+  options: { requests: { type: 'string', default: '600' }, concurrency: { type: 'string', default: '1,16,64' }, 'genai-metrics': { type: 'string', default: 'true' } },
+});
+const GENAI_METRICS = values['genai-metrics'] !== 'false';
 const N = Number(values.requests);
 const LEVELS = values.concurrency.split(',').map(Number);
 
@@ -84,7 +90,7 @@ async function main(): Promise<void> {
     `kind: Gateway
 listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
 filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
-openai: { listener: llm }
+openai: { listener: llm, genAiMetrics: ${String(GENAI_METRICS)} }
 ---
 kind: Model
 name: pass
@@ -107,7 +113,7 @@ llm: { modelNameOverride: { versionTag: model } }
   const body = (model: string, stream: boolean): string => JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'a short question of eight words here' }] });
   await waitFor('the gateway', async () => ((await once(gateway, body('pass', false)).catch(() => undefined)) ? true : undefined), { timeoutMs: 60_000 });
 
-  process.stdout.write(`bench/llm: ${N} requests per cell; latency in ms (p50 / p99); overhead = gateway - direct\n\n`);
+  process.stdout.write(`bench/llm: ${N} requests per cell; GenAI metrics ${GENAI_METRICS ? 'on' : 'off'}; latency in ms (p50 / p99); overhead = gateway - direct\n\n`);
   process.stdout.write('| answer | model | in flight | direct p50 | direct p99 | gateway p50 | gateway p99 | overhead p50 | overhead p99 | gateway first byte p50 |\n');
   process.stdout.write('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n');
   for (const stream of [false, true]) {

@@ -36,6 +36,26 @@ export interface Exchange {
    * there is no room: the processor must not keep them, and should refuse with `overloaded()`.
    */
   keep(part: string, bytes: number): boolean;
+  /**
+   * The exchange's token usage and cost, once the usage processor has settled them (at the last response
+   * byte, or at the end of an exchange cut short); later processors read it.
+   */
+  usage: SettledUsage | undefined;
+  /** performance.now() when the request headers arrived. */
+  readonly startedAt: number;
+  /** Milliseconds the filter service spent on this exchange's messages so far (its own time, no waiting). */
+  processingMs: number;
+}
+
+/** What an exchange used and cost, and on which model and version (the ones that served it). */
+export interface SettledUsage {
+  readonly input: number;
+  readonly output: number;
+  readonly total: number;
+  readonly estimated: boolean;
+  readonly model: string;
+  readonly version: string | undefined;
+  readonly cost: { readonly amount: number; readonly currency: string } | undefined;
 }
 
 /**
@@ -68,7 +88,16 @@ export interface HeaderChanges {
 }
 
 /** What a processor does with one phase: nothing, change the body and/or headers, or refuse. */
-export type PhaseResult = void | { readonly refuse: Refusal } | { readonly body?: Buffer; readonly headers?: HeaderChanges; readonly modeOverride?: object };
+export type PhaseResult =
+  | void
+  | { readonly refuse: Refusal }
+  | {
+      readonly body?: Buffer;
+      readonly headers?: HeaderChanges;
+      readonly modeOverride?: object;
+      /** Envoy dynamic metadata to set, by namespace (the routes' ext_proc filter must accept the namespace). */
+      readonly metadata?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+    };
 
 /** One processor's handling of one exchange; every hook is optional. */
 export interface ProcessorRun {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { openRedis, type RedisClient } from '../../src/redis/client.js';
+import type { RedisClient } from '../../src/redis/client.js';
 import type { LlmCacheRules } from '../../src/contract/filter-policy.js';
 import type { LlmCacheResult, LlmEndpoint } from '../../src/contract/filter-wire.js';
 import { errorMessage } from '../../src/errors.js';
 import { ThrottledWarning } from '../ratelimit/telemetry.js';
+import { failFastRedis } from '../store/fail-fast-redis.js';
 
 /**
  * The LLM answer cache (`llm.cache`): exact-match, looked up by the adapter, which runs per attempt on the
@@ -144,14 +145,7 @@ export class RedisAnswers {
   private connected = false;
 
   constructor(url: string, private readonly keyPrefix = 'flowgate:llm-cache:') {
-    this.redis = openRedis(url, {
-      commandTimeout: 200,
-      connectTimeout: 1_000,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1_000),
-    });
-    this.redis.on('error', (err: unknown) => redisWarning.warn({ err: errorMessage(err) }));
+    this.redis = failFastRedis(url, redisWarning);
   }
 
   /** The answer, or undefined when there is none or Redis cannot say (a cache failure is a miss, never an error). */

@@ -76,9 +76,16 @@ export class RouterRun {
     // Unpinned traffic of a model whose upstream asked for time starts at its fallback chain. (A request
     // pinned by its headers matches the model's pin routes before the cooldown route.)
     if (rules.llm.fallback && !pin && this.cooldowns.active(rules.name)) set[Header.llmCooldown] = '1';
+    const changes: Json = json.model !== rules.llm.upstreamModel ? { model: rules.llm.upstreamModel } : {};
+    // A stream reports usage only when asked: ask for it whenever the model's answers are read for usage, and
+    // tell the route's ext_proc to strip the usage chunk if the caller did not ask for it.
+    if (json.stream === true && STREAMS_USAGE.has(endpoint) && this.engine.readsUsage(rules.name) && !asksUsage(json)) {
+      changes.stream_options = { ...(isObject(json.stream_options) ? json.stream_options : {}), include_usage: true };
+      set[Header.llmUsageAdded] = '1';
+    }
     let rewritten: Buffer | undefined;
-    if (json.model !== rules.llm.upstreamModel) {
-      rewritten = Buffer.from(JSON.stringify({ ...json, model: rules.llm.upstreamModel }), 'utf8');
+    if (Object.keys(changes).length > 0) {
+      rewritten = Buffer.from(JSON.stringify({ ...json, ...changes }), 'utf8');
       set['content-length'] = String(rewritten.length);
     }
     return { kind: 'continue', headers: { set, append }, ...(rewritten && { body: rewritten }), clearRouteCache: true };
@@ -101,6 +108,16 @@ export class RouterRun {
     const challenge = deny.headers['www-authenticate'];
     return errorReply(this.api, deny.status, deny.code, deny.message, challenge ? { 'www-authenticate': challenge } : {});
   }
+}
+
+/** The endpoints whose streams report usage only with `stream_options.include_usage` (Anthropic's always do). */
+const STREAMS_USAGE: ReadonlySet<LlmEndpoint> = new Set(['chat', 'completions']);
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Whether the caller asked a stream for its usage chunk. */
+function asksUsage(request: Json): boolean {
+  return isObject(request.stream_options) && request.stream_options.include_usage === true;
 }
 
 /** Whether a caller may call a model at all (its version rules only matter for pins, judged by ext_authz). */

@@ -76,6 +76,11 @@ export class TokenQuotas {
     this.now = options.now ?? Date.now;
   }
 
+  /** A bounded metric label for a consumer: its policy name, or a fixed stand-in (anonymous, unknown). */
+  consumerLabel(consumer: string | undefined): string {
+    return this.rules.consumerLabel(consumer);
+  }
+
   /** Whether `consumer` may send another request to `model` under every applicable quota; charges nothing. */
   async check({ consumer, model }: { consumer: string | undefined; model: string }): Promise<QuotaDecision> {
     const rules = this.rules.quotaRules(consumer, model);

@@ -10,7 +10,7 @@ import { untrusted } from '../../src/observability/untrusted.js';
  */
 
 export interface AuditEvent {
-  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail';
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail' | 'budget';
   readonly model: string;
   /** The model version (signature checks), or the failed step (pipelines). */
   readonly version?: string;
@@ -26,6 +26,11 @@ export interface AuditEvent {
   readonly rule?: string;
   readonly direction?: 'input' | 'output';
   readonly action?: 'block' | 'mask' | 'monitor';
+  /** Usage of a priced model: the answer's cost, in the price table's currency. */
+  readonly cost?: number;
+  readonly currency?: string;
+  /** Budgets: the budget that refused (as written in the policy). */
+  readonly budget?: string | undefined;
   /** Usage: how the exchange ended (an aborted one is charged an estimate). */
   readonly outcome?: 'complete' | 'aborted';
 }

@@ -5,6 +5,13 @@ import { compileMasking, type Masker } from '../extproc/masking.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { TokenQuotas } from '../ratelimit/quotas.js';
 import type { CounterStore } from '../store/counters/store.js';
+import { MemoryBudgets, type BudgetStore } from '../store/budgets.js';
+import type { BudgetRule } from '../../src/contract/filter-policy.js';
+
+/** A budget that applies to a request, with the scope of its key (`m=<model>` or `c=<consumer>`). */
+export interface ScopedBudget extends BudgetRule {
+  readonly scope: string;
+}
 
 /**
  * FilterEngine: everything one filter-policy version decides with, compiled once (key index, JWT key sets,
@@ -28,12 +35,16 @@ export class FilterEngine {
   private readonly quotaModels = new Set<string>();
   private readonly versionRules = new Map<string, VersionProcessingRules>();
   private readonly pipelines: ReadonlyMap<string, PipelineRules>;
+  private readonly consumerBudgets = new Map<string, readonly BudgetRule[]>();
 
   constructor(
     readonly policy: FilterPolicy,
     readonly version: string,
     store: CounterStore,
+    /** LLM spending against budgets: shared by the engines a service swaps in, so a policy change keeps the spend. */
+    readonly budgets: BudgetStore = new MemoryBudgets(),
   ) {
+    for (const c of policy.consumers) if (c.budgets && c.budgets.length > 0) this.consumerBudgets.set(c.name, c.budgets);
     this.models = new Map(policy.models.map((m) => [m.name, m]));
     this.pipelines = new Map((policy.pipelines ?? []).map((p) => [p.name, p]));
     const failOpen = (model: string): boolean => this.failOpen(model);
@@ -72,6 +83,33 @@ export class FilterEngine {
   /** Whether any token quota can apply to a model's callers (its answers' usage is then charged). */
   hasQuotas(model: string): boolean {
     return this.quotaModels.has(model);
+  }
+
+  /**
+   * Whether a model's answers are read for usage (token quotas, pricing, GenAI metrics): its routes then stream
+   * answers through ext_proc, where the usage processor runs.
+   */
+  readsUsage(model: string): boolean {
+    return this.quotaModels.has(model) || this.models.get(model)?.llm?.readsUsage === true;
+  }
+
+  /** Whether a request to `model` may meet a budget: its own, or a consumer's (in the model's currency). */
+  hasBudgets(model: string): boolean {
+    const llm = this.models.get(model)?.llm;
+    if (!llm?.pricing) return false;
+    if ((llm.budgets?.length ?? 0) > 0) return true;
+    const currency = llm.pricing.currency;
+    return [...this.consumerBudgets.values()].some((bs) => bs.some((b) => b.currency === currency));
+  }
+
+  /** The budgets a request of `consumer` to `model` spends against: the model's, then the consumer's in the model's currency. */
+  budgetRules(model: string, consumer: string | undefined): ScopedBudget[] {
+    const llm = this.models.get(model)?.llm;
+    if (!llm?.pricing) return [];
+    const currency = llm.pricing.currency;
+    const own = (llm.budgets ?? []).map((b) => ({ ...b, scope: `m=${model}` }));
+    const theirs = consumer === undefined ? [] : (this.consumerBudgets.get(consumer) ?? []).filter((b) => b.currency === currency).map((b) => ({ ...b, scope: `c=${consumer}` }));
+    return [...own, ...theirs];
   }
 
   /** What a version's cluster-level processing does (validation, conversion); undefined for nothing. */

@@ -24,3 +24,10 @@ export const llmCacheResults = new Counter({
   labelNames: ['model', 'result'] as const,
   registers: [metricsRegistry],
 });
+
+export const llmCost = new Counter({
+  name: 'flowgate_llm_cost_total',
+  help: "Cost of LLM answers at the policy's price table (llm.pricing), in currency units, by the model and version that served them, consumer and currency.",
+  labelNames: ['model', 'version', 'consumer', 'currency'] as const,
+  registers: [metricsRegistry],
+});

@@ -21,6 +21,7 @@ import { API_CONTEXT_KEY, API_METADATA_KEY, apiKindOf, ExtprocRole, EXTPROC_ROLE
 import { Cooldowns } from '../llm/cooldown.js';
 import { Credentials } from '../llm/credentials.js';
 import { AnswerCaches } from '../llm/cache.js';
+import { MemoryBudgets, RedisBudgets, type BudgetStore } from '../store/budgets.js';
 
 /**
  * The filter service: Envoy's ext_authz (Check), rate limit (ShouldRateLimit) and ext_proc (Process) calls,
@@ -46,15 +47,19 @@ export class FilterService {
   readonly buffers: BufferBudget;
   /** Outlives policy versions: a cooldown started under one policy still holds under the next. */
   private readonly llm: LlmState;
+  /** LLM spending against budgets: Redis (shared by replicas) when configured, else this replica's memory. */
+  private readonly budgets: BudgetStore;
 
   constructor(private readonly options: FilterServiceOptions) {
     this.buffers = new BufferBudget(options.maxBufferedBytes);
     this.llm = { cooldowns: new Cooldowns(), credentials: new Credentials(), answers: new AnswerCaches(options.redisUrl) };
+    this.budgets = options.redisUrl ? new RedisBudgets(options.redisUrl) : new MemoryBudgets();
   }
 
   /** Closes what the service opened itself (the answer cache's Redis connection). */
   async close(): Promise<void> {
     await this.llm.answers.close();
+    await this.budgets.close();
   }
 
   /** The policy version now deciding, if any. */
@@ -70,7 +75,7 @@ export class FilterService {
   /** Swaps in a new policy; a policy that does not compile (e.g. a regex) throws and the current one stays. */
   setPolicy(policy: FilterPolicy, version: string): void {
     if (this.engine?.version === version) return;
-    this.engine = new FilterEngine(policy, version, this.options.store);
+    this.engine = new FilterEngine(policy, version, this.options.store, this.budgets);
     // Remote JWKS are fetched now rather than on the first request, whose Check has a short deadline.
     void this.engine.authorizer.jwt.prefetch().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'JWKS prefetch failed'));
     log.info({ version, models: policy.models.length, consumers: policy.consumers.length }, 'filter policy applied');

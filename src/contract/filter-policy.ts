@@ -130,6 +130,22 @@ const llmProvider = z.object({
   apiVersion: z.string().optional(),
 });
 
+const price = z.number().nonnegative();
+
+/** Prices per million tokens, in `currency`; a version listed here has its own. */
+const llmPricing = z.object({
+  currency: z.string().regex(/^[A-Z]{3}$/),
+  inputPer1M: price,
+  outputPer1M: price,
+  versions: z.array(z.object({ version: name, inputPer1M: price, outputPer1M: price })),
+});
+
+export const BUDGET_PERIODS = ['day', 'week', 'month'] as const;
+export type BudgetPeriod = (typeof BUDGET_PERIODS)[number];
+
+/** A spending limit per calendar period (UTC); `name` says where it is written, for people. */
+const budget = z.object({ name, amount: z.number().positive(), currency: z.string().regex(/^[A-Z]{3}$/), per: z.enum(BUDGET_PERIODS) });
+
 const llmModel = z.object({
   upstream: z.enum(LLM_UPSTREAM_KINDS),
   /** Every name a request's `model` may use for this model (its own name first). */
@@ -158,6 +174,19 @@ const llmModel = z.object({
       chargeHits: z.boolean(),
     })
     .optional(),
+  /**
+   * Whether the model's routes read its answers' usage (token quotas, pricing, budgets, GenAI metrics): the
+   * router then asks a stream's upstream for usage, and the route's ext_proc strips what the caller did not ask for.
+   */
+  readsUsage: z.boolean().optional(),
+  /** The price table; absent: the model's answers have no cost. */
+  pricing: llmPricing.optional(),
+  /** GenAI metrics (OpenTelemetry semantic conventions) for this model; absent: none. */
+  genAi: z.object({ providerName: name }).optional(),
+  /** The model's spending limits (every caller together); absent: none. */
+  budgets: z.array(budget).optional(),
+  /** The output tokens a request without max_tokens is reserved for against budgets. */
+  maxOutputTokens: positive.optional(),
 });
 
 const model = z.object({
@@ -197,6 +226,8 @@ const consumer = z.object({
   jwt: z.object({ issuer: name, subject: name }).optional(),
   requestLimits: z.array(requestLimit),
   tokenQuotas: z.array(tokenQuota),
+  /** The consumer's spending limits across LLM models; absent: none. */
+  budgets: z.array(budget).optional(),
 });
 
 /**
@@ -281,6 +312,8 @@ export type PipelineStepRules = PipelineRules['steps'][number];
 export type LlmModelRules = NonNullable<ModelRules['llm']>;
 export type LlmProviderRules = NonNullable<LlmModelRules['provider']>;
 export type LlmCacheRules = NonNullable<LlmModelRules['cache']>;
+export type LlmPricingRules = NonNullable<LlmModelRules['pricing']>;
+export type BudgetRule = z.output<typeof budget>;
 export type CredentialRef = NonNullable<LlmProviderRules['credential']>;
 export type LlmApiRules = NonNullable<FilterPolicy['llm']>;
 

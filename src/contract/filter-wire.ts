@@ -39,6 +39,14 @@ export const Header = {
   servedModel: 'x-flowgate-model',
   /** On every answer of a model with `llm.cache`: hit (served from the cache), miss (from the model, maybe stored), bypass (not cached). */
   llmCache: 'x-flowgate-cache',
+  /**
+   * Set by the LLM router when it asked a stream's upstream for usage (`stream_options.include_usage`) that the
+   * caller did not ask for: the route's ext_proc then strips the usage-only chunk from what the caller sees,
+   * and removes this header before the request goes upstream. Clients can never send it.
+   */
+  llmUsageAdded: 'x-flowgate-llm-usage-added',
+  /** On LLM answers whose route's ext_proc read them: the filter service's own processing time, in milliseconds. */
+  overheadMs: 'x-flowgate-overhead-ms',
 } as const;
 
 /** The values of Header.llmCache. */
@@ -60,6 +68,7 @@ export const INTERNAL_REQUEST_HEADERS: readonly string[] = [
   Header.pipelineListener,
   Header.llmModel,
   Header.llmCooldown,
+  Header.llmUsageAdded,
 ];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */
@@ -110,12 +119,6 @@ export const LLM_UPSTREAM_ATTRIBUTES = ['xds.upstream_host_metadata', 'xds.route
 /** The endpoint metadata namespace and keys naming the model version an endpoint serves. */
 export const ENDPOINT_METADATA = { namespace: 'flowgate', model: 'model', version: 'version' } as const;
 
-/**
- * The dynamic metadata the filter service's ext_proc sets on an LLM exchange once its usage is known, so
- * Envoy's access log (and from it the rollout windows) carries what the request cost.
- */
-export const LLM_METADATA = { namespace: 'flowgate.llm', cost: 'cost', currency: 'currency', inputTokens: 'input_tokens', outputTokens: 'output_tokens' } as const;
-
 /** The endpoints of the OpenAI-compatible API (and Anthropic's messages), by name, with their paths below the API prefix. */
 export const LLM_ENDPOINTS = ['chat', 'completions', 'embeddings', 'messages'] as const;
 export type LlmEndpoint = (typeof LLM_ENDPOINTS)[number];
@@ -141,6 +144,14 @@ export function llmRouteEndpoint(routeName: string): LlmEndpoint | undefined {
   const endpoint = m?.[1];
   return endpoint !== undefined && (LLM_ENDPOINTS as readonly string[]).includes(endpoint) ? (endpoint as LlmEndpoint) : undefined;
 }
+
+/**
+ * The ext_proc dynamic metadata the filter service attaches to an LLM answer, which Envoy's access log (ALS,
+ * or %DYNAMIC_METADATA(flowgate.llm:cost)%) carries: the request's cost in the price table's currency units
+ * and the tokens it was priced on. The routes' ext_proc filter lists the namespace in
+ * metadata_options.receiving_namespaces, without which Envoy drops it.
+ */
+export const LLM_METADATA = { namespace: 'flowgate.llm', cost: 'cost', currency: 'currency', inputTokens: 'input_tokens', outputTokens: 'output_tokens' } as const;
 
 /** The rate-limit domain of every descriptor Flowgate's routes send. */
 export const RATE_LIMIT_DOMAIN = 'flowgate';

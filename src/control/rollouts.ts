@@ -129,7 +129,7 @@ export function startRollouts(options: RolloutOptions, deps: { controller: Gatew
   return {
     local,
     record(model, version, r) {
-      const sample = { code: r.code, latencyMs: r.latencySeconds === undefined ? undefined : r.latencySeconds * 1000, firstByteMs: r.firstByteSeconds === undefined ? undefined : r.firstByteSeconds * 1000, cost: r.cost };
+      const sample = { code: r.code, latencyMs: r.latencySeconds === undefined ? undefined : r.latencySeconds * 1000, firstByteMs: r.firstByteSeconds === undefined ? undefined : r.firstByteSeconds * 1000, cost: r.cost?.amount };
       local.record(model, version, sample);
       shared?.record(model, version, sample);
     },

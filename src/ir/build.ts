@@ -338,7 +338,7 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
     keptLastLive,
     rules,
     filters: modelFilters(model.name, rules, { sticky: traffic?.sticky !== undefined, pinning: model.pinning && !provider, grpc: model.protocol === 'grpc' }, consumers),
-    llm: modelLlm(model, registered, [...live.map((l) => l.version), ...(mirror ? [mirror.version] : [])]),
+    llm: modelLlm(model, registered, [...live.map((l) => l.version), ...(mirror ? [mirror.version] : [])], policy.gateway),
     ...(rollout && { rollout: rollout.ir }),
     ...(processed && { versionBodyLimitBytes: versionBodyLimit(model) }),
   };

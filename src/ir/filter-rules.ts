@@ -14,6 +14,7 @@ import {
 } from '../contract/filter-policy.js';
 import type { ConsumerPolicy, GatewayPolicy, ModelPolicy, PipelinePolicy } from '../policy/schema/index.js';
 import { guardrailRules } from './guardrails.js';
+import { llmReadsUsage } from './llm.js';
 import type { FilterServiceIR, InputValidation, ModelFilterRules, ModelFilters, PipelineServiceIR } from './types.js';
 
 /**
@@ -121,6 +122,7 @@ export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): Mo
     requestLimits: model.rateLimits.map((l) => requestLimit(l, `Model ${model.name}: ${l.requests} per ${l.per} per consumer`)),
     tokenQuotas: model.tokenQuotas.map((q) => tokenQuota(q, (count) => `Model ${model.name}: ${q.tokens} ${count} tokens per ${q.per} per consumer`)),
     masking: masking(model),
+    ...(llmReadsUsage(model, gateway) && { llmUsage: true }),
     ...(checked && { validation: checked }),
     ...guardrailsOf(model),
   };
@@ -143,6 +145,9 @@ export function consumerRules(consumer: ConsumerPolicy): ConsumerRules {
     tokenQuotas: consumer.tokenQuotas.map((q) =>
       tokenQuota(q, (count) => `Consumer ${consumer.name}: ${q.tokens} ${count} tokens per ${q.per} ${where(q.model)}`),
     ),
+    ...(consumer.budgets.length > 0 && {
+      budgets: consumer.budgets.map((b) => ({ name: `Consumer ${consumer.name}: ${b.amount} ${b.currency} per ${b.per}`, amount: b.amount, currency: b.currency, per: b.per })),
+    }),
   };
 }
 
@@ -184,6 +189,8 @@ export function modelFilters(
   const consumerQuotas = !grpc && consumers.some((c) => c.tokenQuotas.some(applies));
   const rateLimit = rules.requestLimits.length > 0 || consumerLimits;
   const quotas = rules.tokenQuotas.length > 0 || consumerQuotas;
+  // Pricing and GenAI metrics read every answer's usage, as quotas do.
+  const usage = quotas || rules.llmUsage === true;
   // Sticky splits need ext_authz too: it turns the caller's header into the hash Envoy's split reads.
   const authz = rules.access !== undefined || rateLimit || quotas || traffic.sticky;
   // Pins are judged by the filter service, never matched by Envoy on the client's headers (see filters/authz/pins.ts).
@@ -191,11 +198,11 @@ export function modelFilters(
   const routesByVersion = traffic.pinning || (rules.access?.versions.length ?? 0) > 0;
   // Guardrails read the request for their input rules, and for output masks (a streamed request is refused there).
   const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask') ?? false);
-  const requestBody = rules.masking?.request !== undefined || quotas || guardrailsRead;
+  const requestBody = rules.masking?.request !== undefined || usage || guardrailsRead;
   // Output guardrails buffer the answer (a JSON answer they refuse gets its own status); the filter service
   // turns a stream's processing to STREAMED when its headers arrive (src/ir/guardrails.ts).
   const outputGuardrails = (rules.guardrails?.output.length ?? 0) > 0;
-  const responseBody: 'none' | 'buffered' | 'streamed' = rules.masking?.response !== undefined || outputGuardrails ? 'buffered' : quotas ? 'streamed' : 'none';
+  const responseBody: 'none' | 'buffered' | 'streamed' = rules.masking?.response !== undefined || outputGuardrails ? 'buffered' : usage ? 'streamed' : 'none';
   const extProc = requestBody || responseBody !== 'none' ? { requestBody, responseBody } : undefined;
   if (!authz && !pinAuthz && !rateLimit && !extProc) return undefined;
   return { authz, pinAuthz, routesByVersion, rateLimit, extProc, failOpen: rules.failOpen };

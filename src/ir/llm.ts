@@ -3,7 +3,7 @@ import { resolveModelRef } from '../contract/model-ref.js';
 import type { ProviderApi } from '../contract/filter-policy.js';
 import type { GatewayPolicy, ModelPolicy } from '../policy/schema/index.js';
 import type { RegisteredModel } from '../registry/types.js';
-import { clusterName, type GatewayAlert, type LiveVersion, type LlmCacheIR, type LlmFallbackIR, type LlmProviderIR, type ModelIR, type ModelLlmIR, type OpenaiApiIR } from './types.js';
+import { clusterName, type GatewayAlert, type LiveVersion, type LlmCacheIR, type LlmFallbackIR, type LlmPricingIR, type LlmProviderIR, type ModelIR, type ModelLlmIR, type OpenaiApiIR } from './types.js';
 
 /**
  * The OpenAI-compatible API resolved: where it is served, and for each model with an `llm` block its upstream
@@ -27,6 +27,53 @@ export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 export const DEFAULT_OWNED_BY = 'mlflow';
 export const DEFAULT_LLM_CACHE_TTL_MS = 300_000;
 export const DEFAULT_LLM_CACHE_MAX_ENTRIES = 1000;
+/**
+ * GenAI metrics are on unless Gateway.openai.genAiMetrics is false. They make every LLM model's routes read
+ * their answers (a streamed ext_proc response), which costs a few milliseconds per request.
+ */
+export const DEFAULT_GENAI_METRICS = true;
+/**
+ * The output a request without max_tokens (or max_completion_tokens) is reserved for against budgets: 4096
+ * tokens, the output cap many hosted chat models have by default (Anthropic requires max_tokens; OpenAI's
+ * and vLLM's caps are the context left). Set llm.maxOutputTokens to the model's own cap.
+ */
+export const DEFAULT_LLM_MAX_OUTPUT_TOKENS = 4096;
+
+/** `gen_ai.provider.name` (OpenTelemetry GenAI semantic conventions) of a model's upstream. */
+export function genAiProviderName(model: ModelPolicy): string {
+  const l = model.llm;
+  if (l?.provider) return l.provider.api === 'azure' ? 'azure.ai.openai' : (l.provider.api ?? 'openai');
+  // Self-hosted servers are no provider the conventions name: the kind of server, in Flowgate's words.
+  return l?.upstream === 'mlflow' ? 'mlflow' : 'openai_compatible';
+}
+
+/** Whether GenAI metrics are on (the Gateway's switch, with its default). */
+export function genAiMetricsOn(gateway: GatewayPolicy): boolean {
+  return gateway.openai !== undefined && (gateway.openai.genAiMetrics ?? DEFAULT_GENAI_METRICS);
+}
+
+/**
+ * Whether an LLM model's answers are read for what they report beyond token quotas: its cost (pricing),
+ * or GenAI metrics. Its routes then stream answers through ext_proc, and the router asks streams for usage.
+ */
+export function llmReadsUsage(model: ModelPolicy, gateway: GatewayPolicy): boolean {
+  if (!model.llm || !gateway.openai) return false;
+  return model.llm.pricing !== undefined || genAiMetricsOn(gateway);
+}
+
+/** `llm.pricing` resolved: the versions' own prices as a list, by version order. */
+export function llmPricingOf(model: ModelPolicy): LlmPricingIR | undefined {
+  const p = model.llm?.pricing;
+  if (!p) return undefined;
+  return {
+    currency: p.currency,
+    inputPer1M: p.inputPer1M,
+    outputPer1M: p.outputPer1M,
+    versions: Object.entries(p.versions ?? {})
+      .sort(([a], [b]) => Number(a) - Number(b))
+      .map(([version, v]) => ({ version, inputPer1M: v.inputPer1M, outputPer1M: v.outputPer1M })),
+  };
+}
 
 /** `llm.cache` with its defaults, or undefined when the model caches nothing. */
 export function llmCacheOf(model: ModelPolicy): LlmCacheIR | undefined {
@@ -62,6 +109,7 @@ export function openaiApiOf(gateway: GatewayPolicy, edgeStreamIdleTimeoutMs: num
     pathPrefix: o.pathPrefix ?? DEFAULT_OPENAI_PATH_PREFIX,
     maxBodyBytes: o.maxBodyBytes ?? DEFAULT_LLM_MAX_BODY_BYTES,
     streamIdleTimeoutMs: o.streamIdleTimeout ?? edgeStreamIdleTimeoutMs,
+    genAiMetrics: o.genAiMetrics ?? DEFAULT_GENAI_METRICS,
   };
 }
 
@@ -90,7 +138,7 @@ export function providerLiveVersion(model: ModelPolicy, provider: LlmProviderIR)
 }
 
 /** The model's LLM view (its fallback chain is filled once every model is resolved, by withFallbacks). */
-export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undefined, served: readonly string[]): ModelLlmIR | undefined {
+export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undefined, served: readonly string[], gateway: GatewayPolicy): ModelLlmIR | undefined {
   const l = model.llm;
   if (!l) return undefined;
   const provider = providerOf(model);
@@ -121,6 +169,10 @@ export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undef
     cache,
     created: firstCreated === undefined || firstCreated === Number.MAX_SAFE_INTEGER ? 0 : Math.floor(firstCreated / 1000),
     ownedBy: l.ownedBy ?? registered?.tags.owner ?? (provider ? provider.api : DEFAULT_OWNED_BY),
+    pricing: llmPricingOf(model),
+    genAi: genAiMetricsOn(gateway) ? { providerName: genAiProviderName(model) } : undefined,
+    budgets: l.budgets.map((b) => ({ name: `Model ${model.name}: ${b.amount} ${b.currency} per ${b.per}`, amount: b.amount, currency: b.currency, per: b.per })),
+    maxOutputTokens: l.maxOutputTokens ?? DEFAULT_LLM_MAX_OUTPUT_TOKENS,
   };
 }
 

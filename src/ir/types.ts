@@ -1,5 +1,6 @@
 import type { GuardrailRules } from '../contract/guardrails.js';
 import type {
+  BudgetRule,
   AccessRules,
   AuditRules,
   ConsumerRules,
@@ -303,6 +304,22 @@ export interface ModelLlmIR {
   /** GET /v1/models: seconds since the epoch (the registered model's first version) and the owner. */
   readonly created: number;
   readonly ownedBy: string;
+  /** The price table, with per-version prices resolved; undefined: no cost. */
+  readonly pricing: LlmPricingIR | undefined;
+  /** GenAI metrics for this model (`gen_ai.provider.name`); undefined: off (Gateway.openai.genAiMetrics: false). */
+  readonly genAi: { readonly providerName: string } | undefined;
+  /** The model's spending limits, every caller together (they need `pricing`). */
+  readonly budgets: readonly BudgetRule[];
+  /** The output tokens a request without max_tokens is reserved for against budgets. */
+  readonly maxOutputTokens: number;
+}
+
+/** Prices per million tokens in one currency; the versions listed have their own. */
+export interface LlmPricingIR {
+  readonly currency: string;
+  readonly inputPer1M: number;
+  readonly outputPer1M: number;
+  readonly versions: readonly { readonly version: string; readonly inputPer1M: number; readonly outputPer1M: number }[];
 }
 
 /** The OpenAI-compatible API of the gateway. */
@@ -311,6 +328,8 @@ export interface OpenaiApiIR {
   readonly pathPrefix: string;
   readonly maxBodyBytes: number;
   readonly streamIdleTimeoutMs: number;
+  /** GenAI metrics for every LLM model (their routes then read every answer). */
+  readonly genAiMetrics: boolean;
 }
 
 /** What the filter service enforces for one model (src/ir/filter-rules.ts decides every default). */
@@ -321,6 +340,8 @@ export interface ModelFilterRules {
   readonly requestLimits: readonly RequestLimitRule[];
   readonly tokenQuotas: readonly TokenQuotaRule[];
   readonly masking: ModelMaskingRules | undefined;
+  /** An LLM model whose answers are read for usage beyond token quotas (pricing, budgets, GenAI metrics). */
+  readonly llmUsage?: boolean;
   /** Request bodies checked against each version's signature; absent: not checked. */
   readonly validation?: InputValidation;
   /** LLM guardrails (src/ir/guardrails.ts); absent: none. */

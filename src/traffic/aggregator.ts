@@ -2,6 +2,7 @@ import type { HTTPAccessLogEntry__Output } from '../generated/envoy/data/accessl
 import type { Duration__Output } from '../generated/google/protobuf/Duration.js';
 import { LLM_METADATA } from '../contract/filter-wire.js';
 import { parseClusterName } from '../ir/types.js';
+import { fromStruct } from '../proto/codec.js';
 import { LATENCY_BUCKETS, trafficMetrics } from './metrics.js';
 
 /**
@@ -33,8 +34,8 @@ export interface TrafficRecord {
   readonly latencySeconds: number | undefined;
   /** Seconds until the upstream's first byte (the first token of a stream); undefined when none came. */
   readonly firstByteSeconds?: number | undefined;
-  /** What the request cost (the model's price-table currency), when the filter service reported it. */
-  readonly cost?: number | undefined;
+  /** An LLM answer's cost, as the filter service set it in the dynamic metadata (LLM_METADATA); undefined: none. */
+  readonly cost?: { readonly amount: number; readonly currency: string } | undefined;
 }
 
 /** The /debug/traffic view of one model version. */
@@ -98,16 +99,19 @@ export function trafficRecord(entry: HTTPAccessLogEntry__Output): TrafficRecord 
     code: entry.response?.response_code?.value ?? 0,
     latencySeconds: entryLatency(entry),
     firstByteSeconds: seconds(entry.common_properties?.time_to_first_upstream_rx_byte),
-    cost: entryCost(entry),
+    cost: llmCostOf(entry),
   };
 }
 
-/** The cost the filter service set as dynamic metadata (LLM_METADATA), when it is a finite, non-negative number. */
-export function entryCost(entry: HTTPAccessLogEntry__Output): number | undefined {
-  const value = entry.common_properties?.metadata?.filter_metadata?.[LLM_METADATA.namespace]?.fields?.[LLM_METADATA.cost];
-  if (value?.kind !== 'numberValue') return undefined;
-  const n = Number(value.numberValue);
-  return Number.isFinite(n) && n >= 0 ? n : undefined;
+/** The cost the filter service put in the entry's dynamic metadata, when it is a well-formed one. */
+function llmCostOf(entry: HTTPAccessLogEntry__Output): TrafficRecord['cost'] {
+  const meta = entry.common_properties?.metadata?.filter_metadata?.[LLM_METADATA.namespace];
+  if (!meta) return undefined;
+  const fields = fromStruct(meta);
+  const amount = fields[LLM_METADATA.cost];
+  const currency = fields[LLM_METADATA.currency];
+  if (typeof amount !== 'number' || !Number.isFinite(amount) || amount < 0 || typeof currency !== 'string' || !/^[A-Z]{3}$/.test(currency)) return undefined;
+  return { amount, currency };
 }
 
 /**
@@ -175,6 +179,7 @@ export class TrafficAggregator {
       trafficMetrics.duration.observe({ model: series.model, version: series.version }, r.latencySeconds);
     }
     if (r.firstByteSeconds !== undefined) trafficMetrics.firstByte.observe({ model: series.model, version: series.version }, r.firstByteSeconds);
+    if (r.cost && result === 'model') trafficMetrics.llmCost.inc({ model: series.model, version: series.version, currency: r.cost.currency }, r.cost.amount);
     if (result === 'model') this.onModelRecord?.(series.model, series.version, r);
   }
 

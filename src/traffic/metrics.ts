@@ -31,6 +31,12 @@ export const trafficMetrics = {
     buckets: [...LATENCY_BUCKETS],
     registers: [metricsRegistry],
   }),
+  llmCost: new Counter({
+    name: 'flowgate_model_llm_cost_total',
+    help: "Cost of LLM answers (the price table's, in currency units) from the access logs' flowgate.llm dynamic metadata, by model, version and currency.",
+    labelNames: ['model', 'version', 'currency'] as const,
+    registers: [metricsRegistry],
+  }),
   entries: new Counter({
     name: 'flowgate_als_entries_total',
     help: 'HTTP access-log entries received, by what they were counted as (model; other: not a model cluster; unknown_cluster: a model-shaped cluster the control plane did not create; overflow: over the series cap; untrusted: from a stream that is not an identified Envoy, dropped).',

@@ -37,7 +37,7 @@ function modelRules(m: ModelIR): FilterPolicy['models'][number] {
     // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
     ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
     ...versionRules(m),
-    ...(m.llm && { llm: llmRules(m.llm) }),
+    ...(m.llm && { llm: llmRules(m.llm, m.rules.llmUsage === true) }),
     ...(m.rules.guardrails && { guardrails: m.rules.guardrails }),
   };
 }
@@ -60,7 +60,7 @@ function pipelineRules(ir: GatewayIR): { pipelines?: FilterPolicy['pipelines'] }
 }
 
 /** What the LLM router and adapter need of a model: never a key, only where the filter service reads it. */
-function llmRules(l: ModelLlmIR): LlmModelRules {
+function llmRules(l: ModelLlmIR, readsUsage: boolean): LlmModelRules {
   const p = l.provider;
   return {
     upstream: l.kind,
@@ -82,6 +82,11 @@ function llmRules(l: ModelLlmIR): LlmModelRules {
     created: l.created,
     ownedBy: l.ownedBy,
     ...(l.cache && { cache: { ...l.cache } }),
+    ...(readsUsage && { readsUsage: true }),
+    ...(l.pricing && { pricing: { ...l.pricing, versions: l.pricing.versions.map((v) => ({ ...v })) } }),
+    ...(l.genAi && { genAi: { ...l.genAi } }),
+    ...(l.budgets.length > 0 && { budgets: l.budgets.map((b) => ({ ...b })) }),
+    ...(l.pricing && { maxOutputTokens: l.maxOutputTokens }),
   };
 }
 

@@ -48,7 +48,7 @@ function llmShape(api: OpenaiApiIR, model: ModelIR, endpoint: LlmEndpoint, disab
     retryPolicy: fallbackRetries(model),
     action: { idle_timeout: duration(api.streamIdleTimeoutMs) },
     responseHeaders: [header(Header.servedModel, '%UPSTREAM_METADATA(flowgate:model)%')],
-    removeHeaders: [Header.llmModel, Header.llmCooldown],
+    removeHeaders: [Header.llmModel, Header.llmCooldown, Header.llmUsageAdded],
     cooldown: chain.length > 0 ? { header: Header.llmCooldown, cluster: cooldownClusterName(model.name) } : undefined,
     finish: (route) => ({
       ...route,

@@ -125,3 +125,35 @@ llm: {}
     expect(() => policy(files(', cache: { semantic: true }'))).toThrow(/semantic/);
   });
 });
+
+describe('LLM usage: pricing and GenAI metrics', () => {
+  const files = (openai: string, llm: string): Record<string, string> => ({
+    'gateway.yaml': `kind: Gateway\nlisteners: [{ name: public, address: 0.0.0.0, port: 10000 }]\nopenai: { listener: public${openai} }\n`,
+    'models.yaml': `kind: Model\nname: m\nupstream: { addressTemplate: "127.0.0.1:81{version}" }\ntraffic: { stable: { version: 1 } }\nllm: ${llm}\n`,
+  });
+  const r = registry({ m: { versions: { '1': {} } } });
+  const model = (openai: string, llm: string): ModelIR | undefined => buildGatewayIR(policy(files(openai, llm)), r).ir.models[0];
+
+  test('GenAI metrics are on by default and make the routes read answers; off, a plain model reads nothing', () => {
+    const on = model('', '{}');
+    expect(on?.llm?.genAi).toEqual({ providerName: 'openai_compatible' });
+    expect(on?.filters?.extProc).toEqual({ requestBody: true, responseBody: 'streamed' });
+    const off = model(', genAiMetrics: false', '{}');
+    expect(off?.llm?.genAi).toBeUndefined();
+    expect(off?.filters?.extProc).toBeUndefined();
+  });
+
+  test('a price table reads answers even with GenAI metrics off; version prices are resolved in version order', () => {
+    const priced = model(', genAiMetrics: false', '{ pricing: { inputPer1M: 3, outputPer1M: 15, currency: USD, versions: { "10": { inputPer1M: 1, outputPer1M: 2 }, "2": { inputPer1M: 0, outputPer1M: 0 } } } }');
+    expect(priced?.filters?.extProc).toEqual({ requestBody: true, responseBody: 'streamed' });
+    expect(priced?.llm?.pricing).toEqual({
+      currency: 'USD',
+      inputPer1M: 3,
+      outputPer1M: 15,
+      versions: [
+        { version: '2', inputPer1M: 0, outputPer1M: 0 },
+        { version: '10', inputPer1M: 1, outputPer1M: 2 },
+      ],
+    });
+  });
+});

@@ -41,10 +41,12 @@ describe('TrafficAggregator', () => {
   test("reads the request's cost from the filter service's dynamic metadata, and nothing else as a cost", () => {
     const withMeta = (fields: Record<string, unknown>, namespace = 'flowgate.llm'): HTTPAccessLogEntry__Output =>
       ({ common_properties: { upstream_cluster: 'model_m_v4', metadata: { filter_metadata: { [namespace]: { fields } } } }, response: { response_code: { value: 200 } } }) as unknown as HTTPAccessLogEntry__Output;
-    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: 0.0025 }, currency: { kind: 'stringValue', stringValue: 'USD' } })).cost).toBe(0.0025);
-    expect(trafficRecord(withMeta({ cost: { kind: 'stringValue', stringValue: '5' } })).cost).toBeUndefined();
-    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: -1 } })).cost).toBeUndefined();
-    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: 1 } }, 'envoy.filters.http.ext_proc')).cost).toBeUndefined();
+    const usd = { kind: 'stringValue', stringValue: 'USD' };
+    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: 0.0025 }, currency: usd })).cost).toEqual({ amount: 0.0025, currency: 'USD' });
+    expect(trafficRecord(withMeta({ cost: { kind: 'stringValue', stringValue: '5' }, currency: usd })).cost).toBeUndefined();
+    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: -1 }, currency: usd })).cost).toBeUndefined();
+    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: 1 } })).cost).toBeUndefined();
+    expect(trafficRecord(withMeta({ cost: { kind: 'numberValue', numberValue: 1 }, currency: usd }, 'envoy.filters.http.ext_proc')).cost).toBeUndefined();
   });
 
   test('other clusters count under "-", model versions past the cap under "overflow"', async () => {

@@ -49,7 +49,7 @@ const STREAMED_ANSWER = {
 } as const;
 
 /** The API a request path belongs to, for the shape of refusals (the model's own /models routes: Flowgate's). */
-function apiOf(path: string): ApiKind {
+export function apiOf(path: string): ApiKind {
   const p = path.split('?')[0] ?? '';
   if (p.endsWith(LLM_ENDPOINT_PATHS.messages)) return 'anthropic';
   return Object.values(LLM_ENDPOINT_PATHS).some((e) => p.endsWith(e)) ? 'openai' : 'flowgate';

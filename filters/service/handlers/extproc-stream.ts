@@ -9,6 +9,7 @@ import { overloaded, type Exchange, type ExchangeOutcome, type HeaderChanges, ty
 import { PROCESSORS, VERSION_PROCESSORS } from '../../extproc/processors/index.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
+import { struct } from '../../../src/proto/codec.js';
 import { headerMapToRecord, setRawHeaders } from '../grpc.js';
 import { callLatency, decisions } from '../metrics.js';
 import { immediate, jsonBody } from '../responses.js';
@@ -59,6 +60,9 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
           responseHeaders: {},
           responseFromUpstream: undefined,
           keep: (part, bytes) => share.resize(part, bytes),
+          usage: undefined,
+          startedAt: performance.now(),
+          processingMs: 0,
         }
       : undefined;
   const state = exchange && share ? new StreamState(exchange, share, (version === undefined ? PROCESSORS : VERSION_PROCESSORS).flatMap((p) => p.open(exchange) ?? [])) : undefined;
@@ -67,6 +71,7 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
   call.on('data', (msg: ProcessingRequest) => {
     chain = chain.then(async () => {
       const end = callLatency.startTimer({ method: 'Process' });
+      const started = performance.now();
       try {
         let res: object;
         if (state) res = await state.process(msg);
@@ -78,6 +83,7 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
         state?.refused(msg.request === 'request_headers' || msg.request === 'request_body' ? 'request' : 'response');
         if (!call.writableEnded) call.write(immediate(500, jsonBody('filter_error', 'the filter service failed on this request')));
       } finally {
+        if (exchange) exchange.processingMs += performance.now() - started;
         end();
       }
     });
@@ -257,6 +263,7 @@ interface PhaseOutcome {
   readonly headers: { set: Record<string, string>; remove: string[] };
   /** The processing mode for the rest of the exchange (headers phases only). */
   readonly modeOverride?: object;
+  readonly metadata?: Record<string, Record<string, unknown>>;
 }
 
 /** Runs one phase through every processor: bodies chain, header changes merge, the first refusal stops it. */
@@ -264,6 +271,7 @@ async function runPhase(runs: readonly ProcessorRun[], step: (run: ProcessorRun)
   const headers = { set: {} as Record<string, string>, remove: [] as string[] };
   let body: Buffer | undefined;
   let modeOverride: object | undefined;
+  let metadata: Record<string, Record<string, unknown>> | undefined;
   for (const run of runs) {
     const result = await step(run);
     if (!result) continue;
@@ -274,8 +282,12 @@ async function runPhase(runs: readonly ProcessorRun[], step: (run: ProcessorRun)
     }
     mergeHeaders(headers, result.headers);
     if ('modeOverride' in result && result.modeOverride) modeOverride = result.modeOverride;
+    if ('metadata' in result && result.metadata) {
+      metadata ??= {};
+      for (const [ns, fields] of Object.entries(result.metadata)) metadata[ns] = { ...metadata[ns], ...fields };
+    }
   }
-  return { refusal: undefined, body, headers, ...(modeOverride && { modeOverride }) };
+  return { refusal: undefined, body, headers, ...(modeOverride && { modeOverride }), ...(metadata && { metadata }) };
 }
 
 function mergeHeaders(into: { set: Record<string, string>; remove: string[] }, changes: HeaderChanges | undefined): void {
@@ -294,5 +306,5 @@ function phaseAnswer(phase: Phase, out: PhaseOutcome): object {
   if (hasHeaders) response.header_mutation = { ...(Object.keys(out.headers.set).length > 0 && { set_headers: setRawHeaders(out.headers.set) }), ...(out.headers.remove.length > 0 && { remove_headers: out.headers.remove }) };
   // An empty body drops the chunk: empty bytes are not encoded, so Envoy is told to clear it.
   if (out.body) response.body_mutation = out.body.length === 0 ? { clear_body: true } : { body: out.body };
-  return { [phase]: { response }, ...(out.modeOverride && { mode_override: out.modeOverride }) };
+  return { [phase]: { response }, ...(out.modeOverride && { mode_override: out.modeOverride }), ...(out.metadata && { dynamic_metadata: struct(out.metadata) }) };
 }

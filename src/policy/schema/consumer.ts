@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { patterned, resourceName, roleName, shortName, wholeNumber } from '../fields.js';
 import { rateLimitShape, tokenQuotaShape } from './shared.js';
+import { budgetList } from './llm.js';
 
 /** The Consumer document: a caller, its credentials (digests only), roles, and its own limits and quotas. */
 
@@ -24,4 +25,6 @@ export const ConsumerSchema = z.strictObject({
   rateLimits: z.array(z.strictObject({ ...rateLimitShape, model: resourceName.optional() })).default([]),
   tokenQuotas: z.array(z.strictObject({ ...tokenQuotaShape, model: resourceName.optional() })).default([]),
   concurrency: wholeNumber(1, 1_000_000).optional(),
+  /** Spending limits on the consumer's LLM calls across models (those priced in the budget's currency). */
+  budgets: budgetList.default([]),
 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
+import { BUDGET_PERIODS, LLM_CACHE_SCOPES, LLM_CACHE_STORES, LLM_UPSTREAM_KINDS, PROVIDER_APIS } from '../../contract/filter-policy.js';
 import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
-import { duration, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
+import { duration, numberIn, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
 import { guardrailsBlock } from './guardrails.js';
 
@@ -79,6 +79,36 @@ const llmCache = z.strictObject({
   chargeHits: z.boolean().optional(),
 });
 
+/** A price per million tokens, in the price table's currency units (0 for a free model). */
+const perMillion = numberIn(0, 1_000_000);
+
+/** An ISO-4217-like currency code: three capital letters (USD, EUR). */
+export const currencyCode = patterned(/^[A-Z]{3}$/, 'three capital letters, an ISO 4217 code such as USD or EUR', 3);
+
+/** `llm.pricing`: what the model's tokens cost, per million; a version may have its own prices (same currency). */
+const llmPricing = z.strictObject({
+  inputPer1M: perMillion,
+  outputPer1M: perMillion,
+  currency: currencyCode,
+  /** Per MLflow version: its own prices, in the model's currency; absent versions use the model's. */
+  versions: z
+    .record(z.string(), z.strictObject({ inputPer1M: perMillion, outputPer1M: perMillion }))
+    .superRefine((versions, ctx) => {
+      for (const key of Object.keys(versions)) {
+        if (!/^[1-9][0-9]{0,11}$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: `must be keyed by MLflow version numbers such as "3" (got ${shown(key)}); an alias moves, a price does not` });
+      }
+    })
+    .optional(),
+});
+
+/** A spending limit: `amount` of `currency` per calendar period (UTC). */
+export const budgetShape = {
+  amount: numberIn(0, 1_000_000_000, { exclusiveMin: true }),
+  currency: currencyCode,
+  per: z.enum(BUDGET_PERIODS),
+};
+export const budgetList = z.array(z.strictObject(budgetShape)).max(8);
+
 export const llmBlock = z
   .strictObject({
     /** Absent: openai (an OpenAI-compatible server such as vLLM or Ollama). */
@@ -102,6 +132,12 @@ export const llmBlock = z
     cache: llmCache.optional(),
     /** Rules on the request's and the answer's texts (src/policy/schema/guardrails.ts). */
     guardrails: guardrailsBlock.optional(),
+    /** What the model's tokens cost: the cost metric, the access log's cost, budgets. */
+    pricing: llmPricing.optional(),
+    /** Spending limits of the model, every caller together; they need `pricing`, in its currency. */
+    budgets: budgetList.default([]),
+    /** The output a request without max_tokens is reserved for against budgets; absent: the IR's default. */
+    maxOutputTokens: wholeNumber(1, 10_000_000).optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
@@ -110,6 +146,10 @@ export const llmBlock = z
     if (l.modelNameOverride !== undefined && typeof l.modelNameOverride !== 'string' && isProvider) {
       ctx.addIssue({ code: 'custom', path: ['modelNameOverride'], message: 'a provider model has no MLflow versions to read a tag from: name the provider model' });
     }
+    if (l.budgets.length > 0 && !l.pricing) ctx.addIssue({ code: 'custom', path: ['budgets'], message: 'need llm.pricing: a budget is spent at the price table\'s rates' });
+    l.budgets.forEach((b, i) => {
+      if (l.pricing && b.currency !== l.pricing.currency) ctx.addIssue({ code: 'custom', path: ['budgets', i, 'currency'], message: `must be the price table's currency (${l.pricing.currency}); Flowgate converts no currencies` });
+    });
     l.names.forEach((n, i) => {
       if (l.names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: ['names', i], message: `name '${n}' is listed twice` });
     });
@@ -126,4 +166,6 @@ export const openaiApi = z.strictObject({
   maxBodyBytes: wholeNumber(1024, 64 * 1024 * 1024).optional(),
   /** An answer that sends no byte for this long is ended; absent: Gateway.edge.streamIdleTimeout. */
   streamIdleTimeout: duration({ min: 1000, max: 3_600_000 }).optional(),
+  /** GenAI metrics (OpenTelemetry semantic conventions) for every LLM model; absent: the IR's default (on). */
+  genAiMetrics: z.boolean().optional(),
 });

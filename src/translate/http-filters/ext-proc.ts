@@ -1,4 +1,4 @@
-import { API_METADATA_KEY, FilterName, MODEL_METADATA_KEY } from '../../contract/filter-wire.js';
+import { API_METADATA_KEY, FilterName, LLM_METADATA, MODEL_METADATA_KEY } from '../../contract/filter-wire.js';
 import type { RouteOwner } from './types.js';
 import { duration, typed } from '../../proto/codec.js';
 import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed } from './filter-service.js';
@@ -34,6 +34,8 @@ export const extProc: HttpFilterTranslator = {
     if (!fs) return [];
     // Output guardrails buffer answers, and let a stream's processing go on STREAMED once its headers arrive.
     const streamsOnDemand = ir.models.some((m) => (m.rules.guardrails?.output.length ?? 0) > 0);
+    // A priced answer's cost comes back as dynamic metadata, which Envoy drops unless its namespace is accepted.
+    const priced = ir.models.some((m) => m.llm?.pricing !== undefined);
     return modesUsed(models, (m) => m.filters?.extProc !== undefined).map((mode) => ({
       name: FilterName.extProc(mode),
       disabled: true,
@@ -45,6 +47,7 @@ export const extProc: HttpFilterTranslator = {
         // `via_upstream` when the answer is the model's: the filter service never reads usage from Envoy's own replies.
         response_attributes: ['response.code_details'],
         ...(streamsOnDemand && { allow_mode_override: true }),
+        ...(priced && { metadata_options: { receiving_namespaces: { untyped: [LLM_METADATA.namespace] } } }),
       }),
     }));
   },

@@ -26,6 +26,9 @@ function open(guardrails: ModelRules['guardrails']): { run: ProcessorRun; audit:
     responseHeaders: {},
     responseFromUpstream: undefined,
     keep: () => true,
+    usage: undefined,
+    startedAt: 0,
+    processingMs: 0,
   };
   const run = guardrailsProcessor.open(ex);
   if (!run) throw new Error('the processor did not open');

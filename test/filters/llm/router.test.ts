@@ -119,3 +119,29 @@ describe('the router', () => {
     expect(await run.requestHeaders({ ':method': 'POST', ':path': '/v1/models' }, false)).toMatchObject({ status: 405 });
   });
 });
+
+describe('usage of streams', () => {
+  async function routeBody(body: Record<string, unknown>, path = '/v1/chat/completions'): Promise<LlmAnswer> {
+    const run = new RouterRun(engine, catalog, new Cooldowns(), 'openai');
+    await run.requestHeaders({ ':method': 'POST', ':path': path }, false);
+    return run.requestBody(Buffer.from(JSON.stringify(body)));
+  }
+  const sent = (a: LlmAnswer): Record<string, unknown> | undefined => (a.kind === 'continue' && a.body ? (JSON.parse(a.body.toString()) as Record<string, unknown>) : undefined);
+
+  test('a stream is asked for usage, and the route told to strip the chunk the caller did not ask for', async () => {
+    const a = await routeBody({ model: 'support-bot', stream: true, stream_options: { other: 1 }, messages: [] });
+    expect(sent(a)?.stream_options).toEqual({ other: 1, include_usage: true });
+    expect(setOf(a)[Header.llmUsageAdded]).toBe('1');
+    const c = await routeBody({ model: 'chat-vllm', stream: true, prompt: 'x' }, '/v1/completions');
+    expect(sent(c)?.stream_options).toEqual({ include_usage: true });
+  });
+
+  test('a caller who asked for usage, or did not stream, gets the body as sent', async () => {
+    const asked = await routeBody({ model: 'support-bot', stream: true, stream_options: { include_usage: true }, messages: [] });
+    expect(setOf(asked)[Header.llmUsageAdded]).toBeUndefined();
+    expect(sent(asked)).toBeUndefined();
+    const json = await routeBody({ model: 'support-bot', messages: [] });
+    expect(setOf(json)[Header.llmUsageAdded]).toBeUndefined();
+    expect(sent(json)).toBeUndefined();
+  });
+});
