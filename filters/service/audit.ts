@@ -10,7 +10,7 @@ import { untrusted } from '../../src/observability/untrusted.js';
  */
 
 export interface AuditEvent {
-  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail';
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail' | 'prompt';
   readonly model: string;
   /** The model version (signature checks), or the failed step (pipelines). */
   readonly version?: string;
@@ -26,6 +26,8 @@ export interface AuditEvent {
   readonly rule?: string;
   readonly direction?: 'input' | 'output';
   readonly action?: 'block' | 'mask' | 'monitor';
+  /** Prompts: the prompt version rendered into the request, NAME/VERSION. */
+  readonly prompt?: string;
   /** Usage: how the exchange ended (an aborted one is charged an estimate). */
   readonly outcome?: 'complete' | 'aborted';
 }

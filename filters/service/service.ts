@@ -49,7 +49,7 @@ export class FilterService {
 
   constructor(private readonly options: FilterServiceOptions) {
     this.buffers = new BufferBudget(options.maxBufferedBytes);
-    this.llm = { cooldowns: new Cooldowns(), credentials: new Credentials(), answers: new AnswerCaches(options.redisUrl) };
+    this.llm = { cooldowns: new Cooldowns(), credentials: new Credentials(), answers: new AnswerCaches(options.redisUrl), audit: options.audit };
   }
 
   /** Closes what the service opened itself (the answer cache's Redis connection). */

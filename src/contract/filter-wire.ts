@@ -39,6 +39,11 @@ export const Header = {
   servedModel: 'x-flowgate-model',
   /** On every answer of a model with `llm.cache`: hit (served from the cache), miss (from the model, maybe stored), bypass (not cached). */
   llmCache: 'x-flowgate-cache',
+  /**
+   * The prompt the LLM router rendered into the request, `NAME/VERSION`: set on the request by the router
+   * (clients can never send it), copied by Envoy onto the answer.
+   */
+  promptVersion: 'x-flowgate-prompt-version',
 } as const;
 
 /** The values of Header.llmCache. */
@@ -60,6 +65,7 @@ export const INTERNAL_REQUEST_HEADERS: readonly string[] = [
   Header.pipelineListener,
   Header.llmModel,
   Header.llmCooldown,
+  Header.promptVersion,
 ];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */

@@ -82,6 +82,7 @@ function llmRules(l: ModelLlmIR): LlmModelRules {
     created: l.created,
     ownedBy: l.ownedBy,
     ...(l.cache && { cache: { ...l.cache } }),
+    ...(l.prompt && { prompt: l.prompt }),
   };
 }
 

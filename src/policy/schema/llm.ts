@@ -4,6 +4,7 @@ import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
 import { duration, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
 import { guardrailsBlock } from './guardrails.js';
+import { messagesBlock, promptBlock } from './prompt.js';
 
 /**
  * The LLM blocks of the policy: `Gateway.openai` (where the OpenAI-compatible API is served) and a Model's
@@ -102,6 +103,10 @@ export const llmBlock = z
     cache: llmCache.optional(),
     /** Rules on the request's and the answer's texts (src/policy/schema/guardrails.ts). */
     guardrails: guardrailsBlock.optional(),
+    /** A prompt of MLflow's Prompt Registry rendered into every chat request (src/policy/schema/prompt.ts). */
+    prompt: promptBlock.optional(),
+    /** Fixed messages put before and after the caller's. */
+    messages: messagesBlock.optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
@@ -109,6 +114,10 @@ export const llmBlock = z
     if (!isProvider && l.provider) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'is only used when upstream is provider' });
     if (l.modelNameOverride !== undefined && typeof l.modelNameOverride !== 'string' && isProvider) {
       ctx.addIssue({ code: 'custom', path: ['modelNameOverride'], message: 'a provider model has no MLflow versions to read a tag from: name the provider model' });
+    }
+    const endpoints = l.endpoints;
+    if ((l.prompt || l.messages) && endpoints && !endpoints.includes('chat')) {
+      ctx.addIssue({ code: 'custom', path: [l.prompt ? 'prompt' : 'messages'], message: 'prompts are rendered into chat requests: the model must serve chat' });
     }
     l.names.forEach((n, i) => {
       if (l.names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: ['names', i], message: `name '${n}' is listed twice` });
