@@ -273,3 +273,31 @@ export async function serveModel(uri: string, name: string, version: string): Pr
   });
   return { port, url, process: proc, stop: () => stopGroup(proc) };
 }
+
+/** A chat prompt's messages, as mlflow.genai.register_prompt takes them. */
+export type PromptTemplate = string | readonly { readonly role: string; readonly content: string }[];
+
+/** Runs test/fixtures/mlflow_prompt.py (MLflow's own Python API) with one request; resolves with the version it touched. */
+async function promptScript(uri: string, request: Record<string, unknown>): Promise<{ name: string; version: string }> {
+  const script = join(repoRoot, 'test', 'fixtures', 'mlflow_prompt.py');
+  const cwd = mkdtempSync(join(tmpdir(), 'flowgate-prompt-'));
+  const child = spawn(venvBin('python'), [script], { env: mlflowEnv({ MLFLOW_TRACKING_URI: uri }), cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+  child.stdin.end(JSON.stringify(request));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (code !== 0) throw new Error(`mlflow_prompt.py ${JSON.stringify(request).slice(0, 200)} exited with ${code}\n${stderr.slice(-3000)}`);
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '') as { name: string; version: string };
+}
+
+/** Registers a new version of prompt `name` with mlflow.genai.register_prompt (and points `alias` at it); resolves with its version. */
+export async function registerPrompt(uri: string, name: string, template: PromptTemplate, alias?: string): Promise<string> {
+  return (await promptScript(uri, { op: 'register', name, template, ...(alias !== undefined && { alias }) })).version;
+}
+
+/** Points a prompt's alias at `version` with mlflow.genai.set_prompt_alias. */
+export async function setPromptAlias(uri: string, name: string, alias: string, version: string): Promise<void> {
+  await promptScript(uri, { op: 'alias', name, alias, version });
+}
