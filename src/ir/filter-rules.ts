@@ -107,8 +107,8 @@ function validation(model: ModelPolicy): InputValidation | undefined {
   return { input: 'signature', maxBodyBytes: v.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
 }
 
-function guardrailsOf(model: ModelPolicy): { guardrails?: NonNullable<ModelFilterRules['guardrails']> } {
-  const g = guardrailRules(model);
+function guardrailsOf(model: ModelPolicy, gateway: GatewayPolicy): { guardrails?: NonNullable<ModelFilterRules['guardrails']> } {
+  const g = guardrailRules(model, gateway.filterService.timeout);
   return g ? { guardrails: g } : {};
 }
 
@@ -122,7 +122,7 @@ export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): Mo
     tokenQuotas: model.tokenQuotas.map((q) => tokenQuota(q, (count) => `Model ${model.name}: ${q.tokens} ${count} tokens per ${q.per} per consumer`)),
     masking: masking(model),
     ...(checked && { validation: checked }),
-    ...guardrailsOf(model),
+    ...guardrailsOf(model, gateway),
   };
 }
 
@@ -189,8 +189,8 @@ export function modelFilters(
   // Pins are judged by the filter service, never matched by Envoy on the client's headers (see filters/authz/pins.ts).
   const pinAuthz = traffic.pinning && !authz;
   const routesByVersion = traffic.pinning || (rules.access?.versions.length ?? 0) > 0;
-  // Guardrails read the request for their input rules, and for output masks (a streamed request is refused there).
-  const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask') ?? false);
+  // Guardrails read the request for their input rules, and for output masks and services (a streamed request is refused there).
+  const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask' || r.service !== undefined) ?? false);
   const requestBody = rules.masking?.request !== undefined || quotas || guardrailsRead;
   // Output guardrails buffer the answer (a JSON answer they refuse gets its own status); the filter service
   // turns a stream's processing to STREAMED when its headers arrive (src/ir/guardrails.ts).
