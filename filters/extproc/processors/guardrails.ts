@@ -72,7 +72,7 @@ class GuardrailsRun implements ProcessorRun {
   requestHeaders(headers: Readonly<Record<string, string>>): PhaseResult {
     this.api = apiOf(headers[':path'] ?? '');
     // A masked body has a new length; Envoy frames it again without the old header.
-    return this.rules.input.some((r) => r.rule.action === 'mask') ? { headers: { remove: ['content-length'] } } : undefined;
+    return this.rules.input.some(mayRewrite) ? { headers: { remove: ['content-length'] } } : undefined;
   }
 
   async requestBody(body: Buffer): Promise<PhaseResult> {
@@ -112,7 +112,7 @@ class GuardrailsRun implements ProcessorRun {
       const streamed = headers['content-encoding'] === undefined && !this.ex.rules.masking?.response;
       return streamed ? { modeOverride: STREAMED_ANSWER } : undefined;
     }
-    return this.rules.output.some((r) => r.rule.action === 'mask') ? { headers: { remove: ['content-length'] } } : undefined;
+    return this.rules.output.some(mayRewrite) ? { headers: { remove: ['content-length'] } } : undefined;
   }
 
   async responseBody(chunk: Buffer, last: boolean): Promise<PhaseResult> {
@@ -203,6 +203,11 @@ class GuardrailsRun implements ProcessorRun {
       });
     }
   }
+}
+
+/** Whether a rule may rewrite the texts: a mask rule, or an external service that follows its answer (it may mask). */
+function mayRewrite(c: CompiledRule): boolean {
+  return c.rule.action === 'mask' || (c.rule.type === 'external' && c.rule.action === 'block');
 }
 
 function blockedMessage(direction: 'input' | 'output', rule: string): string {
