@@ -1,7 +1,8 @@
 import type { GuardrailRule } from '../src/contract/guardrails.js';
-import { judgeRequest } from '../filters/llm/guardrails/judge.js';
+import { judgeRequest, judgeWithServices } from '../filters/llm/guardrails/judge.js';
 import { CompiledRule } from '../filters/llm/guardrails/rules.js';
 import { StreamGuard } from '../filters/llm/guardrails/window.js';
+import { startGuardrailStub } from '../test/harness/guardrail-services.js';
 
 /**
  * What the LLM guardrails cost in the filter service: the input rules of a typical policy (prompt injection,
@@ -68,3 +69,27 @@ const perDelta = (): void => {
   console.log(`${'output rules, one delta (window full)'.padEnd(44)} ${(ns / 1000 / words.length).toFixed(1).padStart(9)} µs/delta`);
 };
 perDelta();
+
+// Service rules: one call per request to a loopback stub (test/harness/guardrail-services.ts), so the figure
+// is the gateway's side of the call (serialising, HTTP on loopback, parsing), not a real service's work.
+async function measureAsync(label: string, work: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < 20; i++) await work();
+  let n = 0;
+  const start = process.hrtime.bigint();
+  let elapsed = 0n;
+  while (elapsed < 1_000_000_000n) {
+    await work();
+    n++;
+    elapsed = process.hrtime.bigint() - start;
+  }
+  const us = Number(elapsed) / 1000 / n;
+  console.log(`${label.padEnd(44)} ${us.toFixed(1).padStart(9)} µs/op  ${Math.round(n / (Number(elapsed) / 1e9)).toString().padStart(8)} ops/s`);
+}
+
+const stub = await startGuardrailStub();
+const small = chat(1024);
+const service = (type: 'external' | 'presidio'): CompiledRule =>
+  rule({ name: type, type, service: { url: type === 'external' ? `${stub.url}/check` : stub.url, timeoutMs: 1000, ...(type === 'presidio' && { language: 'en' }) } });
+await measureAsync('external rule, 1.2 KB request (loopback stub)', () => judgeWithServices([service('external')], JSON.parse(small) as Record<string, unknown>, 'input', 'bench'));
+await measureAsync('presidio rule, 1.2 KB request (stub, per text)', () => judgeWithServices([service('presidio')], JSON.parse(small) as Record<string, unknown>, 'input', 'bench'));
+await stub.close();

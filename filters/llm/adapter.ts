@@ -60,7 +60,7 @@ export class AdapterRun {
   /** True once Envoy will send this attempt nothing more. */
   finished = false;
   /** The caller's consumer and Cache-Control, read before the headers are fitted to the upstream. */
-  private caller: { consumer: string | undefined; cacheControl: string | undefined } = { consumer: undefined, cacheControl: undefined };
+  private caller: { consumer: string | undefined; cacheControl: string | undefined; prompt: string | undefined } = { consumer: undefined, cacheControl: undefined, prompt: undefined };
   /** This attempt's cache work: the plan and key once the request body was read. */
   private cache: { plan: CachePlan; key: string } | undefined;
   /** Whether this attempt buffers the answer to store it. */
@@ -85,7 +85,7 @@ export class AdapterRun {
     if (!target || !rules || !endpoint) return errorReply(this.api, 503, 'adapter_unavailable', 'the gateway cannot tell which model version this attempt reached');
     this.rules = rules;
     this.version = target.version;
-    this.caller = { consumer: headers[Header.consumer], cacheControl: headers['cache-control'] };
+    this.caller = { consumer: headers[Header.consumer], cacheControl: headers['cache-control'], prompt: headers[Header.promptVersion] };
     // The model asked for (a fallback attempt reaches another): when it caches, every attempt owns the header.
     this.requestedCaches = this.catalog.model(headers[Header.llmModel] ?? '')?.llm.cache !== undefined;
     const cached = rules.llm.cache !== undefined || this.requestedCaches;
@@ -199,7 +199,7 @@ export class AdapterRun {
     const policy = rules.llm.cache;
     if (!policy || !this.answers) return undefined;
     const plan = this.answers.available(policy) ? cachePlan(policy, this.endpoint, request, this.caller.cacheControl) : { lookup: false, store: false };
-    const key = cacheKey({ model: rules.name, version: this.version, endpoint: this.endpoint, scope: policy.scope, consumer: this.caller.consumer, request });
+    const key = cacheKey({ model: rules.name, version: this.version, endpoint: this.endpoint, scope: policy.scope, consumer: this.caller.consumer, prompt: this.caller.prompt, request });
     this.cache = { plan, key };
     const found = plan.lookup ? await this.answers.get(rules.name, policy, rules.live.map((l) => l.version), key) : undefined;
     const replayed = found && replay(found.body, request);

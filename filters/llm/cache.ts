@@ -30,6 +30,8 @@ export interface CacheKeyInput {
   readonly scope: LlmCacheRules['scope'];
   /** The authenticated consumer (x-flowgate-consumer), absent for anonymous callers. */
   readonly consumer: string | undefined;
+  /** The prompt version the router rendered into the request (NAME/VERSION), if any. */
+  readonly prompt?: string | undefined;
   readonly request: Readonly<Json>;
 }
 
@@ -48,7 +50,9 @@ export function cacheKey(input: CacheKeyInput): string {
   const fields: Json = {};
   for (const [k, v] of Object.entries(input.request)) if (!DELIVERY_FIELDS.has(k) && v !== undefined) fields[k] = v;
   const who = input.scope === 'consumer' ? { consumer: input.consumer ?? null } : { shared: true };
-  const material = sortedJson({ f: KEY_FORMAT, model: input.model, version: input.version, endpoint: input.endpoint, who, request: fields });
+  // The rendered prompt is in the messages already; its version is named too, so a prompt change is a miss even
+  // where two versions render the same text.
+  const material = sortedJson({ f: KEY_FORMAT, model: input.model, version: input.version, endpoint: input.endpoint, who, ...(input.prompt !== undefined && { prompt: input.prompt }), request: fields });
   return createHash('sha256').update(material).digest('hex');
 }
 

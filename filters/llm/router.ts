@@ -1,10 +1,12 @@
 import { Header, LLM_ENDPOINT_PATHS, type ApiKind, type LlmEndpoint } from '../../src/contract/filter-wire.js';
 import type { AuthzDeny } from '../authz/decision.js';
 import { ruleAdmits, type Caller } from '../authz/access.js';
+import type { AuditLog } from '../service/audit.js';
 import type { FilterEngine } from '../service/engine.js';
 import { CONTINUE, errorReply, jsonReply, type LlmAnswer } from './answers.js';
 import type { LlmCatalog, LlmModel } from './catalog.js';
 import type { Cooldowns } from './cooldown.js';
+import { promptRequests, renderPrompt } from './prompt.js';
 
 /**
  * The LLM router's work on one request of the OpenAI API: GET /v1/models answered from the policy (only the
@@ -24,6 +26,8 @@ const ECHO_CHARS = 128;
 export class RouterRun {
   /** True once the router has nothing more to see of this request (it never reads answers). */
   finished = false;
+  /** The request's headers (prompt variables may come from them). */
+  private headers: Readonly<Record<string, string>> = {};
 
   /** `endpoint`: as the entry route names it (the path in the headers says the same). */
   constructor(
@@ -32,9 +36,11 @@ export class RouterRun {
     private readonly cooldowns: Cooldowns,
     private readonly api: ApiKind,
     private endpoint?: LlmEndpoint,
+    private readonly audit?: AuditLog,
   ) {}
 
   async requestHeaders(headers: Readonly<Record<string, string>>, endOfStream: boolean): Promise<LlmAnswer> {
+    this.headers = headers;
     const method = headers[':method'] ?? '';
     const path = headers[':path'] ?? '';
     const target = this.catalog.endpointOf(path);
@@ -76,16 +82,32 @@ export class RouterRun {
     // Unpinned traffic of a model whose upstream asked for time starts at its fallback chain. (A request
     // pinned by its headers matches the model's pin routes before the cooldown route.)
     if (rules.llm.fallback && !pin && this.cooldowns.active(rules.name)) set[Header.llmCooldown] = '1';
-    const changes: Json = json.model !== rules.llm.upstreamModel ? { model: rules.llm.upstreamModel } : {};
+    let out: Json = json;
+    const prompt = rules.llm.prompt;
+    if (prompt && endpoint === 'chat') {
+      const rendered = renderPrompt(prompt, json, this.headers);
+      const requestId = this.headers['x-request-id'];
+      if (!rendered.ok) {
+        this.audit?.write({ kind: 'prompt', model: rules.name, decision: 'deny', code: rendered.code, status: rendered.status, requestId });
+        return errorReply(this.api, rendered.status, rendered.code, rendered.message);
+      }
+      out = rendered.body;
+      if (rendered.version !== undefined && prompt.template) {
+        set[Header.promptVersion] = rendered.version;
+        promptRequests.inc({ model: rules.name, prompt: prompt.template.name, prompt_version: prompt.template.version });
+        this.audit?.write({ kind: 'prompt', model: rules.name, decision: 'allow', prompt: rendered.version, requestId });
+      }
+    }
+    const changes: Json = out.model !== rules.llm.upstreamModel ? { model: rules.llm.upstreamModel } : {};
     // A stream reports usage only when asked: ask for it whenever the model's answers are read for usage, and
     // tell the route's ext_proc to strip the usage chunk if the caller did not ask for it.
-    if (json.stream === true && STREAMS_USAGE.has(endpoint) && this.engine.readsUsage(rules.name) && !asksUsage(json)) {
-      changes.stream_options = { ...(isObject(json.stream_options) ? json.stream_options : {}), include_usage: true };
+    if (out.stream === true && STREAMS_USAGE.has(endpoint) && this.engine.readsUsage(rules.name) && !asksUsage(out)) {
+      changes.stream_options = { ...(isObject(out.stream_options) ? out.stream_options : {}), include_usage: true };
       set[Header.llmUsageAdded] = '1';
     }
     let rewritten: Buffer | undefined;
-    if (Object.keys(changes).length > 0) {
-      rewritten = Buffer.from(JSON.stringify({ ...json, ...changes }), 'utf8');
+    if (out !== json || Object.keys(changes).length > 0) {
+      rewritten = Buffer.from(JSON.stringify({ ...out, ...changes }), 'utf8');
       set['content-length'] = String(rewritten.length);
     }
     return { kind: 'continue', headers: { set, append }, ...(rewritten && { body: rewritten }), clearRouteCache: true };

@@ -10,7 +10,7 @@ import { untrusted } from '../../src/observability/untrusted.js';
  */
 
 export interface AuditEvent {
-  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail' | 'budget';
+  readonly kind: 'authz' | 'ratelimit' | 'quota' | 'masking' | 'usage' | 'body' | 'signature' | 'pipeline' | 'guardrail' | 'budget' | 'prompt';
   readonly model: string;
   /** The model version (signature checks), or the failed step (pipelines). */
   readonly version?: string;
@@ -31,6 +31,8 @@ export interface AuditEvent {
   readonly currency?: string;
   /** Budgets: the budget that refused (as written in the policy). */
   readonly budget?: string | undefined;
+  /** Prompts: the prompt version rendered into the request, NAME/VERSION. */
+  readonly prompt?: string;
   /** Usage: how the exchange ended (an aborted one is charged an estimate). */
   readonly outcome?: 'complete' | 'aborted';
 }

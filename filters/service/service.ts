@@ -52,7 +52,7 @@ export class FilterService {
 
   constructor(private readonly options: FilterServiceOptions) {
     this.buffers = new BufferBudget(options.maxBufferedBytes);
-    this.llm = { cooldowns: new Cooldowns(), credentials: new Credentials(), answers: new AnswerCaches(options.redisUrl) };
+    this.llm = { cooldowns: new Cooldowns(), credentials: new Credentials(), answers: new AnswerCaches(options.redisUrl), audit: options.audit };
     this.budgets = options.redisUrl ? new RedisBudgets(options.redisUrl) : new MemoryBudgets();
   }
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { signatureSchema } from './signature.js';
 import { LLM_ENDPOINTS } from './filter-wire.js';
 import { guardrailRulesSchema } from './guardrails.js';
+import { promptRulesSchema } from './prompts.js';
 
 /**
  * The FilterPolicy: everything the filter service decides with, resolved by the control plane's IR (every
@@ -187,6 +188,8 @@ const llmModel = z.object({
   budgets: z.array(budget).optional(),
   /** The output tokens a request without max_tokens is reserved for against budgets. */
   maxOutputTokens: positive.optional(),
+  /** The prompt rendered into chat requests (src/contract/prompts.ts); absent: none (or an older control plane). */
+  prompt: promptRulesSchema.optional(),
 });
 
 const model = z.object({

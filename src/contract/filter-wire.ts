@@ -47,6 +47,11 @@ export const Header = {
   llmUsageAdded: 'x-flowgate-llm-usage-added',
   /** On LLM answers whose route's ext_proc read them: the filter service's own processing time, in milliseconds. */
   overheadMs: 'x-flowgate-overhead-ms',
+  /**
+   * The prompt the LLM router rendered into the request, `NAME/VERSION`: set on the request by the router
+   * (clients can never send it), copied by Envoy onto the answer.
+   */
+  promptVersion: 'x-flowgate-prompt-version',
 } as const;
 
 /** The values of Header.llmCache. */
@@ -69,6 +74,7 @@ export const INTERNAL_REQUEST_HEADERS: readonly string[] = [
   Header.llmModel,
   Header.llmCooldown,
   Header.llmUsageAdded,
+  Header.promptVersion,
 ];
 
 /** The request headers that carry a caller's credential; the gateway consumes them and never forwards them. */

@@ -278,8 +278,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   return { xdsPort, adminPort, webhookPort, filtersPort: filters?.port, controller, stop };
 }
 
-/** The registered models a policy names (none before a first good policy). */
+/** The registered models a policy names, and the Prompt Registry prompts (also registered models); none before a first good policy. */
 function registeredModels(policy: Policy | undefined): string[] {
-  return policy ? [...new Set([...policy.models.values()].map((m) => m.registeredModel))] : [];
+  if (!policy) return [];
+  const models = [...policy.models.values()];
+  return [...new Set([...models.map((m) => m.registeredModel), ...models.flatMap((m) => (m.llm?.prompt ? [m.llm.prompt.name] : []))])];
 }
 

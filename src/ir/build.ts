@@ -4,6 +4,8 @@ import { auditRules, consumerRules, filterServiceOf, jwtIssuerRules, modelFilter
 import { buildPipelines } from './pipelines.js';
 import { DEFAULT_LLM_TIMEOUT_MS, modelLlm, openaiApiOf, providerLiveVersion, providerOf, withFallbacks } from './llm.js';
 import { policyIssue } from '../policy/policy.js';
+import { isPromptModel } from '../registry/snapshot.js';
+import { promptRulesOf } from './prompts.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import { modelRoutes } from '../policy/routes.js';
 import type { ConsumerRules } from '../contract/filter-policy.js';
@@ -100,8 +102,20 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       );
       alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
     }
+    if (registered && isPromptModel(registered)) {
+      issues.push(
+        policyIssue(policy, 'Model', model.name, [model.registeredModel === model.name ? 'name' : 'registeredModel'], `'${model.registeredModel}' is a prompt of MLflow's Prompt Registry, not a model: name it under llm.prompt`),
+      );
+    }
     const prior = previous?.models.find((m) => m.name === model.name);
-    models.push(resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures }));
+    const resolvedModel = resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures });
+    const prompt = promptRulesOf(model, registry, prior?.llm?.prompt);
+    if (prompt.problem && registry) {
+      issues.push(policyIssue(policy, 'Model', model.name, prompt.problem.path, prompt.problem.message));
+      const kept = prompt.rules?.template;
+      alerts.push({ code: 'prompt_unresolved', model: model.name, message: kept ? `${prompt.problem.message}; still serving ${kept.name}/${kept.version}` : `${prompt.problem.message}; chat requests are refused` });
+    }
+    models.push(resolvedModel.llm && prompt.rules ? { ...resolvedModel, llm: { ...resolvedModel.llm, prompt: prompt.rules } } : resolvedModel);
   }
   const edge = edgeSettings(policy.gateway);
   const openai = openaiApiOf(policy.gateway, edge.streamIdleTimeoutMs);

@@ -108,8 +108,8 @@ function validation(model: ModelPolicy): InputValidation | undefined {
   return { input: 'signature', maxBodyBytes: v.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
 }
 
-function guardrailsOf(model: ModelPolicy): { guardrails?: NonNullable<ModelFilterRules['guardrails']> } {
-  const g = guardrailRules(model);
+function guardrailsOf(model: ModelPolicy, gateway: GatewayPolicy): { guardrails?: NonNullable<ModelFilterRules['guardrails']> } {
+  const g = guardrailRules(model, gateway.filterService.timeout);
   return g ? { guardrails: g } : {};
 }
 
@@ -124,7 +124,7 @@ export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): Mo
     masking: masking(model),
     ...(llmReadsUsage(model, gateway) && { llmUsage: true }),
     ...(checked && { validation: checked }),
-    ...guardrailsOf(model),
+    ...guardrailsOf(model, gateway),
   };
 }
 
@@ -196,8 +196,8 @@ export function modelFilters(
   // Pins are judged by the filter service, never matched by Envoy on the client's headers (see filters/authz/pins.ts).
   const pinAuthz = traffic.pinning && !authz;
   const routesByVersion = traffic.pinning || (rules.access?.versions.length ?? 0) > 0;
-  // Guardrails read the request for their input rules, and for output masks (a streamed request is refused there).
-  const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask') ?? false);
+  // Guardrails read the request for their input rules, and for output masks and services (a streamed request is refused there).
+  const guardrailsRead = (rules.guardrails?.input.length ?? 0) > 0 || (rules.guardrails?.output.some((r) => r.action === 'mask' || r.service !== undefined) ?? false);
   const requestBody = rules.masking?.request !== undefined || usage || guardrailsRead;
   // Output guardrails buffer the answer (a JSON answer they refuse gets its own status); the filter service
   // turns a stream's processing to STREAMED when its headers arrive (src/ir/guardrails.ts).

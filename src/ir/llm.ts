@@ -167,6 +167,8 @@ export function modelLlm(model: ModelPolicy, registered: RegisteredModel | undef
     // The cache is looked up by the adapter, the one place that knows which version Envoy picked.
     adapter: kind !== 'openai' || versions.some((v) => v.upstreamModel !== upstreamModel) || cache !== undefined,
     cache,
+    // Resolved against the Prompt Registry by buildGatewayIR (src/ir/prompts.ts).
+    prompt: undefined,
     created: firstCreated === undefined || firstCreated === Number.MAX_SAFE_INTEGER ? 0 : Math.floor(firstCreated / 1000),
     ownedBy: l.ownedBy ?? registered?.tags.owner ?? (provider ? provider.api : DEFAULT_OWNED_BY),
     pricing: llmPricingOf(model),

@@ -1,3 +1,4 @@
+import type { PromptRules } from '../contract/prompts.js';
 import type { GuardrailRules } from '../contract/guardrails.js';
 import type {
   BudgetRule,
@@ -301,6 +302,8 @@ export interface ModelLlmIR {
   readonly adapter: boolean;
   /** The answer cache, with its defaults; undefined: none. */
   readonly cache: LlmCacheIR | undefined;
+  /** The prompt rendered into chat requests (src/ir/prompts.ts); undefined: none. */
+  readonly prompt: PromptRules | undefined;
   /** GET /v1/models: seconds since the epoch (the registered model's first version) and the owner. */
   readonly created: number;
   readonly ownedBy: string;
@@ -402,7 +405,7 @@ export interface EdgeIR {
 
 /** Something an operator must know about: logged and counted by the control plane. */
 export interface GatewayAlert {
-  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused' | 'no_signature' | 'fallback_unresolved';
+  readonly code: 'no_live_version' | 'kept_last_live' | 'canary_unresolved' | 'mirror_unresolved' | 'no_address' | 'unknown_registered_model' | 'address_refused' | 'no_signature' | 'fallback_unresolved' | 'prompt_unresolved';
   readonly model: string;
   readonly message: string;
 }

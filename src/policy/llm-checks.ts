@@ -37,6 +37,14 @@ export function checkLlm(docs: readonly ValidDocument[], gateway: GatewayPolicy,
     if (gatewayValid && !openai) {
       issues.push(d.source.issue(['llm'], 'the Gateway serves no OpenAI-compatible API: add Gateway.openai { listener } to serve this model', 'reference'));
     }
+    // A guardrail service must answer before Envoy gives up on the filter service that calls it.
+    for (const direction of ['input', 'output'] as const) {
+      m.llm?.guardrails?.[direction].forEach((r, i) => {
+        if (r.timeout !== undefined && r.timeout >= gateway.filterService.timeout) {
+          issues.push(d.source.issue(['llm', 'guardrails', direction, i, 'timeout'], `must be shorter than Gateway.filterService.timeout (${gateway.filterService.timeout} ms): Envoy stops waiting for the filter service first`, 'conflict'));
+        }
+      });
+    }
     m.llm?.fallback.forEach((ref, i) => {
       const resolved = resolveModelRef(ref, (n) => names.get(n)?.model);
       if (!resolved) {

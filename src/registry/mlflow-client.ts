@@ -28,6 +28,12 @@ const MAX_PAGES = 10_000;
 const NAME_CONCURRENCY = 4;
 // Names per `name IN (...)` search: the filter travels in the query string, so a batch stays a few KiB long.
 const NAMES_PER_BATCH = 50;
+/**
+ * MLflow 3's searches leave prompts out unless the filter names the prompt tag (then they return prompts
+ * only); registered-models/get reads either.
+ */
+const PROMPTS_ONLY = "tags.`mlflow.prompt.is_prompt` = 'true'";
+const promptFilter = (filter: string): string => `${PROMPTS_ONLY} AND ${filter}`;
 
 /**
  * The search-filter form of `name = <name>`. MLflow's filter grammar has no escape character, so a name is
@@ -57,7 +63,7 @@ export class MlflowClient {
 
   /** Every registered model (prompts excluded), following next_page_token to the end. */
   async listRegisteredModels(): Promise<RegisteredModelInfo[]> {
-    const wire = await this.searchRegisteredModels();
+    const wire = (await this.searchRegisteredModels()).filter((m) => !isPrompt(m));
     return wire.map((m) => infoOf(m));
   }
 
@@ -97,20 +103,22 @@ export class MlflowClient {
     return registrySnapshotFrom(models, Date.now());
   }
 
+  /** Every registered model and every prompt (prompts need their own searches). */
   private async fetchAll(): Promise<RegisteredModel[]> {
-    const wire = await this.searchRegisteredModels();
-    const versions = await this.searchModelVersions();
+    const wire = [...(await this.searchRegisteredModels()), ...(await this.searchRegisteredModels(PROMPTS_ONLY))];
+    const versions = [...(await this.searchModelVersions()), ...(await this.searchVersionsByFilter(PROMPTS_ONLY))];
     const byModel = new Map<string, ModelVersion[]>(wire.map((m) => [m.name, []]));
     // A version of a model created after the model list was read has no entry and waits for the next fetch.
     for (const v of versions) byModel.get(v.name)?.push(v);
     return wire.map((m) => toRegisteredModel(m, byModel.get(m.name) ?? []));
   }
 
-  /** One registered model with its versions, read now; undefined when MLflow has none by that name (or it is a prompt). */
+  /** One registered model (or prompt) with its versions, read now; undefined when MLflow has none by that name. */
   async fetchModel(name: string): Promise<RegisteredModel | undefined> {
     const wire = await this.getWireRegisteredModel(name);
-    if (wire === undefined || isPrompt(wire)) return undefined;
-    return toRegisteredModel(wire, await this.searchModelVersions(name));
+    if (wire === undefined) return undefined;
+    const filter = nameFilter(name);
+    return toRegisteredModel(wire, await this.searchVersionsByFilter(isPrompt(wire) ? promptFilter(filter) : filter));
   }
 
   /**
@@ -134,12 +142,15 @@ export class MlflowClient {
     return out;
   }
 
-  /** The models of one batch of quote-free names, or undefined when the server does not understand `IN`. */
+  /**
+   * The models of one batch of quote-free names, or undefined when the server does not understand `IN`. The
+   * names no model search found are looked for among the prompts (MLflow searches those separately).
+   */
   private async fetchBatch(names: readonly string[]): Promise<RegisteredModel[] | undefined> {
-    const filter = `name IN (${names.map((n) => `'${n}'`).join(', ')})`;
+    const inList = (list: readonly string[]): string => `name IN (${list.map((n) => `'${n}'`).join(', ')})`;
     let wire: WireRegisteredModel[];
     try {
-      wire = await this.searchRegisteredModels(filter);
+      wire = await this.searchRegisteredModels(inList(names));
     } catch (err) {
       if (err instanceof MlflowError && err.status === 400) {
         this.inFilterRefused = true;
@@ -147,19 +158,28 @@ export class MlflowClient {
       }
       throw err;
     }
-    const versions = wire.length === 0 ? [] : await this.searchVersionsByFilter(`name IN (${wire.map((m) => `'${m.name}'`).join(', ')})`);
-    const byModel = new Map<string, ModelVersion[]>(wire.map((m) => [m.name, []]));
+    const found = new Set(wire.map((m) => m.name));
+    const rest = names.filter((n) => !found.has(n));
+    const prompts = rest.length === 0 ? [] : await this.searchRegisteredModels(promptFilter(inList(rest)));
+    const versions = [
+      ...(wire.length === 0 ? [] : await this.searchVersionsByFilter(inList(wire.map((m) => m.name)))),
+      ...(prompts.length === 0 ? [] : await this.searchVersionsByFilter(promptFilter(inList(prompts.map((m) => m.name))))),
+    ];
+    const all = [...wire, ...prompts];
+    const byModel = new Map<string, ModelVersion[]>(all.map((m) => [m.name, []]));
     for (const v of versions) byModel.get(v.name)?.push(v);
     // LIKE-free IN is exact in MLflow's stores, but a server that matched loosely must not add models.
     const wanted = new Set(names);
-    return wire.filter((m) => wanted.has(m.name)).map((m) => toRegisteredModel(m, byModel.get(m.name) ?? []));
+    return all.filter((m) => wanted.has(m.name)).map((m) => toRegisteredModel(m, byModel.get(m.name) ?? []));
   }
 
   private async searchRegisteredModels(filter?: string): Promise<WireRegisteredModel[]> {
     const out: WireRegisteredModel[] = [];
     await this.paginate('registered-models/search', filter === undefined ? {} : { filter }, (json, where) => {
       const page = parseAnswer(registeredModelsPage, json, where);
-      out.push(...page.registered_models.filter((m) => !isPrompt(m)));
+      // A search without the prompt tag never returns prompts from MLflow 3; one with it returns prompts only.
+      const prompts = filter?.startsWith(PROMPTS_ONLY) === true;
+      out.push(...page.registered_models.filter((m) => isPrompt(m) === prompts));
       return page.next_page_token;
     });
     return out;

@@ -7,7 +7,10 @@ import { parseAnswer } from './mlflow-wire.js';
  * webhooks through which MLflow tells Flowgate that a registered model changed. Used by `flowgate webhooks`.
  */
 
-/** The registry events that change what a model routes to; stage transitions and deletions have no event (polling sees them). */
+/**
+ * The registry events that change what a model routes to or which prompt it sends (a prompt's new version or
+ * moved alias); stage transitions and deletions have no event (polling sees them).
+ */
 export const MODEL_EVENTS = [
   'registered_model.created',
   'model_version.created',
@@ -15,20 +18,14 @@ export const MODEL_EVENTS = [
   'model_version_tag.deleted',
   'model_version_alias.created',
   'model_version_alias.deleted',
-] as const;
-
-/** Every event MLflow 3.x can deliver, as `entity.action`. */
-export const ALL_EVENTS = [
-  ...MODEL_EVENTS,
   'prompt.created',
   'prompt_version.created',
-  'prompt_tag.set',
-  'prompt_tag.deleted',
-  'prompt_version_tag.set',
-  'prompt_version_tag.deleted',
   'prompt_alias.created',
   'prompt_alias.deleted',
 ] as const;
+
+/** Every event MLflow 3.x can deliver, as `entity.action`. */
+export const ALL_EVENTS = [...MODEL_EVENTS, 'prompt_tag.set', 'prompt_tag.deleted', 'prompt_version_tag.set', 'prompt_version_tag.deleted'] as const;
 
 const wireEvent = z.object({ entity: z.string(), action: z.string() });
 const wireWebhook = z.object({

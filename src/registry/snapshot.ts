@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ModelVersion, RegisteredModel, RegistrySnapshot } from './types.js';
+import type { ModelVersion, RegisteredModel, RegistryPrompt, RegistrySnapshot } from './types.js';
 
 /**
  * The one place a RegistrySnapshot is assembled, whether its models came from MLflow or from a file: the
@@ -70,6 +70,24 @@ export function registryHash(models: readonly RegisteredModel[]): string {
     .digest('hex');
 }
 
+/** MLflow's tags of the Prompt Registry (mlflow/prompt/constants.py). */
+export const PROMPT_TAG = 'mlflow.prompt.is_prompt';
+export const PROMPT_TEXT_TAG = 'mlflow.prompt.text';
+export const PROMPT_TYPE_TAG = '_mlflow_prompt_type';
+
+/** Whether a registered model is a prompt of MLflow's Prompt Registry. */
+export function isPromptModel(model: { readonly tags: Readonly<Record<string, string>> }): boolean {
+  return (model.tags[PROMPT_TAG] ?? '').toLowerCase() === 'true';
+}
+
+/** A prompt model read as a prompt: its READY versions that carry a template. */
+function promptOf(model: RegisteredModel): RegistryPrompt {
+  const versions = model.versions
+    .filter((v) => v.status === 'READY' && v.tags[PROMPT_TEXT_TAG] !== undefined)
+    .map((v) => Object.freeze({ version: v.version, type: v.tags[PROMPT_TYPE_TAG] === 'chat' ? ('chat' as const) : ('text' as const), template: v.tags[PROMPT_TEXT_TAG] ?? '' }));
+  return Object.freeze({ name: model.name, aliases: model.aliases, versions: Object.freeze(versions) });
+}
+
 /** Builds the immutable snapshot of `models` (any order, any alias bookkeeping) fetched at `fetchedAt`. */
 export function registrySnapshotFrom(models: readonly RegisteredModel[], fetchedAt: number = Date.now()): RegistrySnapshot {
   const normalized = models.map(normalizeModel).sort((a, b) => byText(a.name, b.name));
@@ -77,5 +95,6 @@ export function registrySnapshotFrom(models: readonly RegisteredModel[], fetched
     fetchedAt,
     hash: registryHash(normalized),
     models: new Map(normalized.map((m) => [m.name, m])),
+    prompts: new Map(normalized.filter(isPromptModel).map((m) => [m.name, promptOf(m)])),
   });
 }

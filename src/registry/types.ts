@@ -33,11 +33,37 @@ export interface RegisteredModel {
   readonly versions: readonly ModelVersion[];
 }
 
+/** MLflow's prompt types: a text template, or a chat template (a JSON list of {role, content} messages). */
+export type PromptType = 'text' | 'chat';
+
+/** One version of a prompt of MLflow's Prompt Registry, as the registry reports it (the template unparsed). */
+export interface PromptVersion {
+  readonly version: string;
+  readonly type: PromptType;
+  /** The `mlflow.prompt.text` tag: the template text, or for a chat prompt the JSON list of messages. */
+  readonly template: string;
+}
+
+/**
+ * A prompt of MLflow's Prompt Registry: a registered model tagged `mlflow.prompt.is_prompt`, each version
+ * holding its template in the `mlflow.prompt.text` tag.
+ */
+export interface RegistryPrompt {
+  readonly name: string;
+  /** alias -> version. */
+  readonly aliases: Readonly<Record<string, string>>;
+  /** Sorted by version number, ascending. */
+  readonly versions: readonly PromptVersion[];
+}
+
 /** The whole registry view the control plane routes from. */
 export interface RegistrySnapshot {
   /** Epoch milliseconds of the fetch that produced it. */
   readonly fetchedAt: number;
   /** Content hash of the models (independent of fetchedAt): equal hashes mean nothing changed. */
   readonly hash: string;
+  /** Every registered model fetched, prompts included (they are registered models in MLflow's store). */
   readonly models: ReadonlyMap<string, RegisteredModel>;
+  /** The prompts among `models`, read as prompts. */
+  readonly prompts: ReadonlyMap<string, RegistryPrompt>;
 }

@@ -23,8 +23,11 @@ export const WEBHOOK_PATH = '/webhooks/mlflow';
 // MLflow's payloads are a few hundred bytes; anything this large is not one.
 const MAX_BODY_BYTES = 256 * 1024;
 
-/** The events that change what a registered model routes to (the model-registry entities MLflow reports). */
-const MODEL_ENTITIES = new Set(['registered_model', 'model_version', 'model_version_tag', 'model_version_alias']);
+/**
+ * The events that change what a registered model routes to, or the prompt a model sends (the entities MLflow
+ * reports; a prompt's payload names it in data.name like a model's, and the poller re-reads it the same way).
+ */
+const MODEL_ENTITIES = new Set(['registered_model', 'model_version', 'model_version_tag', 'model_version_alias', 'prompt', 'prompt_version', 'prompt_version_tag', 'prompt_alias']);
 
 type Result = 'accepted' | 'ignored' | DeliveryRefusal | 'too_large';
 const RESULTS: readonly Result[] = ['accepted', 'ignored', 'unsigned', 'bad_signature', 'stale', 'replayed', 'malformed', 'too_large'];

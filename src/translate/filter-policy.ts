@@ -87,6 +87,7 @@ function llmRules(l: ModelLlmIR, readsUsage: boolean): LlmModelRules {
     ...(l.genAi && { genAi: { ...l.genAi } }),
     ...(l.budgets.length > 0 && { budgets: l.budgets.map((b) => ({ ...b })) }),
     ...(l.pricing && { maxOutputTokens: l.maxOutputTokens }),
+    ...(l.prompt && { prompt: l.prompt }),
   };
 }
 

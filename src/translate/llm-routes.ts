@@ -47,7 +47,8 @@ function llmShape(api: OpenaiApiIR, model: ModelIR, endpoint: LlmEndpoint, disab
     target: (l) => (chain.length > 0 ? fallbackClusterName(model.name, l.version) : l.cluster),
     retryPolicy: fallbackRetries(model),
     action: { idle_timeout: duration(api.streamIdleTimeoutMs) },
-    responseHeaders: [header(Header.servedModel, '%UPSTREAM_METADATA(flowgate:model)%')],
+    // The prompt version the router rendered (its request header; Envoy adds nothing when it is empty).
+    responseHeaders: [header(Header.servedModel, '%UPSTREAM_METADATA(flowgate:model)%'), ...(model.llm?.prompt?.template ? [header(Header.promptVersion, `%REQ(${Header.promptVersion})%`)] : [])],
     removeHeaders: [Header.llmModel, Header.llmCooldown, Header.llmUsageAdded],
     cooldown: chain.length > 0 ? { header: Header.llmCooldown, cluster: cooldownClusterName(model.name) } : undefined,
     finish: (route) => ({

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -57,6 +57,20 @@ describe('flowgate render', () => {
       'fraud-detector': [expect.objectContaining({ version: '1', weight: 90 }), expect.objectContaining({ version: '2', weight: 10 })],
       'support-bot': [expect.objectContaining({ version: '1', weight: 100 })],
     });
+  });
+
+  test('shows which prompt version each model renders, and refuses a prompt alias the registry lacks', () => {
+    const dir = join(import.meta.dirname, '..', 'ir', 'testdata', 'llm-prompts');
+    const r = flowgate('render', '--policy', join(dir, 'policy'), '--registry', join(dir, 'registry.yaml'));
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { prompts: unknown };
+    expect(out.prompts).toEqual({ summarizer: { prompt: 'summarize-chat', version: '1' }, support: { prompt: 'support-system', version: '2', alias: 'production' } });
+    expect(r.stderr).toContain('prompt: model support: support-system/2 (alias production)');
+    const registry = join(mkdtempSync(join(tmpdir(), 'flowgate-render-prompts-')), 'registry.yaml');
+    writeFileSync(registry, readFileSync(join(dir, 'registry.yaml'), 'utf8').replace('aliases: { production: 2 }', 'aliases: { staging: 2 }'));
+    const refused = flowgate('render', '--policy', join(dir, 'policy'), '--registry', registry);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/models\.yaml:\d+:\d+: llm\.prompt\.alias: prompt 'support-system' has no alias 'production'/);
   });
 
   test('prints the very snapshot version `serve` publishes for the same inputs, the filter policy included', async () => {

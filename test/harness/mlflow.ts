@@ -242,18 +242,22 @@ async function runLogModel(example: string, uri: string, name: string, label: st
  * predict_stream when `stream` is set; resolves with the answer (the chunk list when streaming).
  */
 export async function predictChatInProcess(uri: string, modelUri: string, request: unknown, options: { stream?: boolean } = {}): Promise<unknown> {
-  const script = join(repoRoot, 'test', 'fixtures', 'mlflow_chat_predict.py');
-  const cwd = mkdtempSync(join(tmpdir(), 'flowgate-predict-'));
-  const child = spawn(venvBin('python'), [script], { env: mlflowEnv({ MLFLOW_TRACKING_URI: uri }), cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  return runPythonJson('mlflow_chat_predict.py', uri, { model_uri: modelUri, request, stream: options.stream === true });
+}
+
+/** Runs test/fixtures/SCRIPT with MLFLOW_TRACKING_URI=uri and `input` as JSON on stdin; resolves with its last stdout line, parsed. */
+async function runPythonJson(script: string, uri: string, input: unknown): Promise<unknown> {
+  const path = join(repoRoot, 'test', 'fixtures', script);
+  const cwd = mkdtempSync(join(tmpdir(), 'flowgate-python-'));
+  const child = spawn(venvBin('python'), [path], { env: mlflowEnv({ MLFLOW_TRACKING_URI: uri }), cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-  child.stdin.end(JSON.stringify({ model_uri: modelUri, request, stream: options.stream === true }));
+  child.stdin.end(JSON.stringify(input));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  const last = stdout.trim().split('\n').pop() ?? '';
-  if (code !== 0) throw new Error(`mlflow_chat_predict.py ${modelUri} exited with ${code}\n${stderr.slice(-3000)}`);
-  return JSON.parse(last) as unknown;
+  if (code !== 0) throw new Error(`${script} ${JSON.stringify(input).slice(0, 200)} exited with ${code}\n${stderr.slice(-3000)}`);
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '') as unknown;
 }
 
 /** Serves models:/name/version with `mlflow models serve` (local env, nothing installed); resolves when /ping answers. */
@@ -272,4 +276,22 @@ export async function serveModel(uri: string, name: string, version: string): Pr
     throw err;
   });
   return { port, url, process: proc, stop: () => stopGroup(proc) };
+}
+
+/** A chat prompt's messages, as mlflow.genai.register_prompt takes them. */
+export type PromptTemplate = string | readonly { readonly role: string; readonly content: string }[];
+
+/** Runs test/fixtures/mlflow_prompt.py (MLflow's own Python API) with one request; resolves with the version it touched. */
+async function promptScript(uri: string, request: Record<string, unknown>): Promise<{ name: string; version: string }> {
+  return (await runPythonJson('mlflow_prompt.py', uri, request)) as { name: string; version: string };
+}
+
+/** Registers a new version of prompt `name` with mlflow.genai.register_prompt (and points `alias` at it); resolves with its version. */
+export async function registerPrompt(uri: string, name: string, template: PromptTemplate, alias?: string): Promise<string> {
+  return (await promptScript(uri, { op: 'register', name, template, ...(alias !== undefined && { alias }) })).version;
+}
+
+/** Points a prompt's alias at `version` with mlflow.genai.set_prompt_alias. */
+export async function setPromptAlias(uri: string, name: string, alias: string, version: string): Promise<void> {
+  await promptScript(uri, { op: 'alias', name, alias, version });
 }

@@ -204,7 +204,14 @@ describe('MlflowClient credentials and failures', () => {
     try {
       const empty = await new MlflowClient({ trackingUri: rec.url, token: 's3cr3t-token' }).fetchSnapshot();
       expect(empty.models.size).toBe(0);
-      expect(rec.seen.map((s) => s.path.split('?')[0])).toEqual(['/api/2.0/mlflow/registered-models/search', '/api/2.0/mlflow/model-versions/search']);
+      // Models, then prompts (MLflow's searches return prompts only when the filter names the prompt tag).
+      expect(rec.seen.map((s) => s.path.split('?')[0])).toEqual([
+        '/api/2.0/mlflow/registered-models/search',
+        '/api/2.0/mlflow/registered-models/search',
+        '/api/2.0/mlflow/model-versions/search',
+        '/api/2.0/mlflow/model-versions/search',
+      ]);
+      expect(new URL(rec.seen[1]?.path ?? '/', 'http://mlflow').searchParams.get('filter')).toBe("tags.`mlflow.prompt.is_prompt` = 'true'");
       expect(rec.seen.every((s) => s.headers.authorization === 'Bearer s3cr3t-token')).toBe(true);
 
       rec.seen.length = 0;

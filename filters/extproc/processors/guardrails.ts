@@ -1,8 +1,8 @@
 import { apiErrorBody } from '../../../src/contract/api-errors.js';
 import type { ApiKind } from '../../../src/contract/filter-wire.js';
 import { LLM_ENDPOINT_PATHS } from '../../../src/contract/filter-wire.js';
-import { GUARDRAIL_BLOCKED, GUARDRAIL_STREAM_UNSUPPORTED, type GuardrailRules } from '../../../src/contract/guardrails.js';
-import { judgeAnswer, judgeRequest, type Fired, type Verdict } from '../../llm/guardrails/judge.js';
+import { GUARDRAIL_BLOCKED, GUARDRAIL_STREAM_UNSUPPORTED, GUARDRAIL_UNAVAILABLE, type GuardrailRules } from '../../../src/contract/guardrails.js';
+import { callsServices, judgeAnswer, judgeRequest, judgeWithServices, type Fired, type Verdict } from '../../llm/guardrails/judge.js';
 import { guardrailHits } from '../../llm/guardrails/metrics.js';
 import { CompiledRule } from '../../llm/guardrails/rules.js';
 import { eventDeltas } from '../../llm/guardrails/texts.js';
@@ -72,10 +72,10 @@ class GuardrailsRun implements ProcessorRun {
   requestHeaders(headers: Readonly<Record<string, string>>): PhaseResult {
     this.api = apiOf(headers[':path'] ?? '');
     // A masked body has a new length; Envoy frames it again without the old header.
-    return this.rules.input.some((r) => r.rule.action === 'mask') ? { headers: { remove: ['content-length'] } } : undefined;
+    return this.rules.input.some(mayRewrite) ? { headers: { remove: ['content-length'] } } : undefined;
   }
 
-  requestBody(body: Buffer): PhaseResult {
+  async requestBody(body: Buffer): Promise<PhaseResult> {
     let request: unknown;
     try {
       request = JSON.parse(body.toString('utf8'));
@@ -87,16 +87,17 @@ class GuardrailsRun implements ProcessorRun {
       return this.refuse('input', { status: 400, code: 'invalid_json', message: 'the guardrails of this model read JSON requests; the body is not a JSON object' });
     }
     const json = request as Json;
-    if (json.stream === true && this.rules.output.some((r) => r.rule.action === 'mask')) {
+    if (json.stream === true && this.rules.output.some((r) => r.rule.action === 'mask' || r.rule.service !== undefined)) {
       return this.refuse('input', {
         status: 400,
         code: GUARDRAIL_STREAM_UNSUPPORTED,
-        message: "this model's output guardrails mask answers, which the gateway does only for answers that are not streamed: send the request without stream: true",
+        message: "this model's output guardrails mask answers or ask a guardrail service, which the gateway does only for answers that are not streamed: send the request without stream: true",
       });
     }
     if (this.rules.input.length === 0) return undefined;
-    const verdict = judgeRequest(this.rules.input, json);
+    const verdict = callsServices(this.rules.input) ? await judgeWithServices(this.rules.input, json, 'input', this.ex.model) : judgeRequest(this.rules.input, json);
     this.report(verdict.fired);
+    if (verdict.unavailable) return this.unavailable('input', verdict.unavailable.name);
     if (verdict.blocked) return this.blocked('input', verdict);
     return verdict.changed ? { body: Buffer.from(JSON.stringify(json), 'utf8') } : undefined;
   }
@@ -111,10 +112,10 @@ class GuardrailsRun implements ProcessorRun {
       const streamed = headers['content-encoding'] === undefined && !this.ex.rules.masking?.response;
       return streamed ? { modeOverride: STREAMED_ANSWER } : undefined;
     }
-    return this.rules.output.some((r) => r.rule.action === 'mask') ? { headers: { remove: ['content-length'] } } : undefined;
+    return this.rules.output.some(mayRewrite) ? { headers: { remove: ['content-length'] } } : undefined;
   }
 
-  responseBody(chunk: Buffer, last: boolean): PhaseResult {
+  async responseBody(chunk: Buffer, last: boolean): Promise<PhaseResult> {
     if (!this.judgeAnswer) return undefined;
     if (this.stream) return this.streamChunk(chunk, last);
     this.kept += chunk.length;
@@ -134,8 +135,9 @@ class GuardrailsRun implements ProcessorRun {
       return this.refuse('output', { status: 502, code: 'bad_upstream_answer', message: 'the model answered with something the guardrails cannot read' });
     }
     const json = answer as Json;
-    const verdict = judgeAnswer(this.rules.output, json);
+    const verdict = callsServices(this.rules.output) ? await judgeWithServices(this.rules.output, json, 'output', this.ex.model) : judgeAnswer(this.rules.output, json);
     this.report(verdict.fired);
+    if (verdict.unavailable) return this.unavailable('output', verdict.unavailable.name);
     if (verdict.blocked) return this.blocked('output', verdict);
     return verdict.changed ? { body: Buffer.from(`${JSON.stringify(json)}\n`, 'utf8') } : undefined;
   }
@@ -176,6 +178,11 @@ class GuardrailsRun implements ProcessorRun {
     return { refuse: { status, code: GUARDRAIL_BLOCKED, message, body: apiErrorBody(this.api, status, GUARDRAIL_BLOCKED, message) } };
   }
 
+  /** A guardrail service failed and its rule does not fail open: 503, naming the rule (never the service's address). */
+  private unavailable(direction: 'input' | 'output', rule: string): PhaseResult {
+    return this.refuse(direction, { status: 503, code: GUARDRAIL_UNAVAILABLE, message: `the gateway's guardrail '${rule}' could not judge the ${direction === 'input' ? 'request' : 'answer'}; try again later` });
+  }
+
   private refuse(direction: 'input' | 'output', refusal: Refusal): PhaseResult {
     this.ex.audit.write({ kind: 'guardrail', model: this.ex.model, consumer: this.ex.consumer, decision: 'deny', code: refusal.code, status: refusal.status, direction, requestId: this.ex.requestId });
     return { refuse: { ...refusal, body: refusal.body ?? apiErrorBody(this.api, refusal.status, refusal.code, refusal.message) } };
@@ -196,6 +203,11 @@ class GuardrailsRun implements ProcessorRun {
       });
     }
   }
+}
+
+/** Whether a rule may rewrite the texts: a mask rule, or an external service that follows its answer (it may mask). */
+function mayRewrite(c: CompiledRule): boolean {
+  return c.rule.action === 'mask' || (c.rule.type === 'external' && c.rule.action === 'block');
 }
 
 function blockedMessage(direction: 'input' | 'output', rule: string): string {

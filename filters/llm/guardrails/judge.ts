@@ -1,6 +1,7 @@
 import type { GuardrailAction, GuardrailDirection, GuardrailRule } from '../../../src/contract/guardrails.js';
 import { estimateRequestTokens } from '../../extproc/tokenizer.js';
 import { masked, type CompiledRule } from './rules.js';
+import { askService } from './services.js';
 import { answerTexts, requestTexts, type TextSlot } from './texts.js';
 
 /**
@@ -24,6 +25,8 @@ export interface Verdict {
   readonly blocked?: GuardrailRule;
   /** True when a mask rule rewrote a text (the body given was changed in place). */
   readonly changed: boolean;
+  /** The service rule whose service failed, when it does not fail open (the body is refused, 503). */
+  readonly unavailable?: GuardrailRule;
 }
 
 /** Whether `rule` fires on `texts`, masking them when its action is mask. */
@@ -78,4 +81,50 @@ export function judgeRequest(rules: readonly CompiledRule[], body: Json): Verdic
 /** The output rules' verdict on a parsed non-streamed answer (masks are applied to `body` in place). */
 export function judgeAnswer(rules: readonly CompiledRule[], body: Json): Verdict {
   return judge(rules, body, 'output', answerTexts);
+}
+
+/**
+ * The verdict of rules that include service rules (external, presidio), awaited in the policy's order like
+ * the others. A service's block or mask is followed unless the rule says monitor (then it is only counted); a
+ * failed service passes the body when the rule fails open and refuses it otherwise.
+ */
+export async function judgeWithServices(rules: readonly CompiledRule[], body: Json, direction: GuardrailDirection, model: string): Promise<Verdict> {
+  const slots = direction === 'input' ? requestTexts : answerTexts;
+  const fired: Fired[] = [];
+  let changed = false;
+  for (const c of rules) {
+    const rule = c.rule;
+    const texts = slots(body);
+    if (!rule.service) {
+      const outcome = fires(c, texts, body, direction);
+      if (!outcome.fired) continue;
+      fired.push({ rule, direction, action: rule.action });
+      changed ||= outcome.changed;
+      if (rule.action === 'block') return { fired, blocked: rule, changed };
+      continue;
+    }
+    const answer = await askService(rule, texts, direction, model);
+    if (answer.kind === 'failed') {
+      if (rule.failOpen) continue;
+      return { fired, changed, unavailable: rule };
+    }
+    if (answer.kind === 'allow') continue;
+    const action: GuardrailAction = rule.action === 'monitor' ? 'monitor' : answer.kind;
+    fired.push({ rule, direction, action });
+    if (action === 'block') return { fired, blocked: rule, changed };
+    if (action === 'mask' && answer.kind === 'mask') {
+      texts.forEach((t, i) => {
+        const next = answer.texts[i];
+        if (next === undefined || next === t.text) return;
+        t.set(next);
+        changed = true;
+      });
+    }
+  }
+  return { fired, changed };
+}
+
+/** Whether any of the rules calls a service (its verdict is then awaited). */
+export function callsServices(rules: readonly CompiledRule[]): boolean {
+  return rules.some((c) => c.rule.service !== undefined);
 }

@@ -9,6 +9,7 @@ import { llmCatalog } from '../../llm/catalog.js';
 import type { Cooldowns } from '../../llm/cooldown.js';
 import type { Credentials } from '../../llm/credentials.js';
 import { RouterRun } from '../../llm/router.js';
+import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { headerMapToRecord } from '../grpc.js';
 import { callLatency, llmCacheResults } from '../metrics.js';
@@ -34,6 +35,8 @@ export interface LlmState {
   readonly credentials: Credentials;
   /** The answer caches of the models with `llm.cache`. */
   readonly answers: AnswerCaches;
+  /** The audit log (the router writes the prompt version it rendered). */
+  readonly audit?: AuditLog;
 }
 
 type Role = (typeof ExtprocRole)[keyof typeof ExtprocRole];
@@ -52,7 +55,7 @@ export function handleLlmStream(call: grpc.ServerDuplexStream<ProcessingRequest,
   const api = apiKindOf(call.metadata.get(API_METADATA_KEY)[0] ?? 'openai');
   const catalog = engine && llmCatalog(engine);
   const endpoint = LLM_ENDPOINTS.find((e) => e === String(call.metadata.get(LLM_ENDPOINT_METADATA_KEY)[0] ?? ''));
-  const router = engine && catalog && role === ExtprocRole.llmRouter ? new RouterRun(engine, catalog, state.cooldowns, api === 'flowgate' ? 'openai' : api, endpoint) : undefined;
+  const router = engine && catalog && role === ExtprocRole.llmRouter ? new RouterRun(engine, catalog, state.cooldowns, api === 'flowgate' ? 'openai' : api, endpoint, state.audit) : undefined;
   const adapter = catalog && role === ExtprocRole.llmUpstream ? new AdapterRun(catalog, state.cooldowns, state.credentials, state.answers, (model, result) => llmCacheResults.inc({ model, result })) : undefined;
   const failed = (status: number): LlmAnswer => errorReply(api === 'flowgate' ? 'openai' : api, status, 'gateway_error', 'the gateway failed on this request');
 

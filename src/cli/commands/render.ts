@@ -56,7 +56,16 @@ export const renderCommand: Command = {
       });
     }
     out.live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => ({ version: l.version, weight: l.weight, role: l.role, aliases: l.aliases }))]));
+    // Which prompt version each model renders into its chat requests (the registry alias resolved now).
+    const prompts = ir.models.flatMap((m) => {
+      const p = m.llm?.prompt;
+      if (!p || (!p.template && p.unavailable === undefined)) return [];
+      const t = p.template;
+      return [[m.name, t ? { prompt: t.name, version: t.version, ...(t.alias !== undefined && { alias: t.alias }) } : { unavailable: p.unavailable }] as const];
+    });
+    if (prompts.length > 0) out.prompts = Object.fromEntries(prompts);
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    for (const [model, p] of prompts) process.stderr.write(`prompt: model ${model}: ${'prompt' in p ? `${p.prompt}/${p.version}${p.alias !== undefined ? ` (alias ${p.alias})` : ''}` : `unavailable: ${p.unavailable ?? ''}`}\n`);
     return 0;
   },
 };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { GUARDRAIL_ACTIONS, GUARDRAIL_PII, GUARDRAIL_TYPES } from '../../contract/guardrails.js';
-import { re2Pattern, shortName, wholeNumber } from '../fields.js';
+import { duration, httpUrl, numberIn, patterned, re2Pattern, shortName, wholeNumber } from '../fields.js';
 
 /**
  * `Model.llm.guardrails`: rules on the texts of a request (`input`) and of the model's answer (`output`) on the
@@ -22,8 +22,26 @@ const rule = z
     maxTokens: wholeNumber(1, 10_000_000).optional(),
     /** Let the text pass when the rule cannot read it (a body that is not an API request or answer); absent: false. */
     failOpen: z.boolean().optional(),
+    /** external: the URL the texts are POSTed to; presidio: the Presidio Analyzer's base URL. */
+    url: httpUrl.optional(),
+    /** external, presidio: how long the service may take; absent: the IR's default. */
+    timeout: duration({ min: 10, max: 30_000 }).optional(),
+    /** presidio: the language of the texts (absent: en), the entity types (absent: all the Analyzer knows), the lowest score counted. */
+    language: patterned(/^[a-z]{2}(-[A-Za-z]{2})?$/, 'a language code like en or de', 8).optional(),
+    entities: z.array(patterned(/^[A-Z][A-Z0-9_]*$/, 'a Presidio entity type like PERSON or EMAIL_ADDRESS', 64)).min(1).max(64).optional(),
+    scoreThreshold: numberIn(0, 1).optional(),
   })
   .superRefine((r, ctx) => {
+    const service = r.type === 'external' || r.type === 'presidio';
+    if (service && r.url === undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: `is required with type ${r.type}` });
+    for (const key of ['url', 'timeout'] as const) {
+      if (!service && r[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is only used with type external or presidio (this rule is ${r.type})` });
+    }
+    for (const key of ['language', 'entities', 'scoreThreshold'] as const) {
+      if (r.type !== 'presidio' && r[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is only used with type presidio (this rule is ${r.type})` });
+    }
+    // The service decides between block and mask; the policy can only turn its verdicts into counts.
+    if (r.type === 'external' && r.action === 'mask') ctx.addIssue({ code: 'custom', path: ['action'], message: 'an external service answers block or mask itself: use block (follow its answer) or monitor (count it only)' });
     const patterned = r.type === 'deny_patterns' || r.type === 'allow_patterns';
     if (patterned && !r.patterns) ctx.addIssue({ code: 'custom', path: ['patterns'], message: `is required with type ${r.type}` });
     if (!patterned && r.patterns) ctx.addIssue({ code: 'custom', path: ['patterns'], message: `is only used with type deny_patterns or allow_patterns (this rule is ${r.type})` });

@@ -4,6 +4,7 @@ import { LLM_ENDPOINTS } from '../../contract/filter-wire.js';
 import { duration, numberIn, patterned, pathPrefix, shortName, wholeNumber } from '../fields.js';
 import { shown } from '../issues.js';
 import { guardrailsBlock } from './guardrails.js';
+import { messagesBlock, promptBlock } from './prompt.js';
 
 /**
  * The LLM blocks of the policy: `Gateway.openai` (where the OpenAI-compatible API is served) and a Model's
@@ -138,6 +139,10 @@ export const llmBlock = z
     budgets: budgetList.default([]),
     /** The output a request without max_tokens is reserved for against budgets; absent: the IR's default. */
     maxOutputTokens: wholeNumber(1, 10_000_000).optional(),
+    /** A prompt of MLflow's Prompt Registry rendered into every chat request (src/policy/schema/prompt.ts). */
+    prompt: promptBlock.optional(),
+    /** Fixed messages put before and after the caller's. */
+    messages: messagesBlock.optional(),
   })
   .superRefine((l, ctx) => {
     const isProvider = l.upstream === 'provider';
@@ -150,6 +155,10 @@ export const llmBlock = z
     l.budgets.forEach((b, i) => {
       if (l.pricing && b.currency !== l.pricing.currency) ctx.addIssue({ code: 'custom', path: ['budgets', i, 'currency'], message: `must be the price table's currency (${l.pricing.currency}); Flowgate converts no currencies` });
     });
+    const endpoints = l.endpoints;
+    if ((l.prompt || l.messages) && endpoints && !endpoints.includes('chat')) {
+      ctx.addIssue({ code: 'custom', path: [l.prompt ? 'prompt' : 'messages'], message: 'prompts are rendered into chat requests: the model must serve chat' });
+    }
     l.names.forEach((n, i) => {
       if (l.names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: ['names', i], message: `name '${n}' is listed twice` });
     });

@@ -1,0 +1,164 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { GUARDRAIL_BLOCKED, GUARDRAIL_STREAM_UNSUPPORTED, GUARDRAIL_UNAVAILABLE } from '../../src/contract/guardrails.js';
+import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
+import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startGuardrailStub, type GuardrailStub } from '../harness/guardrail-services.js';
+import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
+import { openaiClient } from '../harness/openai-clients.js';
+import { freePorts } from '../harness/ports.js';
+import { waitFor } from '../harness/process.js';
+
+/**
+ * Guardrail services through real Envoy, the filter service and the official Node SDK: an `external` rule
+ * speaking Flowgate's JSON contract and a `presidio` rule calling a stub of the Presidio Analyzer API
+ * (test/harness/guardrail-services.ts; Microsoft's Presidio itself is not run here). The service's block is a
+ * BadRequestError, its mask reaches the upstream rewritten, Presidio's entities are masked on the way in and
+ * block a JSON answer on the way out (422); a service that fails or hangs past the rule's timeout refuses
+ * (503 guardrail_unavailable) unless the rule fails open.
+ */
+
+let flowgate: FlowgateProcess;
+let envoy: EnvoyProcess;
+let upstream: LlmUpstream;
+let stub: GuardrailStub;
+let client: OpenAI;
+
+const ask = (model: string, content: string): Promise<OpenAI.Chat.Completions.ChatCompletion> => client.chat.completions.create({ model, messages: [{ role: 'user', content }] });
+const failure = async (p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> => {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(OpenAI.APIError);
+  return err as InstanceType<typeof OpenAI.APIError>;
+};
+/** The request bodies the upstream received with `marker` in them. */
+const receivedWith = (marker: string): string[] => upstream.received.map((r) => r.body).filter((t) => t.includes(marker));
+
+beforeAll(async () => {
+  upstream = await startLlmUpstream({ name: 'guardrail-services' });
+  stub = await startGuardrailStub();
+  const [listener, filters] = (await freePorts(2)) as [number, number];
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-guardrail-services-'));
+  const policyDir = join(dir, 'policy');
+  mkdirSync(policyDir);
+  writeFileSync(
+    join(policyDir, 'gateway.yaml'),
+    `kind: Gateway
+listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
+filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
+openai: { listener: llm }
+`,
+  );
+  const model = (name: string, guardrails: string): string => `kind: Model
+name: ${name}
+upstream: { addressTemplate: "127.0.0.1:${upstream.port}" }
+traffic: { stable: { version: 1 } }
+llm:
+  guardrails:
+${guardrails}`;
+  writeFileSync(
+    join(policyDir, 'models.yaml'),
+    [
+      model('ext-closed', `    input: [{ name: policy-check, type: external, url: "${stub.url}/check", timeout: 300ms }]\n`),
+      model('ext-open', `    input: [{ name: policy-check-open, type: external, url: "${stub.url}/check", timeout: 300ms, failOpen: true }]\n`),
+      model('presidio-in', `    input: [{ name: pii-presidio, type: presidio, url: "${stub.url}", action: mask, timeout: 300ms }]\n`),
+      model('presidio-out', `    output: [{ name: no-emails-out, type: presidio, url: "${stub.url}", entities: [EMAIL_ADDRESS], timeout: 300ms }]\n`),
+    ].join('---\n'),
+  );
+  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: ['ext-closed', 'ext-open', 'presidio-in', 'presidio-out'].map((name) => ({ name, versions: [{ version: '1' }] })) }));
+  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, name: 'flowgate-guardrail-services' });
+  envoy = await startEnvoy({ nodeId: 'e2e-guardrail-services', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
+  client = openaiClient(`http://127.0.0.1:${listener}/v1`);
+  await waitFor(
+    'the OpenAI API',
+    async () => {
+      try {
+        await ask('ext-open', 'ready?');
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    { timeoutMs: 60_000, describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}` },
+  );
+}, 120_000);
+
+afterEach(() => {
+  stub.mode = 'ok';
+});
+
+afterAll(async () => {
+  await envoy?.stop();
+  await flowgate?.stop();
+  await upstream?.close();
+  await stub?.close();
+});
+
+describe('external guardrail service', () => {
+  test("the service's block is a BadRequestError naming the rule, and the upstream never sees the request", async () => {
+    const marker = `ext-block-${Date.now()}`;
+    const e = await failure(ask('ext-closed', `a forbidden question ${marker}`));
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.code).toBe(GUARDRAIL_BLOCKED);
+    expect(e.message).toContain('policy-check');
+    expect(receivedWith(marker)).toEqual([]);
+    const sent = stub.received.find((r) => JSON.stringify(r.json).includes(marker))?.json;
+    expect(sent).toMatchObject({ version: 1, phase: 'input', model: 'ext-closed', rule: 'policy-check', roles: ['user'] });
+  });
+
+  test("the service's mask reaches the upstream rewritten", async () => {
+    const marker = `ext-mask-${Date.now()}`;
+    const answer = await ask('ext-closed', `my code is secret-1234 ${marker}`);
+    expect(receivedWith(marker)).toHaveLength(1);
+    expect(receivedWith(marker)[0]).toContain('my code is [REDACTED]');
+    expect(receivedWith(marker)[0]).not.toContain('secret-1234');
+    expect(answer.choices[0]?.message.content).toContain('[REDACTED]');
+  });
+
+  test.each(['error', 'hang'] as const)('a service that answers %s: 503 guardrail_unavailable, or passes with failOpen', async (mode) => {
+    stub.mode = mode;
+    const marker = `ext-${mode}-${Date.now()}`;
+    const started = Date.now();
+    const e = await failure(ask('ext-closed', `hello ${marker}`));
+    expect(e.status).toBe(503);
+    expect(e.code).toBe(GUARDRAIL_UNAVAILABLE);
+    // A hang is cut at the rule's timeout (300 ms), well before the filter service's (2 s).
+    if (mode === 'hang') expect(Date.now() - started).toBeLessThan(1500);
+    expect(receivedWith(marker)).toEqual([]);
+    await ask('ext-open', `hello ${marker}`);
+    expect(receivedWith(marker)).toHaveLength(1);
+    const errors = await flowgate.metric(`flowgate_llm_guardrail_service_errors_total{model="ext-closed",rule="policy-check",reason="${mode === 'hang' ? 'timeout' : 'bad_answer'}"}`);
+    expect(errors).toBeGreaterThan(0);
+  });
+});
+
+describe('presidio (a stub of the Analyzer API)', () => {
+  test('entities are masked on the way in with their type', async () => {
+    const marker = `presidio-${Date.now()}`;
+    await ask('presidio-in', `John Smith at john@example.com ${marker}`);
+    expect(receivedWith(marker)).toHaveLength(1);
+    expect(receivedWith(marker)[0]).toContain(`[PERSON] at [EMAIL_ADDRESS] ${marker}`);
+  });
+
+  test('an answer with an entity is withheld (422); a streamed request is refused first (400)', async () => {
+    const e = await failure(ask('presidio-out', 'repeat: mail bob@example.com'));
+    expect(e).toBeInstanceOf(OpenAI.UnprocessableEntityError);
+    expect(e.code).toBe(GUARDRAIL_BLOCKED);
+    expect((await ask('presidio-out', 'repeat: no address here')).choices[0]?.message.content).toBeTruthy();
+    const streamed = await failure(client.chat.completions.create({ model: 'presidio-out', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+    expect(streamed.status).toBe(400);
+    expect(streamed.code).toBe(GUARDRAIL_STREAM_UNSUPPORTED);
+  });
+
+  test('a hanging Analyzer refuses (the rule fails closed by default)', async () => {
+    stub.mode = 'hang';
+    const e = await failure(ask('presidio-in', 'John Smith'));
+    expect(e.status).toBe(503);
+    expect(e.code).toBe(GUARDRAIL_UNAVAILABLE);
+  });
+});
