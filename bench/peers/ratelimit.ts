@@ -45,6 +45,8 @@ export interface RateLimitContext {
   readonly consumers: number;
   readonly limit: RateLimitSetting;
   readonly connections: number;
+  /** More options for `flowgate filters` (workers, audit). */
+  readonly flowgateArgs?: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -99,6 +101,7 @@ async function startFlowgateFilters(ctx: RateLimitContext): Promise<RunningLimit
     `127.0.0.1:${admin}`,
     '--redis-url',
     ctx.redisUrl,
+    ...(ctx.flowgateArgs ?? []),
   ]);
   await waitFor('flowgate filters to be ready', async () => ((await fetch(`http://127.0.0.1:${admin}/readyz`)).ok ? true : undefined), 60_000, () => proc.tail());
   await waitFor('flowgate filters to accept gRPC', async () => ((await accepts(grpcPort)) ? true : undefined), 10_000, () => proc.tail());
@@ -177,7 +180,10 @@ async function probe(port: number): Promise<{ code: string; remaining: number }>
   }
 }
 
-/** Σ of every integer counter in Redis, and consumer-0's count. */
+/**
+ * Σ of every counter in Redis, and consumer-0's count: string counters (fixed windows: envoyproxy/ratelimit's,
+ * and Flowgate's `algorithm: fixed`) and hash counters (Flowgate's sliding windows: bucket -> amount).
+ */
 async function counters(redis: Redis): Promise<{ total: number; consumer0: number }> {
   let total = 0;
   let consumer0 = 0;
@@ -186,9 +192,13 @@ async function counters(redis: Redis): Promise<{ total: number; consumer0: numbe
     const [next, keys] = await redis.scan(cursor, 'COUNT', 1000);
     cursor = next;
     if (keys.length === 0) continue;
-    const values = await redis.mget(...keys);
+    const types = await redis.pipeline(keys.map((k) => ['type', k])).exec();
+    const reads = await redis
+      .pipeline(keys.map((k, i) => (types?.[i]?.[1] === 'hash' ? ['hvals', k] : ['get', k])))
+      .exec();
     keys.forEach((key, i) => {
-      const n = Number(values[i]);
+      const value = reads?.[i]?.[1];
+      const n = Array.isArray(value) ? value.reduce((a: number, v) => a + Number(v), 0) : Number(value);
       if (!Number.isInteger(n)) return;
       total += n;
       if (/(?:c=|consumer_)consumer-0(?![0-9])/.test(key)) consumer0 += n;
