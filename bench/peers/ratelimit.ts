@@ -20,6 +20,8 @@ export type RateLimitSide = 'envoyproxy/ratelimit' | 'flowgate';
 
 export interface RateLimitRow {
   readonly side: RateLimitSide;
+  /** Flowgate's extra options for this column (--flowgate-args), if any. */
+  readonly variant?: string;
   readonly inFlight: number;
   readonly seconds: number;
   readonly calls: number;
@@ -209,7 +211,7 @@ async function counters(redis: Redis): Promise<{ total: number; consumer0: numbe
 
 /** Runs one side: start it, warm up, then one ghz row per in-flight value. */
 export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSide, inFlights: readonly number[], seconds: number): Promise<RateLimitRow[]> {
-  const dir = join(ctx.workDir, side.replace('/', '-'));
+  const dir = join(ctx.workDir, `${side.replace('/', '-')}${side === 'flowgate' && (ctx.flowgateArgs ?? []).length > 0 ? `-${(ctx.flowgateArgs ?? []).join('').replace(/[^a-z0-9]+/gi, '-')}` : ''}`);
   mkdirSync(dir, { recursive: true });
   const sideCtx = { ...ctx, workDir: dir };
   const dataFile = join(dir, 'requests.json');
@@ -235,6 +237,7 @@ export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSid
       const at = (p: number): number => (report.latencyDistribution?.find((d) => d.percentage === p)?.latency ?? 0) / 1e6;
       rows.push({
         side,
+        ...(side === 'flowgate' && (ctx.flowgateArgs ?? []).length > 0 && { variant: (ctx.flowgateArgs ?? []).join(' ') }),
         inFlight,
         seconds,
         calls,

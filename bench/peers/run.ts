@@ -101,13 +101,16 @@ async function main(): Promise<void> {
           consumers: Number(values.consumers),
           limit: { requests: 1_000_000, per: 'hour' as const, algorithm },
           connections: Number(values.connections),
-          flowgateArgs: values['flowgate-args'].split(' ').filter((a) => a !== ''),
           log,
         };
         const seconds = Number(values.seconds);
+        const inFlights = numbers(values['in-flight'], 'in-flight');
         const rows: RateLimitRow[] = [];
-        for (const side of ['envoyproxy/ratelimit', 'flowgate'] as const satisfies readonly RateLimitSide[]) {
-          rows.push(...(await runRateLimitSide(ctx, side, numbers(values['in-flight'], 'in-flight'), seconds)));
+        rows.push(...(await runRateLimitSide(ctx, 'envoyproxy/ratelimit' satisfies RateLimitSide, inFlights, seconds)));
+        // `--flowgate-args='A|B'`: one Flowgate column per variant, in this run, against the same reference.
+        for (const variant of values['flowgate-args'].split('|')) {
+          const flowgateArgs = variant.split(' ').filter((a) => a !== '');
+          rows.push(...(await runRateLimitSide({ ...ctx, flowgateArgs }, 'flowgate', inFlights, seconds)));
         }
         report.ratelimit = rows;
         console.log(`\n### Rate limit: ShouldRateLimit, ${ctx.consumers} consumers (1,000,000 per hour each), one Redis, ${seconds} s per column, ghz over ${ctx.connections} connections\n`);

@@ -24,3 +24,9 @@ export const llmCacheResults = new Counter({
   labelNames: ['model', 'result'] as const,
   registers: [metricsRegistry],
 });
+
+export const auditDropped = new Counter({
+  name: 'flowgate_audit_dropped_total',
+  help: 'Audit lines dropped because the audit sink did not keep up (more than 16 MB waiting to be written).',
+  registers: [metricsRegistry],
+});

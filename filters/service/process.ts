@@ -4,6 +4,7 @@ import { enableProcessMetrics } from '../../src/observability/metrics.js';
 import type { ServerTls } from '../../src/tls/credentials.js';
 import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { startFilterServer, type FilterServer } from './server.js';
+import type { AuditOptions } from './audit.js';
 
 /**
  * The standalone filter service process (`flowgate filters`), as src/control/plane.ts is the control
@@ -28,6 +29,8 @@ export interface FilterProcessOptions {
   /** Also run the pipeline service on this address. */
   readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
   readonly source: FilterPolicySource;
+  /** Which decisions the audit log writes (default: all). */
+  readonly audit?: AuditOptions | undefined;
 }
 
 export interface FilterProcess {
@@ -40,7 +43,7 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines });
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines, audit: options.audit });
   const admin = new AdminServer();
   admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
   const adminPort = await admin.listen(options.admin.port, options.admin.host);

@@ -3,7 +3,7 @@ import { grpcServerCredentials, type ServerTls } from '../../src/tls/credentials
 import { logger } from '../../src/observability/log.js';
 import { RedisStore } from '../store/counters/redis.js';
 import { MemoryStore, type CounterStore } from '../store/counters/store.js';
-import { openAuditLog, type AuditEvent, type AuditLog } from './audit.js';
+import { openAuditLog, type AuditEvent, type AuditLog, type AuditOptions } from './audit.js';
 import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { FilterService } from './service.js';
 import { startPipelineServer, type PipelineServer } from '../pipelines/server.js';
@@ -26,6 +26,8 @@ export interface FilterServerOptions {
   readonly maxBufferedBytes?: number | undefined;
   /** Also run the pipeline service (HTTP/2, with the same TLS) on this address; absent: none. */
   readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
+  /** Which decisions the audit log writes (default: all). */
+  readonly audit?: AuditOptions | undefined;
 }
 
 export interface FilterServer {
@@ -41,8 +43,9 @@ export interface FilterServer {
 /** Opens the audit log on the first policy, from its Gateway.audit settings. */
 class LazyAudit implements AuditLog {
   private log: AuditLog | undefined;
+  constructor(private readonly options: AuditOptions) {}
   open(policy: FilterPolicy): void {
-    this.log ??= openAuditLog(policy.audit.sink, policy.audit.path);
+    this.log ??= openAuditLog(policy.audit.sink, policy.audit.path, this.options);
   }
   write(event: AuditEvent): void {
     this.log?.write(event);
@@ -51,7 +54,7 @@ class LazyAudit implements AuditLog {
 
 export async function startFilterServer(options: FilterServerOptions): Promise<FilterServer> {
   const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
-  const audit = new LazyAudit();
+  const audit = new LazyAudit(options.audit ?? {});
   const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes, redisUrl: options.redisUrl });
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 70 * 1024 * 1024 });
   service.register(server);

@@ -9,6 +9,7 @@ import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budget.js';
+import { AUDIT_DECISIONS, type AuditDecisions, type AuditOptions } from '../../../filters/service/audit.js';
 import { bufferedBytesOption, tlsOption } from './serve.js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
@@ -37,6 +38,20 @@ export const filtersCommand: Command = {
       placeholder: 'BYTES',
     },
     'pipelines-listen': { type: 'string', description: 'also run the pipeline service (HTTP/2, with --tls-*) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
+    'audit-decisions': {
+      type: 'string',
+      description: 'which decisions the audit log writes: all, deny (refusals and masking findings only) or none',
+      env: 'FLOWGATE_AUDIT_DECISIONS',
+      default: 'all',
+      placeholder: 'all|deny|none',
+    },
+    'audit-sample-allows': {
+      type: 'string',
+      description: 'with --audit-decisions all: the fraction of allowed decisions written, 0 to 1 (refusals are always written)',
+      env: 'FLOWGATE_AUDIT_SAMPLE_ALLOWS',
+      default: '1',
+      placeholder: 'FRACTION',
+    },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
   notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
@@ -73,7 +88,9 @@ export const filtersCommand: Command = {
         pollIntervalMs,
       });
     }
+    const audit = auditOptions(options['audit-decisions'], options['audit-sample-allows']);
     const proc = await startFilterProcess({
+      audit,
       listen: hostPort(String(options.listen), '--listen'),
       admin: hostPort(String(options['admin-listen']), '--admin-listen'),
       redisUrl: typeof options['redis-url'] === 'string' ? options['redis-url'] : undefined,
@@ -93,3 +110,13 @@ export const filtersCommand: Command = {
     return 0;
   },
 };
+
+/** --audit-decisions and --audit-sample-allows, checked. */
+export function auditOptions(decisions: string | boolean | undefined, sample: string | boolean | undefined): AuditOptions {
+  const mode = String(decisions ?? 'all');
+  if (!(AUDIT_DECISIONS as readonly string[]).includes(mode)) throw new UsageError(`--audit-decisions is one of ${AUDIT_DECISIONS.join(', ')} (got ${mode})`);
+  const text = String(sample ?? '1');
+  const fraction = Number(text);
+  if (text.trim() === '' || !(fraction >= 0 && fraction <= 1)) throw new UsageError(`--audit-sample-allows is a fraction from 0 to 1 (got ${text})`);
+  return { decisions: mode as AuditDecisions, sampleAllows: fraction };
+}
