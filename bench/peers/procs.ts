@@ -173,6 +173,43 @@ export function cpuSeconds(pid: number): number {
   return ticks / CLOCK_TICKS;
 }
 
+/** `pid` and every process below it (a server's worker processes), from /proc/PID/task/PID/children. */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const p = out[i] as number;
+    try {
+      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      if (children !== '') out.push(...children.split(/\s+/).map(Number));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** User + system CPU seconds of `pid` and its descendants (those alive now). */
+export function treeCpuSeconds(pid: number): number {
+  return processTree(pid).reduce((sum, p) => {
+    try {
+      return sum + cpuSeconds(p);
+    } catch {
+      return sum;
+    }
+  }, 0);
+}
+
+/** VmRSS of `pid` and its descendants, in MB. */
+export function treeRssMb(pid: number): number {
+  return processTree(pid).reduce((sum, p) => {
+    try {
+      return sum + rssMb(p);
+    } catch {
+      return sum;
+    }
+  }, 0);
+}
+
 // Linux's USER_HZ is 100 on every architecture Node runs on.
 const CLOCK_TICKS = 100;
 
@@ -183,11 +220,11 @@ function statusKb(pid: number, field: string): number {
 }
 
 /** Samples RSS of `pid` every `everyMs` until stopped; resolves with the highest value seen (MB). */
-export function sampleRss(pid: number, everyMs = 20): { stop(): number } {
+export function sampleRss(pid: number, everyMs = 20, tree = false): { stop(): number } {
   let peak = 0;
   const timer = setInterval(() => {
     try {
-      peak = Math.max(peak, rssMb(pid));
+      peak = Math.max(peak, tree ? treeRssMb(pid) : rssMb(pid));
     } catch {
       // the process ended; keep what was seen
     }

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
 import type { PeerBinaries } from './build.js';
 import { ratelimitConfig, rateLimitRequests, writeRateLimitPolicy, type RateLimitSetting } from './fixtures.js';
-import { accepts, cpuSeconds, freePort, rssMb, sampleRss, startProc, waitFor, type Proc } from './procs.js';
+import { accepts, cpuSeconds, freePort, sampleRss, startProc, treeCpuSeconds, treeRssMb, waitFor, type Proc } from './procs.js';
 
 /**
  * The rate-limit rows: ghz calls ShouldRateLimit on `flowgate filters` and on envoyproxy/ratelimit, both
@@ -224,10 +224,11 @@ export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSid
     await ghz(sideCtx, dataFile, server.grpcPort, 16, 2);
     for (const inFlight of inFlights) {
       await redis.flushall();
-      const cpuBefore = cpuSeconds(server.proc.pid);
-      const sampler = sampleRss(server.proc.pid, 100);
+      // The server's process tree: `flowgate filters --workers N` answers from its worker processes.
+      const cpuBefore = treeCpuSeconds(server.proc.pid);
+      const sampler = sampleRss(server.proc.pid, 100, true);
       const { report, cpuSeconds: ghzCpu } = await ghz(sideCtx, dataFile, server.grpcPort, inFlight, seconds);
-      const serverCpu = cpuSeconds(server.proc.pid) - cpuBefore;
+      const serverCpu = treeCpuSeconds(server.proc.pid) - cpuBefore;
       const rssPeakMb = sampler.stop();
       const counted = await counters(redis);
       const answer = await probe(server.grpcPort);
@@ -247,7 +248,7 @@ export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSid
         serverCpuSeconds: serverCpu,
         cpuPerCallUs: calls > 0 ? (serverCpu / calls) * 1e6 : 0,
         ghzCpuSeconds: ghzCpu,
-        rssAfterMb: rssMb(server.proc.pid),
+        rssAfterMb: treeRssMb(server.proc.pid),
         rssPeakMb,
         countedInRedis: counted.total,
         probe: { ...answer, expectedRemaining: ctx.limit.requests - (counted.consumer0 + 1) },

@@ -26,9 +26,18 @@ function isPolicyMessage(m: unknown): m is PolicyMessage {
   return typeof m === 'object' && m !== null && (m as { flowgate?: unknown }).flowgate === 'filters-policy';
 }
 
-/** The default: one worker per core with Redis, one without (memory counters are per process). */
-export function defaultWorkers(redis: boolean): number {
-  return redis ? availableParallelism() : 1;
+/**
+ * The default: one process. More workers pay only where the service has cores of its own: on a 2-core
+ * machine shared with the load client and Redis, 2 workers answered fewer calls than 1
+ * (docs/performance-filters.md). `--workers auto` asks for one per core (with Redis).
+ */
+export function defaultWorkers(): number {
+  return 1;
+}
+
+/** `--workers auto`: one worker per core. */
+export function workersPerCore(): number {
+  return availableParallelism();
 }
 
 /** Whether this process is a worker forked by runFilterWorkers. */

@@ -9,7 +9,7 @@ import { hostPort, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budget.js';
-import { defaultWorkers, isFilterWorker, runFilterWorkers } from '../../../filters/service/workers.js';
+import { defaultWorkers, isFilterWorker, runFilterWorkers, workersPerCore } from '../../../filters/service/workers.js';
 import { AUDIT_DECISIONS, type AuditDecisions, type AuditOptions } from '../../../filters/service/audit.js';
 import { bufferedBytesOption, tlsOption } from './serve.js';
 
@@ -41,9 +41,9 @@ export const filtersCommand: Command = {
     'pipelines-listen': { type: 'string', description: 'also run the pipeline service (HTTP/2, with --tls-*) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
     workers: {
       type: 'string',
-      description: 'worker processes sharing the ports (default: one per core with --redis-url, else 1; above 1 needs --redis-url)',
+      description: 'worker processes sharing the ports, or auto (one per core); above 1 needs --redis-url (default 1)',
       env: 'FLOWGATE_FILTERS_WORKERS',
-      placeholder: 'N',
+      placeholder: 'N|auto',
     },
     'audit-decisions': {
       type: 'string',
@@ -145,10 +145,10 @@ async function stopOnSignal(log: ReturnType<typeof logger>, stop: () => Promise<
   });
 }
 
-/** --workers: a whole number from 1 to 64; more than one only with Redis (memory counters are per process). */
+/** --workers: a whole number from 1 to 64 or auto (one per core); more than one only with Redis (memory counters are per process). */
 export function workersOption(value: string | boolean | undefined, redis: boolean): number {
-  if (value === undefined || value === '' || typeof value === 'boolean') return defaultWorkers(redis);
-  const n = Number(value);
+  if (value === undefined || value === '' || typeof value === 'boolean') return defaultWorkers();
+  const n = value === 'auto' ? workersPerCore() : Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers is a whole number from 1 to 64 (got ${value})`);
   if (n > 1 && !redis) throw new UsageError('--workers above 1 needs --redis-url: counters in memory are per process, so each worker would apply its own limits');
   return n;

@@ -4,9 +4,10 @@ import { UsageError } from '../../../src/cli/command.js';
 import { workersOption } from '../../../src/cli/commands/filters.js';
 import { GRPC_SERVER_OPTIONS } from '../../../filters/service/server.js';
 
-test('--workers defaults to one per core with Redis and to 1 without', () => {
-  expect(workersOption(undefined, true)).toBe(availableParallelism());
+test('--workers defaults to 1; auto is one per core', () => {
+  expect(workersOption(undefined, true)).toBe(1);
   expect(workersOption(undefined, false)).toBe(1);
+  expect(workersOption('auto', true)).toBe(availableParallelism());
   expect(workersOption('3', true)).toBe(3);
   expect(workersOption('1', false)).toBe(1);
 });
