@@ -188,27 +188,22 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** User + system CPU seconds of `pid` and its descendants (those alive now). */
-export function treeCpuSeconds(pid: number): number {
+/** `read` summed over `pid` and its descendants alive now (a process that ended meanwhile counts 0). */
+function sumOverTree(pid: number, read: (pid: number) => number): number {
   return processTree(pid).reduce((sum, p) => {
     try {
-      return sum + cpuSeconds(p);
+      return sum + read(p);
     } catch {
       return sum;
     }
   }, 0);
 }
 
+/** User + system CPU seconds of `pid` and its descendants. */
+export const treeCpuSeconds = (pid: number): number => sumOverTree(pid, cpuSeconds);
+
 /** VmRSS of `pid` and its descendants, in MB. */
-export function treeRssMb(pid: number): number {
-  return processTree(pid).reduce((sum, p) => {
-    try {
-      return sum + rssMb(p);
-    } catch {
-      return sum;
-    }
-  }, 0);
-}
+export const treeRssMb = (pid: number): number => sumOverTree(pid, rssMb);
 
 // Linux's USER_HZ is 100 on every architecture Node runs on.
 const CLOCK_TICKS = 100;
