@@ -26,6 +26,8 @@ export interface FilterProcessOptions {
   /** Absent in a worker of `--workers N`: the primary serves the admin endpoint for all of them. */
   readonly admin?: { readonly host: string; readonly port: number } | undefined;
   readonly redisUrl?: string | undefined;
+  /** Counters on a Redis Cluster (its nodes). */
+  readonly redisCluster?: readonly { readonly host: string; readonly port: number }[] | undefined;
   readonly tls?: ServerTls | undefined;
   readonly maxBufferedBytes?: number | undefined;
   /** Also run the pipeline service on this address. */
@@ -46,7 +48,7 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines, audit: options.audit });
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, redisCluster: options.redisCluster, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines, audit: options.audit });
   const admin = options.admin ? new AdminServer() : undefined;
   admin?.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
   const adminPort = options.admin ? await admin?.listen(options.admin.port, options.admin.host) : undefined;

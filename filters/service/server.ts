@@ -20,6 +20,8 @@ export interface FilterServerOptions {
   readonly port: number;
   /** redis://host:port shared by replicas; absent: counters in memory. */
   readonly redisUrl?: string | undefined;
+  /** Counters on a Redis Cluster (its nodes) instead; the LLM answer cache stays on redisUrl (or in memory). */
+  readonly redisCluster?: readonly { readonly host: string; readonly port: number }[] | undefined;
   /** TLS (or mutual TLS) for Envoy's calls. */
   readonly tls?: ServerTls | undefined;
   /** The most body bytes all ext_proc exchanges together may hold; past it new exchanges get 503. */
@@ -66,7 +68,11 @@ class LazyAudit implements AuditLog {
 }
 
 export async function startFilterServer(options: FilterServerOptions): Promise<FilterServer> {
-  const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
+  const store: CounterStore = options.redisCluster
+    ? new RedisStore({ cluster: options.redisCluster })
+    : options.redisUrl
+      ? new RedisStore({ url: options.redisUrl })
+      : new MemoryStore();
   const audit = new LazyAudit(options.audit ?? {});
   const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes, redisUrl: options.redisUrl });
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);

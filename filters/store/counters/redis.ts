@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../../../src/errors.js';
 import { COUNTER_SCRIPT } from './redis-script.js';
 import { leavingOf, SLIDING_BUCKETS } from './sliding.js';
@@ -19,6 +19,11 @@ export interface RedisStoreOptions {
   readonly url?: string;
   readonly host?: string;
   readonly port?: number;
+  /**
+   * Redis Cluster: its nodes (any of them; the client discovers the rest). Every key of one decision carries
+   * the decision's hash tag, so each script call runs in one slot on one master. Instead of url/host/port.
+   */
+  readonly cluster?: readonly { readonly host: string; readonly port: number }[];
   /** Prepended to every key, so Flowgate can share a Redis with others; no braces (they would become the hash tag). */
   readonly keyPrefix?: string;
   /** A call not answered in this time fails (and the model's failOpen decides). */
@@ -41,7 +46,7 @@ const connectionWarning = new ThrottledWarning('redis counter store connection f
 
 export class RedisStore implements CounterStore {
   readonly kind = 'redis' as const;
-  private readonly redis: Redis;
+  private readonly redis: Redis | Cluster;
   private readonly keyPrefix: string;
   private readonly expirySlackMs: number;
   private readonly connectTimeoutMs: number;
@@ -67,10 +72,27 @@ export class RedisStore implements CounterStore {
       // instead of one write each: under load the script calls of concurrent decisions share round trips.
       enableAutoPipelining: true,
     };
-    this.redis =
-      options.url !== undefined
-        ? new Redis(options.url, clientOptions)
-        : new Redis({ ...clientOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
+    if (options.cluster !== undefined) {
+      if (options.cluster.length === 0) throw new RangeError('a Redis Cluster needs at least one node');
+      this.redis = new Cluster(
+        options.cluster.map((n) => ({ host: n.host, port: n.port })),
+        {
+          redisOptions: { commandTimeout: clientOptions.commandTimeout, connectTimeout: clientOptions.connectTimeout, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false },
+          enableOfflineQueue: false,
+          // Not auto-pipelined: ioredis 6 files a script call under the slot of its first argument (the
+          // key count, not a key) and then refuses the pipeline its keys do not match.
+          enableAutoPipelining: false,
+          clusterRetryStrategy: clientOptions.retryStrategy,
+          // A moved slot (resharding, failover) is followed at once rather than failing the decision.
+          maxRedirections: 4,
+        },
+      );
+    } else {
+      this.redis =
+        options.url !== undefined
+          ? new Redis(options.url, clientOptions)
+          : new Redis({ ...clientOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
+    }
     this.redis.defineCommand('flowgateCounters', { lua: COUNTER_SCRIPT });
     // Without a listener ioredis prints every reconnection failure; these go to the throttled log instead.
     this.redis.on('error', (err: unknown) => connectionWarning.warn({ err: errorMessage(err) }));

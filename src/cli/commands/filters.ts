@@ -31,6 +31,12 @@ export const filtersCommand: Command = {
     'xds-tls-cert': { type: 'string', description: 'mutual TLS: this replica\'s client certificate', env: 'FLOWGATE_XDS_TLS_CERT', placeholder: 'FILE' },
     'xds-tls-key': { type: 'string', description: 'mutual TLS: this replica\'s client key', env: 'FLOWGATE_XDS_TLS_KEY', placeholder: 'FILE' },
     'redis-url': { type: 'string', description: 'Redis shared by replicas for rate-limit and quota counters (default: in memory)', env: 'FLOWGATE_REDIS_URL', placeholder: 'URL' },
+    'redis-cluster': {
+      type: 'string',
+      description: 'rate-limit and quota counters on a Redis Cluster: some of its nodes, comma-separated (instead of --redis-url for the counters)',
+      env: 'FLOWGATE_REDIS_CLUSTER',
+      placeholder: 'HOST:PORT,...',
+    },
     'max-buffered-bytes': {
       type: 'string',
       description: 'the most body bytes held across all ext_proc exchanges; past it new exchanges get 503',
@@ -68,7 +74,11 @@ export const filtersCommand: Command = {
     if ((xds === undefined) === (policyDir === undefined)) throw new UsageError('give exactly one of --xds or --policy');
     const log = logger('filters');
     const redisUrl = typeof options['redis-url'] === 'string' && options['redis-url'] !== '' ? options['redis-url'] : undefined;
-    const workers = workersOption(options.workers, redisUrl !== undefined);
+    const redisCluster =
+      typeof options['redis-cluster'] === 'string' && options['redis-cluster'] !== ''
+        ? options['redis-cluster'].split(',').map((n) => hostPort(n.trim(), '--redis-cluster'))
+        : undefined;
+    const workers = workersOption(options.workers, redisUrl !== undefined || redisCluster !== undefined);
     const audit = auditOptions(options['audit-decisions'], options['audit-sample-allows']);
     const listen = hostPort(String(options.listen), '--listen');
     const admin = hostPort(String(options['admin-listen']), '--admin-listen');
@@ -113,6 +123,7 @@ export const filtersCommand: Command = {
       listen,
       admin: isFilterWorker() ? undefined : admin,
       redisUrl,
+      redisCluster,
       tls: tlsOption(options, 'tls'),
       maxBufferedBytes: bufferedBytesOption(options['max-buffered-bytes'], '--max-buffered-bytes'),
       pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,
