@@ -87,7 +87,7 @@ export function writeRateLimitPolicy(dir: string, consumers: number, limit: Rate
   );
   const docs: string[] = [];
   for (let i = 0; i < consumers; i++) {
-    docs.push(['kind: Consumer', `name: consumer-${i}`, 'rateLimits:', `  - { requests: ${limit.requests}, per: ${limit.per}, model: chat }`, ''].join('\n'));
+    docs.push(['kind: Consumer', `name: consumer-${i}`, 'rateLimits:', `  - { requests: ${limit.requests}, per: ${limit.per}, model: chat${limit.algorithm ? `, algorithm: ${limit.algorithm}` : ''} }`, ''].join('\n'));
   }
   writeFileSync(join(dir, 'consumers.yaml'), docs.join('---\n'));
 }
@@ -95,6 +95,8 @@ export function writeRateLimitPolicy(dir: string, consumers: number, limit: Rate
 export interface RateLimitSetting {
   readonly requests: number;
   readonly per: 'second' | 'minute' | 'hour' | 'day';
+  /** Flowgate's window algorithm (envoyproxy/ratelimit always counts fixed windows); absent: the policy default. */
+  readonly algorithm?: 'fixed' | 'sliding' | undefined;
 }
 
 /**

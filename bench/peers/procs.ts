@@ -173,6 +173,38 @@ export function cpuSeconds(pid: number): number {
   return ticks / CLOCK_TICKS;
 }
 
+/** `pid` and every process below it (a server's worker processes), from /proc/PID/task/PID/children. */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const p = out[i] as number;
+    try {
+      const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      if (children !== '') out.push(...children.split(/\s+/).map(Number));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** `read` summed over `pid` and its descendants alive now (a process that ended meanwhile counts 0). */
+function sumOverTree(pid: number, read: (pid: number) => number): number {
+  return processTree(pid).reduce((sum, p) => {
+    try {
+      return sum + read(p);
+    } catch {
+      return sum;
+    }
+  }, 0);
+}
+
+/** User + system CPU seconds of `pid` and its descendants. */
+export const treeCpuSeconds = (pid: number): number => sumOverTree(pid, cpuSeconds);
+
+/** VmRSS of `pid` and its descendants, in MB. */
+export const treeRssMb = (pid: number): number => sumOverTree(pid, rssMb);
+
 // Linux's USER_HZ is 100 on every architecture Node runs on.
 const CLOCK_TICKS = 100;
 
@@ -183,11 +215,11 @@ function statusKb(pid: number, field: string): number {
 }
 
 /** Samples RSS of `pid` every `everyMs` until stopped; resolves with the highest value seen (MB). */
-export function sampleRss(pid: number, everyMs = 20): { stop(): number } {
+export function sampleRss(pid: number, everyMs = 20, tree = false): { stop(): number } {
   let peak = 0;
   const timer = setInterval(() => {
     try {
-      peak = Math.max(peak, rssMb(pid));
+      peak = Math.max(peak, tree ? treeRssMb(pid) : rssMb(pid));
     } catch {
       // the process ended; keep what was seen
     }

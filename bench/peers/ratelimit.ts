@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
 import type { PeerBinaries } from './build.js';
 import { ratelimitConfig, rateLimitRequests, writeRateLimitPolicy, type RateLimitSetting } from './fixtures.js';
-import { accepts, cpuSeconds, freePort, rssMb, sampleRss, startProc, waitFor, type Proc } from './procs.js';
+import { accepts, cpuSeconds, freePort, sampleRss, startProc, treeCpuSeconds, treeRssMb, waitFor, type Proc } from './procs.js';
 
 /**
  * The rate-limit rows: ghz calls ShouldRateLimit on `flowgate filters` and on envoyproxy/ratelimit, both
@@ -20,6 +20,8 @@ export type RateLimitSide = 'envoyproxy/ratelimit' | 'flowgate';
 
 export interface RateLimitRow {
   readonly side: RateLimitSide;
+  /** Flowgate's extra options for this column (--flowgate-args), if any. */
+  readonly variant?: string;
   readonly inFlight: number;
   readonly seconds: number;
   readonly calls: number;
@@ -45,6 +47,8 @@ export interface RateLimitContext {
   readonly consumers: number;
   readonly limit: RateLimitSetting;
   readonly connections: number;
+  /** More options for `flowgate filters` (workers, audit). */
+  readonly flowgateArgs?: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -99,6 +103,7 @@ async function startFlowgateFilters(ctx: RateLimitContext): Promise<RunningLimit
     `127.0.0.1:${admin}`,
     '--redis-url',
     ctx.redisUrl,
+    ...(ctx.flowgateArgs ?? []),
   ]);
   await waitFor('flowgate filters to be ready', async () => ((await fetch(`http://127.0.0.1:${admin}/readyz`)).ok ? true : undefined), 60_000, () => proc.tail());
   await waitFor('flowgate filters to accept gRPC', async () => ((await accepts(grpcPort)) ? true : undefined), 10_000, () => proc.tail());
@@ -177,7 +182,10 @@ async function probe(port: number): Promise<{ code: string; remaining: number }>
   }
 }
 
-/** Σ of every integer counter in Redis, and consumer-0's count. */
+/**
+ * Σ of every counter in Redis, and consumer-0's count: string counters (fixed windows: envoyproxy/ratelimit's,
+ * and Flowgate's `algorithm: fixed`) and hash counters (Flowgate's sliding windows: bucket -> amount).
+ */
 async function counters(redis: Redis): Promise<{ total: number; consumer0: number }> {
   let total = 0;
   let consumer0 = 0;
@@ -186,9 +194,13 @@ async function counters(redis: Redis): Promise<{ total: number; consumer0: numbe
     const [next, keys] = await redis.scan(cursor, 'COUNT', 1000);
     cursor = next;
     if (keys.length === 0) continue;
-    const values = await redis.mget(...keys);
+    const types = await redis.pipeline(keys.map((k) => ['type', k])).exec();
+    const reads = await redis
+      .pipeline(keys.map((k, i) => (types?.[i]?.[1] === 'hash' ? ['hvals', k] : ['get', k])))
+      .exec();
     keys.forEach((key, i) => {
-      const n = Number(values[i]);
+      const value = reads?.[i]?.[1];
+      const n = Array.isArray(value) ? value.reduce((a: number, v) => a + Number(v), 0) : Number(value);
       if (!Number.isInteger(n)) return;
       total += n;
       if (/(?:c=|consumer_)consumer-0(?![0-9])/.test(key)) consumer0 += n;
@@ -199,7 +211,7 @@ async function counters(redis: Redis): Promise<{ total: number; consumer0: numbe
 
 /** Runs one side: start it, warm up, then one ghz row per in-flight value. */
 export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSide, inFlights: readonly number[], seconds: number): Promise<RateLimitRow[]> {
-  const dir = join(ctx.workDir, side.replace('/', '-'));
+  const dir = join(ctx.workDir, `${side.replace('/', '-')}${side === 'flowgate' && (ctx.flowgateArgs ?? []).length > 0 ? `-${(ctx.flowgateArgs ?? []).join('').replace(/[^a-z0-9]+/gi, '-')}` : ''}`);
   mkdirSync(dir, { recursive: true });
   const sideCtx = { ...ctx, workDir: dir };
   const dataFile = join(dir, 'requests.json');
@@ -212,10 +224,11 @@ export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSid
     await ghz(sideCtx, dataFile, server.grpcPort, 16, 2);
     for (const inFlight of inFlights) {
       await redis.flushall();
-      const cpuBefore = cpuSeconds(server.proc.pid);
-      const sampler = sampleRss(server.proc.pid, 100);
+      // The server's process tree: `flowgate filters --workers N` answers from its worker processes.
+      const cpuBefore = treeCpuSeconds(server.proc.pid);
+      const sampler = sampleRss(server.proc.pid, 100, true);
       const { report, cpuSeconds: ghzCpu } = await ghz(sideCtx, dataFile, server.grpcPort, inFlight, seconds);
-      const serverCpu = cpuSeconds(server.proc.pid) - cpuBefore;
+      const serverCpu = treeCpuSeconds(server.proc.pid) - cpuBefore;
       const rssPeakMb = sampler.stop();
       const counted = await counters(redis);
       const answer = await probe(server.grpcPort);
@@ -225,6 +238,7 @@ export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSid
       const at = (p: number): number => (report.latencyDistribution?.find((d) => d.percentage === p)?.latency ?? 0) / 1e6;
       rows.push({
         side,
+        ...(side === 'flowgate' && (ctx.flowgateArgs ?? []).length > 0 && { variant: (ctx.flowgateArgs ?? []).join(' ') }),
         inFlight,
         seconds,
         calls,
@@ -234,7 +248,7 @@ export async function runRateLimitSide(ctx: RateLimitContext, side: RateLimitSid
         serverCpuSeconds: serverCpu,
         cpuPerCallUs: calls > 0 ? (serverCpu / calls) * 1e6 : 0,
         ghzCpuSeconds: ghzCpu,
-        rssAfterMb: rssMb(server.proc.pid),
+        rssAfterMb: treeRssMb(server.proc.pid),
         rssPeakMb,
         countedInRedis: counted.total,
         probe: { ...answer, expectedRemaining: ctx.limit.requests - (counted.consumer0 + 1) },

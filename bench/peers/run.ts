@@ -33,6 +33,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     consumers: { type: 'string', default: '1000' },
     connections: { type: 'string', default: '2' },
+    algorithm: { type: 'string' },
+    'flowgate-args': { type: 'string', default: '' },
     redis: { type: 'string' },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -49,6 +51,8 @@ if (only !== undefined && only !== 'xds' && only !== 'ratelimit') throw new Erro
 const changes = values.changes.split(',').map((c) => c.trim()) as ChangeKind[];
 if (changes.some((c) => c !== 'registry' && c !== 'policy')) throw new Error('--changes takes registry and/or policy');
 
+const algorithm = values.algorithm as 'fixed' | 'sliding' | undefined;
+if (algorithm !== undefined && !['fixed', 'sliding'].includes(algorithm)) throw new Error('--algorithm is fixed or sliding');
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const flowgate = join(repo, 'bin', 'flowgate');
 const log = (line: string): void => {
@@ -95,14 +99,18 @@ async function main(): Promise<void> {
           workDir: join(workDir, 'ratelimit'),
           redisUrl: values.redis ?? (redis as { url: string }).url,
           consumers: Number(values.consumers),
-          limit: { requests: 1_000_000, per: 'hour' as const },
+          limit: { requests: 1_000_000, per: 'hour' as const, algorithm },
           connections: Number(values.connections),
           log,
         };
         const seconds = Number(values.seconds);
+        const inFlights = numbers(values['in-flight'], 'in-flight');
         const rows: RateLimitRow[] = [];
-        for (const side of ['envoyproxy/ratelimit', 'flowgate'] as const satisfies readonly RateLimitSide[]) {
-          rows.push(...(await runRateLimitSide(ctx, side, numbers(values['in-flight'], 'in-flight'), seconds)));
+        rows.push(...(await runRateLimitSide(ctx, 'envoyproxy/ratelimit' satisfies RateLimitSide, inFlights, seconds)));
+        // `--flowgate-args='A|B'`: one Flowgate column per variant, in this run, against the same reference.
+        for (const variant of values['flowgate-args'].split('|')) {
+          const flowgateArgs = variant.split(' ').filter((a) => a !== '');
+          rows.push(...(await runRateLimitSide({ ...ctx, flowgateArgs }, 'flowgate', inFlights, seconds)));
         }
         report.ratelimit = rows;
         console.log(`\n### Rate limit: ShouldRateLimit, ${ctx.consumers} consumers (1,000,000 per hour each), one Redis, ${seconds} s per column, ghz over ${ctx.connections} connections\n`);

@@ -67,8 +67,10 @@ export function xdsTable(results: readonly SideResult[], changes: readonly Chang
 
 /** The rate-limit comparison: one column per (side, in flight). */
 export function rateLimitTable(rows: readonly RateLimitRow[]): string {
-  const columns = [...rows].sort((a, b) => a.inFlight - b.inFlight || (a.side === 'flowgate' ? 1 : -1));
-  const header = ['figure', ...columns.map((r) => `${r.side === 'flowgate' ? 'Flowgate' : 'envoyproxy/ratelimit'} @${r.inFlight}`)];
+  // Stable: for each in-flight value the reference first, then Flowgate's variants in the order they ran.
+  const columns = rows.map((r, i) => ({ r, i })).sort((a, b) => a.r.inFlight - b.r.inFlight || (a.r.side === 'flowgate' ? 1 : 0) - (b.r.side === 'flowgate' ? 1 : 0) || a.i - b.i).map((c) => c.r);
+  const name = (r: RateLimitRow): string => (r.side === 'flowgate' ? `Flowgate${r.variant ? ` (${r.variant})` : ''}` : 'envoyproxy/ratelimit');
+  const header = ['figure', ...columns.map((r) => `${name(r)} @${r.inFlight}`)];
   const out: string[][] = [];
   const row = (name: string, cell: (r: RateLimitRow) => string): void => {
     out.push([name, ...columns.map(cell)]);

@@ -1,4 +1,4 @@
-import { RE2 } from 're2-wasm';
+import { re2, type RE2 } from './re2.js';
 import type { Span } from './detectors.js';
 
 /**
@@ -71,7 +71,7 @@ export class CustomPattern {
   constructor(name: string, source: string) {
     this.name = name;
     // re2-wasm only runs in unicode mode; 'g' makes exec() start at lastIndex.
-    this.re = new RE2(source, 'gu');
+    this.re = new (re2())(source, 'gu');
     this.canPrefilter = !hasAssertions(source);
   }
 

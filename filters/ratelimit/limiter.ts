@@ -83,6 +83,17 @@ export interface RateLimiterOptions {
   readonly domain?: string;
 }
 
+/** A request's rules and counters for one (consumer, model); see RateLimiter.plan. */
+interface RatePlan {
+  readonly rules: readonly RequestRule[];
+  /** The distinct counters, each with amount 1 (a call with more hits copies them). */
+  readonly counters: readonly LimitedHit[];
+  /** rules[i] counts in counters[stateOf[i]]. */
+  readonly stateOf: readonly number[];
+}
+
+const PLAN_CACHE_SIZE = 50_000;
+
 const NO_LIMITS: RateDecision = { allowed: true, storeError: false, limits: [], tightest: undefined, headers: {} };
 
 export class RateLimiter {
@@ -91,6 +102,9 @@ export class RateLimiter {
   private readonly failOpen: (model: string) => boolean;
   private readonly now: () => number;
   private readonly domain: string | undefined;
+  /** model -> consumer (undefined: anonymous) -> plan. */
+  private readonly plans = new Map<string, Map<string | undefined, RatePlan>>();
+  private planned = 0;
 
   constructor(models: readonly ModelRules[], consumers: readonly ConsumerRules[], options: RateLimiterOptions) {
     this.rules = new LimitRules(models, consumers);
@@ -100,16 +114,44 @@ export class RateLimiter {
     this.domain = options.domain;
   }
 
+  /**
+   * What one (consumer, model) pair counts, compiled once per policy version: its rules, the distinct
+   * counters they count in (the tightest limit of those sharing one) and where each rule's counter is among
+   * them. Bounded: past PLAN_CACHE_SIZE pairs (descriptors name consumers, so a caller can invent many) the
+   * cache starts again.
+   */
+  private plan(consumer: string | undefined, model: string): RatePlan {
+    let byConsumer = this.plans.get(model);
+    let plan = byConsumer?.get(consumer);
+    if (plan !== undefined) return plan;
+    const rules = this.rules.requestRules(consumer, model);
+    const counters = distinctCounters(
+      rules.map((r): LimitedHit => ({ key: r.counterKey, windowMs: r.windowMs, algorithm: r.algorithm, tag: r.tag, amount: 1, limit: r.requests })),
+      (kept, other) => (other.limit < kept.limit ? { ...kept, limit: other.limit } : kept),
+    );
+    const indexOf = counterIndex(counters);
+    plan = { rules, counters, stateOf: rules.map((rule) => indexOf({ key: rule.counterKey, windowMs: rule.windowMs, algorithm: rule.algorithm })) };
+    if (this.planned >= PLAN_CACHE_SIZE) {
+      this.plans.clear();
+      this.planned = 0;
+      byConsumer = undefined;
+    }
+    if (byConsumer === undefined) {
+      byConsumer = new Map();
+      this.plans.set(model, byConsumer);
+    }
+    byConsumer.set(consumer, plan);
+    this.planned++;
+    return plan;
+  }
+
   /** Counts one request (or `hits`) against every limit on this consumer and model, and decides whether it passes. */
   async check({ consumer, model, hits = 1 }: RateCheck): Promise<RateDecision> {
     if (!(Number.isInteger(hits) && hits >= 0)) throw new RangeError(`hits must be a whole number >= 0 (got ${hits})`);
-    const rules = this.rules.requestRules(consumer, model);
+    const { rules, counters: planned, stateOf } = this.plan(consumer, model);
     if (rules.length === 0) return NO_LIMITS;
     // Rules sharing a counter count it once; the tightest of them decides whether it has room.
-    const counters = distinctCounters(
-      rules.map((r): LimitedHit => ({ key: r.counterKey, windowMs: r.windowMs, algorithm: r.algorithm, tag: r.tag, amount: hits, limit: r.requests })),
-      (kept, other) => (other.limit < kept.limit ? { ...kept, limit: other.limit } : kept),
-    );
+    const counters = hits === 1 ? planned : planned.map((c) => ({ ...c, amount: hits }));
     let admission: Admission;
     try {
       admission = await this.store.admit(counters);
@@ -120,8 +162,7 @@ export class RateLimiter {
         : { allowed: false, reason: 'store_unavailable', storeError: true, limits: [], tightest: undefined, headers: {} };
     }
     const now = this.now();
-    const indexOf = counterIndex(counters);
-    const limits = rules.map((rule) => limitStatus(rule, admission.states[indexOf({ key: rule.counterKey, windowMs: rule.windowMs, algorithm: rule.algorithm })], admission.admitted, hits, now));
+    const limits = rules.map((rule, i) => limitStatus(rule, admission.states[stateOf[i] as number], admission.admitted, hits, now));
     const exceeded = limits.filter((l) => l.exceeded);
     // A sliding limit that had room is not counted when another refused: nothing is charged for a refusal.
     if (exceeded.length === 0) {

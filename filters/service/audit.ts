@@ -2,11 +2,14 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import { untrusted } from '../../src/observability/untrusted.js';
+import { auditDropped } from './metrics.js';
 
 /**
  * The audit log: one JSON line per authorization, rate-limit, quota, masking, signature and pipeline decision, to stdout or a file
  * (Gateway.audit). It names the model, the consumer, the decision and why, the request id, and for masking
- * the rule and JSON path that fired; never a credential, and never a value that was masked.
+ * the rule and JSON path that fired; never a credential, and never a value that was masked. Which decisions
+ * are written is the operator's choice (`flowgate filters --audit-decisions all|deny|none`,
+ * `--audit-sample-allows`): refusals and masking findings are written unless `none`.
  */
 
 export interface AuditEvent {
@@ -41,18 +44,65 @@ export interface AuditLog {
   write(event: AuditEvent): void;
 }
 
-/** An audit log to stdout or to an absolute file path (appended). */
-export function openAuditLog(sink: 'stdout' | 'file', path?: string): AuditLog {
-  let destination: pino.DestinationStream;
+/** Which decisions are written: every one, only refusals (and masking findings), or none. */
+export type AuditDecisions = 'all' | 'deny' | 'none';
+
+export const AUDIT_DECISIONS: readonly AuditDecisions[] = ['all', 'deny', 'none'];
+
+export interface AuditOptions {
+  /** Default `all`. */
+  readonly decisions?: AuditDecisions | undefined;
+  /** With `all`: the fraction of allowed (and charged) decisions written, 0..1 (default 1); refusals are always written. */
+  readonly sampleAllows?: number | undefined;
+  /** The random source of the sampling (tests). */
+  readonly random?: () => number;
+}
+
+/** Lines are written once this many bytes are buffered, or every AUDIT_FLUSH_MS, whichever comes first. */
+const AUDIT_BUFFER_BYTES = 8 * 1024;
+const AUDIT_FLUSH_MS = 200;
+/** Past this many buffered bytes (the sink does not keep up), new lines are dropped and counted. */
+const AUDIT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+/**
+ * An audit log to stdout or to an absolute file path (appended). Lines are buffered and written in batches
+ * (one write per 8 KB or per 200 ms, and whatever is left when the process exits), never one synchronous
+ * write per decision; a sink that cannot keep up loses lines (counted in flowgate_audit_dropped_total) rather
+ * than growing the process.
+ */
+export function openAuditLog(sink: 'stdout' | 'file', path?: string, options: AuditOptions = {}): AuditLog {
+  const select = auditSelector(options);
+  if (select === undefined) return { write: () => undefined };
+  const buffering = { sync: false, minLength: AUDIT_BUFFER_BYTES, maxLength: AUDIT_MAX_BUFFERED_BYTES, periodicFlush: AUDIT_FLUSH_MS };
+  let destination: ReturnType<typeof pino.destination>;
   if (sink === 'file' && path) {
     mkdirSync(dirname(path), { recursive: true });
-    destination = pino.destination({ dest: path, append: true, sync: false, mkdir: true });
+    destination = pino.destination({ dest: path, append: true, mkdir: true, ...buffering });
   } else {
-    destination = pino.destination({ fd: 1, sync: false });
+    destination = pino.destination({ fd: 1, ...buffering });
   }
+  destination.on('drop', () => auditDropped.inc());
   const log = pino({ base: { log: 'flowgate.audit' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, destination);
   // The request id is the client's x-request-id when Envoy keeps it: cut like any text a client chose.
-  return { write: (event) => log.info(event.requestId === undefined ? event : { ...event, requestId: untrusted(event.requestId) }) };
+  return {
+    write: (event) => {
+      if (!select(event)) return;
+      log.info(event.requestId === undefined ? event : { ...event, requestId: untrusted(event.requestId) });
+    },
+  };
+}
+
+/** Whether an event is written under these options; undefined when none ever is. */
+export function auditSelector(options: AuditOptions): ((event: AuditEvent) => boolean) | undefined {
+  const decisions = options.decisions ?? 'all';
+  const sample = options.sampleAllows ?? 1;
+  if (!(sample >= 0 && sample <= 1)) throw new RangeError(`the audit sampling of allowed decisions is a fraction from 0 to 1 (got ${sample})`);
+  if (decisions === 'none') return undefined;
+  const random = options.random ?? Math.random;
+  const allowed = (event: AuditEvent): boolean => event.decision === 'allow' || event.decision === 'charged';
+  if (decisions === 'deny' || sample === 0) return (event) => !allowed(event);
+  if (sample === 1) return () => true;
+  return (event) => !allowed(event) || random() < sample;
 }
 
 /** An audit log that keeps events in memory (tests, benchmarks). */

@@ -31,3 +31,9 @@ export const llmCost = new Counter({
   labelNames: ['model', 'version', 'consumer', 'currency'] as const,
   registers: [metricsRegistry],
 });
+
+export const auditDropped = new Counter({
+  name: 'flowgate_audit_dropped_total',
+  help: 'Audit lines dropped because the audit sink did not keep up (more than 16 MB waiting to be written).',
+  registers: [metricsRegistry],
+});

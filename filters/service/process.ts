@@ -4,6 +4,8 @@ import { enableProcessMetrics } from '../../src/observability/metrics.js';
 import type { ServerTls } from '../../src/tls/credentials.js';
 import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { startFilterServer, type FilterServer } from './server.js';
+import type { AuditOptions } from './audit.js';
+import { isFilterWorker, reportWorkerPolicy, shareWorkerMetrics } from './workers.js';
 
 /**
  * The standalone filter service process (`flowgate filters`), as src/control/plane.ts is the control
@@ -21,18 +23,23 @@ export interface FilterPolicySource {
 
 export interface FilterProcessOptions {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly admin: { readonly host: string; readonly port: number };
+  /** Absent in a worker of `--workers N`: the primary serves the admin endpoint for all of them. */
+  readonly admin?: { readonly host: string; readonly port: number } | undefined;
   readonly redisUrl?: string | undefined;
+  /** Counters on a Redis Cluster (its nodes). */
   readonly tls?: ServerTls | undefined;
   readonly maxBufferedBytes?: number | undefined;
   /** Also run the pipeline service on this address. */
   readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
   readonly source: FilterPolicySource;
+  /** Which decisions the audit log writes (default: all). */
+  readonly audit?: AuditOptions | undefined;
 }
 
 export interface FilterProcess {
   readonly server: FilterServer;
-  readonly adminPort: number;
+  /** Undefined when the process serves no admin endpoint (a worker). */
+  readonly adminPort: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -40,12 +47,16 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines });
-  const admin = new AdminServer();
-  admin.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
-  const adminPort = await admin.listen(options.admin.port, options.admin.host);
-  await options.source.start((policy, version) => server.setPolicy(policy, version));
-  log.info({ port: server.port, admin: adminPort, source: options.source.description }, 'filter service running');
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines, audit: options.audit });
+  const admin = options.admin ? new AdminServer() : undefined;
+  admin?.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
+  const adminPort = options.admin ? await admin?.listen(options.admin.port, options.admin.host) : undefined;
+  if (isFilterWorker()) shareWorkerMetrics();
+  await options.source.start((policy, version) => {
+    server.setPolicy(policy, version);
+    if (server.service.version === version) reportWorkerPolicy(version);
+  });
+  log.info({ port: server.port, admin: adminPort, source: options.source.description, ...(isFilterWorker() && { worker: process.env.FLOWGATE_FILTERS_WORKER }) }, 'filter service running');
   let stopping: Promise<void> | undefined;
   return {
     server,
@@ -54,7 +65,7 @@ export async function startFilterProcess(options: FilterProcessOptions): Promise
       (stopping ??= (async () => {
         await options.source.stop();
         await server.stop();
-        await admin.close();
+        await admin?.close();
       })()),
   };
 }

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { RE2 } from 're2-wasm';
+import { re2, type RE2 } from '../re2.js';
 import { z } from 'zod';
 import { shown } from './issues.js';
 
@@ -175,7 +175,7 @@ export function re2Problem(source: string): string | undefined {
   let re: RE2;
   try {
     // re2-wasm only runs in unicode mode; the 'u' flag is required, not a choice.
-    re = new RE2(source, 'u');
+    re = new (re2())(source, 'u');
   } catch (err) {
     return `does not compile under RE2: ${re2Reason(err)}`;
   }

@@ -6,21 +6,36 @@ import type { FilterEngine } from '../engine.js';
 import { decisions } from '../metrics.js';
 import { jsonBody, unavailable } from '../responses.js';
 
+// Metric children bound once: a labelled inc() hashes its labels on every call.
+const allowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
+const refused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
+const storeFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+
 /** ShouldRateLimit: counts the request against every limit on its (model, consumer) descriptors. */
 export async function shouldRateLimit(engine: FilterEngine | undefined, audit: AuditLog, req: RateLimitRequest): Promise<object> {
   if (!engine) throw unavailable('the filter service has no policy yet');
-  const descriptors: RateLimitDescriptor[] = (req.descriptors ?? []).map((d) => ({ entries: (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' })) }));
+  const descriptors: RateLimitDescriptor[] = [];
+  let model: string | undefined;
+  let consumer: string | undefined;
+  for (const d of req.descriptors ?? []) {
+    const entries = (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
+    for (const e of entries) {
+      if (model === undefined && e.key === DescriptorKey.model) model = e.value;
+      else if (consumer === undefined && e.key === DescriptorKey.consumer) consumer = e.value;
+    }
+    descriptors.push({ entries });
+  }
   const answer = await engine.limiter.shouldRateLimit(req.domain ?? '', descriptors, req.hits_addend ?? 0);
-  const entry = (key: string): string | undefined => descriptors.flatMap((d) => d.entries).find((e) => e.key === key)?.value;
-  const model = entry(DescriptorKey.model) ?? '-';
   if (answer.storeError && answer.overallCode === 'OVER_LIMIT') {
-    decisions.inc({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+    storeFailed.inc();
     throw unavailable('the rate-limit store is unavailable');
   }
   const over = answer.overallCode === 'OVER_LIMIT';
-  decisions.inc({ stage: 'ratelimit', result: over ? 'deny' : 'allow', reason: over ? 'over_limit' : 'ok' });
-  audit.write({ kind: 'ratelimit', model, consumer: entry(DescriptorKey.consumer), decision: over ? 'deny' : 'allow', ...(over && { status: 429, code: 'rate_limited' }) });
-  const headers = { ...answer.headers, ...(over && { 'content-type': 'application/json' }) };
+  (over ? refused : allowed).inc();
+  audit.write({ kind: 'ratelimit', model: model ?? '-', consumer, decision: over ? 'deny' : 'allow', ...(over && { status: 429, code: 'rate_limited' }) });
+  const headersToAdd: { key: string; value: string }[] = [];
+  for (const key in answer.headers) headersToAdd.push({ key, value: answer.headers[key] as string });
+  if (over) headersToAdd.push({ key: 'content-type', value: 'application/json' });
   return {
     overall_code: answer.overallCode,
     statuses: answer.statuses.map((s) => ({
@@ -29,7 +44,7 @@ export async function shouldRateLimit(engine: FilterEngine | undefined, audit: A
       limit_remaining: s.limitRemaining,
       duration_until_reset: { seconds: String(Math.ceil(s.durationUntilResetMs / 1000)), nanos: 0 },
     })),
-    response_headers_to_add: Object.entries(headers).map(([key, value]) => ({ key, value })),
+    response_headers_to_add: headersToAdd,
     ...(over && { raw_body: Buffer.from(jsonBody('rate_limited', 'rate limit exceeded', { retry_after_seconds: Number(answer.headers['retry-after'] ?? answer.headers['Retry-After'] ?? 0) })) }),
   };
 }

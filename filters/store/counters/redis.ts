@@ -9,6 +9,7 @@ import { ThrottledWarning } from '../../ratelimit/telemetry.js';
 /**
  * Counters in Redis, shared by every filter-service replica. One call is one round trip: one Lua script
  * (redis-script.ts) reads, adds or admits every counter of the call and sets their expiry atomically. Every
+ * call of one event-loop tick is written together (ioredis auto-pipelining). Every
  * key of one call carries its decision's hash tag (`{c=consumer}`), so under Redis Cluster they share a slot
  * and the script may touch them all. The client never queues: while Redis is unreachable each call fails at
  * once (or after commandTimeoutMs), so a Redis outage costs a decision, not a stalled request.
@@ -19,6 +20,11 @@ export interface RedisStoreOptions {
   readonly url?: string;
   readonly host?: string;
   readonly port?: number;
+  /**
+   * Redis Cluster: its nodes (any of them; the client discovers the rest). Every key of one decision carries
+   * the decision's hash tag, so each script call runs in one slot on one master. Instead of url/host/port.
+   */
+  readonly cluster?: readonly { readonly host: string; readonly port: number }[];
   /** Prepended to every key, so Flowgate can share a Redis with others; no braces (they would become the hash tag). */
   readonly keyPrefix?: string;
   /** A call not answered in this time fails (and the model's failOpen decides). */
@@ -63,6 +69,9 @@ export class RedisStore implements CounterStore {
       // Keep trying to reconnect, quickly at first, so decisions come back soon after Redis does.
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1_000),
       lazyConnect: false,
+      // Every call made in one tick of the event loop goes out in one write (one syscall, one packet)
+      // instead of one write each: under load the script calls of concurrent decisions share round trips.
+      enableAutoPipelining: true,
     };
     this.redis =
       options.url !== undefined

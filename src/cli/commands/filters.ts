@@ -9,6 +9,8 @@ import { hostPort, redisUrlOption, UsageError, type Command } from '../command.j
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budget.js';
+import { defaultWorkers, isFilterWorker, runFilterWorkers, workersPerCore } from '../../../filters/service/workers.js';
+import { AUDIT_DECISIONS, type AuditDecisions, type AuditOptions } from '../../../filters/service/audit.js';
 import { bufferedBytesOption, tlsOption } from './serve.js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
@@ -37,6 +39,26 @@ export const filtersCommand: Command = {
       placeholder: 'BYTES',
     },
     'pipelines-listen': { type: 'string', description: 'also run the pipeline service (HTTP/2, with --tls-*) on this address', env: 'FLOWGATE_PIPELINES_LISTEN', placeholder: 'HOST:PORT' },
+    workers: {
+      type: 'string',
+      description: 'worker processes sharing the ports, or auto (one per core); above 1 needs --redis-url (default 1)',
+      env: 'FLOWGATE_FILTERS_WORKERS',
+      placeholder: 'N|auto',
+    },
+    'audit-decisions': {
+      type: 'string',
+      description: 'which decisions the audit log writes: all, deny (refusals and masking findings only) or none',
+      env: 'FLOWGATE_AUDIT_DECISIONS',
+      default: 'all',
+      placeholder: 'all|deny|none',
+    },
+    'audit-sample-allows': {
+      type: 'string',
+      description: 'with --audit-decisions all: the fraction of allowed decisions written, 0 to 1 (refusals are always written)',
+      env: 'FLOWGATE_AUDIT_SAMPLE_ALLOWS',
+      default: '1',
+      placeholder: 'FRACTION',
+    },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
   notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
@@ -45,6 +67,17 @@ export const filtersCommand: Command = {
     const policyDir = typeof options.policy === 'string' && options.policy !== '' ? options.policy : undefined;
     if ((xds === undefined) === (policyDir === undefined)) throw new UsageError('give exactly one of --xds or --policy');
     const log = logger('filters');
+    const redisUrl = redisUrlOption(options['redis-url'], '--redis-url');
+    const workers = workersOption(options.workers, redisUrl !== undefined);
+    const audit = auditOptions(options['audit-decisions'], options['audit-sample-allows']);
+    const listen = hostPort(String(options.listen), '--listen');
+    const admin = hostPort(String(options['admin-listen']), '--admin-listen');
+    if (workers > 1 && !isFilterWorker()) {
+      // The primary forks the workers (this same command line) and serves the admin endpoint; it decides nothing.
+      const primary = await runFilterWorkers(workers, admin);
+      await stopOnSignal(log, () => primary.stop());
+      return 0;
+    }
     let source: FilterPolicySource;
     if (xds) {
       hostPort(xds, '--xds');
@@ -54,7 +87,9 @@ export const filtersCommand: Command = {
       const key = str('xds-tls-key');
       if (Boolean(cert) !== Boolean(key) || ((cert || key) && !ca)) throw new UsageError('--xds-tls-cert and --xds-tls-key go together, with --xds-tls-ca');
       const credentials = grpcClientCredentials(ca ? { ca, cert, key } : undefined);
-      const client = new FilterPolicyClient(xds, String(options['node-id']), credentials);
+      // Each worker is its own xDS client: the control plane sees one node per worker.
+      const nodeId = isFilterWorker() ? `${String(options['node-id'])}-w${process.env.FLOWGATE_FILTERS_WORKER ?? '0'}` : String(options['node-id']);
+      const client = new FilterPolicyClient(xds, nodeId, credentials);
       source = {
         description: `xds ${xds}`,
         start: (onPolicy) => {
@@ -74,22 +109,47 @@ export const filtersCommand: Command = {
       });
     }
     const proc = await startFilterProcess({
-      listen: hostPort(String(options.listen), '--listen'),
-      admin: hostPort(String(options['admin-listen']), '--admin-listen'),
-      redisUrl: redisUrlOption(options['redis-url'], '--redis-url'),
+      audit,
+      listen,
+      admin: isFilterWorker() ? undefined : admin,
+      redisUrl,
       tls: tlsOption(options, 'tls'),
       maxBufferedBytes: bufferedBytesOption(options['max-buffered-bytes'], '--max-buffered-bytes'),
       pipelines: typeof options['pipelines-listen'] === 'string' && options['pipelines-listen'] !== '' ? hostPort(options['pipelines-listen'], '--pipelines-listen') : undefined,
       source,
     });
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string): void => {
-        log.info({ signal }, 'stopping');
-        void proc.stop().then(resolve);
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
+    await stopOnSignal(log, () => proc.stop());
     return 0;
   },
 };
+
+/** --audit-decisions and --audit-sample-allows, checked. */
+export function auditOptions(decisions: string | boolean | undefined, sample: string | boolean | undefined): AuditOptions {
+  const mode = String(decisions ?? 'all');
+  if (!(AUDIT_DECISIONS as readonly string[]).includes(mode)) throw new UsageError(`--audit-decisions is one of ${AUDIT_DECISIONS.join(', ')} (got ${mode})`);
+  const text = String(sample ?? '1');
+  const fraction = Number(text);
+  if (text.trim() === '' || !(fraction >= 0 && fraction <= 1)) throw new UsageError(`--audit-sample-allows is a fraction from 0 to 1 (got ${text})`);
+  return { decisions: mode as AuditDecisions, sampleAllows: fraction };
+}
+
+/** Resolves once SIGTERM or SIGINT arrived and `stop` finished. */
+async function stopOnSignal(log: ReturnType<typeof logger>, stop: () => Promise<void>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const on = (signal: string): void => {
+      log.info({ signal }, 'stopping');
+      void stop().then(resolve);
+    };
+    process.once('SIGTERM', () => on('SIGTERM'));
+    process.once('SIGINT', () => on('SIGINT'));
+  });
+}
+
+/** --workers: a whole number from 1 to 64 or auto (one per core); more than one only with Redis (memory counters are per process). */
+export function workersOption(value: string | boolean | undefined, redis: boolean): number {
+  if (value === undefined || value === '' || typeof value === 'boolean') return defaultWorkers();
+  const n = value === 'auto' ? workersPerCore() : Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers is a whole number from 1 to 64 (got ${value})`);
+  if (n > 1 && !redis) throw new UsageError('--workers above 1 needs --redis-url: counters in memory are per process, so each worker would apply its own limits');
+  return n;
+}

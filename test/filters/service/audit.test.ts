@@ -1,0 +1,85 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { auditSelector, openAuditLog, type AuditEvent } from '../../../filters/service/audit.js';
+import { auditOptions } from '../../../src/cli/commands/filters.js';
+import { UsageError } from '../../../src/cli/command.js';
+import { waitFor } from '../../harness/process.js';
+
+const allow: AuditEvent = { kind: 'ratelimit', model: 'chat', consumer: 'acme', decision: 'allow' };
+const deny: AuditEvent = { kind: 'ratelimit', model: 'chat', consumer: 'acme', decision: 'deny', status: 429, code: 'rate_limited' };
+const masked: AuditEvent = { kind: 'masking', model: 'chat', decision: 'masked', findings: [{ rule: 'email', path: '$.x' }] };
+const charged: AuditEvent = { kind: 'usage', model: 'chat', decision: 'charged' };
+
+describe('auditSelector', () => {
+  test('all writes every decision; deny keeps refusals and findings; none writes nothing', () => {
+    const all = auditSelector({});
+    expect([allow, deny, masked, charged].map((e) => all?.(e))).toEqual([true, true, true, true]);
+    const denyOnly = auditSelector({ decisions: 'deny' });
+    expect([allow, deny, masked, charged].map((e) => denyOnly?.(e))).toEqual([false, true, true, false]);
+    expect(auditSelector({ decisions: 'none' })).toBeUndefined();
+  });
+
+  test('sampling thins allowed decisions only', () => {
+    let r = 0;
+    const random = (): number => (r = (r + 0.1) % 1);
+    const select = auditSelector({ sampleAllows: 0.25, random });
+    let allows = 0;
+    let denies = 0;
+    for (let i = 0; i < 1000; i++) {
+      if (select?.(allow)) allows++;
+      if (select?.(deny)) denies++;
+    }
+    expect(denies).toBe(1000);
+    expect(allows).toBeGreaterThan(150);
+    expect(allows).toBeLessThan(350);
+    expect(auditSelector({ sampleAllows: 0 })?.(allow)).toBe(false);
+    expect(auditSelector({ sampleAllows: 0 })?.(deny)).toBe(true);
+  });
+
+  test('a sampling fraction outside 0..1 is refused', () => {
+    expect(() => auditSelector({ sampleAllows: 1.5 })).toThrow(RangeError);
+    expect(() => auditSelector({ sampleAllows: Number.NaN })).toThrow(RangeError);
+  });
+});
+
+describe('CLI options', () => {
+  test('--audit-decisions and --audit-sample-allows are checked', () => {
+    expect(auditOptions('deny', '1')).toEqual({ decisions: 'deny', sampleAllows: 1 });
+    expect(auditOptions('all', '0.01')).toEqual({ decisions: 'all', sampleAllows: 0.01 });
+    expect(() => auditOptions('some', '1')).toThrow(UsageError);
+    expect(() => auditOptions('all', '2')).toThrow(UsageError);
+    expect(() => auditOptions('all', 'x')).toThrow(UsageError);
+    expect(() => auditOptions('all', '')).toThrow(UsageError);
+  });
+});
+
+describe('openAuditLog to a file', () => {
+  test('lines are batched, reach the file without more writes, and only the chosen decisions are written', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'audit-'));
+    const path = join(dir, 'audit.jsonl');
+    const log = openAuditLog('file', path, { decisions: 'deny' });
+    for (let i = 0; i < 10; i++) log.write(allow);
+    log.write({ ...deny, requestId: 'req-1' });
+    log.write(masked);
+    // Fewer bytes than one batch: the periodic flush writes them.
+    const lines = await waitFor('the audit lines', () => {
+      const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+      const got = text.split('\n').filter((l) => l !== '');
+      return got.length === 2 ? got : undefined;
+    });
+    const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.map((e) => e.decision)).toEqual(['deny', 'masked']);
+    expect(events[0]).toMatchObject({ log: 'flowgate.audit', kind: 'ratelimit', requestId: 'req-1', status: 429 });
+  });
+
+  test('none opens no file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'audit-'));
+    const path = join(dir, 'audit.jsonl');
+    const log = openAuditLog('file', path, { decisions: 'none' });
+    log.write(deny);
+    expect(existsSync(path)).toBe(false);
+    writeFileSync(join(dir, 'ok'), '');
+  });
+});
