@@ -214,6 +214,10 @@ export function checkRollouts(docs: readonly ValidDocument[], known: KnownNames)
       const at = where(model.source.locate(['traffic', 'canary']));
       issues.push(d.source.issue(['model'], `model '${r.model}' sets traffic.canary (${at}); a Rollout decides the canary's weight: remove traffic.canary and name the canary here`, 'conflict'));
     }
+    const costBound = r.metrics?.findIndex((m) => m.name === 'cost_per_request') ?? -1;
+    if (costBound >= 0 && !model.policy.llm?.pricing) {
+      issues.push(d.source.issue(['metrics', costBound], `cost_per_request needs a price table: model '${r.model}' sets no llm.pricing, so no request of it has a cost`, 'conflict'));
+    }
     if ((r.onSuccess ?? 'promote') === 'promote' && !('alias' in traffic.stable)) {
       const at = where(model.source.locate(['traffic', 'stable']));
       issues.push(d.source.issue(['onSuccess'], `promotion moves the stable alias, but model '${r.model}' names its stable version by stage or number (${at}); use an alias there, or onSuccess: pause`, 'conflict'));

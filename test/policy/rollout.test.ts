@@ -50,8 +50,6 @@ metrics:
   - { name: latency_p99, max: 800ms }
   - { name: latency_p99, relative: true, max: 1.2, tolerance: 10ms }
   - { name: error_rate, relative: true, max: 0.5, include4xx: true }
-  - { name: cost_per_request, max: 0.002 }
-  - { name: cost_per_request, relative: true, max: 1.1 }
 webhooks: { confirmPromotion: { url: "https://ci.example.com/gate", timeout: 2s } }
 `);
     expect(p.canary).toEqual({ version: '4' });
@@ -61,8 +59,6 @@ webhooks: { confirmPromotion: { url: "https://ci.example.com/gate", timeout: 2s 
       { name: 'latency_p99', relative: false, max: 800, include4xx: false, toleranceMs: 5 },
       { name: 'latency_p99', relative: true, max: 1.2, include4xx: false, toleranceMs: 10 },
       { name: 'error_rate', relative: true, max: 0.5, include4xx: true, toleranceMs: 5 },
-      { name: 'cost_per_request', relative: false, max: 0.002, include4xx: false, toleranceMs: 5 },
-      { name: 'cost_per_request', relative: true, max: 1.1, include4xx: false, toleranceMs: 5 },
     ]);
     expect(p.webhooks.confirmPromotion).toEqual({ url: 'https://ci.example.com/gate', timeoutMs: 2000 });
   });
@@ -92,6 +88,11 @@ metrics:
         'policy/r.yaml:9:66: metrics[5].tolerance: only a relative latency metric has a tolerance',
       ].join('\n') + '\n',
     );
+  });
+
+  test('cost_per_request needs the model to have a price table', () => {
+    const rollout = 'kind: Rollout\nmodel: fraud\nmetrics: [{ name: cost_per_request, max: 0.01 }]\n';
+    expect(issues({ 'm.yaml': MODEL, 'r.yaml': rollout })).toContain("cost_per_request needs a price table: model 'fraud' sets no llm.pricing");
   });
 
   test('a Rollout of an unknown model, a second Rollout of one model', () => {
