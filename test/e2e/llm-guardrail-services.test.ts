@@ -1,16 +1,10 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { GUARDRAIL_BLOCKED, GUARDRAIL_STREAM_UNSUPPORTED, GUARDRAIL_UNAVAILABLE } from '../../src/contract/guardrails.js';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startGuardrailStub, type GuardrailStub } from '../harness/guardrail-services.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiClient } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
-import { waitFor } from '../harness/process.js';
 
 /**
  * Guardrail services through real Envoy, the filter service and the official Node SDK: an `external` rule
@@ -21,8 +15,7 @@ import { waitFor } from '../harness/process.js';
  * (503 guardrail_unavailable) unless the rule fails open.
  */
 
-let flowgate: FlowgateProcess;
-let envoy: EnvoyProcess;
+let gateway: LlmGateway;
 let upstream: LlmUpstream;
 let stub: GuardrailStub;
 let client: OpenAI;
@@ -42,18 +35,6 @@ const receivedWith = (marker: string): string[] => upstream.received.map((r) => 
 beforeAll(async () => {
   upstream = await startLlmUpstream({ name: 'guardrail-services' });
   stub = await startGuardrailStub();
-  const [listener, filters] = (await freePorts(2)) as [number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-guardrail-services-'));
-  const policyDir = join(dir, 'policy');
-  mkdirSync(policyDir);
-  writeFileSync(
-    join(policyDir, 'gateway.yaml'),
-    `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
-openai: { listener: llm }
-`,
-  );
   const model = (name: string, guardrails: string): string => `kind: Model
 name: ${name}
 upstream: { addressTemplate: "127.0.0.1:${upstream.port}" }
@@ -61,31 +42,21 @@ traffic: { stable: { version: 1 } }
 llm:
   guardrails:
 ${guardrails}`;
-  writeFileSync(
-    join(policyDir, 'models.yaml'),
-    [
+  gateway = await startLlmGateway({
+    name: 'flowgate-guardrail-services',
+    files: () => ({
+      'models.yaml':
+        [
       model('ext-closed', `    input: [{ name: policy-check, type: external, url: "${stub.url}/check", timeout: 300ms }]\n`),
       model('ext-open', `    input: [{ name: policy-check-open, type: external, url: "${stub.url}/check", timeout: 300ms, failOpen: true }]\n`),
       model('presidio-in', `    input: [{ name: pii-presidio, type: presidio, url: "${stub.url}", action: mask, timeout: 300ms }]\n`),
       model('presidio-out', `    output: [{ name: no-emails-out, type: presidio, url: "${stub.url}", entities: [EMAIL_ADDRESS], timeout: 300ms }]\n`),
-    ].join('---\n'),
-  );
-  writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: ['ext-closed', 'ext-open', 'presidio-in', 'presidio-out'].map((name) => ({ name, versions: [{ version: '1' }] })) }));
-  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, name: 'flowgate-guardrail-services' });
-  envoy = await startEnvoy({ nodeId: 'e2e-guardrail-services', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-  client = openaiClient(`http://127.0.0.1:${listener}/v1`);
-  await waitFor(
-    'the OpenAI API',
-    async () => {
-      try {
-        await ask('ext-open', 'ready?');
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    { timeoutMs: 60_000, describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}` },
-  );
+        ].join('---\n'),
+    }),
+    registry: { json: JSON.stringify({ models: ['ext-closed', 'ext-open', 'presidio-in', 'presidio-out'].map((name) => ({ name, versions: [{ version: '1' }] })) }) },
+    readyModel: 'ext-open',
+  });
+  client = openaiClient(`${gateway.base}/v1`);
 }, 120_000);
 
 afterEach(() => {
@@ -93,8 +64,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  await envoy?.stop();
-  await flowgate?.stop();
+  await gateway?.stop();
   await upstream?.close();
   await stub?.close();
 });
@@ -132,7 +102,7 @@ describe('external guardrail service', () => {
     expect(receivedWith(marker)).toEqual([]);
     await ask('ext-open', `hello ${marker}`);
     expect(receivedWith(marker)).toHaveLength(1);
-    const errors = await flowgate.metric(`flowgate_llm_guardrail_service_errors_total{model="ext-closed",rule="policy-check",reason="${mode === 'hang' ? 'timeout' : 'bad_answer'}"}`);
+    const errors = await gateway.flowgate.metric(`flowgate_llm_guardrail_service_errors_total{model="ext-closed",rule="policy-check",reason="${mode === 'hang' ? 'timeout' : 'bad_answer'}"}`);
     expect(errors).toBeGreaterThan(0);
   });
 });

@@ -1,16 +1,11 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Header } from '../../src/contract/filter-wire.js';
 import { PromptError } from '../../src/contract/prompts.js';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { registerPrompt, setPromptAlias, startMlflow, type MlflowServer } from '../harness/mlflow.js';
 import { openaiClient } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 
 /**
@@ -27,8 +22,7 @@ const PROMPT = 'support-system';
 
 let mlflow: MlflowServer;
 let upstream: LlmUpstream;
-let flowgate: FlowgateProcess;
-let envoy: EnvoyProcess;
+let gateway: LlmGateway;
 let client: OpenAI;
 
 type Body = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
@@ -48,21 +42,11 @@ beforeAll(async () => {
   }
   await registerPrompt(mlflow.uri, PROMPT, 'You are the assistant of {{ company }}. Help with {{topic}}.', 'production');
 
-  const [listener, filters] = (await freePorts(2)) as [number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-llm-prompts-'));
-  const policyDir = join(dir, 'policy');
-  mkdirSync(policyDir);
-  writeFileSync(
-    join(policyDir, 'gateway.yaml'),
-    `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 5s }
-openai: { listener: llm }
-`,
-  );
-  writeFileSync(
-    join(policyDir, 'models.yaml'),
-    `kind: Model
+  gateway = await startLlmGateway({
+    name: 'flowgate-llm-prompts',
+    filterTimeout: '5s',
+    files: () => ({
+      'models.yaml': `kind: Model
 name: support
 upstream: { addressTemplate: "127.0.0.1:${upstream.port}" }
 traffic: { stable: { version: 1 } }
@@ -76,27 +60,19 @@ traffic: { stable: { version: 1 } }
 llm:
   prompt: { name: ${PROMPT}, version: 1, allowUntemplated: false, variables: { fromHeaders: { company: x-company } } }
 `,
-  );
-  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, filtersPort: filters, name: 'flowgate-llm-prompts' });
-  envoy = await startEnvoy({ nodeId: 'e2e-llm-prompts', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-  client = openaiClient(`http://127.0.0.1:${listener}/v1`, 'unused', { headers: { 'x-company': 'Acme' } });
-  await waitFor(
-    'the prompted model through the OpenAI API',
-    async () => {
-      try {
-        await client.chat.completions.create(withVariables('support', { topic: 'billing' }));
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    { timeoutMs: 60_000, describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}` },
-  );
+    }),
+    registry: { mlflowUri: mlflow.uri },
+    pollIntervalMs: POLL_MS,
+    readyModel: 'support',
+    readyBody: { prompt_variables: { topic: 'billing' } },
+    readyHeaders: { 'x-company': 'Acme' },
+    readyTimeoutMs: 60_000,
+  });
+  client = openaiClient(`${gateway.base}/v1`, 'unused', { headers: { 'x-company': 'Acme' } });
 }, 240_000);
 
 afterAll(async () => {
-  await envoy?.stop();
-  await flowgate?.stop();
+  await gateway?.stop();
   await upstream?.close();
   await mlflow?.stop();
 });
@@ -112,7 +88,7 @@ describe('prompts from the MLflow Prompt Registry', () => {
       { role: 'system', content: 'You are the assistant of Acme. Help with billing.' },
       { role: 'user', content: 'where is my invoice?' },
     ]);
-    const audit = flowgate.logLines().filter((l) => l.kind === 'prompt' && l.model === 'support' && l.prompt === `${PROMPT}/1`);
+    const audit = gateway.flowgate.logLines().filter((l) => l.kind === 'prompt' && l.model === 'support' && l.prompt === `${PROMPT}/1`);
     expect(audit.length).toBeGreaterThan(0);
   });
 
@@ -143,7 +119,7 @@ describe('prompts from the MLflow Prompt Registry', () => {
   test('moving the alias in MLflow changes the rendering within the sync bound', async () => {
     const v2 = await registerPrompt(mlflow.uri, PROMPT, 'v2: {{company}} support, topic {{ topic }}. Be brief.');
     // A new version alone changes nothing: the alias still names version 1 (once two more polls have read v2).
-    const polls = async (): Promise<number> => (await flowgate.metric('flowgate_registry_sync_total{result="ok"}')) ?? 0;
+    const polls = async (): Promise<number> => (await gateway.flowgate.metric('flowgate_registry_sync_total{result="ok"}')) ?? 0;
     const after = await polls();
     await waitFor('two polls after the new version', async () => ((await polls()) >= after + 2 ? true : undefined), { timeoutMs: 10 * POLL_MS });
     const { response: still } = await client.chat.completions.create(withVariables('support', { topic: 'billing' })).withResponse();
@@ -158,7 +134,7 @@ describe('prompts from the MLflow Prompt Registry', () => {
         header = response.headers.get(Header.promptVersion);
         return header === `${PROMPT}/${v2}` ? true : undefined;
       },
-      { timeoutMs: 10 * POLL_MS + 5000, intervalMs: 50, describe: () => `last header ${header ?? 'none'}\n${flowgate.process.tail(20)}` },
+      { timeoutMs: 10 * POLL_MS + 5000, intervalMs: 50, describe: () => `last header ${header ?? 'none'}\n${gateway.flowgate.process.tail(20)}` },
     );
     const tookMs = Date.now() - moved;
     // The bound: one poll interval, plus the poll itself and the xDS push to the filter service and Envoy.
@@ -167,7 +143,7 @@ describe('prompts from the MLflow Prompt Registry', () => {
     // The model pinned to version 1 is unaffected.
     await client.chat.completions.create(withVariables('strict', { topic: 'x' }));
     expect(lastMessages()[0]?.content).toBe('You are the assistant of Acme. Help with x.');
-    const served = await flowgate.metric(`flowgate_llm_prompt_requests_total{model="support",prompt="${PROMPT}",prompt_version="${v2}"}`);
+    const served = await gateway.flowgate.metric(`flowgate_llm_prompt_requests_total{model="support",prompt="${PROMPT}",prompt_version="${v2}"}`);
     expect(served).toBeGreaterThan(0);
     process.stdout.write(`prompt alias move seen after ${tookMs} ms (poll interval ${POLL_MS} ms)\n`);
   });

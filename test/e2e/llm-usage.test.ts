@@ -1,13 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
+import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiClient } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
 import { registerSecrets } from '../harness/secrets.js';
 import { request } from '../harness/traffic.js';
@@ -24,21 +19,15 @@ import { request } from '../harness/traffic.js';
 const KEY = 'acme-usage-key-0123456789';
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-let flowgate: FlowgateProcess;
-let envoy: EnvoyProcess;
+let gateway: LlmGateway;
 let upstream: LlmUpstream;
 let base: string;
 
 const PROMPT = 11;
 const COMPLETION = 7;
 
-function policy(listener: number, filters: number): Record<string, string> {
+function policy(): Record<string, string> {
   return {
-    'gateway.yaml': `kind: Gateway
-listeners: [{ name: llm, address: 127.0.0.1, port: ${listener} }]
-filterService: { address: 127.0.0.1, port: ${filters}, timeout: 2s }
-openai: { listener: llm }
-`,
     'consumers.yaml': `kind: Consumer
 name: acme
 apiKeys: [{ id: acme-1, sha256: ${sha(KEY)} }]
@@ -60,7 +49,7 @@ const registry = (): string => JSON.stringify({ models: [{ name: 'priced', versi
 
 /** The sum of a metric's samples whose labels include every one given (label order does not matter). */
 async function sample(name: string, labels: Record<string, string>): Promise<number> {
-  const text = await flowgate.metrics();
+  const text = await gateway.flowgate.metrics();
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`)) continue;
@@ -96,28 +85,12 @@ const client = (): ReturnType<typeof openaiClient> => openaiClient(`${base}/v1`,
 beforeAll(async () => {
   registerSecrets(KEY);
   upstream = await startLlmUpstream({ name: 'priced', behaviour: { usage: { promptTokens: PROMPT, completionTokens: COMPLETION } } });
-  const [listener, filters] = (await freePorts(2)) as [number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-llm-usage-'));
-  const policyDir = join(dir, 'policy');
-  mkdirSync(policyDir);
-  for (const [file, text] of Object.entries(policy(listener, filters))) writeFileSync(join(policyDir, file), text);
-  writeFileSync(join(dir, 'registry.json'), registry());
-  flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, name: 'flowgate-llm-usage' });
-  envoy = await startEnvoy({ nodeId: 'e2e-llm-usage', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
-  base = `http://127.0.0.1:${listener}`;
-  await waitFor(
-    'the OpenAI API',
-    async () => {
-      const r = await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model: 'priced', messages: [{ role: 'user', content: 'hi' }] }) });
-      return r.status === 200 ? true : undefined;
-    },
-    { describe: () => `${flowgate.process.tail(30)}\n${envoy.process.tail(30)}` },
-  );
+  gateway = await startLlmGateway({ name: 'flowgate-llm-usage', files: policy, registry: { json: registry() }, readyModel: 'priced', readyHeaders: { authorization: `Bearer ${KEY}` } });
+  base = gateway.base;
 }, 120_000);
 
 afterAll(async () => {
-  await envoy?.stop();
-  await flowgate?.stop();
+  await gateway?.stop();
   await upstream?.close();
 });
 
@@ -267,7 +240,7 @@ describe('the price table', () => {
         const now = await logged();
         return now > before ? now : undefined;
       },
-      { timeoutMs: 15_000, describe: () => envoy.process.tail(20) },
+      { timeoutMs: 15_000, describe: () => gateway.envoy.process.tail(20) },
     );
     expect(after - before).toBeCloseTo(cost, 12);
   });

@@ -39,8 +39,11 @@ export interface LlmGatewayOptions {
   readonly redisUrl?: string;
   readonly env?: Record<string, string>;
   readonly extraArgs?: readonly string[];
-  /** The model a readiness probe asks (no credential, so it must be open to anonymous callers). */
+  /** The model a readiness probe asks. */
   readonly readyModel: string;
+  /** More fields of the probe's body (e.g. prompt_variables) and its headers (e.g. a credential). */
+  readonly readyBody?: Record<string, unknown>;
+  readonly readyHeaders?: Record<string, string>;
   readonly readyTimeoutMs?: number;
   /** An existing temporary directory to use (several gateways of one file side by side). */
   readonly dir?: string;
@@ -84,10 +87,10 @@ export async function startLlmGateway(options: LlmGatewayOptions): Promise<LlmGa
     envoy = await startEnvoy({ nodeId: options.name, nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
     const base = `http://127.0.0.1:${listener}`;
     const started = envoy;
-    const probe = JSON.stringify({ model: options.readyModel, messages: [{ role: 'user', content: 'ready?' }] });
+    const probe = JSON.stringify({ model: options.readyModel, messages: [{ role: 'user', content: 'ready?' }], ...options.readyBody });
     await waitFor(
       `${options.name}: the OpenAI API`,
-      async () => ((await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: probe })).status === 200 ? true : undefined),
+      async () => ((await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...options.readyHeaders }, body: probe })).status === 200 ? true : undefined),
       { timeoutMs: options.readyTimeoutMs, describe: () => `${flowgate.process.tail(30)}\n${started.process.tail(30)}` },
     );
     return {
