@@ -248,15 +248,16 @@ interface ModelInputs {
   readonly signatures: SignatureMap | undefined;
 }
 
-/** The consumers' rules, one array per Policy's consumers (a model's memo compares it by identity). */
-const consumerMemo = new WeakMap<Policy['consumers'], readonly ConsumerRules[]>();
+/** The last consumers' rules and the consumer objects they came from (a model's memo compares the rules by identity). */
+let consumerMemo: { readonly from: readonly unknown[]; readonly rules: readonly ConsumerRules[] } | undefined;
 
+/** The consumers' rules: the same array as last time while every consumer is the same (unchanged files keep their objects). */
 function consumerRulesOf(policy: Policy): readonly ConsumerRules[] {
-  let rules = consumerMemo.get(policy.consumers);
-  if (!rules) {
-    rules = [...policy.consumers.values()].map(consumerRules);
-    consumerMemo.set(policy.consumers, rules);
-  }
+  const from = [...policy.consumers.values()];
+  const memo = consumerMemo;
+  if (memo && memo.from.length === from.length && memo.from.every((c, i) => c === from[i])) return memo.rules;
+  const rules = from.map(consumerRules);
+  consumerMemo = { from, rules };
   return rules;
 }
 
