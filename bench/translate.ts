@@ -5,7 +5,8 @@
  *   - cold: policy + registry -> every snapshot encoded (the first build);
  *   - alias move: one model's `challenger` alias moved -> published snapshot;
  *   - policy edit: one model's canary weight changed (a new Policy from the files) -> published snapshot;
- *   - policy load: the policy files parsed and validated (what the watcher does before the controller).
+ *   - policy load: the policy files with that one edit parsed and validated (what the watcher does before the
+ *     controller; unchanged files are not parsed again).
  * Prints the median and max of --rounds per figure and the load average. Measures, never asserts.
  *
  *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5]
@@ -32,8 +33,8 @@ function policyFiles(models: number, edited = -1): PolicyFileText[] {
   return files;
 }
 
-function loadPolicy(files: readonly PolicyFileText[]): Policy {
-  const load = policyFromFiles('/bench', files);
+function loadPolicy(files: readonly PolicyFileText[], dir = '/bench'): Policy {
+  const load = policyFromFiles(dir, files);
   if (!load.ok) throw new Error(`bench policy rejected: ${load.issues.map((i) => i.message).join('; ')}`);
   return load.policy;
 }
@@ -78,8 +79,10 @@ for (const models of String(values.models).split(',').map(Number)) {
   const load: number[] = [];
   let resources = 0;
   for (let r = 0; r < rounds; r++) {
-    // A policy loaded afresh: new objects for every model, so nothing of an earlier round is reused.
-    const policy = loadPolicy(files);
+    // A policy loaded afresh (its own directory name, so no parsed file is reused): new objects for every
+    // model, so nothing of an earlier round is reused.
+    const dir = `/bench-${models}-${r}`;
+    const policy = loadPolicy(files, dir);
     const cache = new SnapshotCache();
     let publishedAt = 0;
     cache.watch({ group: '*', variant: 'ads' }, (s) => {
@@ -100,7 +103,7 @@ for (const models of String(values.models).split(',').map(Number)) {
     move.push(publishedAt - t);
 
     t = performance.now();
-    const edited = loadPolicy(policyFiles(models, models >> 2));
+    const edited = loadPolicy(policyFiles(models, models >> 2), dir);
     load.push(performance.now() - t);
     publishedAt = 0;
     t = performance.now();

@@ -21,10 +21,14 @@ interface Queued {
 /** Bytes in flight at most (one response bigger than this is still sent, alone). */
 export const DEFAULT_PUSH_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
 
+/** Responses started per turn of the event loop while draining. */
+const START_PER_TURN = 100;
+
 export class PushQueue {
   private readonly queue: Queued[] = [];
   private head = 0;
   private inFlight = 0;
+  private drainScheduled = false;
   /** What each target has in flight, so a stream that closes with writes unflushed gives its bytes back. */
   private readonly byTarget = new Map<PushTarget, Set<{ bytes: number }>>();
 
@@ -42,7 +46,7 @@ export class PushQueue {
     if (!held) return;
     this.byTarget.delete(target);
     for (const h of held) this.inFlight -= h.bytes;
-    this.drain();
+    this.drainSoon();
   }
 
   /** Bytes handed to gRPC and not flushed yet; responses waiting. */
@@ -70,12 +74,30 @@ export class PushQueue {
         this.inFlight -= entry.bytes;
         if (mine.size === 0) this.byTarget.delete(q.target);
       }
+      this.drainSoon();
+    });
+  }
+
+  /**
+   * Drains on the next turn of the event loop, not from the write callback: gRPC may call it back at once, and
+   * a chain of writes started from callbacks would run the whole fan-out without letting the loop breathe.
+   */
+  private drainSoon(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
       this.drain();
     });
   }
 
   private drain(): void {
+    let started = 0;
     while (this.head < this.queue.length && this.inFlight < this.maxBytes) {
+      if (started++ >= START_PER_TURN) {
+        this.drainSoon();
+        break;
+      }
       const next = this.queue[this.head] as Queued;
       this.head++;
       this.start(next);

@@ -19,8 +19,11 @@ function target(): PushTarget & { sent: number[]; finish(): void; close(): void 
   };
 }
 
+/** The queue drains on the next turn of the event loop. */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 describe('PushQueue', () => {
-  test('makes a response only when the bytes in flight leave room, in order, and frees a closed stream', () => {
+  test('makes a response only when the bytes in flight leave room, in order, and frees a closed stream', async () => {
     const q = new PushQueue(10);
     const a = target();
     const b = target();
@@ -34,9 +37,11 @@ describe('PushQueue', () => {
     expect(made).toEqual(['a1', 'b1']);
     expect(q.stats()).toEqual({ inFlightBytes: 12, waiting: 2 });
     a.finish();
+    await turn();
     expect(made).toEqual(['a1', 'b1', 'a2']);
     expect(q.stats()).toEqual({ inFlightBytes: 12, waiting: 1 });
     b.finish();
+    await turn();
     expect(made).toEqual(['a1', 'b1', 'a2', 'b2']);
     expect(a.sent).toEqual([1, 3]);
     expect(b.sent).toEqual([2, 4]);
@@ -46,6 +51,7 @@ describe('PushQueue', () => {
     expect(q.stats().inFlightBytes).toBe(6);
     push(b, 'b3', 5);
     a.finish();
+    await turn();
     expect(made).not.toContain('b3');
     expect(q.stats()).toEqual({ inFlightBytes: 0, waiting: 0 });
   });
