@@ -5,13 +5,18 @@
  *   - cold: policy + registry -> every snapshot encoded (the first build);
  *   - alias move: one model's `challenger` alias moved -> published snapshot;
  *   - policy edit: one model's canary weight changed (a new Policy from the files) -> published snapshot;
+ *   - file edit -> published: a real policy directory watched by PolicyWatcher, one model file rewritten in
+ *     place, until the cache publishes (detection, read, check, build); --watch-max models at most;
  *   - policy load: the policy files with that one edit parsed and validated (what the watcher does before the
  *     controller; unchanged files are not parsed again).
  * Prints the median and max of --rounds per figure and the load average. Measures, never asserts.
  *
  *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5]
  */
-import { loadavg } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PolicyWatcher } from '../src/policy/watch.js';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { GatewayController } from '../src/control/controller.js';
@@ -22,7 +27,9 @@ import type { RegisteredModel, RegistrySnapshot } from '../src/registry/types.js
 import { SnapshotCache } from '../src/xds/cache.js';
 import { modelPolicy, registryModels } from './peers/fixtures.js';
 
-const { values } = parseArgs({ options: { models: { type: 'string', default: '1000,10000' }, rounds: { type: 'string', default: '5' } } });
+const { values } = parseArgs({
+  options: { models: { type: 'string', default: '1000,10000' }, rounds: { type: 'string', default: '5' }, 'watch-max': { type: 'string', default: '2000' } },
+});
 const rounds = Number(values.rounds);
 
 const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
@@ -61,6 +68,39 @@ const stats = (xs: number[]): string => {
   const s = [...xs].sort((a, b) => a - b);
   return `median ${(s[Math.floor(s.length / 2)] ?? NaN).toFixed(1)} ms, max ${(s.at(-1) ?? NaN).toFixed(1)} ms`;
 };
+
+/** Edits one model file of a watched directory `rounds` times; the time from each write to the cache's publish. */
+async function watchedEdits(models: number, registry: RegistrySnapshot): Promise<number[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-bench-policy-'));
+  for (const f of policyFiles(models)) writeFileSync(join(dir, f.file), f.text);
+  const cache = new SnapshotCache();
+  let published: (() => void) | undefined;
+  cache.watch({ group: '*', variant: 'ads' }, () => published?.());
+  const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+  controller.setRegistry(registry);
+  const watcher = new PolicyWatcher(dir, { check: controller.checkPolicy, rescanMs: 60_000 });
+  watcher.on('policy', (p) => controller.setPolicy(p));
+  await watcher.start();
+  const out: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      // Quiet first: the leading-edge read is what a lone edit gets.
+      await new Promise((res) => setTimeout(res, 300));
+      const done = new Promise<void>((res) => (published = res));
+      const t = performance.now();
+      writeFileSync(join(dir, 'model-1.yaml'), modelPolicy(1, 11 + r));
+      // The watcher's own handles do not keep a process alive (a server's do): this one does, until the publish.
+      const alive = setInterval(() => undefined, 1000);
+      await done;
+      clearInterval(alive);
+      out.push(performance.now() - t);
+    }
+  } finally {
+    await watcher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
 
 // Loads the protos and warms the code paths: the first build of a process is not what a change costs.
 {
@@ -111,10 +151,13 @@ for (const models of String(values.models).split(',').map(Number)) {
     if (publishedAt === 0) throw new Error('the policy edit published nothing');
     edit.push(publishedAt - t);
   }
+  const watched: number[] = [];
+  if (models <= Number(values['watch-max'])) watched.push(...(await watchedEdits(models, registry)));
   const la = loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`models=${models} resources(ads)=${resources} load average ${la}`);
   console.log(`  cold build -> published        ${stats(cold)}`);
   console.log(`  alias move -> published        ${stats(move)}`);
   console.log(`  policy edit -> published       ${stats(edit)}`);
   console.log(`  policy files -> Policy (load)  ${stats(load)}`);
+  if (watched.length > 0) console.log(`  file edit -> published         ${stats(watched)} (PolicyWatcher on a real directory)`);
 }
