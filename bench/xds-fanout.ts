@@ -5,11 +5,19 @@
  * with the server's RSS.
  *
  *   npm run build && node dist/bench/xds-fanout.js [--clients 100,1000,5000] [--models 50]
+ *   npx tsx bench/xds-fanout.ts --clients 1000 --models 1000      (the same from the sources)
+ *
+ * Prints per N: change -> first push, change -> all ACKed (p50/p99/max), the event-loop delay during the
+ * fan-out (perf_hooks.monitorEventLoopDelay), and the server's RSS before, at its peak during the change
+ * (VmHWM reset at the change) and after.
  *
  * Roles: the orchestrator (default) runs one server process per N; the server spawns the client process.
  */
 import * as grpc from '@grpc/grpc-js';
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { duration, typed } from '../src/proto/codec.js';
@@ -42,7 +50,34 @@ interface Result {
   maxMs: number;
   rssBeforeMb: number;
   rssAfterMb: number;
+  /** VmHWM from the change to the last ACK (the peak is reset at the change). */
+  rssPeakMb: number | null;
   heapMb: number;
+  /** From the change to the first response queued for a stream. */
+  firstPushMs: number;
+  /** Event-loop delay during the fan-out (change to last ACK), ms. */
+  loopDelayMaxMs: number;
+  loopDelayP99Ms: number;
+  load: string;
+}
+
+/** Resets the kernel's peak-RSS mark of this process (Linux); false where it cannot. */
+function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function peakRssMb(): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
 }
 
 // ---------------------------------------------------------------- the gateway config the clients hold
@@ -161,7 +196,13 @@ async function runClients(port: number, n: number): Promise<void> {
 class TimedXdsServer extends XdsServer {
   target: Snapshot | undefined;
   changedAt = 0;
+  firstPushAt = 0;
   readonly doneAt = new Map<XdsStream, number>();
+
+  override onPush(stream: XdsStream, typeUrl: TypeUrl, version: string, resources: number): void {
+    super.onPush(stream, typeUrl, version, resources);
+    if (this.target && this.firstPushAt === 0) this.firstPushAt = Date.now();
+  }
 
   override onAck(stream: XdsStream, typeUrl: TypeUrl, version: string, latencyMs: number): void {
     super.onAck(stream, typeUrl, version, latencyMs);
@@ -187,10 +228,14 @@ async function runServer(n: number, models: number): Promise<void> {
   global.gc?.();
   const rssBefore = process.memoryUsage().rss;
   const after = gatewaySnapshot(models, true);
+  const peakReset = resetPeakRss();
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   xds.target = after;
   xds.changedAt = Date.now();
   cache.setSnapshot('*', after);
   while (xds.doneAt.size < n) await new Promise((r) => setTimeout(r, 5));
+  loop.disable();
   const times = [...xds.doneAt.values()].sort((a, b) => a - b);
   const pct = (p: number): number => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? NaN;
   const mem = process.memoryUsage();
@@ -204,7 +249,12 @@ async function runServer(n: number, models: number): Promise<void> {
     maxMs: times.at(-1) ?? NaN,
     rssBeforeMb: Math.round(rssBefore / 2 ** 20),
     rssAfterMb: Math.round(mem.rss / 2 ** 20),
+    rssPeakMb: peakReset ? peakRssMb() : null,
     heapMb: Math.round(mem.heapUsed / 2 ** 20),
+    firstPushMs: xds.firstPushAt - xds.changedAt,
+    loopDelayMaxMs: Math.round(loop.max / 1e5) / 10,
+    loopDelayP99Ms: Math.round(loop.percentile(99) / 1e5) / 10,
+    load: loadavg().map((x) => x.toFixed(2)).join(' '),
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   child.kill('SIGKILL');
@@ -220,7 +270,7 @@ async function orchestrate(): Promise<void> {
     const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models)], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
       env: { ...process.env, FLOWGATE_LOG_LEVEL: 'error' },
-      execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
+      execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(self.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
     });
     let out = '';
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
@@ -230,8 +280,9 @@ async function orchestrate(): Promise<void> {
     const r = JSON.parse(line.slice(7)) as Result;
     results.push(r);
     console.log(
-      `N=${String(r.clients).padStart(5)}  resources=${r.resources}  connect+sync=${r.connectMs}ms  ` +
-        `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  server RSS=${r.rssAfterMb}MB (heap ${r.heapMb}MB)`,
+      `N=${String(r.clients).padStart(5)}  resources=${r.resources}  connect+sync=${r.connectMs}ms  change->first push=${r.firstPushMs}ms  ` +
+        `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
+        `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  load ${r.load}`,
     );
   }
   console.log(JSON.stringify(results));

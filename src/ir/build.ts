@@ -86,7 +86,9 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
   const guard = upstreamGuard(policy.gateway, options.reserved);
   const issues: PolicyIssue[] = [];
   const models: ModelIR[] = [];
-  const consumers = [...policy.consumers.values()].map(consumerRules);
+  const consumers = consumerRulesOf(policy);
+  const priorByName = new Map(previous?.models.map((m) => [m.name, m]) ?? []);
+  const reservedKey = JSON.stringify(options.reserved ?? []);
   for (const model of policy.models.values()) {
     const provider = providerOf(model);
     const registered = provider ? undefined : registry?.models.get(model.registeredModel);
@@ -107,8 +109,8 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
         policyIssue(policy, 'Model', model.name, [model.registeredModel === model.name ? 'name' : 'registeredModel'], `'${model.registeredModel}' is a prompt of MLflow's Prompt Registry, not a model: name it under llm.prompt`),
       );
     }
-    const prior = previous?.models.find((m) => m.name === model.name);
-    const resolvedModel = resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures });
+    const prior = priorByName.get(model.name);
+    const resolvedModel = memoisedModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures }, reservedKey);
     const prompt = promptRulesOf(model, registry, prior?.llm?.prompt);
     if (prompt.problem && registry) {
       issues.push(policyIssue(policy, 'Model', model.name, prompt.problem.path, prompt.problem.message));
@@ -117,6 +119,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
     }
     models.push(resolvedModel.llm && prompt.rules ? { ...resolvedModel, llm: { ...resolvedModel.llm, prompt: prompt.rules } } : resolvedModel);
   }
+  for (const name of modelMemo.keys()) if (!policy.models.has(name)) modelMemo.delete(name);
   const edge = edgeSettings(policy.gateway);
   const openai = openaiApiOf(policy.gateway, edge.streamIdleTimeoutMs);
   const resolved = withFallbacks(models, policy.models, alerts);
@@ -259,7 +262,70 @@ interface ModelInputs {
   readonly signatures: SignatureMap | undefined;
 }
 
-function resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures }: ModelInputs): ModelIR {
+/** The last consumers' rules and the consumer objects they came from (a model's memo compares the rules by identity). */
+let consumerMemo: { readonly from: readonly unknown[]; readonly rules: readonly ConsumerRules[] } | undefined;
+
+/** The consumers' rules: the same array as last time while every consumer is the same (unchanged files keep their objects). */
+function consumerRulesOf(policy: Policy): readonly ConsumerRules[] {
+  const from = [...policy.consumers.values()];
+  const memo = consumerMemo;
+  if (memo && memo.from.length === from.length && memo.from.every((c, i) => c === from[i])) return memo.rules;
+  const rules = from.map(consumerRules);
+  consumerMemo = { from, rules };
+  return rules;
+}
+
+/** What a model's IR was last built from, what it was and the alerts it raised. */
+interface ModelMemo {
+  readonly model: ModelPolicy;
+  readonly registered: RegisteredModel | undefined;
+  readonly gateway: Policy['gateway'];
+  readonly rollout: unknown;
+  readonly consumers: readonly ConsumerRules[];
+  readonly reservedKey: string;
+  /** Compared only when the IR read them: the previous IR (the stable version did not resolve), signatures (a version is processed). */
+  readonly prior: ModelIR | undefined;
+  readonly usedPrior: boolean;
+  readonly signatures: SignatureMap | undefined;
+  readonly usedSignatures: boolean;
+  readonly output: ModelIR;
+  readonly alerts: readonly GatewayAlert[];
+}
+
+/**
+ * Each model's last build, by name. A model whose inputs are the same objects as last time (the registry
+ * reuses an unchanged model's object, the policy loader an unchanged file's) gets the same ModelIR object
+ * back, and the translators and the encoder reuse what they made of it: a change costs the models it touches.
+ */
+const modelMemo = new Map<string, ModelMemo>();
+
+function memoisedModel(inputs: ModelInputs, reservedKey: string): ModelIR {
+  const { policy, model, registered, prior, alerts, consumers, signatures } = inputs;
+  const rollout = policy.rollouts.get(model.name);
+  const memo = modelMemo.get(model.name);
+  if (
+    memo &&
+    memo.model === model &&
+    memo.registered === registered &&
+    memo.gateway === policy.gateway &&
+    memo.rollout === rollout &&
+    memo.consumers === consumers &&
+    memo.reservedKey === reservedKey &&
+    (!memo.usedPrior || memo.prior === prior) &&
+    (!memo.usedSignatures || memo.signatures === signatures)
+  ) {
+    alerts.push(...memo.alerts);
+    return memo.output;
+  }
+  const own: GatewayAlert[] = [];
+  const { ir, usedPrior } = resolveModel({ ...inputs, alerts: own });
+  alerts.push(...own);
+  const usedSignatures = [...ir.live, ...(ir.mirror ? [ir.mirror] : [])].some((v) => v.processing !== undefined);
+  modelMemo.set(model.name, { model, registered, gateway: policy.gateway, rollout, consumers, reservedKey, prior, usedPrior, signatures, usedSignatures, output: ir, alerts: own });
+  return ir;
+}
+
+function resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures }: ModelInputs): { ir: ModelIR; usedPrior: boolean } {
   const alert = (code: GatewayAlert['code'], message: string): void => {
     // One refused address named by several selectors (stable and mirror) is one alert.
     if (!alerts.some((a) => a.model === model.name && a.code === code && a.message === message)) alerts.push({ code, model: model.name, message });
@@ -335,7 +401,7 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
   const pinnableAliases: Record<string, string> = {};
   for (const l of live) for (const a of l.aliases) pinnableAliases[a] = l.version;
 
-  return {
+  const ir: ModelIR = {
     name: model.name,
     registeredModel: model.registeredModel,
     protocol: model.protocol,
@@ -356,6 +422,8 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
     ...(rollout && { rollout: rollout.ir }),
     ...(processed && { versionBodyLimitBytes: versionBodyLimit(model) }),
   };
+  // The previous IR is read only when the stable version does not resolve.
+  return { ir, usedPrior: !provider && !('version' in stable) };
 }
 
 /** A Model's rollout: the canary its plan names, and the state and weight its tags give. */

@@ -26,28 +26,18 @@ export function irProblems(ir: GatewayIR): string[] {
   };
   const names = new Set<string>();
   const targets = new Map<string, string>();
+  const context = `${[...listeners].join('\u0000')}\u0001${ir.filterService !== undefined}`;
   for (const m of ir.models) {
+    problems.push(...ownProblems(ir, m, listeners, context));
+    for (const l of m.live) claim(l.cluster, m.name);
+    if (m.mirror) claim(m.mirror.cluster, m.name);
     if (m.proxyless) {
       const owner = targets.get(m.proxyless.target);
       if (owner !== undefined) problems.push(`proxyless target ${m.proxyless.target} belongs to both ${owner} and ${m.name}`);
       targets.set(m.proxyless.target, m.name);
-      if (m.protocol !== 'grpc') problems.push(`model ${m.name} is proxyless but speaks ${m.protocol}, not grpc`);
     }
     if (names.has(m.name)) problems.push(`model ${m.name} appears twice`);
     names.add(m.name);
-    for (const r of m.routes) if (!listeners.has(r.listener)) problems.push(`model ${m.name} routes on unknown listener ${r.listener}`);
-    if (m.live.length > 0) {
-      const total = m.live.reduce((sum, l) => sum + l.weight, 0);
-      if (total !== 100) problems.push(`model ${m.name}: live weights add up to ${total}, not 100`);
-      if (m.live[0]?.role !== 'stable') problems.push(`model ${m.name}: the first live version is not the stable one`);
-      if (new Set(m.live.map((l) => l.version)).size !== m.live.length) problems.push(`model ${m.name}: a version is live twice`);
-    }
-    for (const l of m.live) claim(l.cluster, m.name);
-    if (m.mirror) claim(m.mirror.cluster, m.name);
-    for (const [alias, version] of Object.entries(m.pinnableAliases)) {
-      if (!m.live.some((l) => l.version === version)) problems.push(`model ${m.name}: alias ${alias} pins version ${version}, which is not live`);
-    }
-    if (m.filters && !ir.filterService) problems.push(`model ${m.name} calls the filter service, but the IR has none`);
     if (m.llm) problems.push(...llmProblems(ir, m));
   }
   if (ir.openai && !listeners.has(ir.openai.listener)) problems.push(`the OpenAI API is served on unknown listener ${ir.openai.listener}`);
@@ -69,6 +59,29 @@ export function irProblems(ir: GatewayIR): string[] {
     }
     if (!ir.pipelineService || !ir.filterService) problems.push(`pipeline ${p.name} needs the pipeline and filter services, but the IR lacks them`);
   }
+  return problems;
+}
+
+/** A model's own invariants (what only it, the listeners and the filter service decide), once per model object and context. */
+const ownMemo = new WeakMap<ModelIR, { readonly context: string; readonly problems: readonly string[] }>();
+
+function ownProblems(ir: GatewayIR, m: ModelIR, listeners: ReadonlySet<string>, context: string): readonly string[] {
+  const known = ownMemo.get(m);
+  if (known && known.context === context) return known.problems;
+  const problems: string[] = [];
+  if (m.proxyless && m.protocol !== 'grpc') problems.push(`model ${m.name} is proxyless but speaks ${m.protocol}, not grpc`);
+  for (const r of m.routes) if (!listeners.has(r.listener)) problems.push(`model ${m.name} routes on unknown listener ${r.listener}`);
+  if (m.live.length > 0) {
+    const total = m.live.reduce((sum, l) => sum + l.weight, 0);
+    if (total !== 100) problems.push(`model ${m.name}: live weights add up to ${total}, not 100`);
+    if (m.live[0]?.role !== 'stable') problems.push(`model ${m.name}: the first live version is not the stable one`);
+    if (new Set(m.live.map((l) => l.version)).size !== m.live.length) problems.push(`model ${m.name}: a version is live twice`);
+  }
+  for (const [alias, version] of Object.entries(m.pinnableAliases)) {
+    if (!m.live.some((l) => l.version === version)) problems.push(`model ${m.name}: alias ${alias} pins version ${version}, which is not live`);
+  }
+  if (m.filters && !ir.filterService) problems.push(`model ${m.name} calls the filter service, but the IR has none`);
+  ownMemo.set(m, { context, problems });
   return problems;
 }
 

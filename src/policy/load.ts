@@ -157,22 +157,11 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
   let brokenGateway = false;
 
   for (const { file, text } of sorted) {
-    const parsed = parsePolicyFile(file, text);
-    issues.push(...parsed.issues);
-    for (const source of parsed.documents) {
-      const kind = documentKind(source, issues);
-      if (kind === undefined) continue;
-      // A Rollout is named by the Model it rolls out: one per Model.
-      const name = (source.value as { name?: unknown; model?: unknown })[kind === 'Rollout' ? 'model' : 'name'];
-      declared.push({ kind, name: typeof name === 'string' ? name : undefined, source });
-      const result = validateDocument(kind, source);
-      if (result.issues.length > 0) {
-        issues.push(...result.issues);
-        if (kind === 'Gateway') brokenGateway = true;
-      } else if (result.valid) {
-        valid.push(result.valid);
-      }
-    }
+    const checked = checkedFile(dir, file, text);
+    issues.push(...checked.issues);
+    declared.push(...checked.declared);
+    valid.push(...checked.valid);
+    if (checked.brokenGateway) brokenGateway = true;
   }
 
   issues.push(...checkDeclarations(declared));
@@ -202,6 +191,53 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
 
   if (issues.length > 0) return { ok: false, issues: dedupe(issues).sort(compareIssues) };
   return { ok: true, policy: assemblePolicy(parts) };
+}
+
+/** One file parsed and each of its documents validated on its own (what does not depend on the other files). */
+interface CheckedFile {
+  readonly text: string;
+  readonly issues: readonly PolicyIssue[];
+  readonly declared: readonly DeclaredDocument[];
+  readonly valid: readonly ValidDocument[];
+  readonly brokenGateway: boolean;
+}
+
+/**
+ * The last check of each file, by directory and file: a file whose text is unchanged is not parsed again, and
+ * its documents keep their (frozen) objects, so the IR reuses what it built from them. An edit of one file in
+ * a thousand costs one file's parse, and one model's rebuild.
+ */
+const checkedFiles = new Map<string, CheckedFile>();
+const MAX_CHECKED_FILES = 100_000;
+
+function checkedFile(dir: string, file: string, text: string): CheckedFile {
+  const key = `${dir}\u0000${file}`;
+  const known = checkedFiles.get(key);
+  if (known && known.text === text) return known;
+  const issues: PolicyIssue[] = [];
+  const declared: DeclaredDocument[] = [];
+  const valid: ValidDocument[] = [];
+  let brokenGateway = false;
+  const parsed = parsePolicyFile(file, text);
+  issues.push(...parsed.issues);
+  for (const source of parsed.documents) {
+    const kind = documentKind(source, issues);
+    if (kind === undefined) continue;
+    // A Rollout is named by the Model it rolls out: one per Model.
+    const name = (source.value as { name?: unknown; model?: unknown })[kind === 'Rollout' ? 'model' : 'name'];
+    declared.push({ kind, name: typeof name === 'string' ? name : undefined, source });
+    const result = validateDocument(kind, source);
+    if (result.issues.length > 0) {
+      issues.push(...result.issues);
+      if (kind === 'Gateway') brokenGateway = true;
+    } else if (result.valid) {
+      valid.push(result.valid);
+    }
+  }
+  const checked = { text, issues, declared, valid, brokenGateway };
+  if (checkedFiles.size >= MAX_CHECKED_FILES) checkedFiles.clear();
+  checkedFiles.set(key, checked);
+  return checked;
 }
 
 /** The document's kind, or undefined after reporting why it has none that Flowgate knows. */

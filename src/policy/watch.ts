@@ -42,7 +42,15 @@ export interface PolicyWatcherEvents {
 }
 
 export interface PolicyWatcherOptions {
-  /** Quiet time after the last change before reloading (an editor or `kubectl cp` writes several files). Default 200ms. */
+  /**
+   * How soon the first change after a quiet period is read: at once but for this short grace (a writer's
+   * truncate and write land together). Default 10ms.
+   */
+  readonly leadingMs?: number;
+  /**
+   * The changes that follow the first one within this time (an editor or `kubectl cp` writing several files)
+   * are coalesced into one more reload, this long after the last of them. Default 200ms.
+   */
   readonly debounceMs?: number;
   /** Longest a steady stream of changes may postpone a reload. Default 2s. */
   readonly maxDelayMs?: number;
@@ -120,8 +128,11 @@ export async function policyFingerprint(dir: string): Promise<string> {
 
 export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private readonly log: Logger;
+  private readonly leadingMs: number;
   private readonly debounceMs: number;
   private readonly maxDelayMs: number;
+  private lastChangeAt: number | undefined;
+  private leadingPending = false;
   private readonly rescanMs: number;
   private readonly fsEvents: boolean;
   private readonly check: ((policy: Policy) => readonly PolicyIssue[]) | undefined;
@@ -150,6 +161,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   ) {
     super();
     this.log = options.log ?? logger('policy');
+    this.leadingMs = options.leadingMs ?? 10;
     this.debounceMs = options.debounceMs ?? 200;
     this.maxDelayMs = options.maxDelayMs ?? 2_000;
     this.rescanMs = options.rescanMs ?? 5_000;
@@ -270,14 +282,26 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.changed();
   }
 
-  /** Something may have changed: reload after a quiet period, but never later than maxDelayMs after the first change. */
+  /**
+   * Something may have changed. The first change after a quiet period is read at once (leadingMs): a policy
+   * edit reaches Envoys in milliseconds, not after a debounce. Changes that follow it are coalesced into one
+   * reload after debounceMs of quiet, never later than maxDelayMs after the first; the fingerprint taken before
+   * each read makes sure the last write is always read.
+   */
   private changed(): void {
     if (this.stopped) return;
     const now = Date.now();
+    // One write is often several events (change, rename): those inside the grace join the leading read.
+    if (this.leadingPending) return;
+    const leading = this.lastChangeAt === undefined || now - this.lastChangeAt > this.debounceMs;
+    this.lastChangeAt = now;
+    if (leading) this.burstStartedAt = now;
     this.burstStartedAt ??= now;
     clearTimeout(this.debounceTimer);
-    const wait = Math.max(0, Math.min(this.debounceMs, this.burstStartedAt + this.maxDelayMs - now));
+    const wait = leading ? this.leadingMs : Math.max(0, Math.min(this.debounceMs, this.burstStartedAt + this.maxDelayMs - now));
+    this.leadingPending = leading;
     this.debounceTimer = setTimeout(() => {
+      this.leadingPending = false;
       this.burstStartedAt = undefined;
       void this.schedule(false);
     }, wait);

@@ -20,13 +20,15 @@ export class UnknownFieldError extends Error {
 export function assertKnownFields(type: protobuf.Type, value: unknown, path = ''): void {
   if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return;
   const obj = value as Record<string, unknown>;
-  if (type.fullName === '.google.protobuf.Any' && typeof obj['@type'] === 'string') {
+  // Reflection's fullName is recomputed from the parents on every read: compared once per type, not per object.
+  const kind = typeKind(type);
+  if (kind === 'any' && typeof obj['@type'] === 'string') {
     const inner = messageType(obj['@type']);
     const { '@type': _ignored, ...rest } = obj;
     assertKnownFields(inner, rest, path);
     return;
   }
-  if (type.fullName === '.google.protobuf.Struct' || type.fullName === '.google.protobuf.Value') return;
+  if (kind === 'struct') return;
   for (const [key, fieldValue] of Object.entries(obj)) {
     const field = type.fields[key];
     const where = path ? `${path}.${key}` : key;
@@ -47,11 +49,94 @@ export function assertKnownFields(type: protobuf.Type, value: unknown, path = ''
   }
 }
 
+type TypeKind = 'any' | 'struct' | 'wellKnown' | 'message';
+const kinds = new WeakMap<protobuf.Type, TypeKind>();
+
+function typeKind(type: protobuf.Type): TypeKind {
+  let kind = kinds.get(type);
+  if (kind === undefined) {
+    const name = type.fullName;
+    kind = name === '.google.protobuf.Any' ? 'any' : name === '.google.protobuf.Struct' || name === '.google.protobuf.Value' ? 'struct' : name.startsWith('.google.protobuf.') ? 'wellKnown' : 'message';
+    kinds.set(type, kind);
+  }
+  return kind;
+}
+
+/**
+ * The encoding of every message object already encoded, by object: translators hand back the same object for
+ * a part of the configuration that did not change (a model's routes, a version's cluster), so its bytes are
+ * reused rather than converted and encoded again. Objects given to encodeMessage must not be mutated after.
+ */
+const encodings = new WeakMap<object, { readonly type: protobuf.Type; readonly bytes: Uint8Array }>();
+
+/** How deep repeated message fields are encoded element by element (RouteConfiguration -> VirtualHost -> Route). */
+const SPLICE_DEPTH = 2;
+
+/**
+ * Encodes `value` as `type`, reusing the bytes of objects encoded before. Down to SPLICE_DEPTH, a repeated
+ * message field is encoded one element at a time (each reusable on its own) and its elements spliced between
+ * the other fields in field-number order: the bytes are exactly protobufjs's encoding of the whole object.
+ */
+function encodeShared(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number): Uint8Array {
+  const hit = encodings.get(value);
+  if (hit && hit.type === type) return hit.bytes;
+  const spliced: { field: protobuf.Field; items: Record<string, unknown>[] }[] = [];
+  if (depth < SPLICE_DEPTH) {
+    for (const name of Object.keys(value)) {
+      const field = type.fields[name];
+      const items = value[name];
+      if (!field || !Array.isArray(items)) continue;
+      field.resolve();
+      const child = field.resolvedType;
+      if (!field.repeated || field.map || !(child instanceof protobuf.Type) || typeKind(child) !== 'message' || !Array.isArray(items) || items.length === 0) continue;
+      if (!items.every((item) => item !== null && typeof item === 'object' && !(item instanceof Uint8Array) && !Array.isArray(item))) continue;
+      spliced.push({ field, items: items as Record<string, unknown>[] });
+    }
+    spliced.sort((a, b) => a.field.id - b.field.id);
+  }
+  let bytes: Uint8Array;
+  if (spliced.length === 0) {
+    assertKnownFields(type, value, path);
+    bytes = type.encode(type.fromObject(value)).finish();
+  } else {
+    const splicedNames = new Set(spliced.map((s) => s.field.name));
+    const rest: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) if (!splicedNames.has(k)) rest[k] = v;
+    assertKnownFields(type, rest, path);
+    // The other fields, cut at each spliced field's number: [below the first, between first and second, ..., above the last].
+    const bins: Record<string, unknown>[] = spliced.map(() => ({}));
+    bins.push({});
+    for (const [k, v] of Object.entries(rest)) {
+      const field = type.fields[k];
+      if (!field) continue; // a oneof's name: protobufjs ignores it too
+      let bin = 0;
+      while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
+      (bins[bin] as Record<string, unknown>)[k] = v;
+    }
+    const chunks: Uint8Array[] = [];
+    const writeBin = (bin: Record<string, unknown>): void => {
+      if (Object.keys(bin).length > 0) chunks.push(type.encode(type.fromObject(bin)).finish());
+    };
+    spliced.forEach(({ field, items }, i) => {
+      writeBin(bins[i] as Record<string, unknown>);
+      const where = path ? `${path}.${field.name}` : field.name;
+      const child = field.resolvedType as protobuf.Type;
+      const tag = (field.id << 3) | 2;
+      items.forEach((item, j) => {
+        const element = encodeShared(child, item, `${where}[${j}]`, depth + 1);
+        chunks.push(protobuf.Writer.create().uint32(tag).uint32(element.length).finish(), element);
+      });
+    });
+    writeBin(bins[spliced.length] as Record<string, unknown>);
+    bytes = Buffer.concat(chunks);
+  }
+  encodings.set(value, { type, bytes });
+  return bytes;
+}
+
 /** Encodes a plain object as the named message, refusing unknown fields. */
 export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array {
-  const type = messageType(typeNameOrUrl);
-  assertKnownFields(type, value);
-  return type.encode(type.fromObject(value)).finish();
+  return encodeShared(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0);
 }
 
 /** Decodes bytes into a plain object in proto-loader's shape (string longs/enums, defaults present). */

@@ -90,11 +90,49 @@ function promptOf(model: RegisteredModel): RegistryPrompt {
 
 /** Builds the immutable snapshot of `models` (any order, any alias bookkeeping) fetched at `fetchedAt`. */
 export function registrySnapshotFrom(models: readonly RegisteredModel[], fetchedAt: number = Date.now()): RegistrySnapshot {
-  const normalized = models.map(normalizeModel).sort((a, b) => byText(a.name, b.name));
+  const normalized = models.map(canonicalModel).sort((a, b) => byText(a.name, b.name));
   return Object.freeze({
     fetchedAt,
-    hash: registryHash(normalized),
+    hash: hashOfTexts(normalized.map(canonicalText)),
     models: new Map(normalized.map((m) => [m.name, m])),
     prompts: new Map(normalized.filter(isPromptModel).map((m) => [m.name, promptOf(m)])),
   });
+}
+
+/** The JSON text of each canonical model (what the registry hash covers). */
+const canonicalTexts = new WeakMap<RegisteredModel, string>();
+/** The canonical object last made for each model name: an unchanged model keeps it from snapshot to snapshot. */
+const lastCanonical = new Map<string, RegisteredModel>();
+const MAX_REMEMBERED = 100_000;
+
+function canonicalText(model: RegisteredModel): string {
+  let text = canonicalTexts.get(model);
+  if (text === undefined) {
+    text = JSON.stringify(model);
+    canonicalTexts.set(model, text);
+  }
+  return text;
+}
+
+/**
+ * normalizeModel, returning the very object of the previous snapshot when the model did not change (or when
+ * it is given one back): what the IR builds from a model is then reused by identity, so a poll or a webhook
+ * that changes one model costs one model's rebuild.
+ */
+function canonicalModel(model: RegisteredModel): RegisteredModel {
+  if (canonicalTexts.has(model)) return model;
+  const normalized = normalizeModel(model);
+  const text = canonicalText(normalized);
+  const last = lastCanonical.get(normalized.name);
+  if (last && canonicalTexts.get(last) === text) return last;
+  if (lastCanonical.size >= MAX_REMEMBERED) lastCanonical.clear();
+  lastCanonical.set(normalized.name, normalized);
+  return normalized;
+}
+
+function hashOfTexts(models: readonly string[]): string {
+  // The same text as JSON.stringify({ format, models }) in registryHash, assembled from each model's own.
+  const h = createHash('sha256').update('{"format":"flowgate.registry/v1","models":[');
+  models.forEach((text, i) => h.update(i === 0 ? text : `,${text}`));
+  return h.update(']}').digest('hex');
 }

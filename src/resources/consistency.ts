@@ -53,24 +53,43 @@ function grpcClusterReferences(message: object): string[] {
   return out;
 }
 
+/** The clusters each route object names, once per object (translators reuse an unchanged model's routes). */
+const routeRefs = new WeakMap<object, readonly string[]>();
+
+/** The clusters one route sends to (target, weighted clusters, mirrors) and its filters' gRPC services name. */
+function oneRouteReferences(route: unknown): readonly string[] {
+  if (!isObject(route)) return [];
+  const known = routeRefs.get(route);
+  if (known) return known;
+  const out: string[] = [];
+  const action = isObject(route.route) ? route.route : undefined;
+  if (action) {
+    if (typeof action.cluster === 'string') out.push(action.cluster);
+    const weighted = isObject(action.weighted_clusters) && Array.isArray(action.weighted_clusters.clusters) ? action.weighted_clusters.clusters : [];
+    for (const c of weighted) if (isObject(c) && typeof c.name === 'string') out.push(c.name);
+    for (const m of Array.isArray(action.request_mirror_policies) ? action.request_mirror_policies : []) {
+      if (isObject(m) && typeof m.cluster === 'string') out.push(m.cluster);
+    }
+  }
+  out.push(...grpcClusterReferences(route));
+  routeRefs.set(route, out);
+  return out;
+}
+
 /** The clusters a route configuration's routes send to: targets, weighted clusters and mirrors. */
 function routeClusterReferences(message: object): string[] {
   const out: string[] = [];
   const config = message as Json;
-  for (const vh of Array.isArray(config.virtual_hosts) ? config.virtual_hosts : []) {
+  const virtualHosts = Array.isArray(config.virtual_hosts) ? config.virtual_hosts : [];
+  for (const vh of virtualHosts) {
     if (!isObject(vh)) continue;
-    for (const route of Array.isArray(vh.routes) ? vh.routes : []) {
-      const action = isObject(route) && isObject(route.route) ? route.route : undefined;
-      if (!action) continue;
-      if (typeof action.cluster === 'string') out.push(action.cluster);
-      const weighted = isObject(action.weighted_clusters) && Array.isArray(action.weighted_clusters.clusters) ? action.weighted_clusters.clusters : [];
-      for (const c of weighted) if (isObject(c) && typeof c.name === 'string') out.push(c.name);
-      for (const m of Array.isArray(action.request_mirror_policies) ? action.request_mirror_policies : []) {
-        if (isObject(m) && typeof m.cluster === 'string') out.push(m.cluster);
-      }
-    }
+    const routes = Array.isArray(vh.routes) ? vh.routes : [];
+    for (const route of routes) out.push(...oneRouteReferences(route));
+    const { routes: _routes, ...rest } = vh;
+    out.push(...grpcClusterReferences(rest));
   }
-  return [...out, ...grpcClusterReferences(message)];
+  const { virtual_hosts: _vhs, ...top } = config;
+  return [...out, ...grpcClusterReferences(top)];
 }
 
 /** The clusters an aggregate cluster tries (a fallback chain). */
@@ -89,12 +108,31 @@ function routeReferences(message: object): string[] {
   return out;
 }
 
+const clusterRefs = new WeakMap<object, { readonly members: readonly string[]; readonly service: string | undefined }>();
+
+/** What a cluster refers to: the members of an aggregate, the endpoints of an EDS cluster (once per message object). */
+function clusterReferences(r: ResourceInput): { readonly members: readonly string[]; readonly service: string | undefined } {
+  let refs = clusterRefs.get(r.message);
+  if (!refs) {
+    const m = r.message as Json;
+    const eds = isObject(m.eds_cluster_config) ? m.eds_cluster_config : {};
+    const service = m.type !== 'EDS' ? undefined : typeof eds.service_name === 'string' && eds.service_name !== '' ? eds.service_name : r.name;
+    refs = { members: aggregateMembers(m), service };
+    clusterRefs.set(r.message, refs);
+  }
+  return refs;
+}
+
 /** The dangling references in a resource set; empty when it is consistent. */
 export function danglingReferences(resources: readonly ResourceInput[], options: ConsistencyOptions = {}): DanglingReference[] {
-  const names = (type: TypeUrl): Set<string> => new Set(resources.filter((r) => r.typeUrl === type).map((r) => r.name));
-  const clusters = new Set([...names(TypeUrl.Cluster), ...(options.staticClusters ?? [])]);
-  const routes = names(TypeUrl.RouteConfiguration);
-  const endpoints = names(TypeUrl.ClusterLoadAssignment);
+  const clusters = new Set<string>(options.staticClusters ?? []);
+  const routes = new Set<string>();
+  const endpoints = new Set<string>();
+  for (const r of resources) {
+    if (r.typeUrl === TypeUrl.Cluster) clusters.add(r.name);
+    else if (r.typeUrl === TypeUrl.RouteConfiguration) routes.add(r.name);
+    else if (r.typeUrl === TypeUrl.ClusterLoadAssignment) endpoints.add(r.name);
+  }
   const out: DanglingReference[] = [];
   const seen = new Set<string>();
   const add = (from: string, missing: string): void => {
@@ -113,13 +151,9 @@ export function danglingReferences(resources: readonly ResourceInput[], options:
         for (const name of routeClusterReferences(r.message)) if (!clusters.has(name)) add(`RouteConfiguration ${r.name}`, `Cluster ${name}`);
         break;
       case TypeUrl.Cluster: {
-        const m = r.message as Json;
-        for (const name of aggregateMembers(m)) if (!clusters.has(name)) add(`Cluster ${r.name}`, `Cluster ${name}`);
-        if (m.type === 'EDS') {
-          const eds = isObject(m.eds_cluster_config) ? m.eds_cluster_config : {};
-          const service = typeof eds.service_name === 'string' && eds.service_name !== '' ? eds.service_name : r.name;
-          if (!endpoints.has(service)) add(`Cluster ${r.name}`, `ClusterLoadAssignment ${service}`);
-        }
+        const refs = clusterReferences(r);
+        for (const name of refs.members) if (!clusters.has(name)) add(`Cluster ${r.name}`, `Cluster ${name}`);
+        if (refs.service !== undefined && !endpoints.has(refs.service)) add(`Cluster ${r.name}`, `ClusterLoadAssignment ${refs.service}`);
         break;
       }
       default:

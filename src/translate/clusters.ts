@@ -28,8 +28,19 @@ export interface ClusterTarget {
   readonly processing?: VersionProcessing | undefined;
 }
 
+const targetsMemo = new WeakMap<GatewayIR, ClusterTarget[]>();
+
 /** Every (model, version) that needs a cluster, once each, by cluster name. */
 export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
+  let targets = targetsMemo.get(ir);
+  if (!targets) {
+    targets = buildTargets(ir);
+    targetsMemo.set(ir, targets);
+  }
+  return [...targets];
+}
+
+function buildTargets(ir: GatewayIR): ClusterTarget[] {
   const byName = new Map<string, ClusterTarget>();
   for (const model of ir.models) {
     for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address, processing: l.processing });
@@ -114,6 +125,34 @@ function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: GatewayIR)
   return message;
 }
 
+/**
+ * What a translator made of a model's version, kept per ModelIR object: the IR hands back the same object for
+ * a model that did not change, so the same resource object (and so its encoded bytes) is reused.
+ */
+export type VersionMemo = WeakMap<ModelIR, Map<string, Map<string, ResourceInput>>>;
+
+const clusterMemo: VersionMemo = new WeakMap();
+
+/** The memoised resource of target `t` in `context` (what else it depends on), made by `make` the first time. */
+export function memoised(memo: VersionMemo, t: ClusterTarget, context: string, make: () => ResourceInput): ResourceInput {
+  let byContext = memo.get(t.model);
+  if (!byContext) {
+    byContext = new Map();
+    memo.set(t.model, byContext);
+  }
+  let byCluster = byContext.get(context);
+  if (!byCluster) {
+    byCluster = new Map();
+    byContext.set(context, byCluster);
+  }
+  let r = byCluster.get(t.cluster);
+  if (!r) {
+    r = make();
+    byCluster.set(t.cluster, r);
+  }
+  return r;
+}
+
 /** Whether a version's endpoints come over EDS (an IP address) or from DNS (a name). */
 export function usesEds(address: UpstreamAddress): boolean {
   return isIP(address.host) !== 0;
@@ -121,13 +160,17 @@ export function usesEds(address: UpstreamAddress): boolean {
 
 /** The clusters of the IR: one per model version, plus what the HTTP filters and tracing need. */
 export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
-  const out: ResourceInput[] = clusterTargets(ir).map((t) => ({
-    typeUrl: TypeUrl.Cluster,
-    name: t.cluster,
-    // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
-    // whole body raises its own request limit).
-    message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
-  }));
+  // Besides its model, a version's cluster reads only these of the IR: the key of its memo with the mode.
+  const context = `${mode}\u0000${ir.edge.bufferLimitBytes}\u0000${JSON.stringify(ir.filterService ?? null)}`;
+  const out: ResourceInput[] = clusterTargets(ir).map((t) =>
+    memoised(clusterMemo, t, context, () => ({
+      typeUrl: TypeUrl.Cluster,
+      name: t.cluster,
+      // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
+      // whole body raises its own request limit).
+      message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
+    })),
+  );
   out.push(...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
   return out;
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { FILTER_POLICY_NAME, FILTER_POLICY_SCHEMA, type FilterPolicy, type LlmModelRules } from '../contract/filter-policy.js';
 import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR, ModelLlmIR } from '../ir/types.js';
 import type { VersionProcessingRules } from '../contract/filter-policy.js';
@@ -10,14 +11,36 @@ import { TypeUrl, type ResourceInput } from '../resources/types.js';
  * version.
  */
 
-/** The filter service's view of the gateway. */
+const policyMemo = new WeakMap<GatewayIR, FilterPolicy>();
+const resourceMemo = new WeakMap<FilterPolicy, ResourceInput>();
+const modelRulesMemo = new WeakMap<ModelIR, FilterPolicy['models'][number]>();
+
+/** The filter service's view of the gateway (one object per IR object: every xDS mode carries the same). */
 export function filterPolicyOf(ir: GatewayIR): FilterPolicy {
+  let fp = policyMemo.get(ir);
+  if (!fp) {
+    fp = buildFilterPolicy(ir);
+    policyMemo.set(ir, fp);
+  }
+  return fp;
+}
+
+function memoisedModelRules(m: ModelIR): FilterPolicy['models'][number] {
+  let rules = modelRulesMemo.get(m);
+  if (!rules) {
+    rules = modelRules(m);
+    modelRulesMemo.set(m, rules);
+  }
+  return rules;
+}
+
+function buildFilterPolicy(ir: GatewayIR): FilterPolicy {
   return {
     schema: FILTER_POLICY_SCHEMA,
     audit: ir.audit,
     jwtIssuers: [...ir.jwtIssuers],
     consumers: [...ir.consumers],
-    models: [...ir.models.map(modelRules), ...pipelineRouteRules(ir)],
+    models: [...ir.models.map(memoisedModelRules), ...pipelineRouteRules(ir)],
     ...pipelineRules(ir),
     ...(ir.openai && { llm: { pathPrefix: ir.openai.pathPrefix } }),
   };
@@ -124,7 +147,31 @@ function versionRules(m: ModelIR): { protocol?: 'mlflow' | 'oip'; registeredMode
 
 /** The xDS resource carrying a filter policy (its JSON in canonical form, so equal policies have equal bytes). */
 export function filterPolicyResource(fp: FilterPolicy): ResourceInput {
-  return { typeUrl: TypeUrl.FilterPolicy, name: FILTER_POLICY_NAME, message: { schema_version: fp.schema, policy_json: canonicalJson(fp) } };
+  let r = resourceMemo.get(fp);
+  if (!r) {
+    r = { typeUrl: TypeUrl.FilterPolicy, name: FILTER_POLICY_NAME, message: { schema_version: fp.schema, policy_json: policyJson(fp) } };
+    resourceMemo.set(fp, r);
+  }
+  return r;
+}
+
+/** Each model's rules as canonical JSON, once per rules object (an unchanged model keeps its object). */
+const ruleTexts = new WeakMap<object, string>();
+/** Stands in for the models array while the rest is written; random, so no policy text can contain it. */
+const MODELS_SLOT = `models-${randomUUID()}`;
+
+/** canonicalJson(fp), with each model's text reused: a change costs the models it touches, not the whole text. */
+function policyJson(fp: FilterPolicy): string {
+  const models = fp.models.map((m) => {
+    let text = ruleTexts.get(m);
+    if (text === undefined) {
+      text = canonicalJson(m);
+      ruleTexts.set(m, text);
+    }
+    return text;
+  });
+  // canonicalJson writes an array as its elements' texts joined by commas, so this is exactly canonicalJson(fp).
+  return canonicalJson({ ...fp, models: MODELS_SLOT }).replace(JSON.stringify(MODELS_SLOT), () => `[${models.join(',')}]`);
 }
 
 /** host, host:port, or [v6]:port, as an HTTP :authority. */

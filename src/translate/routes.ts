@@ -187,6 +187,27 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
   return out;
 }
 
+/**
+ * A model's classic routes for one published prefix, made once per ModelIR object: the IR hands back the same
+ * object for a model that did not change, so its routes (and the encoder's bytes for them) are reused.
+ */
+const classicMemo = new WeakMap<ModelIR, Map<string, readonly object[]>>();
+
+function classicRoutes(model: ModelIR, prefix: string): readonly object[] {
+  let byPrefix = classicMemo.get(model);
+  if (!byPrefix) {
+    byPrefix = new Map();
+    classicMemo.set(model, byPrefix);
+  }
+  let routes = byPrefix.get(prefix);
+  if (!routes) {
+    const rw = rewrites(model);
+    routes = [...modelRoutes(model, { path: prefix || '/' }, classicShape(model, rw.exact)), ...modelRoutes(model, { prefix: `${prefix}/` }, classicShape(model, rw.below))];
+    byPrefix.set(prefix, routes);
+  }
+  return routes;
+}
+
 function matchHeaders(match: Record<string, unknown>): object[] {
   return Array.isArray(match.headers) ? (match.headers as object[]) : [];
 }
@@ -247,9 +268,7 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
         continue;
       }
       if (!c.model) continue;
-      const rw = rewrites(c.model);
-      routes.push(...modelRoutes(c.model, { path: prefix || '/' }, classicShape(c.model, rw.exact)));
-      routes.push(...modelRoutes(c.model, { prefix: `${prefix}/` }, classicShape(c.model, rw.below)));
+      routes.push(...classicRoutes(c.model, prefix));
     }
     routes.push({ name: 'no-route', match: { prefix: '/' }, ...jsonError(404, 'no_route', 'no model is published at this path') });
     return { name: domain === '*' ? 'any' : domain, domains: [domain], routes };
@@ -267,6 +286,14 @@ export function listenerOwners(ir: GatewayIR, listener: string): RouteOwner[] {
   return [...listenerModels(ir, listener), ...(ir.pipelines ?? []).filter((p) => p.routes.some((r) => r.listener === listener))];
 }
 
+/** The route configurations of an IR, made once per IR object (every xDS mode serves the same ones). */
+const routesMemo = new WeakMap<GatewayIR, ResourceInput[]>();
+
 export function translateRoutes(ir: GatewayIR): ResourceInput[] {
-  return ir.listeners.map((l) => ({ typeUrl: TypeUrl.RouteConfiguration, name: l.name, message: routeConfiguration(ir, l.name) }));
+  let out = routesMemo.get(ir);
+  if (!out) {
+    out = ir.listeners.map((l) => ({ typeUrl: TypeUrl.RouteConfiguration, name: l.name, message: routeConfiguration(ir, l.name) }));
+    routesMemo.set(ir, out);
+  }
+  return [...out];
 }

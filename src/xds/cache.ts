@@ -44,6 +44,9 @@ export function nodeGroup(node: NodeInfo): string {
 
 const keyText = (group: string, variant: string): string => `${group}\u0000${variant}`;
 
+/** Watchers told per turn of the event loop. */
+const NOTIFY_BATCH = 200;
+
 export class SnapshotCache {
   readonly fallbackGroup: string;
   private readonly groupRule: (node: NodeInfo) => string;
@@ -67,11 +70,30 @@ export class SnapshotCache {
     const affected = group === this.fallbackGroup ? this.keysUsingFallback(variant) : [{ group, variant }];
     const before = new Map(affected.map((k) => [keyText(k.group, k.variant), this.getSnapshot(k.group, k.variant)]));
     this.snapshots.set(keyText(group, variant), snapshot);
+    const due: { readonly text: string; readonly key: SnapshotKey; readonly listener: SnapshotListener }[] = [];
     for (const k of affected) {
       const text = keyText(k.group, k.variant);
       if (before.get(text)?.version === snapshot.version) continue;
-      for (const listener of [...(this.watchers.get(text)?.listeners ?? [])]) listener(snapshot);
+      for (const listener of this.watchers.get(text)?.listeners ?? []) due.push({ text, key: k, listener });
     }
+    this.notify(due, 0);
+  }
+
+  /**
+   * Tells watchers in batches: the first batch at once (the first push leaves in the same tick), the rest one
+   * batch per turn of the event loop, so a change for thousands of streams never holds the loop (and the
+   * embedded filter service, and other streams' ACKs) for the whole fan-out. Each watcher gets the snapshot
+   * current when its turn comes; a watcher gone by then is skipped.
+   */
+  private notify(due: readonly { readonly text: string; readonly key: SnapshotKey; readonly listener: SnapshotListener }[], from: number): void {
+    const end = Math.min(due.length, from + NOTIFY_BATCH);
+    for (let i = from; i < end; i++) {
+      const d = due[i] as (typeof due)[number];
+      if (from > 0 && !this.watchers.get(d.text)?.listeners.has(d.listener)) continue;
+      const snapshot = this.getSnapshot(d.key.group, d.key.variant);
+      if (snapshot) d.listener(snapshot);
+    }
+    if (end < due.length) setImmediate(() => this.notify(due, end));
   }
 
   /** Removes a (group, variant)'s own snapshot; its watchers fall back to the fallback group's, if there is one. */

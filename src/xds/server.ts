@@ -7,6 +7,7 @@ import { untrusted } from '../observability/untrusted.js';
 import type { NodeInfo, SnapshotCache } from './cache.js';
 import { DeltaStream } from './stream/delta.js';
 import { xdsMetrics } from './metrics.js';
+import { PushQueue, type PushTarget } from './push-queue.js';
 import { shortTypeName, type TypeUrl } from '../resources/types.js';
 import { SotwStream } from './stream/sotw.js';
 import type { StreamObserver, Transport, XdsStream } from './stream/state.js';
@@ -34,6 +35,8 @@ export interface XdsServerOptions {
   readonly controlPlaneId?: string;
   /** What one request may cost (default DEFAULT_REQUEST_LIMITS); the gRPC server must be made with xdsGrpcOptions() of the same. */
   readonly limits?: RequestLimits;
+  /** Response bytes in flight over all streams before further responses wait (default DEFAULT_PUSH_BYTES_IN_FLIGHT). */
+  readonly pushBytesInFlight?: number;
 }
 
 /** gRPC server options for long-lived xDS streams from thousands of clients, receiving at most `limits.maxRequestBytes` per message. */
@@ -60,6 +63,8 @@ export class XdsServer implements StreamObserver {
   private readonly streams = new Set<XdsStream>();
   private readonly calls = new Map<XdsStream, XdsCall<unknown>>();
   private streamCounter = 0;
+  /** Every stream's responses go through one queue bounding the bytes in flight (see push-queue.ts). */
+  private readonly pushes: PushQueue;
   /** node id -> peer host -> open identified streams: answers xdsStreamHeld() without a walk of every stream. */
   private readonly nodeHosts = new Map<string, Map<string, number>>();
 
@@ -69,6 +74,12 @@ export class XdsServer implements StreamObserver {
   ) {
     this.controlPlaneId = options.controlPlaneId ?? `flowgate@${hostname()}`;
     this.limits = options.limits ?? DEFAULT_REQUEST_LIMITS;
+    this.pushes = new PushQueue(options.pushBytesInFlight);
+  }
+
+  /** Bytes handed to gRPC and not flushed yet, and responses waiting for room (bench and status). */
+  pushStats(): { inFlightBytes: number; waiting: number } {
+    return this.pushes.stats();
   }
 
   /** Adds the xDS services to a gRPC server (the caller binds and starts it). */
@@ -126,7 +137,14 @@ export class XdsServer implements StreamObserver {
     const write = (bytes: Uint8Array): void => {
       call.write(bytes);
     };
-    const stream = transport === 'sotw' ? new SotwStream(identity, this, write) : new DeltaStream(identity, this, write);
+    const holder: { stream?: XdsStream } = {};
+    const target: PushTarget = {
+      write: (bytes, done) => call.write(bytes, () => done()),
+      closed: () => holder.stream?.isClosed() ?? false,
+    };
+    const deferred = (make: () => Uint8Array): void => this.pushes.push(target, make);
+    const stream = transport === 'sotw' ? new SotwStream(identity, this, write, deferred) : new DeltaStream(identity, this, write, deferred);
+    holder.stream = stream;
     this.streams.add(stream);
     this.calls.set(stream, call as XdsCall<unknown>);
     const mode = identity.ads ? 'ads' : shortTypeName(serviceType ?? '');
@@ -138,6 +156,7 @@ export class XdsServer implements StreamObserver {
       if (closed) return;
       closed = true;
       stream.close();
+      this.pushes.release(target);
       unwatch?.();
       this.streams.delete(stream);
       this.calls.delete(stream);

@@ -161,7 +161,7 @@ const SOTW_BODY_CACHE = 512;
 export function encodeSotwResponse(
   typeUrl: string,
   versionInfo: string,
-  resources: readonly XdsResource[],
+  resources: Iterable<XdsResource>,
   nonce: string,
   controlPlaneId: string,
 ): Uint8Array {

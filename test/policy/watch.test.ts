@@ -94,3 +94,35 @@ describe('PolicyWatcher sees every edit through events', () => {
     }
   });
 });
+
+describe('PolicyWatcher reacts to the first change at once and coalesces the rest', () => {
+  test('an edit after a quiet period is applied long before the debounce, and a burst ends on its last write', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    writeFileSync(join(dir, 'm.yaml'), model(1));
+    const debounceMs = 5_000;
+    watcher = new PolicyWatcher(dir, { rescanMs: RESCAN_MS, debounceMs, maxDelayMs: 20_000 });
+    const applied: number[] = [];
+    const reached = (weight: number): Promise<number> =>
+      new Promise((resolve) => {
+        const started = Date.now();
+        const check = (p: Policy): void => {
+          if (p.models.get('m')?.traffic?.canary?.weight !== weight) return;
+          watcher?.off('policy', check);
+          resolve(Date.now() - started);
+        };
+        watcher?.on('policy', check);
+      });
+    watcher.on('policy', (p: Policy) => applied.push(p.models.get('m')?.traffic?.canary?.weight ?? -1));
+    expect((await watcher.start()).result).toBe('applied');
+    const first = reached(2);
+    writeFileSync(join(dir, 'm.yaml'), model(2));
+    // The old watcher waited debounceMs of quiet; the leading read does not.
+    expect(await first).toBeLessThan(debounceMs - 1_000);
+    // A burst right after: the writes are coalesced, and the last one is what serves in the end.
+    const last = reached(9);
+    for (const weight of [3, 4, 5, 9]) writeFileSync(join(dir, 'm.yaml'), model(weight));
+    await last;
+    expect(applied.at(-1)).toBe(9);
+    expect(applied.length).toBeLessThanOrEqual(4);
+  }, 30_000);
+});

@@ -73,7 +73,7 @@ export class DeltaStream extends XdsStream {
     }
     const nonce = this.nextNonce();
     const systemVersion = this.snapshot?.typeVersion(st.typeUrl) ?? '';
-    this.send(encodeDeltaResponse(st.typeUrl, systemVersion, toSend, toRemove, nonce, this.identity.controlPlaneId));
+    this.send(() => encodeDeltaResponse(st.typeUrl, systemVersion, toSend, toRemove, nonce, this.identity.controlPlaneId));
     st.lastNonce = nonce;
     st.responded = true;
     st.pending = {

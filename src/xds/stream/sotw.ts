@@ -70,12 +70,14 @@ export class SotwStream extends XdsStream {
     if (want.resources.size === 0 && st.heldVersion === '' && !this.mustAnswerEmpty(st)) return 'settled';
     if (st.lastNack?.version === version) return 'blocked';
     const nonce = this.nextNonce();
-    const resources = [...want.resources.values()];
-    this.send(encodeSotwResponse(st.typeUrl, version, resources, nonce, this.identity.controlPlaneId));
+    // The set is shared (the snapshot's own map for a wildcard client): never copied per stream.
+    const resources = want.resources;
+    const typeUrl = st.typeUrl;
+    this.send(() => encodeSotwResponse(typeUrl, version, resources.values(), nonce, this.identity.controlPlaneId));
     st.lastNonce = nonce;
     st.responded = true;
     st.pending = { nonce, version, systemVersion: version, sentAt: Date.now(), resources: want.resources, previous: new Map() };
-    this.observer.onPush(this, st.typeUrl, version, resources.length);
+    this.observer.onPush(this, st.typeUrl, version, resources.size);
     return 'sent';
   }
 

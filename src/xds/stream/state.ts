@@ -104,10 +104,16 @@ export abstract class XdsStream {
   private nonceCounter = 0;
   private closed = false;
 
+  /**
+   * `write` sends bytes now. `deferred`, when given, takes the function making a response instead and calls it
+   * when the transport has room (the server bounds the bytes in flight over all streams, so a push to
+   * thousands of streams never holds a copy per stream); the stream's protocol state is the same either way.
+   */
   constructor(
     readonly identity: StreamIdentity,
     protected readonly observer: StreamObserver,
     private readonly write: (bytes: Uint8Array) => void,
+    private readonly deferred?: (make: () => Uint8Array) => void,
   ) {}
 
   /** Applies a new snapshot for this stream's group. */
@@ -194,8 +200,16 @@ export abstract class XdsStream {
     return (++this.nonceCounter).toString(36);
   }
 
-  protected send(bytes: Uint8Array): void {
-    if (!this.closed) this.write(bytes);
+  /** Sends the response `make` encodes (made now, or when the server's push queue gets to it). */
+  protected send(make: () => Uint8Array): void {
+    if (this.closed) return;
+    if (this.deferred) this.deferred(() => make());
+    else this.write(make());
+  }
+
+  /** True once the stream is gone. */
+  isClosed(): boolean {
+    return this.closed;
   }
 
   /**

@@ -1,0 +1,163 @@
+/**
+ * Translate benchmark: M models (the side-by-side's fixtures: two live versions each) through the pipeline
+ * the way `flowgate serve` runs it (IR, every xDS mode plus proxyless, consistency check, encoding into
+ * snapshots), then one change through the GatewayController until the cache publishes the new snapshot:
+ *   - cold: policy + registry -> every snapshot encoded (the first build);
+ *   - alias move: one model's `challenger` alias moved -> published snapshot;
+ *   - policy edit: one model's canary weight changed (a new Policy from the files) -> published snapshot;
+ *   - file edit -> published: a real policy directory watched by PolicyWatcher, one model file rewritten in
+ *     place, until the cache publishes (detection, read, check, build); --watch-max models at most;
+ *   - policy load: the policy files with that one edit parsed and validated (what the watcher does before the
+ *     controller; unchanged files are not parsed again).
+ * Prints the median and max of --rounds per figure and the load average. Measures, never asserts.
+ *
+ *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5]
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PolicyWatcher } from '../src/policy/watch.js';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { GatewayController } from '../src/control/controller.js';
+import { policyFromFiles, type PolicyFileText } from '../src/policy/load.js';
+import type { Policy } from '../src/policy/policy.js';
+import { registrySnapshotFrom } from '../src/registry/snapshot.js';
+import type { RegisteredModel, RegistrySnapshot } from '../src/registry/types.js';
+import { SnapshotCache } from '../src/xds/cache.js';
+import { modelPolicy, registryModels } from './peers/fixtures.js';
+
+const { values } = parseArgs({
+  options: { models: { type: 'string', default: '1000,10000' }, rounds: { type: 'string', default: '5' }, 'watch-max': { type: 'string', default: '2000' } },
+});
+const rounds = Number(values.rounds);
+
+const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
+
+function policyFiles(models: number, edited = -1): PolicyFileText[] {
+  const files: PolicyFileText[] = [{ file: 'gateway.yaml', text: GATEWAY }];
+  for (let i = 0; i < models; i++) files.push({ file: `model-${i}.yaml`, text: modelPolicy(i, i === edited ? 20 : 10) });
+  return files;
+}
+
+function loadPolicy(files: readonly PolicyFileText[], dir = '/bench'): Policy {
+  const load = policyFromFiles(dir, files);
+  if (!load.ok) throw new Error(`bench policy rejected: ${load.issues.map((i) => i.message).join('; ')}`);
+  return load.policy;
+}
+
+function registered(models: number): RegisteredModel[] {
+  return registryModels(models, false).map((m) => ({
+    name: m.name,
+    description: '',
+    tags: {},
+    aliases: m.aliases,
+    versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
+  }));
+}
+
+/** The registry after one alias move on `model`, from the previous snapshot (the webhook path: one model re-read and merged). */
+function withMove(previous: RegistrySnapshot, model: string, version: string): RegistrySnapshot {
+  const m = previous.models.get(model);
+  if (!m) throw new Error(`no model ${model}`);
+  const moved: RegisteredModel = { ...m, aliases: { ...m.aliases, challenger: version }, versions: m.versions.map((v) => ({ ...v, aliases: [] })) };
+  return registrySnapshotFrom([...[...previous.models.values()].filter((x) => x.name !== model), moved]);
+}
+
+const stats = (xs: number[]): string => {
+  const s = [...xs].sort((a, b) => a - b);
+  return `median ${(s[Math.floor(s.length / 2)] ?? NaN).toFixed(1)} ms, max ${(s.at(-1) ?? NaN).toFixed(1)} ms`;
+};
+
+/** Edits one model file of a watched directory `rounds` times; the time from each write to the cache's publish. */
+async function watchedEdits(models: number, registry: RegistrySnapshot): Promise<number[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-bench-policy-'));
+  for (const f of policyFiles(models)) writeFileSync(join(dir, f.file), f.text);
+  const cache = new SnapshotCache();
+  let published: (() => void) | undefined;
+  cache.watch({ group: '*', variant: 'ads' }, () => published?.());
+  const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+  controller.setRegistry(registry);
+  const watcher = new PolicyWatcher(dir, { check: controller.checkPolicy, rescanMs: 60_000 });
+  watcher.on('policy', (p) => controller.setPolicy(p));
+  await watcher.start();
+  const out: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      // Quiet first: the leading-edge read is what a lone edit gets.
+      await new Promise((res) => setTimeout(res, 300));
+      const done = new Promise<void>((res) => (published = res));
+      const t = performance.now();
+      writeFileSync(join(dir, 'model-1.yaml'), modelPolicy(1, 11 + r));
+      // The watcher's own handles do not keep a process alive (a server's do): this one does, until the publish.
+      const alive = setInterval(() => undefined, 1000);
+      await done;
+      clearInterval(alive);
+      out.push(performance.now() - t);
+    }
+  } finally {
+    await watcher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+// Loads the protos and warms the code paths: the first build of a process is not what a change costs.
+{
+  const controller = new GatewayController({ cache: new SnapshotCache(), clusterLingerMs: 0 });
+  controller.setPolicy(loadPolicy(policyFiles(2)));
+  controller.setRegistry(registrySnapshotFrom(registered(2)));
+}
+
+for (const models of String(values.models).split(',').map(Number)) {
+  const files = policyFiles(models);
+  const registry = registrySnapshotFrom(registered(models));
+
+  const cold: number[] = [];
+  const move: number[] = [];
+  const edit: number[] = [];
+  const load: number[] = [];
+  let resources = 0;
+  for (let r = 0; r < rounds; r++) {
+    // A policy loaded afresh (its own directory name, so no parsed file is reused): new objects for every
+    // model, so nothing of an earlier round is reused.
+    const dir = `/bench-${models}-${r}`;
+    const policy = loadPolicy(files, dir);
+    const cache = new SnapshotCache();
+    let publishedAt = 0;
+    cache.watch({ group: '*', variant: 'ads' }, (s) => {
+      publishedAt = performance.now();
+      resources = Object.values(s.counts()).reduce((a, b) => a + b, 0);
+    });
+    const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+    let t = performance.now();
+    controller.setPolicy(policy);
+    controller.setRegistry(registry);
+    cold.push(publishedAt - t);
+
+    publishedAt = 0;
+    const moved = withMove(registry, `model-${models >> 1}`, '3');
+    t = performance.now();
+    controller.setRegistry(moved);
+    if (publishedAt === 0) throw new Error('the alias move published nothing');
+    move.push(publishedAt - t);
+
+    t = performance.now();
+    const edited = loadPolicy(policyFiles(models, models >> 2), dir);
+    load.push(performance.now() - t);
+    publishedAt = 0;
+    t = performance.now();
+    controller.setPolicy(edited);
+    if (publishedAt === 0) throw new Error('the policy edit published nothing');
+    edit.push(publishedAt - t);
+  }
+  const watched: number[] = [];
+  if (models <= Number(values['watch-max'])) watched.push(...(await watchedEdits(models, registry)));
+  const la = loadavg().map((x) => x.toFixed(2)).join(' ');
+  console.log(`models=${models} resources(ads)=${resources} load average ${la}`);
+  console.log(`  cold build -> published        ${stats(cold)}`);
+  console.log(`  alias move -> published        ${stats(move)}`);
+  console.log(`  policy edit -> published       ${stats(edit)}`);
+  console.log(`  policy files -> Policy (load)  ${stats(load)}`);
+  if (watched.length > 0) console.log(`  file edit -> published         ${stats(watched)} (PolicyWatcher on a real directory)`);
+}
