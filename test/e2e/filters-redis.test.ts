@@ -1,17 +1,14 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { cliArgs, startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
-import { freePorts } from '../harness/ports.js';
-import { startProcess, waitFor, type ManagedProcess } from '../harness/process.js';
+import { waitFor } from '../harness/process.js';
 import { startRedis, type TestRedis } from '../harness/redis.js';
 import { request, type HttpAnswer } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
-import { repoRoot } from '../harness/venv.js';
 import { registerSecrets } from '../harness/secrets.js';
+import { startReplicatedGateway, type ReplicatedGateway } from '../harness/filter-replicas.js';
 
 /**
  * Two filter-service replicas (`flowgate filters`, each taking its policy over xDS from its own control
@@ -25,9 +22,7 @@ const sha = createHash('sha256').update(KEY).digest('hex');
 let redis: TestRedis;
 let echo: EchoUpstream;
 let llm: EchoUpstream;
-const planes: FlowgateProcess[] = [];
-const replicas: ManagedProcess[] = [];
-const envoys: EnvoyProcess[] = [];
+const gateways: ReplicatedGateway[] = [];
 const bases: string[] = [];
 
 function policyFiles(listener: number, filters: number): Record<string, string> {
@@ -72,29 +67,15 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-redis-'));
   writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: ['limited', 'chat', 'relaxed'].map((name) => ({ name, versions: [{ version: '1' }] })) }));
   for (const i of [0, 1]) {
-    const [listener, filters, admin] = (await freePorts(3)) as [number, number, number];
-    const policyDir = join(dir, `policy-${i}`);
-    mkdirSync(policyDir);
-    for (const [file, text] of Object.entries(policyFiles(listener, filters))) writeFileSync(join(policyDir, file), text);
-    const plane = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), name: `flowgate-redis-cp${i}` });
-    planes.push(plane);
-    const [cmd, args] = cliArgs(['filters', '--xds', `127.0.0.1:${plane.xdsPort}`, '--listen', `127.0.0.1:${filters}`, '--admin-listen', `127.0.0.1:${admin}`, '--redis-url', redis.url]);
-    const replica = startProcess(`flowgate-filters-${i}`, cmd, args, { cwd: repoRoot });
-    replicas.push(replica);
-    await waitFor(`filter replica ${i} ready`, async () => ((await fetch(`http://127.0.0.1:${admin}/readyz`)).status === 200 ? true : undefined), {
-      timeoutMs: 30_000,
-      describe: () => replica.tail(20),
-    });
-    envoys.push(await startEnvoy({ nodeId: `e2e-redis-${i}`, nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: plane.xdsPort }));
-    bases.push(`http://127.0.0.1:${listener}`);
+    const gateway = await startReplicatedGateway({ name: 'redis', index: i, dir, registryFile: join(dir, 'registry.json'), redisUrl: redis.url, files: policyFiles });
+    gateways.push(gateway);
+    bases.push(gateway.base);
     await waitFor(`envoy ${i} routes`, async () => ((await post(i, '/models/relaxed', {})).status === 200 ? true : undefined));
   }
 }, 180_000);
 
 afterAll(async () => {
-  for (const e of envoys) await e.stop();
-  for (const r of replicas) await r.stop();
-  for (const p of planes) await p.stop();
+  for (const g of gateways) await g.stop();
   await redis?.stop();
   await echo?.close();
   await llm?.close();
@@ -135,6 +116,6 @@ test('Redis down: a fail-closed model is refused, a fail-open one served; Redis 
 
 /** The admin port a replica was started with (from its command line). */
 function replicaAdminPort(i: number): number {
-  const args = (replicas[i]?.child.spawnargs ?? []);
+  const args = (gateways[i]?.replica.child.spawnargs ?? []);
   return Number((args[args.indexOf('--admin-listen') + 1] ?? '').split(':')[1]);
 }

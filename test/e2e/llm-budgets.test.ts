@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -7,15 +7,12 @@ import { APIError } from 'openai';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { estimateRequestTokens } from '../../filters/extproc/tokenizer.js';
 import { budgetKey, periodOf } from '../../filters/store/budgets.js';
-import { startEnvoy, type EnvoyProcess } from '../harness/envoy.js';
-import { cliArgs, startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiClient } from '../harness/openai-clients.js';
-import { freePorts } from '../harness/ports.js';
-import { startProcess, waitFor, type ManagedProcess } from '../harness/process.js';
+import { waitFor } from '../harness/process.js';
 import { startRedis, type TestRedis } from '../harness/redis.js';
 import { registerSecrets } from '../harness/secrets.js';
-import { repoRoot } from '../harness/venv.js';
+import { startReplicatedGateway, type ReplicatedGateway } from '../harness/filter-replicas.js';
 
 /**
  * LLM budgets across filter-service replicas: two `flowgate filters` replicas (each fed by its own control
@@ -37,9 +34,7 @@ const BUDGET_USD = (10.5 * CALL_NANOS) / 1e9;
 
 let redis: TestRedis;
 let upstream: LlmUpstream;
-const planes: FlowgateProcess[] = [];
-const replicas: ManagedProcess[] = [];
-const envoys: EnvoyProcess[] = [];
+const gateways: ReplicatedGateway[] = [];
 const bases: string[] = [];
 
 function policyFiles(listener: number, filters: number): Record<string, string> {
@@ -71,18 +66,9 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-budgets-'));
   writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: ['budgeted', 'free'].map((name) => ({ name, versions: [{ version: '1' }] })) }));
   for (const i of [0, 1]) {
-    const [listener, filters, admin] = (await freePorts(3)) as [number, number, number];
-    const policyDir = join(dir, `policy-${i}`);
-    mkdirSync(policyDir);
-    for (const [file, text] of Object.entries(policyFiles(listener, filters))) writeFileSync(join(policyDir, file), text);
-    const plane = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), name: `flowgate-budgets-cp${i}` });
-    planes.push(plane);
-    const [cmd, args] = cliArgs(['filters', '--xds', `127.0.0.1:${plane.xdsPort}`, '--listen', `127.0.0.1:${filters}`, '--admin-listen', `127.0.0.1:${admin}`, '--redis-url', redis.url]);
-    const replica = startProcess(`flowgate-budget-filters-${i}`, cmd, args, { cwd: repoRoot });
-    replicas.push(replica);
-    await waitFor(`filter replica ${i} ready`, async () => ((await fetch(`http://127.0.0.1:${admin}/readyz`)).status === 200 ? true : undefined), { timeoutMs: 30_000, describe: () => replica.tail(20) });
-    envoys.push(await startEnvoy({ nodeId: `e2e-budgets-${i}`, nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: plane.xdsPort }));
-    const base = `http://127.0.0.1:${listener}`;
+    const gateway = await startReplicatedGateway({ name: 'budgets', index: i, dir, registryFile: join(dir, 'registry.json'), redisUrl: redis.url, files: policyFiles });
+    gateways.push(gateway);
+    const base = gateway.base;
     bases.push(base);
     await waitFor(`envoy ${i} routes`, async () => {
       const r = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'free', messages }) }).catch(() => undefined);
@@ -92,9 +78,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const e of envoys) await e.stop();
-  for (const r of replicas) await r.stop();
-  for (const p of planes) await p.stop();
+  for (const g of gateways) await g.stop();
   await redis?.stop();
   await upstream?.close();
 });
