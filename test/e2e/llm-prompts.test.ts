@@ -88,8 +88,12 @@ describe('prompts from the MLflow Prompt Registry', () => {
       { role: 'system', content: 'You are the assistant of Acme. Help with billing.' },
       { role: 'user', content: 'where is my invoice?' },
     ]);
-    const audit = gateway.flowgate.logLines().filter((l) => l.kind === 'prompt' && l.model === 'support' && l.prompt === `${PROMPT}/1`);
-    expect(audit.length).toBeGreaterThan(0);
+    // Audit lines are written in batches: wait for the one of this request rather than read the log at once.
+    const audit = await waitFor('the prompt audit line', () => {
+      const lines = gateway.flowgate.logLines().filter((l) => l.kind === 'prompt' && l.model === 'support' && l.prompt === `${PROMPT}/1`);
+      return lines.length > 0 ? lines : undefined;
+    }, { timeoutMs: 5_000, intervalMs: 50 });
+    expect(audit[0]?.decision).toBe('allow');
   });
 
   test('a missing variable is a 400 naming it, and never reaches the upstream', async () => {

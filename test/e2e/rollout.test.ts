@@ -77,11 +77,14 @@ async function addVersion(model: string, behaviour: { failPercent?: number; dela
 function watchRollout(model: string): { stop(): Promise<string[]> } {
   const seen: string[] = [];
   let running = true;
+  const sample = async (): Promise<void> => {
+    const r = await servedRollout(flowgate.adminUrl, model).catch(() => undefined);
+    const key = r ? `${r.phase}:${r.weight}` : 'none';
+    if (seen.at(-1) !== key) seen.push(key);
+  };
   const loop = (async () => {
     while (running) {
-      const r = await servedRollout(flowgate.adminUrl, model).catch(() => undefined);
-      const key = r ? `${r.phase}:${r.weight}` : 'none';
-      if (seen.at(-1) !== key) seen.push(key);
+      await sample();
       await new Promise((res) => setTimeout(res, 100));
     }
   })();
@@ -89,6 +92,8 @@ function watchRollout(model: string): { stop(): Promise<string[]> } {
     stop: async () => {
       running = false;
       await loop;
+      // The caller stops once it has seen the final state itself: the timeline ends with what is served now.
+      await sample();
       return seen;
     },
   };
