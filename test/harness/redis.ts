@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,6 +142,97 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
     healthy,
     stop: async () => {
       for (const proc of procs.values()) await proc.stop();
+    },
+  };
+}
+
+/** A throwaway Sentinel deployment: one master, one replica and three Sentinels watching them, on loopback. */
+export interface TestRedisSentinel {
+  /** redis+sentinel://127.0.0.1:S1,S2,S3/MASTER */
+  readonly url: string;
+  readonly masterName: string;
+  /** The data nodes' ports (the first is the master at start). */
+  readonly ports: readonly number[];
+  /** The port the Sentinels name as master now. */
+  master(): Promise<number>;
+  /** SIGKILL one data node. */
+  kill(port: number): Promise<void>;
+  /** Resolves once the replica has every write the master has acknowledged so far. */
+  replicated(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a master, a replica of it and three Sentinels (quorum 2, down after 1 s) and waits until every
+ * Sentinel knows the replica. A killed master is replaced by its replica after about two seconds.
+ */
+export async function startRedisSentinel(masterName = 'flowgate'): Promise<TestRedisSentinel> {
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-redis-sentinel-'));
+  const [masterPort, replicaPort] = [await freePort(), await freePort()];
+  const ports = [masterPort, replicaPort];
+  const data = new Map<number, ManagedProcess>();
+  const base = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  data.set(masterPort, startProcess(`redis-master-${masterPort}`, 'redis-server', ['--port', String(masterPort), ...base]));
+  data.set(replicaPort, startProcess(`redis-replica-${replicaPort}`, 'redis-server', ['--port', String(replicaPort), ...base, '--replicaof', '127.0.0.1', String(masterPort)]));
+  for (const port of ports) await waitFor(`redis ${port} to answer PING`, async () => ((await ping(port)) ? true : undefined), { timeoutMs: 15_000, intervalMs: 50 });
+  const sentinels: { port: number; proc: ManagedProcess }[] = [];
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort();
+    // A Sentinel rewrites its configuration file as it learns the topology: one writable file each.
+    const file = join(dir, `sentinel-${port}.conf`);
+    writeFileSync(
+      file,
+      [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 2`, `sentinel down-after-milliseconds ${masterName} 1000`, `sentinel failover-timeout ${masterName} 5000`, `sentinel parallel-syncs ${masterName} 1`, ''].join('\n'),
+    );
+    sentinels.push({ port, proc: startProcess(`redis-sentinel-${port}`, 'redis-server', [file, '--sentinel']) });
+  }
+  const ask = (port: number, args: string[]): Promise<string> => redisCli(port, args);
+  await waitFor(
+    'every Sentinel to know the master and its replica',
+    async () => {
+      for (const s of sentinels) {
+        const replicas = await ask(s.port, ['sentinel', 'replicas', masterName]).catch(() => '');
+        if (!replicas.includes(String(replicaPort))) return undefined;
+        const known = await ask(s.port, ['sentinel', 'sentinels', masterName]).catch(() => '');
+        if ((known.match(/^name$/gm) ?? []).length < 2) return undefined;
+      }
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, describe: () => sentinels.map((s) => s.proc.tail(10)).join('\n') },
+  );
+  const alive = (proc: ManagedProcess | undefined): boolean => proc !== undefined && proc.child.exitCode === null && proc.child.signalCode === null;
+  return {
+    url: `redis+sentinel://${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/${masterName}`,
+    masterName,
+    ports,
+    master: async () => {
+      for (const s of sentinels) {
+        const answer = await ask(s.port, ['sentinel', 'get-master-addr-by-name', masterName]).catch(() => '');
+        const port = Number(answer.split('\n')[1]);
+        if (port > 0) return port;
+      }
+      throw new Error('no Sentinel names a master');
+    },
+    kill: async (port) => {
+      const proc = data.get(port);
+      if (!alive(proc)) return;
+      proc?.child.kill('SIGKILL');
+      await proc?.exited;
+    },
+    replicated: async (timeoutMs = 10_000) => {
+      const offset = async (port: number, field: string): Promise<number> => Number(new RegExp(`${field}:(\\d+)`).exec(await ask(port, ['info', 'replication']))?.[1] ?? -1);
+      await waitFor(
+        'the replica to have every write',
+        async () => {
+          const target = await offset(masterPort, 'master_repl_offset');
+          return target > 0 && (await offset(replicaPort, 'slave_repl_offset')) >= target ? true : undefined;
+        },
+        { timeoutMs, intervalMs: 50 },
+      );
+    },
+    stop: async () => {
+      for (const s of sentinels) await s.proc.stop();
+      for (const proc of data.values()) if (alive(proc)) await proc.stop();
     },
   };
 }
