@@ -1,4 +1,3 @@
-import { Header } from '../contract/filter-wire.js';
 import type { GatewayIR, LiveVersion, ModelIR } from '../ir/types.js';
 import { struct } from '../proto/codec.js';
 import type { ConfigSourceMode } from '../resources/config-source.js';
@@ -11,8 +10,8 @@ import { clusterMessage, usesEds } from './clusters.js';
  * name only that cluster, so moving an alias (or a rollout step) changes one small ClusterLoadAssignment and
  * neither the route configuration nor the clusters.
  *   - Unpinned requests: the cluster's fallback is the default subset (every version with a weight above 0),
- *     balanced by weighted round robin (exact shares), or by Maglev on the sticky-hash header for a sticky
- *     model (a caller stays on its version; a weight change moves few callers).
+ *     balanced by weighted round robin (exact shares), or by Maglev on the caller's sticky header for a
+ *     sticky model (a caller stays on its version; a weight change moves few callers).
  *   - Pins: ext_authz sets x-flowgate-route-version as today; the header_to_metadata filter
  *     (http-filters/split-version.ts) copies it into the `envoy.lb` request metadata, and the subset load
  *     balancer sends the request to the endpoint whose `envoy.lb` metadata has that version. A version the
@@ -34,16 +33,23 @@ export function splitClusterName(model: string): string {
  * Whether the model's split is carried by its EDS cluster: the Gateway asks for it, the model has a live
  * version, and none of them needs a cluster of its own: an address given as a DNS name (EDS takes IPs), or
  * per-version body processing (a cluster-level ext_proc). LLM models keep their per-version clusters: their
- * fallback chains and cooldown are aggregate clusters over them.
+ * fallback chains and cooldown are aggregate clusters over them; so do models with a Rollout, whose analysis
+ * reads each version's traffic from the access log by cluster name.
  */
 export function servedBySplit(ir: GatewayIR, model: ModelIR): boolean {
-  if (ir.trafficSplit !== 'endpoints' || model.llm !== undefined || model.live.length === 0) return false;
+  // A rollout judges each version on its access-log entries, which name the version by its cluster.
+  if (ir.trafficSplit !== 'endpoints' || model.llm !== undefined || model.rollout !== undefined || model.live.length === 0) return false;
   return model.live.every((l) => usesEds(l.address) && l.processing === undefined);
 }
 
-/** The route hash a sticky model's split reads (the same header the weighted clusters read). */
+/**
+ * The route hash of a sticky model's split: the caller's own sticky header. Not the filter service's
+ * x-flowgate-sticky-hash, which the weighted clusters read at route match: every route removes that header,
+ * and real Envoy (1.40) had removed it by the time Maglev hashed (callers then moved between versions).
+ * A credential header is refused as the sticky header in this mode (src/policy/split-checks.ts) for the same reason.
+ */
 export function splitHashPolicy(model: ModelIR): object[] | undefined {
-  return model.sticky ? [{ header: { header_name: Header.stickyHash } }] : undefined;
+  return model.sticky ? [{ header: { header_name: model.sticky.header } }] : undefined;
 }
 
 function splitCluster(ir: GatewayIR, model: ModelIR, mode: ConfigSourceMode): object {
