@@ -206,6 +206,18 @@ describe('the split carried by EDS', () => {
   });
 });
 
+describe('per-version traffic from the access log', () => {
+  test('requests through a split cluster are counted under their version, as with a cluster per version', async () => {
+    const sample = (v: string): string => `flowgate_model_requests_total{model="fraud",version="${v}",code_class="2xx"}`;
+    const before = (await flowgate.metric(sample('2'))) ?? 0;
+    for (let i = 0; i < 10; i++) expect((await post(fraudUrl, { 'x-model-version': '2' })).status).toBe(200);
+    // Envoy flushes its access log every second: wait for the ten entries to be counted.
+    await waitFor('the pinned requests counted under version 2', async () => (((await flowgate.metric(sample('2'))) ?? 0) >= before + 10 ? true : undefined), { timeoutMs: 15_000 });
+    expect(await flowgate.metric(sample('1'))).toBeGreaterThan(0);
+    expect((await flowgate.metrics()).includes('model="split_fraud"')).toBe(false);
+  });
+});
+
 describe('sticky callers on the Maglev split', () => {
   const users = Array.from({ length: 40 }, (_, i) => `user-${i}`);
 
@@ -225,6 +237,17 @@ describe('sticky callers on the Maglev split', () => {
     // Ideally 20% (the share that changed hands); Maglev moves a little more.
     console.log(`sticky: ${moved.length} of ${users.length} callers moved on 50/50 -> 70/30 (${moved.filter((u) => after.get(u) === '1').length} to the stable version)`);
     expect(moved.length).toBeLessThanOrEqual(users.length * 0.4);
+  });
+
+  test('a canary at weight 0 gets no unpinned request and still answers a pin', async () => {
+    writePolicy('chat.yaml', CHAT(0));
+    await waitFor('the 100/0 weights in Envoy', async () => (JSON.stringify(await envoyEndpointWeights('split_chat')) === JSON.stringify({ '1': 100, '2': 1 }) ? true : undefined), {
+      timeoutMs: 15_000,
+      describe: () => flowgate.process.tail(20),
+    });
+    expect(await shares(chatUrl, 200)).toEqual(new Map([['1', 200]]));
+    const pinned = await post(chatUrl, { 'x-model-version': '2' });
+    expect([pinned.status, pinned.headers.get('x-upstream')]).toEqual([200, 'chat-v2']);
   });
 });
 
