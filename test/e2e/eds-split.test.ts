@@ -22,6 +22,8 @@ const POLL_MS = 1000;
 let mlflow: MlflowServer;
 let flowgate: FlowgateProcess;
 let envoy: EnvoyProcess;
+/** A second Envoy on delta ADS, for the bytes of an alias move. */
+let deltaEnvoy: EnvoyProcess;
 let policyDir: string;
 let filtersPort: number;
 let fraudUrl: string;
@@ -137,6 +139,7 @@ beforeAll(async () => {
   chatUrl = `http://127.0.0.1:${listenerPort}/models/chat`;
   flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, filtersPort });
   envoy = await startEnvoy({ nodeId: 'e2e-eds-split', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
+  deltaEnvoy = await startEnvoy({ nodeId: 'e2e-eds-split-delta', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort, delta: true });
   for (const url of [fraudUrl, chatUrl]) {
     await waitFor(`the route ${url}`, async () => ((await post(url)).status === 200 ? true : undefined), { timeoutMs: 30_000, describe: () => flowgate.process.tail(30) });
   }
@@ -144,6 +147,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await envoy?.stop();
+  await deltaEnvoy?.stop();
   await flowgate?.stop();
   await mlflow?.stop();
   for (const u of upstreams) await u.close();
@@ -191,6 +195,8 @@ describe('the split carried by EDS', () => {
     expect(notLive.status).toBe(404);
     expect(JSON.parse(notLive.text)).toMatchObject({ error: 'version_not_live', live_versions: ['1', '2'] });
     expect((await post(fraudUrl, { 'x-model-alias': 'nightly' })).status).toBe(404);
+    const ambiguous = await post(fraudUrl, { 'x-model-version': '1', 'x-model-alias': 'challenger' });
+    expect([ambiguous.status, (JSON.parse(ambiguous.text) as { error?: string }).error]).toEqual([400, 'ambiguous_pin']);
     expect(upstreams[2]?.received.length).toBe(0);
   });
 
@@ -254,14 +260,15 @@ describe('sticky callers on the Maglev split', () => {
 describe('an alias move is one ClusterLoadAssignment', () => {
   test('moving the champion under steady load: no failed request, no route or cluster update, a few hundred bytes to Envoy', async () => {
     const statNames = ['http.public.rds.public.update_success', 'cluster_manager.cds.update_success', `cluster.${XDS_CLUSTER}.upstream_cx_rx_bytes_total`];
-    const stats = async (): Promise<number[]> => {
-      const all = await envoy.stats();
+    const stats = async (of: EnvoyProcess = envoy): Promise<number[]> => {
+      const all = await of.stats();
       return statNames.map((n) => all.get(n) ?? Number.NaN);
     };
     const load = steadyLoad([fraudUrl], { concurrency: 4, init: () => ({ method: 'POST', body: '{}' }) });
     await load.progress(20);
     const [rdsBefore, cdsBefore, bytesBefore] = await stats();
-    expect([rdsBefore, cdsBefore, bytesBefore].every((x) => Number.isFinite(x))).toBe(true);
+    const deltaBefore = await stats(deltaEnvoy);
+    expect([rdsBefore, cdsBefore, bytesBefore, ...deltaBefore].every((x) => Number.isFinite(x))).toBe(true);
     await mlflow.admin.setAlias('fraud', 'champion', '3');
     await waitFor('v3 serving the champion share', async () => (JSON.stringify(await envoyEndpointWeights('split_fraud')) === JSON.stringify({ '3': 90, '2': 10 }) ? true : undefined), {
       timeoutMs: 20_000,
@@ -271,13 +278,23 @@ describe('an alias move is one ClusterLoadAssignment', () => {
     await load.progress(100);
     const result = await load.stop();
     const [rdsAfter, cdsAfter, bytesAfter] = await stats();
+    // The delta Envoy has the move too (its own EDS), with no route or cluster update either.
+    await waitFor('the move on the delta Envoy', async () => {
+      const dump = JSON.parse(await deltaEnvoy.admin('/config_dump?include_eds')) as unknown;
+      return JSON.stringify(dump).includes(`"port_value":${upstreams[2]?.port}`) ? true : undefined;
+    }, { timeoutMs: 10_000 });
+    const deltaAfter = await stats(deltaEnvoy);
     expect(result.failures).toEqual([]);
     expect(result.byUpstream.get('v3')).toBeGreaterThan(0);
     expect([rdsAfter, cdsAfter]).toEqual([rdsBefore, cdsBefore]);
     const bytes = (bytesAfter ?? 0) - (bytesBefore ?? 0);
-    console.log(`alias move: Envoy received ${bytes} bytes from the control plane`);
-    expect(bytes).toBeGreaterThan(0);
-    expect(bytes).toBeLessThan(10 * 1024);
+    const deltaBytes = (deltaAfter[2] ?? 0) - (deltaBefore[2] ?? 0);
+    console.log(`alias move: the SotW Envoy received ${bytes} bytes from the control plane, the delta Envoy ${deltaBytes}`);
+    for (const b of [bytes, deltaBytes]) {
+      expect(b).toBeGreaterThan(0);
+      expect(b).toBeLessThan(10 * 1024);
+    }
+    expect(deltaAfter.slice(0, 2)).toEqual(deltaBefore.slice(0, 2));
     const champion = await post(fraudUrl, { 'x-model-alias': 'champion' });
     expect([champion.status, champion.headers.get('x-upstream')]).toEqual([200, 'v3']);
     expect((await shares(fraudUrl, 200)).get('1')).toBeUndefined();
