@@ -8,7 +8,7 @@ import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
 import { startMlflow, type MlflowServer } from '../harness/mlflow.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
-import { request, steadyLoad } from '../harness/traffic.js';
+import { request, steadyLoad, versionShares } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 
 /**
@@ -63,23 +63,10 @@ const writePolicy = (file: string, text: string): void => writeFileSync(join(pol
 
 const post = (url: string, headers: Record<string, string> = {}): ReturnType<typeof request> => request(url, { method: 'POST', body: '{"x":1}', headers: { 'content-type': 'application/json', ...headers } });
 
-/** Answers by served version (x-flowgate-model-version) over `n` requests, `concurrency` at a time; every one must be a 200. */
-async function shares(url: string, n: number, concurrency = 8): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        next++;
-        const a = await post(url);
-        expect(a.status).toBe(200);
-        const v = a.headers.get('x-flowgate-model-version') ?? 'none';
-        counts.set(v, (counts.get(v) ?? 0) + 1);
-      }
-    }),
-  );
-  return counts;
-}
+const JSON_POST = (): RequestInit => ({ method: 'POST', body: '{"x":1}', headers: { 'content-type': 'application/json' } });
+
+/** Answers by served version over `n` unpinned requests (every one a 200). */
+const shares = (url: string, n: number): Promise<Map<string, number>> => versionShares(url, n, { init: JSON_POST });
 
 /** The endpoint weights Envoy holds for a split cluster, by version (from its EDS config dump). */
 async function envoyEndpointWeights(cluster: string): Promise<Record<string, number>> {
