@@ -33,12 +33,11 @@ export function splitClusterName(model: string): string {
  * Whether the model's split is carried by its EDS cluster: the Gateway asks for it, the model has a live
  * version, and none of them needs a cluster of its own: an address given as a DNS name (EDS takes IPs), or
  * per-version body processing (a cluster-level ext_proc). LLM models keep their per-version clusters: their
- * fallback chains and cooldown are aggregate clusters over them; so do models with a Rollout, whose analysis
- * reads each version's traffic from the access log by cluster name.
+ * fallback chains and cooldown are aggregate clusters over them. A Rollout's steps are weight changes like
+ * any other (its analysis reads each version's traffic from the access log's host tags, access-log.ts).
  */
 export function servedBySplit(ir: GatewayIR, model: ModelIR): boolean {
-  // A rollout judges each version on its access-log entries, which name the version by its cluster.
-  if (ir.trafficSplit !== 'endpoints' || model.llm !== undefined || model.rollout !== undefined || model.live.length === 0) return false;
+  if (ir.trafficSplit !== 'endpoints' || model.llm !== undefined || model.live.length === 0) return false;
   return model.live.every((l) => usesEds(l.address) && l.processing === undefined);
 }
 

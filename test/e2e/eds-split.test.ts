@@ -8,6 +8,7 @@ import { startFlowgate, type FlowgateProcess } from '../harness/flowgate.js';
 import { startMlflow, type MlflowServer } from '../harness/mlflow.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';
+import { aliasesOf } from '../harness/rollouts.js';
 import { request, steadyLoad, versionShares } from '../harness/traffic.js';
 import { startEchoUpstream, type EchoUpstream } from '../harness/upstreams.js';
 
@@ -28,7 +29,7 @@ let policyDir: string;
 let filtersPort: number;
 let fraudUrl: string;
 let chatUrl: string;
-/** fraud v1..v3, then chat v1, v2. */
+/** fraud v1..v3, then chat v1, v2, then ranker v1, v2. */
 const upstreams: EchoUpstream[] = [];
 
 const GATEWAY = (port: number): string => `kind: Gateway
@@ -58,6 +59,24 @@ traffic:
   canary: { alias: challenger, weight: ${canaryWeight} }
   sticky: { header: x-user-id }
 `;
+
+/** A progressive rollout of ranker's challenger: two steps, judged every 2s on its error rate. */
+const RANKER = `kind: Model
+name: ranker
+upstream: { versionTag: flowgate.address }
+traffic: { stable: { alias: champion } }
+---
+kind: Rollout
+model: ranker
+interval: 2000ms
+steps: [20, 50]
+threshold: 2
+minRequests: 5
+inconclusiveLimit: 5
+metrics: [{ name: error_rate, max: 1 }]
+`;
+
+const rankerUrl = (): string => fraudUrl.replace(/fraud$/, 'ranker');
 
 const writePolicy = (file: string, text: string): void => writeFileSync(join(policyDir, file), text);
 
@@ -102,7 +121,7 @@ async function stickyVersions(users: readonly string[], rounds: number): Promise
 
 beforeAll(async () => {
   mlflow = await startMlflow();
-  for (const name of ['v1', 'v2', 'v3', 'chat-v1', 'chat-v2']) upstreams.push(await startEchoUpstream(name));
+  for (const name of ['v1', 'v2', 'v3', 'chat-v1', 'chat-v2', 'ranker-v1', 'ranker-v2']) upstreams.push(await startEchoUpstream(name));
   await mlflow.admin.createRegisteredModel('fraud');
   for (const [i, u] of upstreams.slice(0, 3).entries()) {
     await mlflow.admin.createModelVersion({ name: 'fraud', source: `s3://models/fraud/${i + 1}`, tags: { 'flowgate.address': `127.0.0.1:${u.port}` } });
@@ -115,6 +134,11 @@ beforeAll(async () => {
   }
   await mlflow.admin.setAlias('chat', 'champion', '1');
   await mlflow.admin.setAlias('chat', 'challenger', '2');
+  await mlflow.admin.createRegisteredModel('ranker');
+  for (const [i, u] of upstreams.slice(5).entries()) {
+    await mlflow.admin.createModelVersion({ name: 'ranker', source: `s3://models/ranker/${i + 1}`, tags: { 'flowgate.address': `127.0.0.1:${u.port}` } });
+  }
+  await mlflow.admin.setAlias('ranker', 'champion', '1');
 
   policyDir = mkdtempSync(join(tmpdir(), 'flowgate-policy-'));
   const listenerPort = await freePort();
@@ -122,12 +146,13 @@ beforeAll(async () => {
   writePolicy('gateway.yaml', GATEWAY(listenerPort));
   writePolicy('fraud.yaml', FRAUD);
   writePolicy('chat.yaml', CHAT(50));
+  writePolicy('ranker.yaml', RANKER);
   fraudUrl = `http://127.0.0.1:${listenerPort}/models/fraud`;
   chatUrl = `http://127.0.0.1:${listenerPort}/models/chat`;
-  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, filtersPort });
+  flowgate = await startFlowgate({ policyDir, mlflowUri: mlflow.uri, pollIntervalMs: POLL_MS, filtersPort, extraArgs: ['--rollout-tick', '250ms'] });
   envoy = await startEnvoy({ nodeId: 'e2e-eds-split', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort });
   deltaEnvoy = await startEnvoy({ nodeId: 'e2e-eds-split-delta', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort, delta: true });
-  for (const url of [fraudUrl, chatUrl]) {
+  for (const url of [fraudUrl, chatUrl, rankerUrl()]) {
     await waitFor(`the route ${url}`, async () => ((await post(url)).status === 200 ? true : undefined), { timeoutMs: 30_000, describe: () => flowgate.process.tail(30) });
   }
 }, 240_000);
@@ -286,4 +311,40 @@ describe('an alias move is one ClusterLoadAssignment', () => {
     expect([champion.status, champion.headers.get('x-upstream')]).toEqual([200, 'v3']);
     expect((await shares(fraudUrl, 200)).get('1')).toBeUndefined();
   });
+});
+
+describe('a progressive rollout on the split', () => {
+  test('every step is an endpoint-weight change: promoted with no failed request and no route update', async () => {
+    const rds = async (): Promise<number | undefined> => (await envoy.stats()).get('http.public.rds.public.update_success');
+    const rdsBefore = await rds();
+    expect(rdsBefore).toBeGreaterThan(0);
+    const load = steadyLoad([rankerUrl()], { concurrency: 3, init: JSON_POST });
+    // Every distinct endpoint-weight state Envoy held for the model, sampled while the rollout runs.
+    const seen: string[] = [];
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        const w = JSON.stringify(await envoyEndpointWeights('split_ranker'));
+        if (seen.at(-1) !== w) seen.push(w);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await load.progress(10);
+    await mlflow.admin.setAlias('ranker', 'challenger', '2');
+    await waitFor('ranker promoted: champion moved to version 2', async () => ((await aliasesOf(mlflow.uri, 'ranker')).champion === '2' ? true : undefined), {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      describe: () => flowgate.process.tail(40),
+    });
+    await waitFor('Envoy serving version 2 alone', async () => (JSON.stringify(await envoyEndpointWeights('split_ranker')) === JSON.stringify({ '2': 100 }) ? true : undefined), { timeoutMs: 15_000 });
+    await load.progress(20);
+    const result = await load.stop();
+    watching = false;
+    await watch;
+    expect(result.failures).toEqual([]);
+    expect(result.byUpstream.get('ranker-v2')).toBeGreaterThan(0);
+    expect(seen).toEqual(expect.arrayContaining([JSON.stringify({ '1': 80, '2': 20 }), JSON.stringify({ '1': 50, '2': 50 })]));
+    expect(seen.at(-1)).toBe(JSON.stringify({ '2': 100 }));
+    expect(await rds()).toBe(rdsBefore);
+  }, 90_000);
 });

@@ -72,14 +72,13 @@ describe('the split carried by one EDS cluster per model', () => {
     expect(byType(off, TypeUrl.Cluster).has('model_fraud_v1')).toBe(true);
   });
 
-  test('LLM models, rollouts and versions with their own body processing keep weighted clusters', () => {
+  test('LLM models and versions with their own body processing keep weighted clusters', () => {
     const fraud = model('fraud');
     const [first, ...rest] = fraud.live;
     if (!first) throw new Error('fraud has no live version');
     const processing = { protocol: 'mlflow' as const, validateInput: true, convert: false, signature: { status: 'none' as const } };
     expect(servedBySplit(IR, { ...fraud, live: [{ ...first, processing }, ...rest] })).toBe(false);
     expect(servedBySplit(IR, { ...fraud, llm: {} as NonNullable<ModelIR['llm']> })).toBe(false);
-    expect(servedBySplit(IR, { ...fraud, rollout: {} as NonNullable<ModelIR['rollout']> })).toBe(false);
     expect(servedBySplit(IR, { ...fraud, live: [] })).toBe(false);
     expect(servedBySplit(IR, fraud)).toBe(true);
   });
