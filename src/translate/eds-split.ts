@@ -34,10 +34,14 @@ export function splitClusterName(model: string): string {
  * version, and none of them needs a cluster of its own: an address given as a DNS name (EDS takes IPs), or
  * per-version body processing (a cluster-level ext_proc). LLM models keep their per-version clusters: their
  * fallback chains and cooldown are aggregate clusters over them. A Rollout's steps are weight changes like
- * any other (its analysis reads each version's traffic from the access log's host tags, access-log.ts).
+ * any other (its analysis reads each version's traffic from the access log's host tags, access-log.ts),
+ * unless the model retries.
  */
 export function servedBySplit(ir: GatewayIR, model: ModelIR): boolean {
   if (ir.trafficSplit !== 'endpoints' || model.llm !== undefined || model.live.length === 0) return false;
+  // A retry picks a host again, so an unpinned retry may land on another version: a rollout would then judge
+  // the canary on what the stable version answered for it. Such models keep a cluster per version.
+  if (model.rollout !== undefined && (model.settings.retries?.attempts ?? 0) > 0) return false;
   return model.live.every((l) => usesEds(l.address) && l.processing === undefined);
 }
 

@@ -60,10 +60,14 @@ traffic:
   sticky: { header: x-user-id }
 `;
 
-/** A progressive rollout of ranker's challenger: two steps, judged every 2s on its error rate. */
+/**
+ * A progressive rollout of ranker's challenger: two steps, judged every 2s on its error rate. No retries: a
+ * retry may land on another version of a split cluster, so a retrying model's rollout keeps weighted clusters.
+ */
 const RANKER = `kind: Model
 name: ranker
 upstream: { versionTag: flowgate.address }
+retries: { attempts: 0 }
 traffic: { stable: { alias: champion } }
 ---
 kind: Rollout

@@ -72,7 +72,7 @@ describe('the split carried by one EDS cluster per model', () => {
     expect(byType(off, TypeUrl.Cluster).has('model_fraud_v1')).toBe(true);
   });
 
-  test('LLM models and versions with their own body processing keep weighted clusters', () => {
+  test('LLM models, versions with their own body processing and rollouts with retries keep weighted clusters', () => {
     const fraud = model('fraud');
     const [first, ...rest] = fraud.live;
     if (!first) throw new Error('fraud has no live version');
@@ -80,6 +80,11 @@ describe('the split carried by one EDS cluster per model', () => {
     expect(servedBySplit(IR, { ...fraud, live: [{ ...first, processing }, ...rest] })).toBe(false);
     expect(servedBySplit(IR, { ...fraud, llm: {} as NonNullable<ModelIR['llm']> })).toBe(false);
     expect(servedBySplit(IR, { ...fraud, live: [] })).toBe(false);
+    // A rollout is judged per version: a retry that may move to another version would blur it.
+    const rollout = {} as NonNullable<ModelIR['rollout']>;
+    const retries = { attempts: 2, on: ['5xx'], perTryTimeoutMs: undefined };
+    expect(servedBySplit(IR, { ...fraud, rollout, settings: { ...fraud.settings, retries } })).toBe(false);
+    expect(servedBySplit(IR, { ...fraud, rollout, settings: { ...fraud.settings, retries: undefined } })).toBe(true);
     expect(servedBySplit(IR, fraud)).toBe(true);
   });
 });
