@@ -145,6 +145,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       audit: auditRules(policy.gateway),
       openai,
       ...(pipelines.length > 0 && { pipelines, pipelineService: pipelineServiceOf(policy.gateway) }),
+      ...(policy.gateway.traffic?.split === 'endpoints' && { trafficSplit: 'endpoints' as const }),
     },
     issues,
   };

@@ -475,6 +475,8 @@ export interface GatewayIR {
   readonly pipelines?: readonly PipelineIR[];
   /** Set when there are pipelines. */
   readonly pipelineService?: PipelineServiceIR;
+  /** Gateway.traffic.split: endpoints (src/translate/eds-split.ts); absent: weighted clusters in the routes. */
+  readonly trafficSplit?: 'endpoints';
 }
 
 export interface TracingIR {

@@ -1,6 +1,7 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { checkDeclarations, checkReferences, checkRollouts, type DeclaredDocument, type ValidDocument } from './checks.js';
+import { checkSplit } from './split-checks.js';
 import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, shown, type PolicyIssue } from './issues.js';
 import { assemblePolicy, defaultGateway, type Policy } from './policy.js';
 import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema/index.js';
@@ -187,7 +188,7 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
   };
   const gateway = parts.gateway?.policy ?? defaultGateway();
   const known = { models: names('Model'), consumers: names('Consumer'), pipelines: names('Pipeline'), gatewayValid: !brokenGateway };
-  issues.push(...checkReferences(valid, gateway, parts.gateway?.source, known), ...checkRollouts(valid, known));
+  issues.push(...checkReferences(valid, gateway, parts.gateway?.source, known), ...checkRollouts(valid, known), ...checkSplit(valid, gateway));
 
   if (issues.length > 0) return { ok: false, issues: dedupe(issues).sort(compareIssues) };
   return { ok: true, policy: assemblePolicy(parts) };

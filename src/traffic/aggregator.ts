@@ -1,7 +1,8 @@
 import type { HTTPAccessLogEntry__Output } from '../generated/envoy/data/accesslog/v3/HTTPAccessLogEntry.js';
 import type { Duration__Output } from '../generated/google/protobuf/Duration.js';
 import { LLM_METADATA } from '../contract/filter-wire.js';
-import { parseClusterName } from '../ir/types.js';
+import { clusterName, parseClusterName } from '../ir/types.js';
+import { ALS_TAG } from '../translate/access-log.js';
 import { fromStruct } from '../proto/codec.js';
 import { LATENCY_BUCKETS, trafficMetrics } from './metrics.js';
 
@@ -94,8 +95,13 @@ export function entryLatency(entry: HTTPAccessLogEntry__Output): number | undefi
 
 /** The aggregator's view of one access-log entry. */
 export function trafficRecord(entry: HTTPAccessLogEntry__Output): TrafficRecord {
+  // A split cluster's entry (Gateway.traffic.split: endpoints) names the version in its host tags: counted
+  // under the version's own cluster name, as with weighted clusters.
+  const tags = entry.common_properties?.custom_tags;
+  const model = tags?.[ALS_TAG.model];
+  const version = tags?.[ALS_TAG.version];
   return {
-    cluster: entry.common_properties?.upstream_cluster ?? '',
+    cluster: model && version ? clusterName(model, version) : (entry.common_properties?.upstream_cluster ?? ''),
     code: entry.response?.response_code?.value ?? 0,
     latencySeconds: entryLatency(entry),
     firstByteSeconds: seconds(entry.common_properties?.time_to_first_upstream_rx_byte),

@@ -13,10 +13,18 @@ export const ALS_FLUSH_INTERVAL_MS = 1000;
 export const ALS_BUFFER_BYTES = 16 * 1024;
 
 /**
- * The access_log entry (envoy.config.accesslog.v3.AccessLog, plain object) for an HTTP connection manager:
- * gRPC access logs to `clusterName` under `logName`, flushed every second.
+ * The custom tags naming the model and version of the upstream host (its `flowgate` endpoint metadata): an
+ * entry of a split cluster (src/translate/eds-split.ts) names no version in its cluster name.
  */
-export function accessLogConfig(clusterName: string, logName: string): object {
+export const ALS_TAG = { model: 'flowgate.model', version: 'flowgate.version' } as const;
+
+const hostTag = (tag: string, key: string): object => ({ tag, metadata: { kind: { host: {} }, metadata_key: { key: 'flowgate', path: [{ key }] } } });
+
+/**
+ * The access_log entry (envoy.config.accesslog.v3.AccessLog, plain object) for an HTTP connection manager:
+ * gRPC access logs to `clusterName` under `logName`, flushed every second; `hostTags`: with ALS_TAG.
+ */
+export function accessLogConfig(clusterName: string, logName: string, hostTags = false): object {
   return {
     name: 'envoy.access_loggers.http_grpc',
     typed_config: typed(HTTP_GRPC_ACCESS_LOG, {
@@ -26,6 +34,7 @@ export function accessLogConfig(clusterName: string, logName: string): object {
         transport_api_version: 'V3',
         buffer_flush_interval: duration(ALS_FLUSH_INTERVAL_MS),
         buffer_size_bytes: { value: ALS_BUFFER_BYTES },
+        ...(hostTags && { custom_tags: [hostTag(ALS_TAG.model, 'model'), hostTag(ALS_TAG.version, 'version')] }),
       },
     }),
   };

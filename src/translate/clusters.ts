@@ -8,6 +8,7 @@ import { llmClusterFields, llmClusters } from './llm-clusters.js';
 import { tracingCluster } from './tracing.js';
 import { versionProcessingOptions } from './version-ext-proc.js';
 import { pipelineCluster } from './pipelines.js';
+import { servedBySplit, splitClusters } from './eds-split.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -43,7 +44,8 @@ export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
 function buildTargets(ir: GatewayIR): ClusterTarget[] {
   const byName = new Map<string, ClusterTarget>();
   for (const model of ir.models) {
-    for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address, processing: l.processing });
+    // A model whose split is carried by its EDS cluster (eds-split.ts) needs no cluster per live version.
+    if (!servedBySplit(ir, model)) for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address, processing: l.processing });
     const m = model.mirror;
     if (m && !byName.has(m.cluster)) byName.set(m.cluster, { model, version: m.version, cluster: m.cluster, address: m.address, processing: m.processing });
   }
@@ -63,7 +65,8 @@ export function lbEndpoints(t: ClusterTarget): object[] {
   ];
 }
 
-function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: GatewayIR): object {
+/** A version's cluster (without the edge buffer limit and the LLM fields translateClusters adds). */
+export function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: GatewayIR): object {
   const s = t.model.settings;
   const eds = usesEds(t.address);
   const message: Record<string, unknown> = {
@@ -171,6 +174,6 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
       message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
     })),
   );
-  out.push(...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
+  out.push(...splitClusters(ir, mode), ...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
   return out;
 }

@@ -21,7 +21,7 @@ const EARLY_HEADER_MUTATION = 'type.googleapis.com/envoy.extensions.http.early_h
 const UNDERSCORES = { reject: 'REJECT_REQUEST', drop: 'DROP_HEADER', allow: 'ALLOW' } as const;
 
 /** The listener of one policy listener, serving `filters` (before the router) and its routes over RDS. */
-export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, edge: EdgeIR, filters: readonly object[] = [], tracing?: object, llmApi = false): object {
+export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, edge: EdgeIR, filters: readonly object[] = [], tracing?: object, llmApi = false, hostTags = false): object {
   return {
     name: listener.name,
     address: { socket_address: { address: listener.address, port_value: listener.port } },
@@ -62,7 +62,7 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
               request_headers_timeout: duration(edge.requestHeadersTimeoutMs),
               local_reply_config: localReplyConfig(llmApi),
               // Per-model traffic: Envoy streams its access log to the control plane through the bootstrap's xDS cluster.
-              access_log: [accessLogConfig(XDS_CLUSTER, listener.name)],
+              access_log: [accessLogConfig(XDS_CLUSTER, listener.name, hostTags)],
               ...(tracing && { tracing }),
               http_filters: [...filters, { name: 'envoy.filters.http.router', typed_config: typed(ROUTER_TYPE, {}) }],
             }),
@@ -76,6 +76,6 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
     const llmApi = ir.openai?.listener === l.name && listenerModels(ir, l.name).some((m) => m.llm);
-    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, listenerOwners(ir, l.name), l.name), hcmTracing(ir), llmApi) };
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, listenerOwners(ir, l.name), l.name), hcmTracing(ir), llmApi, ir.trafficSplit === 'endpoints') };
   });
 }

@@ -7,6 +7,7 @@ import { DEFAULT_MAX_BODY_BYTES } from '../ir/filter-rules.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
 import { llmRoutes } from './llm-routes.js';
+import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -77,14 +78,16 @@ export interface RouteShape {
   readonly removeHeaders?: readonly string[];
   /** A route taken while the model cools down (the LLM router's header), to this cluster. */
   readonly cooldown?: { readonly header: string; readonly cluster: string } | undefined;
+  /** Set when the model's split is carried by this EDS cluster (eds-split.ts): every route targets it. */
+  readonly splitCluster?: string | undefined;
 }
 
 /** The shape of a model's classic routes. */
-function classicShape(model: ModelIR, prefixRewrite: string | undefined): RouteShape {
-  return { name: (suffix) => `${model.name}:${suffix}`, prefixRewrite, api: 'flowgate', target: (l) => l.cluster };
+function classicShape(model: ModelIR, prefixRewrite: string | undefined, splitCluster: string | undefined): RouteShape {
+  return { name: (suffix) => `${model.name}:${suffix}`, prefixRewrite, api: 'flowgate', target: (l) => l.cluster, ...(splitCluster !== undefined && { splitCluster }) };
 }
 
-function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: string } | { weighted_clusters: object }): Record<string, unknown> {
+function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: string; hash_policy?: object[] } | { weighted_clusters: object }): Record<string, unknown> {
   const s = model.settings;
   const action: Record<string, unknown> = { ...target, ...(shape.prefixRewrite !== undefined && { prefix_rewrite: shape.prefixRewrite }), timeout: duration(s.timeoutMs) };
   if (shape.retryPolicy) action.retry_policy = shape.retryPolicy;
@@ -138,7 +141,21 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
   };
   const finish = (route: Record<string, unknown>): object => (shape.finish ? shape.finish(route) : route);
   const out: object[] = [];
-  if (model.filters?.routesByVersion) {
+  const split = shape.splitCluster;
+  const hashPolicy = split !== undefined ? splitHashPolicy(model) : undefined;
+  const splitTarget = split !== undefined ? { cluster: split, ...(hashPolicy && { hash_policy: hashPolicy }) } : undefined;
+  if (model.filters?.routesByVersion && splitTarget) {
+    // The version is chosen by the split cluster's subset balancer from the header (header_to_metadata):
+    // one route, whatever the live versions.
+    out.push(
+      finish({
+        name: name('version'),
+        match: { ...match, headers: [...matchHeaders(match), { name: ROUTE_VERSION_HEADER, present_match: true }] },
+        route: routeAction(model, shape, splitTarget),
+        ...common(false),
+      }),
+    );
+  } else if (model.filters?.routesByVersion) {
     // The one version ext_authz decided (a valid pin, or the only versions the caller may use): Envoy never
     // routes on the client's own pin headers, whose repeated or joined values it would read differently.
     for (const l of model.live) {
@@ -154,7 +171,8 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
   }
   const [only] = model.live;
   const target =
-    model.live.length === 1 && only
+    splitTarget ??
+    (model.live.length === 1 && only
       ? { cluster: shape.target(only) }
       : {
           weighted_clusters: {
@@ -162,7 +180,7 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
             // Sticky: the filter service hashes the caller's header into this one; without it, the pick is random.
             ...(model.sticky && { header_name: STICKY_HASH_HEADER }),
           },
-        };
+        });
   if (model.pinning) {
     // A request that pins is first matched here: ext_authz reads the pins, answers 400 or 404 itself, or sets
     // the route-version header and clears the route cache, so the request is matched again above.
@@ -193,17 +211,18 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
  */
 const classicMemo = new WeakMap<ModelIR, Map<string, readonly object[]>>();
 
-function classicRoutes(model: ModelIR, prefix: string): readonly object[] {
+function classicRoutes(model: ModelIR, prefix: string, split: string | undefined): readonly object[] {
   let byPrefix = classicMemo.get(model);
   if (!byPrefix) {
     byPrefix = new Map();
     classicMemo.set(model, byPrefix);
   }
-  let routes = byPrefix.get(prefix);
+  const key = split === undefined ? prefix : `${prefix}\u0000${split}`;
+  let routes = byPrefix.get(key);
   if (!routes) {
     const rw = rewrites(model);
-    routes = [...modelRoutes(model, { path: prefix || '/' }, classicShape(model, rw.exact)), ...modelRoutes(model, { prefix: `${prefix}/` }, classicShape(model, rw.below))];
-    byPrefix.set(prefix, routes);
+    routes = [...modelRoutes(model, { path: prefix || '/' }, classicShape(model, rw.exact, split)), ...modelRoutes(model, { prefix: `${prefix}/` }, classicShape(model, rw.below, split))];
+    byPrefix.set(key, routes);
   }
   return routes;
 }
@@ -268,7 +287,7 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
         continue;
       }
       if (!c.model) continue;
-      routes.push(...classicRoutes(c.model, prefix));
+      routes.push(...classicRoutes(c.model, prefix, servedBySplit(ir, c.model) ? splitClusterName(c.model.name) : undefined));
     }
     routes.push({ name: 'no-route', match: { prefix: '/' }, ...jsonError(404, 'no_route', 'no model is published at this path') });
     return { name: domain === '*' ? 'any' : domain, domains: [domain], routes };

@@ -84,3 +84,24 @@ export function steadyLoad(
     },
   };
 }
+
+/**
+ * Answers by the version that served them (x-flowgate-model-version; 'none' without it) over `n` requests,
+ * `concurrency` at a time. Any answer other than a 200 throws, with its status and body.
+ */
+export async function versionShares(url: string, n: number, options: { concurrency?: number; init?: () => RequestInit } = {}): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: options.concurrency ?? 8 }, async () => {
+      while (next < n) {
+        next++;
+        const a = await request(url, options.init?.() ?? {});
+        if (a.status !== 200) throw new Error(`${url} answered ${a.status}: ${a.text.slice(0, 200)}`);
+        const v = a.headers.get('x-flowgate-model-version') ?? 'none';
+        counts.set(v, (counts.get(v) ?? 0) + 1);
+      }
+    }),
+  );
+  return counts;
+}

@@ -38,6 +38,14 @@ describe('TrafficAggregator', () => {
     expect(trafficRecord(local)).toEqual({ cluster: '', code: 0, latencySeconds: 0.002 });
   });
 
+  test("a split cluster's entry is counted under the version its host tags name", () => {
+    const entry = (tags: Record<string, string>): HTTPAccessLogEntry__Output =>
+      ({ common_properties: { upstream_cluster: 'split_m', custom_tags: tags, duration: { seconds: '1', nanos: 0 } }, response: { response_code: { value: 200 } } }) as unknown as HTTPAccessLogEntry__Output;
+    expect(trafficRecord(entry({ 'flowgate.model': 'm', 'flowgate.version': '7' })).cluster).toBe('model_m_v7');
+    // A local reply has no upstream host: no tags, the cluster as Envoy named it.
+    expect(trafficRecord(entry({})).cluster).toBe('split_m');
+  });
+
   test("reads the request's cost from the filter service's dynamic metadata, and nothing else as a cost", () => {
     const withMeta = (fields: Record<string, unknown>, namespace = 'flowgate.llm'): HTTPAccessLogEntry__Output =>
       ({ common_properties: { upstream_cluster: 'model_m_v4', metadata: { filter_metadata: { [namespace]: { fields } } } }, response: { response_code: { value: 200 } } }) as unknown as HTTPAccessLogEntry__Output;

@@ -107,6 +107,13 @@ export const GatewaySchema = z.strictObject({
       envoyAdminPort: port.optional(),
     })
     .optional(),
+  /**
+   * How Envoy carries each model's split between versions (src/translate/eds-split.ts): `routes`, weighted
+   * clusters in the route configuration; `endpoints`, one EDS cluster per model whose endpoint weights are
+   * the split, so an alias move is one small ClusterLoadAssignment. Absent stays absent (a policy that does
+   * not use it keeps its hash).
+   */
+  traffic: z.strictObject({ split: z.enum(['routes', 'endpoints']).default('routes') }).optional(),
   /** Serves the OpenAI-compatible API (routed by the body's `model`) on one of the listeners. */
   openai: openaiApi.optional(),
   tracing: z

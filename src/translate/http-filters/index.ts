@@ -6,6 +6,7 @@ import { extAuthz } from './ext-authz.js';
 import { extProc } from './ext-proc.js';
 import { llmRouter } from './llm-router.js';
 import { rateLimit } from './ratelimit.js';
+import { splitVersion } from './split-version.js';
 import type { HttpFilterTranslator, RouteContext, RouteFilterConfig, RouteOwner } from './types.js';
 
 /**
@@ -13,9 +14,9 @@ import type { HttpFilterTranslator, RouteContext, RouteFilterConfig, RouteOwner 
  * listener the LLM router first (it reads the body's `model` and picks the model's routes), then
  * authorization (it identifies the caller the others count), then the rate limit, then compression,
  * then body processing. Answers run through them in reverse, so the compressor compresses what ext_proc has
- * read and rewritten.
+ * read and rewritten. Last, the pinned version's metadata for split clusters (split-version.ts).
  */
-export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [llmRouter, extAuthz, rateLimit, compressor, extProc];
+export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [llmRouter, extAuthz, rateLimit, compressor, extProc, splitVersion];
 
 /** Every filter listener `listener` serving `models` needs, in order (the router is added by the listener). */
 export function listenerHttpFilters(ir: GatewayIR, models: readonly RouteOwner[], listener: string): object[] {
