@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { CREDENTIAL_HEADERS, Header, MODEL_CONTEXT_KEY } from '../../../src/contract/filter-wire.js';
+import { CREDENTIAL_HEADERS, Header, MODEL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY, RATE_LIMIT_IN_CHECK } from '../../../src/contract/filter-wire.js';
 import type { CheckRequest } from '../../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
@@ -10,8 +10,21 @@ import { denied, jsonBody, unavailable } from '../responses.js';
 
 /**
  * ext_authz Check: who is calling, may they call this model (and the version they pin), is their token
- * quota spent, and for a sticky model the hash Envoy's weighted split reads.
+ * quota spent, does the request fit the model's rate limits (when the route asks Check to decide them:
+ * one filter call per request instead of Check then ShouldRateLimit), and for a sticky model the hash
+ * Envoy's weighted split reads.
  */
+
+// Metric children bound once: a labelled inc() hashes its labels on every call.
+const rateAllowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
+const rateRefused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
+const rateStoreFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+
+/**
+ * The headers of a 429 for a request over its rate limit, as Envoy's rate-limit filter answers one: the
+ * tightest limit's RateLimit fields and Retry-After, and `x-envoy-ratelimited`.
+ */
+const RATE_LIMITED_HEADERS = { 'x-envoy-ratelimited': 'true' } as const;
 
 /** A stable number from the caller's sticky key (Envoy takes it modulo the split's total weight). */
 export function stickyHash(model: string, key: string): string {
@@ -44,6 +57,22 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
     const message = quota.storeError ? 'the quota store is unavailable' : `token quota exhausted: ${quota.tightest?.name ?? ''}`;
     return denied(status, jsonBody(code, message, quota.retryAfterSeconds !== undefined ? { retry_after_seconds: quota.retryAfterSeconds } : {}), quota.headers);
   }
+  let responseHeaders = quota.headers;
+  if (req.attributes?.context_extensions?.[RATE_LIMIT_CONTEXT_KEY] === RATE_LIMIT_IN_CHECK) {
+    const rate = await engine.limiter.check({ consumer: decision.consumer, model });
+    if (rate.storeError && !rate.allowed) {
+      // As ShouldRateLimit does: Envoy then applies the route's failure mode (a 503 when it fails closed).
+      rateStoreFailed.inc();
+      throw unavailable('the rate-limit store is unavailable');
+    }
+    (rate.allowed ? rateAllowed : rateRefused).inc();
+    audit.write({ kind: 'ratelimit', model, consumer: decision.consumer, decision: rate.allowed ? 'allow' : 'deny', ...(!rate.allowed && { status: 429, code: 'rate_limited' }), requestId });
+    if (!rate.allowed) {
+      const body = jsonBody('rate_limited', 'rate limit exceeded', { retry_after_seconds: rate.retryAfterSeconds ?? 0 });
+      return denied(429, body, { ...quota.headers, ...rate.headers, ...RATE_LIMITED_HEADERS });
+    }
+    if (rate.tightest !== undefined) responseHeaders = { ...quota.headers, ...rate.headers };
+  }
   decisions.inc({ stage: 'authz', result: 'allow', reason: decision.consumer ? 'consumer' : 'anonymous' });
   audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
   const toSet: Record<string, string> = { ...decision.headersToSet };
@@ -60,6 +89,6 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
   }
   return {
     status: { code: grpc.status.OK },
-    ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(quota.headers) },
+    ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(responseHeaders) },
   };
 }
