@@ -19,6 +19,8 @@ import { denied, jsonBody, unavailable } from '../responses.js';
 const rateAllowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
 const rateRefused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
 const rateStoreFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+const allowedConsumer = decisions.labels({ stage: 'authz', result: 'allow', reason: 'consumer' });
+const allowedAnonymous = decisions.labels({ stage: 'authz', result: 'allow', reason: 'anonymous' });
 
 /**
  * The headers of a 429 for a request over its rate limit, as Envoy's rate-limit filter answers one: the
@@ -65,27 +67,29 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
       rateStoreFailed.inc();
       throw unavailable('the rate-limit store is unavailable');
     }
-    (rate.allowed ? rateAllowed : rateRefused).inc();
-    audit.write({ kind: 'ratelimit', model, consumer: decision.consumer, decision: rate.allowed ? 'allow' : 'deny', ...(!rate.allowed && { status: 429, code: 'rate_limited' }), requestId });
     if (!rate.allowed) {
+      rateRefused.inc();
+      audit.write({ kind: 'ratelimit', model, consumer: decision.consumer, decision: 'deny', status: 429, code: 'rate_limited', requestId });
       const body = jsonBody('rate_limited', 'rate limit exceeded', { retry_after_seconds: rate.retryAfterSeconds ?? 0 });
       return denied(429, body, { ...quota.headers, ...rate.headers, ...RATE_LIMITED_HEADERS });
     }
-    if (rate.tightest !== undefined) responseHeaders = { ...quota.headers, ...rate.headers };
+    // An allowed request's one audit line is the authz line below: it is written only once the limits passed.
+    rateAllowed.inc();
+    if (rate.tightest !== undefined) responseHeaders = quota.tightest === undefined ? rate.headers : { ...quota.headers, ...rate.headers };
   }
-  decisions.inc({ stage: 'authz', result: 'allow', reason: decision.consumer ? 'consumer' : 'anonymous' });
+  (decision.consumer ? allowedConsumer : allowedAnonymous).inc();
   audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
-  const toSet: Record<string, string> = { ...decision.headersToSet };
+  let toSet = decision.headersToSet;
+  let toRemove = decision.headersToRemove;
   // A pipeline route keeps the caller's credential: the pipeline service presents it again on every step,
   // through Envoy, so each step is judged as the caller (filters/pipelines/server.ts).
-  const keepCredentials = engine.pipeline(model) !== undefined;
-  const toRemove = decision.headersToRemove.filter((h) => !(keepCredentials && (CREDENTIAL_HEADERS as readonly string[]).includes(h)));
+  if (engine.pipeline(model) !== undefined) toRemove = toRemove.filter((h) => !(CREDENTIAL_HEADERS as readonly string[]).includes(h));
   const sticky = engine.model(model)?.sticky;
   if (sticky) {
     // Never the client's own value: a caller must not choose its version through the hash.
     const key = headers[sticky.header];
-    if (key) toSet[Header.stickyHash] = stickyHash(model, key);
-    else toRemove.push(Header.stickyHash);
+    if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
+    else toRemove = [...toRemove, Header.stickyHash];
   }
   return {
     status: { code: grpc.status.OK },

@@ -75,9 +75,9 @@ describe('rate limits in Check', () => {
     const retry = Number(headers['retry-after']);
     expect(retry).toBeGreaterThan(0);
     expect(JSON.parse(third.denied_response?.body ?? '')).toEqual({ error: 'rate_limited', message: 'rate limit exceeded', retry_after_seconds: retry });
-    const rl = audit.events.filter((e) => e.kind === 'ratelimit');
-    expect(rl.map((e) => e.decision)).toEqual(['allow', 'allow', 'deny']);
-    expect(rl[2]).toMatchObject({ consumer: 'acme', model: 'limited', status: 429, code: 'rate_limited' });
+    // One line per Check: an allowed request's authz line (written once the limits passed), a refusal's ratelimit line.
+    expect(audit.events.map((e) => `${e.kind}:${e.decision}`)).toEqual(['authz:allow', 'authz:allow', 'ratelimit:deny']);
+    expect(audit.events[2]).toMatchObject({ consumer: 'acme', model: 'limited', status: 429, code: 'rate_limited', requestId: 'r1' });
   });
 
   test('a route without the context extension is not counted (its limits go through ShouldRateLimit)', async () => {
