@@ -56,11 +56,13 @@ export const AUTHORIZATION_SERVICE: grpc.ServiceDefinition = {
 };
 
 export const RATE_LIMIT_SERVICE: grpc.ServiceDefinition = {
+  // As Check: the handler reads strings and numbers only, and answers with numeric enums.
   ShouldRateLimit: method(
     '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
     'envoy.service.ratelimit.v3.RateLimitRequest',
     'envoy.service.ratelimit.v3.RateLimitResponse',
     false,
+    { plainRequest: false, builtResponse: true },
   ),
 };
 
