@@ -68,15 +68,17 @@ const decisions = new Counter({
   labelNames: ['result', 'reason'] as const,
   registers: [metricsRegistry],
 });
-for (const reason of ALLOW_REASONS) decisions.inc({ result: 'allow', reason }, 0);
-for (const reason of DENY_REASONS) decisions.inc({ result: 'deny', reason }, 0);
+// Every child bound once (and shown at 0): a labelled inc() hashes its labels on every call.
+const allowed = new Map(ALLOW_REASONS.map((reason) => [reason, decisions.labels({ result: 'allow', reason })]));
+const denials = new Map(DENY_REASONS.map((reason) => [reason, decisions.labels({ result: 'deny', reason })]));
+for (const child of [...allowed.values(), ...denials.values()]) child.inc(0);
 
 /**
  * An allow decision that names the consumer upstream (when known), strips every credential, and tells Envoy
  * which live version to route to when that is decided here (a pin, or a caller limited to some versions).
  */
 export function allowDecision(reason: AllowReason, caller?: { readonly consumer: string; readonly roles: readonly string[] }, routeVersion?: string): AuthzAllow {
-  decisions.inc({ result: 'allow', reason });
+  allowed.get(reason)?.inc();
   const headersToRemove: string[] = [...CREDENTIAL_HEADERS];
   const headersToSet: Record<string, string> = {};
   if (routeVersion !== undefined) headersToSet[Header.routeVersion] = routeVersion;
@@ -98,7 +100,7 @@ export function denyDecision(
   reason: DenyReason,
   d: { status: 400 | 401 | 403 | 404; code: DenyCode; message: string; consumer?: string | undefined; challenge?: Challenge; extra?: Record<string, unknown> },
 ): AuthzDeny {
-  decisions.inc({ result: 'deny', reason });
+  denials.get(reason)?.inc();
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (d.status === 401) {
     headers['www-authenticate'] = d.challenge === 'invalid_token' ? 'Bearer realm="flowgate", error="invalid_token"' : 'Bearer realm="flowgate"';

@@ -1,4 +1,4 @@
-import { apiErrorBody } from '../../src/contract/api-errors.js';
+import { apiErrorBody, LLM_RATE_LIMITED } from '../../src/contract/api-errors.js';
 import type { ApiKind } from '../../src/contract/filter-wire.js';
 
 /**
@@ -25,6 +25,8 @@ function reshapeBody(api: ApiKind, status: number, body: string | Buffer): { sta
   const { error, message } = parsed as Json;
   if (typeof error !== 'string' || typeof message !== 'string') return undefined;
   if (HIDDEN.has(error)) return { status: 404, body: apiErrorBody(api, 404, 'model_not_found', 'The model does not exist or you do not have access to it.') };
+  // A request limit decided in Check answers as Envoy's rate-limit filter's 429 does on these APIs (src/translate/local-replies.ts).
+  if (error === 'rate_limited') return { status, body: apiErrorBody(api, status, LLM_RATE_LIMITED.code, LLM_RATE_LIMITED.message) };
   return { status, body: apiErrorBody(api, status, error, message) };
 }
 

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { messageType, TO_OBJECT } from '../../src/proto/root.js';
+import { messageType, protoEnum, TO_OBJECT } from '../../src/proto/root.js';
 
 /**
  * gRPC method definitions for the services the filter service implements, built from the same protobufjs
@@ -8,17 +8,34 @@ import { messageType, TO_OBJECT } from '../../src/proto/root.js';
  * decode fails that call with INTERNAL inside grpc-js and never reaches a handler.
  */
 
-function codec(typeName: string): { encode: (value: object) => Buffer; decode: (buf: Buffer) => unknown } {
+/**
+ * How one method's messages are converted. `plainRequest: false` hands the handler the decoded protobufjs
+ * message itself (its fields read like a plain object's: strings, maps as objects, unset messages null),
+ * skipping the toObject copy; for handlers that read only string and map fields. `builtResponse` encodes
+ * the handler's object as it is, skipping fromObject; for handlers whose answers already carry the proto's
+ * own types (numeric enums: see setHeaders). Both are per-call copies of the whole message otherwise.
+ */
+interface CodecOptions {
+  readonly plainRequest?: boolean;
+  readonly builtResponse?: boolean;
+}
+
+/** A writer's bytes as a Buffer, without the copy Buffer.from(Uint8Array) makes when it already is one. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function codec(typeName: string, options: { decodePlain: boolean; encodeBuilt: boolean }): { encode: (value: object) => Buffer; decode: (buf: Buffer) => unknown } {
   const type = messageType(typeName);
   return {
-    encode: (value) => Buffer.from(type.encode(type.fromObject(value)).finish()),
-    decode: (buf) => type.toObject(type.decode(buf), TO_OBJECT),
+    encode: options.encodeBuilt ? (value) => asBuffer(type.encode(value).finish()) : (value) => asBuffer(type.encode(type.fromObject(value)).finish()),
+    decode: options.decodePlain ? (buf) => type.toObject(type.decode(buf), TO_OBJECT) : (buf) => type.decode(buf),
   };
 }
 
-function method(path: string, req: string, res: string, stream: boolean): grpc.MethodDefinition<unknown, object> {
-  const request = codec(req);
-  const response = codec(res);
+function method(path: string, req: string, res: string, stream: boolean, options: CodecOptions = {}): grpc.MethodDefinition<unknown, object> {
+  const request = codec(req, { decodePlain: options.plainRequest ?? true, encodeBuilt: false });
+  const response = codec(res, { decodePlain: true, encodeBuilt: options.builtResponse ?? false });
   return {
     path,
     requestStream: stream,
@@ -31,15 +48,21 @@ function method(path: string, req: string, res: string, stream: boolean): grpc.M
 }
 
 export const AUTHORIZATION_SERVICE: grpc.ServiceDefinition = {
-  Check: method('/envoy.service.auth.v3.Authorization/Check', 'envoy.service.auth.v3.CheckRequest', 'envoy.service.auth.v3.CheckResponse', false),
+  // The Check handler reads strings and maps only, and builds its answers with numeric enums (the hot path).
+  Check: method('/envoy.service.auth.v3.Authorization/Check', 'envoy.service.auth.v3.CheckRequest', 'envoy.service.auth.v3.CheckResponse', false, {
+    plainRequest: false,
+    builtResponse: true,
+  }),
 };
 
 export const RATE_LIMIT_SERVICE: grpc.ServiceDefinition = {
+  // As Check: the handler reads strings and numbers only, and answers with numeric enums.
   ShouldRateLimit: method(
     '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
     'envoy.service.ratelimit.v3.RateLimitRequest',
     'envoy.service.ratelimit.v3.RateLimitResponse',
     false,
+    { plainRequest: false, builtResponse: true },
   ),
 };
 
@@ -64,9 +87,14 @@ export function headerMapToRecord(map: unknown): Record<string, string> {
   return out;
 }
 
+/** HeaderValueOption.append_action OVERWRITE_IF_EXISTS_OR_ADD, as its number (answers encoded as built need it). */
+const OVERWRITE = protoEnum('envoy.config.core.v3.HeaderValueOption.HeaderAppendAction', 'OVERWRITE_IF_EXISTS_OR_ADD');
+
 /** HeaderValueOptions that replace any value the request already had. */
 export function setHeaders(headers: Readonly<Record<string, string>>): object[] {
-  return Object.entries(headers).map(([key, value]) => ({ header: { key: key.toLowerCase(), value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
+  const out: object[] = [];
+  for (const key in headers) out.push({ header: { key: key.toLowerCase(), value: headers[key] as string }, append_action: OVERWRITE });
+  return out;
 }
 
 /**
@@ -74,5 +102,5 @@ export function setHeaders(headers: Readonly<Record<string, string>>): object[] 
  * `value` alone is applied as an empty header).
  */
 export function setRawHeaders(headers: Readonly<Record<string, string>>): object[] {
-  return Object.entries(headers).map(([key, value]) => ({ header: { key: key.toLowerCase(), raw_value: Buffer.from(value, 'utf8') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
+  return Object.entries(headers).map(([key, value]) => ({ header: { key: key.toLowerCase(), raw_value: Buffer.from(value, 'utf8') }, append_action: OVERWRITE }));
 }

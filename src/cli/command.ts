@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { parseRedisUrl } from '../redis/client.js';
+import { errorMessage } from '../errors.js';
 
 /**
  * The CLI's command model: each command declares its options once, and a value comes from (first wins)
@@ -133,4 +134,23 @@ export function redisUrlOption(value: unknown, what: string): string | undefined
     throw new UsageError(`${what}: ${err instanceof Error ? err.message : String(err)}`);
   }
   return value;
+}
+
+/** Runs one command with its arguments (after the command name): its exit code; usage errors print its help. */
+export async function runCommand(command: Command, args: string[]): Promise<number> {
+  try {
+    const { values, positionals, help } = resolveOptions(command, args);
+    if (help) {
+      process.stdout.write(commandHelp(command));
+      return 0;
+    }
+    return await command.run(values, positionals);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`flowgate ${command.name}: ${errorMessage(err)}\n\n${commandHelp(command)}`);
+      return 2;
+    }
+    process.stderr.write(`flowgate ${command.name}: ${errorMessage(err)}\n`);
+    return 1;
+  }
 }

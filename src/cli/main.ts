@@ -1,5 +1,4 @@
-import { errorMessage } from '../errors.js';
-import { commandHelp, resolveOptions, UsageError, type Command } from './command.js';
+import { runCommand, type Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { filtersCommand } from './commands/filters.js';
 import { statusCommand } from './commands/status.js';
@@ -41,21 +40,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`flowgate: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
-  try {
-    const { values, positionals, help } = resolveOptions(command, rest);
-    if (help) {
-      process.stdout.write(commandHelp(command));
-      return 0;
-    }
-    return await command.run(values, positionals);
-  } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`flowgate ${name}: ${errorMessage(err)}\n\n${commandHelp(command)}`);
-      return 2;
-    }
-    process.stderr.write(`flowgate ${name}: ${errorMessage(err)}\n`);
-    return 1;
-  }
+  return runCommand(command, rest);
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -35,6 +35,12 @@ const ANTHROPIC_TYPES: Readonly<Record<number, string>> = {
   529: 'overloaded_error',
 };
 
+/**
+ * The LLM APIs' answer to a request over its rate limit: the code OpenAI's own 429s carry, and a message
+ * pointing at Retry-After (Flowgate's own API answers `rate_limited` with `retry_after_seconds`).
+ */
+export const LLM_RATE_LIMITED = { code: 'rate_limit_exceeded', message: 'rate limit exceeded; retry after the time in the retry-after header' } as const;
+
 /** OpenAI's error `type` for a status. */
 export function openaiErrorType(status: number): string {
   return OPENAI_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error');

@@ -97,6 +97,14 @@ export const MODEL_CONTEXT_KEY = 'model';
  * ext_authz context extension `api` and the ext_proc initial metadata `x-flowgate-api`. Absent: Flowgate's own.
  */
 export const API_CONTEXT_KEY = 'api';
+
+/**
+ * The ext_authz context extension that makes Check decide the route's request rate limits itself (one call
+ * instead of Check then ShouldRateLimit): the value is RATE_LIMIT_IN_CHECK. Absent (a route whose limits go
+ * through Envoy's rate-limit filter, or an Envoy on an older config), Check counts nothing.
+ */
+export const RATE_LIMIT_CONTEXT_KEY = 'ratelimit';
+export const RATE_LIMIT_IN_CHECK = 'check';
 export const API_METADATA_KEY = 'x-flowgate-api';
 
 /** The APIs whose error shapes the gateway speaks (src/contract/api-errors.ts). */

@@ -369,8 +369,14 @@ export interface ModelFilters {
   readonly pinAuthz: boolean;
   /** The route table routes on the internal route-version header (pins, or version access rules). */
   readonly routesByVersion: boolean;
-  /** The rate-limit service, with (model, consumer) descriptors. */
+  /** Request rate limits apply: decided inside ext_authz's Check (one filter call per request). */
   readonly rateLimit: boolean;
+  /**
+   * Decide the rate limits through Envoy's rate-limit filter (ShouldRateLimit with (model, consumer)
+   * descriptors, a second call per request) rather than inside Check; for a rate-limit service other than
+   * the filter service's own Check. No policy field sets it yet.
+   */
+  readonly rateLimitFilter?: boolean;
   /** ext_proc: request body for masking or input-token estimates; response body for masking (buffered) or usage (streamed). */
   readonly extProc: { readonly requestBody: boolean; readonly responseBody: 'none' | 'buffered' | 'streamed' } | undefined;
   /** Requests pass when the filter service cannot be reached. */

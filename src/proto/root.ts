@@ -93,6 +93,13 @@ export function messageType(nameOrTypeUrl: string): protobuf.Type {
   return type;
 }
 
+/** The number of a value of an enum ("envoy.config.core.v3.HeaderValueOption.HeaderAppendAction"). */
+export function protoEnum(enumName: string, value: string): number {
+  const n = protoRoot().lookupEnum(enumName).values[value];
+  if (n === undefined) throw new Error(`${enumName} has no value ${value}`);
+  return n;
+}
+
 /** The type URL of a message name. */
 export function typeUrlOf(fullName: string): string {
   return `type.googleapis.com/${fullName}`;

@@ -1,4 +1,4 @@
-import { apiErrorBody } from '../contract/api-errors.js';
+import { apiErrorBody, LLM_RATE_LIMITED } from '../contract/api-errors.js';
 import type { ApiKind } from '../contract/filter-wire.js';
 import { typed } from '../proto/codec.js';
 
@@ -47,7 +47,7 @@ const MAPPERS: readonly Mapper[] = [
 ];
 
 /** On the LLM API only: the rate limiter's own 429 (elsewhere the rate-limit service's body is Flowgate's shape already). */
-const RATE_LIMITED: Mapper = { when: "response.code_details == 'request_rate_limited'", status: 429, error: 'rate_limit_exceeded', message: 'rate limit exceeded; retry after the time in the retry-after header' };
+const RATE_LIMITED: Mapper = { when: "response.code_details == 'request_rate_limited'", status: 429, error: LLM_RATE_LIMITED.code, message: LLM_RATE_LIMITED.message };
 
 function mapper(m: Mapper, api: ApiKind, routes?: string): object {
   const when = routes === undefined ? m.when : `xds.route_name.startsWith('${routes}') && (${m.when})`;

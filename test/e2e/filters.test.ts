@@ -252,18 +252,27 @@ describe('authentication and authorization', () => {
 
 describe('rate limits and token quotas', () => {
   test('a 5-per-minute consumer gets 5 answers, then 429 with RateLimit headers and Retry-After; another consumer is unaffected', async () => {
-    const statuses: number[] = [];
-    let last: HttpAnswer | undefined;
-    for (let i = 0; i < 6; i++) {
-      last = await post('/models/limited', { 'x-api-key': KEYS.acme });
-      statuses.push(last.status);
-    }
-    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    const answers: HttpAnswer[] = [];
+    for (let i = 0; i < 6; i++) answers.push(await post('/models/limited', { 'x-api-key': KEYS.acme }));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 429]);
+    // Served answers carry the tightest limit's RateLimit fields.
+    expect(answers.map((a) => a.headers.get('ratelimit-remaining'))).toEqual(['4', '3', '2', '1', '0', '0']);
+    expect(answers[0]?.headers.get('ratelimit-limit')).toBe('5');
+    expect(Number(answers[0]?.headers.get('ratelimit-reset'))).toBeGreaterThan(0);
+    const last = answers.at(-1);
     expect(last?.headers.get('ratelimit-limit')).toBe('5');
     expect(last?.headers.get('ratelimit-remaining')).toBe('0');
+    expect(Number(last?.headers.get('ratelimit-reset'))).toBeGreaterThan(0);
     expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
-    expect(JSON.parse(last?.text ?? '{}')).toMatchObject({ error: 'rate_limited' });
+    expect(last?.headers.get('content-type')).toBe('application/json');
+    expect(last?.headers.get('x-envoy-ratelimited')).toBe('true');
+    const body = JSON.parse(last?.text ?? '{}') as Record<string, unknown>;
+    expect(body).toEqual({ error: 'rate_limited', message: 'rate limit exceeded', retry_after_seconds: Number(last?.headers.get('retry-after')) });
     expect((await post('/models/limited', { 'x-api-key': KEYS.beta })).status).toBe(200);
+    // Decided inside Check: one filter call per request, Envoy never asks ShouldRateLimit.
+    const metrics = await flowgate.metrics();
+    expect(Number(/flowgate_filter_grpc_seconds_count\{method="Check"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeGreaterThanOrEqual(7);
+    expect(/flowgate_filter_grpc_seconds_count\{method="ShouldRateLimit"\} [1-9]/.test(metrics)).toBe(false);
   });
 
   test.each([

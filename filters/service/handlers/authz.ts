@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { CREDENTIAL_HEADERS, Header, MODEL_CONTEXT_KEY } from '../../../src/contract/filter-wire.js';
+import { CREDENTIAL_HEADERS, Header, MODEL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY, RATE_LIMIT_IN_CHECK } from '../../../src/contract/filter-wire.js';
 import type { CheckRequest } from '../../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
@@ -10,8 +10,23 @@ import { denied, jsonBody, unavailable } from '../responses.js';
 
 /**
  * ext_authz Check: who is calling, may they call this model (and the version they pin), is their token
- * quota spent, and for a sticky model the hash Envoy's weighted split reads.
+ * quota spent, does the request fit the model's rate limits (when the route asks Check to decide them:
+ * one filter call per request instead of Check then ShouldRateLimit), and for a sticky model the hash
+ * Envoy's weighted split reads.
  */
+
+// Metric children bound once: a labelled inc() hashes its labels on every call.
+const rateAllowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
+const rateRefused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
+const rateStoreFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+const allowedConsumer = decisions.labels({ stage: 'authz', result: 'allow', reason: 'consumer' });
+const allowedAnonymous = decisions.labels({ stage: 'authz', result: 'allow', reason: 'anonymous' });
+
+/**
+ * The headers of a 429 for a request over its rate limit, as Envoy's rate-limit filter answers one: the
+ * tightest limit's RateLimit fields and Retry-After, and `x-envoy-ratelimited`.
+ */
+const RATE_LIMITED_HEADERS = { 'x-envoy-ratelimited': 'true' } as const;
 
 /** A stable number from the caller's sticky key (Envoy takes it modulo the split's total weight). */
 export function stickyHash(model: string, key: string): string {
@@ -44,22 +59,40 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
     const message = quota.storeError ? 'the quota store is unavailable' : `token quota exhausted: ${quota.tightest?.name ?? ''}`;
     return denied(status, jsonBody(code, message, quota.retryAfterSeconds !== undefined ? { retry_after_seconds: quota.retryAfterSeconds } : {}), quota.headers);
   }
-  decisions.inc({ stage: 'authz', result: 'allow', reason: decision.consumer ? 'consumer' : 'anonymous' });
+  let responseHeaders = quota.headers;
+  if (req.attributes?.context_extensions?.[RATE_LIMIT_CONTEXT_KEY] === RATE_LIMIT_IN_CHECK) {
+    const rate = await engine.limiter.check({ consumer: decision.consumer, model });
+    if (rate.storeError && !rate.allowed) {
+      // As ShouldRateLimit does: Envoy then applies the route's failure mode (a 503 when it fails closed).
+      rateStoreFailed.inc();
+      throw unavailable('the rate-limit store is unavailable');
+    }
+    if (!rate.allowed) {
+      rateRefused.inc();
+      audit.write({ kind: 'ratelimit', model, consumer: decision.consumer, decision: 'deny', status: 429, code: 'rate_limited', requestId });
+      const body = jsonBody('rate_limited', 'rate limit exceeded', { retry_after_seconds: rate.retryAfterSeconds ?? 0 });
+      return denied(429, body, { ...quota.headers, ...rate.headers, ...RATE_LIMITED_HEADERS });
+    }
+    // An allowed request's one audit line is the authz line below: it is written only once the limits passed.
+    rateAllowed.inc();
+    if (rate.tightest !== undefined) responseHeaders = quota.tightest === undefined ? rate.headers : { ...quota.headers, ...rate.headers };
+  }
+  (decision.consumer ? allowedConsumer : allowedAnonymous).inc();
   audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
-  const toSet: Record<string, string> = { ...decision.headersToSet };
+  let toSet = decision.headersToSet;
+  let toRemove = decision.headersToRemove;
   // A pipeline route keeps the caller's credential: the pipeline service presents it again on every step,
   // through Envoy, so each step is judged as the caller (filters/pipelines/server.ts).
-  const keepCredentials = engine.pipeline(model) !== undefined;
-  const toRemove = decision.headersToRemove.filter((h) => !(keepCredentials && (CREDENTIAL_HEADERS as readonly string[]).includes(h)));
+  if (engine.pipeline(model) !== undefined) toRemove = toRemove.filter((h) => !(CREDENTIAL_HEADERS as readonly string[]).includes(h));
   const sticky = engine.model(model)?.sticky;
   if (sticky) {
     // Never the client's own value: a caller must not choose its version through the hash.
     const key = headers[sticky.header];
-    if (key) toSet[Header.stickyHash] = stickyHash(model, key);
-    else toRemove.push(Header.stickyHash);
+    if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
+    else toRemove = [...toRemove, Header.stickyHash];
   }
   return {
     status: { code: grpc.status.OK },
-    ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(quota.headers) },
+    ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(responseHeaders) },
   };
 }

@@ -4,12 +4,22 @@ import type { RateLimitDescriptor } from '../../ratelimit/limiter.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { decisions } from '../metrics.js';
+import { protoEnum } from '../../../src/proto/root.js';
 import { jsonBody, unavailable } from '../responses.js';
 
 // Metric children bound once: a labelled inc() hashes its labels on every call.
 const allowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
 const refused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
 const storeFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+
+// The answer is encoded as built (filters/service/grpc.ts): enums as their numbers.
+const CODE = {
+  OK: protoEnum('envoy.service.ratelimit.v3.RateLimitResponse.Code', 'OK'),
+  OVER_LIMIT: protoEnum('envoy.service.ratelimit.v3.RateLimitResponse.Code', 'OVER_LIMIT'),
+} as const;
+const UNIT = Object.fromEntries(
+  (['SECOND', 'MINUTE', 'HOUR', 'DAY'] as const).map((u) => [u, protoEnum('envoy.service.ratelimit.v3.RateLimitResponse.RateLimit.Unit', u)]),
+) as Record<'SECOND' | 'MINUTE' | 'HOUR' | 'DAY', number>;
 
 /** ShouldRateLimit: counts the request against every limit on its (model, consumer) descriptors. */
 export async function shouldRateLimit(engine: FilterEngine | undefined, audit: AuditLog, req: RateLimitRequest): Promise<object> {
@@ -37,10 +47,10 @@ export async function shouldRateLimit(engine: FilterEngine | undefined, audit: A
   for (const key in answer.headers) headersToAdd.push({ key, value: answer.headers[key] as string });
   if (over) headersToAdd.push({ key: 'content-type', value: 'application/json' });
   return {
-    overall_code: answer.overallCode,
+    overall_code: CODE[answer.overallCode],
     statuses: answer.statuses.map((s) => ({
-      code: s.code,
-      ...(s.currentLimit && { current_limit: { requests_per_unit: s.currentLimit.requestsPerUnit, unit: s.currentLimit.unit } }),
+      code: CODE[s.code],
+      ...(s.currentLimit && { current_limit: { requests_per_unit: s.currentLimit.requestsPerUnit, unit: UNIT[s.currentLimit.unit] } }),
       limit_remaining: s.limitRemaining,
       duration_until_reset: { seconds: String(Math.ceil(s.durationUntilResetMs / 1000)), nanos: 0 },
     })),

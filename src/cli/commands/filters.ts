@@ -1,17 +1,15 @@
 import { hostname } from 'node:os';
 import { startFilterProcess, type FilterPolicySource } from '../../../filters/service/process.js';
 import { FilterPolicyClient } from '../../../filters/service/xds-client.js';
-import { localFilterPolicySource } from '../../control/filter-policy-source.js';
 import { logger } from '../../observability/log.js';
-import { loadRegistryFile } from '../../registry/file.js';
 import { grpcClientCredentials } from '../../tls/credentials.js';
 import { hostPort, redisUrlOption, UsageError, type Command } from '../command.js';
 import { DEFAULTS } from '../defaults.js';
-import { mlflowOptions, registryOptions } from '../registry-options.js';
+import { registryOptions } from '../registry-options.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budget.js';
 import { defaultWorkers, isFilterWorker, runFilterWorkers, workersPerCore } from '../../../filters/service/workers.js';
 import { AUDIT_DECISIONS, type AuditDecisions, type AuditOptions } from '../../../filters/service/audit.js';
-import { bufferedBytesOption, tlsOption } from './serve.js';
+import { bufferedBytesOption, tlsOption } from '../server-options.js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
 export const filtersCommand: Command = {
@@ -102,6 +100,12 @@ export const filtersCommand: Command = {
       const registryFile = typeof options.registry === 'string' && options.registry !== '' ? options.registry : undefined;
       const pollIntervalMs = Number(options['poll-interval']);
       if (!Number.isInteger(pollIntervalMs) || pollIntervalMs < 100) throw new UsageError('--poll-interval must be a whole number of milliseconds, at least 100');
+      // Loaded only here: the local policy source runs the control plane's pipeline, which --xds replicas never need.
+      const [{ localFilterPolicySource }, { loadRegistryFile }, { mlflowOptions }] = await Promise.all([
+        import('../../control/filter-policy-source.js'),
+        import('../../registry/file.js'),
+        import('../registry-options.js'),
+      ]);
       source = localFilterPolicySource({
         policyDir: policyDir as string,
         ...(registryFile ? { registry: await loadRegistryFile(registryFile) } : { mlflow: mlflowOptions(options) }),

@@ -2,9 +2,9 @@ import { startControlPlane, type ControlPlaneOptions } from '../../control/plane
 import { FlowgateError } from '../../errors.js';
 import { readWebhookSecrets, WEBHOOK_PATH } from '../../registry/webhook-receiver.js';
 import { logger } from '../../observability/log.js';
-import { serverTlsOption, TlsOptionError, type ServerTls } from '../../tls/credentials.js';
 import { DEFAULT_REQUEST_LIMITS } from '../../xds/wire.js';
 import { hostPort, redisUrlOption, UsageError, type Command, type OptionValues } from '../command.js';
+import { bufferedBytesOption, tlsOption } from '../server-options.js';
 import { DEFAULTS } from '../defaults.js';
 import { mlflowOptions, registryOptions } from '../registry-options.js';
 import { loadAdminToken } from '../../admin/token.js';
@@ -183,23 +183,4 @@ function wholeOption(options: OptionValues, name: string, min: number): number {
   const value = Number(options[name]);
   if (!Number.isSafeInteger(value) || value < min) throw new UsageError(`--${name} must be a whole number, at least ${min}`);
   return value;
-}
-
-/** A TLS option group, with a wrong combination reported as a usage error. */
-export function tlsOption(options: OptionValues, prefix: string): ServerTls | undefined {
-  try {
-    return serverTlsOption(options, prefix);
-  } catch (err) {
-    if (err instanceof TlsOptionError) throw new UsageError(err.message);
-    throw err;
-  }
-}
-
-/** A --max-buffered-bytes value (absent: the filter service's default of 256 MiB). */
-export function bufferedBytesOption(value: unknown, flag: string): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const bytes = Number(value);
-  // The filter service refuses less than one exchange's entry reservation (16 KiB).
-  if (!Number.isSafeInteger(bytes) || bytes < 16 * 1024) throw new UsageError(`${flag} must be a whole number of bytes, at least 16384`);
-  return bytes;
 }

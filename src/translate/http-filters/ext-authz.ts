@@ -1,12 +1,13 @@
-import { API_CONTEXT_KEY, FilterName, MODEL_CONTEXT_KEY } from '../../contract/filter-wire.js';
+import { API_CONTEXT_KEY, FilterName, MODEL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY, RATE_LIMIT_IN_CHECK } from '../../contract/filter-wire.js';
 import { typed } from '../../proto/codec.js';
-import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed } from './filter-service.js';
+import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed, rateLimitPath } from './filter-service.js';
 import type { HttpFilterTranslator } from './types.js';
 
 /**
- * ext_authz: credentials, access rules, token-quota admission and the sticky hash, decided by the filter
- * service's Check. Disabled on the listener; each route of a model that needs it enables it with the
- * model's name as a context extension.
+ * ext_authz: credentials, access rules, token-quota admission, request rate limits and the sticky hash,
+ * decided by the filter service's Check. Disabled on the listener; each route of a model that needs it
+ * enables it with the model's name as a context extension, and `ratelimit: check` where the Check also
+ * counts the request against the model's rate limits (ratelimit.ts otherwise).
  */
 
 const EXT_AUTHZ = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
@@ -34,7 +35,11 @@ export const extAuthz: HttpFilterTranslator = {
   routeConfig(model, route) {
     const f = model.filters;
     if (!f?.authz && !(route.pinRequested && f?.pinAuthz)) return {};
-    const context = { [MODEL_CONTEXT_KEY]: model.name, ...(route.api !== 'flowgate' && { [API_CONTEXT_KEY]: route.api }) };
+    const context = {
+      [MODEL_CONTEXT_KEY]: model.name,
+      ...(route.api !== 'flowgate' && { [API_CONTEXT_KEY]: route.api }),
+      ...(f?.authz && rateLimitPath(model) === 'check' && { [RATE_LIMIT_CONTEXT_KEY]: RATE_LIMIT_IN_CHECK }),
+    };
     return { perFilter: { [FilterName.authz(failureMode(model))]: typed(EXT_AUTHZ_ROUTE, { check_settings: { context_extensions: context } }) } };
   },
   resources: filterServiceCluster,

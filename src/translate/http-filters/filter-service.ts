@@ -45,6 +45,16 @@ export function failureMode(model: RouteOwner): FailureMode {
   return model.filters?.failOpen ? 'open' : 'closed';
 }
 
+/**
+ * Where a model's request rate limits are decided: inside ext_authz's Check (the default: one filter call per
+ * request, the Check knows the consumer and the model), or by Envoy's rate-limit filter calling
+ * ShouldRateLimit (a second call), when the IR asks for it.
+ */
+export function rateLimitPath(model: RouteOwner): 'check' | 'filter' | undefined {
+  if (model.filters?.rateLimit !== true) return undefined;
+  return model.filters.rateLimitFilter === true ? 'filter' : 'check';
+}
+
 /** The failure modes (closed first) in which some model among `models` needs the filter `needs` picks out. */
 export function modesUsed(models: readonly RouteOwner[], needs: (m: RouteOwner) => boolean): FailureMode[] {
   return (['closed', 'open'] as const).filter((mode) => models.some((m) => m.filters !== undefined && needs(m) && failureMode(m) === mode));

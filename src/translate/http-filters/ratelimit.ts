@@ -1,12 +1,15 @@
 import { DescriptorKey, FilterName, Header, RATE_LIMIT_DOMAIN } from '../../contract/filter-wire.js';
 import { duration, typed } from '../../proto/codec.js';
-import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed, rateLimitStage } from './filter-service.js';
+import { failureMode, filterServiceCluster, filterServiceGrpc, modesUsed, rateLimitPath, rateLimitStage } from './filter-service.js';
 import type { HttpFilterTranslator } from './types.js';
 
 /**
- * The global rate limit: Envoy asks the filter service's ShouldRateLimit with a (model, consumer)
- * descriptor built by each route's rate_limits. The two failure-mode filters act on different stages, so a
- * route's descriptors are judged by the filter of its model's failure mode only.
+ * The global rate limit through Envoy's rate-limit filter, for models whose IR asks for it
+ * (`filters.rateLimitFilter`): Envoy asks ShouldRateLimit with a (model, consumer) descriptor built by each
+ * route's rate_limits. Every other model's limits are decided inside ext_authz's Check (ext-authz.ts), one
+ * filter call per request instead of two, and this filter is left out of their listeners. The two
+ * failure-mode filters act on different stages, so a route's descriptors are judged by the filter of its
+ * model's failure mode only.
  */
 
 const RATE_LIMIT = 'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit';
@@ -16,7 +19,7 @@ export const rateLimit: HttpFilterTranslator = {
   listenerFilters(ir, models) {
     const fs = ir.filterService;
     if (!fs) return [];
-    return modesUsed(models, (m) => m.filters?.rateLimit === true).map((mode) => ({
+    return modesUsed(models, (m) => rateLimitPath(m) === 'filter').map((mode) => ({
       name: FilterName.rateLimit(mode),
       typed_config: typed(RATE_LIMIT, {
         domain: RATE_LIMIT_DOMAIN,
@@ -29,7 +32,7 @@ export const rateLimit: HttpFilterTranslator = {
     }));
   },
   routeConfig(model) {
-    if (!model.filters?.rateLimit) return {};
+    if (rateLimitPath(model) !== 'filter') return {};
     return {
       rateLimits: [
         {

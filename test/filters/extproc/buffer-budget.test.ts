@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BufferBudget, STREAM_ENTRY_BYTES } from '../../../filters/extproc/buffer-budget.js';
-import { bufferedBytesOption } from '../../../src/cli/commands/serve.js';
+import { bufferedBytesOption } from '../../../src/cli/server-options.js';
 import { counterValue } from '../ratelimit/fixtures.js';
 
 describe('BufferBudget', () => {
