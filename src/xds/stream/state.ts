@@ -3,6 +3,7 @@ import { shortTypeName, type TypeUrl } from '../../resources/types.js';
 import { setVersion, type Snapshot, type XdsResource } from '../snapshot.js';
 import { isFullStateType, isRetainedOnRemoval, pumpAds, PUSH_ORDER, type PushOutcome } from './ordering.js';
 import type { StreamStatus, TypeStatus } from './status.js';
+import { wireBytes, type XdsWireMessage } from '../wire.js';
 
 /**
  * XdsStream: the per-stream protocol state shared by state-of-the-world and delta streams: what the client
@@ -113,7 +114,7 @@ export abstract class XdsStream {
     readonly identity: StreamIdentity,
     protected readonly observer: StreamObserver,
     private readonly write: (bytes: Uint8Array) => void,
-    private readonly deferred?: (make: () => Uint8Array) => void,
+    private readonly deferred?: (make: () => XdsWireMessage) => void,
   ) {}
 
   /** Applies a new snapshot for this stream's group. */
@@ -201,10 +202,10 @@ export abstract class XdsStream {
   }
 
   /** Sends the response `make` encodes (made now, or when the server's push queue gets to it). */
-  protected send(make: () => Uint8Array): void {
+  protected send(make: () => XdsWireMessage): void {
     if (this.closed) return;
-    if (this.deferred) this.deferred(() => make());
-    else this.write(make());
+    if (this.deferred) this.deferred(make);
+    else this.write(wireBytes(make()));
   }
 
   /** True once the stream is gone. */
