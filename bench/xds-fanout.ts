@@ -265,8 +265,10 @@ async function policySource(cache: SnapshotCache, models: number): Promise<Chang
   cache.watch(key, (s) => onPublish?.(s));
   return {
     change: async (xds) => {
+      let publishedAt = 0;
       const published = new Promise<Snapshot>((resolve) => {
         onPublish = (s) => {
+          publishedAt = Date.now();
           xds.target = s;
           onPublish = undefined;
           resolve(s);
@@ -276,7 +278,7 @@ async function policySource(cache: SnapshotCache, models: number): Promise<Chang
       xds.changedAt = Date.now();
       writeFileSync(edit.file, edit.text);
       const snapshot = await published;
-      return { snapshot, publishedMs: Date.now() - xds.changedAt };
+      return { snapshot, publishedMs: publishedAt - xds.changedAt };
     },
     stop: async () => {
       await watcher.stop();
