@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { NodeInfo } from '../cache.js';
 import { shortTypeName, type TypeUrl } from '../../resources/types.js';
 import { setVersion, type Snapshot, type XdsResource } from '../snapshot.js';
@@ -52,7 +53,7 @@ export class TypeState {
   /** Delta: name -> version the client holds (acknowledged, plus the optimistic pending push). */
   readonly held = new Map<string, string>();
   /** SotW: what the client holds (the set it last acknowledged), replaced whole on each ACK. */
-  heldContent: ReadonlyMap<string, XdsResource> = new Map();
+  heldContent: ReadonlyMap<string, XdsResource> = NOTHING_HELD;
   /** Bumped on every subscription change, and on every change of heldContent: they key `memo`. */
   subscriptionRev = 0;
   heldRev = 0;
@@ -68,6 +69,23 @@ export class TypeState {
 
   constructor(readonly typeUrl: TypeUrl) {}
 
+  private keyRev = -1;
+  private key = '';
+
+  /**
+   * The subscription as a short text (wildcard or not, and a digest of the sorted names): streams that ask for
+   * the same names share what desired() computes for them. Recomputed only after a subscription change.
+   */
+  subscriptionKey(): string {
+    if (this.keyRev !== this.subscriptionRev) {
+      const h = createHash('sha1');
+      for (const name of [...this.names].sort()) h.update(name).update('\u0000');
+      this.key = `${this.wildcard ? '*' : ''}${h.digest('base64')}`;
+      this.keyRev = this.subscriptionRev;
+    }
+    return this.key;
+  }
+
   /** Whether the client asked for this resource name (or for every resource of the type). */
   wants(name: string): boolean {
     return this.wildcard || this.names.has(name);
@@ -78,6 +96,27 @@ export class TypeState {
     return Math.max(this.held.size, this.heldContent.size);
   }
 }
+
+/** The initial held set of every type state: shared, so that first pushes share their Desired too. */
+const NOTHING_HELD: ReadonlyMap<string, XdsResource> = new Map();
+
+/** A number per held-set object (held sets are shared: a SotW client holds the set it was sent). */
+const heldIds = new WeakMap<object, number>();
+let nextHeldId = 0;
+function heldId(held: object): number {
+  let id = heldIds.get(held);
+  if (id === undefined) {
+    id = ++nextHeldId;
+    heldIds.set(held, id);
+  }
+  return id;
+}
+
+/**
+ * Desired sets shared by the streams of a snapshot, keyed by type, subscription, retain and held set: at 5,000
+ * streams subscribed to the same EDS names, one map and one set version per change instead of 5,000.
+ */
+const sharedDesired = new WeakMap<Snapshot, Map<string, Desired>>();
 
 /** The resources a client should hold now, and the version of that set (computed on first use). */
 export interface Desired {
@@ -223,6 +262,29 @@ export abstract class XdsStream {
     if (memo && memo.snapshot === snapshot && memo.subscriptionRev === st.subscriptionRev && memo.heldRev === st.heldRev && memo.retain === retain) {
       return memo.value;
     }
+    const value = snapshot ? this.sharedDesired(snapshot, st, retain) : this.computeDesired(undefined, st, retain);
+    if (snapshot) st.memo = { snapshot, subscriptionRev: st.subscriptionRev, heldRev: st.heldRev, retain, value };
+    return value;
+  }
+
+  /** desired() for this snapshot from the streams' shared table (what it holds matters only when retaining). */
+  private sharedDesired(snapshot: Snapshot, st: TypeState, retain: boolean): Desired {
+    const retaining = retain && isRetainedOnRemoval(st.typeUrl);
+    const key = `${st.typeUrl}\u0000${st.subscriptionKey()}\u0000${retaining ? heldId(st.heldContent) : 0}`;
+    let table = sharedDesired.get(snapshot);
+    if (!table) {
+      table = new Map();
+      sharedDesired.set(snapshot, table);
+    }
+    let value = table.get(key);
+    if (!value) {
+      value = this.computeDesired(snapshot, st, retain);
+      table.set(key, value);
+    }
+    return value;
+  }
+
+  private computeDesired(snapshot: Snapshot | undefined, st: TypeState, retain: boolean): Desired {
     const all = snapshot?.resources(st.typeUrl);
     const retained: XdsResource[] = [];
     if (retain && isRetainedOnRemoval(st.typeUrl)) {
@@ -254,7 +316,6 @@ export abstract class XdsStream {
         return version;
       },
     };
-    if (snapshot) st.memo = { snapshot, subscriptionRev: st.subscriptionRev, heldRev: st.heldRev, retain, value };
     return value;
   }
 
