@@ -117,6 +117,12 @@ function heldId(held: object): number {
  * streams subscribed to the same EDS names, one map and one set version per change instead of 5,000.
  */
 const sharedDesired = new WeakMap<Snapshot, Map<string, Desired>>();
+/**
+ * Held sets that other streams can hold too: the sets of the shared table and the initial empty one. A held set
+ * a stream made for itself (names it dropped filtered out) keys nothing shared, or the table would keep one
+ * entry per stream for the snapshot's lifetime.
+ */
+const shareableHeld = new WeakSet<object>([NOTHING_HELD]);
 
 /** The resources a client should hold now, and the version of that set (computed on first use). */
 export interface Desired {
@@ -270,6 +276,7 @@ export abstract class XdsStream {
   /** desired() for this snapshot from the streams' shared table (what it holds matters only when retaining). */
   private sharedDesired(snapshot: Snapshot, st: TypeState, retain: boolean): Desired {
     const retaining = retain && isRetainedOnRemoval(st.typeUrl);
+    if (retaining && !shareableHeld.has(st.heldContent)) return this.computeDesired(snapshot, st, retain);
     const key = `${st.typeUrl}\u0000${st.subscriptionKey()}\u0000${retaining ? heldId(st.heldContent) : 0}`;
     let table = sharedDesired.get(snapshot);
     if (!table) {
@@ -279,6 +286,7 @@ export abstract class XdsStream {
     let value = table.get(key);
     if (!value) {
       value = this.computeDesired(snapshot, st, retain);
+      shareableHeld.add(value.resources);
       table.set(key, value);
     }
     return value;
