@@ -6,6 +6,12 @@
  *
  *   npm run build && node dist/bench/xds-fanout.js [--clients 100,1000,5000] [--models 50]
  *   npx tsx bench/xds-fanout.ts --clients 1000 --models 1000      (the same from the sources)
+ *   npx tsx bench/xds-fanout.ts --source policy --clients 5000 --models 1000
+ *
+ * `--source policy` drives the change from outside, as `serve` sees one: a policy directory of M model files
+ * (bench/peers/fixtures.ts) watched by PolicyWatcher, a registry of M models, the GatewayController
+ * publishing into the cache; the change is one model file rewritten (canary 10 -> 20), timed from the write.
+ * It prints write -> published (watcher, load, pipeline) besides the figures below.
  *
  * Prints per N: change -> first push, change -> all ACKed (p50/p99/max), the event-loop delay during the
  * fan-out (perf_hooks.monitorEventLoopDelay), and the server's RSS before, at its peak during the change
@@ -15,8 +21,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -29,6 +36,11 @@ import { Snapshot, type ResourceInput } from '../src/xds/snapshot.js';
 import type { XdsStream } from '../src/xds/stream/state.js';
 import { messageType } from '../src/proto/root.js';
 import protobuf from 'protobufjs';
+import { GatewayController } from '../src/control/controller.js';
+import { PolicyWatcher } from '../src/policy/watch.js';
+import { registrySnapshotFrom } from '../src/registry/snapshot.js';
+import { snapshotVariantOf } from '../src/resources/variants.js';
+import { policyEdit, registeredModels, writePolicyDir } from './peers/fixtures.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,6 +48,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '100,1000,5000' },
     models: { type: 'string', default: '50' },
     port: { type: 'string' },
+    source: { type: 'string', default: 'snapshot' },
   },
 });
 const self = fileURLToPath(import.meta.url);
@@ -55,6 +68,9 @@ interface Result {
   heapMb: number;
   /** From the change to the first response queued for a stream. */
   firstPushMs: number;
+  /** `--source policy`: from the file write to the new snapshot set in the cache. */
+  publishedMs: number | null;
+  source: string;
   /** Event-loop delay during the fan-out (change to last ACK), ms. */
   loopDelayMaxMs: number;
   loopDelayP99Ms: number;
@@ -212,14 +228,72 @@ class TimedXdsServer extends XdsServer {
   }
 }
 
-async function runServer(n: number, models: number): Promise<void> {
-  const cache = new SnapshotCache();
+/** How the change is made: a snapshot set directly, or a policy file rewritten under a watcher. */
+interface ChangeSource {
+  /** Makes the change; resolves when the new snapshot is in the cache, with it and the trigger time. */
+  change(xds: TimedXdsServer): Promise<{ snapshot: Snapshot; publishedMs: number | null }>;
+  stop(): Promise<void>;
+}
+
+function snapshotSource(cache: SnapshotCache, models: number): ChangeSource {
+  cache.setSnapshot('*', gatewaySnapshot(models, false));
+  const after = gatewaySnapshot(models, true);
+  return {
+    change: (xds) => {
+      xds.target = after;
+      xds.changedAt = Date.now();
+      cache.setSnapshot('*', after);
+      return Promise.resolve({ snapshot: after, publishedMs: null });
+    },
+    stop: () => Promise.resolve(),
+  };
+}
+
+/** What `serve` runs on a policy edit: the watcher, the policy load, the controller's pipeline, the cache. */
+async function policySource(cache: SnapshotCache, models: number): Promise<ChangeSource> {
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-fanout-policy-'));
+  writePolicyDir(dir, models);
+  const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+  controller.setRegistry(registrySnapshotFrom(registeredModels(models, false)));
+  const watcher = new PolicyWatcher(dir, { check: controller.checkPolicy, rescanMs: 60_000 });
+  watcher.on('policy', (p) => controller.setPolicy(p));
+  if ((await watcher.start()).result !== 'applied') throw new Error('the bench policy was not applied');
+  // The variant every bench client resolves to (its node carries no metadata). Watched before any client
+  // connects, so this watcher is told first and the target is set before the first push leaves.
+  const key = cache.keyOf({ id: 'bench-0', cluster: 'bench', metadata: {}, userAgent: 'flowgate-bench' });
+  let onPublish: ((s: Snapshot) => void) | undefined;
+  cache.watch(key, (s) => onPublish?.(s));
+  return {
+    change: async (xds) => {
+      let publishedAt = 0;
+      const published = new Promise<Snapshot>((resolve) => {
+        onPublish = (s) => {
+          publishedAt = Date.now();
+          xds.target = s;
+          onPublish = undefined;
+          resolve(s);
+        };
+      });
+      const edit = policyEdit(dir);
+      xds.changedAt = Date.now();
+      writeFileSync(edit.file, edit.text);
+      const snapshot = await published;
+      return { snapshot, publishedMs: publishedAt - xds.changedAt };
+    },
+    stop: async () => {
+      await watcher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function runServer(n: number, models: number, sourceKind: string): Promise<void> {
+  const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
   const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench' });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
   xds.register(server);
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-  const before = gatewaySnapshot(models, false);
-  cache.setSnapshot('*', before);
+  const source = sourceKind === 'policy' ? await policySource(cache, models) : snapshotSource(cache, models);
   const started = Date.now();
   const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
   await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
@@ -227,13 +301,10 @@ async function runServer(n: number, models: number): Promise<void> {
   await new Promise((r) => setTimeout(r, 1000));
   global.gc?.();
   const rssBefore = process.memoryUsage().rss;
-  const after = gatewaySnapshot(models, true);
   const peakReset = resetPeakRss();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
-  xds.target = after;
-  xds.changedAt = Date.now();
-  cache.setSnapshot('*', after);
+  const { snapshot: after, publishedMs } = await source.change(xds);
   while (xds.doneAt.size < n) await new Promise((r) => setTimeout(r, 5));
   loop.disable();
   const times = [...xds.doneAt.values()].sort((a, b) => a - b);
@@ -254,8 +325,11 @@ async function runServer(n: number, models: number): Promise<void> {
     firstPushMs: xds.firstPushAt - xds.changedAt,
     loopDelayMaxMs: Math.round(loop.max / 1e5) / 10,
     loopDelayP99Ms: Math.round(loop.percentile(99) / 1e5) / 10,
+    publishedMs,
+    source: sourceKind,
     load: loadavg().map((x) => x.toFixed(2)).join(' '),
   };
+  await source.stop();
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   child.kill('SIGKILL');
   server.forceShutdown();
@@ -267,7 +341,7 @@ async function orchestrate(): Promise<void> {
   const counts = String(values.clients).split(',').map(Number);
   const results: Result[] = [];
   for (const n of counts) {
-    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models)], {
+    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source)], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
       env: { ...process.env, FLOWGATE_LOG_LEVEL: 'error' },
       execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(self.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
@@ -280,7 +354,8 @@ async function orchestrate(): Promise<void> {
     const r = JSON.parse(line.slice(7)) as Result;
     results.push(r);
     console.log(
-      `N=${String(r.clients).padStart(5)}  resources=${r.resources}  connect+sync=${r.connectMs}ms  change->first push=${r.firstPushMs}ms  ` +
+      `N=${String(r.clients).padStart(5)}  source=${r.source}  models=${r.models}  resources=${r.resources}  connect+sync=${r.connectMs}ms  ` +
+        `${r.publishedMs === null ? '' : `write->published=${r.publishedMs}ms  `}change->first push=${r.firstPushMs}ms  ` +
         `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
         `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  load ${r.load}`,
     );
@@ -289,5 +364,5 @@ async function orchestrate(): Promise<void> {
 }
 
 if (values.role === 'clients') await runClients(Number(values.port), Number(values.clients));
-else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models));
+else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models), String(values.source));
 else await orchestrate();

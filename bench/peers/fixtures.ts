@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RegisteredModel } from '../../src/registry/types.js';
 
 /**
  * The inputs both sides of the side-by-side serve: a policy directory with one Model file per registered
@@ -69,6 +70,17 @@ export function registryModels(models: number, moved: boolean): RegistryModel[] 
       status: 'READY' as const,
       tags: { 'flowgate.address': `127.0.${Math.floor(i / 200) + 1}.${(i % 200) + 1}:${8000 + v}` },
     })),
+  }));
+}
+
+/** The same registry as the registry snapshot's models (what a poll of the MLflow stub gives). */
+export function registeredModels(models: number, moved: boolean): RegisteredModel[] {
+  return registryModels(models, moved).map((m) => ({
+    name: m.name,
+    description: '',
+    tags: {},
+    aliases: m.aliases,
+    versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
   }));
 }
 

@@ -63,10 +63,9 @@ export class MlflowStub {
     const offset = Number(query.get('page_token') ?? 0) || 0;
     switch (path) {
       case 'registered-models/search':
-        return { status: 200, body: page('registered_models', this.models.map(wireModel), offset, pageSize) };
+        return { status: 200, body: page('registered_models', this.models.filter(namedBy(query.get('filter'))).map(wireModel), offset, pageSize) };
       case 'model-versions/search': {
-        const name = /^name='(.*)'$/.exec(query.get('filter') ?? '')?.[1];
-        const versions = this.models.filter((m) => name === undefined || m.name === name).flatMap(wireVersions);
+        const versions = this.models.filter(namedBy(query.get('filter'))).flatMap(wireVersions);
         return { status: 200, body: page('model_versions', versions, offset, pageSize) };
       }
       case 'registered-models/get': {
@@ -108,4 +107,21 @@ function wireVersions(m: RegistryModel): object[] {
       .filter(([, version]) => version === v.version)
       .map(([alias]) => alias),
   }));
+}
+
+/**
+ * The models a search filter names: `name='x'` or `name IN ('x', 'y')` (what Flowgate's poller sends for the
+ * models its policy names), every model without a filter. A prompt filter (`tags.` ...) names no model here.
+ */
+function namedBy(filter: string | null): (m: RegistryModel) => boolean {
+  if (!filter) return () => true;
+  if (filter.includes('tags.')) return () => false;
+  const one = /^name\s*=\s*'(.*)'$/.exec(filter)?.[1];
+  if (one !== undefined) return (m) => m.name === one;
+  const list = /^name IN \((.*)\)$/.exec(filter)?.[1];
+  if (list !== undefined) {
+    const names = new Set([...list.matchAll(/'([^']*)'/g)].map((x) => x[1]));
+    return (m) => names.has(m.name);
+  }
+  return () => true;
 }

@@ -161,6 +161,10 @@ async function startFlowgate(ctx: XdsContext, fixture: Fixture, changes: readonl
     '--admin-listen',
     `127.0.0.1:${adminPort}`,
     '--no-filters',
+    // Removed clusters go at once, as go-control-plane's do: "complete" is then the exact new configuration
+    // (the default 10 s linger would put the second CDS/EDS push 10 s after the change).
+    '--cluster-linger',
+    '0s',
   ]);
   await waitFor('flowgate serve to be ready', async () => ((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).ok ? true : undefined), 120_000, () => proc.tail());
   return {

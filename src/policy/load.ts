@@ -1,10 +1,9 @@
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { join, sep } from 'node:path';
 import { checkDeclarations, checkReferences, checkRollouts, type DeclaredDocument, type ValidDocument } from './checks.js';
 import { checkSplit } from './split-checks.js';
 import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, shown, type PolicyIssue } from './issues.js';
 import { assemblePolicy, defaultGateway, type Policy } from './policy.js';
 import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema/index.js';
+import { PolicyDirReader, type PolicyDirRead, type PolicyFileText } from './dir-reader.js';
 import { parsePolicyFile, type SourceDocument } from './source.js';
 
 /**
@@ -14,139 +13,21 @@ import { parsePolicyFile, type SourceDocument } from './source.js';
 
 export type PolicyLoad = { readonly ok: true; readonly policy: Policy } | { readonly ok: false; readonly issues: readonly PolicyIssue[] };
 
-/** One policy file's text, with its path relative to the policy directory. */
-export interface PolicyFileText {
-  readonly file: string;
-  readonly text: string;
-}
-
-// Far above any real policy file; a bigger one is a mistake (a data dump in the wrong directory).
-const MAX_FILE_BYTES = 16 * 1024 * 1024;
-
-function isPolicyFileName(name: string): boolean {
-  const lower = name.toLowerCase();
-  return lower.endsWith('.yaml') || lower.endsWith('.yml');
-}
-
-/** One entry the walk found: a policy file, with the path it really is (symlinks resolved), or a refused link. */
-export interface PolicyDirScan {
-  /** Policy files, relative to the directory, sorted, each with the real path it is read from. */
-  readonly files: readonly { readonly file: string; readonly real: string }[];
-  /** Directories to watch (as reached from `dir`), sorted. */
-  readonly directories: readonly string[];
-  /** Relative paths of symlinks that lead outside the directory: never read, never followed. */
-  readonly outside: readonly string[];
-}
-
-/** True when `real` is `root` or below it (both real paths). */
-function inside(root: string, real: string): boolean {
-  return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
-}
-
-/**
- * Walks the policy directory. Symlinks are followed only when they resolve inside it: a Kubernetes ConfigMap
- * is a directory of links into its own `..data`, and that is the one layout that needs them. A link that
- * leads anywhere else (`/etc/passwd`, another team's directory) is reported in `outside` and its target is
- * never read, so neither its content nor its existence reaches a policy or an error message. Each real
- * directory is walked once, so a link loop cannot hang the walk.
- */
-export async function scanPolicyDir(dir: string): Promise<PolicyDirScan> {
-  const root = await realpath(dir);
-  const files: { file: string; real: string }[] = [];
-  const directories: string[] = [];
-  const outside: string[] = [];
-  const seen = new Set<string>();
-  const walk = async (abs: string, real: string, rel: string): Promise<void> => {
-    if (seen.has(real)) return;
-    seen.add(real);
-    directories.push(abs);
-    for (const entry of await readdir(real, { withFileTypes: true })) {
-      if (entry.name.startsWith('.')) continue;
-      const childAbs = join(abs, entry.name);
-      const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      let childReal = join(real, entry.name);
-      let isDir = entry.isDirectory();
-      let isFile = entry.isFile();
-      if (entry.isSymbolicLink()) {
-        const target = await realpath(childReal).catch(() => undefined);
-        // A dangling link is skipped like any non-policy entry; ConfigMap swaps leave none behind.
-        if (target === undefined) continue;
-        if (!inside(root, target)) {
-          if (isPolicyFileName(entry.name) || (await stat(target).catch(() => undefined))?.isDirectory()) outside.push(childRel);
-          continue;
-        }
-        const info = await stat(target).catch(() => undefined);
-        childReal = target;
-        isDir = info?.isDirectory() ?? false;
-        isFile = info?.isFile() ?? false;
-      }
-      if (isDir) await walk(childAbs, childReal, childRel);
-      else if (isFile && isPolicyFileName(entry.name)) files.push({ file: childRel, real: childReal });
-    }
-  };
-  await walk(dir, root, '');
-  files.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-  return { files, directories: directories.sort(), outside: outside.sort() };
-}
-
-/** Relative paths of the policy files under `dir` (symlinks followed only inside it), sorted. */
-export async function listPolicyFiles(dir: string): Promise<string[]> {
-  return (await scanPolicyDir(dir)).files.map((f) => f.file);
-}
-
-/**
- * The directories a watcher must watch to see every edit of the policy: `dir` and, under it, each
- * non-dot directory (through symlinks that stay inside it, each real directory once). ConfigMap `..data`
- * swaps happen in `dir` itself, which is always watched.
- */
-export async function policyDirectories(dir: string): Promise<string[]> {
-  return [...(await scanPolicyDir(dir)).directories];
-}
+export { listPolicyFiles, policyDirectories, scanPolicyDir, type PolicyDirScan, type PolicyFileText } from './dir-reader.js';
 
 /** Reads and validates the policy directory `dir`; never throws, every failure is an issue. */
 export async function loadPolicyDir(dir: string): Promise<PolicyLoad> {
-  let scan: PolicyDirScan;
-  try {
-    scan = await scanPolicyDir(dir);
-  } catch (err) {
-    return { ok: false, issues: [{ file: '', line: 0, col: 0, path: '', message: `cannot read the policy directory: ${ioReason(err)}`, code: 'io' }] };
-  }
-  const { files } = scan;
-  const issues: PolicyIssue[] = scan.outside.map((file) => ({
-    file,
-    line: 0,
-    col: 0,
-    path: '',
-    message: 'is a symbolic link that leads outside the policy directory; it is not read (only links that stay inside it, like a ConfigMap\'s ..data, are followed)',
-    code: 'io' as const,
-  }));
-  if (files.length === 0 && issues.length === 0) {
+  return policyFromRead(dir, await new PolicyDirReader(dir).readAll());
+}
+
+/** Validates what a PolicyDirReader read: its I/O issues reject the load; an empty directory is refused. */
+export function policyFromRead(dir: string, read: PolicyDirRead): PolicyLoad {
+  if (read.issues.length > 0) return { ok: false, issues: read.issues };
+  if (read.files.length === 0) {
     // An empty directory is far more often a failed mount than a wish to unpublish every model.
     return { ok: false, issues: [{ file: '', line: 0, col: 0, path: '', message: 'no policy files (*.yaml, *.yml) found', code: 'io' }] };
   }
-  const texts: PolicyFileText[] = [];
-  for (const { file, real } of files) {
-    try {
-      // The path the walk resolved and checked, not the link: re-pointing the link after the check changes nothing.
-      const info = await stat(real);
-      if (info.size > MAX_FILE_BYTES) {
-        issues.push({ file, line: 0, col: 0, path: '', message: `file is ${info.size} bytes; policy files are limited to ${MAX_FILE_BYTES}`, code: 'io' });
-        continue;
-      }
-      texts.push({ file, text: await readFile(real, 'utf8') });
-    } catch (err) {
-      // Usually an editor or a ConfigMap swap replacing the file right now; the watcher reloads after it.
-      issues.push({ file, line: 0, col: 0, path: '', message: `cannot read: ${ioReason(err)}`, code: 'io' });
-    }
-  }
-  if (issues.length > 0) return { ok: false, issues: issues.sort(compareIssues) };
-  return policyFromFiles(dir, texts);
-}
-
-function ioReason(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  const message = err instanceof Error ? err.message : String(err);
-  return typeof code === 'string' ? `${code}: ${message.replace(/^\w+: /, '')}` : message;
+  return policyFromFiles(dir, read.files);
 }
 
 /** Validates policy file texts as one policy; pure, so the CLI's `validate` and tests need no directory. */

@@ -53,6 +53,28 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
+/**
+ * The canonical JSON of each (deep-frozen) document, kept while the document is: an unchanged file keeps its
+ * document objects from load to load (load.ts), so the policy hash of an edit of one file in a thousand
+ * writes one document's text, not a thousand. Spliced into the hash text at placeholders, which gives exactly
+ * canonicalJson of the whole (an array's text is its elements' texts joined by commas).
+ */
+const documentTexts = new WeakMap<object, string>();
+const SLOT = { gateway: '\u0000gateway', models: '\u0000models', consumers: '\u0000consumers', rollouts: '\u0000rollouts', pipelines: '\u0000pipelines' } as const;
+
+function documentJson(doc: object): string {
+  let text = documentTexts.get(doc);
+  if (text === undefined) {
+    text = canonicalJson(doc);
+    if (Object.isFrozen(doc)) documentTexts.set(doc, text);
+  }
+  return text;
+}
+
+const SLOTS = new RegExp(Object.values(SLOT).map((v) => JSON.stringify(v).replace(/\\/g, '\\\\')).join('|'), 'g');
+
+const documentsJson = (docs: readonly object[]): string => `[${docs.map(documentJson).join(',')}]`;
+
 /** Makes accidental mutation by a later stage throw instead of silently changing the served policy. */
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -85,7 +107,15 @@ export function assemblePolicy(parts: PolicyParts): Policy {
   // Pipelines are hashed only when there are some, so a policy without any keeps the hash it always had.
   const hash = createHash('sha256')
     // Rollouts and pipelines join the hash only when there are some, so policies without them keep their hashes.
-    .update(canonicalJson({ format: 'flowgate.policy/v1', gateway, models, consumers, rollouts: rollouts.length > 0 ? rollouts : undefined, ...(pipelines.length > 0 && { pipelines }) }))
+    .update(
+      canonicalJson({ format: 'flowgate.policy/v1', gateway: SLOT.gateway, models: SLOT.models, consumers: SLOT.consumers, rollouts: rollouts.length > 0 ? SLOT.rollouts : undefined, ...(pipelines.length > 0 && { pipelines: SLOT.pipelines }) })
+        // One pass over the skeleton: the documents' texts spliced in are never searched for slots.
+        .replace(SLOTS, (slot) =>
+          slot === JSON.stringify(SLOT.gateway)
+            ? documentJson(gateway)
+            : documentsJson(slot === JSON.stringify(SLOT.models) ? models : slot === JSON.stringify(SLOT.consumers) ? consumers : slot === JSON.stringify(SLOT.rollouts) ? rollouts : pipelines),
+        ),
+    )
     .digest('hex');
 
   const sources = new Map<string, SourceDocument>();

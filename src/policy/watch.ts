@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import { FlowgateError, errorMessage } from '../errors.js';
@@ -9,7 +8,8 @@ import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import { displayFile, formatIssue } from './format.js';
 import type { PolicyIssue } from './issues.js';
-import { listPolicyFiles, loadPolicyDir, policyDirectories } from './load.js';
+import { policyDirectories, PolicyDirReader, policyPath } from './dir-reader.js';
+import { policyFromRead } from './load.js';
 import type { Policy } from './policy.js';
 
 /**
@@ -17,9 +17,12 @@ import type { Policy } from './policy.js';
  * per directory of the tree: a directory watch reports in-place writes, files replaced by a rename (what
  * `sed -i` and most editors do) and Kubernetes ConfigMap `..data` swaps alike, and it survives them, where
  * Node 20's recursive watch stops reporting a file once it has been replaced by a rename. Any event re-arms
- * the watches (a new subdirectory gets one). Because watches can still miss things (a directory replaced
- * whole, an NFS mount), a periodic rescan compares a cheap stat fingerprint. Bursts of writes are debounced
- * into one reload. A rejected edit is logged issue by issue and changes nothing that serves.
+ * the watches (a new subdirectory gets one). An event names the entry that changed: a reload stats and reads
+ * only the files the events named (PolicyDirReader keeps every other file's text), so an edit of one file
+ * in a thousand costs one file's read and parse; an event it cannot judge alone (a directory, a symlink, no
+ * name) makes it walk the whole tree. Because watches can still miss things (a directory replaced whole, an
+ * NFS mount), a periodic rescan walks the tree and stats every file. Bursts of writes are debounced into one
+ * reload. A rejected edit is logged issue by issue and changes nothing that serves.
  */
 
 export type ReloadResult = 'applied' | 'rejected' | 'unchanged';
@@ -112,20 +115,6 @@ const readyGauge = new Gauge({
   registers: [metricsRegistry],
 });
 
-/** A stat fingerprint of the policy files: changes when a file is added, removed, rewritten or swapped behind a symlink. */
-export async function policyFingerprint(dir: string): Promise<string> {
-  const h = createHash('sha256');
-  try {
-    for (const file of await listPolicyFiles(dir)) {
-      const s = await stat(join(dir, file)).catch(() => undefined);
-      h.update(`${file}\u0000${s ? `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}` : 'gone'}\n`);
-    }
-  } catch (err) {
-    h.update(`unreadable:${errorMessage(err)}`);
-  }
-  return h.digest('hex');
-}
-
 export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private readonly log: Logger;
   private readonly leadingMs: number;
@@ -139,7 +128,11 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private readonly prepare: ((policy: Policy) => Promise<void>) | undefined;
   private serving: Policy | undefined;
   private issues: readonly PolicyIssue[] | undefined;
-  private fingerprint: string | undefined;
+  private readonly reader: PolicyDirReader;
+  /** Paths (relative to dir) named by events since the last reload started. */
+  private changedPaths = new Set<string>();
+  /** An event or a rescan asked for a walk of the whole tree. */
+  private walkNeeded = true;
   private fsWatchers: FSWatcher[] = [];
   private watchedRealDir: string | undefined;
   /** The real paths of the directories watched, to re-arm when the tree's shape changes. */
@@ -168,6 +161,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.fsEvents = options.fsEvents ?? true;
     this.check = options.check;
     this.prepare = options.prepare;
+    this.reader = new PolicyDirReader(dir);
   }
 
   /** The policy serving now; undefined until a first load succeeds. */
@@ -203,7 +197,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     return this.reload();
   }
 
-  /** Loads the directory now, even if its fingerprint has not changed (e.g. on SIGHUP). */
+  /** Loads the whole directory now, even if no file changed (e.g. on SIGHUP). */
   async reload(): Promise<ReloadOutcome> {
     const outcome = await this.schedule(true);
     if (!outcome) throw new FlowgateError('policy.watcher_stopped', `the policy watcher of ${this.dir} is stopped`);
@@ -245,13 +239,14 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.closeWatchers();
     for (const d of dirs) {
       try {
-        const w = watch(d, { persistent: false }, () => this.onEvent());
+        const w = watch(d, { persistent: false }, (_event, name) => this.onEvent(d, name));
         w.on('error', (err) => {
           // The directory was removed or replaced; rescans keep watching for it and re-arm when it is back.
           this.log.warn({ dir: d, err: errorMessage(err) }, 'policy directory watch failed; relying on rescans');
           w.close();
           this.fsWatchers = this.fsWatchers.filter((x) => x !== w);
           this.watchedDirs = '';
+          this.walkNeeded = true;
           this.changed();
         });
         this.fsWatchers.push(w);
@@ -262,10 +257,11 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.watchedDirs = shape;
   }
 
-  /** A watch fired: reload soon, and re-arm in case a directory was added or removed. */
-  private onEvent(): void {
+  /** A watch on `dir` fired for entry `name`: reload soon (the walk a reload makes when needed re-arms). */
+  private onEvent(dir: string, name: string | Buffer | null): void {
+    if (typeof name === 'string' && name !== '') this.changedPaths.add(policyPath(this.dir, join(dir, name)));
+    else this.walkNeeded = true;
     this.changed();
-    void this.arm();
   }
 
   private async rescan(): Promise<void> {
@@ -276,16 +272,15 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     if (this.fsEvents && (this.fsWatchers.length === 0 || real !== this.watchedRealDir)) {
       this.watchedDirs = '';
       await this.arm();
-    } else if (this.fsEvents) {
-      await this.arm();
     }
+    this.walkNeeded = true;
     this.changed();
   }
 
   /**
    * Something may have changed. The first change after a quiet period is read at once (leadingMs): a policy
    * edit reaches Envoys in milliseconds, not after a debounce. Changes that follow it are coalesced into one
-   * reload after debounceMs of quiet, never later than maxDelayMs after the first; the fingerprint taken before
+   * reload after debounceMs of quiet, never later than maxDelayMs after the first; the changed paths taken before
    * each read makes sure the last write is always read.
    */
   private changed(): void {
@@ -325,11 +320,19 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
 
   private async reloadOnce(force: boolean): Promise<ReloadOutcome | undefined> {
     if (this.stopped) return undefined;
-    // Fingerprint before reading: a write during the read changes the next fingerprint, so it is never missed.
-    const fingerprint = await policyFingerprint(this.dir);
-    if (!force && fingerprint === this.fingerprint) return undefined;
-    this.fingerprint = fingerprint;
-    let load = await loadPolicyDir(this.dir);
+    // Taken before reading: an event during the read is kept for the next reload, so the last write is read.
+    const paths = this.changedPaths;
+    const walk = force || this.walkNeeded;
+    this.changedPaths = new Set();
+    this.walkNeeded = false;
+    let read = walk ? undefined : await this.reader.readChanged(paths);
+    if (!read) {
+      // Armed before the walk: a directory the walk finds is watched before its files are read.
+      await this.arm();
+      read = await this.reader.readAll();
+    }
+    if (!force && !read.changed) return undefined;
+    let load = policyFromRead(this.dir, read);
     if (load.ok && this.prepare) {
       await this.prepare(load.policy).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'preparing the policy check failed; checking with what is known'));
     }

@@ -1,21 +1,23 @@
+import { wireLength, type XdsWireMessage } from './wire.js';
+
 /**
  * PushQueue: bounds the response bytes handed to gRPC and not yet flushed, over every stream of a server. A
  * snapshot change to thousands of streams would otherwise encode a response per stream at once and leave all
  * of them in HTTP/2 buffers until each client's flow-control window lets them out (the RSS peak of a push);
- * here a response is made (its shared body plus the stream's nonce) only when the bytes in flight leave room,
+ * here a response is made (its shared body and the stream's nonce, spliced) only when the bytes in flight leave room,
  * and the queue moves on as writes complete. Order per stream is kept: one FIFO for all.
  */
 
 export interface PushTarget {
-  /** Writes the bytes; `done` is called when gRPC has flushed them (or failed to). */
-  write(bytes: Uint8Array, done: () => void): void;
+  /** Writes the response; `done` is called when gRPC has flushed it (or failed to). */
+  write(message: XdsWireMessage, done: () => void): void;
   /** True once the stream is gone: its queued responses are dropped, its bytes in flight released. */
   closed(): boolean;
 }
 
 interface Queued {
   readonly target: PushTarget;
-  readonly make: () => Uint8Array;
+  readonly make: () => XdsWireMessage;
 }
 
 /** Bytes in flight at most (one response bigger than this is still sent, alone). */
@@ -35,7 +37,7 @@ export class PushQueue {
   constructor(private readonly maxBytes: number = DEFAULT_PUSH_BYTES_IN_FLIGHT) {}
 
   /** Queues the response `make` encodes for `target`; sent at once when nothing waits and there is room. */
-  push(target: PushTarget, make: () => Uint8Array): void {
+  push(target: PushTarget, make: () => XdsWireMessage): void {
     if (this.head === this.queue.length && this.inFlight < this.maxBytes) this.start({ target, make });
     else this.queue.push({ target, make });
   }
@@ -56,8 +58,8 @@ export class PushQueue {
 
   private start(q: Queued): void {
     if (q.target.closed()) return;
-    const bytes = q.make();
-    const entry = { bytes: bytes.length };
+    const message = q.make();
+    const entry = { bytes: wireLength(message) };
     let held = this.byTarget.get(q.target);
     if (!held) {
       held = new Set();
@@ -66,7 +68,7 @@ export class PushQueue {
     held.add(entry);
     this.inFlight += entry.bytes;
     let settled = false;
-    q.target.write(bytes, () => {
+    q.target.write(message, () => {
       if (settled) return;
       settled = true;
       const mine = this.byTarget.get(q.target);

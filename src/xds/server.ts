@@ -20,6 +20,7 @@ import {
   type RawNode,
   type RefusedRequest,
   type RequestLimits,
+  type XdsWireMessage,
 } from './wire.js';
 
 /**
@@ -55,7 +56,7 @@ export function xdsGrpcOptions(limits: RequestLimits = DEFAULT_REQUEST_LIMITS): 
 /** xdsGrpcOptions() with the default limits. */
 export const XDS_GRPC_OPTIONS: grpc.ServerOptions = xdsGrpcOptions();
 
-type XdsCall<Req> = grpc.ServerDuplexStream<Req, Uint8Array>;
+type XdsCall<Req> = grpc.ServerDuplexStream<Req, XdsWireMessage>;
 
 export class XdsServer implements StreamObserver {
   readonly controlPlaneId: string;
@@ -139,10 +140,10 @@ export class XdsServer implements StreamObserver {
     };
     const holder: { stream?: XdsStream } = {};
     const target: PushTarget = {
-      write: (bytes, done) => call.write(bytes, () => done()),
+      write: (message, done) => call.write(message, () => done()),
       closed: () => holder.stream?.isClosed() ?? false,
     };
-    const deferred = (make: () => Uint8Array): void => this.pushes.push(target, make);
+    const deferred = (make: () => XdsWireMessage): void => this.pushes.push(target, make);
     const stream = transport === 'sotw' ? new SotwStream(identity, this, write, deferred) : new DeltaStream(identity, this, write, deferred);
     holder.stream = stream;
     this.streams.add(stream);

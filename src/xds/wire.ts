@@ -107,9 +107,52 @@ function boundedDecoder<T>(typeName: string, nameFields: ReadonlySet<number>, li
   };
 }
 
+/**
+ * A response as handed to gRPC: its bytes, or a body shared by every stream plus this stream's tail (the
+ * nonce). A spliced response is joined only inside gRPC's framing: no per-stream copy of the body is made
+ * or kept by Flowgate.
+ */
+export type XdsWireMessage = Uint8Array | SplicedResponse;
+
+export interface SplicedResponse {
+  readonly body: Uint8Array;
+  readonly tail: Uint8Array;
+}
+
+/** The encoded size of a response. */
+export function wireLength(message: XdsWireMessage): number {
+  return message instanceof Uint8Array ? message.byteLength : message.body.byteLength + message.tail.byteLength;
+}
+
+/** A response as one contiguous message (a copy for a spliced one): for writers that keep what they are given. */
+export function wireBytes(message: XdsWireMessage): Uint8Array {
+  if (message instanceof Uint8Array) return message;
+  const out = new Uint8Array(wireLength(message));
+  out.set(message.body, 0);
+  out.set(message.tail, message.body.byteLength);
+  return out;
+}
+
 const passBytes = (value: Uint8Array): Buffer => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 
-function bidi(path: string, decode: (buf: Buffer) => unknown): grpc.MethodDefinition<unknown, Uint8Array> {
+/**
+ * One buffer reused for every spliced response: grpc-js's serializeMessage copies what the serializer returns
+ * into its own length-prefixed frame before it returns (server-interceptors.js), so the joined bytes live only
+ * for that synchronous copy. It grows to the largest response and stays that size.
+ */
+let scratch = Buffer.allocUnsafeSlow(0);
+const SCRATCH_STEP = 64 * 1024;
+
+function serializeResponse(message: XdsWireMessage): Buffer {
+  if (message instanceof Uint8Array) return passBytes(message);
+  const n = wireLength(message);
+  if (scratch.byteLength < n) scratch = Buffer.allocUnsafeSlow(Math.ceil(n / SCRATCH_STEP) * SCRATCH_STEP);
+  scratch.set(message.body, 0);
+  scratch.set(message.tail, message.body.byteLength);
+  return scratch.subarray(0, n);
+}
+
+function bidi(path: string, decode: (buf: Buffer) => unknown): grpc.MethodDefinition<unknown, XdsWireMessage> {
   return {
     path,
     requestStream: true,
@@ -118,7 +161,7 @@ function bidi(path: string, decode: (buf: Buffer) => unknown): grpc.MethodDefini
       throw new Error('server-side definition');
     },
     requestDeserialize: decode,
-    responseSerialize: passBytes,
+    responseSerialize: serializeResponse,
     responseDeserialize: (buf: Buffer) => buf,
   };
 }
@@ -150,13 +193,51 @@ export function xdsServiceDefinitions(
 
 const LEN = 2; // wire type of length-delimited fields
 
-/** Bounded cache of state-of-the-world bodies (everything but the nonce), keyed by type and set version. */
+/**
+ * State-of-the-world bodies (everything but the nonce), keyed by type and set version, least recently used
+ * first. Bounded in count and in bytes: at 1,000 models one RouteConfiguration body is 3 MB, and a count
+ * alone let the bodies of hundreds of old versions stay (a process that had seen many changes held GBs).
+ * The bodies being pushed are the recently used ones; an evicted body is encoded again if asked for.
+ */
 const sotwBodies = new Map<string, Uint8Array>();
 const SOTW_BODY_CACHE = 512;
+let sotwBodyBytes = 0;
+/** Bytes of cached bodies at most (the last body used is kept whatever its size). */
+export const SOTW_BODY_CACHE_BYTES = 128 * 1024 * 1024;
+
+function sotwBody(typeUrl: string, versionInfo: string, resources: Iterable<XdsResource>, controlPlaneId: string): Uint8Array {
+  const key = `${typeUrl}\u0000${versionInfo}\u0000${controlPlaneId}`;
+  let body = sotwBodies.get(key);
+  if (body) {
+    // Most recently used last (Map order).
+    sotwBodies.delete(key);
+    sotwBodies.set(key, body);
+    return body;
+  }
+  const w = protobuf.Writer.create();
+  w.uint32((1 << 3) | LEN).string(versionInfo);
+  for (const r of resources) w.uint32((2 << 3) | LEN).bytes(r.any);
+  w.uint32((4 << 3) | LEN).string(typeUrl);
+  w.uint32((6 << 3) | LEN).fork().uint32((1 << 3) | LEN).string(controlPlaneId).ldelim();
+  body = w.finish();
+  sotwBodies.set(key, body);
+  sotwBodyBytes += body.byteLength;
+  for (const [oldest, old] of sotwBodies) {
+    if (sotwBodies.size <= 1 || (sotwBodies.size <= SOTW_BODY_CACHE && sotwBodyBytes <= SOTW_BODY_CACHE_BYTES)) break;
+    sotwBodies.delete(oldest);
+    sotwBodyBytes -= old.byteLength;
+  }
+  return body;
+}
+
+/** Cached state-of-the-world bodies: how many and their bytes (bench and tests). */
+export function sotwBodyCacheStats(): { bodies: number; bytes: number } {
+  return { bodies: sotwBodies.size, bytes: sotwBodyBytes };
+}
 
 /**
- * A DiscoveryResponse: the shared body for (type, version, resources) plus this stream's nonce. The
- * resources must be exactly the set whose version is `versionInfo`.
+ * A DiscoveryResponse: the shared body for (type, version, resources) plus this stream's nonce, spliced (no
+ * copy of the body). The resources must be exactly the set whose version is `versionInfo`.
  */
 export function encodeSotwResponse(
   typeUrl: string,
@@ -164,24 +245,21 @@ export function encodeSotwResponse(
   resources: Iterable<XdsResource>,
   nonce: string,
   controlPlaneId: string,
-): Uint8Array {
-  const key = `${typeUrl}\u0000${versionInfo}\u0000${controlPlaneId}`;
-  let body = sotwBodies.get(key);
-  if (!body) {
-    const w = protobuf.Writer.create();
-    w.uint32((1 << 3) | LEN).string(versionInfo);
-    for (const r of resources) w.uint32((2 << 3) | LEN).bytes(r.any);
-    w.uint32((4 << 3) | LEN).string(typeUrl);
-    w.uint32((6 << 3) | LEN).fork().uint32((1 << 3) | LEN).string(controlPlaneId).ldelim();
-    body = w.finish();
-    if (sotwBodies.size >= SOTW_BODY_CACHE) sotwBodies.delete(sotwBodies.keys().next().value as string);
-    sotwBodies.set(key, body);
+): SplicedResponse {
+  return { body: sotwBody(typeUrl, versionInfo, resources, controlPlaneId), tail: nonceField(nonce) };
+}
+
+/** Field 5 (nonce) of a DiscoveryResponse, encoded: the only per-stream bytes of a state-of-the-world push. */
+function nonceField(nonce: string): Uint8Array {
+  // Nonces are short ASCII (base 36): tag, one length byte, the characters.
+  if (nonce.length < 128 && /^[\x20-\x7e]*$/.test(nonce)) {
+    const out = new Uint8Array(2 + nonce.length);
+    out[0] = (5 << 3) | LEN;
+    out[1] = nonce.length;
+    for (let i = 0; i < nonce.length; i++) out[2 + i] = nonce.charCodeAt(i);
+    return out;
   }
-  const tail = protobuf.Writer.create().uint32((5 << 3) | LEN).string(nonce).finish();
-  const out = new Uint8Array(body.length + tail.length);
-  out.set(body, 0);
-  out.set(tail, body.length);
-  return out;
+  return protobuf.Writer.create().uint32((5 << 3) | LEN).string(nonce).finish();
 }
 
 /** Encoded delta `Resource` wrappers, one per shared XdsResource. */

@@ -126,3 +126,70 @@ describe('PolicyWatcher reacts to the first change at once and coalesces the res
     expect(applied.length).toBeLessThanOrEqual(4);
   }, 30_000);
 });
+
+describe('PolicyWatcher reads only the files the events name, and keeps every guarantee', () => {
+  const other = (name: string, weight: number): string => model(weight).replace('name: m\n', `name: ${name}\n`);
+
+  test('a file added, then deleted; a bad edit is rejected with file:line and the last good policy keeps serving', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    writeFileSync(join(dir, 'm.yaml'), model(1));
+    for (let i = 0; i < 50; i++) writeFileSync(join(dir, `other-${i}.yaml`), other(`other-${i}`, 1));
+    watcher = new PolicyWatcher(dir, { rescanMs: RESCAN_MS, debounceMs: 50 });
+    const next = (accept: (p: Policy) => boolean): Promise<Policy> =>
+      new Promise((resolve) => {
+        const check = (p: Policy): void => {
+          if (!accept(p)) return;
+          watcher?.off('policy', check);
+          resolve(p);
+        };
+        watcher?.on('policy', check);
+      });
+    const rejected = (): Promise<readonly { file: string; line: number }[]> => new Promise((resolve) => watcher?.once('rejected', resolve));
+    expect((await watcher.start()).result).toBe('applied');
+    expect(watcher.current()?.models.size).toBe(51);
+
+    const added = next((p) => p.models.has('late'));
+    writeFileSync(join(dir, 'late.yaml'), other('late', 3));
+    expect((await added).models.size).toBe(52);
+
+    const removed = next((p) => !p.models.has('other-7'));
+    rmSync(join(dir, 'other-7.yaml'));
+    const afterDelete = await removed;
+    expect(afterDelete.models.size).toBe(51);
+    expect(afterDelete.files).not.toContain('other-7.yaml');
+
+    const refused = rejected();
+    writeFileSync(join(dir, 'other-3.yaml'), other('other-3', 1).replace('weight: 1', 'weight: 1\n  wieght: 2'));
+    const issues = await refused;
+    expect(issues.map((i) => `${i.file}:${i.line}`)).toContain('other-3.yaml:7');
+    expect(watcher.current()).toBe(afterDelete);
+
+    // Fixed: the good edit of another file and the fix of the bad one are both read.
+    const fixed = next((p) => p.models.get('other-3')?.traffic?.canary?.weight === 4 && p.models.get('m')?.traffic?.canary?.weight === 5);
+    writeFileSync(join(dir, 'm.yaml'), model(5));
+    writeFileSync(join(dir, 'other-3.yaml'), other('other-3', 4));
+    expect((await fixed).models.size).toBe(51);
+  });
+
+  test('a new subdirectory with a file in it is walked and watched', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    writeFileSync(join(dir, 'm.yaml'), model(1));
+    const applied = await watch(dir);
+    mkdirSync(join(dir, 'team'));
+    writeFileSync(join(dir, 'team', 'n.yaml'), other('n', 1));
+    const deadline = Date.now() + APPLY_WITHIN_MS;
+    while (!watcher?.current()?.models.has('n')) {
+      if (Date.now() > deadline) throw new Error('the file of the new subdirectory was not read');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // The new directory is watched: an edit inside it is seen by its event.
+    writeFileSync(join(dir, 'team', 'n.yaml'), other('n', 1).replace('weight: 1', 'weight: 9'));
+    writeFileSync(join(dir, 'm.yaml'), model(9));
+    await applied(9);
+    const until = Date.now() + APPLY_WITHIN_MS;
+    while (watcher.current()?.models.get('n')?.traffic?.canary?.weight !== 9) {
+      if (Date.now() > until) throw new Error('the edit inside the new subdirectory was not read');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+});

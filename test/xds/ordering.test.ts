@@ -46,6 +46,14 @@ describe('ADS ordering', () => {
     ]);
   });
 
+  test('the removals of clusters and of endpoints go in the same pass, clusters first, without waiting for an ACK between them', () => {
+    const calls = pump(progress(), (_t, retain) => (retain ? 'settled' : 'sent'));
+    expect(calls.filter(([, retain]) => !retain)).toEqual([
+      [TypeUrl.Cluster, false],
+      [TypeUrl.ClusterLoadAssignment, false],
+    ]);
+  });
+
   test('after a refused change, types that hold config keep it, no removal happens, and a type never answered is still answered', () => {
     const calls = pump(progress([], [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener]), (t) => (t === TypeUrl.Cluster ? 'blocked' : 'settled'));
     expect(calls.map(([t]) => t)).toEqual([TypeUrl.Cluster, TypeUrl.RouteConfiguration, TypeUrl.FilterPolicy]);

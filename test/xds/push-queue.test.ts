@@ -1,5 +1,8 @@
 import { describe, expect, test } from 'vitest';
+import { decodeMessage } from '../../src/proto/codec.js';
+import { TypeUrl } from '../../src/resources/types.js';
 import { PushQueue, type PushTarget } from '../../src/xds/push-queue.js';
+import { encodeSotwResponse, wireBytes, wireLength, xdsServiceDefinitions } from '../../src/xds/wire.js';
 
 /** A target whose writes complete only when the test says so. */
 function target(): PushTarget & { sent: number[]; finish(): void; close(): void } {
@@ -8,7 +11,7 @@ function target(): PushTarget & { sent: number[]; finish(): void; close(): void 
   return {
     sent: [],
     write(bytes, done) {
-      this.sent.push(bytes[0] ?? -1);
+      this.sent.push(bytes instanceof Uint8Array ? (bytes[0] ?? -1) : (bytes.body[0] ?? -1));
       pending.push(done);
     },
     closed: () => closed,
@@ -54,5 +57,27 @@ describe('PushQueue', () => {
     await turn();
     expect(made).not.toContain('b3');
     expect(q.stats()).toEqual({ inFlightBytes: 0, waiting: 0 });
+  });
+});
+
+describe('spliced responses', () => {
+  test('a shared body and a per-stream nonce are counted as their sum and serialized whole, one after another', () => {
+    const q = new PushQueue(100);
+    const a = target();
+    const body = new Uint8Array(40).fill(7);
+    q.push(a, () => encodeSotwResponse(TypeUrl.Cluster, 'v1', [], 'n1', 'cp'));
+    q.push(a, () => ({ body, tail: new Uint8Array([42, 1, 9]) }));
+    expect(q.stats().inFlightBytes).toBe(wireLength(encodeSotwResponse(TypeUrl.Cluster, 'v1', [], 'n1', 'cp')) + 43);
+
+    const def = xdsServiceDefinitions()[0]?.definition.StreamAggregatedResources;
+    if (!def) throw new Error('no ADS definition');
+    const decode = (b: Buffer): { version_info: string; nonce: string; type_url: string } =>
+      decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', b);
+    // gRPC copies each serialized message before the next is made, as its framing does.
+    const first = Buffer.from(def.responseSerialize(encodeSotwResponse(TypeUrl.Cluster, 'v1', [], 'n1', 'cp')));
+    const second = Buffer.from(def.responseSerialize(encodeSotwResponse(TypeUrl.Listener, 'v22', [], 'nonce-2', 'cp')));
+    expect(decode(first)).toMatchObject({ version_info: 'v1', nonce: 'n1', type_url: TypeUrl.Cluster });
+    expect(decode(second)).toMatchObject({ version_info: 'v22', nonce: 'nonce-2', type_url: TypeUrl.Listener });
+    expect(Buffer.compare(Buffer.from(wireBytes(encodeSotwResponse(TypeUrl.Cluster, 'v1', [], 'n1', 'cp'))), first)).toBe(0);
   });
 });

@@ -252,3 +252,22 @@ test('Snapshot versions are content hashes: equal inputs, equal versions; a chan
   const d = Snapshot.from([edsCluster('c1', 'ads')], a);
   expect(d.get(TypeUrl.Cluster, 'c1')).toBe(a.get(TypeUrl.Cluster, 'c1'));
 });
+
+describe('streams with the same subscription share what they are sent', () => {
+  test('two streams asking for the same EDS names (in any order) are sent the same set object; other names get their own', () => {
+    const s1 = snap(['c1', 'c2', 'c3']);
+    const ads = [sotwStream(), sotwStream(), sotwStream()];
+    for (const x of ads) x.stream.setSnapshot(s1);
+    ads[0]?.stream.handleRequest(ads[0].req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2']));
+    ads[1]?.stream.handleRequest(ads[1].req(TypeUrl.ClusterLoadAssignment, ['c2', 'c1']));
+    ads[2]?.stream.handleRequest(ads[2].req(TypeUrl.ClusterLoadAssignment, ['c3']));
+    const pendingSent = (x: ReturnType<typeof sotwStream> | undefined) => x?.stream.status().types.find((t) => t.typeUrl === TypeUrl.ClusterLoadAssignment)?.pending?.sent;
+    const [p0, p1, p2] = ads.map(pendingSent);
+    expect(p0?.size).toBe(2);
+    expect(p1).toBe(p0);
+    expect(p2).not.toBe(p0);
+    expect([...(p2?.keys() ?? [])]).toEqual(['c3']);
+    expect(ads[0]?.out[0]?.version_info).toBe(ads[1]?.out[0]?.version_info);
+    expect(ads[2]?.out[0]?.version_info).not.toBe(ads[0]?.out[0]?.version_info);
+  });
+});

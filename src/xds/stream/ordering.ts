@@ -64,7 +64,7 @@ export type PushOutcome = 'sent' | 'settled' | 'blocked';
  * type lacks (keeping dropped clusters and endpoints when `retain`) and says what happened. The rules:
  * - while a type awaits its ACK only its warming companion may be sent; nothing after it;
  * - after a refused (NACKed) change, types that already hold config keep it; a type never answered still is;
- * - only when every type is settled are the clusters and endpoints the snapshot dropped removed.
+ * - only when every type is settled are the clusters and endpoints the snapshot dropped removed (both in one pass).
  */
 export function pumpAds(types: readonly TypeProgress[], tryPush: (typeUrl: TypeUrl, retain: boolean) => PushOutcome): void {
   let waitingOn: TypeUrl | null = null;
@@ -86,8 +86,10 @@ export function pumpAds(types: readonly TypeProgress[], tryPush: (typeUrl: TypeU
     }
   }
   if (blocked || waitingOn !== null) return;
+  // Clusters and their endpoints are removed in one round (clusters first on the stream): nothing points at
+  // them any more, and a state-of-the-world EDS response without a name removes nothing from Envoy (only
+  // CDS does), so the EDS push need not wait for the CDS ACK. One round trip per stream fewer per change.
   for (const st of types) {
-    if (!isRetainedOnRemoval(st.typeUrl)) continue;
-    if (tryPush(st.typeUrl, false) !== 'settled') return;
+    if (isRetainedOnRemoval(st.typeUrl)) tryPush(st.typeUrl, false);
   }
 }

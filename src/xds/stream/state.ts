@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import type { NodeInfo } from '../cache.js';
 import { shortTypeName, type TypeUrl } from '../../resources/types.js';
 import { setVersion, type Snapshot, type XdsResource } from '../snapshot.js';
 import { isFullStateType, isRetainedOnRemoval, pumpAds, PUSH_ORDER, type PushOutcome } from './ordering.js';
 import type { StreamStatus, TypeStatus } from './status.js';
+import { wireBytes, type XdsWireMessage } from '../wire.js';
 
 /**
  * XdsStream: the per-stream protocol state shared by state-of-the-world and delta streams: what the client
@@ -51,7 +53,7 @@ export class TypeState {
   /** Delta: name -> version the client holds (acknowledged, plus the optimistic pending push). */
   readonly held = new Map<string, string>();
   /** SotW: what the client holds (the set it last acknowledged), replaced whole on each ACK. */
-  heldContent: ReadonlyMap<string, XdsResource> = new Map();
+  heldContent: ReadonlyMap<string, XdsResource> = NOTHING_HELD;
   /** Bumped on every subscription change, and on every change of heldContent: they key `memo`. */
   subscriptionRev = 0;
   heldRev = 0;
@@ -67,6 +69,23 @@ export class TypeState {
 
   constructor(readonly typeUrl: TypeUrl) {}
 
+  private keyRev = -1;
+  private key = '';
+
+  /**
+   * The subscription as a short text (wildcard or not, and a digest of the sorted names): streams that ask for
+   * the same names share what desired() computes for them. Recomputed only after a subscription change.
+   */
+  subscriptionKey(): string {
+    if (this.keyRev !== this.subscriptionRev) {
+      const h = createHash('sha1');
+      for (const name of [...this.names].sort()) h.update(name).update('\u0000');
+      this.key = `${this.wildcard ? '*' : ''}${h.digest('base64')}`;
+      this.keyRev = this.subscriptionRev;
+    }
+    return this.key;
+  }
+
   /** Whether the client asked for this resource name (or for every resource of the type). */
   wants(name: string): boolean {
     return this.wildcard || this.names.has(name);
@@ -77,6 +96,33 @@ export class TypeState {
     return Math.max(this.held.size, this.heldContent.size);
   }
 }
+
+/** The initial held set of every type state: shared, so that first pushes share their Desired too. */
+const NOTHING_HELD: ReadonlyMap<string, XdsResource> = new Map();
+
+/** A number per held-set object (held sets are shared: a SotW client holds the set it was sent). */
+const heldIds = new WeakMap<object, number>();
+let nextHeldId = 0;
+function heldId(held: object): number {
+  let id = heldIds.get(held);
+  if (id === undefined) {
+    id = ++nextHeldId;
+    heldIds.set(held, id);
+  }
+  return id;
+}
+
+/**
+ * Desired sets shared by the streams of a snapshot, keyed by type, subscription, retain and held set: at 5,000
+ * streams subscribed to the same EDS names, one map and one set version per change instead of 5,000.
+ */
+const sharedDesired = new WeakMap<Snapshot, Map<string, Desired>>();
+/**
+ * Held sets that other streams can hold too: the sets of the shared table and the initial empty one. A held set
+ * a stream made for itself (names it dropped filtered out) keys nothing shared, or the table would keep one
+ * entry per stream for the snapshot's lifetime.
+ */
+const shareableHeld = new WeakSet<object>([NOTHING_HELD]);
 
 /** The resources a client should hold now, and the version of that set (computed on first use). */
 export interface Desired {
@@ -113,7 +159,7 @@ export abstract class XdsStream {
     readonly identity: StreamIdentity,
     protected readonly observer: StreamObserver,
     private readonly write: (bytes: Uint8Array) => void,
-    private readonly deferred?: (make: () => Uint8Array) => void,
+    private readonly deferred?: (make: () => XdsWireMessage) => void,
   ) {}
 
   /** Applies a new snapshot for this stream's group. */
@@ -201,10 +247,10 @@ export abstract class XdsStream {
   }
 
   /** Sends the response `make` encodes (made now, or when the server's push queue gets to it). */
-  protected send(make: () => Uint8Array): void {
+  protected send(make: () => XdsWireMessage): void {
     if (this.closed) return;
-    if (this.deferred) this.deferred(() => make());
-    else this.write(make());
+    if (this.deferred) this.deferred(make);
+    else this.write(wireBytes(make()));
   }
 
   /** True once the stream is gone. */
@@ -222,6 +268,31 @@ export abstract class XdsStream {
     if (memo && memo.snapshot === snapshot && memo.subscriptionRev === st.subscriptionRev && memo.heldRev === st.heldRev && memo.retain === retain) {
       return memo.value;
     }
+    const value = snapshot ? this.sharedDesired(snapshot, st, retain) : this.computeDesired(undefined, st, retain);
+    if (snapshot) st.memo = { snapshot, subscriptionRev: st.subscriptionRev, heldRev: st.heldRev, retain, value };
+    return value;
+  }
+
+  /** desired() for this snapshot from the streams' shared table (what it holds matters only when retaining). */
+  private sharedDesired(snapshot: Snapshot, st: TypeState, retain: boolean): Desired {
+    const retaining = retain && isRetainedOnRemoval(st.typeUrl);
+    if (retaining && !shareableHeld.has(st.heldContent)) return this.computeDesired(snapshot, st, retain);
+    const key = `${st.typeUrl}\u0000${st.subscriptionKey()}\u0000${retaining ? heldId(st.heldContent) : 0}`;
+    let table = sharedDesired.get(snapshot);
+    if (!table) {
+      table = new Map();
+      sharedDesired.set(snapshot, table);
+    }
+    let value = table.get(key);
+    if (!value) {
+      value = this.computeDesired(snapshot, st, retain);
+      shareableHeld.add(value.resources);
+      table.set(key, value);
+    }
+    return value;
+  }
+
+  private computeDesired(snapshot: Snapshot | undefined, st: TypeState, retain: boolean): Desired {
     const all = snapshot?.resources(st.typeUrl);
     const retained: XdsResource[] = [];
     if (retain && isRetainedOnRemoval(st.typeUrl)) {
@@ -253,7 +324,6 @@ export abstract class XdsStream {
         return version;
       },
     };
-    if (snapshot) st.memo = { snapshot, subscriptionRev: st.subscriptionRev, heldRev: st.heldRev, retain, value };
     return value;
   }
 
