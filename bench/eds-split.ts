@@ -25,7 +25,7 @@ import { PUSH_ORDER } from '../src/xds/stream/ordering.js';
 import { TypeUrl } from '../src/resources/types.js';
 import { SnapshotCache } from '../src/xds/cache.js';
 import type { Snapshot } from '../src/xds/snapshot.js';
-import { encodeDeltaResponse, encodeSotwResponse } from '../src/xds/wire.js';
+import { encodeDeltaResponse, encodeSotwResponse, wireLength } from '../src/xds/wire.js';
 import { modelPolicy, registryModels } from './peers/fixtures.js';
 
 const { values } = parseArgs({ options: { models: { type: 'string', default: '1000' } } });
@@ -69,8 +69,8 @@ function bytesPerEnvoy(before: Snapshot, after: Snapshot): { sotw: number; delta
     const was = before.resources(typeUrl);
     const changed = [...now.values()].filter((r) => was.get(r.name)?.version !== r.version);
     const removed = [...was.keys()].filter((n) => !now.has(n));
-    const s = encodeSotwResponse(typeUrl, version, now.values(), NONCE, CP).length;
-    const d = encodeDeltaResponse(typeUrl, version, changed, removed, NONCE, CP).length;
+    const s = wireLength(encodeSotwResponse(typeUrl, version, now.values(), NONCE, CP));
+    const d = wireLength(encodeDeltaResponse(typeUrl, version, changed, removed, NONCE, CP));
     sotw += s;
     delta += d;
     types.push(`${typeUrl.split('.').at(-1) ?? typeUrl} (SotW ${kb(s)}, delta ${changed.length} changed + ${removed.length} removed = ${kb(d)})`);
