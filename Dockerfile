@@ -33,5 +33,7 @@ USER 1000:1000
 EXPOSE 18000 18090 18081 18091
 # No HEALTHCHECK here: serve and filters answer on different admin ports, so docker-compose.yml and the
 # Kubernetes manifests probe each service's own /healthz or /readyz.
-ENTRYPOINT ["node", "dist/src/cli/main.js"]
+# bin/flowgate, as on a host: the filter service on its own entry point, each process with its V8 heap flags
+# (FLOWGATE_SERVE_NODE_FLAGS, FLOWGATE_FILTERS_NODE_FLAGS).
+ENTRYPOINT ["bin/flowgate"]
 CMD ["--help"]

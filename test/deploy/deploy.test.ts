@@ -295,16 +295,19 @@ describe('paths the files reference exist', () => {
     expect(dockerIgnored('src/generated', ignored)).toBe(true);
   });
 
-  test('the image runs dist/src/cli/main.js, which tsc emits from src/cli/main.ts', () => {
+  test('the image runs bin/flowgate, whose entry points tsc emits from src/cli', () => {
     const entry = dockerInstructions(readRepoFile('Dockerfile')).find((i) => i.keyword === 'ENTRYPOINT');
     const argv = JSON.parse(entry?.args ?? '[]') as string[];
-    expect(argv).toEqual(['node', 'dist/src/cli/main.js']);
+    expect(argv).toEqual(['bin/flowgate']);
+    expect(readRepoFile('Dockerfile')).toMatch(/^COPY bin \.\/bin$/m);
     const build = JSON.parse(readRepoFile('tsconfig.build.json')) as { include: string[] };
     const base = JSON.parse(readRepoFile('tsconfig.json')) as { compilerOptions: { rootDir: string; outDir: string } };
     expect(build.include).toContain('src');
     expect(base.compilerOptions).toMatchObject({ rootDir: '.', outDir: 'dist' });
-    expect(existsSync(repoPath(argv[1]!.replace(/^dist\//, '').replace(/\.js$/, '.ts')))).toBe(true);
-    expect(readRepoFile('bin/flowgate')).toContain('dist/src/cli/main.js');
+    for (const script of ['dist/src/cli/main.js', 'dist/src/cli/filters-main.js']) {
+      expect(readRepoFile('bin/flowgate')).toContain(script);
+      expect(existsSync(repoPath(script.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), script).toBe(true);
+    }
   });
 
   test('compose bind mounts and build contexts exist', () => {
