@@ -43,70 +43,183 @@ function keyDigest(r: XdsResource): Uint32Array {
   return d;
 }
 
-/**
- * The version of a set of resources, independent of order: a hash of the count and of the lane-wise sums
- * (mod 2^32) of each (name, version) digest. A sum, not a sorted list, so a set of 40,000 resources costs a
- * walk over cached digests rather than a sort of 40,000 strings on every snapshot.
- */
-export function setVersion(resources: Iterable<XdsResource>): string {
+/** The lane-wise sum and count of a set's (name, version) digests: a set version updated per change. */
+interface SetSum {
+  readonly sum: Uint32Array;
+  readonly count: number;
+}
+
+function sumOf(resources: Iterable<XdsResource>): SetSum {
   const sum = new Uint32Array(4);
   let count = 0;
   for (const r of resources) {
-    const d = keyDigest(r);
-    for (let i = 0; i < 4; i++) sum[i] = ((sum[i] as number) + (d[i] as number)) >>> 0;
+    addDigest(sum, r, 1);
     count++;
   }
-  return contentHash(`${count}:${[...sum].map((x) => x.toString(16).padStart(8, '0')).join('')}`);
+  return { sum, count };
+}
+
+/** Adds (sign 1) or subtracts (sign -1) a resource's digest, lane-wise mod 2^32. */
+function addDigest(sum: Uint32Array, r: XdsResource, sign: 1 | -1): void {
+  const d = keyDigest(r);
+  for (let i = 0; i < 4; i++) sum[i] = ((sum[i] as number) + sign * (d[i] as number)) >>> 0;
+}
+
+const versionOfSum = ({ sum, count }: SetSum): string => contentHash(`${count}:${[...sum].map((x) => x.toString(16).padStart(8, '0')).join('')}`);
+
+/**
+ * The version of a set of resources, independent of order: a hash of the count and of the lane-wise sums
+ * (mod 2^32) of each (name, version) digest. A sum, not a sorted list, so a set of 40,000 resources costs a
+ * walk over cached digests rather than a sort of 40,000 strings on every snapshot, and a snapshot built from
+ * the one before updates it by the resources that changed.
+ */
+export function setVersion(resources: Iterable<XdsResource>): string {
+  return versionOfSum(sumOf(resources));
 }
 
 const EMPTY: ReadonlyMap<string, XdsResource> = new Map();
+const EMPTY_VERSION = setVersion([]);
+const NO_INPUTS: readonly ResourceInput[] = [];
 
 /** The resource each message object was encoded into (messages are never mutated once given to a snapshot). */
 const encodedResources = new WeakMap<object, XdsResource>();
 
+/** One type of a snapshot: its resources by name, the inputs they came from (in order) and their digest sum. */
+interface TypeSet {
+  readonly named: ReadonlyMap<string, XdsResource>;
+  readonly inputs: readonly ResourceInput[];
+  readonly sum: SetSum;
+  readonly version: string;
+}
+
+/** The resource of an input: the one made before for the same message object, else encoded now. */
+function resourceOf(input: ResourceInput, previous: Snapshot | undefined): XdsResource {
+  // The same message object as before (a translator's memo): the same resource, hashed and wrapped once.
+  const known = encodedResources.get(input.message);
+  if (known && known.typeUrl === input.typeUrl && known.name === input.name) return known;
+  const body = encodeMessage(input.typeUrl, input.message);
+  const version = contentHash(input.typeUrl, '\u0000', body);
+  const prior = previous?.get(input.typeUrl, input.name);
+  const resource = prior && prior.version === version ? prior : { typeUrl: input.typeUrl, name: input.name, version, body, any: encodeAny(input.typeUrl, body) };
+  encodedResources.set(input.message, resource);
+  return resource;
+}
+
+const duplicate = (typeUrl: TypeUrl, name: string): Error => new Error(`duplicate ${typeUrl} resource "${name}"`);
+
+/** A type's set built from its inputs alone. */
+function fullTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], previous: Snapshot | undefined): TypeSet {
+  const named = new Map<string, XdsResource>();
+  for (const input of inputs) {
+    if (named.has(input.name)) throw duplicate(typeUrl, input.name);
+    named.set(input.name, resourceOf(input, previous));
+  }
+  const sum = sumOf(named.values());
+  return { named, inputs, sum, version: versionOfSum(sum) };
+}
+
+/**
+ * A type's set from the one before: the inputs that are the same objects at the start and at the end of
+ * both lists are the same resources, so only the window between them is removed and added (one model's
+ * change is a window of its own resources). Undefined when the window is most of the list (a full build is
+ * as cheap).
+ */
+function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before: TypeSet, previous: Snapshot): { set: TypeSet; removed: readonly XdsResource[] } | undefined {
+  const old = before.inputs;
+  let start = 0;
+  const shortest = Math.min(old.length, inputs.length);
+  while (start < shortest && old[start] === inputs[start]) start++;
+  let endOld = old.length;
+  let endNew = inputs.length;
+  while (endOld > start && endNew > start && old[endOld - 1] === inputs[endNew - 1]) {
+    endOld--;
+    endNew--;
+  }
+  if (start === endOld && start === endNew) return { set: { ...before, inputs }, removed: [] };
+  if (endOld - start + (endNew - start) > Math.max(64, inputs.length >> 2)) return undefined;
+  const named = new Map(before.named);
+  const sum = new Uint32Array(before.sum.sum);
+  const removed: XdsResource[] = [];
+  for (let i = start; i < endOld; i++) {
+    const name = (old[i] as ResourceInput).name;
+    const r = named.get(name);
+    if (!r) continue;
+    named.delete(name);
+    addDigest(sum, r, -1);
+    removed.push(r);
+  }
+  for (let i = start; i < endNew; i++) {
+    const input = inputs[i] as ResourceInput;
+    if (named.has(input.name)) throw duplicate(typeUrl, input.name);
+    const r = resourceOf(input, previous);
+    named.set(input.name, r);
+    addDigest(sum, r, 1);
+  }
+  // A name removed and added again is not removed.
+  const gone = removed.filter((r) => !named.has(r.name));
+  const setSum = { sum, count: named.size };
+  return { set: { named, inputs, sum: setSum, version: versionOfSum(setSum) }, removed: gone };
+}
+
+let serials = 0;
+
 export class Snapshot {
   /** Hash over every type's version: equal snapshots have equal versions. */
   readonly version: string;
-  private readonly typeVersions = new Map<TypeUrl, string>();
+  /** Identifies this snapshot object (what `removedSince` compares). */
+  readonly serial = ++serials;
 
-  private constructor(private readonly byType: ReadonlyMap<TypeUrl, ReadonlyMap<string, XdsResource>>) {
+  private constructor(
+    private readonly sets: ReadonlyMap<TypeUrl, TypeSet>,
+    /** The snapshot this one was built from and what of it is gone here, when it was built by difference. */
+    private readonly change?: { readonly base: number; readonly removed: readonly XdsResource[] },
+  ) {
     const parts: string[] = [];
-    for (const typeUrl of PUSH_ORDER) {
-      const v = setVersion(this.resources(typeUrl).values());
-      this.typeVersions.set(typeUrl, v);
-      parts.push(`${typeUrl}=${v}`);
-    }
+    for (const typeUrl of PUSH_ORDER) parts.push(`${typeUrl}=${this.typeVersion(typeUrl)}`);
     this.version = contentHash(parts.join('\n'));
   }
 
   /**
    * Encodes the inputs into a snapshot. Resources whose bytes equal one in `previous` reuse its entry, so
-   * an unchanged resource keeps one copy of its bytes however many snapshots come and go.
+   * an unchanged resource keeps one copy of its bytes however many snapshots come and go. When `previous`
+   * was built from inputs mostly the same objects in the same order (a translator's memo), only the
+   * inputs that differ are looked at: a change costs what it touches, not the whole set.
    * Throws on a duplicate (type, name) or a message that does not fit its proto.
    */
   static from(inputs: Iterable<ResourceInput>, previous?: Snapshot): Snapshot {
-    const byType = new Map<TypeUrl, Map<string, XdsResource>>();
+    const byType = new Map<TypeUrl, ResourceInput[]>();
     for (const input of inputs) {
-      let named = byType.get(input.typeUrl);
-      if (!named) {
-        named = new Map();
-        byType.set(input.typeUrl, named);
+      let list = byType.get(input.typeUrl);
+      if (!list) {
+        list = [];
+        byType.set(input.typeUrl, list);
       }
-      if (named.has(input.name)) throw new Error(`duplicate ${input.typeUrl} resource "${input.name}"`);
-      // The same message object as before (a translator's memo): the same resource, hashed and wrapped once.
-      const known = encodedResources.get(input.message);
-      if (known && known.typeUrl === input.typeUrl && known.name === input.name) {
-        named.set(input.name, known);
+      list.push(input);
+    }
+    const sets = new Map<TypeUrl, TypeSet>();
+    const removed: XdsResource[] = [];
+    for (const [typeUrl, list] of byType) {
+      const before = previous?.sets.get(typeUrl);
+      const next = before && previous ? nextTypeSet(typeUrl, list, before, previous) : undefined;
+      if (next) {
+        sets.set(typeUrl, next.set);
+        removed.push(...next.removed);
         continue;
       }
-      const body = encodeMessage(input.typeUrl, input.message);
-      const version = contentHash(input.typeUrl, '\u0000', body);
-      const prior = previous?.get(input.typeUrl, input.name);
-      const resource = prior && prior.version === version ? prior : { typeUrl: input.typeUrl, name: input.name, version, body, any: encodeAny(input.typeUrl, body) };
-      encodedResources.set(input.message, resource);
-      named.set(input.name, resource);
+      const set = fullTypeSet(typeUrl, list, previous);
+      sets.set(typeUrl, set);
+      if (before) for (const r of before.named.values()) if (!set.named.has(r.name)) removed.push(r);
     }
-    return new Snapshot(byType);
+    if (previous) for (const [typeUrl, set] of previous.sets) if (!byType.has(typeUrl)) removed.push(...set.named.values());
+    return new Snapshot(sets, previous ? { base: previous.serial, removed } : undefined);
+  }
+
+  /**
+   * The resources of `base` that this snapshot no longer has, when this snapshot was built from `base`
+   * (Snapshot.from's `previous`); undefined otherwise (compare the two yourself).
+   */
+  removedSince(base: Snapshot): readonly XdsResource[] | undefined {
+    return this.change?.base === base.serial ? this.change.removed : undefined;
   }
 
   /**
@@ -116,19 +229,25 @@ export class Snapshot {
   withRetained(extra: Iterable<XdsResource>): Snapshot {
     const more = [...extra].filter((r) => !this.get(r.typeUrl, r.name));
     if (more.length === 0) return this;
-    const byType = new Map<TypeUrl, Map<string, XdsResource>>([...this.byType].map(([t, named]) => [t, new Map(named)]));
-    let added = 0;
+    const grown = new Map<TypeUrl, { named: Map<string, XdsResource>; sum: Uint32Array }>();
     for (const r of more) {
-      let named = byType.get(r.typeUrl);
-      if (!named) {
-        named = new Map();
-        byType.set(r.typeUrl, named);
+      let g = grown.get(r.typeUrl);
+      if (!g) {
+        const set = this.sets.get(r.typeUrl);
+        g = { named: new Map(set?.named ?? []), sum: set ? new Uint32Array(set.sum.sum) : new Uint32Array(4) };
+        grown.set(r.typeUrl, g);
       }
-      if (named.has(r.name)) continue;
-      named.set(r.name, r);
-      added++;
+      if (g.named.has(r.name)) continue;
+      g.named.set(r.name, r);
+      addDigest(g.sum, r, 1);
     }
-    return added === 0 ? this : new Snapshot(byType);
+    const sets = new Map(this.sets);
+    for (const [typeUrl, g] of grown) {
+      const sum = { sum: g.sum, count: g.named.size };
+      // Retained resources come from no input: a snapshot built from this one compares its inputs only.
+      sets.set(typeUrl, { named: g.named, inputs: NO_INPUTS, sum, version: versionOfSum(sum) });
+    }
+    return new Snapshot(sets);
   }
 
   /** An empty snapshot. */
@@ -138,17 +257,17 @@ export class Snapshot {
 
   /** Every resource of a type, by name. */
   resources(typeUrl: TypeUrl): ReadonlyMap<string, XdsResource> {
-    return this.byType.get(typeUrl) ?? EMPTY;
+    return this.sets.get(typeUrl)?.named ?? EMPTY;
   }
 
   /** One resource, or undefined. */
   get(typeUrl: TypeUrl, name: string): XdsResource | undefined {
-    return this.byType.get(typeUrl)?.get(name);
+    return this.sets.get(typeUrl)?.named.get(name);
   }
 
   /** The version of all resources of one type (what a wildcard state-of-the-world client is told). */
   typeVersion(typeUrl: TypeUrl): string {
-    return this.typeVersions.get(typeUrl) ?? setVersion([]);
+    return this.sets.get(typeUrl)?.version ?? EMPTY_VERSION;
   }
 
   /** Resource counts per type, for status pages. */
