@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { encodeAny, encodeMessage } from '../proto/codec.js';
 import type { ResourceInput, TypeUrl } from '../resources/types.js';
+import { changeLimit, listChanges } from '../resources/window.js';
 export type { ResourceInput } from '../resources/types.js';
 import { PUSH_ORDER } from './stream/ordering.js';
 
@@ -119,37 +120,25 @@ function fullTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], previou
 }
 
 /**
- * A type's set from the one before: the inputs that are the same objects at the start and at the end of
- * both lists are the same resources, so only the window between them is removed and added (one model's
- * change is a window of its own resources). Undefined when the window is most of the list (a full build is
- * as cheap).
+ * A type's set from the one before: inputs that are the same objects at the same place are the same
+ * resources, so only the others are removed and added (src/resources/window.ts). Undefined when most of the
+ * list changed (a full build is as cheap).
  */
 function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before: TypeSet, previous: Snapshot): { set: TypeSet; removed: readonly XdsResource[] } | undefined {
-  const old = before.inputs;
-  let start = 0;
-  const shortest = Math.min(old.length, inputs.length);
-  while (start < shortest && old[start] === inputs[start]) start++;
-  let endOld = old.length;
-  let endNew = inputs.length;
-  while (endOld > start && endNew > start && old[endOld - 1] === inputs[endNew - 1]) {
-    endOld--;
-    endNew--;
-  }
-  if (start === endOld && start === endNew) return { set: { ...before, inputs }, removed: [] };
-  if (endOld - start + (endNew - start) > Math.max(64, inputs.length >> 2)) return undefined;
+  const changes = listChanges(before.inputs, inputs, changeLimit(inputs.length));
+  if (!changes) return undefined;
+  if (changes.removed.length === 0 && changes.added.length === 0) return { set: { ...before, inputs }, removed: [] };
   const named = new Map(before.named);
   const sum = new Uint32Array(before.sum.sum);
   const removed: XdsResource[] = [];
-  for (let i = start; i < endOld; i++) {
-    const name = (old[i] as ResourceInput).name;
-    const r = named.get(name);
+  for (const input of changes.removed) {
+    const r = named.get(input.name);
     if (!r) continue;
-    named.delete(name);
+    named.delete(input.name);
     addDigest(sum, r, -1);
     removed.push(r);
   }
-  for (let i = start; i < endNew; i++) {
-    const input = inputs[i] as ResourceInput;
+  for (const input of changes.added) {
     if (named.has(input.name)) throw duplicate(typeUrl, input.name);
     const r = resourceOf(input, previous);
     named.set(input.name, r);
