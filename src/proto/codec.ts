@@ -76,10 +76,12 @@ const SPLICE_DEPTH = 2;
  * Encodes `value` as `type`, reusing the bytes of objects encoded before. Down to SPLICE_DEPTH, a repeated
  * message field is encoded one element at a time (each reusable on its own) and its elements spliced between
  * the other fields in field-number order: the bytes are exactly protobufjs's encoding of the whole object.
+ * A spliced message is returned as its chunks (not copied into one buffer: a route configuration of every
+ * model is tens of MB, copied once, by the caller, where it is needed whole).
  */
-function encodeShared(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number): Uint8Array {
+function encodeChunks(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number): Uint8Array[] {
   const hit = encodings.get(value);
-  if (hit && hit.type === type) return hit.bytes;
+  if (hit && hit.type === type) return [hit.bytes];
   const spliced: { field: protobuf.Field; items: Record<string, unknown>[] }[] = [];
   if (depth < SPLICE_DEPTH) {
     for (const name of Object.keys(value)) {
@@ -94,49 +96,78 @@ function encodeShared(type: protobuf.Type, value: Record<string, unknown>, path:
     }
     spliced.sort((a, b) => a.field.id - b.field.id);
   }
-  let bytes: Uint8Array;
   if (spliced.length === 0) {
     assertKnownFields(type, value, path);
-    bytes = type.encode(type.fromObject(value)).finish();
-  } else {
-    const splicedNames = new Set(spliced.map((s) => s.field.name));
-    const rest: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) if (!splicedNames.has(k)) rest[k] = v;
-    assertKnownFields(type, rest, path);
-    // The other fields, cut at each spliced field's number: [below the first, between first and second, ..., above the last].
-    const bins: Record<string, unknown>[] = spliced.map(() => ({}));
-    bins.push({});
-    for (const [k, v] of Object.entries(rest)) {
-      const field = type.fields[k];
-      if (!field) continue; // a oneof's name: protobufjs ignores it too
-      let bin = 0;
-      while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
-      (bins[bin] as Record<string, unknown>)[k] = v;
-    }
-    const chunks: Uint8Array[] = [];
-    const writeBin = (bin: Record<string, unknown>): void => {
-      if (Object.keys(bin).length > 0) chunks.push(type.encode(type.fromObject(bin)).finish());
-    };
-    spliced.forEach(({ field, items }, i) => {
-      writeBin(bins[i] as Record<string, unknown>);
-      const where = path ? `${path}.${field.name}` : field.name;
-      const child = field.resolvedType as protobuf.Type;
-      const tag = (field.id << 3) | 2;
-      items.forEach((item, j) => {
-        const element = encodeShared(child, item, `${where}[${j}]`, depth + 1);
-        chunks.push(protobuf.Writer.create().uint32(tag).uint32(element.length).finish(), element);
-      });
-    });
-    writeBin(bins[spliced.length] as Record<string, unknown>);
-    bytes = Buffer.concat(chunks);
+    const bytes = type.encode(type.fromObject(value)).finish();
+    encodings.set(value, { type, bytes });
+    return [bytes];
   }
-  encodings.set(value, { type, bytes });
-  return bytes;
+  const splicedNames = new Set(spliced.map((s) => s.field.name));
+  const rest: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (!splicedNames.has(k)) rest[k] = v;
+  assertKnownFields(type, rest, path);
+  // The other fields, cut at each spliced field's number: [below the first, between first and second, ..., above the last].
+  const bins: Record<string, unknown>[] = spliced.map(() => ({}));
+  bins.push({});
+  for (const [k, v] of Object.entries(rest)) {
+    const field = type.fields[k];
+    if (!field) continue; // a oneof's name: protobufjs ignores it too
+    let bin = 0;
+    while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
+    (bins[bin] as Record<string, unknown>)[k] = v;
+  }
+  const chunks: Uint8Array[] = [];
+  const writeBin = (bin: Record<string, unknown>): void => {
+    if (Object.keys(bin).length > 0) chunks.push(type.encode(type.fromObject(bin)).finish());
+  };
+  spliced.forEach(({ field, items }, i) => {
+    writeBin(bins[i] as Record<string, unknown>);
+    const where = path ? `${path}.${field.name}` : field.name;
+    const child = field.resolvedType as protobuf.Type;
+    const tag = (field.id << 3) | 2;
+    items.forEach((item, j) => {
+      const element = encodeChunks(child, item, `${where}[${j}]`, depth + 1);
+      chunks.push(tagAndLength(tag, byteLength(element)), ...element);
+    });
+  });
+  writeBin(bins[spliced.length] as Record<string, unknown>);
+  return chunks;
+}
+
+function byteLength(chunks: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  return n;
+}
+
+/** A length-delimited field's key and length (varints), as bytes. */
+function tagAndLength(tag: number, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32(tag).uint32(length).finish();
 }
 
 /** Encodes a plain object as the named message, refusing unknown fields. */
 export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array {
-  return encodeShared(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0);
+  const chunks = encodeChunks(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0);
+  return chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
+}
+
+/**
+ * Encodes a plain object as the named message and as a google.protobuf.Any holding it, in one buffer (the
+ * message is a view into the Any's bytes); `digest` is given the message's chunks as they are written.
+ */
+export function encodeMessageAndAny(typeUrl: string, value: object, digest?: (chunk: Uint8Array) => void): { body: Uint8Array; any: Uint8Array } {
+  const chunks = encodeChunks(messageType(typeUrl), value as Record<string, unknown>, '', 0);
+  const length = byteLength(chunks);
+  const head = protobuf.Writer.create().uint32((1 << 3) | 2).string(typeUrl).uint32((2 << 3) | 2).uint32(length).finish();
+  const any = Buffer.allocUnsafe(head.length + length);
+  any.set(head, 0);
+  let at = head.length;
+  for (const c of chunks) {
+    digest?.(c);
+    any.set(c, at);
+    at += c.length;
+  }
+  return { body: any.subarray(head.length), any };
 }
 
 /** Decodes bytes into a plain object in proto-loader's shape (string longs/enums, defaults present). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { encodeAny, encodeMessage } from '../proto/codec.js';
+import { encodeMessageAndAny } from '../proto/codec.js';
 import type { ResourceInput, TypeUrl } from '../resources/types.js';
 import { changeLimit, listChanges } from '../resources/window.js';
 export type { ResourceInput } from '../resources/types.js';
@@ -98,10 +98,11 @@ function resourceOf(input: ResourceInput, previous: Snapshot | undefined): XdsRe
   // The same message object as before (a translator's memo): the same resource, hashed and wrapped once.
   const known = encodedResources.get(input.message);
   if (known && known.typeUrl === input.typeUrl && known.name === input.name) return known;
-  const body = encodeMessage(input.typeUrl, input.message);
-  const version = contentHash(input.typeUrl, '\u0000', body);
+  const h = createHash('sha256').update(input.typeUrl).update('\u0000');
+  const { body, any } = encodeMessageAndAny(input.typeUrl, input.message, (chunk) => h.update(chunk));
+  const version = h.digest('hex').slice(0, 16);
   const prior = previous?.get(input.typeUrl, input.name);
-  const resource = prior && prior.version === version ? prior : { typeUrl: input.typeUrl, name: input.name, version, body, any: encodeAny(input.typeUrl, body) };
+  const resource = prior && prior.version === version ? prior : { typeUrl: input.typeUrl, name: input.name, version, body, any };
   encodedResources.set(input.message, resource);
   return resource;
 }
