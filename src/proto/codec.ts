@@ -127,7 +127,9 @@ function encodeChunks(type: protobuf.Type, value: Record<string, unknown>, path:
     const tag = (field.id << 3) | 2;
     items.forEach((item, j) => {
       const element = encodeChunks(child, item, `${where}[${j}]`, depth + 1);
-      chunks.push(tagAndLength(tag, byteLength(element)), ...element);
+      chunks.push(tagAndLength(tag, byteLength(element)));
+      // Not a spread: a virtual host of every model is tens of thousands of chunks.
+      for (const c of element) chunks.push(c);
     });
   });
   writeBin(bins[spliced.length] as Record<string, unknown>);

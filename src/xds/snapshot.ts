@@ -193,14 +193,14 @@ export class Snapshot {
       const next = before && previous ? nextTypeSet(typeUrl, list, before, previous) : undefined;
       if (next) {
         sets.set(typeUrl, next.set);
-        removed.push(...next.removed);
+        for (const r of next.removed) removed.push(r);
         continue;
       }
       const set = fullTypeSet(typeUrl, list, previous);
       sets.set(typeUrl, set);
       if (before) for (const r of before.named.values()) if (!set.named.has(r.name)) removed.push(r);
     }
-    if (previous) for (const [typeUrl, set] of previous.sets) if (!byType.has(typeUrl)) removed.push(...set.named.values());
+    if (previous) for (const [typeUrl, set] of previous.sets) if (!byType.has(typeUrl)) for (const r of set.named.values()) removed.push(r);
     return new Snapshot(sets, previous ? { base: previous.serial, removed } : undefined);
   }
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { ConsistencyTracker, danglingReferences, InconsistentSnapshotError } from '../../src/resources/consistency.js';
+import type { InconsistentSnapshotError } from '../../src/resources/consistency.js';
+import { ConsistencyTracker, danglingReferences } from '../../src/resources/consistency.js';
 import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
 import { changeLimit, listChanges } from '../../src/resources/window.js';
 
