@@ -3,9 +3,9 @@
  * pipeline stages hand back the same objects for what did not change): found by pointer comparisons only,
  * so one model's change costs its own entries, not a walk of maps over the whole list.
  *
- * Both lists are walked from the start and from the end; a lone element that differs between two equal
- * ones (a model whose cluster was replaced, a resource that is rebuilt on every change) is a replacement,
- * and where two in a row differ (something was inserted or removed) the rest up to the other walk is
+ * Both lists are walked from the start and from the end; a run of elements that differ followed by equal
+ * ones at the same place (a model's clusters, the resources rebuilt on every change) is replaced, and where
+ * the lists do not agree again soon (something was inserted or removed) the rest up to the other walk is
  * taken as replaced.
  */
 export interface ListChanges<T> {
@@ -15,44 +15,48 @@ export interface ListChanges<T> {
   readonly added: readonly T[];
 }
 
+/** How far past a differing element the walks look for the lists to agree again at the same place. */
+const RESYNC = 16;
+
 /** The changes from `before` to `after`, or undefined when more than `limit` elements changed. */
 export function listChanges<T>(before: readonly T[], after: readonly T[], limit: number): ListChanges<T> | undefined {
   const removed: T[] = [];
   const added: T[] = [];
   const nb = before.length;
   const na = after.length;
-  const shortest = Math.min(nb, na);
-  // From the start, aligned at the start.
+  // From the start, aligned at the start: a run of differing elements followed by an equal one is replaced.
   let head = 0;
+  const shortest = Math.min(nb, na);
   while (head < shortest) {
     if (before[head] === after[head]) {
       head++;
       continue;
     }
-    if (head + 1 < shortest && before[head + 1] === after[head + 1]) {
-      removed.push(before[head] as T);
-      added.push(after[head] as T);
-      head++;
-      continue;
+    let k = 1;
+    while (k <= RESYNC && head + k < shortest && before[head + k] !== after[head + k]) k++;
+    if (k > RESYNC || head + k >= shortest) break;
+    for (let i = head; i < head + k; i++) {
+      removed.push(before[i] as T);
+      added.push(after[i] as T);
     }
-    break;
+    head += k;
   }
   // From the end, aligned at the end, down to what the first walk took.
   let tail = 0;
-  while (nb - tail > head && na - tail > head) {
-    const b = before[nb - 1 - tail] as T;
-    const a = after[na - 1 - tail] as T;
-    if (b === a) {
+  const room = Math.min(nb, na) - head;
+  while (tail < room) {
+    if (before[nb - 1 - tail] === after[na - 1 - tail]) {
       tail++;
       continue;
     }
-    if (nb - tail - 1 > head && na - tail - 1 > head && before[nb - 2 - tail] === after[na - 2 - tail]) {
-      removed.push(b);
-      added.push(a);
-      tail++;
-      continue;
+    let k = 1;
+    while (k <= RESYNC && tail + k < room && before[nb - 1 - tail - k] !== after[na - 1 - tail - k]) k++;
+    if (k > RESYNC || tail + k >= room) break;
+    for (let i = tail; i < tail + k; i++) {
+      removed.push(before[nb - 1 - i] as T);
+      added.push(after[na - 1 - i] as T);
     }
-    break;
+    tail += k;
   }
   if (removed.length + (nb - tail - head) + (na - tail - head) > limit) return undefined;
   for (let i = head; i < nb - tail; i++) removed.push(before[i] as T);

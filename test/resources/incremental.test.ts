@@ -32,6 +32,7 @@ describe('listChanges', () => {
     expect(listChanges(list, [a, b, d, e], 10)).toEqual({ removed: [c], added: [] });
     // Replacements at both ends (a resource rebuilt on every change) and one in the middle.
     expect(listChanges(list, [x, b, x, d, x], 10)).toEqual({ removed: [a, c, e], added: [x, x, x] });
+    expect(listChanges([a, b, c, d, e, x], [a, x, x, d, e, b], 10)).toEqual({ removed: [b, c, x], added: [x, x, b] });
     expect(listChanges(list, list, 10)).toEqual({ removed: [], added: [] });
     expect(listChanges(list, [e, d, c, b, a], 2)).toBeUndefined();
     expect(changeLimit(10)).toBe(64);
