@@ -18,32 +18,28 @@ export interface ListChanges<T> {
 /** How far past a differing element the walks look for the lists to agree again at the same place. */
 const RESYNC = 16;
 
-/** The changes from `before` to `after`, or undefined when more than `limit` elements changed. */
-export function listChanges<T>(before: readonly T[], after: readonly T[], limit: number): ListChanges<T> | undefined {
-  const removed: T[] = [];
-  const added: T[] = [];
+/**
+ * How far the two walks get: `before[0, head)` and `after[0, head)` are aligned at the start, the last
+ * `tail` elements of both aligned at the end; between them nothing is aligned.
+ */
+function align<T>(before: readonly T[], after: readonly T[]): { head: number; tail: number } {
   const nb = before.length;
   const na = after.length;
-  // From the start, aligned at the start: a run of differing elements followed by an equal one is replaced.
-  let head = 0;
   const shortest = Math.min(nb, na);
+  let head = 0;
   while (head < shortest) {
     if (before[head] === after[head]) {
       head++;
       continue;
     }
+    // A run of differing elements followed by an equal one at the same place is a replacement.
     let k = 1;
     while (k <= RESYNC && head + k < shortest && before[head + k] !== after[head + k]) k++;
     if (k > RESYNC || head + k >= shortest) break;
-    for (let i = head; i < head + k; i++) {
-      removed.push(before[i] as T);
-      added.push(after[i] as T);
-    }
     head += k;
   }
-  // From the end, aligned at the end, down to what the first walk took.
   let tail = 0;
-  const room = Math.min(nb, na) - head;
+  const room = shortest - head;
   while (tail < room) {
     if (before[nb - 1 - tail] === after[na - 1 - tail]) {
       tail++;
@@ -52,16 +48,52 @@ export function listChanges<T>(before: readonly T[], after: readonly T[], limit:
     let k = 1;
     while (k <= RESYNC && tail + k < room && before[nb - 1 - tail - k] !== after[na - 1 - tail - k]) k++;
     if (k > RESYNC || tail + k >= room) break;
-    for (let i = tail; i < tail + k; i++) {
-      removed.push(before[nb - 1 - i] as T);
-      added.push(after[na - 1 - i] as T);
-    }
     tail += k;
+  }
+  return { head, tail };
+}
+
+/** The changes from `before` to `after`, or undefined when more than `limit` elements changed. */
+export function listChanges<T>(before: readonly T[], after: readonly T[], limit: number): ListChanges<T> | undefined {
+  const removed: T[] = [];
+  const added: T[] = [];
+  const nb = before.length;
+  const na = after.length;
+  const { head, tail } = align(before, after);
+  if (nb - tail - head + (na - tail - head) > limit) return undefined;
+  for (let i = 0; i < head; i++) {
+    if (before[i] === after[i]) continue;
+    removed.push(before[i] as T);
+    added.push(after[i] as T);
+    if (removed.length > limit) return undefined;
+  }
+  for (let j = 0; j < tail; j++) {
+    const b = before[nb - 1 - j] as T;
+    const a = after[na - 1 - j] as T;
+    if (b === a) continue;
+    removed.push(b);
+    added.push(a);
+    if (removed.length > limit) return undefined;
   }
   if (removed.length + (nb - tail - head) + (na - tail - head) > limit) return undefined;
   for (let i = head; i < nb - tail; i++) removed.push(before[i] as T);
   for (let i = head; i < na - tail; i++) added.push(after[i] as T);
   return { removed, added };
+}
+
+/**
+ * `after.map(fn)`, where an element that is the same object at the same place as in `before` gets the
+ * result it had (`beforeOut`, the map of `before`) without calling `fn`.
+ */
+export function mapChanged<T, U>(before: readonly T[], beforeOut: readonly U[], after: readonly T[], fn: (item: T) => U): U[] {
+  const nb = before.length;
+  const na = after.length;
+  const { head, tail } = align(before, after);
+  const out = new Array<U>(na);
+  for (let i = 0; i < head; i++) out[i] = before[i] === after[i] ? (beforeOut[i] as U) : fn(after[i] as T);
+  for (let i = head; i < na - tail; i++) out[i] = fn(after[i] as T);
+  for (let j = tail - 1; j >= 0; j--) out[na - 1 - j] = before[nb - 1 - j] === after[na - 1 - j] ? (beforeOut[nb - 1 - j] as U) : fn(after[na - 1 - j] as T);
+  return out;
 }
 
 /** The limit callers use: past a quarter of the list (or 64 elements), a full rebuild is as cheap. */

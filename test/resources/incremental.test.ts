@@ -2,7 +2,16 @@ import { describe, expect, test } from 'vitest';
 import type { InconsistentSnapshotError } from '../../src/resources/consistency.js';
 import { ConsistencyTracker, danglingReferences } from '../../src/resources/consistency.js';
 import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
-import { changeLimit, listChanges } from '../../src/resources/window.js';
+import { changeLimit, listChanges, mapChanged } from '../../src/resources/window.js';
+import { runPipeline, type PipelineOutput } from '../../src/pipeline/index.js';
+import { policyFromFiles } from '../../src/policy/load.js';
+import type { Policy } from '../../src/policy/policy.js';
+import { registrySnapshotFrom } from '../../src/registry/snapshot.js';
+import type { RegisteredModel, RegistrySnapshot } from '../../src/registry/types.js';
+import { encodeMessage } from '../../src/proto/codec.js';
+import { ALL_TYPES } from '../../src/resources/types.js';
+import { Snapshot } from '../../src/xds/snapshot.js';
+import { modelPolicy, registryModels } from '../../bench/peers/fixtures.js';
 
 /**
  * The incremental consistency check and the list comparison it (and Snapshot.from, and the controller) rely
@@ -25,7 +34,7 @@ const routeConfig = (name: string, routes: object[]): ResourceInput => ({ typeUr
 
 describe('listChanges', () => {
   test('finds a lone replacement, an insertion and a removal by pointer comparison', () => {
-    const [a, b, c, d, e, x] = ['a', 'b', 'c', 'd', 'e', 'x'].map((n) => ({ n }));
+    const [a, b, c, d, e, x] = ['a', 'b', 'c', 'd', 'e', 'x'].map((n) => ({ n })) as [object, object, object, object, object, object];
     const list = [a, b, c, d, e] as object[];
     expect(listChanges(list, [a, x, c, d, e], 10)).toEqual({ removed: [b], added: [x] });
     expect(listChanges(list, [a, b, x, c, d, e], 10)).toEqual({ removed: [], added: [x] });
@@ -36,6 +45,13 @@ describe('listChanges', () => {
     expect(listChanges(list, list, 10)).toEqual({ removed: [], added: [] });
     expect(listChanges(list, [e, d, c, b, a], 2)).toBeUndefined();
     expect(changeLimit(10)).toBe(64);
+    const calls: string[] = [];
+    const upper = (o: object): string => {
+      calls.push((o as { n: string }).n);
+      return (o as { n: string }).n.toUpperCase();
+    };
+    expect(mapChanged(list, ['A', 'B', 'C', 'D', 'E'], [a, x, c, d, e, b], upper)).toEqual(['A', 'X', 'C', 'D', 'E', 'B']);
+    expect(calls).toEqual(['x', 'b']);
   });
 });
 
@@ -76,5 +92,64 @@ describe('ConsistencyTracker', () => {
       return full.length > 0;
     });
     expect(verdicts).toEqual([false, true, false, true, true, false, true, false, false]);
+  });
+});
+
+describe('incremental pipeline and snapshots', () => {
+  const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
+  const policyOf = (dir: string, models: number, canaryOf0: number): Policy => {
+    const load = policyFromFiles(dir, [{ file: 'gateway.yaml', text: GATEWAY }, ...Array.from({ length: models }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, i === 0 ? canaryOf0 : 10) }))]);
+    if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
+    return load.policy;
+  };
+  const registryOf = (models: number, moved: readonly number[]): RegistrySnapshot =>
+    registrySnapshotFrom(
+      registryModels(models, false).map(
+        (m, i): RegisteredModel => ({
+          name: m.name,
+          description: '',
+          tags: {},
+          aliases: moved.includes(i) ? { ...m.aliases, challenger: '3' } : m.aliases,
+          versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
+        }),
+      ),
+    );
+  const encoded = (out: PipelineOutput): string[][] => out.groups.map((g) => g.resources.map((r) => `${r.typeUrl} ${r.name} ${Buffer.from(encodeMessage(r.typeUrl, r.message)).toString('base64')}`));
+  const summary = (s: Snapshot): string[] => ALL_TYPES.flatMap((t) => [...s.resources(t).values()].map((r) => `${t} ${r.name} ${r.version}`)).sort();
+
+  test('a sequence of moves, edits, additions and removals gives what a build from fresh objects gives', () => {
+    // [models, canary weight of model 0, models whose challenger moved]
+    const steps: [number, number, number[]][] = [
+      [120, 10, []],
+      [120, 10, [60]],
+      [120, 30, [60]],
+      [121, 30, [60]],
+      [121, 30, [60, 61, 62]],
+      [118, 30, [60, 61, 62]],
+      [118, 30, [5]],
+      [160, 30, [5]],
+    ];
+    let previous: PipelineOutput | undefined;
+    let snapshots: Snapshot[] = [];
+    steps.forEach(([models, canary, moved], k) => {
+      const out = runPipeline({ policy: policyOf('/inc', models, canary), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
+      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, snapshots[i]));
+      const fresh = runPipeline({ policy: policyOf(`/fresh-${k}`, models, canary), registry: registryOf(models, moved) }, { proxyless: true });
+      expect(out.ir).toEqual(fresh.ir);
+      expect(encoded(out)).toEqual(encoded(fresh));
+      fresh.groups.forEach((g, i) => {
+        const alone = Snapshot.from(g.resources);
+        const built = chained[i] as Snapshot;
+        expect(built.version, `step ${k} ${g.variant}`).toBe(alone.version);
+        expect(summary(built)).toEqual(summary(alone));
+        if (snapshots[i]) {
+          const gone = built.removedSince(snapshots[i]);
+          const expected = summary(snapshots[i]).filter((line) => !summary(built).some((b) => b.split(' ').slice(0, 2).join(' ') === line.split(' ').slice(0, 2).join(' ')));
+          expect((gone ?? []).map((r) => `${r.typeUrl} ${r.name} ${r.version}`).sort()).toEqual(expected);
+        }
+      });
+      previous = out;
+      snapshots = chained;
+    });
   });
 });
