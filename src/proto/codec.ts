@@ -63,11 +63,30 @@ function typeKind(type: protobuf.Type): TypeKind {
 }
 
 /**
+ * A piece of an encoded message: the encoding of a message object encoded before (kept by object, shared by
+ * every message that holds it, with a digest made the first time one is needed), or bytes written for this
+ * message alone (its other fields, the key and length of a spliced element).
+ */
+export interface Part {
+  readonly bytes: Uint8Array;
+  /** Set on kept encodings only. */
+  readonly kept?: true;
+  digest?: Uint8Array;
+}
+
+interface KeptEncoding extends Part {
+  readonly type: protobuf.Type;
+  readonly kept: true;
+  /** The key and length that frame this encoding as an element of a repeated field, by field key. */
+  framed?: { readonly tag: number; readonly part: Part };
+}
+
+/**
  * The encoding of every message object already encoded, by object: translators hand back the same object for
  * a part of the configuration that did not change (a model's routes, a version's cluster), so its bytes are
  * reused rather than converted and encoded again. Objects given to encodeMessage must not be mutated after.
  */
-const encodings = new WeakMap<object, { readonly type: protobuf.Type; readonly bytes: Uint8Array }>();
+const encodings = new WeakMap<object, KeptEncoding>();
 
 /** How deep repeated message fields are encoded element by element (RouteConfiguration -> VirtualHost -> Route). */
 const SPLICE_DEPTH = 2;
@@ -76,12 +95,15 @@ const SPLICE_DEPTH = 2;
  * Encodes `value` as `type`, reusing the bytes of objects encoded before. Down to SPLICE_DEPTH, a repeated
  * message field is encoded one element at a time (each reusable on its own) and its elements spliced between
  * the other fields in field-number order: the bytes are exactly protobufjs's encoding of the whole object.
- * A spliced message is returned as its chunks (not copied into one buffer: a route configuration of every
- * model is tens of MB, copied once, by the caller, where it is needed whole).
+ * A spliced message is returned as its parts (not copied into one buffer: a route configuration of every
+ * model is tens of MB, copied once, and only when it is sent).
  */
-function encodeChunks(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number): Uint8Array[] {
+function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number, out: Part[]): void {
   const hit = encodings.get(value);
-  if (hit && hit.type === type) return [hit.bytes];
+  if (hit && hit.type === type) {
+    out.push(hit);
+    return;
+  }
   const spliced: { field: protobuf.Field; items: Record<string, unknown>[] }[] = [];
   if (depth < SPLICE_DEPTH) {
     for (const name of Object.keys(value)) {
@@ -98,9 +120,10 @@ function encodeChunks(type: protobuf.Type, value: Record<string, unknown>, path:
   }
   if (spliced.length === 0) {
     assertKnownFields(type, value, path);
-    const bytes = type.encode(type.fromObject(value)).finish();
-    encodings.set(value, { type, bytes });
-    return [bytes];
+    const kept: KeptEncoding = { type, bytes: type.encode(type.fromObject(value)).finish(), kept: true };
+    encodings.set(value, kept);
+    out.push(kept);
+    return;
   }
   const splicedNames = new Set(spliced.map((s) => s.field.name));
   const rest: Record<string, unknown> = {};
@@ -116,9 +139,8 @@ function encodeChunks(type: protobuf.Type, value: Record<string, unknown>, path:
     while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
     (bins[bin] as Record<string, unknown>)[k] = v;
   }
-  const chunks: Uint8Array[] = [];
   const writeBin = (bin: Record<string, unknown>): void => {
-    if (Object.keys(bin).length > 0) chunks.push(type.encode(type.fromObject(bin)).finish());
+    if (Object.keys(bin).length > 0) out.push({ bytes: type.encode(type.fromObject(bin)).finish() });
   };
   spliced.forEach(({ field, items }, i) => {
     writeBin(bins[i] as Record<string, unknown>);
@@ -126,19 +148,26 @@ function encodeChunks(type: protobuf.Type, value: Record<string, unknown>, path:
     const child = field.resolvedType as protobuf.Type;
     const tag = (field.id << 3) | 2;
     items.forEach((item, j) => {
-      const element = encodeChunks(child, item, `${where}[${j}]`, depth + 1);
-      chunks.push(tagAndLength(tag, byteLength(element)));
-      // Not a spread: a virtual host of every model is tens of thousands of chunks.
-      for (const c of element) chunks.push(c);
+      const hit = encodings.get(item);
+      if (hit && hit.type === child) {
+        // A kept element: its frame is kept with it.
+        if (hit.framed?.tag !== tag) hit.framed = { tag, part: { bytes: tagAndLength(tag, hit.bytes.length) } };
+        out.push(hit.framed.part, hit);
+        return;
+      }
+      const element: Part[] = [];
+      encodeParts(child, item, `${where}[${j}]`, depth + 1, element);
+      out.push({ bytes: tagAndLength(tag, byteLength(element)) });
+      for (const p of element) out.push(p);
     });
   });
   writeBin(bins[spliced.length] as Record<string, unknown>);
-  return chunks;
 }
 
-function byteLength(chunks: readonly Uint8Array[]): number {
+/** The encoded length of parts. */
+export function byteLength(parts: readonly Part[]): number {
   let n = 0;
-  for (const c of chunks) n += c.length;
+  for (const p of parts) n += p.bytes.length;
   return n;
 }
 
@@ -149,27 +178,57 @@ function tagAndLength(tag: number, length: number): Uint8Array {
 
 /** Encodes a plain object as the named message, refusing unknown fields. */
 export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array {
-  const chunks = encodeChunks(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0);
-  return chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks);
+  const parts = encodeMessageParts(typeNameOrUrl, value);
+  return parts.length === 1 ? (parts[0] as Part).bytes : Buffer.concat(parts.map((p) => p.bytes));
 }
 
-/**
- * Encodes a plain object as the named message and as a google.protobuf.Any holding it, in one buffer (the
- * message is a view into the Any's bytes); `digest` is given the message's chunks as they are written.
- */
-export function encodeMessageAndAny(typeUrl: string, value: object, digest?: (chunk: Uint8Array) => void): { body: Uint8Array; any: Uint8Array } {
-  const chunks = encodeChunks(messageType(typeUrl), value as Record<string, unknown>, '', 0);
-  const length = byteLength(chunks);
+/** Encodes a plain object as the named message, as parts in order (one part: a message encoded whole). */
+export function encodeMessageParts(typeNameOrUrl: string, value: object): readonly Part[] {
+  const parts: Part[] = [];
+  encodeParts(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0, parts);
+  return parts;
+}
+
+/** The bytes of a google.protobuf.Any holding the message of `parts`, in one buffer (the message a view into it). */
+export function anyOfParts(typeUrl: string, parts: readonly Part[]): { body: Uint8Array; any: Uint8Array } {
+  const length = byteLength(parts);
   const head = protobuf.Writer.create().uint32((1 << 3) | 2).string(typeUrl).uint32((2 << 3) | 2).uint32(length).finish();
   const any = Buffer.allocUnsafe(head.length + length);
   any.set(head, 0);
   let at = head.length;
-  for (const c of chunks) {
-    digest?.(c);
-    any.set(c, at);
-    at += c.length;
+  for (const p of parts) {
+    any.set(p.bytes, at);
+    at += p.bytes.length;
   }
   return { body: any.subarray(head.length), any };
+}
+
+/**
+ * What a spliced message's content hash is taken over: each kept part by its digest (made once per kept
+ * encoding), every other part by its bytes. A function of the message alone (which parts are kept follows
+ * from its shape), and a change to one route of a large route configuration costs a walk of digests, not a
+ * hash of every byte.
+ */
+export function partsDigestInput(parts: readonly Part[], digest: (bytes: Uint8Array) => Uint8Array): Uint8Array {
+  let size = 0;
+  for (const p of parts) size += p.kept ? 17 : 5 + p.bytes.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const p of parts) {
+    if (p.kept) {
+      const d = (p.digest ??= digest(p.bytes));
+      out[at++] = 1;
+      out.set(d, at);
+      at += 16;
+    } else {
+      out[at++] = 0;
+      out.writeUInt32BE(p.bytes.length, at);
+      at += 4;
+      out.set(p.bytes, at);
+      at += p.bytes.length;
+    }
+  }
+  return out;
 }
 
 /** Decodes bytes into a plain object in proto-loader's shape (string longs/enums, defaults present). */

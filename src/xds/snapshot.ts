@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { encodeMessageAndAny } from '../proto/codec.js';
+import { anyOfParts, encodeMessageParts, partsDigestInput, type Part } from '../proto/codec.js';
 import type { ResourceInput, TypeUrl } from '../resources/types.js';
 import { changeLimit, listChanges } from '../resources/window.js';
 export type { ResourceInput } from '../resources/types.js';
@@ -98,13 +98,50 @@ function resourceOf(input: ResourceInput, previous: Snapshot | undefined): XdsRe
   // The same message object as before (a translator's memo): the same resource, hashed and wrapped once.
   const known = encodedResources.get(input.message);
   if (known && known.typeUrl === input.typeUrl && known.name === input.name) return known;
-  const h = createHash('sha256').update(input.typeUrl).update('\u0000');
-  const { body, any } = encodeMessageAndAny(input.typeUrl, input.message, (chunk) => h.update(chunk));
-  const version = h.digest('hex').slice(0, 16);
+  const parts = encodeMessageParts(input.typeUrl, input.message);
+  const whole = parts.length === 1 ? (parts[0] as Part).bytes : undefined;
+  // A message encoded whole is hashed over its bytes; a spliced one (a route configuration) over its parts' digests.
+  const version = whole ? contentHash(input.typeUrl, '\u0000', whole) : contentHash(input.typeUrl, '\u0001', partsDigestInput(parts, partDigest));
   const prior = previous?.get(input.typeUrl, input.name);
-  const resource = prior && prior.version === version ? prior : { typeUrl: input.typeUrl, name: input.name, version, body, any };
+  const resource = prior && prior.version === version ? prior : new EncodedResource(input.typeUrl, input.name, version, parts);
   encodedResources.set(input.message, resource);
   return resource;
+}
+
+const partDigest = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest().subarray(0, 16);
+
+/**
+ * A resource whose bytes are assembled from its parts the first time they are read (when it is first sent):
+ * building a snapshot never copies a large route configuration, and one that is never sent is never copied.
+ */
+class EncodedResource implements XdsResource {
+  private parts: readonly Part[] | undefined;
+  private bytes: { readonly body: Uint8Array; readonly any: Uint8Array } | undefined;
+
+  constructor(
+    readonly typeUrl: TypeUrl,
+    readonly name: string,
+    readonly version: string,
+    parts: readonly Part[],
+  ) {
+    this.parts = parts;
+  }
+
+  get body(): Uint8Array {
+    return this.assembled().body;
+  }
+
+  get any(): Uint8Array {
+    return this.assembled().any;
+  }
+
+  private assembled(): { readonly body: Uint8Array; readonly any: Uint8Array } {
+    if (!this.bytes) {
+      this.bytes = anyOfParts(this.typeUrl, this.parts ?? []);
+      this.parts = undefined;
+    }
+    return this.bytes;
+  }
 }
 
 const duplicate = (typeUrl: TypeUrl, name: string): Error => new Error(`duplicate ${typeUrl} resource "${name}"`);
