@@ -9,7 +9,9 @@
  *     place, until the cache publishes (detection, read, check, build); --watch-max models at most;
  *   - policy load: the policy files with that one edit parsed and validated (what the watcher does before the
  *     controller; unchanged files are not parsed again).
- * Prints the median and max of --rounds per figure and the load average. Measures, never asserts.
+ * Prints the median and max of --rounds per figure and the load average, and for the builds the CPU time the
+ * process spent (user + system; on a loaded machine wall time also counts the wait for a core). Measures,
+ * never asserts.
  *
  *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5]
  */
@@ -64,9 +66,16 @@ function withMove(previous: RegistrySnapshot, model: string, version: string): R
   return registrySnapshotFrom([...[...previous.models.values()].filter((x) => x.name !== model), moved]);
 }
 
-const stats = (xs: number[]): string => {
+const stats = (xs: number[], cpu?: number[]): string => {
+  const med = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
   const s = [...xs].sort((a, b) => a - b);
-  return `median ${(s[Math.floor(s.length / 2)] ?? NaN).toFixed(1)} ms, max ${(s.at(-1) ?? NaN).toFixed(1)} ms`;
+  return `median ${med(xs).toFixed(1)} ms, max ${(s.at(-1) ?? NaN).toFixed(1)} ms${cpu ? ` (cpu median ${med(cpu).toFixed(1)} ms)` : ''}`;
+};
+
+/** CPU time (user + system) of this process since `from`, in ms. */
+const cpuSince = (from: NodeJS.CpuUsage): number => {
+  const u = process.cpuUsage(from);
+  return (u.user + u.system) / 1000;
 };
 
 /** Edits one model file of a watched directory `rounds` times; the time from each write to the cache's publish. */
@@ -116,6 +125,7 @@ for (const models of String(values.models).split(',').map(Number)) {
   const cold: number[] = [];
   const move: number[] = [];
   const edit: number[] = [];
+  const cpu = { cold: [] as number[], move: [] as number[], edit: [] as number[] };
   const load: number[] = [];
   let resources = 0;
   for (let r = 0; r < rounds; r++) {
@@ -130,34 +140,40 @@ for (const models of String(values.models).split(',').map(Number)) {
       resources = Object.values(s.counts()).reduce((a, b) => a + b, 0);
     });
     const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+    let c = process.cpuUsage();
     let t = performance.now();
     controller.setPolicy(policy);
     controller.setRegistry(registry);
     cold.push(publishedAt - t);
+    cpu.cold.push(cpuSince(c));
 
     publishedAt = 0;
     const moved = withMove(registry, `model-${models >> 1}`, '3');
+    c = process.cpuUsage();
     t = performance.now();
     controller.setRegistry(moved);
     if (publishedAt === 0) throw new Error('the alias move published nothing');
     move.push(publishedAt - t);
+    cpu.move.push(cpuSince(c));
 
     t = performance.now();
     const edited = loadPolicy(policyFiles(models, models >> 2), dir);
     load.push(performance.now() - t);
     publishedAt = 0;
+    c = process.cpuUsage();
     t = performance.now();
     controller.setPolicy(edited);
     if (publishedAt === 0) throw new Error('the policy edit published nothing');
     edit.push(publishedAt - t);
+    cpu.edit.push(cpuSince(c));
   }
   const watched: number[] = [];
   if (models <= Number(values['watch-max'])) watched.push(...(await watchedEdits(models, registry)));
   const la = loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`models=${models} resources(ads)=${resources} load average ${la}`);
-  console.log(`  cold build -> published        ${stats(cold)}`);
-  console.log(`  alias move -> published        ${stats(move)}`);
-  console.log(`  policy edit -> published       ${stats(edit)}`);
+  console.log(`  cold build -> published        ${stats(cold, cpu.cold)}`);
+  console.log(`  alias move -> published        ${stats(move, cpu.move)}`);
+  console.log(`  policy edit -> published       ${stats(edit, cpu.edit)}`);
   console.log(`  policy files -> Policy (load)  ${stats(load)}`);
   if (watched.length > 0) console.log(`  file edit -> published         ${stats(watched)} (PolicyWatcher on a real directory)`);
 }
