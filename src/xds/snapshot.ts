@@ -166,7 +166,7 @@ function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before:
   const changes = listChanges(before.inputs, inputs, changeLimit(inputs.length));
   if (!changes) return undefined;
   if (changes.removed.length === 0 && changes.added.length === 0) return { set: { ...before, inputs }, removed: [] };
-  const named = new Map(before.named);
+  const named = LayeredMap.over(before.named);
   const sum = new Uint32Array(before.sum.sum);
   const removed: XdsResource[] = [];
   for (const input of changes.removed) {
@@ -186,6 +186,99 @@ function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before:
   const gone = removed.filter((r) => !named.has(r.name));
   const setSum = { sum, count: named.size };
   return { set: { named, inputs, sum: setSum, version: versionOfSum(setSum) }, removed: gone };
+}
+
+/**
+ * The resources of one type of a snapshot built from the one before: that snapshot's map (never copied to
+ * build this one) under a small layer of the names this one sets and removes. Lookups read the layers; the
+ * first walk over every entry (a push to a wildcard client) makes one flat map, kept. Layers never stack:
+ * a map built over a layered one copies its small layer, and a layer past a size is flattened.
+ */
+class LayeredMap implements ReadonlyMap<string, XdsResource> {
+  private flatMap: Map<string, XdsResource> | undefined;
+  private count: number;
+
+  private constructor(
+    private readonly base: ReadonlyMap<string, XdsResource>,
+    private readonly layer: Map<string, XdsResource>,
+    private readonly gone: Set<string>,
+  ) {
+    let n = base.size;
+    for (const k of gone) if (base.has(k)) n--;
+    for (const k of layer.keys()) if (!base.has(k) || gone.has(k)) n++;
+    this.count = n;
+  }
+
+  /** A map to change, over `named` (a snapshot's map, which it never changes). */
+  static over(named: ReadonlyMap<string, XdsResource>): LayeredMap {
+    if (named instanceof LayeredMap) {
+      if (named.flatMap) return new LayeredMap(named.flatMap, new Map(), new Set());
+      if (named.layer.size + named.gone.size <= Math.max(256, named.base.size >> 4)) return new LayeredMap(named.base, new Map(named.layer), new Set(named.gone));
+      return new LayeredMap(named.flat(), new Map(), new Set());
+    }
+    return new LayeredMap(named, new Map(), new Set());
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(name: string): XdsResource | undefined {
+    const own = this.layer.get(name);
+    if (own) return own;
+    return this.gone.has(name) ? undefined : this.base.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  /** Only while the snapshot that owns this map is being built. */
+  set(name: string, r: XdsResource): void {
+    if (!this.has(name)) this.count++;
+    this.layer.set(name, r);
+  }
+
+  /** Only while the snapshot that owns this map is being built. */
+  delete(name: string): void {
+    if (!this.has(name)) return;
+    this.count--;
+    this.layer.delete(name);
+    if (this.base.has(name)) this.gone.add(name);
+  }
+
+  private flat(): Map<string, XdsResource> {
+    if (!this.flatMap) {
+      const flat = new Map<string, XdsResource>();
+      for (const [k, v] of this.base) {
+        if (this.gone.has(k) && !this.layer.has(k)) continue;
+        flat.set(k, this.layer.get(k) ?? v);
+      }
+      for (const [k, v] of this.layer) if (!flat.has(k)) flat.set(k, v);
+      this.flatMap = flat;
+    }
+    return this.flatMap;
+  }
+
+  forEach(fn: (value: XdsResource, key: string, map: ReadonlyMap<string, XdsResource>) => void, thisArg?: unknown): void {
+    this.flat().forEach((v, k) => fn.call(thisArg, v, k, this));
+  }
+
+  entries(): ReturnType<Map<string, XdsResource>['entries']> {
+    return this.flat().entries();
+  }
+
+  keys(): ReturnType<Map<string, XdsResource>['keys']> {
+    return this.flat().keys();
+  }
+
+  values(): ReturnType<Map<string, XdsResource>['values']> {
+    return this.flat().values();
+  }
+
+  [Symbol.iterator](): ReturnType<Map<string, XdsResource>['entries']> {
+    return this.flat().entries();
+  }
 }
 
 let serials = 0;

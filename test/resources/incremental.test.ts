@@ -153,3 +153,27 @@ describe('incremental pipeline and snapshots', () => {
     });
   });
 });
+
+describe('Snapshot built from the one before', () => {
+  test('reads as a fresh snapshot through hundreds of small changes (its maps layered, then flattened)', () => {
+    const clusterOf = (name: string, port: number): ResourceInput => ({ typeUrl: TypeUrl.Cluster, name, message: { name, type: 'STRICT_DNS', load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'h', port_value: port } } } }] }] } } });
+    let inputs = Array.from({ length: 100 }, (_, i) => clusterOf(`c${i}`, 1));
+    let snapshot = Snapshot.from(inputs);
+    for (let step = 0; step < 400; step++) {
+      const i = (step * 37) % 100;
+      // Replace one, and every 7th step also remove one and add one of a new name.
+      inputs = inputs.map((r, k) => (k === i ? clusterOf(r.name, step + 2) : r));
+      if (step % 7 === 0) inputs = [...inputs.filter((_, k) => k !== (i + 1) % inputs.length), clusterOf(`n${step}`, 1)];
+      const next = Snapshot.from(inputs, snapshot);
+      const fresh = Snapshot.from(inputs);
+      expect(next.version).toBe(fresh.version);
+      const named = next.resources(TypeUrl.Cluster);
+      expect(named.size).toBe(inputs.length);
+      for (const r of inputs) expect(named.get(r.name)?.version).toBe(fresh.get(TypeUrl.Cluster, r.name)?.version);
+      expect(named.has('c-none')).toBe(false);
+      if (step % 50 === 0) expect([...named.keys()].sort()).toEqual(inputs.map((r) => r.name).sort());
+      snapshot = next;
+    }
+    expect(() => Snapshot.from([...inputs, clusterOf((inputs[0] as ResourceInput).name, 9)], snapshot)).toThrow(/duplicate/);
+  });
+});
