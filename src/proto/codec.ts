@@ -1,5 +1,6 @@
 import protobuf from 'protobufjs';
 import { messageType, TO_OBJECT } from './root.js';
+import { segments } from '../resources/segments.js';
 
 /**
  * Encoding and decoding of Envoy messages given as plain objects (snake_case fields, nested Any values in the
@@ -147,6 +148,16 @@ function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: 
     const where = path ? `${path}.${field.name}` : field.name;
     const child = field.resolvedType as protobuf.Type;
     const tag = (field.id << 3) | 2;
+    const kept = segments(items);
+    if (kept) {
+      // A list made of kept lists: each kept list's elements, framed, are one kept part.
+      let j = 0;
+      for (const segment of kept) {
+        out.push(keptSegment(child, segment, tag, where, j));
+        j += segment.length;
+      }
+      return;
+    }
     items.forEach((item, j) => {
       const hit = encodings.get(item);
       if (hit && hit.type === child) {
@@ -162,6 +173,24 @@ function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: 
     });
   });
   writeBin(bins[spliced.length] as Record<string, unknown>);
+}
+
+/** Each kept list's framed elements, by list, for one element type and field key. */
+const segmentEncodings = new WeakMap<readonly object[], KeptEncoding & { readonly tag: number }>();
+
+function keptSegment(type: protobuf.Type, segment: readonly object[], tag: number, where: string, first: number): Part {
+  const hit = segmentEncodings.get(segment);
+  if (hit && hit.type === type && hit.tag === tag) return hit;
+  const chunks: Uint8Array[] = [];
+  segment.forEach((item, i) => {
+    const element: Part[] = [];
+    encodeParts(type, item as Record<string, unknown>, `${where}[${first + i}]`, SPLICE_DEPTH, element);
+    chunks.push(tagAndLength(tag, byteLength(element)));
+    for (const p of element) chunks.push(p.bytes);
+  });
+  const kept = { type, tag, bytes: Buffer.concat(chunks), kept: true as const };
+  segmentEncodings.set(segment, kept);
+  return kept;
 }
 
 /** The encoded length of parts. */

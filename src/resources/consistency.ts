@@ -1,5 +1,6 @@
 import { TypeUrl, type ResourceInput } from './types.js';
 import { changeLimit, listChanges, type ListChanges } from './window.js';
+import { segments } from './segments.js';
 
 /**
  * The check made before a snapshot is published (as go-control-plane's Snapshot.Consistent): every route
@@ -240,7 +241,17 @@ function unitsOf(r: ResourceInput): readonly object[] {
       const own = {};
       unitKeys.set(own, grpcClusterReferences(rest).map((n) => CLUSTER + n));
       units.push(own);
-      for (const route of Array.isArray(routes) ? routes : []) {
+      const list: unknown[] = Array.isArray(routes) ? routes : [];
+      const kept = segments(list);
+      if (kept) {
+        // A list of kept lists (one per model): one unit per kept list.
+        for (const segment of kept) {
+          if (!unitKeys.has(segment)) unitKeys.set(segment, segment.flatMap((route) => (isObject(route) ? oneRouteReferences(route).map((n) => CLUSTER + n) : [])));
+          units.push(segment);
+        }
+        continue;
+      }
+      for (const route of list) {
         if (!isObject(route)) continue;
         if (!unitKeys.has(route)) unitKeys.set(route, oneRouteReferences(route).map((n) => CLUSTER + n));
         units.push(route);

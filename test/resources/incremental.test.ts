@@ -1,6 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import type { InconsistentSnapshotError } from '../../src/resources/consistency.js';
-import { ConsistencyTracker, danglingReferences } from '../../src/resources/consistency.js';
+import { ConsistencyTracker, danglingReferences, InconsistentSnapshotError } from '../../src/resources/consistency.js';
 import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
 import { changeLimit, listChanges, mapChanged } from '../../src/resources/window.js';
 import { runPipeline, type PipelineOutput } from '../../src/pipeline/index.js';
@@ -11,6 +10,7 @@ import type { RegisteredModel, RegistrySnapshot } from '../../src/registry/types
 import { encodeMessage } from '../../src/proto/codec.js';
 import { ALL_TYPES } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
+import { withSegments } from '../../src/resources/segments.js';
 import { modelPolicy, registryModels } from '../../bench/peers/fixtures.js';
 
 /**
@@ -92,6 +92,28 @@ describe('ConsistencyTracker', () => {
       return full.length > 0;
     });
     expect(verdicts).toEqual([false, true, false, true, true, false, true, false, false]);
+  });
+});
+
+describe('segmented route lists', () => {
+  test('are checked and encoded per kept list, as the same list without segments', () => {
+    const tracker = new ConsistencyTracker();
+    const segmentsOf = (n: number, bad = -1): object[][] => Array.from({ length: n }, (_, i) => [route(`a${i}`, [`c${i}`]), route(`b${i}`, i === bad ? ['c0', 'gone'] : [`c${i}`])]);
+    const config = (segs: object[][]): ResourceInput => routeConfig('rc', withSegments(segs.flat(), segs));
+    const clusters = Array.from({ length: 100 }, (_, i) => cluster(`c${i}`));
+    const good = segmentsOf(100);
+    for (const [segs, refused] of [
+      [good, false],
+      [good.map((s, i) => (i === 40 ? (segmentsOf(100, 40)[40] as object[]) : s)), true],
+      [good, false],
+    ] as const) {
+      const set = [...clusters, listener('l', 'rc'), config(segs)];
+      expect(danglingReferences(set).length > 0).toBe(refused);
+      if (refused) expect(() => tracker.check(set)).toThrow(InconsistentSnapshotError);
+      else expect(() => tracker.check(set)).not.toThrow();
+      const plain = routeConfig('rc', segs.flat());
+      expect(Buffer.from(encodeMessage(plain.typeUrl, config(segs).message)).equals(Buffer.from(encodeMessage(plain.typeUrl, plain.message)))).toBe(true);
+    }
   });
 });
 
