@@ -150,42 +150,30 @@ for (const models of String(values.models).split(',').map(Number)) {
       resources = Object.values(s.counts()).reduce((a, b) => a + b, 0);
     });
     const controller = new GatewayController({ cache, clusterLingerMs: 0 });
-    let c = process.cpuUsage();
-    let t = performance.now();
-    controller.setPolicy(policy);
-    controller.setRegistry(registry);
-    cold.push(publishedAt - t);
-    cpu.cold.push(cpuSince(c));
-
-    publishedAt = 0;
+    /** Runs one change and records the time to the publish, wall and CPU. */
+    const timed = (what: string, wall: number[], cpuTimes: number[], change: () => void): void => {
+      publishedAt = 0;
+      const c = process.cpuUsage();
+      const t = performance.now();
+      change();
+      if (publishedAt === 0) throw new Error(`the ${what} published nothing`);
+      wall.push(publishedAt - t);
+      cpuTimes.push(cpuSince(c));
+    };
+    timed('cold build', cold, cpu.cold, () => {
+      controller.setPolicy(policy);
+      controller.setRegistry(registry);
+    });
     const moved = withMove(registry, `model-${models >> 1}`, '3');
-    c = process.cpuUsage();
-    t = performance.now();
-    controller.setRegistry(moved);
-    if (publishedAt === 0) throw new Error('the alias move published nothing');
-    move.push(publishedAt - t);
-    cpu.move.push(cpuSince(c));
-
+    timed('alias move', move, cpu.move, () => controller.setRegistry(moved));
     // A second move, of another model: the first change after a cold build also collects that build's garbage.
-    publishedAt = 0;
     const movedAgain = withMove(moved, `model-${(models >> 1) + 1}`, '3');
-    c = process.cpuUsage();
-    t = performance.now();
-    controller.setRegistry(movedAgain);
-    if (publishedAt === 0) throw new Error('the second alias move published nothing');
-    again.push(publishedAt - t);
-    cpu.again.push(cpuSince(c));
+    timed('second alias move', again, cpu.again, () => controller.setRegistry(movedAgain));
 
-    t = performance.now();
+    const t = performance.now();
     const edited = loadPolicy(policyFiles(models, models >> 2), dir);
     load.push(performance.now() - t);
-    publishedAt = 0;
-    c = process.cpuUsage();
-    t = performance.now();
-    controller.setPolicy(edited);
-    if (publishedAt === 0) throw new Error('the policy edit published nothing');
-    edit.push(publishedAt - t);
-    cpu.edit.push(cpuSince(c));
+    timed('policy edit', edit, cpu.edit, () => controller.setPolicy(edited));
   }
   const watched: number[] = [];
   if (models <= Number(values['watch-max'])) watched.push(...(await watchedEdits(models, registry)));
