@@ -99,7 +99,7 @@ const SPLICE_DEPTH = 2;
  * A spliced message is returned as its parts (not copied into one buffer: a route configuration of every
  * model is tens of MB, copied once, and only when it is sent).
  */
-function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number, out: Part[]): void {
+function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number, out: Part[], keep = true): void {
   const hit = encodings.get(value);
   if (hit && hit.type === type) {
     out.push(hit);
@@ -121,7 +121,12 @@ function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: 
   }
   if (spliced.length === 0) {
     assertKnownFields(type, value, path);
-    const kept: KeptEncoding = { type, bytes: type.encode(type.fromObject(value)).finish(), kept: true };
+    const bytes = type.encode(type.fromObject(value)).finish();
+    if (!keep) {
+      out.push({ bytes });
+      return;
+    }
+    const kept: KeptEncoding = { type, bytes, kept: true };
     encodings.set(value, kept);
     out.push(kept);
     return;
@@ -184,7 +189,8 @@ function keptSegment(type: protobuf.Type, segment: readonly object[], tag: numbe
   const chunks: Uint8Array[] = [];
   segment.forEach((item, i) => {
     const element: Part[] = [];
-    encodeParts(type, item as Record<string, unknown>, `${where}[${first + i}]`, SPLICE_DEPTH, element);
+    // Not kept one by one as well: the segment keeps them (a route configuration's routes are tens of MB).
+    encodeParts(type, item as Record<string, unknown>, `${where}[${first + i}]`, SPLICE_DEPTH, element, false);
     chunks.push(tagAndLength(tag, byteLength(element)));
     for (const p of element) chunks.push(p.bytes);
   });
