@@ -3,13 +3,16 @@
  * the way `flowgate serve` runs it (IR, every xDS mode plus proxyless, consistency check, encoding into
  * snapshots), then one change through the GatewayController until the cache publishes the new snapshot:
  *   - cold: policy + registry -> every snapshot encoded (the first build);
- *   - alias move: one model's `challenger` alias moved -> published snapshot;
+ *   - alias move: one model's `challenger` alias moved -> published snapshot (right after the cold build, and
+ *     then another model's: the first change after a cold build also collects that build's garbage);
  *   - policy edit: one model's canary weight changed (a new Policy from the files) -> published snapshot;
  *   - file edit -> published: a real policy directory watched by PolicyWatcher, one model file rewritten in
  *     place, until the cache publishes (detection, read, check, build); --watch-max models at most;
  *   - policy load: the policy files with that one edit parsed and validated (what the watcher does before the
  *     controller; unchanged files are not parsed again).
- * Prints the median and max of --rounds per figure and the load average. Measures, never asserts.
+ * Prints the median and max of --rounds per figure and the load average, and for the builds the CPU time the
+ * process spent (user + system; on a loaded machine wall time also counts the wait for a core). Measures,
+ * never asserts.
  *
  *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5]
  */
@@ -64,9 +67,16 @@ function withMove(previous: RegistrySnapshot, model: string, version: string): R
   return registrySnapshotFrom([...[...previous.models.values()].filter((x) => x.name !== model), moved]);
 }
 
-const stats = (xs: number[]): string => {
+const stats = (xs: number[], cpu?: number[]): string => {
+  const med = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
   const s = [...xs].sort((a, b) => a - b);
-  return `median ${(s[Math.floor(s.length / 2)] ?? NaN).toFixed(1)} ms, max ${(s.at(-1) ?? NaN).toFixed(1)} ms`;
+  return `median ${med(xs).toFixed(1)} ms, max ${(s.at(-1) ?? NaN).toFixed(1)} ms${cpu ? ` (cpu median ${med(cpu).toFixed(1)} ms)` : ''}`;
+};
+
+/** CPU time (user + system) of this process since `from`, in ms. */
+const cpuSince = (from: NodeJS.CpuUsage): number => {
+  const u = process.cpuUsage(from);
+  return (u.user + u.system) / 1000;
 };
 
 /** Edits one model file of a watched directory `rounds` times; the time from each write to the cache's publish. */
@@ -102,11 +112,19 @@ async function watchedEdits(models: number, registry: RegistrySnapshot): Promise
   return out;
 }
 
-// Loads the protos and warms the code paths: the first build of a process is not what a change costs.
+// Loads the protos and warms the code paths, those of a change too (a few moves and edits on a few hundred
+// models, enough to take the incremental paths): the first run of a process is not what a change costs.
 {
+  const warm = 300;
   const controller = new GatewayController({ cache: new SnapshotCache(), clusterLingerMs: 0 });
-  controller.setPolicy(loadPolicy(policyFiles(2)));
-  controller.setRegistry(registrySnapshotFrom(registered(2)));
+  controller.setPolicy(loadPolicy(policyFiles(warm), '/warm'));
+  let registry = registrySnapshotFrom(registered(warm));
+  controller.setRegistry(registry);
+  for (let i = 0; i < 20; i++) {
+    registry = withMove(registry, `model-${i}`, '3');
+    controller.setRegistry(registry);
+    controller.setPolicy(loadPolicy(policyFiles(warm, i), '/warm'));
+  }
 }
 
 for (const models of String(values.models).split(',').map(Number)) {
@@ -116,6 +134,8 @@ for (const models of String(values.models).split(',').map(Number)) {
   const cold: number[] = [];
   const move: number[] = [];
   const edit: number[] = [];
+  const again: number[] = [];
+  const cpu = { cold: [] as number[], move: [] as number[], again: [] as number[], edit: [] as number[] };
   const load: number[] = [];
   let resources = 0;
   for (let r = 0; r < rounds; r++) {
@@ -130,34 +150,39 @@ for (const models of String(values.models).split(',').map(Number)) {
       resources = Object.values(s.counts()).reduce((a, b) => a + b, 0);
     });
     const controller = new GatewayController({ cache, clusterLingerMs: 0 });
-    let t = performance.now();
-    controller.setPolicy(policy);
-    controller.setRegistry(registry);
-    cold.push(publishedAt - t);
-
-    publishedAt = 0;
+    /** Runs one change and records the time to the publish, wall and CPU. */
+    const timed = (what: string, wall: number[], cpuTimes: number[], change: () => void): void => {
+      publishedAt = 0;
+      const c = process.cpuUsage();
+      const t = performance.now();
+      change();
+      if (publishedAt === 0) throw new Error(`the ${what} published nothing`);
+      wall.push(publishedAt - t);
+      cpuTimes.push(cpuSince(c));
+    };
+    timed('cold build', cold, cpu.cold, () => {
+      controller.setPolicy(policy);
+      controller.setRegistry(registry);
+    });
     const moved = withMove(registry, `model-${models >> 1}`, '3');
-    t = performance.now();
-    controller.setRegistry(moved);
-    if (publishedAt === 0) throw new Error('the alias move published nothing');
-    move.push(publishedAt - t);
+    timed('alias move', move, cpu.move, () => controller.setRegistry(moved));
+    // A second move, of another model: the first change after a cold build also collects that build's garbage.
+    const movedAgain = withMove(moved, `model-${(models >> 1) + 1}`, '3');
+    timed('second alias move', again, cpu.again, () => controller.setRegistry(movedAgain));
 
-    t = performance.now();
+    const t = performance.now();
     const edited = loadPolicy(policyFiles(models, models >> 2), dir);
     load.push(performance.now() - t);
-    publishedAt = 0;
-    t = performance.now();
-    controller.setPolicy(edited);
-    if (publishedAt === 0) throw new Error('the policy edit published nothing');
-    edit.push(publishedAt - t);
+    timed('policy edit', edit, cpu.edit, () => controller.setPolicy(edited));
   }
   const watched: number[] = [];
   if (models <= Number(values['watch-max'])) watched.push(...(await watchedEdits(models, registry)));
   const la = loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`models=${models} resources(ads)=${resources} load average ${la}`);
-  console.log(`  cold build -> published        ${stats(cold)}`);
-  console.log(`  alias move -> published        ${stats(move)}`);
-  console.log(`  policy edit -> published       ${stats(edit)}`);
+  console.log(`  cold build -> published        ${stats(cold, cpu.cold)}`);
+  console.log(`  alias move -> published        ${stats(move, cpu.move)} (the first change after the cold build)`);
+  console.log(`  next alias move -> published   ${stats(again, cpu.again)}`);
+  console.log(`  policy edit -> published       ${stats(edit, cpu.edit)}`);
   console.log(`  policy files -> Policy (load)  ${stats(load)}`);
   if (watched.length > 0) console.log(`  file edit -> published         ${stats(watched)} (PolicyWatcher on a real directory)`);
 }

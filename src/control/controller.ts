@@ -2,7 +2,7 @@ import { Counter, Gauge } from 'prom-client';
 import type { FilterPolicy } from '../contract/filter-policy.js';
 import { FILTER_POLICY_NAME } from '../contract/filter-policy.js';
 import { errorMessage } from '../errors.js';
-import type { GatewayAlert, GatewayIR } from '../ir/types.js';
+import type { GatewayAlert, GatewayIR, ModelIR } from '../ir/types.js';
 import type { ReservedAddress } from '../ir/upstream-guard.js';
 import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
@@ -16,6 +16,7 @@ import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-
 import type { SnapshotVariant } from '../resources/variants.js';
 import { Snapshot, type XdsResource } from '../xds/snapshot.js';
 import { TypeUrl } from '../resources/types.js';
+import { changeLimit, listChanges, type ListChanges } from '../resources/window.js';
 
 /**
  * GatewayController: the one place where policy and registry meet. Each time either changes it runs the
@@ -87,6 +88,15 @@ export interface ControllerOptions {
 /** The resource types whose removal is deferred by `clusterLingerMs`. */
 const LINGERING_TYPES: readonly TypeUrl[] = [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment];
 
+/** How many models' live versions a publish log line names. */
+const LOGGED_MODELS = 20;
+
+/** The models of the last IR a build replaced, and those that replaced them (memoised models are kept objects). */
+type ModelChanges = ListChanges<ModelIR>;
+
+const clustersOf = (m: ModelIR): string[] => [...m.live.map((l) => l.cluster), ...(m.mirror ? [m.mirror.cluster] : [])];
+const pending = (v: { readonly processing?: { readonly signature: { readonly status: string } } | undefined }): boolean => v.processing?.signature.status === 'pending';
+
 /** An alert raised from live traffic rather than from the IR (the anomaly detector). */
 export interface RuntimeAlert {
   readonly code: `anomaly_${string}`;
@@ -111,8 +121,11 @@ export class GatewayController {
   private activeAlerts = new Set<string>();
   private runtimeAlerts: readonly RuntimeAlert[] = [];
   private filterPolicyVersion: string | undefined;
-  /** Model-version clusters of the IR published now and of the one before it (late access logs of a version just removed). */
-  private clusters: { current: ReadonlySet<string>; previous: ReadonlySet<string> } = { current: new Set(), previous: new Set() };
+  /**
+   * Model-version clusters of the IR published now, and those of the one before it that it no longer has
+   * (late access logs of a version just removed). Updated by the models that changed.
+   */
+  private clusters: { current: Set<string>; removed: ReadonlySet<string> } = { current: new Set(), removed: new Set() };
   /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
   private checked:
     | { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly signatures: SignatureMap | undefined; readonly output: PipelineOutput }
@@ -138,7 +151,7 @@ export class GatewayController {
 
   /** True when `cluster` is a model-version cluster of the published IR or of the one before it. */
   createdCluster(cluster: string): boolean {
-    return this.clusters.current.has(cluster) || this.clusters.previous.has(cluster);
+    return this.clusters.current.has(cluster) || this.clusters.removed.has(cluster);
   }
 
 
@@ -195,9 +208,11 @@ export class GatewayController {
     const out: VersionRef[] = [];
     if (!this.ir || !this.registry) return out;
     for (const m of this.ir.models) {
+      // Most models process nothing: no allocation for them (this walks every model on every build).
+      if (!m.live.some(pending) && !(m.mirror && pending(m.mirror))) continue;
       const versions = this.registry.models.get(m.registeredModel)?.versions ?? [];
       for (const v of [...m.live, ...(m.mirror ? [m.mirror] : [])]) {
-        if (v.processing?.signature.status !== 'pending') continue;
+        if (!pending(v)) continue;
         const mv = versions.find((x) => x.version === v.version);
         if (mv) out.push({ name: mv.name, version: mv.version, source: mv.source });
       }
@@ -235,11 +250,13 @@ export class GatewayController {
       this.log.error({ cause, err: errorMessage(err) }, 'encoding failed; the previous snapshot keeps serving');
       return;
     }
+    const before = this.ir;
     this.ir = ir;
-    const clusters = new Set(ir.models.flatMap((m) => [...m.live.map((l) => l.cluster), ...(m.mirror ? [m.mirror.cluster] : [])]));
-    if ([...clusters].some((c) => !this.clusters.current.has(c)) || clusters.size !== this.clusters.current.size) this.clusters = { current: clusters, previous: this.clusters.current };
+    // The models that changed since the last build (memoised models are the same objects): undefined, all of them.
+    const changed = before ? listChanges(before.models, ir.models, changeLimit(ir.models.length)) : undefined;
+    this.trackClusters(ir, changed);
     this.reportAlerts(ir);
-    this.reportModels(ir);
+    this.reportModels(ir, changed);
     this.options.onIR?.(ir);
     const wanted = this.wantedSignatures();
     if (wanted.length > 0) this.options.onSignaturesWanted?.(wanted);
@@ -261,8 +278,11 @@ export class GatewayController {
       this.options.onFilterPolicy?.(filterPolicy, fpVersion);
     }
     builds.inc({ result: 'published' });
-    const live = Object.fromEntries(ir.models.map((m) => [m.name, m.live.map((l) => `v${l.version}:${l.weight}%`).join(' ')]));
-    this.log.info({ cause, version: ads?.version, policy: ir.policyHash.slice(0, 16), registry: ir.registryHash.slice(0, 16), live }, 'snapshot published');
+    // The live versions of the models that changed (of the first LOGGED_MODELS; all models on a first build).
+    const shown = (changed?.added ?? ir.models).slice(0, LOGGED_MODELS);
+    const live = Object.fromEntries(shown.map((m) => [m.name, m.live.map((l) => `v${l.version}:${l.weight}%`).join(' ')]));
+    const changedModels = changed ? changed.added.length : ir.models.length;
+    this.log.info({ cause, version: ads?.version, policy: ir.policyHash.slice(0, 16), registry: ir.registryHash.slice(0, 16), models: ir.models.length, changedModels, live }, 'snapshot published');
   }
 
   /** Starts the linger of every cluster (and endpoints) the published snapshot has and `next` drops. */
@@ -271,12 +291,16 @@ export class GatewayController {
     const published = this.snapshots.get(variant);
     const held = this.lingering.get(variant) ?? new Map<string, { resource: XdsResource; until: number }>();
     const until = Date.now() + linger;
-    for (const type of LINGERING_TYPES) {
-      for (const [name, resource] of published?.resources(type) ?? []) {
-        const key = `${type}\u0000${name}`;
-        if (next.get(type, name)) held.delete(key);
-        else if (linger > 0 && !held.has(key)) held.set(key, { resource, until });
-      }
+    // What the published snapshot has beyond the last built one is held already (checked below): what `next`
+    // removed from the last built one is what starts to linger, known without a walk when next was built from it.
+    const built = this.built.get(variant);
+    const removed = built && next.removedSince(built);
+    const candidates: Iterable<XdsResource> = removed ?? LINGERING_TYPES.flatMap((type) => [...(published?.resources(type).values() ?? [])]);
+    for (const resource of candidates) {
+      if (!LINGERING_TYPES.includes(resource.typeUrl)) continue;
+      const key = `${resource.typeUrl}\u0000${resource.name}`;
+      if (next.get(resource.typeUrl, resource.name)) held.delete(key);
+      else if (linger > 0 && !held.has(key)) held.set(key, { resource, until });
     }
     // A lingering resource that comes back is the pipeline's again.
     for (const [key, { resource }] of held) if (next.get(resource.typeUrl, resource.name)) held.delete(key);
@@ -334,12 +358,38 @@ export class GatewayController {
     this.log[level]({ model: a.model, code: a.code, alert: true }, a.message);
   }
 
-  private reportModels(ir: GatewayIR): void {
-    liveWeight.reset();
-    liveVersionsGauge.reset();
-    for (const m of ir.models) {
+  /** The live-version gauges: of the models that changed, or of every model. */
+  private reportModels(ir: GatewayIR, changed: ModelChanges | undefined): void {
+    if (!changed) {
+      liveWeight.reset();
+      liveVersionsGauge.reset();
+    } else {
+      for (const m of changed.removed) {
+        liveVersionsGauge.remove({ model: m.name });
+        for (const l of m.live) liveWeight.remove({ model: m.name, version: l.version });
+      }
+    }
+    for (const m of changed?.added ?? ir.models) {
       liveVersionsGauge.set({ model: m.name }, m.live.length);
       for (const l of m.live) liveWeight.set({ model: m.name, version: l.version }, l.weight);
     }
+  }
+
+  /** The model-version clusters of the published IR, updated by the models that changed. */
+  private trackClusters(ir: GatewayIR, changed: ModelChanges | undefined): void {
+    const current = this.clusters.current;
+    if (!changed) {
+      const clusters = new Set(ir.models.flatMap(clustersOf));
+      if ([...clusters].some((c) => !current.has(c)) || clusters.size !== current.size) this.clusters = { current: clusters, removed: new Set([...current].filter((c) => !clusters.has(c))) };
+      return;
+    }
+    const gone = new Set(changed.removed.flatMap(clustersOf));
+    const added = changed.added.flatMap(clustersOf);
+    for (const c of added) gone.delete(c);
+    const fresh = added.filter((c) => !current.has(c));
+    if (gone.size === 0 && fresh.length === 0) return;
+    for (const c of gone) current.delete(c);
+    for (const c of fresh) current.add(c);
+    this.clusters = { current, removed: gone };
   }
 }

@@ -192,6 +192,8 @@ export function llmNameIndex(models: readonly ModelIR[]): Map<string, string> {
  * (a canary falling back to the champion); the version being tried is never its own fallback (translator).
  */
 export function withFallbacks(models: readonly ModelIR[], policyModels: ReadonlyMap<string, ModelPolicy>, alerts: GatewayAlert[]): ModelIR[] {
+  // Without an LLM model there is no chain to fill and nothing to index (this runs on every build).
+  if (!models.some((m) => m.llm)) return [...models];
   const index = llmNameIndex(models);
   const byName = new Map(models.map((m) => [m.name, m]));
   const chained = models.map((m) => {

@@ -8,7 +8,7 @@ import type { Policy } from '../policy/policy.js';
 import type { RegistrySnapshot } from '../registry/types.js';
 import type { SignatureMap } from '../registry/signatures.js';
 import { CONFIG_SOURCE_MODES, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
-import { assertConsistent } from '../resources/consistency.js';
+import { ConsistencyTracker } from '../resources/consistency.js';
 import type { ResourceInput } from '../resources/types.js';
 import { translateGateway } from '../translate/index.js';
 import { filterPolicyOf } from '../translate/filter-policy.js';
@@ -63,6 +63,22 @@ export interface PipelineOptions {
 }
 
 /**
+ * The consistency check of each variant, kept from run to run: a run whose resources are mostly the objects
+ * of the run before (the translators' memos) checks only those that changed. Any run may follow any other
+ * (the check compares the resources themselves), so one tracker per variant serves every caller.
+ */
+const trackers = new Map<SnapshotVariant, ConsistencyTracker>();
+
+function trackerOf(variant: SnapshotVariant): ConsistencyTracker {
+  let t = trackers.get(variant);
+  if (!t) {
+    t = new ConsistencyTracker();
+    trackers.set(variant, t);
+  }
+  return t;
+}
+
+/**
  * Runs the pipeline. Throws when translation fails or a snapshot would be inconsistent
  * (InconsistentSnapshotError naming the dangling references): nothing of it may be published.
  */
@@ -72,9 +88,9 @@ export function runPipeline(input: PipelineInput, options: PipelineOptions = {})
   const groups: GroupResources[] = (options.modes ?? CONFIG_SOURCE_MODES).map((variant) => ({
     group: DEFAULT_GROUP,
     variant,
-    resources: assertConsistent(translateGateway(ir, variant), { staticClusters: [XDS_CLUSTER] }),
+    resources: trackerOf(variant).check(translateGateway(ir, variant), { staticClusters: [XDS_CLUSTER] }),
   }));
   // Proxyless clients have no static clusters: everything they are told to use must be in the snapshot.
-  if (options.proxyless ?? hasProxylessTargets(ir)) groups.push({ group: DEFAULT_GROUP, variant: PROXYLESS_VARIANT, resources: assertConsistent(translateProxyless(ir)) });
+  if (options.proxyless ?? hasProxylessTargets(ir)) groups.push({ group: DEFAULT_GROUP, variant: PROXYLESS_VARIANT, resources: trackerOf(PROXYLESS_VARIANT).check(translateProxyless(ir)) });
   return { ir, issues, filterPolicy: filterPolicyOf(ir), groups };
 }

@@ -1,5 +1,6 @@
 import protobuf from 'protobufjs';
 import { messageType, TO_OBJECT } from './root.js';
+import { segments } from '../resources/segments.js';
 
 /**
  * Encoding and decoding of Envoy messages given as plain objects (snake_case fields, nested Any values in the
@@ -63,11 +64,30 @@ function typeKind(type: protobuf.Type): TypeKind {
 }
 
 /**
+ * A piece of an encoded message: the encoding of a message object encoded before (kept by object, shared by
+ * every message that holds it, with a digest made the first time one is needed), or bytes written for this
+ * message alone (its other fields, the key and length of a spliced element).
+ */
+export interface Part {
+  readonly bytes: Uint8Array;
+  /** Set on kept encodings only. */
+  readonly kept?: true;
+  digest?: Uint8Array;
+}
+
+interface KeptEncoding extends Part {
+  readonly type: protobuf.Type;
+  readonly kept: true;
+  /** The key and length that frame this encoding as an element of a repeated field, by field key. */
+  framed?: { readonly tag: number; readonly part: Part };
+}
+
+/**
  * The encoding of every message object already encoded, by object: translators hand back the same object for
  * a part of the configuration that did not change (a model's routes, a version's cluster), so its bytes are
  * reused rather than converted and encoded again. Objects given to encodeMessage must not be mutated after.
  */
-const encodings = new WeakMap<object, { readonly type: protobuf.Type; readonly bytes: Uint8Array }>();
+const encodings = new WeakMap<object, KeptEncoding>();
 
 /** How deep repeated message fields are encoded element by element (RouteConfiguration -> VirtualHost -> Route). */
 const SPLICE_DEPTH = 2;
@@ -76,10 +96,15 @@ const SPLICE_DEPTH = 2;
  * Encodes `value` as `type`, reusing the bytes of objects encoded before. Down to SPLICE_DEPTH, a repeated
  * message field is encoded one element at a time (each reusable on its own) and its elements spliced between
  * the other fields in field-number order: the bytes are exactly protobufjs's encoding of the whole object.
+ * A spliced message is returned as its parts (not copied into one buffer: a route configuration of every
+ * model is tens of MB, copied once, and only when it is sent).
  */
-function encodeShared(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number): Uint8Array {
+function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: string, depth: number, out: Part[], keep = true): void {
   const hit = encodings.get(value);
-  if (hit && hit.type === type) return hit.bytes;
+  if (hit && hit.type === type) {
+    out.push(hit);
+    return;
+  }
   const spliced: { field: protobuf.Field; items: Record<string, unknown>[] }[] = [];
   if (depth < SPLICE_DEPTH) {
     for (const name of Object.keys(value)) {
@@ -94,49 +119,151 @@ function encodeShared(type: protobuf.Type, value: Record<string, unknown>, path:
     }
     spliced.sort((a, b) => a.field.id - b.field.id);
   }
-  let bytes: Uint8Array;
   if (spliced.length === 0) {
     assertKnownFields(type, value, path);
-    bytes = type.encode(type.fromObject(value)).finish();
-  } else {
-    const splicedNames = new Set(spliced.map((s) => s.field.name));
-    const rest: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) if (!splicedNames.has(k)) rest[k] = v;
-    assertKnownFields(type, rest, path);
-    // The other fields, cut at each spliced field's number: [below the first, between first and second, ..., above the last].
-    const bins: Record<string, unknown>[] = spliced.map(() => ({}));
-    bins.push({});
-    for (const [k, v] of Object.entries(rest)) {
-      const field = type.fields[k];
-      if (!field) continue; // a oneof's name: protobufjs ignores it too
-      let bin = 0;
-      while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
-      (bins[bin] as Record<string, unknown>)[k] = v;
+    const bytes = type.encode(type.fromObject(value)).finish();
+    if (!keep) {
+      out.push({ bytes });
+      return;
     }
-    const chunks: Uint8Array[] = [];
-    const writeBin = (bin: Record<string, unknown>): void => {
-      if (Object.keys(bin).length > 0) chunks.push(type.encode(type.fromObject(bin)).finish());
-    };
-    spliced.forEach(({ field, items }, i) => {
-      writeBin(bins[i] as Record<string, unknown>);
-      const where = path ? `${path}.${field.name}` : field.name;
-      const child = field.resolvedType as protobuf.Type;
-      const tag = (field.id << 3) | 2;
-      items.forEach((item, j) => {
-        const element = encodeShared(child, item, `${where}[${j}]`, depth + 1);
-        chunks.push(protobuf.Writer.create().uint32(tag).uint32(element.length).finish(), element);
-      });
-    });
-    writeBin(bins[spliced.length] as Record<string, unknown>);
-    bytes = Buffer.concat(chunks);
+    const kept: KeptEncoding = { type, bytes, kept: true };
+    encodings.set(value, kept);
+    out.push(kept);
+    return;
   }
-  encodings.set(value, { type, bytes });
-  return bytes;
+  const splicedNames = new Set(spliced.map((s) => s.field.name));
+  const rest: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (!splicedNames.has(k)) rest[k] = v;
+  assertKnownFields(type, rest, path);
+  // The other fields, cut at each spliced field's number: [below the first, between first and second, ..., above the last].
+  const bins: Record<string, unknown>[] = spliced.map(() => ({}));
+  bins.push({});
+  for (const [k, v] of Object.entries(rest)) {
+    const field = type.fields[k];
+    if (!field) continue; // a oneof's name: protobufjs ignores it too
+    let bin = 0;
+    while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
+    (bins[bin] as Record<string, unknown>)[k] = v;
+  }
+  const writeBin = (bin: Record<string, unknown>): void => {
+    if (Object.keys(bin).length > 0) out.push({ bytes: type.encode(type.fromObject(bin)).finish() });
+  };
+  spliced.forEach(({ field, items }, i) => {
+    writeBin(bins[i] as Record<string, unknown>);
+    const where = path ? `${path}.${field.name}` : field.name;
+    const child = field.resolvedType as protobuf.Type;
+    const tag = (field.id << 3) | 2;
+    const kept = segments(items);
+    if (kept) {
+      // A list made of kept lists: each kept list's elements, framed, are one kept part.
+      let j = 0;
+      for (const segment of kept) {
+        out.push(keptSegment(child, segment, tag, where, j));
+        j += segment.length;
+      }
+      return;
+    }
+    items.forEach((item, j) => {
+      const hit = encodings.get(item);
+      if (hit && hit.type === child) {
+        // A kept element: its frame is kept with it.
+        if (hit.framed?.tag !== tag) hit.framed = { tag, part: { bytes: tagAndLength(tag, hit.bytes.length) } };
+        out.push(hit.framed.part, hit);
+        return;
+      }
+      const element: Part[] = [];
+      encodeParts(child, item, `${where}[${j}]`, depth + 1, element);
+      out.push({ bytes: tagAndLength(tag, byteLength(element)) });
+      for (const p of element) out.push(p);
+    });
+  });
+  writeBin(bins[spliced.length] as Record<string, unknown>);
+}
+
+/** Each kept list's framed elements, by list, for one element type and field key. */
+const segmentEncodings = new WeakMap<readonly object[], KeptEncoding & { readonly tag: number }>();
+
+function keptSegment(type: protobuf.Type, segment: readonly object[], tag: number, where: string, first: number): Part {
+  const hit = segmentEncodings.get(segment);
+  if (hit && hit.type === type && hit.tag === tag) return hit;
+  const chunks: Uint8Array[] = [];
+  segment.forEach((item, i) => {
+    const element: Part[] = [];
+    // Not kept one by one as well: the segment keeps them (a route configuration's routes are tens of MB).
+    encodeParts(type, item as Record<string, unknown>, `${where}[${first + i}]`, SPLICE_DEPTH, element, false);
+    chunks.push(tagAndLength(tag, byteLength(element)));
+    for (const p of element) chunks.push(p.bytes);
+  });
+  const kept = { type, tag, bytes: Buffer.concat(chunks), kept: true as const };
+  segmentEncodings.set(segment, kept);
+  return kept;
+}
+
+/** The encoded length of parts. */
+export function byteLength(parts: readonly Part[]): number {
+  let n = 0;
+  for (const p of parts) n += p.bytes.length;
+  return n;
+}
+
+/** A length-delimited field's key and length (varints), as bytes. */
+function tagAndLength(tag: number, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32(tag).uint32(length).finish();
 }
 
 /** Encodes a plain object as the named message, refusing unknown fields. */
 export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array {
-  return encodeShared(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0);
+  const parts = encodeMessageParts(typeNameOrUrl, value);
+  return parts.length === 1 ? (parts[0] as Part).bytes : Buffer.concat(parts.map((p) => p.bytes));
+}
+
+/** Encodes a plain object as the named message, as parts in order (one part: a message encoded whole). */
+export function encodeMessageParts(typeNameOrUrl: string, value: object): readonly Part[] {
+  const parts: Part[] = [];
+  encodeParts(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0, parts);
+  return parts;
+}
+
+/** The bytes of a google.protobuf.Any holding the message of `parts`, in one buffer (the message a view into it). */
+export function anyOfParts(typeUrl: string, parts: readonly Part[]): { body: Uint8Array; any: Uint8Array } {
+  const length = byteLength(parts);
+  const head = protobuf.Writer.create().uint32((1 << 3) | 2).string(typeUrl).uint32((2 << 3) | 2).uint32(length).finish();
+  const any = Buffer.allocUnsafe(head.length + length);
+  any.set(head, 0);
+  let at = head.length;
+  for (const p of parts) {
+    any.set(p.bytes, at);
+    at += p.bytes.length;
+  }
+  return { body: any.subarray(head.length), any };
+}
+
+/**
+ * What a spliced message's content hash is taken over: each kept part by its digest (made once per kept
+ * encoding), every other part by its bytes. A function of the message alone (which parts are kept follows
+ * from its shape), and a change to one route of a large route configuration costs a walk of digests, not a
+ * hash of every byte.
+ */
+export function partsDigestInput(parts: readonly Part[], digest: (bytes: Uint8Array) => Uint8Array): Uint8Array {
+  let size = 0;
+  for (const p of parts) size += p.kept ? 17 : 5 + p.bytes.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const p of parts) {
+    if (p.kept) {
+      const d = (p.digest ??= digest(p.bytes));
+      out[at++] = 1;
+      out.set(d, at);
+      at += 16;
+    } else {
+      out[at++] = 0;
+      out.writeUInt32BE(p.bytes.length, at);
+      at += 4;
+      out.set(p.bytes, at);
+      at += p.bytes.length;
+    }
+  }
+  return out;
 }
 
 /** Decodes bytes into a plain object in proto-loader's shape (string longs/enums, defaults present). */

@@ -1,4 +1,6 @@
 import { TypeUrl, type ResourceInput } from './types.js';
+import { changeLimit, listChanges, type ListChanges } from './window.js';
+import { segments } from './segments.js';
 
 /**
  * The check made before a snapshot is published (as go-control-plane's Snapshot.Consistent): every route
@@ -168,4 +170,165 @@ export function assertConsistent<T extends readonly ResourceInput[]>(resources: 
   const dangling = danglingReferences(resources, options);
   if (dangling.length > 0) throw new InconsistentSnapshotError(dangling);
   return resources;
+}
+
+/**
+ * The incremental form of the check, for a pipeline that runs again and again with mostly the same
+ * resource objects: it keeps what the last resource set has and names (per referenced name, how many
+ * references), and looks only at the resources that changed (src/resources/window.ts). For a route
+ * configuration that changed, only its routes that are not the same objects as before are looked at, so one
+ * model's change to the route configuration of every model costs that model's routes.
+ */
+export class ConsistencyTracker {
+  private state: TrackedSet | undefined;
+
+  /** Throws InconsistentSnapshotError as assertConsistent does; returns the resources otherwise. */
+  check<T extends readonly ResourceInput[]>(resources: T, options: ConsistencyOptions = {}): T {
+    const statics = (options.staticClusters ?? []).join('\u0000');
+    const before = this.state;
+    this.state = undefined;
+    const changes = before && before.statics === statics ? listChanges(before.inputs, resources, changeLimit(resources.length)) : undefined;
+    const state = before && changes ? before : fullSet(resources, options, statics);
+    if (state === before && changes) {
+      const ok = applyChanges(state, changes);
+      state.inputs = resources;
+      if (!ok) throw new InconsistentSnapshotError(danglingReferences(resources, options));
+    } else if (hasDangling(state)) {
+      throw new InconsistentSnapshotError(danglingReferences(resources, options));
+    }
+    this.state = state;
+    return resources;
+  }
+}
+
+/** What a checked resource set has and what it names, by `kind\0name` key. */
+interface TrackedSet {
+  inputs: readonly ResourceInput[];
+  readonly statics: string;
+  readonly have: Set<string>;
+  readonly wanted: Map<string, number>;
+}
+
+const CLUSTER = 'C\u0000';
+const ROUTES = 'R\u0000';
+const ENDPOINTS = 'E\u0000';
+
+function ownKey(r: ResourceInput): string | undefined {
+  if (r.typeUrl === TypeUrl.Cluster) return CLUSTER + r.name;
+  if (r.typeUrl === TypeUrl.RouteConfiguration) return ROUTES + r.name;
+  if (r.typeUrl === TypeUrl.ClusterLoadAssignment) return ENDPOINTS + r.name;
+  return undefined;
+}
+
+/** The parts of a resource whose references are counted separately: a route configuration's routes each. */
+const unitsMemo = new WeakMap<object, readonly object[]>();
+/** The keys each part refers to. */
+const unitKeys = new WeakMap<object, readonly string[]>();
+
+function unitsOf(r: ResourceInput): readonly object[] {
+  const known = unitsMemo.get(r.message);
+  if (known) return known;
+  const units: object[] = [];
+  if (r.typeUrl === TypeUrl.RouteConfiguration) {
+    const config = r.message as Json;
+    const { virtual_hosts: vhs, ...top } = config;
+    const head = {};
+    unitKeys.set(head, grpcClusterReferences(top).map((n) => CLUSTER + n));
+    units.push(head);
+    for (const vh of Array.isArray(vhs) ? vhs : []) {
+      if (!isObject(vh)) continue;
+      const { routes, ...rest } = vh;
+      const own = {};
+      unitKeys.set(own, grpcClusterReferences(rest).map((n) => CLUSTER + n));
+      units.push(own);
+      const list: unknown[] = Array.isArray(routes) ? routes : [];
+      const kept = segments(list);
+      if (kept) {
+        // A list of kept lists (one per model): one unit per kept list.
+        for (const segment of kept) {
+          if (!unitKeys.has(segment)) unitKeys.set(segment, segment.flatMap((route) => (isObject(route) ? oneRouteReferences(route).map((n) => CLUSTER + n) : [])));
+          units.push(segment);
+        }
+        continue;
+      }
+      for (const route of list) {
+        if (!isObject(route)) continue;
+        if (!unitKeys.has(route)) unitKeys.set(route, oneRouteReferences(route).map((n) => CLUSTER + n));
+        units.push(route);
+      }
+    }
+  } else {
+    const unit = {};
+    const keys: string[] = [];
+    if (r.typeUrl === TypeUrl.Listener) {
+      for (const n of routeReferences(r.message)) keys.push(ROUTES + n);
+      for (const n of grpcClusterReferences(r.message)) keys.push(CLUSTER + n);
+    } else if (r.typeUrl === TypeUrl.Cluster) {
+      const refs = clusterReferences(r);
+      for (const n of refs.members) keys.push(CLUSTER + n);
+      if (refs.service !== undefined) keys.push(ENDPOINTS + refs.service);
+    }
+    unitKeys.set(unit, keys);
+    units.push(unit);
+  }
+  unitsMemo.set(r.message, units);
+  return units;
+}
+
+function fullSet(resources: readonly ResourceInput[], options: ConsistencyOptions, statics: string): TrackedSet {
+  const state: TrackedSet = { inputs: resources, statics, have: new Set((options.staticClusters ?? []).map((n) => CLUSTER + n)), wanted: new Map() };
+  for (const r of resources) {
+    const key = ownKey(r);
+    if (key !== undefined) state.have.add(key);
+  }
+  for (const r of resources) for (const unit of unitsOf(r)) count(state, unit, 1, undefined);
+  return state;
+}
+
+function count(state: TrackedSet, unit: object, by: 1 | -1, touched: Set<string> | undefined): void {
+  for (const key of unitKeys.get(unit) ?? []) {
+    const n = (state.wanted.get(key) ?? 0) + by;
+    if (n <= 0) state.wanted.delete(key);
+    else state.wanted.set(key, n);
+    touched?.add(key);
+  }
+}
+
+function hasDangling(state: TrackedSet): boolean {
+  for (const key of state.wanted.keys()) if (!state.have.has(key)) return true;
+  return false;
+}
+
+/** Applies the changed resources; false when a reference now dangles. */
+function applyChanges(state: TrackedSet, changes: ListChanges<ResourceInput>): boolean {
+  const touched = new Set<string>();
+  const replaced = new Map<string, ResourceInput>();
+  for (const r of changes.removed) {
+    const key = ownKey(r);
+    if (key !== undefined) {
+      state.have.delete(key);
+      touched.add(key);
+    }
+    replaced.set(`${r.typeUrl}\u0000${r.name}`, r);
+  }
+  for (const r of changes.added) {
+    const key = ownKey(r);
+    if (key !== undefined) state.have.add(key);
+  }
+  for (const r of changes.added) {
+    const old = replaced.get(`${r.typeUrl}\u0000${r.name}`);
+    const units = unitsOf(r);
+    if (old && r.typeUrl === TypeUrl.RouteConfiguration) {
+      // The same resource rebuilt: only its parts that are not the same objects change the counts.
+      replaced.delete(`${r.typeUrl}\u0000${r.name}`);
+      const parts = listChanges(unitsOf(old), units, Infinity) as ListChanges<object>;
+      for (const u of parts.removed) count(state, u, -1, touched);
+      for (const u of parts.added) count(state, u, 1, touched);
+      continue;
+    }
+    for (const u of units) count(state, u, 1, touched);
+  }
+  for (const old of replaced.values()) for (const u of unitsOf(old)) count(state, u, -1, touched);
+  for (const key of touched) if (state.wanted.has(key) && !state.have.has(key)) return false;
+  return true;
 }

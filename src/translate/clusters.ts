@@ -9,6 +9,7 @@ import { tracingCluster } from './tracing.js';
 import { versionProcessingOptions } from './version-ext-proc.js';
 import { pipelineCluster } from './pipelines.js';
 import { servedBySplit, splitClusters } from './eds-split.js';
+import { changeLimit, listChanges, mapChanged, type ListChanges } from '../resources/window.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -41,15 +42,70 @@ export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
   return [...targets];
 }
 
+/** The targets of the last IR, kept so that the next one reuses the target objects of models that did not change. */
+let lastTargets: { readonly models: readonly ModelIR[]; readonly split: GatewayIR['trafficSplit']; readonly targets: readonly ClusterTarget[] } | undefined;
+
 function buildTargets(ir: GatewayIR): ClusterTarget[] {
+  // The split mode decides which models have version clusters: a change of it rebuilds every target.
+  const last = lastTargets?.split === ir.trafficSplit ? lastTargets : undefined;
+  const changes = last ? listChanges(last.models, ir.models, changeLimit(ir.models.length)) : undefined;
+  const targets = (last && changes && patchedTargets(ir, last.targets, changes)) || allTargets(ir, ir.models);
+  lastTargets = { models: ir.models, split: ir.trafficSplit, targets };
+  return targets;
+}
+
+/** One model's targets: its live versions, and its mirror unless a live version has its cluster. */
+function modelTargets(ir: GatewayIR, model: ModelIR): ClusterTarget[] {
+  // A model whose split is carried by its EDS cluster (eds-split.ts) needs no cluster per live version.
+  const split = servedBySplit(ir, model);
+  const out: ClusterTarget[] = split ? [] : model.live.map((l) => ({ model, version: l.version, cluster: l.cluster, address: l.address, processing: l.processing }));
+  const m = model.mirror;
+  if (m && (split || !model.live.some((l) => l.cluster === m.cluster))) out.push({ model, version: m.version, cluster: m.cluster, address: m.address, processing: m.processing });
+  return out;
+}
+
+const byCluster = (a: ClusterTarget, b: ClusterTarget): number => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0);
+
+function allTargets(ir: GatewayIR, models: readonly ModelIR[]): ClusterTarget[] {
   const byName = new Map<string, ClusterTarget>();
-  for (const model of ir.models) {
+  for (const model of models) {
     // A model whose split is carried by its EDS cluster (eds-split.ts) needs no cluster per live version.
     if (!servedBySplit(ir, model)) for (const l of model.live) byName.set(l.cluster, { model, version: l.version, cluster: l.cluster, address: l.address, processing: l.processing });
     const m = model.mirror;
     if (m && !byName.has(m.cluster)) byName.set(m.cluster, { model, version: m.version, cluster: m.cluster, address: m.address, processing: m.processing });
   }
-  return [...byName.values()].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0));
+  return [...byName.values()].sort(byCluster);
+}
+
+/** The first index whose cluster is not below `cluster` (targets are sorted by cluster). */
+function lowerBound(targets: readonly ClusterTarget[], cluster: string): number {
+  let lo = 0;
+  let hi = targets.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((targets[mid] as ClusterTarget).cluster < cluster) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The last targets with the changed models' replaced (in place of a sort); undefined when two models claim a cluster. */
+function patchedTargets(ir: GatewayIR, before: readonly ClusterTarget[], changes: ListChanges<ModelIR>): ClusterTarget[] | undefined {
+  const targets = [...before];
+  for (const model of changes.removed) {
+    for (const cluster of [...model.live.map((l) => l.cluster), ...(model.mirror ? [model.mirror.cluster] : [])]) {
+      const i = lowerBound(targets, cluster);
+      if (targets[i]?.cluster === cluster && targets[i]?.model === model) targets.splice(i, 1);
+    }
+  }
+  for (const model of changes.added) {
+    for (const t of modelTargets(ir, model)) {
+      const i = lowerBound(targets, t.cluster);
+      if (targets[i]?.cluster === t.cluster) return undefined;
+      targets.splice(i, 0, t);
+    }
+  }
+  return targets;
 }
 
 /**
@@ -156,6 +212,9 @@ export function memoised(memo: VersionMemo, t: ClusterTarget, context: string, m
   return r;
 }
 
+/** The version clusters last made per mode, with the targets and context they were made for. */
+const lastClusters = new Map<ConfigSourceMode, { readonly context: string; readonly targets: readonly ClusterTarget[]; readonly out: readonly ResourceInput[] }>();
+
 /** Whether a version's endpoints come over EDS (an IP address) or from DNS (a name). */
 export function usesEds(address: UpstreamAddress): boolean {
   return isIP(address.host) !== 0;
@@ -165,15 +224,20 @@ export function usesEds(address: UpstreamAddress): boolean {
 export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   // Besides its model, a version's cluster reads only these of the IR: the key of its memo with the mode.
   const context = `${mode}\u0000${ir.edge.bufferLimitBytes}\u0000${JSON.stringify(ir.filterService ?? null)}`;
-  const out: ResourceInput[] = clusterTargets(ir).map((t) =>
+  const targets = clusterTargets(ir);
+  const last = lastClusters.get(mode);
+  const make = (t: ClusterTarget): ResourceInput =>
     memoised(clusterMemo, t, context, () => ({
       typeUrl: TypeUrl.Cluster,
       name: t.cluster,
       // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
       // whole body raises its own request limit).
       message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
-    })),
-  );
+    }));
+  // A target that is the same object as last time (its model did not change) has the same cluster.
+  const versions = last && last.context === context ? mapChanged(last.targets, last.out, targets, make) : targets.map(make);
+  lastClusters.set(mode, { context, targets, out: versions });
+  const out: ResourceInput[] = [...versions];
   out.push(...splitClusters(ir, mode), ...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
   return out;
 }

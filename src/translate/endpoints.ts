@@ -1,16 +1,22 @@
 import type { GatewayIR } from '../ir/types.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
-import { clusterTargets, lbEndpoints, memoised, usesEds, type VersionMemo } from './clusters.js';
+import { clusterTargets, lbEndpoints, memoised, usesEds, type ClusterTarget, type VersionMemo } from './clusters.js';
+import { mapChanged } from '../resources/window.js';
 import { splitLoadAssignments } from './eds-split.js';
 
 const endpointMemo: VersionMemo = new WeakMap();
 
 /** The ClusterLoadAssignment of every EDS cluster (model versions served at an IP address), named after it. */
 export function translateEndpoints(ir: GatewayIR): ResourceInput[] {
-  const versions = clusterTargets(ir)
-    .filter((t) => usesEds(t.address))
-    .map((t) =>
-      memoised(endpointMemo, t, '', () => ({ typeUrl: TypeUrl.ClusterLoadAssignment, name: t.cluster, message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t) }] } })),
-    );
-  return [...versions, ...splitLoadAssignments(ir)];
+  const targets = clusterTargets(ir);
+  const make = (t: ClusterTarget): ResourceInput | undefined =>
+    usesEds(t.address)
+      ? memoised(endpointMemo, t, '', () => ({ typeUrl: TypeUrl.ClusterLoadAssignment, name: t.cluster, message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t) }] } }))
+      : undefined;
+  // A target that is the same object as last time (its model did not change) has the same endpoints.
+  const byTarget = last ? mapChanged(last.targets, last.out, targets, make) : targets.map(make);
+  last = { targets, out: byTarget };
+  return [...byTarget.filter((r): r is ResourceInput => r !== undefined), ...splitLoadAssignments(ir)];
 }
+
+let last: { readonly targets: readonly ClusterTarget[]; readonly out: readonly (ResourceInput | undefined)[] } | undefined;

@@ -73,9 +73,26 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
   };
 }
 
+/** What a listener's HTTP connection manager serves besides its config source, once per IR (every mode has the same). */
+const servedMemo = new WeakMap<GatewayIR, Map<string, { readonly filters: readonly object[]; readonly llmApi: boolean }>>();
+
+function served(ir: GatewayIR, listener: string): { readonly filters: readonly object[]; readonly llmApi: boolean } {
+  let byListener = servedMemo.get(ir);
+  if (!byListener) {
+    byListener = new Map();
+    servedMemo.set(ir, byListener);
+  }
+  let s = byListener.get(listener);
+  if (!s) {
+    s = { filters: listenerHttpFilters(ir, listenerOwners(ir, listener), listener), llmApi: ir.openai?.listener === listener && listenerModels(ir, listener).some((m) => m.llm) };
+    byListener.set(listener, s);
+  }
+  return s;
+}
+
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   return ir.listeners.map((l) => {
-    const llmApi = ir.openai?.listener === l.name && listenerModels(ir, l.name).some((m) => m.llm);
-    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, listenerHttpFilters(ir, listenerOwners(ir, l.name), l.name), hcmTracing(ir), llmApi, ir.trafficSplit === 'endpoints') };
+    const { filters, llmApi } = served(ir, l.name);
+    return { typeUrl: TypeUrl.Listener, name: l.name, message: listenerMessage(l, mode, ir.edge, filters, hcmTracing(ir), llmApi, ir.trafficSplit === 'endpoints') };
   });
 }

@@ -8,6 +8,7 @@ import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
+import { withSegments } from '../resources/segments.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -257,6 +258,9 @@ interface Claim {
   readonly host: string;
 }
 
+/** The last route of every virtual host (one object, so the encoder and the consistency check keep it). */
+const NO_ROUTE: readonly object[] = [{ name: 'no-route', match: { prefix: '/' }, ...jsonError(404, 'no_route', 'no model is published at this path') }];
+
 const ownerName = (c: Claim): string => c.model?.name ?? c.pipeline?.name ?? '';
 
 export function routeConfiguration(ir: GatewayIR, listener: string): object {
@@ -275,7 +279,8 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
       .filter((c) => covers(c.host, domain))
       // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
       .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (ownerName(a) < ownerName(b) ? -1 : 1));
-    const routes: object[] = [...llm];
+    // Each model's routes are one kept segment of the list (src/resources/segments.ts).
+    const parts: (readonly object[])[] = [llm];
     const seen = new Set<string>();
     for (const c of mine) {
       // A prefix is served once per virtual host: by the claim of the most specific host.
@@ -283,14 +288,16 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
       seen.add(c.route.pathPrefix);
       const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
       if (c.pipeline) {
-        routes.push(...pipelineRoutes(c.pipeline, listener, prefix));
+        parts.push(pipelineRoutes(c.pipeline, listener, prefix));
         continue;
       }
       if (!c.model) continue;
-      routes.push(...classicRoutes(c.model, prefix, servedBySplit(ir, c.model) ? splitClusterName(c.model.name) : undefined));
+      parts.push(classicRoutes(c.model, prefix, servedBySplit(ir, c.model) ? splitClusterName(c.model.name) : undefined));
     }
-    routes.push({ name: 'no-route', match: { prefix: '/' }, ...jsonError(404, 'no_route', 'no model is published at this path') });
-    return { name: domain === '*' ? 'any' : domain, domains: [domain], routes };
+    parts.push(NO_ROUTE);
+    const routes: object[] = [];
+    for (const part of parts) for (const r of part) routes.push(r);
+    return { name: domain === '*' ? 'any' : domain, domains: [domain], routes: withSegments(routes, parts) };
   });
   return { name: listener, virtual_hosts: virtualHosts, ignore_port_in_host_matching: true };
 }

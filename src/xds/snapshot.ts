@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { encodeAny, encodeMessage } from '../proto/codec.js';
+import { anyOfParts, encodeMessageParts, partsDigestInput, type Part } from '../proto/codec.js';
 import type { ResourceInput, TypeUrl } from '../resources/types.js';
+import { changeLimit, listChanges } from '../resources/window.js';
 export type { ResourceInput } from '../resources/types.js';
 import { PUSH_ORDER } from './stream/ordering.js';
 
@@ -43,70 +44,302 @@ function keyDigest(r: XdsResource): Uint32Array {
   return d;
 }
 
-/**
- * The version of a set of resources, independent of order: a hash of the count and of the lane-wise sums
- * (mod 2^32) of each (name, version) digest. A sum, not a sorted list, so a set of 40,000 resources costs a
- * walk over cached digests rather than a sort of 40,000 strings on every snapshot.
- */
-export function setVersion(resources: Iterable<XdsResource>): string {
+/** The lane-wise sum and count of a set's (name, version) digests: a set version updated per change. */
+interface SetSum {
+  readonly sum: Uint32Array;
+  readonly count: number;
+}
+
+function sumOf(resources: Iterable<XdsResource>): SetSum {
   const sum = new Uint32Array(4);
   let count = 0;
   for (const r of resources) {
-    const d = keyDigest(r);
-    for (let i = 0; i < 4; i++) sum[i] = ((sum[i] as number) + (d[i] as number)) >>> 0;
+    addDigest(sum, r, 1);
     count++;
   }
-  return contentHash(`${count}:${[...sum].map((x) => x.toString(16).padStart(8, '0')).join('')}`);
+  return { sum, count };
+}
+
+/** Adds (sign 1) or subtracts (sign -1) a resource's digest, lane-wise mod 2^32. */
+function addDigest(sum: Uint32Array, r: XdsResource, sign: 1 | -1): void {
+  const d = keyDigest(r);
+  for (let i = 0; i < 4; i++) sum[i] = ((sum[i] as number) + sign * (d[i] as number)) >>> 0;
+}
+
+const versionOfSum = ({ sum, count }: SetSum): string => contentHash(`${count}:${[...sum].map((x) => x.toString(16).padStart(8, '0')).join('')}`);
+
+/**
+ * The version of a set of resources, independent of order: a hash of the count and of the lane-wise sums
+ * (mod 2^32) of each (name, version) digest. A sum, not a sorted list, so a set of 40,000 resources costs a
+ * walk over cached digests rather than a sort of 40,000 strings on every snapshot, and a snapshot built from
+ * the one before updates it by the resources that changed.
+ */
+export function setVersion(resources: Iterable<XdsResource>): string {
+  return versionOfSum(sumOf(resources));
 }
 
 const EMPTY: ReadonlyMap<string, XdsResource> = new Map();
+const EMPTY_VERSION = setVersion([]);
+const NO_INPUTS: readonly ResourceInput[] = [];
 
 /** The resource each message object was encoded into (messages are never mutated once given to a snapshot). */
 const encodedResources = new WeakMap<object, XdsResource>();
 
+/** One type of a snapshot: its resources by name, the inputs they came from (in order) and their digest sum. */
+interface TypeSet {
+  readonly named: ReadonlyMap<string, XdsResource>;
+  readonly inputs: readonly ResourceInput[];
+  readonly sum: SetSum;
+  readonly version: string;
+}
+
+/** The resource of an input: the one made before for the same message object, else encoded now. */
+function resourceOf(input: ResourceInput, previous: Snapshot | undefined): XdsResource {
+  // The same message object as before (a translator's memo): the same resource, hashed and wrapped once.
+  const known = encodedResources.get(input.message);
+  if (known && known.typeUrl === input.typeUrl && known.name === input.name) return known;
+  const parts = encodeMessageParts(input.typeUrl, input.message);
+  const whole = parts.length === 1 ? (parts[0] as Part).bytes : undefined;
+  // A message encoded whole is hashed over its bytes; a spliced one (a route configuration) over its parts' digests.
+  const version = whole ? contentHash(input.typeUrl, '\u0000', whole) : contentHash(input.typeUrl, '\u0001', partsDigestInput(parts, partDigest));
+  const prior = previous?.get(input.typeUrl, input.name);
+  const resource = prior && prior.version === version ? prior : new EncodedResource(input.typeUrl, input.name, version, parts);
+  encodedResources.set(input.message, resource);
+  return resource;
+}
+
+const partDigest = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest().subarray(0, 16);
+
+/**
+ * A resource whose bytes are assembled from its parts the first time they are read (when it is first sent):
+ * building a snapshot never copies a large route configuration, and one that is never sent is never copied.
+ */
+class EncodedResource implements XdsResource {
+  private parts: readonly Part[] | undefined;
+  private bytes: { readonly body: Uint8Array; readonly any: Uint8Array } | undefined;
+
+  constructor(
+    readonly typeUrl: TypeUrl,
+    readonly name: string,
+    readonly version: string,
+    parts: readonly Part[],
+  ) {
+    this.parts = parts;
+  }
+
+  get body(): Uint8Array {
+    return this.assembled().body;
+  }
+
+  get any(): Uint8Array {
+    return this.assembled().any;
+  }
+
+  private assembled(): { readonly body: Uint8Array; readonly any: Uint8Array } {
+    if (!this.bytes) {
+      this.bytes = anyOfParts(this.typeUrl, this.parts ?? []);
+      this.parts = undefined;
+    }
+    return this.bytes;
+  }
+}
+
+const duplicate = (typeUrl: TypeUrl, name: string): Error => new Error(`duplicate ${typeUrl} resource "${name}"`);
+
+/** A type's set built from its inputs alone. */
+function fullTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], previous: Snapshot | undefined): TypeSet {
+  const named = new Map<string, XdsResource>();
+  for (const input of inputs) {
+    if (named.has(input.name)) throw duplicate(typeUrl, input.name);
+    named.set(input.name, resourceOf(input, previous));
+  }
+  const sum = sumOf(named.values());
+  return { named, inputs, sum, version: versionOfSum(sum) };
+}
+
+/**
+ * A type's set from the one before: inputs that are the same objects at the same place are the same
+ * resources, so only the others are removed and added (src/resources/window.ts). Undefined when most of the
+ * list changed (a full build is as cheap).
+ */
+function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before: TypeSet, previous: Snapshot): { set: TypeSet; removed: readonly XdsResource[] } | undefined {
+  const changes = listChanges(before.inputs, inputs, changeLimit(inputs.length));
+  if (!changes) return undefined;
+  if (changes.removed.length === 0 && changes.added.length === 0) return { set: { ...before, inputs }, removed: [] };
+  const named = LayeredMap.over(before.named);
+  const sum = new Uint32Array(before.sum.sum);
+  const removed: XdsResource[] = [];
+  for (const input of changes.removed) {
+    const r = named.get(input.name);
+    if (!r) continue;
+    named.delete(input.name);
+    addDigest(sum, r, -1);
+    removed.push(r);
+  }
+  for (const input of changes.added) {
+    if (named.has(input.name)) throw duplicate(typeUrl, input.name);
+    const r = resourceOf(input, previous);
+    named.set(input.name, r);
+    addDigest(sum, r, 1);
+  }
+  // A name removed and added again is not removed.
+  const gone = removed.filter((r) => !named.has(r.name));
+  const setSum = { sum, count: named.size };
+  return { set: { named, inputs, sum: setSum, version: versionOfSum(setSum) }, removed: gone };
+}
+
+/**
+ * The resources of one type of a snapshot built from the one before: that snapshot's map (never copied to
+ * build this one) under a small layer of the names this one sets and removes. Lookups read the layers; the
+ * first walk over every entry (a push to a wildcard client) makes one flat map, kept. Layers never stack:
+ * a map built over a layered one copies its small layer, and a layer past a size is flattened.
+ */
+class LayeredMap implements ReadonlyMap<string, XdsResource> {
+  private flatMap: Map<string, XdsResource> | undefined;
+  private count: number;
+
+  private constructor(
+    private readonly base: ReadonlyMap<string, XdsResource>,
+    private readonly layer: Map<string, XdsResource>,
+    private readonly gone: Set<string>,
+  ) {
+    let n = base.size;
+    for (const k of gone) if (base.has(k)) n--;
+    for (const k of layer.keys()) if (!base.has(k) || gone.has(k)) n++;
+    this.count = n;
+  }
+
+  /** A map to change, over `named` (a snapshot's map, which it never changes). */
+  static over(named: ReadonlyMap<string, XdsResource>): LayeredMap {
+    if (named instanceof LayeredMap) {
+      if (named.flatMap) return new LayeredMap(named.flatMap, new Map(), new Set());
+      if (named.layer.size + named.gone.size <= Math.max(256, named.base.size >> 4)) return new LayeredMap(named.base, new Map(named.layer), new Set(named.gone));
+      return new LayeredMap(named.flat(), new Map(), new Set());
+    }
+    return new LayeredMap(named, new Map(), new Set());
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(name: string): XdsResource | undefined {
+    const own = this.layer.get(name);
+    if (own) return own;
+    return this.gone.has(name) ? undefined : this.base.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  /** Only while the snapshot that owns this map is being built. */
+  set(name: string, r: XdsResource): void {
+    if (!this.has(name)) this.count++;
+    this.layer.set(name, r);
+  }
+
+  /** Only while the snapshot that owns this map is being built. */
+  delete(name: string): void {
+    if (!this.has(name)) return;
+    this.count--;
+    this.layer.delete(name);
+    if (this.base.has(name)) this.gone.add(name);
+  }
+
+  private flat(): Map<string, XdsResource> {
+    if (!this.flatMap) {
+      const flat = new Map<string, XdsResource>();
+      for (const [k, v] of this.base) {
+        if (this.gone.has(k) && !this.layer.has(k)) continue;
+        flat.set(k, this.layer.get(k) ?? v);
+      }
+      for (const [k, v] of this.layer) if (!flat.has(k)) flat.set(k, v);
+      this.flatMap = flat;
+    }
+    return this.flatMap;
+  }
+
+  forEach(fn: (value: XdsResource, key: string, map: ReadonlyMap<string, XdsResource>) => void, thisArg?: unknown): void {
+    this.flat().forEach((v, k) => fn.call(thisArg, v, k, this));
+  }
+
+  entries(): ReturnType<Map<string, XdsResource>['entries']> {
+    return this.flat().entries();
+  }
+
+  keys(): ReturnType<Map<string, XdsResource>['keys']> {
+    return this.flat().keys();
+  }
+
+  values(): ReturnType<Map<string, XdsResource>['values']> {
+    return this.flat().values();
+  }
+
+  [Symbol.iterator](): ReturnType<Map<string, XdsResource>['entries']> {
+    return this.flat().entries();
+  }
+}
+
+let serials = 0;
+
 export class Snapshot {
   /** Hash over every type's version: equal snapshots have equal versions. */
   readonly version: string;
-  private readonly typeVersions = new Map<TypeUrl, string>();
+  /** Identifies this snapshot object (what `removedSince` compares). */
+  readonly serial = ++serials;
 
-  private constructor(private readonly byType: ReadonlyMap<TypeUrl, ReadonlyMap<string, XdsResource>>) {
+  private constructor(
+    private readonly sets: ReadonlyMap<TypeUrl, TypeSet>,
+    /** The snapshot this one was built from and what of it is gone here, when it was built by difference. */
+    private readonly change?: { readonly base: number; readonly removed: readonly XdsResource[] },
+  ) {
     const parts: string[] = [];
-    for (const typeUrl of PUSH_ORDER) {
-      const v = setVersion(this.resources(typeUrl).values());
-      this.typeVersions.set(typeUrl, v);
-      parts.push(`${typeUrl}=${v}`);
-    }
+    for (const typeUrl of PUSH_ORDER) parts.push(`${typeUrl}=${this.typeVersion(typeUrl)}`);
     this.version = contentHash(parts.join('\n'));
   }
 
   /**
    * Encodes the inputs into a snapshot. Resources whose bytes equal one in `previous` reuse its entry, so
-   * an unchanged resource keeps one copy of its bytes however many snapshots come and go.
+   * an unchanged resource keeps one copy of its bytes however many snapshots come and go. When `previous`
+   * was built from inputs mostly the same objects in the same order (a translator's memo), only the
+   * inputs that differ are looked at: a change costs what it touches, not the whole set.
    * Throws on a duplicate (type, name) or a message that does not fit its proto.
    */
   static from(inputs: Iterable<ResourceInput>, previous?: Snapshot): Snapshot {
-    const byType = new Map<TypeUrl, Map<string, XdsResource>>();
+    const byType = new Map<TypeUrl, ResourceInput[]>();
     for (const input of inputs) {
-      let named = byType.get(input.typeUrl);
-      if (!named) {
-        named = new Map();
-        byType.set(input.typeUrl, named);
+      let list = byType.get(input.typeUrl);
+      if (!list) {
+        list = [];
+        byType.set(input.typeUrl, list);
       }
-      if (named.has(input.name)) throw new Error(`duplicate ${input.typeUrl} resource "${input.name}"`);
-      // The same message object as before (a translator's memo): the same resource, hashed and wrapped once.
-      const known = encodedResources.get(input.message);
-      if (known && known.typeUrl === input.typeUrl && known.name === input.name) {
-        named.set(input.name, known);
+      list.push(input);
+    }
+    const sets = new Map<TypeUrl, TypeSet>();
+    const removed: XdsResource[] = [];
+    for (const [typeUrl, list] of byType) {
+      const before = previous?.sets.get(typeUrl);
+      const next = before && previous ? nextTypeSet(typeUrl, list, before, previous) : undefined;
+      if (next) {
+        sets.set(typeUrl, next.set);
+        for (const r of next.removed) removed.push(r);
         continue;
       }
-      const body = encodeMessage(input.typeUrl, input.message);
-      const version = contentHash(input.typeUrl, '\u0000', body);
-      const prior = previous?.get(input.typeUrl, input.name);
-      const resource = prior && prior.version === version ? prior : { typeUrl: input.typeUrl, name: input.name, version, body, any: encodeAny(input.typeUrl, body) };
-      encodedResources.set(input.message, resource);
-      named.set(input.name, resource);
+      const set = fullTypeSet(typeUrl, list, previous);
+      sets.set(typeUrl, set);
+      if (before) for (const r of before.named.values()) if (!set.named.has(r.name)) removed.push(r);
     }
-    return new Snapshot(byType);
+    if (previous) for (const [typeUrl, set] of previous.sets) if (!byType.has(typeUrl)) for (const r of set.named.values()) removed.push(r);
+    return new Snapshot(sets, previous ? { base: previous.serial, removed } : undefined);
+  }
+
+  /**
+   * The resources of `base` that this snapshot no longer has, when this snapshot was built from `base`
+   * (Snapshot.from's `previous`); undefined otherwise (compare the two yourself).
+   */
+  removedSince(base: Snapshot): readonly XdsResource[] | undefined {
+    return this.change?.base === base.serial ? this.change.removed : undefined;
   }
 
   /**
@@ -116,19 +349,25 @@ export class Snapshot {
   withRetained(extra: Iterable<XdsResource>): Snapshot {
     const more = [...extra].filter((r) => !this.get(r.typeUrl, r.name));
     if (more.length === 0) return this;
-    const byType = new Map<TypeUrl, Map<string, XdsResource>>([...this.byType].map(([t, named]) => [t, new Map(named)]));
-    let added = 0;
+    const grown = new Map<TypeUrl, { named: Map<string, XdsResource>; sum: Uint32Array }>();
     for (const r of more) {
-      let named = byType.get(r.typeUrl);
-      if (!named) {
-        named = new Map();
-        byType.set(r.typeUrl, named);
+      let g = grown.get(r.typeUrl);
+      if (!g) {
+        const set = this.sets.get(r.typeUrl);
+        g = { named: new Map(set?.named ?? []), sum: set ? new Uint32Array(set.sum.sum) : new Uint32Array(4) };
+        grown.set(r.typeUrl, g);
       }
-      if (named.has(r.name)) continue;
-      named.set(r.name, r);
-      added++;
+      if (g.named.has(r.name)) continue;
+      g.named.set(r.name, r);
+      addDigest(g.sum, r, 1);
     }
-    return added === 0 ? this : new Snapshot(byType);
+    const sets = new Map(this.sets);
+    for (const [typeUrl, g] of grown) {
+      const sum = { sum: g.sum, count: g.named.size };
+      // Retained resources come from no input: a snapshot built from this one compares its inputs only.
+      sets.set(typeUrl, { named: g.named, inputs: NO_INPUTS, sum, version: versionOfSum(sum) });
+    }
+    return new Snapshot(sets);
   }
 
   /** An empty snapshot. */
@@ -138,17 +377,17 @@ export class Snapshot {
 
   /** Every resource of a type, by name. */
   resources(typeUrl: TypeUrl): ReadonlyMap<string, XdsResource> {
-    return this.byType.get(typeUrl) ?? EMPTY;
+    return this.sets.get(typeUrl)?.named ?? EMPTY;
   }
 
   /** One resource, or undefined. */
   get(typeUrl: TypeUrl, name: string): XdsResource | undefined {
-    return this.byType.get(typeUrl)?.get(name);
+    return this.sets.get(typeUrl)?.named.get(name);
   }
 
   /** The version of all resources of one type (what a wildcard state-of-the-world client is told). */
   typeVersion(typeUrl: TypeUrl): string {
-    return this.typeVersions.get(typeUrl) ?? setVersion([]);
+    return this.sets.get(typeUrl)?.version ?? EMPTY_VERSION;
   }
 
   /** Resource counts per type, for status pages. */

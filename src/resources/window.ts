@@ -1,0 +1,100 @@
+/**
+ * What differs between two lists whose unchanged elements are the same objects in the same order (memoised
+ * pipeline stages hand back the same objects for what did not change): found by pointer comparisons only,
+ * so one model's change costs its own entries, not a walk of maps over the whole list.
+ *
+ * Both lists are walked from the start and from the end; a run of elements that differ followed by equal
+ * ones at the same place (a model's clusters, the resources rebuilt on every change) is replaced, and where
+ * the lists do not agree again soon (something was inserted or removed) the rest up to the other walk is
+ * taken as replaced.
+ */
+export interface ListChanges<T> {
+  /** Elements of `before` that `after` does not have at their place (removed or replaced). */
+  readonly removed: readonly T[];
+  /** Elements of `after` that were not at their place in `before` (added or replacements). */
+  readonly added: readonly T[];
+}
+
+/** How far past a differing element the walks look for the lists to agree again at the same place. */
+const RESYNC = 16;
+
+/**
+ * How far the two walks get: `before[0, head)` and `after[0, head)` are aligned at the start, the last
+ * `tail` elements of both aligned at the end; between them nothing is aligned.
+ */
+function align<T>(before: readonly T[], after: readonly T[]): { head: number; tail: number } {
+  const nb = before.length;
+  const na = after.length;
+  const shortest = Math.min(nb, na);
+  let head = 0;
+  while (head < shortest) {
+    if (before[head] === after[head]) {
+      head++;
+      continue;
+    }
+    // A run of differing elements followed by an equal one at the same place is a replacement.
+    let k = 1;
+    while (k <= RESYNC && head + k < shortest && before[head + k] !== after[head + k]) k++;
+    if (k > RESYNC || head + k >= shortest) break;
+    head += k;
+  }
+  let tail = 0;
+  const room = shortest - head;
+  while (tail < room) {
+    if (before[nb - 1 - tail] === after[na - 1 - tail]) {
+      tail++;
+      continue;
+    }
+    let k = 1;
+    while (k <= RESYNC && tail + k < room && before[nb - 1 - tail - k] !== after[na - 1 - tail - k]) k++;
+    if (k > RESYNC || tail + k >= room) break;
+    tail += k;
+  }
+  return { head, tail };
+}
+
+/** The changes from `before` to `after`, or undefined when more than `limit` elements changed. */
+export function listChanges<T>(before: readonly T[], after: readonly T[], limit: number): ListChanges<T> | undefined {
+  const removed: T[] = [];
+  const added: T[] = [];
+  const nb = before.length;
+  const na = after.length;
+  const { head, tail } = align(before, after);
+  if (nb - tail - head + (na - tail - head) > limit) return undefined;
+  for (let i = 0; i < head; i++) {
+    if (before[i] === after[i]) continue;
+    removed.push(before[i] as T);
+    added.push(after[i] as T);
+    if (removed.length > limit) return undefined;
+  }
+  for (let j = 0; j < tail; j++) {
+    const b = before[nb - 1 - j] as T;
+    const a = after[na - 1 - j] as T;
+    if (b === a) continue;
+    removed.push(b);
+    added.push(a);
+    if (removed.length > limit) return undefined;
+  }
+  if (removed.length + (nb - tail - head) + (na - tail - head) > limit) return undefined;
+  for (let i = head; i < nb - tail; i++) removed.push(before[i] as T);
+  for (let i = head; i < na - tail; i++) added.push(after[i] as T);
+  return { removed, added };
+}
+
+/**
+ * `after.map(fn)`, where an element that is the same object at the same place as in `before` gets the
+ * result it had (`beforeOut`, the map of `before`) without calling `fn`.
+ */
+export function mapChanged<T, U>(before: readonly T[], beforeOut: readonly U[], after: readonly T[], fn: (item: T) => U): U[] {
+  const nb = before.length;
+  const na = after.length;
+  const { head, tail } = align(before, after);
+  const out = new Array<U>(na);
+  for (let i = 0; i < head; i++) out[i] = before[i] === after[i] ? (beforeOut[i] as U) : fn(after[i] as T);
+  for (let i = head; i < na - tail; i++) out[i] = fn(after[i] as T);
+  for (let j = tail - 1; j >= 0; j--) out[na - 1 - j] = before[nb - 1 - j] === after[na - 1 - j] ? (beforeOut[nb - 1 - j] as U) : fn(after[na - 1 - j] as T);
+  return out;
+}
+
+/** The limit callers use: past a quarter of the list (or 64 elements), a full rebuild is as cheap. */
+export const changeLimit = (length: number): number => Math.max(64, length >> 2);

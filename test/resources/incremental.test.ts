@@ -1,0 +1,201 @@
+import { describe, expect, test } from 'vitest';
+import { ConsistencyTracker, danglingReferences, InconsistentSnapshotError } from '../../src/resources/consistency.js';
+import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
+import { changeLimit, listChanges, mapChanged } from '../../src/resources/window.js';
+import { runPipeline, type PipelineOutput } from '../../src/pipeline/index.js';
+import { policyFromFiles } from '../../src/policy/load.js';
+import type { Policy } from '../../src/policy/policy.js';
+import { registrySnapshotFrom } from '../../src/registry/snapshot.js';
+import type { RegisteredModel, RegistrySnapshot } from '../../src/registry/types.js';
+import { encodeMessage } from '../../src/proto/codec.js';
+import { ALL_TYPES } from '../../src/resources/types.js';
+import { Snapshot } from '../../src/xds/snapshot.js';
+import { withSegments } from '../../src/resources/segments.js';
+import { modelPolicy, registryModels } from '../../bench/peers/fixtures.js';
+
+/**
+ * The incremental consistency check and the list comparison it (and Snapshot.from, and the controller) rely
+ * on: after any sequence of changes, the tracker must refuse exactly the sets the full check refuses.
+ */
+
+const cluster = (name: string, eds = false): ResourceInput => ({
+  typeUrl: TypeUrl.Cluster,
+  name,
+  message: { name, ...(eds ? { type: 'EDS', eds_cluster_config: { service_name: name } } : { type: 'STRICT_DNS' }) },
+});
+const endpoints = (name: string): ResourceInput => ({ typeUrl: TypeUrl.ClusterLoadAssignment, name, message: { cluster_name: name } });
+const listener = (name: string, routes: string): ResourceInput => ({ typeUrl: TypeUrl.Listener, name, message: { name, api_listener: { api_listener: { '@type': 'x', rds: { route_config_name: routes } } } } });
+const route = (name: string, clusters: string[]): object => ({
+  name,
+  match: { prefix: `/${name}` },
+  route: clusters.length === 1 ? { cluster: clusters[0] } : { weighted_clusters: { clusters: clusters.map((c) => ({ name: c, weight: { value: 1 } })) } },
+});
+const routeConfig = (name: string, routes: object[]): ResourceInput => ({ typeUrl: TypeUrl.RouteConfiguration, name, message: { name, virtual_hosts: [{ name: 'any', domains: ['*'], routes }] } });
+
+describe('listChanges', () => {
+  test('finds a lone replacement, an insertion and a removal by pointer comparison', () => {
+    const [a, b, c, d, e, x] = ['a', 'b', 'c', 'd', 'e', 'x'].map((n) => ({ n })) as [object, object, object, object, object, object];
+    const list = [a, b, c, d, e] as object[];
+    expect(listChanges(list, [a, x, c, d, e], 10)).toEqual({ removed: [b], added: [x] });
+    expect(listChanges(list, [a, b, x, c, d, e], 10)).toEqual({ removed: [], added: [x] });
+    expect(listChanges(list, [a, b, d, e], 10)).toEqual({ removed: [c], added: [] });
+    // Replacements at both ends (a resource rebuilt on every change) and one in the middle.
+    expect(listChanges(list, [x, b, x, d, x], 10)).toEqual({ removed: [a, c, e], added: [x, x, x] });
+    expect(listChanges([a, b, c, d, e, x], [a, x, x, d, e, b], 10)).toEqual({ removed: [b, c, x], added: [x, x, b] });
+    expect(listChanges(list, list, 10)).toEqual({ removed: [], added: [] });
+    expect(listChanges(list, [e, d, c, b, a], 2)).toBeUndefined();
+    expect(changeLimit(10)).toBe(64);
+    const calls: string[] = [];
+    const upper = (o: object): string => {
+      calls.push((o as { n: string }).n);
+      return (o as { n: string }).n.toUpperCase();
+    };
+    expect(mapChanged(list, ['A', 'B', 'C', 'D', 'E'], [a, x, c, d, e, b], upper)).toEqual(['A', 'X', 'C', 'D', 'E', 'B']);
+    expect(calls).toEqual(['x', 'b']);
+  });
+});
+
+describe('ConsistencyTracker', () => {
+  test('refuses exactly what the full check refuses, over a sequence of changes', () => {
+    const tracker = new ConsistencyTracker();
+    const options = { staticClusters: ['xds'] };
+    const routes = Array.from({ length: 200 }, (_, i) => route(`r${i}`, [`c${i}`]));
+    const clusters = Array.from({ length: 200 }, (_, i) => cluster(`c${i}`, i % 2 === 0));
+    const eds = clusters.filter((_, i) => i % 2 === 0).map((c) => endpoints(c.name));
+    const base = [...clusters, ...eds, listener('l', 'rc'), routeConfig('rc', routes)];
+    const steps: ResourceInput[][] = [
+      base,
+      // A route now names a cluster that does not exist.
+      [...clusters, ...eds, listener('l', 'rc'), routeConfig('rc', routes.map((r, i) => (i === 50 ? route('r50', ['c50', 'nope']) : r)))],
+      base,
+      // An EDS cluster loses its endpoints.
+      [...clusters, ...eds.filter((e) => e.name !== 'c10'), listener('l', 'rc'), routeConfig('rc', routes)],
+      // A cluster a route names is removed (the route configuration is the same object).
+      [...clusters.filter((c) => c.name !== 'c7'), ...eds, base[base.length - 2] as ResourceInput, base[base.length - 1] as ResourceInput],
+      // ... and its route with it.
+      [...clusters.filter((c) => c.name !== 'c7'), ...eds, listener('l', 'rc'), routeConfig('rc', routes.filter((_, i) => i !== 7))],
+      // The listener names a route configuration that is not there.
+      [...clusters.filter((c) => c.name !== 'c7'), ...eds, listener('l', 'other'), routeConfig('rc', routes.filter((_, i) => i !== 7))],
+      // A cluster replaced by one of another name, the route following it; a static cluster named.
+      [...clusters.map((c) => (c.name === 'c3' ? cluster('c3b') : c)), ...eds, listener('l', 'rc'), routeConfig('rc', [...routes.map((r, i) => (i === 3 ? route('r3', ['c3b']) : r)), route('xds', ['xds'])])],
+      base,
+    ];
+    const verdicts = steps.map((set) => {
+      const full = danglingReferences(set, options);
+      let refused: InconsistentSnapshotError | undefined;
+      try {
+        tracker.check(set, options);
+      } catch (err) {
+        refused = err as InconsistentSnapshotError;
+      }
+      expect(refused?.dangling ?? []).toEqual(full);
+      return full.length > 0;
+    });
+    expect(verdicts).toEqual([false, true, false, true, true, false, true, false, false]);
+  });
+});
+
+describe('segmented route lists', () => {
+  test('are checked and encoded per kept list, as the same list without segments', () => {
+    const tracker = new ConsistencyTracker();
+    const segmentsOf = (n: number, bad = -1): object[][] => Array.from({ length: n }, (_, i) => [route(`a${i}`, [`c${i}`]), route(`b${i}`, i === bad ? ['c0', 'gone'] : [`c${i}`])]);
+    const config = (segs: object[][]): ResourceInput => routeConfig('rc', withSegments(segs.flat(), segs));
+    const clusters = Array.from({ length: 100 }, (_, i) => cluster(`c${i}`));
+    const good = segmentsOf(100);
+    for (const [segs, refused] of [
+      [good, false],
+      [good.map((s, i) => (i === 40 ? (segmentsOf(100, 40)[40] as object[]) : s)), true],
+      [good, false],
+    ] as const) {
+      const set = [...clusters, listener('l', 'rc'), config(segs)];
+      expect(danglingReferences(set).length > 0).toBe(refused);
+      if (refused) expect(() => tracker.check(set)).toThrow(InconsistentSnapshotError);
+      else expect(() => tracker.check(set)).not.toThrow();
+      const plain = routeConfig('rc', segs.flat());
+      expect(Buffer.from(encodeMessage(plain.typeUrl, config(segs).message)).equals(Buffer.from(encodeMessage(plain.typeUrl, plain.message)))).toBe(true);
+    }
+  });
+});
+
+describe('incremental pipeline and snapshots', () => {
+  const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
+  const policyOf = (dir: string, models: number, canaryOf0: number): Policy => {
+    const load = policyFromFiles(dir, [{ file: 'gateway.yaml', text: GATEWAY }, ...Array.from({ length: models }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, i === 0 ? canaryOf0 : 10) }))]);
+    if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
+    return load.policy;
+  };
+  const registryOf = (models: number, moved: readonly number[]): RegistrySnapshot =>
+    registrySnapshotFrom(
+      registryModels(models, false).map(
+        (m, i): RegisteredModel => ({
+          name: m.name,
+          description: '',
+          tags: {},
+          aliases: moved.includes(i) ? { ...m.aliases, challenger: '3' } : m.aliases,
+          versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
+        }),
+      ),
+    );
+  const encoded = (out: PipelineOutput): string[][] => out.groups.map((g) => g.resources.map((r) => `${r.typeUrl} ${r.name} ${Buffer.from(encodeMessage(r.typeUrl, r.message)).toString('base64')}`));
+  const summary = (s: Snapshot): string[] => ALL_TYPES.flatMap((t) => [...s.resources(t).values()].map((r) => `${t} ${r.name} ${r.version}`)).sort();
+
+  test('a sequence of moves, edits, additions and removals gives what a build from fresh objects gives', () => {
+    // [models, canary weight of model 0, models whose challenger moved]
+    const steps: [number, number, number[]][] = [
+      [120, 10, []],
+      [120, 10, [60]],
+      [120, 30, [60]],
+      [121, 30, [60]],
+      [121, 30, [60, 61, 62]],
+      [118, 30, [60, 61, 62]],
+      [118, 30, [5]],
+      [160, 30, [5]],
+    ];
+    let previous: PipelineOutput | undefined;
+    let snapshots: Snapshot[] = [];
+    steps.forEach(([models, canary, moved], k) => {
+      const out = runPipeline({ policy: policyOf('/inc', models, canary), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
+      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, snapshots[i]));
+      const fresh = runPipeline({ policy: policyOf(`/fresh-${k}`, models, canary), registry: registryOf(models, moved) }, { proxyless: true });
+      expect(out.ir).toEqual(fresh.ir);
+      expect(encoded(out)).toEqual(encoded(fresh));
+      fresh.groups.forEach((g, i) => {
+        const alone = Snapshot.from(g.resources);
+        const built = chained[i] as Snapshot;
+        expect(built.version, `step ${k} ${g.variant}`).toBe(alone.version);
+        expect(summary(built)).toEqual(summary(alone));
+        if (snapshots[i]) {
+          const gone = built.removedSince(snapshots[i]);
+          const expected = summary(snapshots[i]).filter((line) => !summary(built).some((b) => b.split(' ').slice(0, 2).join(' ') === line.split(' ').slice(0, 2).join(' ')));
+          expect((gone ?? []).map((r) => `${r.typeUrl} ${r.name} ${r.version}`).sort()).toEqual(expected);
+        }
+      });
+      previous = out;
+      snapshots = chained;
+    });
+  });
+});
+
+describe('Snapshot built from the one before', () => {
+  test('reads as a fresh snapshot through hundreds of small changes (its maps layered, then flattened)', () => {
+    const clusterOf = (name: string, port: number): ResourceInput => ({ typeUrl: TypeUrl.Cluster, name, message: { name, type: 'STRICT_DNS', load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'h', port_value: port } } } }] }] } } });
+    let inputs = Array.from({ length: 100 }, (_, i) => clusterOf(`c${i}`, 1));
+    let snapshot = Snapshot.from(inputs);
+    for (let step = 0; step < 400; step++) {
+      const i = (step * 37) % 100;
+      // Replace one, and every 7th step also remove one and add one of a new name.
+      inputs = inputs.map((r, k) => (k === i ? clusterOf(r.name, step + 2) : r));
+      if (step % 7 === 0) inputs = [...inputs.filter((_, k) => k !== (i + 1) % inputs.length), clusterOf(`n${step}`, 1)];
+      const next = Snapshot.from(inputs, snapshot);
+      const fresh = Snapshot.from(inputs);
+      expect(next.version).toBe(fresh.version);
+      const named = next.resources(TypeUrl.Cluster);
+      expect(named.size).toBe(inputs.length);
+      for (const r of inputs) expect(named.get(r.name)?.version).toBe(fresh.get(TypeUrl.Cluster, r.name)?.version);
+      expect(named.has('c-none')).toBe(false);
+      if (step % 50 === 0) expect([...named.keys()].sort()).toEqual(inputs.map((r) => r.name).sort());
+      snapshot = next;
+    }
+    expect(() => Snapshot.from([...inputs, clusterOf((inputs[0] as ResourceInput).name, 9)], snapshot)).toThrow(/duplicate/);
+  });
+});
