@@ -118,9 +118,10 @@ describe('segmented route lists', () => {
 });
 
 describe('incremental pipeline and snapshots', () => {
-  const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
-  const policyOf = (dir: string, models: number, canaryOf0: number): Policy => {
-    const load = policyFromFiles(dir, [{ file: 'gateway.yaml', text: GATEWAY }, ...Array.from({ length: models }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, i === 0 ? canaryOf0 : 10) }))]);
+  type Split = 'routes' | 'endpoints';
+  const gateway = (split: Split): string => ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', `traffic: { split: ${split} }`, ''].join('\n');
+  const policyOf = (dir: string, models: number, canaryOf0: number, split: Split): Policy => {
+    const load = policyFromFiles(dir, [{ file: 'gateway.yaml', text: gateway(split) }, ...Array.from({ length: models }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, i === 0 ? canaryOf0 : 10) }))]);
     if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
     return load.policy;
   };
@@ -139,7 +140,11 @@ describe('incremental pipeline and snapshots', () => {
   const encoded = (out: PipelineOutput): string[][] => out.groups.map((g) => g.resources.map((r) => `${r.typeUrl} ${r.name} ${Buffer.from(encodeMessage(r.typeUrl, r.message)).toString('base64')}`));
   const summary = (s: Snapshot): string[] => ALL_TYPES.flatMap((t) => [...s.resources(t).values()].map((r) => `${t} ${r.name} ${r.version}`)).sort();
 
-  test('a sequence of moves, edits, additions and removals gives what a build from fresh objects gives', () => {
+  // The split by endpoints decides which models have version clusters: the same steps in both modes, and
+  // the mode switched back and forth between steps.
+  const modes: Record<string, (k: number) => Split> = { routes: () => 'routes', endpoints: () => 'endpoints', switched: (k) => (k % 3 === 1 ? 'routes' : 'endpoints') };
+  test.each(Object.keys(modes))('a sequence of moves, edits, additions and removals gives what a build from fresh objects gives (split: %s)', (mode) => {
+    const splitAt = modes[mode] as (k: number) => Split;
     // [models, canary weight of model 0, models whose challenger moved]
     const steps: [number, number, number[]][] = [
       [120, 10, []],
@@ -154,11 +159,13 @@ describe('incremental pipeline and snapshots', () => {
     let previous: PipelineOutput | undefined;
     let snapshots: Snapshot[] = [];
     steps.forEach(([models, canary, moved], k) => {
-      const out = runPipeline({ policy: policyOf('/inc', models, canary), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
+      const out = runPipeline({ policy: policyOf('/inc', models, canary, splitAt(k)), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
       const chained = out.groups.map((g, i) => Snapshot.from(g.resources, snapshots[i]));
-      const fresh = runPipeline({ policy: policyOf(`/fresh-${k}`, models, canary), registry: registryOf(models, moved) }, { proxyless: true });
+      const fresh = runPipeline({ policy: policyOf(`/fresh-${k}`, models, canary, splitAt(k)), registry: registryOf(models, moved) }, { proxyless: true });
       expect(out.ir).toEqual(fresh.ir);
       expect(encoded(out)).toEqual(encoded(fresh));
+      // The split mode is in effect: per-model split clusters exactly when it says endpoints.
+      expect(encoded(out).flat().some((line) => line.includes(' split_'))).toBe(splitAt(k) === 'endpoints');
       fresh.groups.forEach((g, i) => {
         const alone = Snapshot.from(g.resources);
         const built = chained[i] as Snapshot;
