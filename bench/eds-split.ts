@@ -4,8 +4,9 @@
  * side-by-side's fixtures: two live versions each) go through the GatewayController as `flowgate serve` runs
  * them; then one change, and the responses one Envoy is sent for it are encoded with the xDS server's own
  * encoders (src/xds/wire.ts):
- *   - SotW: per resource type whose version changed, one DiscoveryResponse with every resource of the type
- *     (what the server sends a subscriber of all of them, as an Envoy is);
+ *   - SotW: per resource type whose version changed, one DiscoveryResponse: every resource of the type for
+ *     listeners and clusters, the changed ones for routes and endpoints (what src/xds/stream/sotw.ts sends a
+ *     subscriber of all of them, as an Envoy is);
  *   - delta: per type, one DeltaDiscoveryResponse with the resources whose version changed or that are new,
  *     and the names of the removed ones.
  * The FilterPolicy (to the filter service, not to Envoys) is left out. gRPC framing (5 bytes a message) too.
@@ -22,6 +23,7 @@ import type { Policy } from '../src/policy/policy.js';
 import { registrySnapshotFrom } from '../src/registry/snapshot.js';
 import type { RegisteredModel } from '../src/registry/types.js';
 import { PUSH_ORDER } from '../src/xds/stream/ordering.js';
+import { changedSince } from '../src/xds/stream/sotw.js';
 import { TypeUrl } from '../src/resources/types.js';
 import { SnapshotCache } from '../src/xds/cache.js';
 import type { Snapshot } from '../src/xds/snapshot.js';
@@ -69,7 +71,8 @@ function bytesPerEnvoy(before: Snapshot, after: Snapshot): { sotw: number; delta
     const was = before.resources(typeUrl);
     const changed = [...now.values()].filter((r) => was.get(r.name)?.version !== r.version);
     const removed = [...was.keys()].filter((n) => !now.has(n));
-    const s = wireLength(encodeSotwResponse(typeUrl, version, now.values(), NONCE, CP));
+    const part = changedSince(typeUrl, was, now);
+    const s = wireLength(encodeSotwResponse(typeUrl, version, part ?? now.values(), NONCE, CP, part ? 'bench' : ''));
     const d = wireLength(encodeDeltaResponse(typeUrl, version, changed, removed, NONCE, CP));
     sotw += s;
     delta += d;

@@ -28,7 +28,7 @@ import type { Policy } from '../src/policy/policy.js';
 import { registrySnapshotFrom } from '../src/registry/snapshot.js';
 import type { RegisteredModel, RegistrySnapshot } from '../src/registry/types.js';
 import { SnapshotCache } from '../src/xds/cache.js';
-import { modelPolicy, registryModels } from './peers/fixtures.js';
+import { modelPolicy, registeredModels } from './peers/fixtures.js';
 
 const { values } = parseArgs({
   options: { models: { type: 'string', default: '1000,10000' }, rounds: { type: 'string', default: '5' }, 'watch-max': { type: 'string', default: '2000' } },
@@ -47,16 +47,6 @@ function loadPolicy(files: readonly PolicyFileText[], dir = '/bench'): Policy {
   const load = policyFromFiles(dir, files);
   if (!load.ok) throw new Error(`bench policy rejected: ${load.issues.map((i) => i.message).join('; ')}`);
   return load.policy;
-}
-
-function registered(models: number): RegisteredModel[] {
-  return registryModels(models, false).map((m) => ({
-    name: m.name,
-    description: '',
-    tags: {},
-    aliases: m.aliases,
-    versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
-  }));
 }
 
 /** The registry after one alias move on `model`, from the previous snapshot (the webhook path: one model re-read and merged). */
@@ -118,7 +108,7 @@ async function watchedEdits(models: number, registry: RegistrySnapshot): Promise
   const warm = 300;
   const controller = new GatewayController({ cache: new SnapshotCache(), clusterLingerMs: 0 });
   controller.setPolicy(loadPolicy(policyFiles(warm), '/warm'));
-  let registry = registrySnapshotFrom(registered(warm));
+  let registry = registrySnapshotFrom(registeredModels(warm, false));
   controller.setRegistry(registry);
   for (let i = 0; i < 20; i++) {
     registry = withMove(registry, `model-${i}`, '3');
@@ -129,7 +119,7 @@ async function watchedEdits(models: number, registry: RegistrySnapshot): Promise
 
 for (const models of String(values.models).split(',').map(Number)) {
   const files = policyFiles(models);
-  const registry = registrySnapshotFrom(registered(models));
+  const registry = registrySnapshotFrom(registeredModels(models, false));
 
   const cold: number[] = [];
   const move: number[] = [];

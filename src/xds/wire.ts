@@ -205,8 +205,8 @@ let sotwBodyBytes = 0;
 /** Bytes of cached bodies at most (the last body used is kept whatever its size). */
 export const SOTW_BODY_CACHE_BYTES = 128 * 1024 * 1024;
 
-function sotwBody(typeUrl: string, versionInfo: string, resources: Iterable<XdsResource>, controlPlaneId: string): Uint8Array {
-  const key = `${typeUrl}\u0000${versionInfo}\u0000${controlPlaneId}`;
+function sotwBody(typeUrl: string, versionInfo: string, resources: Iterable<XdsResource>, controlPlaneId: string, from: string): Uint8Array {
+  const key = `${typeUrl}\u0000${versionInfo}\u0000${controlPlaneId}\u0000${from}`;
   let body = sotwBodies.get(key);
   if (body) {
     // Most recently used last (Map order).
@@ -237,7 +237,8 @@ export function sotwBodyCacheStats(): { bodies: number; bytes: number } {
 
 /**
  * A DiscoveryResponse: the shared body for (type, version, resources) plus this stream's nonce, spliced (no
- * copy of the body). The resources must be exactly the set whose version is `versionInfo`.
+ * copy of the body). The resources must be exactly the set whose version is `versionInfo`, or, with `from`,
+ * exactly the part of it that differs from the held set `from` names (routes and endpoints only).
  */
 export function encodeSotwResponse(
   typeUrl: string,
@@ -245,8 +246,9 @@ export function encodeSotwResponse(
   resources: Iterable<XdsResource>,
   nonce: string,
   controlPlaneId: string,
+  from = '',
 ): SplicedResponse {
-  return { body: sotwBody(typeUrl, versionInfo, resources, controlPlaneId), tail: nonceField(nonce) };
+  return { body: sotwBody(typeUrl, versionInfo, resources, controlPlaneId, from), tail: nonceField(nonce) };
 }
 
 /** Field 5 (nonce) of a DiscoveryResponse, encoded: the only per-stream bytes of a state-of-the-world push. */

@@ -314,6 +314,9 @@ describe('an alias move is one ClusterLoadAssignment', () => {
     const champion = await post(fraudUrl, { 'x-model-alias': 'champion' });
     expect([champion.status, champion.headers.get('x-upstream')]).toEqual([200, 'v3']);
     expect((await shares(fraudUrl, 200)).get('1')).toBeUndefined();
+    // The SotW Envoy was sent only fraud's assignment: the other models keep theirs and answer as before.
+    for (const url of [chatUrl, rankerUrl()]) expect((await post(url, {})).status, url).toBe(200);
+    expect(await envoyEndpointWeights('split_chat')).not.toEqual({});
   });
 });
 

@@ -6,6 +6,7 @@ import { RedisLease } from '../../src/rollout/lease.js';
 import { RedisTrafficWindows } from '../../src/traffic/redis-windows.js';
 import { consumer, model, TestClock } from '../filters/ratelimit/fixtures.js';
 import { waitFor } from '../harness/process.js';
+import { decisionsUnderLoad, expectEachCountedOnce } from './failover-load.js';
 import { redisCli, startRedisSentinel, type TestRedisSentinel } from '../harness/redis.js';
 
 /**
@@ -65,24 +66,7 @@ describe('through Sentinel', () => {
     const store = await RedisStore.connect({ url: sentinel.url, now: clock.now, keyPrefix: 'flowgate:rl:failover:', commandTimeoutMs: 300 });
     const limiter = new RateLimiter(models, consumers, { store, failOpen, now: clock.now });
     try {
-      const outcomes = { ok: 0, openOnError: 0, closedOnError: 0 };
-      let running = true;
-      const load = (async () => {
-        for (let i = 0; running; i++) {
-          const name = names[i % names.length] as string;
-          const [open, closed] = await Promise.all([limiter.check({ consumer: name, model: 'chat' }), limiter.check({ consumer: name, model: 'billing' })]);
-          if (!open.storeError && !closed.storeError) outcomes.ok++;
-          if (open.storeError) {
-            expect(open.allowed).toBe(true);
-            outcomes.openOnError++;
-          }
-          if (closed.storeError) {
-            expect(closed).toMatchObject({ allowed: false, reason: 'store_unavailable' });
-            outcomes.closedOnError++;
-          }
-          await new Promise((resolve) => setImmediate(resolve));
-        }
-      })();
+      const { outcomes, stop } = decisionsUnderLoad(limiter, names);
       await waitFor('decisions under load', () => (outcomes.ok > 50 ? true : undefined));
       const victim = await sentinel.master();
       await sentinel.replicated();
@@ -91,14 +75,10 @@ describe('through Sentinel', () => {
       await waitFor('the Sentinels to promote the replica', async () => ((await sentinel.master()) !== victim ? true : undefined), { timeoutMs: 30_000, intervalMs: 200 });
       const okAfterFailover = outcomes.ok;
       await waitFor('decisions from the new master', () => (outcomes.ok > okAfterFailover + 50 ? true : undefined), { timeoutMs: 30_000 });
-      running = false;
-      await load;
+      await stop();
       expect(await sentinel.master()).toBe(sentinel.ports[1]);
 
-      const before = await Promise.all(names.map(async (name) => (await limiter.check({ consumer: name, model: 'billing' })).headers['RateLimit-Remaining']));
-      for (const name of names) for (let n = 0; n < 3; n++) expect((await limiter.check({ consumer: name, model: 'billing' })).storeError).toBe(false);
-      const after = await Promise.all(names.map(async (name) => (await limiter.check({ consumer: name, model: 'billing' })).headers['RateLimit-Remaining']));
-      expect(after.map((a, i) => Number(before[i]) - Number(a))).toEqual(Array(names.length).fill(4));
+      await expectEachCountedOnce(limiter, names);
     } finally {
       await store.close();
     }

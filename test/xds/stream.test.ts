@@ -143,6 +143,46 @@ describe('state-of-the-world streams', () => {
     expect(other.out).toHaveLength(1);
   });
 
+  test('an endpoint or route response carries what changed since the set the client holds; clusters stay whole', () => {
+    const { stream, out, req } = sotwStream();
+    const names = (r: SotwResponse): string[] =>
+      r.resources.map((a) => decodeMessage<{ cluster_name: string }>('envoy.config.endpoint.v3.ClusterLoadAssignment', (a as unknown as { value: Uint8Array }).value).cluster_name);
+    const at = (ports: Record<string, number>): Snapshot =>
+      Snapshot.from([httpListener('l1', 10000, 'r1', 'ads'), routeTo('r1', 'c1'), ...Object.entries(ports).flatMap(([c, port]) => [edsCluster(c, 'ads'), endpoints(c, [port])])]);
+    const s1 = at({ c1: 9001, c2: 9002, c3: 9003 });
+    stream.setSnapshot(s1);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2']));
+    expect(names(out[0] as SotwResponse)).toEqual(['c1', 'c2']);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2'], out[0]?.nonce, out[0]?.version_info));
+    // c2's endpoints move: only c2 is sent, under the version of the whole set.
+    const s2 = at({ c1: 9001, c2: 9012, c3: 9003 });
+    stream.setSnapshot(s2);
+    expect(out).toHaveLength(2);
+    expect(names(out[1] as SotwResponse)).toEqual(['c2']);
+    const whole = sotwStream();
+    whole.stream.setSnapshot(s2);
+    whole.stream.handleRequest(whole.req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2']));
+    expect(out[1]?.version_info).toBe(whole.out[0]?.version_info);
+    // A NACK leaves the client with what it held: the next change is diffed against that, not the refused set.
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2'], out[1]?.nonce, out[0]?.version_info, 'bad endpoints'));
+    stream.setSnapshot(at({ c1: 9021, c2: 9002, c3: 9003 }));
+    expect(names(out[2] as SotwResponse)).toEqual(['c1']);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2'], out[2]?.nonce, out[2]?.version_info));
+    // A newly subscribed name is sent on its own; a change of every held name sends the whole set.
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2', 'c3'], out[2]?.nonce, out[2]?.version_info));
+    expect(names(out[3] as SotwResponse)).toEqual(['c3']);
+    stream.handleRequest(req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2', 'c3'], out[3]?.nonce, out[3]?.version_info));
+    stream.setSnapshot(at({ c1: 9031, c2: 9032, c3: 9033 }));
+    expect(names(out[4] as SotwResponse)).toEqual(['c1', 'c2', 'c3']);
+    // Clusters are always the whole set.
+    const cds = sotwStream();
+    cds.stream.setSnapshot(s1);
+    cds.stream.handleRequest(cds.req(TypeUrl.Cluster));
+    cds.stream.handleRequest(cds.req(TypeUrl.Cluster, [], cds.out[0]?.nonce, cds.out[0]?.version_info));
+    cds.stream.setSnapshot(at({ c1: 9001, c2: 9002, c3: 9003, c4: 9004 }));
+    expect(cds.out[1]?.resources).toHaveLength(4);
+  });
+
   test('ADS applies a change as CDS (old clusters kept) with EDS, then LDS/RDS, then removes old clusters', () => {
     const { stream, out, req } = sotwStream(true);
     const subscribed: Record<string, string[]> = { [TypeUrl.ClusterLoadAssignment]: ['c1'], [TypeUrl.RouteConfiguration]: ['r1'] };

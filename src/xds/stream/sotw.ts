@@ -1,12 +1,13 @@
-import { isKnownType, type TypeUrl } from '../../resources/types.js';
+import { isKnownType, TypeUrl } from '../../resources/types.js';
 import type { XdsResource } from '../snapshot.js';
 import { isFullStateType } from './ordering.js';
-import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
+import { heldId, XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
 import { encodeSotwResponse, type DiscoveryRequest } from '../wire.js';
 
 /**
- * State-of-the-world xDS (DiscoveryRequest / DiscoveryResponse), on ADS or a per-type service. Each response
- * carries the whole set the client asked for; version_info is the content hash of that set.
+ * State-of-the-world xDS (DiscoveryRequest / DiscoveryResponse), on ADS or a per-type service. A Listener or
+ * Cluster response carries the whole set the client asked for, a route or endpoint response what changed
+ * since the set the client holds; version_info is the content hash of the whole set either way.
  */
 export class SotwStream extends XdsStream {
   /** Handles one request: ACK/NACK of the pending response, subscription changes, then sends what is due. */
@@ -73,7 +74,14 @@ export class SotwStream extends XdsStream {
     // The set is shared (the snapshot's own map for a wildcard client): never copied per stream.
     const resources = want.resources;
     const typeUrl = st.typeUrl;
-    this.send(() => encodeSotwResponse(typeUrl, version, resources.values(), nonce, this.identity.controlPlaneId));
+    const changed = st.responded ? changedSince(typeUrl, st.heldContent, resources) : undefined;
+    // The body of a partial response is shared by the streams that hold the same set object.
+    const from = changed ? `held-${heldId(st.heldContent)}` : '';
+    this.send(() =>
+      changed
+        ? encodeSotwResponse(typeUrl, version, changed, nonce, this.identity.controlPlaneId, from)
+        : encodeSotwResponse(typeUrl, version, resources.values(), nonce, this.identity.controlPlaneId),
+    );
     st.lastNonce = nonce;
     st.responded = true;
     st.pending = { nonce, version, systemVersion: version, sentAt: Date.now(), resources: want.resources, previous: new Map() };
@@ -101,3 +109,30 @@ export class SotwStream extends XdsStream {
     return [...acked.keys()].filter((name) => !pending.resources.has(name));
   }
 }
+
+/**
+ * Route configurations and endpoint assignments are incremental in the state-of-the-world protocol: a
+ * response that leaves a subscribed name out says nothing about it (only Listener and Cluster responses are
+ * the whole set), so a client that holds `held` is sent only what differs from it: one model's assignment on
+ * an alias move, not every subscribed one. Envoy, grpc-js-xds and grpc-go keep what a response leaves out.
+ * Undefined when the whole set is due anyway: another type, nothing held, nothing changed but removals (the
+ * client drops those with their clusters), or everything changed. Shared by every stream that holds the same
+ * set and is due the same one (the sets are shared objects), so a push to thousands of streams diffs once.
+ */
+export function changedSince(typeUrl: string, held: ReadonlyMap<string, XdsResource>, want: ReadonlyMap<string, XdsResource>): XdsResource[] | undefined {
+  if ((typeUrl !== TypeUrl.ClusterLoadAssignment && typeUrl !== TypeUrl.RouteConfiguration) || held.size === 0) return undefined;
+  let byWant = diffs.get(held);
+  if (!byWant) {
+    byWant = new WeakMap();
+    diffs.set(held, byWant);
+  }
+  const known = byWant.get(want);
+  if (known !== undefined) return known ?? undefined;
+  const changed: XdsResource[] = [];
+  for (const [name, r] of want) if (held.get(name)?.version !== r.version) changed.push(r);
+  const result = changed.length === 0 || changed.length === want.size ? null : changed;
+  byWant.set(want, result);
+  return result ?? undefined;
+}
+
+const diffs = new WeakMap<ReadonlyMap<string, XdsResource>, WeakMap<ReadonlyMap<string, XdsResource>, XdsResource[] | null>>();

@@ -103,7 +103,7 @@ const NOTHING_HELD: ReadonlyMap<string, XdsResource> = new Map();
 /** A number per held-set object (held sets are shared: a SotW client holds the set it was sent). */
 const heldIds = new WeakMap<object, number>();
 let nextHeldId = 0;
-function heldId(held: object): number {
+export function heldId(held: object): number {
   let id = heldIds.get(held);
   if (id === undefined) {
     id = ++nextHeldId;

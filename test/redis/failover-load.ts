@@ -1,0 +1,53 @@
+import { expect } from 'vitest';
+import type { RateLimiter } from '../../filters/ratelimit/limiter.js';
+
+/**
+ * What the Redis failover tests share: a loop of decisions on a fail-open model (`chat`) and a fail-closed
+ * one (`billing`) while a master is killed, and the check that each decision after the failover counts once.
+ */
+
+export interface FailoverOutcomes {
+  ok: number;
+  openOnError: number;
+  closedOnError: number;
+}
+
+/** Runs decisions for `names` in turn until stopped; each store error must follow the model's failOpen. */
+export function decisionsUnderLoad(limiter: RateLimiter, names: readonly string[]): { readonly outcomes: FailoverOutcomes; readonly stop: () => Promise<void> } {
+  const outcomes: FailoverOutcomes = { ok: 0, openOnError: 0, closedOnError: 0 };
+  let running = true;
+  const load = (async () => {
+    for (let i = 0; running; i++) {
+      const name = names[i % names.length] as string;
+      const [open, closed] = await Promise.all([limiter.check({ consumer: name, model: 'chat' }), limiter.check({ consumer: name, model: 'billing' })]);
+      if (!open.storeError && !closed.storeError) outcomes.ok++;
+      if (open.storeError) {
+        // chat fails open: allowed without a count; billing fails closed: refused.
+        expect(open.allowed).toBe(true);
+        outcomes.openOnError++;
+      }
+      if (closed.storeError) {
+        expect(closed).toMatchObject({ allowed: false, reason: 'store_unavailable' });
+        outcomes.closedOnError++;
+      }
+      // A refusal without Redis comes back at once, as a microtask: let timers (and the test's waits) run.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  })();
+  return {
+    outcomes,
+    stop: async () => {
+      running = false;
+      await load;
+    },
+  };
+}
+
+/** After the failover: every consumer's next 3 billing decisions (and the one that reads) raise its count by exactly 4. */
+export async function expectEachCountedOnce(limiter: RateLimiter, names: readonly string[]): Promise<void> {
+  const remaining = (name: string): Promise<string | undefined> => limiter.check({ consumer: name, model: 'billing' }).then((d) => d.headers['RateLimit-Remaining']);
+  const before = await Promise.all(names.map(remaining));
+  for (const name of names) for (let n = 0; n < 3; n++) expect((await limiter.check({ consumer: name, model: 'billing' })).storeError).toBe(false);
+  const after = await Promise.all(names.map(remaining));
+  expect(after.map((a, i) => Number(before[i]) - Number(a))).toEqual(Array(names.length).fill(4));
+}
