@@ -1,4 +1,4 @@
-import { isKnownType, type TypeUrl } from '../../resources/types.js';
+import { isKnownType, TypeUrl } from '../../resources/types.js';
 import { isFullStateType, isRetainedOnRemoval } from './ordering.js';
 import { contentHash, type XdsResource } from '../snapshot.js';
 import { XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
@@ -48,6 +48,13 @@ export class DeltaStream extends XdsStream {
     const want = this.desired(st, false).resources;
     const toSend: XdsResource[] = [];
     for (const r of want.values()) if (st.held.get(r.name) !== r.version) toSend.push(r);
+    const rewarm = this.rewarming(st, want);
+    if (rewarm) {
+      // The endpoints of the clusters the pending cluster push modified, unchanged or not (see rewarming).
+      const sending = new Set(toSend);
+      for (const r of rewarm.resources) if (!sending.has(r)) toSend.push(r);
+      st.rewarmedFor = rewarm.forNonce;
+    }
     const keep = retain && isRetainedOnRemoval(st.typeUrl);
     const toRemove = [...st.held.keys()].filter((name) => !want.has(name) && !keep);
     if (toSend.length === 0 && toRemove.length === 0 && !this.mustAnswerEmpty(st)) {
@@ -86,6 +93,25 @@ export class DeltaStream extends XdsStream {
     };
     this.observer.onPush(this, st.typeUrl, systemVersion, toSend.length);
     return 'sent';
+  }
+
+  /**
+   * Envoy replaces a modified cluster by a warming copy that waits for its ClusterLoadAssignment, even an
+   * unchanged one (with its EDS cache it waits initial_fetch_timeout, 15 s by default, then uses the cached
+   * one). On ADS, while a cluster push awaits its ACK, the endpoints of the clusters it modified are due once.
+   */
+  private rewarming(eds: TypeState, want: ReadonlyMap<string, XdsResource>): { resources: XdsResource[]; forNonce: string } | undefined {
+    if (eds.typeUrl !== TypeUrl.ClusterLoadAssignment || !this.identity.ads) return undefined;
+    const push = this.states.get(TypeUrl.Cluster)?.pending;
+    if (!push || eds.rewarmedFor === push.nonce) return undefined;
+    const resources: XdsResource[] = [];
+    for (const [name, before] of push.previous) {
+      // A name the push sent that the client held before: a modified cluster (undefined: a new one).
+      if (before === undefined || !push.resources.has(name)) continue;
+      const assignment = want.get(name);
+      if (assignment && eds.held.has(name)) resources.push(assignment);
+    }
+    return resources.length > 0 ? { resources, forNonce: push.nonce } : undefined;
   }
 
   protected onAccepted(): void {

@@ -67,16 +67,23 @@ export class SotwStream extends XdsStream {
   protected tryPush(st: TypeState, retain: boolean): PushOutcome {
     const want = this.desired(st, retain);
     const version = want.version;
-    if (version === st.heldVersion && st.responded) return 'settled';
+    const rewarm = this.rewarming(st, want.resources);
+    if (version === st.heldVersion && st.responded && !rewarm) return 'settled';
     if (want.resources.size === 0 && st.heldVersion === '' && !this.mustAnswerEmpty(st)) return 'settled';
     if (st.lastNack?.version === version) return 'blocked';
     const nonce = this.nextNonce();
     // The set is shared (the snapshot's own map for a wildcard client): never copied per stream.
     const resources = want.resources;
     const typeUrl = st.typeUrl;
-    const changed = st.responded ? changedSince(typeUrl, st.heldContent, resources) : undefined;
+    let changed = st.responded && this.identity.ads ? changedSince(typeUrl, st.heldContent, resources) : undefined;
+    if (rewarm) {
+      // Unchanged endpoints of modified clusters ride along (alone when nothing else changed); a whole set has them.
+      if (version === st.heldVersion) changed = rewarm.resources;
+      else if (changed) changed = [...new Set([...changed, ...rewarm.resources])];
+      st.rewarmedFor = rewarm.forNonce;
+    }
     // The body of a partial response is shared by the streams that hold the same set object.
-    const from = changed ? `held-${heldId(st.heldContent)}` : '';
+    const from = changed ? `held-${heldId(st.heldContent)}${rewarm ? `+${rewarm.resources.map((r) => r.name).join(',')}` : ''}` : '';
     this.send(() =>
       changed
         ? encodeSotwResponse(typeUrl, version, changed, nonce, this.identity.controlPlaneId, from)
@@ -87,6 +94,27 @@ export class SotwStream extends XdsStream {
     st.pending = { nonce, version, systemVersion: version, sentAt: Date.now(), resources: want.resources, previous: new Map() };
     this.observer.onPush(this, st.typeUrl, version, resources.size);
     return 'sent';
+  }
+
+  /**
+   * Envoy replaces a modified cluster by a warming copy that waits for a ClusterLoadAssignment response naming
+   * it, even an unchanged one (Envoy's xDS notes; with its EDS cache it waits initial_fetch_timeout, 15 s by
+   * default, then uses the cached one). On ADS the cluster push is known here: while it awaits its ACK, the
+   * endpoints of the clusters it modified are due once, whether or not they changed.
+   */
+  private rewarming(eds: TypeState, want: ReadonlyMap<string, XdsResource>): { resources: XdsResource[]; forNonce: string } | undefined {
+    if (eds.typeUrl !== TypeUrl.ClusterLoadAssignment || !this.identity.ads || !eds.responded) return undefined;
+    const cds = this.states.get(TypeUrl.Cluster);
+    const push = cds?.pending;
+    if (!cds || !push || eds.rewarmedFor === push.nonce) return undefined;
+    const resources: XdsResource[] = [];
+    for (const [name, cluster] of push.resources) {
+      const before = cds.heldContent.get(name);
+      if (before === undefined || before.version === cluster.version) continue;
+      const assignment = want.get(name);
+      if (assignment) resources.push(assignment);
+    }
+    return resources.length > 0 ? { resources, forNonce: push.nonce } : undefined;
   }
 
   protected onAccepted(st: TypeState, pending: PendingPush): void {

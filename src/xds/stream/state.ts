@@ -63,6 +63,8 @@ export class TypeState {
   lastNonce = '';
   responded = false;
   pending: PendingPush | null = null;
+  /** SotW EDS on ADS: the nonce of the cluster push whose modified clusters' endpoints were last re-sent. */
+  rewarmedFor = '';
   lastAck: { version: string; at: number } | null = null;
   /** `version` is what blocks a re-send (SotW: version_info; delta: the change hash). */
   lastNack: { version: string; systemVersion: string; detail: string; at: number } | null = null;
