@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { GUARDRAIL_BLOCKED, GUARDRAIL_STREAM_UNSUPPORTED, GUARDRAIL_UNAVAILABLE } from '../../src/contract/guardrails.js';
-import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
+import { guardedModel, startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startGuardrailStub, type GuardrailStub } from '../harness/guardrail-services.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiClient } from '../harness/openai-clients.js';
@@ -35,13 +35,7 @@ const receivedWith = (marker: string): string[] => upstream.received.map((r) => 
 beforeAll(async () => {
   upstream = await startLlmUpstream({ name: 'guardrail-services' });
   stub = await startGuardrailStub();
-  const model = (name: string, guardrails: string): string => `kind: Model
-name: ${name}
-upstream: { addressTemplate: "127.0.0.1:${upstream.port}" }
-traffic: { stable: { version: 1 } }
-llm:
-  guardrails:
-${guardrails}`;
+  const model = (name: string, guardrails: string): string => guardedModel(name, upstream.port, guardrails);
   gateway = await startLlmGateway({
     name: 'flowgate-guardrail-services',
     files: () => ({

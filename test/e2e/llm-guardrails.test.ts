@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
+import { guardedModel, startLlmGateway, type LlmGateway } from '../harness/llm-gateway.js';
 import { startLlmUpstream, type LlmUpstream } from '../harness/llm-upstream.js';
 import { openaiClient } from '../harness/openai-clients.js';
 import { waitFor } from '../harness/process.js';
@@ -20,13 +20,7 @@ let client: OpenAI;
 let base: string;
 
 function policy(): Record<string, string> {
-  const model = (name: string, guardrails: string): string => `kind: Model
-name: ${name}
-upstream: { addressTemplate: "127.0.0.1:${upstream.port}" }
-traffic: { stable: { version: 1 } }
-llm:
-  guardrails:
-${guardrails}`;
+  const model = (name: string, guardrails: string): string => guardedModel(name, upstream.port, guardrails);
   return {
     'models.yaml': [
       model(

@@ -110,3 +110,14 @@ export async function startLlmGateway(options: LlmGatewayOptions): Promise<LlmGa
     throw err;
   }
 }
+
+/** A Model document for an LLM model served by an upstream on `port` (version 1), with `guardrails` (YAML under `llm.guardrails:`). */
+export function guardedModel(name: string, port: number, guardrails: string): string {
+  return `kind: Model
+name: ${name}
+upstream: { addressTemplate: "127.0.0.1:${port}" }
+traffic: { stable: { version: 1 } }
+llm:
+  guardrails:
+${guardrails}`;
+}

@@ -7,7 +7,7 @@ import { RedisLease } from '../../src/rollout/lease.js';
 import { RedisTrafficWindows } from '../../src/traffic/redis-windows.js';
 import { consumer, model, TestClock } from '../filters/ratelimit/fixtures.js';
 import { waitFor } from '../harness/process.js';
-import { decisionsUnderLoad, expectEachCountedOnce } from './failover-load.js';
+import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas } from './failover-load.js';
 import { redisCli, startRedisCluster, type TestRedisCluster } from '../harness/redis.js';
 
 /**
@@ -60,28 +60,10 @@ describe('addresses', () => {
 
 describe('rate-limit counters on the cluster', () => {
   test('two replicas enforce each limit exactly, with the counters spread over every master', async () => {
-    const clock = new TestClock();
-    const options = { url: cluster.url, now: clock.now, keyPrefix: 'flowgate:rl:exact:' };
-    const stores = [await RedisStore.connect(options), await RedisStore.connect(options)];
-    const limiters = stores.map((store) => new RateLimiter(models, consumers, { store, failOpen, now: clock.now }));
-    try {
-      const allowed = new Map<string, number>();
-      await Promise.all(
-        names.map(async (name, i) => {
-          for (let n = 0; n < 8; n++) {
-            const d = await (limiters[(i + n) % 2] as RateLimiter).check({ consumer: name, model: 'chat' });
-            expect(d.storeError).toBe(false);
-            if (d.allowed) allowed.set(name, (allowed.get(name) ?? 0) + 1);
-          }
-        }),
-      );
-      expect([...allowed.values()]).toEqual(Array(names.length).fill(5));
-      const perMaster = await keysPerMaster();
-      expect(perMaster).toHaveLength(3);
-      expect(perMaster.every((n) => n > 0)).toBe(true);
-    } finally {
-      await Promise.all(stores.map((s) => s.close()));
-    }
+    await expectExactOnTwoReplicas(cluster.url, names, { models, consumers, failOpen });
+    const perMaster = await keysPerMaster();
+    expect(perMaster).toHaveLength(3);
+    expect(perMaster.every((n) => n > 0)).toBe(true);
   });
 
   test('a master killed mid-load: decisions follow failOpen until its replica takes over, then count once each', async () => {

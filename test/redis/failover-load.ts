@@ -1,9 +1,13 @@
 import { expect } from 'vitest';
-import type { RateLimiter } from '../../filters/ratelimit/limiter.js';
+import type { ConsumerRules, ModelRules } from '../../src/contract/filter-policy.js';
+import { RateLimiter } from '../../filters/ratelimit/limiter.js';
+import { RedisStore } from '../../filters/store/counters/redis.js';
+import { TestClock } from '../filters/ratelimit/fixtures.js';
 
 /**
- * What the Redis failover tests share: a loop of decisions on a fail-open model (`chat`) and a fail-closed
- * one (`billing`) while a master is killed, and the check that each decision after the failover counts once.
+ * What the Redis deployment tests (cluster, Sentinel) share: two limiters on one address enforcing a limit
+ * exactly; a loop of decisions on a fail-open model (`chat`) and a fail-closed one (`billing`) while a master
+ * is killed; and the check that each decision after the failover counts once.
  */
 
 export interface FailoverOutcomes {
@@ -50,4 +54,32 @@ export async function expectEachCountedOnce(limiter: RateLimiter, names: readonl
   for (const name of names) for (let n = 0; n < 3; n++) expect((await limiter.check({ consumer: name, model: 'billing' })).storeError).toBe(false);
   const after = await Promise.all(names.map(remaining));
   expect(after.map((a, i) => Number(before[i]) - Number(a))).toEqual(Array(names.length).fill(4));
+}
+
+/** Two filter-service replicas' limiters on `url`: each name's 8 `chat` calls, alternating, allow exactly 5. */
+export async function expectExactOnTwoReplicas(
+  url: string,
+  names: readonly string[],
+  rules: { models: readonly ModelRules[]; consumers: readonly ConsumerRules[]; failOpen: (model: string) => boolean },
+): Promise<void> {
+  const { models, consumers, failOpen } = rules;
+  const clock = new TestClock();
+  const storeOptions = { url, now: clock.now, keyPrefix: 'flowgate:rl:exact:' };
+  const stores = [await RedisStore.connect(storeOptions), await RedisStore.connect(storeOptions)];
+  const limiters = stores.map((store) => new RateLimiter(models, consumers, { store, failOpen, now: clock.now }));
+  try {
+    const allowed = new Map<string, number>();
+    await Promise.all(
+      names.map(async (name, i) => {
+        for (let n = 0; n < 8; n++) {
+          const d = await (limiters[(i + n) % 2] as RateLimiter).check({ consumer: name, model: 'chat' });
+          expect(d.storeError).toBe(false);
+          if (d.allowed) allowed.set(name, (allowed.get(name) ?? 0) + 1);
+        }
+      }),
+    );
+    expect([...allowed.values()]).toEqual(Array(names.length).fill(5));
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+  }
 }

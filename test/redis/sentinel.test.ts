@@ -6,7 +6,7 @@ import { RedisLease } from '../../src/rollout/lease.js';
 import { RedisTrafficWindows } from '../../src/traffic/redis-windows.js';
 import { consumer, model, TestClock } from '../filters/ratelimit/fixtures.js';
 import { waitFor } from '../harness/process.js';
-import { decisionsUnderLoad, expectEachCountedOnce } from './failover-load.js';
+import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas } from './failover-load.js';
 import { redisCli, startRedisSentinel, type TestRedisSentinel } from '../harness/redis.js';
 
 /**
@@ -36,29 +36,11 @@ const failOpen = (name: string): boolean => models.find((m) => m.name === name)?
 
 describe('through Sentinel', () => {
   test('two replicas of the filter service enforce each limit exactly on the master Sentinel names', async () => {
-    const clock = new TestClock();
-    const options = { url: sentinel.url, now: clock.now, keyPrefix: 'flowgate:rl:exact:' };
-    const stores = [await RedisStore.connect(options), await RedisStore.connect(options)];
-    const limiters = stores.map((store) => new RateLimiter(models, consumers, { store, failOpen, now: clock.now }));
-    try {
-      const allowed = new Map<string, number>();
-      await Promise.all(
-        names.map(async (name, i) => {
-          for (let n = 0; n < 8; n++) {
-            const d = await (limiters[(i + n) % 2] as RateLimiter).check({ consumer: name, model: 'chat' });
-            expect(d.storeError).toBe(false);
-            if (d.allowed) allowed.set(name, (allowed.get(name) ?? 0) + 1);
-          }
-        }),
-      );
-      expect([...allowed.values()]).toEqual(Array(names.length).fill(5));
-      // The counters are on the master the Sentinels name, and nowhere else is written.
-      const master = await sentinel.master();
-      expect(master).toBe(sentinel.ports[0]);
-      expect(Number(await redisCli(master, ['dbsize']))).toBeGreaterThan(0);
-    } finally {
-      await Promise.all(stores.map((s) => s.close()));
-    }
+    await expectExactOnTwoReplicas(sentinel.url, names, { models, consumers, failOpen });
+    // The counters are on the master the Sentinels name, and nowhere else is written.
+    const master = await sentinel.master();
+    expect(master).toBe(sentinel.ports[0]);
+    expect(Number(await redisCli(master, ['dbsize']))).toBeGreaterThan(0);
   });
 
   test('the master killed mid-load: failOpen decides until the replica is promoted, then each decision counts once', async () => {
