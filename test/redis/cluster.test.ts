@@ -5,9 +5,9 @@ import { RedisStore } from '../../filters/store/counters/redis.js';
 import { parseRedisUrl, RedisUrlError } from '../../src/redis/client.js';
 import { RedisLease } from '../../src/rollout/lease.js';
 import { RedisTrafficWindows } from '../../src/traffic/redis-windows.js';
-import { consumer, model, TestClock } from '../filters/ratelimit/fixtures.js';
+import { TestClock } from '../filters/ratelimit/fixtures.js';
 import { waitFor } from '../harness/process.js';
-import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas } from './failover-load.js';
+import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas, failoverRules } from './failover-load.js';
 import { redisCli, startRedisCluster, type TestRedisCluster } from '../harness/redis.js';
 
 /**
@@ -26,14 +26,8 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-const models = [
-  model('chat', { rateLimits: [{ requests: 5, per: 'minute' }], failOpen: true }),
-  // Far above what the load can spend (the loop runs thousands of decisions a second once Redis answers again).
-  model('billing', { rateLimits: [{ requests: 10_000_000, per: 'hour' }], failOpen: false }),
-];
-const names = Array.from({ length: 40 }, (_, i) => `user-${i}`);
-const consumers = names.map((n) => consumer(n));
-const failOpen = (name: string): boolean => models.find((m) => m.name === name)?.failOpen ?? false;
+const rules = failoverRules(40);
+const { models, names, consumers, failOpen } = rules;
 
 async function keysPerMaster(): Promise<number[]> {
   return Promise.all((await cluster.masters()).map(async (port) => Number(await redisCli(port, ['dbsize']))));
@@ -60,7 +54,7 @@ describe('addresses', () => {
 
 describe('rate-limit counters on the cluster', () => {
   test('two replicas enforce each limit exactly, with the counters spread over every master', async () => {
-    await expectExactOnTwoReplicas(cluster.url, names, { models, consumers, failOpen });
+    await expectExactOnTwoReplicas(cluster.url, rules);
     const perMaster = await keysPerMaster();
     expect(perMaster).toHaveLength(3);
     expect(perMaster.every((n) => n > 0)).toBe(true);

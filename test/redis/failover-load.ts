@@ -2,13 +2,32 @@ import { expect } from 'vitest';
 import type { ConsumerRules, ModelRules } from '../../src/contract/filter-policy.js';
 import { RateLimiter } from '../../filters/ratelimit/limiter.js';
 import { RedisStore } from '../../filters/store/counters/redis.js';
-import { TestClock } from '../filters/ratelimit/fixtures.js';
+import { consumer, model, TestClock } from '../filters/ratelimit/fixtures.js';
 
 /**
  * What the Redis deployment tests (cluster, Sentinel) share: two limiters on one address enforcing a limit
  * exactly; a loop of decisions on a fail-open model (`chat`) and a fail-closed one (`billing`) while a master
  * is killed; and the check that each decision after the failover counts once.
  */
+
+/** The rules every function here reads: `chat` fails open with 5 a minute, `billing` fails closed. */
+export interface FailoverRules {
+  readonly models: readonly ModelRules[];
+  readonly consumers: readonly ConsumerRules[];
+  readonly names: readonly string[];
+  readonly failOpen: (model: string) => boolean;
+}
+
+/** `count` consumers (`user-0`...) and the two models the loads and checks below name. */
+export function failoverRules(count: number): FailoverRules {
+  const models = [
+    model('chat', { rateLimits: [{ requests: 5, per: 'minute' }], failOpen: true }),
+    // Far above what the load can spend (the loop runs thousands of decisions a second once Redis answers again).
+    model('billing', { rateLimits: [{ requests: 10_000_000, per: 'hour' }], failOpen: false }),
+  ];
+  const names = Array.from({ length: count }, (_, i) => `user-${i}`);
+  return { models, names, consumers: names.map((n) => consumer(n)), failOpen: (name) => models.find((m) => m.name === name)?.failOpen ?? false };
+}
 
 export interface FailoverOutcomes {
   ok: number;
@@ -57,12 +76,8 @@ export async function expectEachCountedOnce(limiter: RateLimiter, names: readonl
 }
 
 /** Two filter-service replicas' limiters on `url`: each name's 8 `chat` calls, alternating, allow exactly 5. */
-export async function expectExactOnTwoReplicas(
-  url: string,
-  names: readonly string[],
-  rules: { models: readonly ModelRules[]; consumers: readonly ConsumerRules[]; failOpen: (model: string) => boolean },
-): Promise<void> {
-  const { models, consumers, failOpen } = rules;
+export async function expectExactOnTwoReplicas(url: string, rules: FailoverRules): Promise<void> {
+  const { models, consumers, names, failOpen } = rules;
   const clock = new TestClock();
   const storeOptions = { url, now: clock.now, keyPrefix: 'flowgate:rl:exact:' };
   const stores = [await RedisStore.connect(storeOptions), await RedisStore.connect(storeOptions)];

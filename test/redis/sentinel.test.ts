@@ -4,9 +4,9 @@ import { RateLimiter } from '../../filters/ratelimit/limiter.js';
 import { RedisStore } from '../../filters/store/counters/redis.js';
 import { RedisLease } from '../../src/rollout/lease.js';
 import { RedisTrafficWindows } from '../../src/traffic/redis-windows.js';
-import { consumer, model, TestClock } from '../filters/ratelimit/fixtures.js';
+import { TestClock } from '../filters/ratelimit/fixtures.js';
 import { waitFor } from '../harness/process.js';
-import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas } from './failover-load.js';
+import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas, failoverRules } from './failover-load.js';
 import { redisCli, startRedisSentinel, type TestRedisSentinel } from '../harness/redis.js';
 
 /**
@@ -25,18 +25,12 @@ afterAll(async () => {
   await sentinel?.stop();
 });
 
-const models = [
-  model('chat', { rateLimits: [{ requests: 5, per: 'minute' }], failOpen: true }),
-  // Far above what the load can spend (the loop runs thousands of decisions a second once Redis answers again).
-  model('billing', { rateLimits: [{ requests: 10_000_000, per: 'hour' }], failOpen: false }),
-];
-const names = Array.from({ length: 20 }, (_, i) => `user-${i}`);
-const consumers = names.map((n) => consumer(n));
-const failOpen = (name: string): boolean => models.find((m) => m.name === name)?.failOpen ?? false;
+const rules = failoverRules(20);
+const { models, names, consumers, failOpen } = rules;
 
 describe('through Sentinel', () => {
   test('two replicas of the filter service enforce each limit exactly on the master Sentinel names', async () => {
-    await expectExactOnTwoReplicas(sentinel.url, names, { models, consumers, failOpen });
+    await expectExactOnTwoReplicas(sentinel.url, rules);
     // The counters are on the master the Sentinels name, and nowhere else is written.
     const master = await sentinel.master();
     expect(master).toBe(sentinel.ports[0]);
