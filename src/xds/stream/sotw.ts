@@ -108,9 +108,7 @@ export class SotwStream extends XdsStream {
     const push = cds?.pending;
     if (!cds || !push || eds.rewarmedFor === push.nonce) return undefined;
     const resources: XdsResource[] = [];
-    for (const [name, cluster] of push.resources) {
-      const before = cds.heldContent.get(name);
-      if (before === undefined || before.version === cluster.version) continue;
+    for (const name of modifiedClusters(cds.heldContent, push.resources)) {
       const assignment = want.get(name);
       if (assignment) resources.push(assignment);
     }
@@ -164,3 +162,28 @@ export function changedSince(typeUrl: string, held: ReadonlyMap<string, XdsResou
 }
 
 const diffs = new WeakMap<ReadonlyMap<string, XdsResource>, WeakMap<ReadonlyMap<string, XdsResource>, XdsResource[] | null>>();
+
+/**
+ * The clusters `sent` has at another version than `held` (new ones left out: their endpoints are a new
+ * subscription). Both sets are shared by the streams that hold and are sent them, so a cluster push to
+ * thousands of streams walks the cluster list once.
+ */
+function modifiedClusters(held: ReadonlyMap<string, XdsResource>, sent: ReadonlyMap<string, XdsResource>): readonly string[] {
+  let bySent = modified.get(held);
+  if (!bySent) {
+    bySent = new WeakMap();
+    modified.set(held, bySent);
+  }
+  let names = bySent.get(sent);
+  if (!names) {
+    names = [];
+    for (const [name, cluster] of sent) {
+      const before = held.get(name);
+      if (before !== undefined && before.version !== cluster.version) names.push(name);
+    }
+    bySent.set(sent, names);
+  }
+  return names;
+}
+
+const modified = new WeakMap<ReadonlyMap<string, XdsResource>, WeakMap<ReadonlyMap<string, XdsResource>, string[]>>();
