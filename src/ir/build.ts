@@ -418,7 +418,7 @@ function resolveModel({ policy, model, registered, prior, alerts, consumers, gua
     settings: settingsOf(model, policy.gateway.defaults),
     keptLastLive,
     rules,
-    filters: modelFilters(model.name, rules, { sticky: traffic?.sticky !== undefined, pinning: model.pinning && !provider, grpc: model.protocol === 'grpc' }, consumers),
+    filters: modelFilters(model.name, rules, { sticky: traffic?.sticky !== undefined, pinning: model.pinning && !provider, grpc: model.protocol === 'grpc' }, consumers, policy.gateway.rateLimits?.via),
     llm: modelLlm(model, registered, [...live.map((l) => l.version), ...(mirror ? [mirror.version] : [])], policy.gateway),
     ...(rollout && { rollout: rollout.ir }),
     ...(processed && { versionBodyLimitBytes: versionBodyLimit(model) }),

@@ -181,6 +181,7 @@ export function modelFilters(
   rules: ModelFilterRules,
   traffic: { readonly sticky: boolean; readonly pinning: boolean; readonly grpc?: boolean },
   consumers: readonly ConsumerRules[],
+  rateLimitsVia: 'check' | 'envoy' = 'check',
 ): ModelFilters | undefined {
   const grpc = traffic.grpc === true;
   const applies = (rule: { readonly model?: string | undefined }): boolean => rule.model === undefined || rule.model === model;
@@ -205,7 +206,8 @@ export function modelFilters(
   const responseBody: 'none' | 'buffered' | 'streamed' = rules.masking?.response !== undefined || outputGuardrails ? 'buffered' : usage ? 'streamed' : 'none';
   const extProc = requestBody || responseBody !== 'none' ? { requestBody, responseBody } : undefined;
   if (!authz && !pinAuthz && !rateLimit && !extProc) return undefined;
-  return { authz, pinAuthz, routesByVersion, rateLimit, extProc, failOpen: rules.failOpen };
+  // Gateway.rateLimits.via: envoy moves the limits to Envoy's rate-limit filter (ShouldRateLimit).
+  return { authz, pinAuthz, routesByVersion, rateLimit, ...(rateLimit && rateLimitsVia === 'envoy' && { rateLimitFilter: true }), extProc, failOpen: rules.failOpen };
 }
 
 /** Where Envoys reach the filter service. */

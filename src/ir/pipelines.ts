@@ -43,7 +43,7 @@ function pipelineIR(policy: Policy, p: PipelinePolicy, models: readonly ModelIR[
     steps,
     ...(p.output !== undefined && { output: p.output }),
     rules,
-    filters: modelFilters(p.name, rules, { sticky: false, pinning: false }, consumers),
+    filters: modelFilters(p.name, rules, { sticky: false, pinning: false }, consumers, policy.gateway.rateLimits?.via),
   };
 }
 

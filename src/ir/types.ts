@@ -369,12 +369,12 @@ export interface ModelFilters {
   readonly pinAuthz: boolean;
   /** The route table routes on the internal route-version header (pins, or version access rules). */
   readonly routesByVersion: boolean;
-  /** Request rate limits apply: decided inside ext_authz's Check (one filter call per request). */
+  /** Request rate limits apply: decided inside ext_authz's Check (one filter call per request) unless rateLimitFilter. */
   readonly rateLimit: boolean;
   /**
    * Decide the rate limits through Envoy's rate-limit filter (ShouldRateLimit with (model, consumer)
    * descriptors, a second call per request) rather than inside Check; for a rate-limit service other than
-   * the filter service's own Check. No policy field sets it yet.
+   * the filter service's own Check. Set by `Gateway.rateLimits.via: envoy`, on models that have limits.
    */
   readonly rateLimitFilter?: boolean;
   /** ext_proc: request body for masking or input-token estimates; response body for masking (buffered) or usage (streamed). */

@@ -18,7 +18,7 @@ import { registerSecrets } from '../harness/secrets.js';
  * plane runs with its embedded filter service and a registry file (MLflow is covered by registry-routing).
  */
 
-const KEYS = { acme: 'acme-key-0123456789', beta: 'beta-key-0123456789', quota: 'quota-key-0123456789' } as const;
+const KEYS = { acme: 'acme-key-0123456789', beta: 'beta-key-0123456789', quota: 'quota-key-0123456789', gamma: 'gamma-key-0123456789' } as const;
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 // In the suite's log directory, so the end-of-run secret scan reads it too.
 const AUDIT_FILE = join(logDir(), `audit-filters-${process.pid}.jsonl`);
@@ -34,6 +34,7 @@ let dir: string;
 let ports: { listener: number; filters: number; xds: number };
 let signingKey: CryptoKey;
 let otherKey: CryptoKey;
+let jwks: object;
 
 const post = (path: string, headers: Record<string, string> = {}, body = '{"x":1}'): Promise<HttpAnswer> =>
   request(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
@@ -51,13 +52,14 @@ async function jwt(key: CryptoKey, subject: string, expiresIn: string | number =
   return token;
 }
 
-function policy(listener: number, filters: number, jwks: object): Record<string, string> {
+/** The suite's policy; `rateLimitsVia` sets Gateway.rateLimits.via (absent: the default, decided in Check). */
+function policy(listener: number, filters: number, jwks: object, rateLimitsVia?: 'envoy', auditFile = AUDIT_FILE): Record<string, string> {
   return {
     'gateway.yaml': `kind: Gateway
 listeners: [{ name: public, address: 127.0.0.1, port: ${listener} }]
 filterService: { address: 127.0.0.1, port: ${filters}, timeout: 1s, failOpen: false }
-audit: { sink: file, path: ${AUDIT_FILE} }
-auth:
+audit: { sink: file, path: ${auditFile} }
+${rateLimitsVia ? `rateLimits: { via: ${rateLimitsVia} }\n` : ''}auth:
   jwt:
     - name: corp
       issuer: https://idp.test/
@@ -75,6 +77,11 @@ rateLimits: [{ requests: 5, per: minute, model: limited }]
 kind: Consumer
 name: beta
 apiKeys: [{ id: beta-1, sha256: ${sha(KEYS.beta)} }]
+rateLimits: [{ requests: 5, per: minute, model: limited }]
+---
+kind: Consumer
+name: gamma
+apiKeys: [{ id: gamma-1, sha256: ${sha(KEYS.gamma)} }]
 rateLimits: [{ requests: 5, per: minute, model: limited }]
 ---
 kind: Consumer
@@ -96,7 +103,7 @@ kind: Model
 name: limited
 upstream: { addressTemplate: "127.0.0.1:${echo.port}" }
 traffic: { stable: { version: "1" } }
-access: { consumers: [acme, beta] }
+access: { consumers: [acme, beta, gamma] }
 ---
 kind: Model
 name: chat
@@ -182,7 +189,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'flowgate-filters-'));
   const policyDir = join(dir, 'policy');
   mkdirSync(policyDir);
-  for (const [file, text] of Object.entries(policy(listener, filters, { keys: [jwk] }))) writeFileSync(join(policyDir, file), text);
+  jwks = { keys: [jwk] };
+  for (const [file, text] of Object.entries(policy(listener, filters, jwks))) writeFileSync(join(policyDir, file), text);
   writeFileSync(join(dir, 'registry.json'), registryJson());
   flowgate = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, xdsPort: xds, name: 'flowgate-filters' });
   envoy = await startEnvoy({ nodeId: 'e2e-filters', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: xds });
@@ -290,6 +298,57 @@ describe('rate limits and token quotas', () => {
     expect(third?.status).toBe(429);
     expect(JSON.parse(third?.text ?? '{}')).toMatchObject({ error: 'token_quota_exhausted' });
     expect(Number(third?.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+});
+
+/** What a caller sees of a limited answer: status, body and headers, the seconds-to-reset fields as "n > 0" (they tick). */
+function limitedAnswer(a: HttpAnswer): { status: number; headers: Record<string, string>; body: unknown } {
+  const headers: Record<string, string> = {};
+  a.headers.forEach((value, name) => {
+    if (['date', 'x-request-id', 'x-envoy-upstream-service-time', 'content-length'].includes(name)) return;
+    headers[name] = name === 'ratelimit-reset' || name === 'retry-after' ? (Number(value) > 0 ? 'n > 0' : value) : value;
+  });
+  const body = a.status === 200 ? 'served' : (JSON.parse(a.text) as Record<string, unknown>);
+  if (typeof body === 'object' && 'retry_after_seconds' in body) body.retry_after_seconds = body.retry_after_seconds === Number(a.headers.get('retry-after')) ? 'retry-after' : body.retry_after_seconds;
+  return { status: a.status, headers, body };
+}
+
+describe('rate limits through Envoy\'s rate-limit filter (Gateway.rateLimits.via: envoy)', () => {
+  let viaEnvoy: { flowgate: FlowgateProcess; envoy: EnvoyProcess; base: string } | undefined;
+
+  beforeAll(async () => {
+    const [listener, filters, xds] = (await freePorts(3)) as [number, number, number];
+    const policyDir = join(dir, 'policy-via-envoy');
+    mkdirSync(policyDir);
+    for (const [file, text] of Object.entries(policy(listener, filters, jwks, 'envoy', join(logDir(), `audit-filters-envoy-${process.pid}.jsonl`)))) writeFileSync(join(policyDir, file), text);
+    const fg = await startFlowgate({ policyDir, registryFile: join(dir, 'registry.json'), filtersPort: filters, xdsPort: xds, name: 'flowgate-filters-via-envoy' });
+    viaEnvoy = { flowgate: fg, envoy: await startEnvoy({ nodeId: 'e2e-filters-via-envoy', nodeCluster: 'e2e', xdsHost: '127.0.0.1', xdsPort: xds }), base: `http://127.0.0.1:${listener}` };
+    const { base: at } = viaEnvoy;
+    await waitFor('the plain route via envoy', async () => ((await request(`${at}/models/plain`, { method: 'POST', body: '{}' })).status === 200 ? true : undefined), { describe: () => fg.process.tail(30) });
+  }, 120_000);
+  afterAll(async () => {
+    await viaEnvoy?.envoy.stop();
+    await viaEnvoy?.flowgate.stop();
+  });
+
+  test('a 5-per-minute consumer gets the same 5 answers and the same 429 (status, body, headers) as when Check decides', async () => {
+    const at = viaEnvoy?.base ?? '';
+    const sequence = async (url: string): Promise<HttpAnswer[]> => {
+      const answers: HttpAnswer[] = [];
+      for (let i = 0; i < 6; i++) answers.push(await request(`${url}/models/limited`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEYS.gamma }, body: '{"x":1}' }));
+      return answers;
+    };
+    const byCheck = await sequence(base);
+    const byEnvoy = await sequence(at);
+    expect(byEnvoy.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(byEnvoy.map((a) => a.headers.get('ratelimit-remaining'))).toEqual(['4', '3', '2', '1', '0', '0']);
+    expect(byEnvoy.map(limitedAnswer)).toEqual(byCheck.map(limitedAnswer));
+    expect(limitedAnswer(byEnvoy.at(-1) as HttpAnswer).body).toEqual({ error: 'rate_limited', message: 'rate limit exceeded', retry_after_seconds: 'retry-after' });
+    // Another consumer is unaffected.
+    expect((await request(`${at}/models/limited`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEYS.acme }, body: '{}' })).status).toBe(200);
+    // Decided by ShouldRateLimit, once per request; the Check counts no limit (one call each, authorization only).
+    const metrics = await viaEnvoy?.flowgate.metrics();
+    expect(Number(/flowgate_filter_grpc_seconds_count\{method="ShouldRateLimit"\} (\d+)/.exec(metrics ?? '')?.[1] ?? 0)).toBe(7);
   });
 });
 

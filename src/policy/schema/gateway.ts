@@ -114,6 +114,14 @@ export const GatewaySchema = z.strictObject({
    * not use it keeps its hash).
    */
   traffic: z.strictObject({ split: z.enum(['routes', 'endpoints']).default('routes') }).optional(),
+  /**
+   * Where the request rate limits (Model, Consumer and Pipeline `rateLimits`) are decided
+   * (docs/ratelimit-path.md): `check`, inside the ext_authz Check every limited route already makes (one
+   * filter-service call per request); `envoy`, by Envoy's rate-limit filter calling ShouldRateLimit with a
+   * (model, consumer) descriptor (a second call per request). Absent stays absent (a policy that does not use
+   * it keeps its hash).
+   */
+  rateLimits: z.strictObject({ via: z.enum(['check', 'envoy']).default('check') }).optional(),
   /** Serves the OpenAI-compatible API (routed by the body's `model`) on one of the listeners. */
   openai: openaiApi.optional(),
   tracing: z
