@@ -7,7 +7,8 @@
  *   3. Through real Envoy: latency of a request to a model without filters and to one with ext_authz + rate
  *      limit (one Check per request), sequentially (p50/p99) and at 16 concurrent, so the difference is what
  *      the filters add.
- * Run: npx tsx bench/filters.ts [--requests 3000]
+ * Run: npx tsx bench/filters.ts [--requests 3000] [--rate-limits-via check|envoy] [--envoy-only]
+ * (`--rate-limits-via envoy`: Gateway.rateLimits.via, the limit decided by Envoy's rate-limit filter, a second call.)
  */
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
@@ -29,7 +30,10 @@ import { freePorts } from '../test/harness/ports.js';
 import { waitFor } from '../test/harness/process.js';
 import { startEchoUpstream } from '../test/harness/upstreams.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '3000' } } });
+const { values } = parseArgs({
+  options: { requests: { type: 'string', default: '3000' }, 'rate-limits-via': { type: 'string', default: 'check' }, 'envoy-only': { type: 'boolean', default: false } },
+});
+const VIA = values['rate-limits-via'] === 'envoy' ? 'envoy' : 'check';
 const N = Number(values.requests);
 const KEY = 'bench-key-0123456789';
 const sha = createHash('sha256').update(KEY).digest('hex');
@@ -37,7 +41,7 @@ const sha = createHash('sha256').update(KEY).digest('hex');
 function policyText(echoPort: number, listener?: number, filters?: number): Record<string, string> {
   return {
     ...(listener !== undefined && {
-      'gateway.yaml': `kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: ${listener} }]\nfilterService: { address: 127.0.0.1, port: ${filters ?? 0}, timeout: 1s }\n`,
+      'gateway.yaml': `kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: ${listener} }]\nfilterService: { address: 127.0.0.1, port: ${filters ?? 0}, timeout: 1s }\nrateLimits: { via: ${VIA} }\n`,
     }),
     'p.yaml': `kind: Consumer
 name: bench
@@ -144,7 +148,7 @@ async function throughEnvoy(): Promise<void> {
     results[model] = { p50: pct(lat, 50), p99: pct(lat, 99), rps: rate(N, performance.now() - t) };
   }
   for (const [model, r] of Object.entries(results)) {
-    console.log(`envoy        ${model === 'open' ? 'filters off  ' : 'authz + limit'}  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ${r.rps} at 16 concurrent`);
+    console.log(`envoy        ${model === 'open' ? 'filters off  ' : `authz + limit (via ${VIA})`}  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ${r.rps} at 16 concurrent`);
   }
   const open = results.open;
   const guarded = results.guarded;
@@ -154,6 +158,6 @@ async function throughEnvoy(): Promise<void> {
   await echo.close();
 }
 
-await inProcess();
+if (!values['envoy-only']) await inProcess();
 await throughEnvoy();
 process.exit(0);

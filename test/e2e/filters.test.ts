@@ -82,7 +82,8 @@ rateLimits: [{ requests: 5, per: minute, model: limited }]
 kind: Consumer
 name: gamma
 apiKeys: [{ id: gamma-1, sha256: ${sha(KEYS.gamma)} }]
-rateLimits: [{ requests: 5, per: minute, model: limited }]
+rateLimits: [{ requests: 5, per: minute, model: limited }, { requests: 2, per: minute, model: chat-limited }]
+tokenQuotas: [{ tokens: 100000, per: hour, count: total, model: chat-limited }]
 ---
 kind: Consumer
 name: quota-user
@@ -110,6 +111,12 @@ name: chat
 upstream: { addressTemplate: "127.0.0.1:${llm.port}" }
 traffic: { stable: { version: "1" } }
 access: { consumers: [quota-user] }
+---
+kind: Model
+name: chat-limited
+upstream: { addressTemplate: "127.0.0.1:${llm.port}" }
+traffic: { stable: { version: "1" } }
+access: { consumers: [gamma] }
 ---
 kind: Model
 name: chat-stream
@@ -154,7 +161,7 @@ traffic:
 const registryJson = (): string =>
   JSON.stringify({
     models: [
-      ...['secure', 'limited', 'chat', 'chat-stream', 'masked', 'lenient', 'plain'].map((name) => ({ name, versions: [{ version: '1' }] })),
+      ...['secure', 'limited', 'chat', 'chat-limited', 'chat-stream', 'masked', 'lenient', 'plain'].map((name) => ({ name, versions: [{ version: '1' }] })),
       {
         name: 'sticky',
         aliases: { champion: '1', challenger: '2' },
@@ -301,12 +308,14 @@ describe('rate limits and token quotas', () => {
   });
 });
 
+const TICKING = ['ratelimit-reset', 'retry-after', 'x-tokenquota-reset'];
+
 /** What a caller sees of a limited answer: status, body and headers, the seconds-to-reset fields as "n > 0" (they tick). */
 function limitedAnswer(a: HttpAnswer): { status: number; headers: Record<string, string>; body: unknown } {
   const headers: Record<string, string> = {};
   a.headers.forEach((value, name) => {
     if (['date', 'x-request-id', 'x-envoy-upstream-service-time', 'content-length'].includes(name)) return;
-    headers[name] = name === 'ratelimit-reset' || name === 'retry-after' ? (Number(value) > 0 ? 'n > 0' : value) : value;
+    headers[name] = TICKING.includes(name) && Number(value) > 0 ? 'n > 0' : value;
   });
   const body = a.status === 200 ? 'served' : (JSON.parse(a.text) as Record<string, unknown>);
   if (typeof body === 'object' && 'retry_after_seconds' in body) body.retry_after_seconds = body.retry_after_seconds === Number(a.headers.get('retry-after')) ? 'retry-after' : body.retry_after_seconds;
@@ -333,22 +342,28 @@ describe('rate limits through Envoy\'s rate-limit filter (Gateway.rateLimits.via
 
   test('a 5-per-minute consumer gets the same 5 answers and the same 429 (status, body, headers) as when Check decides', async () => {
     const at = viaEnvoy?.base ?? '';
-    const sequence = async (url: string): Promise<HttpAnswer[]> => {
+    /** `n` requests in a row from consumer gamma. */
+    const sequence = async (url: string, model: string, n: number): Promise<HttpAnswer[]> => {
       const answers: HttpAnswer[] = [];
-      for (let i = 0; i < 6; i++) answers.push(await request(`${url}/models/limited`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEYS.gamma }, body: '{"x":1}' }));
+      for (let i = 0; i < n; i++) answers.push(await request(`${url}/models/${model}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEYS.gamma }, body: '{"x":1}' }));
       return answers;
     };
-    const byCheck = await sequence(base);
-    const byEnvoy = await sequence(at);
+    const byCheck = await sequence(base, 'limited', 6);
+    const byEnvoy = await sequence(at, 'limited', 6);
     expect(byEnvoy.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 429]);
     expect(byEnvoy.map((a) => a.headers.get('ratelimit-remaining'))).toEqual(['4', '3', '2', '1', '0', '0']);
     expect(byEnvoy.map(limitedAnswer)).toEqual(byCheck.map(limitedAnswer));
     expect(limitedAnswer(byEnvoy.at(-1) as HttpAnswer).body).toEqual({ error: 'rate_limited', message: 'rate limit exceeded', retry_after_seconds: 'retry-after' });
+    // A model with a token quota as well: the same answers, the quota's fields beside the limit's.
+    const quotaByCheck = await sequence(base, 'chat-limited', 3);
+    const quotaByEnvoy = await sequence(at, 'chat-limited', 3);
+    expect(quotaByEnvoy.map((a) => a.status)).toEqual([200, 200, 429]);
+    expect(quotaByEnvoy.map(limitedAnswer)).toEqual(quotaByCheck.map(limitedAnswer));
     // Another consumer is unaffected.
     expect((await request(`${at}/models/limited`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEYS.acme }, body: '{}' })).status).toBe(200);
     // Decided by ShouldRateLimit, once per request; the Check counts no limit (one call each, authorization only).
     const metrics = await viaEnvoy?.flowgate.metrics();
-    expect(Number(/flowgate_filter_grpc_seconds_count\{method="ShouldRateLimit"\} (\d+)/.exec(metrics ?? '')?.[1] ?? 0)).toBe(7);
+    expect(Number(/flowgate_filter_grpc_seconds_count\{method="ShouldRateLimit"\} (\d+)/.exec(metrics ?? '')?.[1] ?? 0)).toBe(10);
   });
 });
 

@@ -157,3 +157,36 @@ describe('LLM usage: pricing and GenAI metrics', () => {
     });
   });
 });
+
+describe('Gateway.rateLimits.via', () => {
+  const models = `kind: Model
+name: limited
+upstream: { addressTemplate: "127.0.0.1:80{version}" }
+traffic: { stable: { version: "1" } }
+rateLimits: [{ requests: 5, per: minute }]
+---
+kind: Model
+name: guarded
+upstream: { addressTemplate: "127.0.0.1:80{version}" }
+traffic: { stable: { version: "1" } }
+access: { consumers: [acme] }
+`;
+  const consumers = 'kind: Consumer\nname: acme\napiKeys: [{ id: k, sha256: abababababababababababababababababababababababababababababababab }]\n';
+  const filtersOf = (gateway: string, consumer = consumers): Record<string, unknown> => {
+    const p = policy({ 'gateway.yaml': `kind: Gateway\nlisteners: [{ name: public, port: 10000 }]\n${gateway}`, 'models.yaml': models, 'consumers.yaml': consumer });
+    const { ir, issues } = buildGatewayIR(p, registry({ limited: { versions: { '1': {} } }, guarded: { versions: { '1': {} } } }));
+    expect(issues).toEqual([]);
+    return Object.fromEntries(ir.models.map((m) => [m.name, m.filters?.rateLimitFilter]));
+  };
+
+  test('envoy moves the limits of the models that have some to the rate-limit filter; check and absent leave them in Check', () => {
+    expect(filtersOf('rateLimits: { via: envoy }\n')).toEqual({ limited: true, guarded: undefined });
+    expect(filtersOf('rateLimits: { via: check }\n')).toEqual({ limited: undefined, guarded: undefined });
+    expect(filtersOf('')).toEqual({ limited: undefined, guarded: undefined });
+  });
+
+  test('a Consumer limit counts as a limit of the models it applies to', () => {
+    const limitedConsumer = `${consumers}rateLimits: [{ requests: 10, per: hour, model: guarded }]\n`;
+    expect(filtersOf('rateLimits: { via: envoy }\n', limitedConsumer)).toEqual({ limited: true, guarded: true });
+  });
+});
