@@ -11,6 +11,8 @@ import { runPipeline } from '../../../src/pipeline/index.js';
 import { formatIssues } from '../../../src/policy/format.js';
 import { policyFromFiles } from '../../../src/policy/load.js';
 import { MODEL_METADATA_KEY } from '../../../src/contract/filter-wire.js';
+import { transportOption } from '../../../src/cli/commands/filters.js';
+import { UsageError } from '../../../src/cli/command.js';
 import { makeCertificates } from '../../harness/certs.js';
 
 /**
@@ -92,6 +94,15 @@ function trailersOnlyStatus(answer: RawAnswer): { code: number; message: string 
   expect(answer.trailers).toBeUndefined();
   return { code: Number(answer.headers['grpc-status']), message: decodeURIComponent(String(answer.headers['grpc-message'] ?? '')) };
 }
+
+describe('--transport', () => {
+  test('takes h2 or grpc-js, h2 when absent, and refuses anything else', () => {
+    expect(transportOption(undefined)).toBe('h2');
+    expect(transportOption('h2')).toBe('h2');
+    expect(transportOption('grpc-js')).toBe('grpc-js');
+    for (const bad of ['grpc', 'H2', '', true]) expect(() => transportOption(bad)).toThrow(UsageError);
+  });
+});
 
 describe('grpc-timeout and grpc-message', () => {
   test('reads every unit and refuses malformed values', () => {
