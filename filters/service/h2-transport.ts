@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import { gunzip, inflate } from 'node:zlib';
 import type { ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
@@ -256,16 +257,22 @@ function keepSessionAlive(session: http2.ServerHttp2Session, options: H2Transpor
 /** Starts the lean transport on host:port (port 0: any free one). */
 export async function startH2Transport(options: H2TransportOptions): Promise<H2Transport> {
   const toGrpcJs = grpcStreamHandler(options.fallback);
-  const settings: http2.Settings = { maxConcurrentStreams: options.maxConcurrentStreams };
+  // As grpc-js sets up its own server (the ext_proc streams it is handed keep the limits they had): no
+  // session memory limit (node:http2 degrades badly when its 10 MB default is reached, grpc-js notes), no
+  // header block limit on answers, no idle socket timeout.
+  const common = { settings: { maxConcurrentStreams: options.maxConcurrentStreams }, maxSessionMemory: Number.MAX_SAFE_INTEGER, maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER };
   const tls = options.tls;
   const server = tls
     ? http2.createSecureServer({
+        ...common,
         cert: readFileSync(tls.cert),
         key: readFileSync(tls.key),
         ...(tls.clientCa && { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true }),
-        settings,
       })
-    : http2.createServer({ settings });
+    : http2.createServer(common);
+  server.setTimeout(0);
+  // A TLS connection that fails (handshake, reset) is that connection's end, not the server's.
+  server.on('secureConnection', (socket: TLSSocket) => socket.on('error', (err: Error) => log.debug({ err: err.message }, 'filter service TLS connection error')));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session: http2.ServerHttp2Session) => {
     sessions.add(session);

@@ -248,6 +248,28 @@ describe('the filter service on the lean transport', () => {
     expect(answer.request_headers?.response?.status).toBe('CONTINUE');
     call.end();
   });
+
+  test('a 24 MB ext_proc body message goes through the hand-off to grpc-js whole', async () => {
+    const metadata = new grpc.Metadata();
+    metadata.set(MODEL_METADATA_KEY, 'guarded');
+    const call = client.makeBidiStreamRequest(
+      '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+      (b: Uint8Array) => Buffer.from(b),
+      (b: Buffer) => decodeMessage('envoy.service.ext_proc.v3.ProcessingResponse', b),
+      metadata,
+    );
+    const answers: { response?: string }[] = [];
+    const ended = new Promise<number>((resolve) => {
+      call.on('data', (a: { response?: string }) => answers.push(a));
+      call.on('error', (err: grpc.ServiceError) => resolve(err.code));
+      call.on('end', () => resolve(grpc.status.OK));
+    });
+    call.write(encodeMessage('envoy.service.ext_proc.v3.ProcessingRequest', { request_headers: { headers: { headers: [{ key: ':path', value: '/models/guarded' }] } } }));
+    call.write(encodeMessage('envoy.service.ext_proc.v3.ProcessingRequest', { request_body: { body: Buffer.alloc(24 * 1024 * 1024, 0x61), end_of_stream: true } }));
+    call.end();
+    expect(await ended).toBe(grpc.status.OK);
+    expect(answers.map((a) => a.response)).toEqual(['request_headers', 'request_body']);
+  });
 });
 
 describe('the lean transport itself', () => {
