@@ -7,18 +7,27 @@
  *   3. Through real Envoy: latency of a request to a model without filters and to one with ext_authz + rate
  *      limit (one Check per request), sequentially (p50/p99) and at 16 concurrent, so the difference is what
  *      the filters add.
- * Run: npx tsx bench/filters.ts [--requests 3000] [--rate-limits-via check|envoy] [--envoy-only]
- * (`--rate-limits-via envoy`: Gateway.rateLimits.via, the limit decided by Envoy's rate-limit filter, a second call.)
+ *   4. With --ghz: Check from ghz (a separate Go process) against `flowgate filters --policy` in its own
+ *      process, once per --transports value, alternating --rounds times: calls/s, server CPU per call, calls
+ *      per core-second, RSS peak (needs `npm run build` and the peers' Go tools, built by bench:peers).
+ * The filter service's transport is --transport (h2 or grpc-js; sections 2 and 3 use it).
+ * Run: npx tsx bench/filters.ts [--requests 3000] [--transport h2|grpc-js] [--only inprocess,envoy,ghz] [--rate-limits-via check|envoy]
+ *      npx tsx bench/filters.ts --only ghz [--transports h2,grpc-js] [--seconds 6] [--in-flight 64] [--rounds 2]
+ * (`--rate-limits-via envoy`: Gateway.rateLimits.via, the limit decided by Envoy's rate-limit filter, a second call;
+ * `--envoy-only` is `--only envoy`.)
  */
 import * as grpc from '@grpc/grpc-js';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MemoryAuditLog } from '../filters/service/audit.js';
 import { runPipeline } from '../src/pipeline/index.js';
-import { startFilterServer } from '../filters/service/server.js';
+import { FILTER_TRANSPORTS, startFilterServer, type FilterTransport } from '../filters/service/server.js';
+import { buildPeers } from './peers/build.js';
+import { cpuSeconds, peakRssMb, resetPeakRss } from './peers/procs.js';
 import { FilterService } from '../filters/service/service.js';
 import { MemoryStore } from '../filters/store/counters/store.js';
 import { formatIssues } from '../src/policy/format.js';
@@ -31,10 +40,22 @@ import { waitFor } from '../test/harness/process.js';
 import { startEchoUpstream } from '../test/harness/upstreams.js';
 
 const { values } = parseArgs({
-  options: { requests: { type: 'string', default: '3000' }, 'rate-limits-via': { type: 'string', default: 'check' }, 'envoy-only': { type: 'boolean', default: false } },
+  options: {
+    requests: { type: 'string', default: '3000' },
+    transport: { type: 'string', default: 'h2' },
+    only: { type: 'string', default: 'inprocess,envoy' },
+    transports: { type: 'string', default: 'h2,grpc-js' },
+    seconds: { type: 'string', default: '6' },
+    'in-flight': { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '2' },
+    'rate-limits-via': { type: 'string', default: 'check' },
+    'envoy-only': { type: 'boolean', default: false },
+  },
 });
 const VIA = values['rate-limits-via'] === 'envoy' ? 'envoy' : 'check';
 const N = Number(values.requests);
+const TRANSPORT = transportOption(values.transport);
+const ONLY = new Set(values['envoy-only'] ? ['envoy'] : values.only.split(','));
 const KEY = 'bench-key-0123456789';
 const sha = createHash('sha256').update(KEY).digest('hex');
 
@@ -87,7 +108,7 @@ async function inProcess(): Promise<void> {
   console.log(`in process   ShouldRateLimit  ${rate(N * 10, performance.now() - t)}`);
 
   // Over gRPC on loopback, 32 calls in flight.
-  const server = await startFilterServer({ host: '127.0.0.1', port: 0 });
+  const server = await startFilterServer({ host: '127.0.0.1', port: 0, transport: TRANSPORT });
   server.setPolicy(runPipeline({ policy: load.policy, registry: undefined }).filterPolicy, 'bench');
   const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   const call = (path: string, bytes: Uint8Array): Promise<void> =>
@@ -108,7 +129,7 @@ async function inProcess(): Promise<void> {
         while (next++ < total) await call(path, bytes);
       }),
     );
-    console.log(`gRPC (32)    ${name.padEnd(16)} ${rate(total, performance.now() - t)}`);
+    console.log(`gRPC (32)    ${name.padEnd(16)} ${TRANSPORT.padEnd(8)} ${rate(total, performance.now() - t)}`);
   }
   client.close();
   await server.stop();
@@ -121,7 +142,7 @@ async function throughEnvoy(): Promise<void> {
   mkdirSync(join(dir, 'policy'));
   for (const [file, text] of Object.entries(policyText(echo.port, listener, filters))) writeFileSync(join(dir, 'policy', file), text);
   writeFileSync(join(dir, 'registry.json'), JSON.stringify({ models: [{ name: 'guarded', versions: [{ version: '1' }] }, { name: 'open', versions: [{ version: '1' }] }] }));
-  const flowgate = await startFlowgate({ policyDir: join(dir, 'policy'), registryFile: join(dir, 'registry.json'), filtersPort: filters, env: { FLOWGATE_LOG_LEVEL: 'warn' } });
+  const flowgate = await startFlowgate({ policyDir: join(dir, 'policy'), registryFile: join(dir, 'registry.json'), filtersPort: filters, env: { FLOWGATE_LOG_LEVEL: 'warn', FLOWGATE_FILTERS_TRANSPORT: TRANSPORT } });
   const envoy = await startEnvoy({ nodeId: 'bench-filters', nodeCluster: 'bench', xdsHost: '127.0.0.1', xdsPort: flowgate.xdsPort, logLevel: 'warn' });
   const url = (model: string): string => `http://127.0.0.1:${listener}/models/${model}`;
   const send = async (model: string): Promise<number> => {
@@ -148,7 +169,7 @@ async function throughEnvoy(): Promise<void> {
     results[model] = { p50: pct(lat, 50), p99: pct(lat, 99), rps: rate(N, performance.now() - t) };
   }
   for (const [model, r] of Object.entries(results)) {
-    console.log(`envoy        ${model === 'open' ? 'filters off  ' : `authz + limit (via ${VIA})`}  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ${r.rps} at 16 concurrent`);
+    console.log(`envoy (${TRANSPORT.padEnd(7)}) ${model === 'open' ? 'filters off  ' : `authz + limit (via ${VIA})`}  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ${r.rps} at 16 concurrent`);
   }
   const open = results.open;
   const guarded = results.guarded;
@@ -158,6 +179,81 @@ async function throughEnvoy(): Promise<void> {
   await echo.close();
 }
 
-if (!values['envoy-only']) await inProcess();
-await throughEnvoy();
+/** Check from ghz against `flowgate filters` (built) in its own process, per transport, alternating. */
+async function checkFromGhz(): Promise<void> {
+  const bins = buildPeers(() => undefined);
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-bench-ghz-'));
+  const protoset = join(dir, 'auth.protoset');
+  execFileSync(join(bins.dir, 'protoset'), ['--file', 'envoy/service/auth/v3/external_auth.proto', '--out', protoset]);
+  mkdirSync(join(dir, 'policy'));
+  for (const [file, text] of Object.entries(policyText(1))) writeFileSync(join(dir, 'policy', file), text);
+  // What Envoy's ext_authz sends for a route of `guarded` (addresses, request headers, context extensions).
+  const request = {
+    attributes: {
+      source: { address: { socket_address: { address: '127.0.0.1', port_value: 40000 } } },
+      destination: { address: { socket_address: { address: '127.0.0.1', port_value: 10000 } } },
+      request: {
+        http: {
+          id: '1',
+          method: 'POST',
+          path: '/models/guarded',
+          host: '127.0.0.1:10000',
+          scheme: 'http',
+          protocol: 'HTTP/1.1',
+          headers: { ':method': 'POST', ':path': '/models/guarded', ':authority': '127.0.0.1:10000', ':scheme': 'http', 'x-api-key': KEY, 'content-type': 'application/json', 'user-agent': 'bench', accept: '*/*', 'x-request-id': '0b6f3c5e-bench', 'x-forwarded-proto': 'http', 'content-length': '7' },
+        },
+      },
+      context_extensions: { model: 'guarded', ratelimit: 'check' },
+    },
+  };
+  writeFileSync(join(dir, 'check.json'), JSON.stringify(request));
+  const inFlight = Number(values['in-flight']);
+  const rows: string[] = [];
+  for (let round = 0; round < Number(values.rounds); round++) {
+    for (const transport of values.transports.split(',').map(transportOption)) {
+      const [port, admin] = (await freePorts(2)) as [number, number];
+      const server = spawn(process.execPath, ['dist/src/cli/filters-main.js', 'filters', '--policy', join(dir, 'policy'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--transport', transport], {
+        stdio: 'ignore',
+        env: { ...process.env, FLOWGATE_LOG_LEVEL: 'warn' },
+      });
+      const pid = server.pid as number;
+      try {
+        await waitFor('flowgate filters', async () => ((await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.ok ? true : undefined));
+        const ghz = (seconds: number): { rps: number; count: number; p50: number; errors: number } => {
+          const out = execFileSync(bins.ghz, ['--insecure', '--protoset', protoset, '--call', 'envoy.service.auth.v3.Authorization/Check', '--data-file', join(dir, 'check.json'), '--concurrency', String(inFlight), '--connections', '2', '--duration', `${seconds}s`, '--duration-stop', 'wait', '--format', 'json', `127.0.0.1:${port}`], { maxBuffer: 1 << 28 });
+          const report = JSON.parse(out.toString('utf8')) as { rps: number; count: number; errorDistribution?: Record<string, number>; latencyDistribution?: { percentage: number; latency: number }[] | null };
+          const p50 = report.latencyDistribution?.find((d) => d.percentage === 50)?.latency ?? 0;
+          return { rps: report.rps, count: report.count, p50: p50 / 1e6, errors: Object.values(report.errorDistribution ?? {}).reduce((a, b) => a + b, 0) };
+        };
+        ghz(2); // warm-up: the first calls run unoptimised code
+        resetPeakRss(pid);
+        const load = loadavg()[0] as number;
+        const cpu0 = cpuSeconds(pid);
+        const r = ghz(Number(values.seconds));
+        const cpu = cpuSeconds(pid) - cpu0;
+        const perCall = (cpu / r.count) * 1e6;
+        rows.push(
+          `| ${transport} | ${load.toFixed(2)} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} ms | ${perCall.toFixed(0)} µs | ${Math.round(1e6 / perCall).toLocaleString('en-US')} | ${peakRssMb(pid).toFixed(0)} MB | ${r.errors} |`,
+        );
+        console.log(rows.at(-1));
+      } finally {
+        server.kill('SIGTERM');
+        await new Promise((resolve) => server.once('exit', resolve));
+      }
+    }
+  }
+  console.log(`\nCheck from ghz, ${inFlight} in flight over 2 connections, ${values.seconds} s per row, audit on (stdout)\n`);
+  console.log('| transport | load (1 min) | Check calls/s | latency p50 | server CPU per call | calls per core-second | server RSS peak | errors |');
+  console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
+  for (const row of rows) console.log(row);
+}
+
+function transportOption(value: string): FilterTransport {
+  if (!(FILTER_TRANSPORTS as readonly string[]).includes(value)) throw new Error(`--transport is one of ${FILTER_TRANSPORTS.join(', ')} (got ${value})`);
+  return value as FilterTransport;
+}
+
+if (ONLY.has('inprocess')) await inProcess();
+if (ONLY.has('envoy')) await throughEnvoy();
+if (ONLY.has('ghz')) await checkFromGhz();
 process.exit(0);

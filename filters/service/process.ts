@@ -3,7 +3,7 @@ import { AdminServer } from '../../src/observability/admin-server.js';
 import { enableProcessMetrics } from '../../src/observability/metrics.js';
 import type { ServerTls } from '../../src/tls/credentials.js';
 import type { FilterPolicy } from '../../src/contract/filter-policy.js';
-import { startFilterServer, type FilterServer } from './server.js';
+import { startFilterServer, type FilterServer, type FilterTransport } from './server.js';
 import type { AuditOptions } from './audit.js';
 import { isFilterWorker, reportWorkerPolicy, shareWorkerMetrics } from './workers.js';
 
@@ -34,6 +34,7 @@ export interface FilterProcessOptions {
   readonly source: FilterPolicySource;
   /** Which decisions the audit log writes (default: all). */
   readonly audit?: AuditOptions | undefined;
+  readonly transport?: FilterTransport | undefined;
 }
 
 export interface FilterProcess {
@@ -47,7 +48,7 @@ export interface FilterProcess {
 export async function startFilterProcess(options: FilterProcessOptions): Promise<FilterProcess> {
   enableProcessMetrics();
   const log = logger('filters');
-  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines, audit: options.audit });
+  const server = await startFilterServer({ ...options.listen, redisUrl: options.redisUrl, tls: options.tls, maxBufferedBytes: options.maxBufferedBytes, pipelines: options.pipelines, audit: options.audit, transport: options.transport });
   const admin = options.admin ? new AdminServer() : undefined;
   admin?.readinessCheck('policy', () => (server.service.version ? { ready: true } : { ready: false, reason: 'no filter policy yet' }));
   const adminPort = options.admin ? await admin?.listen(options.admin.port, options.admin.host) : undefined;

@@ -7,6 +7,7 @@ import { openAuditLog, type AuditEvent, type AuditLog, type AuditOptions } from 
 import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { FilterService } from './service.js';
 import { startPipelineServer, type PipelineServer } from '../pipelines/server.js';
+import { startH2Transport } from './h2-transport.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
@@ -28,6 +29,21 @@ export interface FilterServerOptions {
   readonly pipelines?: { readonly host: string; readonly port: number } | undefined;
   /** Which decisions the audit log writes (default: all). */
   readonly audit?: AuditOptions | undefined;
+  /** How gRPC is served (default: defaultTransport()). */
+  readonly transport?: FilterTransport | undefined;
+}
+
+/**
+ * `h2`: Check and ShouldRateLimit on node:http2 directly (h2-transport.ts), ext_proc handed to grpc-js on
+ * the same port; `grpc-js`: every method on grpc-js's server.
+ */
+export const FILTER_TRANSPORTS = ['h2', 'grpc-js'] as const;
+export type FilterTransport = (typeof FILTER_TRANSPORTS)[number];
+
+/** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else h2. */
+export function defaultTransport(): FilterTransport {
+  const env = process.env.FLOWGATE_FILTERS_TRANSPORT;
+  return env === 'grpc-js' ? 'grpc-js' : 'h2';
 }
 
 export interface FilterServer {
@@ -45,12 +61,16 @@ export interface FilterServer {
  * debugging service the filter service does not serve. Streams per connection bounded, so one Envoy cannot
  * hold unbounded calls (Envoy opens another connection when a connection's streams are all in use).
  */
+const KEEPALIVE_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+const MAX_MESSAGE_BYTES = 70 * 1024 * 1024;
+const MAX_CONCURRENT_STREAMS = 1000;
 export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
-  'grpc.keepalive_time_ms': 30_000,
-  'grpc.keepalive_timeout_ms': 10_000,
-  'grpc.max_receive_message_length': 70 * 1024 * 1024,
+  'grpc.keepalive_time_ms': KEEPALIVE_MS,
+  'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.enable_channelz': 0,
-  'grpc.max_concurrent_streams': 1000,
+  'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
 };
 
 /** Opens the audit log on the first policy, from its Gateway.audit settings. */
@@ -69,12 +89,33 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
   const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
   const audit = new LazyAudit(options.audit ?? {});
   const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes, redisUrl: options.redisUrl });
+  const transport = options.transport ?? defaultTransport();
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
-  service.register(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
-  );
-  log.info({ host: options.host, port, store: store.kind, maxBufferedBytes: service.buffers.capBytes, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
+  let closeLean: ((graceMs: number) => Promise<void>) | undefined;
+  let port: number;
+  if (transport === 'h2') {
+    // grpc-js serves only the streams the lean transport hands it (ext_proc); it binds no port itself.
+    service.register(server, true);
+    const lean = await startH2Transport({
+      host: options.host,
+      port: options.port,
+      tls: options.tls,
+      unary: service.unaryMethods(),
+      fallback: server,
+      maxMessageBytes: MAX_MESSAGE_BYTES,
+      maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+      keepaliveMs: KEEPALIVE_MS,
+      keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+    });
+    port = lean.port;
+    closeLean = (graceMs) => lean.close(graceMs);
+  } else {
+    service.register(server);
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+  }
+  log.info({ host: options.host, port, transport, store: store.kind, maxBufferedBytes: service.buffers.capBytes, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
   const pipelines: PipelineServer | undefined = options.pipelines
     ? await startPipelineServer({ ...options.pipelines, tls: options.tls, engine: () => service.current(), audit })
     : undefined;
@@ -94,6 +135,7 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     },
     stop: async () => {
       await pipelines?.close();
+      const lean = closeLean?.(3000);
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
@@ -104,6 +146,7 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
           resolve();
         });
       });
+      await lean;
       await store.close();
       await service.close();
     },

@@ -16,6 +16,7 @@ import { shouldRateLimit } from './handlers/ratelimit.js';
 import { handleLlmStream, type LlmState } from './handlers/llm-stream.js';
 import { callLatency } from './metrics.js';
 import { failure } from './responses.js';
+import type { UnaryMethod } from './h2-transport.js';
 import { reshapeCheck, reshapeProcessing } from './api-format.js';
 import { API_CONTEXT_KEY, API_METADATA_KEY, apiKindOf, ExtprocRole, EXTPROC_ROLE_METADATA_KEY } from '../../src/contract/filter-wire.js';
 import { Cooldowns } from '../llm/cooldown.js';
@@ -96,23 +97,51 @@ export class FilterService {
     return shouldRateLimit(this.engine, this.options.audit, req);
   }
 
-  register(server: grpc.Server): void {
-    server.addService(AUTHORIZATION_SERVICE, {
-      Check: (call: grpc.ServerUnaryCall<CheckRequest, object>, done: grpc.sendUnaryData<object>) => {
-        const end = checkLatency.startTimer();
-        this.check(call.request)
-          .then((res) => done(null, res), (err: unknown) => done(failure('Check', err)))
-          .finally(() => end());
-      },
-    });
-    server.addService(RATE_LIMIT_SERVICE, {
-      ShouldRateLimit: (call: grpc.ServerUnaryCall<RateLimitRequest, object>, done: grpc.sendUnaryData<object>) => {
-        const end = rateLimitLatency.startTimer();
-        this.shouldRateLimit(call.request)
-          .then((res) => done(null, res), (err: unknown) => done(failure('ShouldRateLimit', err)))
-          .finally(() => end());
-      },
-    });
+  /**
+   * The unary methods by path, for a transport that serves them itself (h2-transport.ts): each call timed,
+   * and a failure turned into the gRPC error Envoy sees.
+   */
+  unaryMethods(): Map<string, UnaryMethod> {
+    const methods = new Map<string, UnaryMethod>();
+    const add = (definition: grpc.MethodDefinition<unknown, object>, name: string, latency: typeof checkLatency, call: (req: never) => Promise<object>): void => {
+      methods.set(definition.path, {
+        decode: definition.requestDeserialize,
+        encode: definition.responseSerialize,
+        handle: (req) => {
+          const end = latency.startTimer();
+          return call(req as never).then(
+            (res) => {
+              end();
+              return res;
+            },
+            (err: unknown) => {
+              end();
+              throw failure(name, err);
+            },
+          );
+        },
+      });
+    };
+    add(AUTHORIZATION_SERVICE.Check as grpc.MethodDefinition<unknown, object>, 'Check', checkLatency, (req: CheckRequest) => this.check(req));
+    add(RATE_LIMIT_SERVICE.ShouldRateLimit as grpc.MethodDefinition<unknown, object>, 'ShouldRateLimit', rateLimitLatency, (req: RateLimitRequest) => this.shouldRateLimit(req));
+    return methods;
+  }
+
+  /** Registers the services on a grpc-js server: all of them, or (`streamingOnly`) ext_proc alone. */
+  register(server: grpc.Server, streamingOnly = false): void {
+    if (!streamingOnly) {
+      for (const [definition, name] of [
+        [AUTHORIZATION_SERVICE, 'Check'],
+        [RATE_LIMIT_SERVICE, 'ShouldRateLimit'],
+      ] as const) {
+        const method = this.unaryMethods().get((definition[name] as grpc.MethodDefinition<unknown, object>).path) as UnaryMethod;
+        server.addService(definition, {
+          [name]: (call: grpc.ServerUnaryCall<unknown, object>, done: grpc.sendUnaryData<object>) => {
+            method.handle(call.request).then((res) => done(null, res), (err: grpc.ServiceError) => done(err));
+          },
+        });
+      }
+    }
     server.addService(EXTERNAL_PROCESSOR_SERVICE, {
       Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => {
         const role = call.metadata.get(EXTPROC_ROLE_METADATA_KEY)[0];

@@ -10,6 +10,7 @@ import { DEFAULT_MAX_BUFFERED_BYTES } from '../../../filters/extproc/buffer-budg
 import { defaultWorkers, isFilterWorker, runFilterWorkers, workersPerCore } from '../../../filters/service/workers.js';
 import { AUDIT_DECISIONS, type AuditDecisions, type AuditOptions } from '../../../filters/service/audit.js';
 import { bufferedBytesOption, tlsOption } from '../server-options.js';
+import { FILTER_TRANSPORTS, type FilterTransport } from '../../../filters/service/server.js';
 
 /** `flowgate filters`: the filter service on its own (replicas, sharing counters through Redis). */
 export const filtersCommand: Command = {
@@ -57,6 +58,13 @@ export const filtersCommand: Command = {
       default: '1',
       placeholder: 'FRACTION',
     },
+    transport: {
+      type: 'string',
+      description: 'how gRPC is served: h2 (Check and ShouldRateLimit on node:http2, ext_proc on grpc-js, one port) or grpc-js (all on grpc-js)',
+      env: 'FLOWGATE_FILTERS_TRANSPORT',
+      default: 'h2',
+      placeholder: 'h2|grpc-js',
+    },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
   notes: 'Example: flowgate filters --xds 127.0.0.1:18000 --listen 0.0.0.0:18081 --redis-url redis://redis:6379',
@@ -68,6 +76,7 @@ export const filtersCommand: Command = {
     const redisUrl = redisUrlOption(options['redis-url'], '--redis-url');
     const workers = workersOption(options.workers, redisUrl !== undefined);
     const audit = auditOptions(options['audit-decisions'], options['audit-sample-allows']);
+    const transport = transportOption(options.transport);
     const listen = hostPort(String(options.listen), '--listen');
     const admin = hostPort(String(options['admin-listen']), '--admin-listen');
     if (workers > 1 && !isFilterWorker()) {
@@ -114,6 +123,7 @@ export const filtersCommand: Command = {
     }
     const proc = await startFilterProcess({
       audit,
+      transport,
       listen,
       admin: isFilterWorker() ? undefined : admin,
       redisUrl,
@@ -135,6 +145,13 @@ export function auditOptions(decisions: string | boolean | undefined, sample: st
   const fraction = Number(text);
   if (text.trim() === '' || !(fraction >= 0 && fraction <= 1)) throw new UsageError(`--audit-sample-allows is a fraction from 0 to 1 (got ${text})`);
   return { decisions: mode as AuditDecisions, sampleAllows: fraction };
+}
+
+/** --transport: h2 or grpc-js. */
+export function transportOption(value: string | boolean | undefined): FilterTransport {
+  const text = String(value ?? 'h2');
+  if (!(FILTER_TRANSPORTS as readonly string[]).includes(text)) throw new UsageError(`--transport is one of ${FILTER_TRANSPORTS.join(', ')} (got ${text})`);
+  return text as FilterTransport;
 }
 
 /** Resolves once SIGTERM or SIGINT arrived and `stop` finished. */

@@ -1,0 +1,315 @@
+import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { gunzip, inflate } from 'node:zlib';
+import type { ServerTls } from '../../src/tls/credentials.js';
+import { logger } from '../../src/observability/log.js';
+
+/**
+ * The lean transport (`--transport h2`): gRPC's unary calls (Check, ShouldRateLimit) served straight on
+ * node:http2 (nghttp2), without grpc-js's per-call machinery (call objects, metadata, interceptors, status
+ * builders), which was about half of the filter service's busy time. Every other path on the same port,
+ * the streaming ext_proc `Process` among them, is handed to a grpc-js server on the same HTTP/2 session.
+ *
+ * The gRPC wire protocol as served here (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md):
+ * - `:method POST` (else HTTP 405) and `content-type: application/grpc[+proto|;...]` (else HTTP 415);
+ * - exactly one 5-byte length-prefixed message (flag, big-endian length); a short, trailing or missing
+ *   message is INTERNAL; past `maxMessageBytes` is RESOURCE_EXHAUSTED, refused as soon as it is known;
+ * - a compressed message (flag 1) is inflated when `grpc-encoding` is gzip or deflate; flag 1 without an
+ *   encoding is INTERNAL; another encoding is UNIMPLEMENTED, with `grpc-accept-encoding` naming ours;
+ * - `grpc-timeout` honoured: past it the call answers DEADLINE_EXCEEDED and the handler's late answer is
+ *   dropped; a malformed one is INTERNAL; answers are never compressed;
+ * - an answer is HEADERS, one DATA message, then trailers `grpc-status: 0`; an error is trailers-only
+ *   (one HEADERS frame with `grpc-status` and a percent-encoded `grpc-message`); an unknown path that the
+ *   grpc-js server does not know either is UNIMPLEMENTED (grpc-js answers it).
+ * HTTP/2 PINGs are answered by nghttp2; the server also pings an idle-looking session (keepalive) as grpc-js
+ * did, and closes it when the ping goes unanswered.
+ */
+
+const log = logger('filters');
+
+/** A unary method: its request decoder, answer encoder and the handler between them. */
+export interface UnaryMethod {
+  readonly decode: (bytes: Buffer) => unknown;
+  readonly encode: (answer: object) => Buffer;
+  readonly handle: (request: unknown) => Promise<object>;
+}
+
+export interface H2TransportOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: ServerTls | undefined;
+  /** Unary methods by path (`/package.Service/Method`). */
+  readonly unary: ReadonlyMap<string, UnaryMethod>;
+  /** Serves every other path (streaming methods) on the same session; its own handlers answer unknown ones. */
+  readonly fallback: grpc.Server;
+  /** The largest request message, in bytes, after decompression. */
+  readonly maxMessageBytes: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
+  readonly maxConcurrentStreams: number;
+  /** Ping a session this often (ms); close it when a ping is not answered within keepaliveTimeoutMs. */
+  readonly keepaliveMs: number;
+  readonly keepaliveTimeoutMs: number;
+}
+
+export interface H2Transport {
+  readonly port: number;
+  /** Stops accepting; open sessions get GOAWAY and are destroyed after graceMs. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** A gRPC failure a handler (or this transport) answers with: a status code and its message. */
+interface StatusError {
+  readonly code: number;
+  readonly details?: string;
+  readonly message?: string;
+}
+
+const { HTTP2_HEADER_PATH, HTTP2_HEADER_METHOD, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_STATUS } = http2.constants;
+const ACCEPT_ENCODING = 'identity,gzip,deflate';
+const OK_HEADERS = { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc', 'grpc-accept-encoding': ACCEPT_ENCODING };
+const OK_TRAILERS = { 'grpc-status': '0' };
+const WITH_TRAILERS = { waitForTrailers: true };
+const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
+
+/**
+ * grpc-js's per-stream entry point. grpc-js has no public way to serve one stream of a session it did not
+ * accept (createConnectionInjector takes whole connections, and Envoy sends ext_authz and ext_proc calls
+ * on the same connections), so this reaches its private `_streamHandler`; checked at startup, and the
+ * streaming tests (ext_proc through this transport) fail if a grpc-js upgrade moves it.
+ */
+function grpcStreamHandler(server: grpc.Server): (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void {
+  const handler = (server as unknown as { _streamHandler?: unknown })._streamHandler;
+  if (typeof handler !== 'function') throw new Error('this @grpc/grpc-js has no Server._streamHandler: run the filter service with --transport grpc-js');
+  const bound = (handler as (extra: unknown[], stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void).bind(server, []);
+  return (stream, headers) => bound(stream, headers);
+}
+
+/** `grpc-timeout` in ms; undefined when absent, NaN when malformed. */
+export function timeoutMs(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
+  if (!match) return Number.NaN;
+  return Number(match[1]) * (TIMEOUT_UNITS_MS[match[2] as string] as number);
+}
+
+/** `grpc-message`'s percent-encoding: bytes outside printable ASCII, and `%`. */
+export function percentEncode(message: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/** Answers a stream with a trailers-only gRPC status (no message), if it can still answer. */
+function sendStatus(stream: http2.ServerHttp2Stream, code: number, message: string): void {
+  if (stream.headersSent || stream.destroyed || stream.closed) return;
+  stream.respond(
+    { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc', 'grpc-accept-encoding': ACCEPT_ENCODING, 'grpc-status': String(code), 'grpc-message': percentEncode(message) },
+    { endStream: true },
+  );
+}
+
+/** Answers a non-gRPC request with a bare HTTP status, as grpc-js does. */
+function sendHttpStatus(stream: http2.ServerHttp2Stream, status: number): void {
+  if (!stream.headersSent && !stream.destroyed) stream.respond({ [HTTP2_HEADER_STATUS]: status }, { endStream: true });
+}
+
+function inflateMessage(encoding: string, bytes: Buffer, maxBytes: number): Promise<Buffer> {
+  const unpack = encoding === 'gzip' ? gunzip : inflate;
+  return new Promise((resolve, reject) => unpack(bytes, { maxOutputLength: maxBytes }, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+function isStatusError(err: unknown): err is StatusError {
+  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number';
+}
+
+/** One unary call on one stream: reads the request, runs the method, answers once (or not at all if cancelled). */
+function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: UnaryMethod, options: H2TransportOptions): void {
+  let settled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const fail = (code: number, message: string): void => {
+    settled = true;
+    if (timer) clearTimeout(timer);
+    sendStatus(stream, code, message);
+    // Whatever the client still sends is read and dropped.
+    stream.resume();
+  };
+  // A cancelled call (RST_STREAM) or a closed session: nothing more to answer.
+  stream.once('close', () => {
+    settled = true;
+    if (timer) clearTimeout(timer);
+  });
+  const encoding = headers['grpc-encoding'];
+  if (encoding !== undefined && encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
+    fail(grpc.status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (${ACCEPT_ENCODING})`);
+    return;
+  }
+  const deadline = timeoutMs(headers['grpc-timeout']);
+  if (deadline !== undefined) {
+    if (Number.isNaN(deadline)) {
+      fail(grpc.status.INTERNAL, `malformed grpc-timeout ${String(headers['grpc-timeout'])}`);
+      return;
+    }
+    timer = setTimeout(() => {
+      if (!settled) fail(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded');
+    }, deadline);
+  }
+  let first: Buffer | undefined;
+  let chunks: Buffer[] | undefined;
+  let received = 0;
+  stream.on('data', (chunk: Buffer) => {
+    if (settled) return;
+    received += chunk.length;
+    if (received > options.maxMessageBytes + 5) {
+      fail(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
+      return;
+    }
+    if (first === undefined) first = chunk;
+    else (chunks ??= [first]).push(chunk);
+  });
+  stream.on('end', () => {
+    if (settled) return;
+    const body = chunks ? Buffer.concat(chunks, received) : first;
+    if (body === undefined || body.length < 5) {
+      fail(grpc.status.INTERNAL, body === undefined ? 'no request message' : 'truncated message prefix');
+      return;
+    }
+    const compressed = body[0] as number;
+    const length = body.readUInt32BE(1);
+    if (compressed > 1) return fail(grpc.status.INTERNAL, `invalid message flag ${compressed}`);
+    if (length > options.maxMessageBytes) return fail(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
+    if (body.length !== 5 + length) return fail(grpc.status.INTERNAL, body.length < 5 + length ? 'truncated message' : 'more than one request message in a unary call');
+    const payload = body.subarray(5);
+    if (compressed === 1) {
+      if (encoding === undefined || encoding === 'identity') return fail(grpc.status.INTERNAL, 'compressed message without a grpc-encoding');
+      inflateMessage(encoding as string, payload, options.maxMessageBytes).then(
+        (bytes) => run(bytes),
+        (err: unknown) => fail(isRangeError(err) ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INTERNAL, isRangeError(err) ? `request larger than the limit (${options.maxMessageBytes} bytes)` : 'request does not decompress'),
+      );
+      return;
+    }
+    run(payload);
+  });
+  const run = (bytes: Buffer): void => {
+    if (settled) return;
+    let request: unknown;
+    try {
+      request = method.decode(bytes);
+    } catch {
+      fail(grpc.status.INTERNAL, 'request message does not decode');
+      return;
+    }
+    method.handle(request).then(
+      (answer) => {
+        if (settled) return;
+        let out: Buffer;
+        try {
+          out = method.encode(answer);
+        } catch {
+          fail(grpc.status.INTERNAL, 'answer does not encode');
+          return;
+        }
+        settled = true;
+        if (timer) clearTimeout(timer);
+        if (stream.destroyed || stream.closed) return;
+        const frame = Buffer.allocUnsafe(5 + out.length);
+        frame[0] = 0;
+        frame.writeUInt32BE(out.length, 1);
+        out.copy(frame, 5);
+        stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+        stream.respond(OK_HEADERS, WITH_TRAILERS);
+        stream.end(frame);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        if (isStatusError(err)) fail(err.code, err.details ?? err.message ?? '');
+        else fail(grpc.status.UNKNOWN, 'handler failed');
+      },
+    );
+  };
+}
+
+function isRangeError(err: unknown): boolean {
+  return err instanceof RangeError || (err as { code?: unknown } | null)?.code === 'ERR_BUFFER_TOO_LARGE';
+}
+
+/** Keepalive for one session: a ping every keepaliveMs; no answer within keepaliveTimeoutMs closes it. */
+function keepSessionAlive(session: http2.ServerHttp2Session, options: H2TransportOptions): void {
+  const interval = setInterval(() => {
+    if (session.destroyed) return;
+    const timeout = setTimeout(() => session.destroy(), options.keepaliveTimeoutMs);
+    timeout.unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(timeout);
+        if (err) session.destroy();
+      });
+    } catch {
+      clearTimeout(timeout);
+    }
+  }, options.keepaliveMs);
+  interval.unref();
+  session.once('close', () => clearInterval(interval));
+}
+
+/** Starts the lean transport on host:port (port 0: any free one). */
+export async function startH2Transport(options: H2TransportOptions): Promise<H2Transport> {
+  const toGrpcJs = grpcStreamHandler(options.fallback);
+  // As grpc-js sets up its own server (the ext_proc streams it is handed keep the limits they had): no
+  // session memory limit (node:http2 degrades badly when its 10 MB default is reached, grpc-js notes), no
+  // header block limit on answers, no idle socket timeout.
+  const common = { settings: { maxConcurrentStreams: options.maxConcurrentStreams }, maxSessionMemory: Number.MAX_SAFE_INTEGER, maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER };
+  const tls = options.tls;
+  const server = tls
+    ? http2.createSecureServer({
+        ...common,
+        cert: readFileSync(tls.cert),
+        key: readFileSync(tls.key),
+        ...(tls.clientCa && { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true }),
+      })
+    : http2.createServer(common);
+  server.setTimeout(0);
+  // A TLS connection that fails (handshake, reset) is that connection's end, not the server's.
+  server.on('secureConnection', (socket: TLSSocket) => socket.on('error', (err: Error) => log.debug({ err: err.message }, 'filter service TLS connection error')));
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', (err: Error) => log.debug({ err: err.message }, 'filter service HTTP/2 session error'));
+    keepSessionAlive(session, options);
+  });
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    const method = options.unary.get(headers[HTTP2_HEADER_PATH] as string);
+    if (method === undefined) {
+      toGrpcJs(stream, headers);
+      return;
+    }
+    // A reset or broken stream ends the call; its 'close' is all that matters.
+    stream.on('error', () => undefined);
+    if (headers[HTTP2_HEADER_METHOD] !== 'POST') return sendHttpStatus(stream, 405);
+    const type = headers[HTTP2_HEADER_CONTENT_TYPE];
+    if (typeof type !== 'string' || !type.startsWith('application/grpc')) return sendHttpStatus(stream, 415);
+    serveUnary(stream, headers, method, options);
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve((server.address() as { port: number }).port);
+    });
+  });
+  return {
+    port,
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const session of sessions) session.close();
+        const force = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+        }, graceMs);
+        force.unref();
+      }),
+  };
+}
