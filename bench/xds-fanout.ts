@@ -12,10 +12,14 @@
  * (bench/peers/fixtures.ts) watched by PolicyWatcher, a registry of M models, the GatewayController
  * publishing into the cache; the change is one model file rewritten (canary 10 -> 20), timed from the write.
  * It prints write -> published (watcher, load, pipeline) besides the figures below.
+ * `--source registry` drives it from the registry side, as a poll or webhook that found a change hands it to
+ * the controller: the same policy directory (loaded once), and one model's challenger alias moved (2 -> 3),
+ * timed from the new registry state (its snapshot built inside the timing; the poll wait is not counted).
  *
  * Prints per N: change -> first push, change -> all ACKed (p50/p99/max), the event-loop delay during the
  * fan-out (perf_hooks.monitorEventLoopDelay), and the server's RSS before, at its peak during the change
- * (VmHWM reset at the change) and after.
+ * (VmHWM reset at the change) and after, with the split of the memory at rest before the change
+ * (process.memoryUsage: V8 heap used and committed, external, of which array buffers).
  *
  * Roles: the orchestrator (default) runs one server process per N; the server spawns the client process.
  */
@@ -66,9 +70,11 @@ interface Result {
   /** VmHWM from the change to the last ACK (the peak is reset at the change). */
   rssPeakMb: number | null;
   heapMb: number;
+  /** process.memoryUsage() at rest before the change, MB. */
+  restMb: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
   /** From the change to the first response queued for a stream. */
   firstPushMs: number;
-  /** `--source policy`: from the file write to the new snapshot set in the cache. */
+  /** `--source policy` / `registry`: from the file write (the new registry state) to the new snapshot set in the cache. */
   publishedMs: number | null;
   source: string;
   /** Event-loop delay during the fan-out (change to last ACK), ms. */
@@ -249,8 +255,12 @@ function snapshotSource(cache: SnapshotCache, models: number): ChangeSource {
   };
 }
 
-/** What `serve` runs on a policy edit: the watcher, the policy load, the controller's pipeline, the cache. */
-async function policySource(cache: SnapshotCache, models: number): Promise<ChangeSource> {
+/**
+ * What `serve` runs on a change from outside: the controller's pipeline publishing into the cache, from a
+ * policy directory of `models` model files and a registry of `models` models; the change is a policy file
+ * rewritten under the watcher, or a new registry state handed to the controller.
+ */
+async function controllerSource(cache: SnapshotCache, models: number, kind: 'policy' | 'registry'): Promise<ChangeSource> {
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-fanout-policy-'));
   writePolicyDir(dir, models);
   const controller = new GatewayController({ cache, clusterLingerMs: 0 });
@@ -263,6 +273,15 @@ async function policySource(cache: SnapshotCache, models: number): Promise<Chang
   const key = cache.keyOf({ id: 'bench-0', cluster: 'bench', metadata: {}, userAgent: 'flowgate-bench' });
   let onPublish: ((s: Snapshot) => void) | undefined;
   cache.watch(key, (s) => onPublish?.(s));
+  // One model's challenger moved 2 -> 3: the list a poll would have read.
+  const moved = registeredModels(models, false).map((m, i) => (i === 0 ? { ...m, aliases: { ...m.aliases, challenger: '3' } } : m));
+  const trigger = (): void => {
+    if (kind === 'registry') controller.setRegistry(registrySnapshotFrom(moved));
+    else {
+      const edit = policyEdit(dir);
+      writeFileSync(edit.file, edit.text);
+    }
+  };
   return {
     change: async (xds) => {
       let publishedAt = 0;
@@ -274,9 +293,9 @@ async function policySource(cache: SnapshotCache, models: number): Promise<Chang
           resolve(s);
         };
       });
-      const edit = policyEdit(dir);
+      // Set before the trigger: a registry change publishes (and pushes the first batch) synchronously.
       xds.changedAt = Date.now();
-      writeFileSync(edit.file, edit.text);
+      trigger();
       const snapshot = await published;
       return { snapshot, publishedMs: publishedAt - xds.changedAt };
     },
@@ -293,14 +312,15 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
   xds.register(server);
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-  const source = sourceKind === 'policy' ? await policySource(cache, models) : snapshotSource(cache, models);
+  const source = sourceKind === 'policy' || sourceKind === 'registry' ? await controllerSource(cache, models, sourceKind) : snapshotSource(cache, models);
   const started = Date.now();
   const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
   await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
   const connectMs = Date.now() - started;
   await new Promise((r) => setTimeout(r, 1000));
   global.gc?.();
-  const rssBefore = process.memoryUsage().rss;
+  const rest = process.memoryUsage();
+  const rssBefore = rest.rss;
   const peakReset = resetPeakRss();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
@@ -322,6 +342,7 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
     rssAfterMb: Math.round(mem.rss / 2 ** 20),
     rssPeakMb: peakReset ? peakRssMb() : null,
     heapMb: Math.round(mem.heapUsed / 2 ** 20),
+    restMb: { heapUsed: mb(rest.heapUsed), heapTotal: mb(rest.heapTotal), external: mb(rest.external), arrayBuffers: mb(rest.arrayBuffers) },
     firstPushMs: xds.firstPushAt - xds.changedAt,
     loopDelayMaxMs: Math.round(loop.max / 1e5) / 10,
     loopDelayP99Ms: Math.round(loop.percentile(99) / 1e5) / 10,
@@ -335,6 +356,8 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
   server.forceShutdown();
   process.exit(0);
 }
+
+const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
 
 // ---------------------------------------------------------------- orchestrator
 async function orchestrate(): Promise<void> {
@@ -357,7 +380,8 @@ async function orchestrate(): Promise<void> {
       `N=${String(r.clients).padStart(5)}  source=${r.source}  models=${r.models}  resources=${r.resources}  connect+sync=${r.connectMs}ms  ` +
         `${r.publishedMs === null ? '' : `write->published=${r.publishedMs}ms  `}change->first push=${r.firstPushMs}ms  ` +
         `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
-        `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  load ${r.load}`,
+        `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  ` +
+        `at rest: heap used/committed ${r.restMb.heapUsed}/${r.restMb.heapTotal}MB, external ${r.restMb.external}MB (array buffers ${r.restMb.arrayBuffers}MB)  load ${r.load}`,
     );
   }
   console.log(JSON.stringify(results));

@@ -25,7 +25,6 @@ import { TrafficAggregator } from '../traffic/aggregator.js';
 import { registerTrafficRoutes } from '../traffic/routes.js';
 import { registerAccessLogService } from '../traffic/receiver.js';
 import { registerCsds } from '../status/service.js';
-import { startFilterServer } from '../../filters/service/server.js';
 import type { FilterPolicy } from '../contract/filter-policy.js';
 import { startRollouts, type RolloutOptions, type RolloutRuntime } from './rollouts.js';
 import { registerConsole } from '../console/server.js';
@@ -114,7 +113,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // bootstrap declared, since that decides the config sources its resources must name, or proxyless for a
   // gRPC client (src/resources/variants.ts says how one is recognised).
   const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
-  const filters = options.filters ? await startFilterServer(options.filters) : undefined;
+  // Loaded only when embedded: with --no-filters the filter service's modules (and their memory) stay out.
+  const filters = options.filters ? await (await import('../../filters/service/server.js')).startFilterServer(options.filters) : undefined;
   // The addresses this process listens on: a registry tag must not point a public route at them.
   const reserved = [
     { ...options.xds, what: "the control plane's xDS port" },

@@ -29,15 +29,26 @@ function where(p: SourcePosition): string {
   return `${p.file}:${p.line}:${p.col}`;
 }
 
+/**
+ * Where the first of two clashing things was written, located only when a second one is reported: every
+ * document registers its names and routes on every load, and a clash is rare.
+ */
+interface Place {
+  readonly src: SourceDocument;
+  readonly path: PolicyPath;
+}
+
+const whereAt = (p: Place): string => where(p.src.locate(p.path));
+
 /** Duplicate names per kind and a second Gateway; `declared` must be in file order. */
 export function checkDeclarations(declared: readonly DeclaredDocument[]): PolicyIssue[] {
   const issues: PolicyIssue[] = [];
-  let gateway: SourcePosition | undefined;
-  const firstByName = new Map<string, { kind: PolicyKind; at: SourcePosition }>();
+  let gateway: Place | undefined;
+  const firstByName = new Map<string, { kind: PolicyKind; at: Place }>();
   for (const d of declared) {
     if (d.kind === 'Gateway') {
-      if (gateway) issues.push(d.source.issue(['kind'], `a second Gateway document (the first is at ${where(gateway)}); a policy has at most one`, 'duplicate'));
-      else gateway = d.source.locate(['kind']);
+      if (gateway) issues.push(d.source.issue(['kind'], `a second Gateway document (the first is at ${whereAt(gateway)}); a policy has at most one`, 'duplicate'));
+      else gateway = { src: d.source, path: ['kind'] };
       continue;
     }
     if (d.name === undefined) continue;
@@ -48,12 +59,12 @@ export function checkDeclarations(declared: readonly DeclaredDocument[]): Policy
     if (first) {
       const message =
         d.kind === 'Rollout'
-          ? `a second Rollout of model '${d.name}'; a model has at most one (first defined at ${where(first.at)})`
+          ? `a second Rollout of model '${d.name}'; a model has at most one (first defined at ${whereAt(first.at)})`
           : first.kind === d.kind
-            ? `duplicate ${d.kind} name '${d.name}' (first defined at ${where(first.at)})`
-            : `the name '${d.name}' is already used by a ${first.kind} (${where(first.at)}); Models and Pipelines share one namespace`;
+            ? `duplicate ${d.kind} name '${d.name}' (first defined at ${whereAt(first.at)})`
+            : `the name '${d.name}' is already used by a ${first.kind} (${whereAt(first.at)}); Models and Pipelines share one namespace`;
       issues.push(d.source.issue([nameKey], message, 'duplicate'));
-    } else firstByName.set(key, { kind: d.kind, at: d.source.locate([nameKey]) });
+    } else firstByName.set(key, { kind: d.kind, at: { src: d.source, path: [nameKey] } });
   }
   return issues;
 }
@@ -73,11 +84,11 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
   if (gatewaySource) issues.push(...checkGateway(gateway, gatewaySource));
   const listeners = gateway.listeners.map((l) => l.name);
   const issuers = gateway.auth.jwt.map((j) => j.name);
-  const claims = new Map<string, { model: string; kind: 'Model' | 'Pipeline'; at: SourcePosition }>();
-  const keyIds = new Map<string, SourcePosition>();
-  const keyDigests = new Map<string, { consumer: string; at: SourcePosition }>();
-  const subjects = new Map<string, { consumer: string; at: SourcePosition }>();
-  const targets = new Map<string, { model: string; at: SourcePosition }>();
+  const claims = new Map<string, { model: string; kind: 'Model' | 'Pipeline'; at: Place }>();
+  const keyIds = new Map<string, Place>();
+  const keyDigests = new Map<string, { consumer: string; at: Place }>();
+  const subjects = new Map<string, { consumer: string; at: Place }>();
+  const targets = new Map<string, { model: string; at: Place }>();
   const proxyless = new Set(docs.flatMap((d) => (d.kind === 'Model' && d.policy.proxyless ? [d.policy.name] : [])));
 
   const unknown = (src: SourceDocument, path: PolicyPath, what: string, name: string, names: Iterable<string>): void => {
@@ -90,12 +101,12 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
       const claimPath: PolicyPath = r.routeIndex === undefined ? ['name'] : ['routes', r.routeIndex];
       const key = `${r.listener}\u0000${r.host}\u0000${r.pathPrefix}`;
       const first = claims.get(key);
-      const what = `listener '${r.listener}', host '${r.host}', path prefix '${r.pathPrefix}'${r.routeIndex === undefined ? ' (the default route)' : ''}`;
       if (first) {
+        const what = `listener '${r.listener}', host '${r.host}', path prefix '${r.pathPrefix}'${r.routeIndex === undefined ? ' (the default route)' : ''}`;
         const by = first.model === owner ? `this ${kind.toLowerCase()}` : `${first.kind} '${first.model}'`;
-        issues.push(src.issue(claimPath, `${what} is already claimed by ${by} (${where(first.at)})`, 'conflict'));
+        issues.push(src.issue(claimPath, `${what} is already claimed by ${by} (${whereAt(first.at)})`, 'conflict'));
       } else {
-        claims.set(key, { model: owner, kind, at: src.locate(claimPath) });
+        claims.set(key, { model: owner, kind, at: { src, path: claimPath } });
       }
     }
   };
@@ -107,8 +118,12 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
     });
   };
   // The listeners each valid Model is published on: a pipeline's steps go back through the listener it was called on.
-  const modelListeners = new Map<string, Set<string>>();
-  for (const d of docs) if (d.kind === 'Model') modelListeners.set(d.policy.name, new Set(modelRoutes(d.policy, gateway).map((r) => r.listener)));
+  // Built only when a pipeline needs it (most policies have none).
+  let modelListeners: Map<string, Set<string>> | undefined;
+  const listenersOf = (model: string): Set<string> | undefined => {
+    modelListeners ??= new Map(docs.flatMap((d) => (d.kind === 'Model' ? [[d.policy.name, new Set(modelRoutes(d.policy, gateway).map((r) => r.listener))] as const] : [])));
+    return modelListeners.get(model);
+  };
 
   for (const d of docs) {
     const src = d.source;
@@ -123,7 +138,7 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
           issues.push(src.issue(['steps', i, 'model'], `reference to an unknown model '${s.model}'${nested}`, 'reference'));
           return;
         }
-        const on = modelListeners.get(s.model);
+        const on = listenersOf(s.model);
         if (!on) return;
         for (const l of new Set(routes.map((r) => r.listener))) {
           if (!on.has(l)) issues.push(src.issue(['steps', i, 'model'], `Model '${s.model}' has no route on listener '${l}', where this pipeline is published; its steps go back through that listener`, 'reference'));
@@ -138,8 +153,8 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
       claim(src, m.name, 'Model', known.gatewayValid ? modelRoutes(m, gateway) : []);
       if (m.proxyless) {
         const first = targets.get(m.proxyless.target);
-        if (first) issues.push(src.issue(['proxyless', 'target'], `proxyless target '${m.proxyless.target}' is already served by Model '${first.model}' (${where(first.at)})`, 'conflict'));
-        else targets.set(m.proxyless.target, { model: m.name, at: src.locate(['proxyless', 'target']) });
+        if (first) issues.push(src.issue(['proxyless', 'target'], `proxyless target '${m.proxyless.target}' is already served by Model '${first.model}' (${whereAt(first.at)})`, 'conflict'));
+        else targets.set(m.proxyless.target, { model: m.name, at: { src, path: ['proxyless', 'target'] } });
       }
       m.access?.consumers.forEach((c, i) => {
         if (!known.consumers.has(c)) unknown(src, ['access', 'consumers', i], 'consumer', c, known.consumers);
@@ -166,21 +181,21 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
       }
       c.apiKeys.forEach((k, i) => {
         const firstId = keyIds.get(k.id);
-        if (firstId) issues.push(src.issue(['apiKeys', i, 'id'], `duplicate API key id '${k.id}' (first used at ${where(firstId)})`, 'duplicate'));
-        else keyIds.set(k.id, src.locate(['apiKeys', i, 'id']));
+        if (firstId) issues.push(src.issue(['apiKeys', i, 'id'], `duplicate API key id '${k.id}' (first used at ${whereAt(firstId)})`, 'duplicate'));
+        else keyIds.set(k.id, { src, path: ['apiKeys', i, 'id'] });
         const firstDigest = keyDigests.get(k.sha256);
         if (firstDigest) {
           const owner = firstDigest.consumer === c.name ? 'this consumer' : `consumer '${firstDigest.consumer}'`;
-          issues.push(src.issue(['apiKeys', i, 'sha256'], `the same API key is already given to ${owner} (${where(firstDigest.at)}); one key identifies one consumer`, 'duplicate'));
+          issues.push(src.issue(['apiKeys', i, 'sha256'], `the same API key is already given to ${owner} (${whereAt(firstDigest.at)}); one key identifies one consumer`, 'duplicate'));
         } else {
-          keyDigests.set(k.sha256, { consumer: c.name, at: src.locate(['apiKeys', i, 'sha256']) });
+          keyDigests.set(k.sha256, { consumer: c.name, at: { src, path: ['apiKeys', i, 'sha256'] } });
         }
       });
       if (c.jwt) {
         const key = `${c.jwt.issuer}\u0000${c.jwt.subject}`;
         const first = subjects.get(key);
-        if (first) issues.push(src.issue(['jwt', 'subject'], `JWT subject '${c.jwt.subject}' of issuer '${c.jwt.issuer}' already identifies consumer '${first.consumer}' (${where(first.at)})`, 'duplicate'));
-        else subjects.set(key, { consumer: c.name, at: src.locate(['jwt', 'subject']) });
+        if (first) issues.push(src.issue(['jwt', 'subject'], `JWT subject '${c.jwt.subject}' of issuer '${c.jwt.issuer}' already identifies consumer '${first.consumer}' (${whereAt(first.at)})`, 'duplicate'));
+        else subjects.set(key, { consumer: c.name, at: { src, path: ['jwt', 'subject'] } });
       }
     }
   }

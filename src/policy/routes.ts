@@ -35,14 +35,28 @@ export function defaultPipelinePrefix(pipelineName: string): string {
  * /models/{name}, host *. A model with an `llm` block claims none by default: it is served on the
  * OpenAI-compatible API, where requests find it by the body's `model`.
  */
-export function modelRoutes(model: ModelPolicy, gateway: GatewayPolicy): ModelRoute[] {
-  if (model.routes === undefined && model.llm !== undefined) return [];
-  return claimedRoutes(model, gateway, () => modelDefaultPrefix(model));
+export function modelRoutes(model: ModelPolicy, gateway: GatewayPolicy): readonly ModelRoute[] {
+  return remembered(model, gateway, () => (model.routes === undefined && model.llm !== undefined ? [] : claimedRoutes(model, gateway, () => modelDefaultPrefix(model))));
 }
 
 /** The routes a Pipeline claims: as a Model's, with /pipelines/{name} as the default prefix. */
-export function pipelineRoutes(pipeline: PipelinePolicy, gateway: GatewayPolicy): ModelRoute[] {
-  return claimedRoutes(pipeline, gateway, defaultPipelinePrefix);
+export function pipelineRoutes(pipeline: PipelinePolicy, gateway: GatewayPolicy): readonly ModelRoute[] {
+  return remembered(pipeline, gateway, () => claimedRoutes(pipeline, gateway, defaultPipelinePrefix));
+}
+
+/**
+ * The routes of each frozen document with the frozen Gateway they were computed for: a load after an edit of
+ * one file in a thousand, and the IR build after it, reuse the other documents' routes (the loader keeps
+ * their objects). Documents not yet frozen (a first load, a test's literal) are computed each time.
+ */
+const routesOf = new WeakMap<object, { readonly gateway: GatewayPolicy; readonly routes: readonly ModelRoute[] }>();
+
+function remembered(doc: object, gateway: GatewayPolicy, compute: () => ModelRoute[]): readonly ModelRoute[] {
+  const known = routesOf.get(doc);
+  if (known?.gateway === gateway) return known.routes;
+  const routes = Object.freeze(compute());
+  if (Object.isFrozen(doc) && Object.isFrozen(gateway)) routesOf.set(doc, { gateway, routes });
+  return routes;
 }
 
 function claimedRoutes(doc: Pick<ModelPolicy, 'name' | 'routes'>, gateway: GatewayPolicy, defaultPrefix: (name: string) => string): ModelRoute[] {

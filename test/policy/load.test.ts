@@ -131,6 +131,21 @@ describe('each kind of error names file:line:col, the path, and what to do', () 
     );
   });
 
+  test('a model kept from the load before is judged against the Gateway of this load', () => {
+    // a.yaml is the same text in both loads, so its document is the same (frozen) object; its default routes
+    // cover every listener, so the listener the edited Gateway adds is claimed by it too.
+    const gateway = (listeners: string): string => `kind: Gateway\nlisteners:\n  - { name: public, address: 0.0.0.0, port: 10000 }\n${listeners}`;
+    const other = (route: string): string => `kind: Model\nname: other\nupstream: { versionTag: t }\ntraffic: { stable: { alias: a } }\nroutes:\n  - ${route}\n`;
+    const before = { 'gateway.yaml': gateway(''), 'a.yaml': model(''), 'b.yaml': other('{ listener: public, pathPrefix: /other }') };
+    // Twice: the second load sees the documents the first one froze.
+    expect(load(before).ok).toBe(true);
+    expect(load(before).ok).toBe(true);
+    const internal = '  - { name: internal, address: 127.0.0.1, port: 10001 }\n';
+    expect(issuesOf(load({ 'gateway.yaml': gateway(internal), 'a.yaml': model(''), 'b.yaml': other('{ listener: internal, pathPrefix: /models/fraud-detector }') }))).toBe(
+      "policy/b.yaml:6:5: routes[0]: listener 'internal', host '*', path prefix '/models/fraud-detector' is already claimed by Model 'fraud-detector' (a.yaml:2:7)",
+    );
+  });
+
   test('a custom masking regex that RE2 cannot compile reports the RE2 error at the regex', () => {
     const masking = 'masking:\n  request:\n    custom:\n      - name: lookahead\n        regex: "card(?=[0-9])"\n';
     expect(issuesOf(load({ 'models.yaml': model(masking) }))).toBe(

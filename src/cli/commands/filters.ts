@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
-import { startFilterProcess, type FilterPolicySource } from '../../../filters/service/process.js';
-import { FilterPolicyClient } from '../../../filters/service/xds-client.js';
+import type { FilterPolicySource } from '../../../filters/service/process.js';
 import { logger } from '../../observability/log.js';
 import { grpcClientCredentials } from '../../tls/credentials.js';
 import { hostPort, redisUrlOption, UsageError, type Command } from '../command.js';
@@ -96,6 +95,7 @@ export const filtersCommand: Command = {
       const credentials = grpcClientCredentials(ca ? { ca, cert, key } : undefined);
       // Each worker is its own xDS client: the control plane sees one node per worker.
       const nodeId = isFilterWorker() ? `${String(options['node-id'])}-w${process.env.FLOWGATE_FILTERS_WORKER ?? '0'}` : String(options['node-id']);
+      const { FilterPolicyClient } = await import('../../../filters/service/xds-client.js');
       const client = new FilterPolicyClient(xds, nodeId, credentials);
       source = {
         description: `xds ${xds}`,
@@ -121,6 +121,9 @@ export const filtersCommand: Command = {
         pollIntervalMs,
       });
     }
+    // Loaded here, not with the CLI: `flowgate serve` (the same CLI module graph) never loads the filter service
+    // it does not run.
+    const { startFilterProcess } = await import('../../../filters/service/process.js');
     const proc = await startFilterProcess({
       audit,
       transport,
