@@ -87,9 +87,34 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
   const issues: PolicyIssue[] = [];
   const models: ModelIR[] = [];
   const consumers = consumerRulesOf(policy);
-  const priorByName = new Map(previous?.models.map((m) => [m.name, m]) ?? []);
+  // The previous IR by name, made only when a model reads it (a change reuses most models' entries below).
+  let priorByName: Map<string, ModelIR> | undefined;
+  const priorOf = (name: string): ModelIR | undefined => (priorByName ??= new Map(previous?.models.map((m) => [m.name, m]) ?? [])).get(name);
   const reservedKey = JSON.stringify(options.reserved ?? []);
+  const last =
+    lastBuild &&
+    lastBuild.gateway === policy.gateway &&
+    lastBuild.consumers === consumers &&
+    lastBuild.reservedKey === reservedKey &&
+    lastBuild.signatures === options.signatures &&
+    lastBuild.withRegistry === (registry !== undefined) &&
+    lastBuild.entries.length === policy.models.size
+      ? lastBuild
+      : undefined;
+  const entries: ModelEntry[] = [];
+  let i = 0;
   for (const model of policy.models.values()) {
+    const rollout = policy.rollouts.get(model.name);
+    const entry = last?.entries[i++];
+    if (entry && entry.reusable && entry.model === model && entry.rollout === rollout && entry.registered === (entry.provider ? undefined : registry?.models.get(model.registeredModel))) {
+      // The same inputs as last time, and nothing else read: what the loop below would give again.
+      models.push(entry.ir);
+      for (const a of entry.alerts) alerts.push(a);
+      entries.push(entry);
+      continue;
+    }
+    const alertsFrom = alerts.length;
+    const issuesFrom = issues.length;
     const provider = providerOf(model);
     const registered = provider ? undefined : registry?.models.get(model.registeredModel);
     if (registry && !registered && !provider) {
@@ -109,7 +134,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
         policyIssue(policy, 'Model', model.name, [model.registeredModel === model.name ? 'name' : 'registeredModel'], `'${model.registeredModel}' is a prompt of MLflow's Prompt Registry, not a model: name it under llm.prompt`),
       );
     }
-    const prior = priorByName.get(model.name);
+    const prior = priorOf(model.name);
     const resolvedModel = memoisedModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures }, reservedKey);
     const prompt = promptRulesOf(model, registry, prior?.llm?.prompt);
     if (prompt.problem && registry) {
@@ -117,9 +142,16 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       const kept = prompt.rules?.template;
       alerts.push({ code: 'prompt_unresolved', model: model.name, message: kept ? `${prompt.problem.message}; still serving ${kept.name}/${kept.version}` : `${prompt.problem.message}; chat requests are refused` });
     }
-    models.push(resolvedModel.llm && prompt.rules ? { ...resolvedModel, llm: { ...resolvedModel.llm, prompt: prompt.rules } } : resolvedModel);
+    const ir = resolvedModel.llm && prompt.rules ? { ...resolvedModel, llm: { ...resolvedModel.llm, prompt: prompt.rules } } : resolvedModel;
+    models.push(ir);
+    // Reusable when it read only the model, its registered model and its rollout: not the previous IR (the
+    // stable version did not resolve), not the Prompt Registry, and raised no policy issue (placed by file).
+    const reusable = modelMemo.get(model.name)?.usedPrior === false && prompt.rules === undefined && issues.length === issuesFrom;
+    entries.push({ model, provider: provider !== undefined, registered, rollout, ir, alerts: alerts.slice(alertsFrom), reusable });
   }
-  for (const name of modelMemo.keys()) if (!policy.models.has(name)) modelMemo.delete(name);
+  lastBuild = { gateway: policy.gateway, consumers, reservedKey, signatures: options.signatures, withRegistry: registry !== undefined, entries };
+  // After the loop every model of the policy has its memo: more memos than models means some left the policy.
+  if (modelMemo.size > policy.models.size) for (const name of modelMemo.keys()) if (!policy.models.has(name)) modelMemo.delete(name);
   const edge = edgeSettings(policy.gateway);
   const openai = openaiApiOf(policy.gateway, edge.streamIdleTimeoutMs);
   const resolved = withFallbacks(models, policy.models, alerts);
@@ -275,6 +307,35 @@ function consumerRulesOf(policy: Policy): readonly ConsumerRules[] {
   consumerMemo = { from, rules };
   return rules;
 }
+
+/** What the last build made of one model (in policy order), and what from. */
+interface ModelEntry {
+  readonly model: ModelPolicy;
+  readonly provider: boolean;
+  readonly registered: RegisteredModel | undefined;
+  readonly rollout: unknown;
+  /** The model's IR before the fallback chains are filled, and the alerts it raised. */
+  readonly ir: ModelIR;
+  readonly alerts: readonly GatewayAlert[];
+  /** False when the entry read more than its own inputs (it is then built again every time). */
+  readonly reusable: boolean;
+}
+
+/**
+ * The last build's entries and the gateway-wide inputs they were built with. A build with the same
+ * gateway-wide inputs and as many models walks the models once, comparing each one's own inputs with its
+ * entry at the same place: a change costs the models it touches, plus one comparison per model.
+ */
+let lastBuild:
+  | {
+      readonly gateway: Policy['gateway'];
+      readonly consumers: readonly ConsumerRules[];
+      readonly reservedKey: string;
+      readonly signatures: SignatureMap | undefined;
+      readonly withRegistry: boolean;
+      readonly entries: readonly ModelEntry[];
+    }
+  | undefined;
 
 /** What a model's IR was last built from, what it was and the alerts it raised. */
 interface ModelMemo {
