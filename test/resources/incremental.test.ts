@@ -211,7 +211,9 @@ describe('incremental IR, validation and route configuration', () => {
     const base = registryModels(70, false);
     const range = (n: number): number[] => all.slice(0, n);
     // [models in the policy, route shapes, models whose challenger moves to version 3 (a new object)]
-    const steps: [number[], Record<number, Shape>, number[]][] = [
+    // The 4th: models whose champion alias is gone (their last live versions are kept), and models gone from the registry.
+    type Lost = { readonly lost?: readonly number[]; readonly gone?: readonly number[] };
+    const steps: [number[], Record<number, Shape>, number[], Lost?][] = [
       [range(50), { 3: { hosts: ['api.example.com', '*'] } }, []],
       [range(50), { 3: { hosts: ['api.example.com', '*'] } }, [10]],
       // A longer prefix: the claim moves to the front of the list.
@@ -228,23 +230,42 @@ describe('incremental IR, validation and route configuration', () => {
       [[...range(50), 60], { 3: { hosts: ['api.example.com'] }, 11: { prefix: '/models/model-12', hosts: ['api.example.com'] } }, [12, 14]],
       [[...range(50), 60], { 3: { hosts: ['api.example.com'] } }, [14]],
       [[...range(50), 60], {}, [14]],
+      // Alerts and policy issues (read from the previous IR, or placed by file) while other models move.
+      [[...range(50), 60], {}, [], { lost: [26], gone: [25] }],
+      [[...range(50), 60], {}, [16], { lost: [26], gone: [25] }],
+      [[...range(50), 60], {}, [17], { lost: [26] }],
+      [[...range(50), 60], {}, [], {}],
       [range(40), {}, [14, 15]],
     ];
+    const kindAt = (k: number, i: number): 'lost' | 'moved' | 'base' => (steps[k]?.[3]?.lost?.includes(i) ? 'lost' : steps.slice(0, k + 1).some((st) => st[2].includes(i)) ? 'moved' : 'base');
+    const modelOf = (i: number, kind: 'lost' | 'moved' | 'base'): RegisteredModel => {
+      const m = registered(base[i] as (typeof base)[number], kind === 'moved' ? '3' : undefined);
+      if (kind !== 'lost') return m;
+      const { champion: _gone, ...aliases } = m.aliases;
+      return { ...m, aliases };
+    };
+    const registryAt = (k: number, keep: (i: number, kind: string) => RegisteredModel | undefined): RegistrySnapshot =>
+      registrySnapshotFrom((steps[k]?.[0] ?? []).filter((i) => !steps[k]?.[3]?.gone?.includes(i)).map((i) => keep(i, kindAt(k, i)) ?? modelOf(i, kindAt(k, i))));
+    // The webhook path: an unchanged model keeps its object (a move makes a new one).
+    const kinds = new Map<number, string>();
     let registry: RegistrySnapshot | undefined;
     let previous: PipelineOutput | undefined;
-    const outputs = steps.map(([models, shapes, moved]) => {
-      // The webhook path: an unchanged model keeps its object.
-      registry = registrySnapshotFrom(models.map((i) => (moved.includes(i) ? registered(base[i] as (typeof base)[number], '3') : (registry?.models.get(`model-${i}`) ?? registered(base[i] as (typeof base)[number])))));
+    const outputs = steps.map(([models, shapes, moved], k) => {
+      registry = registryAt(k, (i, kind) => (kinds.get(i) === kind && !moved.includes(i) ? registry?.models.get(`model-${i}`) : undefined));
+      for (const i of models) kinds.set(i, kindAt(k, i));
       previous = runPipeline({ policy: policyOf('/patched', models, shapes), registry, previous: previous?.ir });
-      return { ir: previous.ir, bytes: encoded(previous) };
+      return previous;
     });
+    const messages = (out: PipelineOutput | undefined): string[] => (out?.issues ?? []).map((i) => i.message);
     steps.forEach(([models, shapes], k) => {
-      // A moved challenger stays moved (the registry keeps that model's object from then on).
-      const moved = steps.slice(0, k + 1).flatMap((s) => s[2]);
-      const fresh = runPipeline({ policy: policyOf(`/fresh-claims-${k}`, models, shapes), registry: registrySnapshotFrom(models.map((i) => registered(base[i] as (typeof base)[number], moved.includes(i) ? '3' : undefined))) });
+      const fresh = runPipeline({ policy: policyOf(`/fresh-claims-${k}`, models, shapes), registry: registryAt(k, () => undefined), previous: outputs[k - 1]?.ir });
       expect(outputs[k]?.ir, `step ${k}`).toEqual(fresh.ir);
-      expect(outputs[k]?.bytes, `step ${k}`).toEqual(encoded(fresh));
+      expect(outputs[k] && encoded(outputs[k]), `step ${k}`).toEqual(encoded(fresh));
+      expect(messages(outputs[k]), `step ${k}`).toEqual(messages(fresh));
     });
+    // The alerts are there: the kept live versions and the unknown registered model.
+    expect(outputs[steps.length - 5]?.ir.alerts.map((a) => `${a.model} ${a.code}`)).toEqual(['model-25 unknown_registered_model', 'model-25 kept_last_live', 'model-26 kept_last_live']);
+    expect(messages(outputs[steps.length - 5])).toHaveLength(1);
   });
 
   test('the incremental validation refuses what the whole check refuses', () => {
