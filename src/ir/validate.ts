@@ -25,6 +25,8 @@ interface Claims {
   readonly clusters: Map<string, string>;
   readonly targets: Map<string, string>;
   readonly names: Set<string>;
+  /** Whether a model is an LLM model (known without a walk: checked whole, a model that becomes one is added). */
+  readonly llm: boolean;
 }
 let lastClaims: Claims | undefined;
 
@@ -35,7 +37,7 @@ export function irProblems(ir: GatewayIR): string[] {
   const listeners = new Set(ir.listeners.map((l) => l.name));
   const context = `${[...listeners].join('\u0000')}\u0001${ir.filterService !== undefined}`;
   // LLM models' invariants read other models (fallback targets, shared names): those IRs are checked whole.
-  const claims = lastClaims?.context === context && !ir.models.some((m) => m.llm) && patchedClaims(ir, lastClaims, listeners, context);
+  const claims = lastClaims?.context === context && !lastClaims.llm && patchedClaims(ir, lastClaims, listeners, context);
   const problems: string[] = [];
   const names = claims ? claims.names : modelProblems(ir, listeners, context, problems);
   if (ir.openai && !listeners.has(ir.openai.listener)) problems.push(`the OpenAI API is served on unknown listener ${ir.openai.listener}`);
@@ -85,7 +87,7 @@ function modelProblems(ir: GatewayIR, listeners: ReadonlySet<string>, context: s
       llmNames.set(n, m.name);
     }
   }
-  lastClaims = problems.length === from ? { models: ir.models, context, clusters, targets, names } : undefined;
+  lastClaims = problems.length === from ? { models: ir.models, context, clusters, targets, names, llm: ir.models.some((m) => m.llm) } : undefined;
   return names;
 }
 
@@ -104,7 +106,7 @@ function patchedClaims(ir: GatewayIR, claims: Claims, listeners: ReadonlySet<str
     claims.names.delete(m.name);
   }
   for (const m of changes.added) {
-    if (ownProblems(ir, m, listeners, context).length > 0 || claims.names.has(m.name)) return undefined;
+    if (m.llm || ownProblems(ir, m, listeners, context).length > 0 || claims.names.has(m.name)) return undefined;
     for (const c of claimedClusters(m)) {
       const owner = claims.clusters.get(c);
       if (owner !== undefined && owner !== m.name) return undefined;
