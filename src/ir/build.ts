@@ -12,6 +12,7 @@ import type { ConsumerRules } from '../contract/filter-policy.js';
 import type { ModelPolicy, UpstreamSettings, VersionSelector } from '../policy/schema/index.js';
 import type { ModelVersion, RegisteredModel, RegistrySnapshot } from '../registry/types.js';
 import { signatureKey, type SignatureMap } from '../registry/signatures.js';
+import { changeLimit, listChanges } from '../resources/window.js';
 import { MODEL_PROTOCOLS } from '../contract/filter-policy.js';
 import {
   clusterName,
@@ -82,47 +83,40 @@ export interface BuildOptions {
  * registry mistake.
  */
 export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | undefined, previous?: GatewayIR, options: BuildOptions = {}): BuildResult {
-  const alerts: GatewayAlert[] = [];
   const guard = upstreamGuard(policy.gateway, options.reserved);
-  const issues: PolicyIssue[] = [];
-  const models: ModelIR[] = [];
   const consumers = consumerRulesOf(policy);
-  const priorByName = new Map(previous?.models.map((m) => [m.name, m]) ?? []);
+  // The previous IR by name, made only when a model reads it (a change reuses most models' entries).
+  let priorByName: Map<string, ModelIR> | undefined;
+  const priorOf = (name: string, at: number): ModelIR | undefined => {
+    // Most often the model is at the same place in the previous IR (names are unique in an IR).
+    const guess = previous?.models[at];
+    if (guess?.name === name) return guess;
+    return (priorByName ??= new Map(previous?.models.map((m) => [m.name, m]) ?? [])).get(name);
+  };
   const reservedKey = JSON.stringify(options.reserved ?? []);
-  for (const model of policy.models.values()) {
-    const provider = providerOf(model);
-    const registered = provider ? undefined : registry?.models.get(model.registeredModel);
-    if (registry && !registered && !provider) {
-      issues.push(
-        policyIssue(
-          policy,
-          'Model',
-          model.name,
-          [model.registeredModel === model.name ? 'name' : 'registeredModel'],
-          `registered model '${model.registeredModel}' does not exist in the MLflow registry`,
-        ),
-      );
-      alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
-    }
-    if (registered && isPromptModel(registered)) {
-      issues.push(
-        policyIssue(policy, 'Model', model.name, [model.registeredModel === model.name ? 'name' : 'registeredModel'], `'${model.registeredModel}' is a prompt of MLflow's Prompt Registry, not a model: name it under llm.prompt`),
-      );
-    }
-    const prior = priorByName.get(model.name);
-    const resolvedModel = memoisedModel({ policy, model, registered, prior, alerts, consumers, guard, signatures: options.signatures }, reservedKey);
-    const prompt = promptRulesOf(model, registry, prior?.llm?.prompt);
-    if (prompt.problem && registry) {
-      issues.push(policyIssue(policy, 'Model', model.name, prompt.problem.path, prompt.problem.message));
-      const kept = prompt.rules?.template;
-      alerts.push({ code: 'prompt_unresolved', model: model.name, message: kept ? `${prompt.problem.message}; still serving ${kept.name}/${kept.version}` : `${prompt.problem.message}; chat requests are refused` });
-    }
-    models.push(resolvedModel.llm && prompt.rules ? { ...resolvedModel, llm: { ...resolvedModel.llm, prompt: prompt.rules } } : resolvedModel);
-  }
-  for (const name of modelMemo.keys()) if (!policy.models.has(name)) modelMemo.delete(name);
+  const inputs: BuildInputs = { policy, registry, priorOf, consumers, guard, signatures: options.signatures, reservedKey };
+  const policyModels = [...policy.models.values()];
+  const rollouts = [...policy.rollouts.values()];
+  const registryModels = registry ? [...registry.models.values()] : [];
+  const last =
+    lastBuild &&
+    lastBuild.gateway === policy.gateway &&
+    lastBuild.consumers === consumers &&
+    lastBuild.reservedKey === reservedKey &&
+    lastBuild.signatures === options.signatures &&
+    lastBuild.withRegistry === (registry !== undefined) &&
+    lastBuild.entries.length === policyModels.length
+      ? lastBuild
+      : undefined;
+  const built = (last && patchedBuild(inputs, last, policyModels, rollouts, registryModels)) ?? walkedBuild(inputs, last, policyModels, registryModels);
+  lastBuild = built.state;
+  const { models, alerts, issues } = built;
+  // After a build every model of the policy has its memo: more memos than models means some left the policy.
+  if (modelMemo.size > policy.models.size) for (const name of modelMemo.keys()) if (!policy.models.has(name)) modelMemo.delete(name);
   const edge = edgeSettings(policy.gateway);
   const openai = openaiApiOf(policy.gateway, edge.streamIdleTimeoutMs);
-  const resolved = withFallbacks(models, policy.models, alerts);
+  // Without an LLM model there is no chain to fill (counted, not looked for: this runs on every change).
+  const resolved = built.state.llm > 0 ? withFallbacks(models, policy.models, alerts) : models;
   const pipelines = buildPipelines(policy, resolved, consumers);
   return {
     ir: {
@@ -134,7 +128,7 @@ export function buildGatewayIR(policy: Policy, registry: RegistrySnapshot | unde
       alerts,
       // The OpenAI API's router is the filter service's, whatever the models' own rules.
       filterService:
-        resolved.some((m) => m.filters || m.versionBodyLimitBytes !== undefined) || pipelines.length > 0 || (openai && resolved.some((m) => m.llm))
+        built.state.filtered > 0 || pipelines.length > 0 || (openai && built.state.llm > 0)
           ? filterServiceOf(policy.gateway)
           : undefined,
       tracing: policy.gateway.tracing
@@ -274,6 +268,203 @@ function consumerRulesOf(policy: Policy): readonly ConsumerRules[] {
   const rules = from.map(consumerRules);
   consumerMemo = { from, rules };
   return rules;
+}
+
+/** What the last build made of one model (in policy order), and what from. */
+interface ModelEntry {
+  readonly model: ModelPolicy;
+  readonly provider: boolean;
+  readonly registered: RegisteredModel | undefined;
+  readonly rollout: unknown;
+  /** The model's IR before the fallback chains are filled, and the alerts it raised. */
+  readonly ir: ModelIR;
+  readonly alerts: readonly GatewayAlert[];
+  /** False when the entry read more than its own inputs (it is then built again every time). */
+  readonly reusable: boolean;
+}
+
+/** What every model's entry is built with besides its own inputs. */
+interface BuildInputs {
+  readonly policy: Policy;
+  readonly registry: RegistrySnapshot | undefined;
+  readonly priorOf: (name: string, at: number) => ModelIR | undefined;
+  readonly consumers: readonly ConsumerRules[];
+  readonly guard: UpstreamGuard;
+  readonly signatures: SignatureMap | undefined;
+  readonly reservedKey: string;
+}
+
+/**
+ * The last build: its gateway-wide inputs, its entries (in policy order) and what the next build compares
+ * to find what changed (the policy's models, rollouts and the registry's models, as lists of objects).
+ */
+interface BuildState {
+  readonly gateway: Policy['gateway'];
+  readonly consumers: readonly ConsumerRules[];
+  readonly reservedKey: string;
+  readonly signatures: SignatureMap | undefined;
+  readonly withRegistry: boolean;
+  readonly entries: readonly ModelEntry[];
+  readonly policyModels: readonly ModelPolicy[];
+  readonly rollouts: readonly unknown[];
+  readonly registryModels: readonly RegisteredModel[];
+  /** Entry indices by registered model name. */
+  readonly byRegistered: ReadonlyMap<string, readonly number[]>;
+  /** Indices of the entries that are not reusable (built every time). */
+  readonly rebuilt: readonly number[];
+  readonly models: readonly ModelIR[];
+  /** The entries' alerts, in order. */
+  readonly alerts: readonly GatewayAlert[];
+  /** How many models are LLM models, and how many call the filter service (a filter, or a version's body limit). */
+  readonly llm: number;
+  readonly filtered: number;
+}
+
+let lastBuild: BuildState | undefined;
+
+interface Built {
+  readonly models: ModelIR[];
+  readonly alerts: GatewayAlert[];
+  readonly issues: PolicyIssue[];
+  readonly state: BuildState;
+}
+
+const isFiltered = (m: ModelIR): boolean => m.filters !== undefined || m.versionBodyLimitBytes !== undefined;
+
+/** One model's entry, built; its policy issues are added to `issues`. */
+function buildEntry(inputs: BuildInputs, model: ModelPolicy, at: number, rollout: unknown, issues: PolicyIssue[]): ModelEntry {
+  const { policy, registry, consumers, guard, signatures, reservedKey } = inputs;
+  const alerts: GatewayAlert[] = [];
+  const issuesFrom = issues.length;
+  const provider = providerOf(model);
+  const registered = provider ? undefined : registry?.models.get(model.registeredModel);
+  if (registry && !registered && !provider) {
+    issues.push(
+      policyIssue(policy, 'Model', model.name, [model.registeredModel === model.name ? 'name' : 'registeredModel'], `registered model '${model.registeredModel}' does not exist in the MLflow registry`),
+    );
+    alerts.push({ code: 'unknown_registered_model', model: model.name, message: `registered model '${model.registeredModel}' is not in the registry` });
+  }
+  if (registered && isPromptModel(registered)) {
+    issues.push(
+      policyIssue(policy, 'Model', model.name, [model.registeredModel === model.name ? 'name' : 'registeredModel'], `'${model.registeredModel}' is a prompt of MLflow's Prompt Registry, not a model: name it under llm.prompt`),
+    );
+  }
+  const prior = inputs.priorOf(model.name, at);
+  const resolvedModel = memoisedModel({ policy, model, registered, prior, alerts, consumers, guard, signatures }, reservedKey);
+  const prompt = promptRulesOf(model, registry, prior?.llm?.prompt);
+  if (prompt.problem && registry) {
+    issues.push(policyIssue(policy, 'Model', model.name, prompt.problem.path, prompt.problem.message));
+    const kept = prompt.rules?.template;
+    alerts.push({ code: 'prompt_unresolved', model: model.name, message: kept ? `${prompt.problem.message}; still serving ${kept.name}/${kept.version}` : `${prompt.problem.message}; chat requests are refused` });
+  }
+  const ir = resolvedModel.llm && prompt.rules ? { ...resolvedModel, llm: { ...resolvedModel.llm, prompt: prompt.rules } } : resolvedModel;
+  // Reusable when it read only the model, its registered model and its rollout: not the previous IR (the
+  // stable version did not resolve), not the Prompt Registry, and raised no policy issue (placed by file).
+  const reusable = modelMemo.get(model.name)?.usedPrior === false && prompt.rules === undefined && issues.length === issuesFrom;
+  return { model, provider: provider !== undefined, registered, rollout, ir, alerts, reusable };
+}
+
+/** The state of a build of `entries`, with the lists the next build compares. */
+function stateOf(inputs: BuildInputs, entries: readonly ModelEntry[], policyModels: readonly ModelPolicy[], registryModels: readonly RegisteredModel[], models: readonly ModelIR[], alerts: readonly GatewayAlert[]): BuildState {
+  const byRegistered = new Map<string, number[]>();
+  const rebuilt: number[] = [];
+  let llm = 0;
+  let filtered = 0;
+  entries.forEach((e, i) => {
+    const at = byRegistered.get(e.model.registeredModel);
+    if (at) at.push(i);
+    else byRegistered.set(e.model.registeredModel, [i]);
+    if (!e.reusable) rebuilt.push(i);
+    if (e.ir.llm) llm++;
+    if (isFiltered(e.ir)) filtered++;
+  });
+  return {
+    gateway: inputs.policy.gateway,
+    consumers: inputs.consumers,
+    reservedKey: inputs.reservedKey,
+    signatures: inputs.signatures,
+    withRegistry: inputs.registry !== undefined,
+    entries,
+    policyModels,
+    rollouts: [...inputs.policy.rollouts.values()],
+    registryModels,
+    byRegistered,
+    rebuilt,
+    models,
+    alerts,
+    llm,
+    filtered,
+  };
+}
+
+/** Every model walked: an entry whose own inputs are the same objects as the last build's at its place is reused. */
+function walkedBuild(inputs: BuildInputs, last: BuildState | undefined, policyModels: readonly ModelPolicy[], registryModels: readonly RegisteredModel[]): Built {
+  const { policy, registry } = inputs;
+  const models: ModelIR[] = [];
+  const alerts: GatewayAlert[] = [];
+  const issues: PolicyIssue[] = [];
+  const entries = policyModels.map((model, i) => {
+    const rollout = policy.rollouts.get(model.name);
+    const kept = last?.entries[i];
+    const reused =
+      kept && kept.reusable && kept.model === model && kept.rollout === rollout && kept.registered === (kept.provider ? undefined : registry?.models.get(model.registeredModel)) ? kept : undefined;
+    const entry = reused ?? buildEntry(inputs, model, i, rollout, issues);
+    models.push(entry.ir);
+    for (const a of entry.alerts) alerts.push(a);
+    return entry;
+  });
+  // A copy of the alerts: the fallback chains' are added to the build's own.
+  return { models, alerts, issues, state: stateOf(inputs, entries, policyModels, registryModels, models, [...alerts]) };
+}
+
+/**
+ * The last build patched by what changed, found without reading every model: the policy's models and
+ * rollouts and the registry's models are compared with the last build's as lists of objects (an unchanged
+ * model keeps its object in both). Undefined when the change is not a patch (models added, removed or
+ * reordered, a rollout changed): the build then walks every model.
+ */
+function patchedBuild(inputs: BuildInputs, last: BuildState, policyModels: readonly ModelPolicy[], rollouts: readonly unknown[], registryModels: readonly RegisteredModel[]): Built | undefined {
+  if (rollouts.length !== last.rollouts.length || rollouts.some((r, i) => r !== last.rollouts[i])) return undefined;
+  const dirty = new Set<number>(last.rebuilt);
+  for (let i = 0; i < policyModels.length; i++) {
+    const model = policyModels[i] as ModelPolicy;
+    if (model === last.policyModels[i]) continue;
+    // Another model at this place: the order changed.
+    if (model.name !== (last.policyModels[i] as ModelPolicy).name) return undefined;
+    dirty.add(i);
+  }
+  const changed = listChanges(last.registryModels, registryModels, changeLimit(registryModels.length));
+  if (!changed) return undefined;
+  for (const r of [...changed.removed, ...changed.added]) for (const i of last.byRegistered.get(r.name) ?? []) dirty.add(i);
+  const entries = [...last.entries];
+  const models = [...last.models];
+  const issues: PolicyIssue[] = [];
+  let llm = last.llm;
+  let filtered = last.filtered;
+  let alertsMoved = false;
+  const rebuilt: number[] = [];
+  for (const i of [...dirty].sort((a, b) => a - b)) {
+    const before = entries[i] as ModelEntry;
+    const model = policyModels[i] as ModelPolicy;
+    const rollout = inputs.policy.rollouts.get(model.name);
+    const registered = before.provider ? undefined : inputs.registry?.models.get(model.registeredModel);
+    const entry = before.reusable && before.model === model && before.rollout === rollout && before.registered === registered ? before : buildEntry(inputs, model, i, rollout, issues);
+    // A model's registered model is its own: the index by name stays right while the models' order does.
+    if (entry.model.registeredModel !== before.model.registeredModel) return undefined;
+    entries[i] = entry;
+    models[i] = entry.ir;
+    if (!entry.reusable) rebuilt.push(i);
+    llm += (entry.ir.llm ? 1 : 0) - (before.ir.llm ? 1 : 0);
+    filtered += (isFiltered(entry.ir) ? 1 : 0) - (isFiltered(before.ir) ? 1 : 0);
+    if (entry.alerts.length > 0 || before.alerts.length > 0) alertsMoved = true;
+  }
+  const alerts = alertsMoved ? entries.flatMap((e) => e.alerts) : [...last.alerts];
+  return {
+    models,
+    alerts,
+    issues,
+    state: { ...last, entries, policyModels, rollouts, registryModels, rebuilt, models, alerts: [...alerts], llm, filtered },
+  };
 }
 
 /** What a model's IR was last built from, what it was and the alerts it raised. */

@@ -1,4 +1,5 @@
 import type { GatewayIR, ModelIR } from './types.js';
+import { changeLimit, listChanges } from '../resources/window.js';
 
 /**
  * The invariants every later stage relies on, checked on each IR before it is translated (and on the IR
@@ -14,10 +15,49 @@ export class InvalidIRError extends Error {
   }
 }
 
+/**
+ * The models' claims (cluster and proxyless target owners, names) of the last IR whose models broke no
+ * invariant: the next IR is checked by the models that changed (memoised models are kept objects).
+ */
+interface Claims {
+  models: readonly ModelIR[];
+  readonly context: string;
+  readonly clusters: Map<string, string>;
+  readonly targets: Map<string, string>;
+  readonly names: Set<string>;
+  /** Whether a model is an LLM model (known without a walk: checked whole, a model that becomes one is added). */
+  readonly llm: boolean;
+}
+let lastClaims: Claims | undefined;
+
+const claimedClusters = (m: ModelIR): string[] => [...m.live.map((l) => l.cluster), ...(m.mirror ? [m.mirror.cluster] : [])];
+
 /** Every broken invariant of the IR, as a sentence; empty when it is sound. */
 export function irProblems(ir: GatewayIR): string[] {
-  const problems: string[] = [];
   const listeners = new Set(ir.listeners.map((l) => l.name));
+  const context = `${[...listeners].join('\u0000')}\u0001${ir.filterService !== undefined}`;
+  // LLM models' invariants read other models (fallback targets, shared names): those IRs are checked whole.
+  const claims = lastClaims?.context === context && !lastClaims.llm && patchedClaims(ir, lastClaims, listeners, context);
+  const problems: string[] = [];
+  const names = claims ? claims.names : modelProblems(ir, listeners, context, problems);
+  if (ir.openai && !listeners.has(ir.openai.listener)) problems.push(`the OpenAI API is served on unknown listener ${ir.openai.listener}`);
+  const pipelineNames = new Set<string>();
+  for (const p of ir.pipelines ?? []) {
+    if (names.has(p.name) || pipelineNames.has(p.name)) problems.push(`pipeline ${p.name} has the name of a model or another pipeline`);
+    pipelineNames.add(p.name);
+    for (const r of p.routes) if (!listeners.has(r.listener)) problems.push(`pipeline ${p.name} routes on unknown listener ${r.listener}`);
+    for (const s of p.steps) {
+      if (!names.has(s.model)) problems.push(`pipeline ${p.name}: step ${s.name} calls unknown model ${s.model}`);
+      for (const r of p.routes) if (!s.targets.some((t) => t.listener === r.listener)) problems.push(`pipeline ${p.name}: step ${s.name} has no target on listener ${r.listener}`);
+    }
+    if (!ir.pipelineService || !ir.filterService) problems.push(`pipeline ${p.name} needs the pipeline and filter services, but the IR lacks them`);
+  }
+  return problems;
+}
+
+/** The models' broken invariants, added to `problems`, walking every model; the models' names. */
+function modelProblems(ir: GatewayIR, listeners: ReadonlySet<string>, context: string, problems: string[]): ReadonlySet<string> {
+  const from = problems.length;
   const clusters = new Map<string, string>();
   const claim = (cluster: string, model: string): void => {
     const owner = clusters.get(cluster);
@@ -26,7 +66,6 @@ export function irProblems(ir: GatewayIR): string[] {
   };
   const names = new Set<string>();
   const targets = new Map<string, string>();
-  const context = `${[...listeners].join('\u0000')}\u0001${ir.filterService !== undefined}`;
   for (const m of ir.models) {
     problems.push(...ownProblems(ir, m, listeners, context));
     for (const l of m.live) claim(l.cluster, m.name);
@@ -40,7 +79,6 @@ export function irProblems(ir: GatewayIR): string[] {
     names.add(m.name);
     if (m.llm) problems.push(...llmProblems(ir, m));
   }
-  if (ir.openai && !listeners.has(ir.openai.listener)) problems.push(`the OpenAI API is served on unknown listener ${ir.openai.listener}`);
   const llmNames = new Map<string, string>();
   for (const m of ir.models) {
     for (const n of m.llm?.names ?? []) {
@@ -49,17 +87,40 @@ export function irProblems(ir: GatewayIR): string[] {
       llmNames.set(n, m.name);
     }
   }
-  for (const p of ir.pipelines ?? []) {
-    if (names.has(p.name)) problems.push(`pipeline ${p.name} has the name of a model or another pipeline`);
-    names.add(p.name);
-    for (const r of p.routes) if (!listeners.has(r.listener)) problems.push(`pipeline ${p.name} routes on unknown listener ${r.listener}`);
-    for (const s of p.steps) {
-      if (!ir.models.some((m) => m.name === s.model)) problems.push(`pipeline ${p.name}: step ${s.name} calls unknown model ${s.model}`);
-      for (const r of p.routes) if (!s.targets.some((t) => t.listener === r.listener)) problems.push(`pipeline ${p.name}: step ${s.name} has no target on listener ${r.listener}`);
-    }
-    if (!ir.pipelineService || !ir.filterService) problems.push(`pipeline ${p.name} needs the pipeline and filter services, but the IR lacks them`);
+  lastClaims = problems.length === from ? { models: ir.models, context, clusters, targets, names, llm: ir.models.some((m) => m.llm) } : undefined;
+  return names;
+}
+
+/**
+ * The last IR's claims updated by the models that changed, when none of those breaks an invariant (the
+ * others broke none, in the same context); undefined otherwise (the IR is then checked whole).
+ */
+function patchedClaims(ir: GatewayIR, claims: Claims, listeners: ReadonlySet<string>, context: string): Claims | undefined {
+  const changes = listChanges(claims.models, ir.models, changeLimit(ir.models.length));
+  if (!changes) return undefined;
+  // From here on the claims are changed in place: a problem found drops them (the whole check rebuilds them).
+  lastClaims = undefined;
+  for (const m of changes.removed) {
+    for (const c of claimedClusters(m)) if (claims.clusters.get(c) === m.name) claims.clusters.delete(c);
+    if (m.proxyless && claims.targets.get(m.proxyless.target) === m.name) claims.targets.delete(m.proxyless.target);
+    claims.names.delete(m.name);
   }
-  return problems;
+  for (const m of changes.added) {
+    if (m.llm || ownProblems(ir, m, listeners, context).length > 0 || claims.names.has(m.name)) return undefined;
+    for (const c of claimedClusters(m)) {
+      const owner = claims.clusters.get(c);
+      if (owner !== undefined && owner !== m.name) return undefined;
+      claims.clusters.set(c, m.name);
+    }
+    if (m.proxyless) {
+      if (claims.targets.has(m.proxyless.target)) return undefined;
+      claims.targets.set(m.proxyless.target, m.name);
+    }
+    claims.names.add(m.name);
+  }
+  claims.models = ir.models;
+  lastClaims = claims;
+  return claims;
 }
 
 /** A model's own invariants (what only it, the listeners and the filter service decide), once per model object and context. */

@@ -9,6 +9,7 @@ import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
 import { withSegments } from '../resources/segments.js';
+import { changeLimit, listChanges } from '../resources/window.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -263,7 +264,69 @@ const NO_ROUTE: readonly object[] = [{ name: 'no-route', match: { prefix: '/' },
 
 const ownerName = (c: Claim): string => c.model?.name ?? c.pipeline?.name ?? '';
 
+/** A claim's place in a virtual host's list: longer prefixes first, then the more specific host, then by owner name (0: a tie). */
+function claimOrder(a: Claim, b: Claim): number {
+  const owners = ownerName(a) < ownerName(b) ? -1 : ownerName(a) > ownerName(b) ? 1 : 0;
+  return b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || owners;
+}
+
+/** One virtual host's sorted claims, each claim's routes (SHADOWED: its prefix is served by an earlier claim), its prefixes counted. */
+interface HostClaims {
+  readonly domain: string;
+  readonly claims: Claim[];
+  readonly parts: (readonly object[])[];
+  readonly prefixes: Map<string, number>;
+  virtualHost: object;
+}
+
+/** A listener's virtual hosts as the last IR made them (kept when that IR had no pipeline and no OpenAI API on the listener). */
+interface ListenerClaims {
+  models: readonly ModelIR[];
+  readonly split: GatewayIR['trafficSplit'];
+  readonly hosts: readonly HostClaims[];
+  /** Claims per host: a host whose count reaches 0 takes its virtual host away. */
+  readonly hostCounts: Map<string, number>;
+}
+
+const SHADOWED: readonly object[] = [];
+/** The OpenAI API's routes on a listener that does not serve it (always a segment: the list starts with them). */
+const NO_LLM_ROUTES: readonly object[] = [];
+
+const lastClaims = new Map<string, ListenerClaims>();
+
+const modelClaims = (model: ModelIR, listener: string): Claim[] => model.routes.filter((r) => r.listener === listener).map((route) => ({ model, route, host: hostOnly(route.host) }));
+
+const claimRoutes = (ir: GatewayIR, c: Claim, listener: string): readonly object[] => {
+  const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
+  if (c.pipeline) return pipelineRoutes(c.pipeline, listener, prefix);
+  if (!c.model) return SHADOWED;
+  return classicRoutes(c.model, prefix, servedBySplit(ir, c.model) ? splitClusterName(c.model.name) : undefined);
+};
+
+function virtualHost(host: HostClaims, llm: readonly object[]): object {
+  // Each model's routes are one kept segment of the list (src/resources/segments.ts).
+  const segments: (readonly object[])[] = [llm];
+  const routes: object[] = [...llm];
+  for (const part of host.parts) {
+    if (part === SHADOWED) continue;
+    segments.push(part);
+    for (const r of part) routes.push(r);
+  }
+  segments.push(NO_ROUTE);
+  for (const r of NO_ROUTE) routes.push(r);
+  return { name: host.domain === '*' ? 'any' : host.domain, domains: [host.domain], routes: withSegments(routes, segments) };
+}
+
 export function routeConfiguration(ir: GatewayIR, listener: string): object {
+  const last = lastClaims.get(listener);
+  const kept = last && last.split === ir.trafficSplit && (ir.pipelines ?? []).length === 0 && ir.openai?.listener !== listener ? patchedClaims(ir, listener, last) : undefined;
+  const hosts = kept?.hosts ?? allClaims(ir, listener);
+  return { name: listener, virtual_hosts: hosts.map((h) => h.virtualHost), ignore_port_in_host_matching: true };
+}
+
+/** Every claim on the listener, sorted, and the virtual hosts they make (kept for the next IR when it can be patched). */
+function allClaims(ir: GatewayIR, listener: string): readonly HostClaims[] {
+  lastClaims.delete(listener);
   const claims: Claim[] = [];
   for (const model of ir.models) {
     for (const route of model.routes) if (route.listener === listener) claims.push({ model, route, host: hostOnly(route.host) });
@@ -271,35 +334,101 @@ export function routeConfiguration(ir: GatewayIR, listener: string): object {
   for (const pipeline of ir.pipelines ?? []) {
     for (const route of pipeline.routes) if (route.listener === listener) claims.push({ pipeline, route, host: hostOnly(route.host) });
   }
-  const domains = [...new Set(['*', ...claims.map((c) => c.host)])].sort((a, b) => specificity(b) - specificity(a) || (a < b ? -1 : a > b ? 1 : 0));
+  const hostCounts = new Map<string, number>();
+  for (const c of claims) hostCounts.set(c.host, (hostCounts.get(c.host) ?? 0) + 1);
+  const domains = [...new Set(['*', ...hostCounts.keys()])].sort((a, b) => specificity(b) - specificity(a) || (a < b ? -1 : a > b ? 1 : 0));
   // The OpenAI API comes first in every virtual host: a model published at '/' must not swallow /v1.
-  const llm = ir.openai?.listener === listener ? llmRoutes(ir, listenerHttpFilters(ir, listenerOwners(ir, listener), listener)) : [];
-  const virtualHosts = domains.map((domain) => {
-    const mine = claims
-      .filter((c) => covers(c.host, domain))
-      // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
-      .sort((a, b) => b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || (ownerName(a) < ownerName(b) ? -1 : 1));
-    // Each model's routes are one kept segment of the list (src/resources/segments.ts).
-    const parts: (readonly object[])[] = [llm];
-    const seen = new Set<string>();
-    for (const c of mine) {
+  const llm = ir.openai?.listener === listener ? llmRoutes(ir, listenerHttpFilters(ir, listenerOwners(ir, listener), listener)) : NO_LLM_ROUTES;
+  let ties = false;
+  const hosts = domains.map((domain): HostClaims => {
+    // Longer prefixes first (/models/a-b before /models/a); for one prefix, the most specific host first.
+    const mine = claims.filter((c) => covers(c.host, domain)).sort((a, b) => claimOrder(a, b) || 1);
+    const prefixes = new Map<string, number>();
+    const parts = mine.map((c, k) => {
+      if (k > 0 && claimOrder(mine[k - 1] as Claim, c) === 0) ties = true;
+      const n = prefixes.get(c.route.pathPrefix) ?? 0;
+      prefixes.set(c.route.pathPrefix, n + 1);
       // A prefix is served once per virtual host: by the claim of the most specific host.
-      if (seen.has(c.route.pathPrefix)) continue;
-      seen.add(c.route.pathPrefix);
-      const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
-      if (c.pipeline) {
-        parts.push(pipelineRoutes(c.pipeline, listener, prefix));
-        continue;
-      }
-      if (!c.model) continue;
-      parts.push(classicRoutes(c.model, prefix, servedBySplit(ir, c.model) ? splitClusterName(c.model.name) : undefined));
-    }
-    parts.push(NO_ROUTE);
-    const routes: object[] = [];
-    for (const part of parts) for (const r of part) routes.push(r);
-    return { name: domain === '*' ? 'any' : domain, domains: [domain], routes: withSegments(routes, parts) };
+      return n > 0 ? SHADOWED : claimRoutes(ir, c, listener);
+    });
+    const host = { domain, claims: mine, parts, prefixes, virtualHost: {} };
+    host.virtualHost = virtualHost(host, llm);
+    return host;
   });
-  return { name: listener, virtual_hosts: virtualHosts, ignore_port_in_host_matching: true };
+  // One owner's claims that sort as equals keep the order the sort gave them: such a list is not patched.
+  if (!ties && llm === NO_LLM_ROUTES && (ir.pipelines ?? []).length === 0) lastClaims.set(listener, { models: ir.models, split: ir.trafficSplit, hosts, hostCounts });
+  return hosts;
+}
+
+/** The index of the first claim of `claims` (sorted) that does not sort before `c`. */
+function lowerBound(claims: readonly Claim[], c: Claim): number {
+  let lo = 0;
+  let hi = claims.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (claimOrder(claims[mid] as Claim, c) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The last IR's virtual hosts patched by the models that changed (removed and added claims placed by binary
+ * search), or undefined when the change is not a patch: the domains change, a prefix is claimed twice in a
+ * virtual host (which claim serves it could change), or two claims sort as equals.
+ */
+function patchedClaims(ir: GatewayIR, listener: string, last: ListenerClaims): ListenerClaims | undefined {
+  const changes = listChanges(last.models, ir.models, changeLimit(ir.models.length));
+  if (!changes) return undefined;
+  const removed = changes.removed.flatMap((m) => modelClaims(m, listener));
+  const added = changes.added.flatMap((m) => modelClaims(m, listener));
+  // Nothing of this listener changed: the virtual hosts are the last ones.
+  if (removed.length === 0 && added.length === 0) {
+    last.models = ir.models;
+    return last;
+  }
+  // From here on the kept lists are changed in place: a change that is no patch drops them.
+  lastClaims.delete(listener);
+  const touched = new Set<HostClaims>();
+  for (const c of removed) {
+    const n = (last.hostCounts.get(c.host) ?? 0) - 1;
+    last.hostCounts.set(c.host, n);
+    for (const host of last.hosts) {
+      if (!covers(c.host, host.domain)) continue;
+      let k = lowerBound(host.claims, c);
+      while (k < host.claims.length && claimOrder(host.claims[k] as Claim, c) === 0 && (host.claims[k] as Claim).model !== c.model) k++;
+      const found = host.claims[k];
+      if (!found || found.model !== c.model || found.route.pathPrefix !== c.route.pathPrefix || host.prefixes.get(c.route.pathPrefix) !== 1) return undefined;
+      host.claims.splice(k, 1);
+      host.parts.splice(k, 1);
+      host.prefixes.delete(c.route.pathPrefix);
+      touched.add(host);
+    }
+  }
+  for (const c of added) {
+    if (c.host !== '*' && !(last.hostCounts.get(c.host) ?? 0)) {
+      // A host no claim had is a new virtual host; one whose claims were all removed just now is the same one back.
+      if (!last.hostCounts.has(c.host)) return undefined;
+    }
+    last.hostCounts.set(c.host, (last.hostCounts.get(c.host) ?? 0) + 1);
+    for (const host of last.hosts) {
+      if (!covers(c.host, host.domain)) continue;
+      if (host.prefixes.has(c.route.pathPrefix)) return undefined;
+      const k = lowerBound(host.claims, c);
+      const next = host.claims[k];
+      if (next && claimOrder(next, c) === 0) return undefined;
+      host.claims.splice(k, 0, c);
+      host.parts.splice(k, 0, claimRoutes(ir, c, listener));
+      host.prefixes.set(c.route.pathPrefix, 1);
+      touched.add(host);
+    }
+  }
+  // A host left without claims takes its virtual host away.
+  for (const c of removed) if (c.host !== '*' && !last.hostCounts.get(c.host)) return undefined;
+  for (const host of touched) host.virtualHost = virtualHost(host, NO_LLM_ROUTES);
+  last.models = ir.models;
+  lastClaims.set(listener, last);
+  return last;
 }
 
 /** The models a listener serves: those with routes on it, and on the OpenAI API's listener every LLM model. */

@@ -11,6 +11,7 @@ import { encodeMessage } from '../../src/proto/codec.js';
 import { ALL_TYPES } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
 import { withSegments } from '../../src/resources/segments.js';
+import { irProblems } from '../../src/ir/validate.js';
 import { modelPolicy, registryModels } from '../../bench/peers/fixtures.js';
 
 /**
@@ -180,6 +181,108 @@ describe('incremental pipeline and snapshots', () => {
       previous = out;
       snapshots = chained;
     });
+  });
+});
+
+describe('incremental IR, validation and route configuration', () => {
+  // A model's own route, when it is not the fixture's: another prefix, other hosts.
+  type Shape = { readonly prefix?: string; readonly hosts?: readonly string[]; readonly canary?: number };
+  const modelText = (i: number, shape: Shape = {}): string => {
+    const text = modelPolicy(i, shape.canary ?? 10).replace(`    pathPrefix: /models/model-${i}`, `    pathPrefix: ${shape.prefix ?? `/models/model-${i}`}`);
+    return shape.hosts ? text.replace('    pathPrefix:', `    hosts: [${shape.hosts.map((h) => `'${h}'`).join(', ')}]\n    pathPrefix:`) : text;
+  };
+  const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
+  const policyOf = (dir: string, models: readonly number[], shapes: Readonly<Record<number, Shape>>): Policy => {
+    const load = policyFromFiles(dir, [{ file: 'gateway.yaml', text: GATEWAY }, ...models.map((i) => ({ file: `m${i}.yaml`, text: modelText(i, shapes[i]) }))]);
+    if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
+    return load.policy;
+  };
+  const registered = (m: ReturnType<typeof registryModels>[number], challenger?: string): RegisteredModel => ({
+    name: m.name,
+    description: '',
+    tags: {},
+    aliases: challenger ? { ...m.aliases, challenger } : m.aliases,
+    versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
+  });
+  const encoded = (out: PipelineOutput): string[][] => out.groups.map((g) => g.resources.map((r) => `${r.typeUrl} ${r.name} ${Buffer.from(encodeMessage(r.typeUrl, r.message)).toString('base64')}`));
+
+  test('a registry that keeps unchanged models\' objects, and policy edits that move, add and drop claims, give what fresh objects give', () => {
+    const all = Array.from({ length: 70 }, (_, i) => i);
+    const base = registryModels(70, false);
+    const range = (n: number): number[] => all.slice(0, n);
+    // [models in the policy, route shapes, models whose challenger moves to version 3 (a new object)]
+    // The 4th: models whose champion alias is gone (their last live versions are kept), and models gone from the registry.
+    type Lost = { readonly lost?: readonly number[]; readonly gone?: readonly number[] };
+    const steps: [number[], Record<number, Shape>, number[], Lost?][] = [
+      [range(50), { 3: { hosts: ['api.example.com', '*'] } }, []],
+      [range(50), { 3: { hosts: ['api.example.com', '*'] } }, [10]],
+      // A longer prefix: the claim moves to the front of the list.
+      [range(50), { 3: { hosts: ['api.example.com', '*'] }, 7: { prefix: '/models/a-much-longer-prefix-7' } }, [10]],
+      [range(50).filter((i) => i !== 20), { 3: { hosts: ['api.example.com', '*'] }, 7: { prefix: '/models/a-much-longer-prefix-7' } }, [10, 11]],
+      [[...range(50), 60], { 3: { hosts: ['api.example.com', '*'] }, 7: { prefix: '/models/a-much-longer-prefix-7' }, 21: { canary: 30 } }, [10, 11]],
+      // A host a virtual host has already, then a new one (a new virtual host), then one left (its virtual host removed).
+      [[...range(50), 60], { 3: { hosts: ['api.example.com', '*'] }, 8: { hosts: ['api.example.com'] } }, [12]],
+      [[...range(50), 60], { 3: { hosts: ['api.example.com', '*'] }, 8: { hosts: ['api.example.com'] }, 9: { hosts: ['new.example.com'] } }, [12]],
+      [[...range(50), 60], { 8: { hosts: ['api.example.com'] } }, [13]],
+      [[...range(50), 60], {}, [13]],
+      // A prefix claimed twice in a virtual host (the claim of the more specific host serves it), then again once.
+      [[...range(50), 60], { 3: { hosts: ['api.example.com'] }, 11: { prefix: '/models/model-12', hosts: ['api.example.com'] } }, [13]],
+      [[...range(50), 60], { 3: { hosts: ['api.example.com'] }, 11: { prefix: '/models/model-12', hosts: ['api.example.com'] } }, [12, 14]],
+      [[...range(50), 60], { 3: { hosts: ['api.example.com'] } }, [14]],
+      [[...range(50), 60], {}, [14]],
+      // Alerts and policy issues (read from the previous IR, or placed by file) while other models move.
+      [[...range(50), 60], {}, [], { lost: [26], gone: [25] }],
+      [[...range(50), 60], {}, [16], { lost: [26], gone: [25] }],
+      [[...range(50), 60], {}, [17], { lost: [26] }],
+      [[...range(50), 60], {}, [], {}],
+      [range(40), {}, [14, 15]],
+    ];
+    const kindAt = (k: number, i: number): 'lost' | 'moved' | 'base' => (steps[k]?.[3]?.lost?.includes(i) ? 'lost' : steps.slice(0, k + 1).some((st) => st[2].includes(i)) ? 'moved' : 'base');
+    const modelOf = (i: number, kind: 'lost' | 'moved' | 'base'): RegisteredModel => {
+      const m = registered(base[i] as (typeof base)[number], kind === 'moved' ? '3' : undefined);
+      if (kind !== 'lost') return m;
+      const { champion: _gone, ...aliases } = m.aliases;
+      return { ...m, aliases };
+    };
+    const registryAt = (k: number, keep: (i: number, kind: string) => RegisteredModel | undefined): RegistrySnapshot =>
+      registrySnapshotFrom((steps[k]?.[0] ?? []).filter((i) => !steps[k]?.[3]?.gone?.includes(i)).map((i) => keep(i, kindAt(k, i)) ?? modelOf(i, kindAt(k, i))));
+    // The webhook path: an unchanged model keeps its object (a move makes a new one).
+    const kinds = new Map<number, string>();
+    let registry: RegistrySnapshot | undefined;
+    let previous: PipelineOutput | undefined;
+    const outputs = steps.map(([models, shapes, moved], k) => {
+      registry = registryAt(k, (i, kind) => (kinds.get(i) === kind && !moved.includes(i) ? registry?.models.get(`model-${i}`) : undefined));
+      for (const i of models) kinds.set(i, kindAt(k, i));
+      previous = runPipeline({ policy: policyOf('/patched', models, shapes), registry, previous: previous?.ir });
+      return previous;
+    });
+    const messages = (out: PipelineOutput | undefined): string[] => (out?.issues ?? []).map((i) => i.message);
+    steps.forEach(([models, shapes], k) => {
+      const fresh = runPipeline({ policy: policyOf(`/fresh-claims-${k}`, models, shapes), registry: registryAt(k, () => undefined), previous: outputs[k - 1]?.ir });
+      expect(outputs[k]?.ir, `step ${k}`).toEqual(fresh.ir);
+      expect(outputs[k] && encoded(outputs[k]), `step ${k}`).toEqual(encoded(fresh));
+      expect(messages(outputs[k]), `step ${k}`).toEqual(messages(fresh));
+    });
+    // The alerts are there: the kept live versions and the unknown registered model.
+    expect(outputs[steps.length - 5]?.ir.alerts.map((a) => `${a.model} ${a.code}`)).toEqual(['model-25 unknown_registered_model', 'model-25 kept_last_live', 'model-26 kept_last_live']);
+    expect(messages(outputs[steps.length - 5])).toHaveLength(1);
+  });
+
+  test('the incremental validation refuses what the whole check refuses', () => {
+    const registry = registrySnapshotFrom(registryModels(30, false).map((m) => registered(m)));
+    const models = Array.from({ length: 30 }, (_, i) => i);
+    const ok = runPipeline({ policy: policyOf('/valid', models, {}), registry });
+    // The same IR with one model claiming another's cluster: refused after a sound IR as it is alone.
+    const [first, second] = ok.ir.models;
+    if (!first || !second) throw new Error('no models');
+    const stolen = { ...second, live: second.live.map((l, i) => (i === 0 ? { ...l, cluster: first.live[0]?.cluster ?? '' } : l)) };
+    const bad = { ...ok.ir, models: ok.ir.models.map((m) => (m === second ? stolen : m)) };
+    expect(irProblems(bad)).toEqual([`cluster ${first.live[0]?.cluster} belongs to both ${first.name} and ${second.name}`]);
+    expect(irProblems(ok.ir)).toEqual([]);
+    const twice = { ...ok.ir, models: [...ok.ir.models, { ...second }] };
+    expect(irProblems(twice)).toContain(`model ${second.name} appears twice`);
+    expect(irProblems(ok.ir)).toEqual([]);
+    expect(irProblems(bad)).toHaveLength(1);
   });
 });
 

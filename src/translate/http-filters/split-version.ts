@@ -15,6 +15,8 @@ const HEADER_TO_METADATA = 'type.googleapis.com/envoy.extensions.filters.http.he
 export const splitVersion: HttpFilterTranslator = {
   name: 'split-version',
   listenerFilters(ir: GatewayIR, models) {
+    // No model is served by a split cluster unless the gateway splits by endpoints (no walk on every change).
+    if (ir.trafficSplit !== 'endpoints') return [];
     const names = new Set(models.map((m) => m.name));
     if (!ir.models.some((m) => names.has(m.name) && servedBySplit(ir, m))) return [];
     return [
