@@ -24,9 +24,6 @@ const enum Kind {
   Float,
   Int32,
   Uint32,
-  Sint32,
-  Fixed32,
-  Sfixed32,
   Int64,
   Uint64,
   Bool,
@@ -34,7 +31,7 @@ const enum Kind {
   Bytes,
   Enum,
   Message,
-  /** Anything else (sint64, fixed64, sfixed64, groups): the generic path. */
+  /** Anything else (sint32, fixed32, sfixed32, the 64-bit ones but int64 and uint64): the generic path. */
   Other,
 }
 
@@ -72,9 +69,6 @@ function kindOf(typeName: string, resolved: protobuf.ReflectionObject | null): K
     case 'float': return Kind.Float;
     case 'int32': return Kind.Int32;
     case 'uint32': return Kind.Uint32;
-    case 'sint32': return Kind.Sint32;
-    case 'fixed32': return Kind.Fixed32;
-    case 'sfixed32': return Kind.Sfixed32;
     case 'int64': return Kind.Int64;
     case 'uint64': return Kind.Uint64;
     case 'bool': return Kind.Bool;
@@ -88,7 +82,7 @@ function kindOf(typeName: string, resolved: protobuf.ReflectionObject | null): K
 function wireType(kind: Kind): number {
   switch (kind) {
     case Kind.Double: return 1;
-    case Kind.Float: case Kind.Fixed32: case Kind.Sfixed32: return 5;
+    case Kind.Float: return 5;
     case Kind.String: case Kind.Bytes: case Kind.Message: return 2;
     default: return 0;
   }
@@ -260,10 +254,6 @@ function scalar(kind: Kind, v: unknown, f: FieldPlan): void {
       int32(n);
       return;
     }
-    case Kind.Sint32:
-      if (!isInt(v, -0x80000000, 0x7fffffff)) throw NOT_DIRECT;
-      varint32(((v << 1) ^ (v >> 31)) >>> 0);
-      return;
     case Kind.Int64:
     case Kind.Uint64: {
       const n = int64Value(v, kind === Kind.Uint64);
@@ -284,18 +274,6 @@ function scalar(kind: Kind, v: unknown, f: FieldPlan): void {
       if (typeof v !== 'number') throw NOT_DIRECT;
       ensure(4);
       buf.writeFloatLE(v, pos);
-      pos += 4;
-      return;
-    case Kind.Fixed32:
-      if (!isInt(v, 0, 0xffffffff)) throw NOT_DIRECT;
-      ensure(4);
-      buf.writeUInt32LE(v, pos);
-      pos += 4;
-      return;
-    case Kind.Sfixed32:
-      if (!isInt(v, -0x80000000, 0x7fffffff)) throw NOT_DIRECT;
-      ensure(4);
-      buf.writeInt32LE(v, pos);
       pos += 4;
       return;
     case Kind.Bytes: {
@@ -322,23 +300,38 @@ function delimitedMessage(plan: TypePlan, v: unknown): void {
   closeDelimited(at);
 }
 
+/** Per `@type`: the inner message's plan and the `type_url` protobufjs writes for it; null when the type is unknown. */
+const anyTypes = new Map<string, { readonly plan: TypePlan; readonly typeUrl: string } | null>();
+
+function anyTypeOf(url: string): { readonly plan: TypePlan; readonly typeUrl: string } | null {
+  let known = anyTypes.get(url);
+  if (known === undefined) {
+    let inner: protobuf.Type | undefined;
+    try {
+      inner = messageType(url);
+    } catch {
+      inner = undefined;
+    }
+    // protobufjs: no leading dot, and a path separator even without a prefix.
+    let typeUrl = url.charAt(0) === '.' ? url.slice(1) : url;
+    if (!typeUrl.includes('/')) typeUrl = '/' + typeUrl;
+    known = inner ? { plan: planOf(inner), typeUrl } : null;
+    anyTypes.set(url, known);
+  }
+  return known;
+}
+
 /** An Any in the `@type` form: `type_url` (the `@type` as protobufjs normalises it) then `value` (the inner message). */
 function anyBody(v: Record<string, unknown>): void {
   const url = v['@type'];
   if (typeof url !== 'string' || url === '') throw NOT_DIRECT;
-  let inner: protobuf.Type;
-  try {
-    inner = messageType(url);
-  } catch {
-    throw NOT_DIRECT;
-  }
-  let typeUrl = url.charAt(0) === '.' ? url.slice(1) : url;
-  if (!typeUrl.includes('/')) typeUrl = '/' + typeUrl;
+  const known = anyTypeOf(url);
+  if (!known) throw NOT_DIRECT;
   varint32(10);
-  string(typeUrl);
+  string(known.typeUrl);
   varint32(18);
   const at = openDelimited();
-  messageBody(planOf(inner), v, true);
+  messageBody(known.plan, v, true);
   closeDelimited(at);
 }
 
