@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { encodeDirect, encodeDirectFramed } from './direct.js';
 import { messageType, TO_OBJECT } from './root.js';
 import { segments } from '../resources/segments.js';
 
@@ -120,8 +121,7 @@ function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: 
     spliced.sort((a, b) => a.field.id - b.field.id);
   }
   if (spliced.length === 0) {
-    assertKnownFields(type, value, path);
-    const bytes = type.encode(type.fromObject(value)).finish();
+    const bytes = encodeWhole(type, value, path);
     if (!keep) {
       out.push({ bytes });
       return;
@@ -132,21 +132,23 @@ function encodeParts(type: protobuf.Type, value: Record<string, unknown>, path: 
     return;
   }
   const splicedNames = new Set(spliced.map((s) => s.field.name));
-  const rest: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (!splicedNames.has(k)) rest[k] = v;
-  assertKnownFields(type, rest, path);
   // The other fields, cut at each spliced field's number: [below the first, between first and second, ..., above the last].
+  // Each bin is checked for unknown fields as it is encoded; a name that is no field is refused here.
   const bins: Record<string, unknown>[] = spliced.map(() => ({}));
   bins.push({});
-  for (const [k, v] of Object.entries(rest)) {
+  for (const [k, v] of Object.entries(value)) {
+    if (splicedNames.has(k)) continue;
     const field = type.fields[k];
-    if (!field) continue; // a oneof's name: protobufjs ignores it too
+    if (!field) {
+      if (type.oneofs?.[k]) continue; // a oneof's name: protobufjs ignores it too
+      throw new UnknownFieldError(path ? `${path}.${k}` : k, type.fullName.slice(1));
+    }
     let bin = 0;
     while (bin < spliced.length && (spliced[bin] as { field: protobuf.Field }).field.id < field.id) bin++;
     (bins[bin] as Record<string, unknown>)[k] = v;
   }
   const writeBin = (bin: Record<string, unknown>): void => {
-    if (Object.keys(bin).length > 0) out.push({ bytes: type.encode(type.fromObject(bin)).finish() });
+    if (Object.keys(bin).length > 0) out.push({ bytes: encodeWhole(type, bin, path) });
   };
   spliced.forEach(({ field, items }, i) => {
     writeBin(bins[i] as Record<string, unknown>);
@@ -186,6 +188,15 @@ const segmentEncodings = new WeakMap<readonly object[], KeptEncoding & { readonl
 function keptSegment(type: protobuf.Type, segment: readonly object[], tag: number, where: string, first: number): Part {
   const hit = segmentEncodings.get(segment);
   if (hit && hit.type === type && hit.tag === tag) return hit;
+  const direct = encodeDirectFramed(type, segment, tag, (item) => {
+    const known = encodings.get(item);
+    return known && known.type === type ? known.bytes : undefined;
+  });
+  if (direct) {
+    const kept = { type, tag, bytes: direct, kept: true as const };
+    segmentEncodings.set(segment, kept);
+    return kept;
+  }
   const chunks: Uint8Array[] = [];
   segment.forEach((item, i) => {
     const element: Part[] = [];
@@ -206,9 +217,29 @@ export function byteLength(parts: readonly Part[]): number {
   return n;
 }
 
+/**
+ * A whole message's bytes: written directly when the encoder knows every value (src/proto/direct.ts), else
+ * checked for unknown fields and converted by protobufjs.
+ */
+function encodeWhole(type: protobuf.Type, value: Record<string, unknown>, path: string): Uint8Array {
+  const direct = encodeDirect(type, value);
+  if (direct) return direct;
+  assertKnownFields(type, value, path);
+  return type.encode(type.fromObject(value)).finish();
+}
+
 /** A length-delimited field's key and length (varints), as bytes. */
 function tagAndLength(tag: number, length: number): Uint8Array {
-  return protobuf.Writer.create().uint32(tag).uint32(length).finish();
+  const out = Buffer.allocUnsafe(10);
+  let at = 0;
+  for (let v of [tag, length]) {
+    while (v > 127) {
+      out[at++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    out[at++] = v;
+  }
+  return out.subarray(0, at);
 }
 
 /** Encodes a plain object as the named message, refusing unknown fields. */

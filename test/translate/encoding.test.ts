@@ -1,8 +1,11 @@
 import { describe, expect, test } from 'vitest';
-import { encodeMessage } from '../../src/proto/codec.js';
+import { encodeMessage, UnknownFieldError } from '../../src/proto/codec.js';
+import { encodeDirect } from '../../src/proto/direct.js';
 import { messageType } from '../../src/proto/root.js';
 import { CONFIG_SOURCE_MODES } from '../../src/resources/config-source.js';
+import type { TypeUrl } from '../../src/resources/types.js';
 import { translateGateway } from '../../src/translate/index.js';
+import { contentHash, Snapshot } from '../../src/xds/snapshot.js';
 import { CASES, caseIR } from './cases.js';
 
 /**
@@ -35,5 +38,79 @@ describe('encodeMessage', () => {
     expect(() => encodeMessage(url, config({ no_such_field: 1 }))).toThrow(/no_such_field/);
     const bad = { name: 'x', virtual_hosts: [{ name: 'any', domains: ['*'], routes: [route, { ...route, bogus: true }] }] };
     expect(() => encodeMessage(url, bad)).toThrow(/virtual_hosts\[0\]\.routes\[1\]\.bogus/);
+  });
+});
+
+/**
+ * The direct encoder (src/proto/direct.ts) writes the hot shapes without protobufjs's fromObject: for every
+ * kind of value it writes, its bytes must be protobufjs's; for every value it does not handle it must give
+ * the message back (undefined) so the generic path converts it, or refuses the unknown field by name.
+ */
+describe('direct encoder', () => {
+  const direct = (typeUrl: string, message: object): Buffer | undefined => {
+    const bytes = encodeDirect(messageType(typeUrl), message as Record<string, unknown>);
+    return bytes && Buffer.from(bytes);
+  };
+  const ROUTE = 'envoy.config.route.v3.Route';
+  const long = 'x'.repeat(300);
+  const written: [string, string, object][] = [
+    ['strings: ASCII, empty, non-ASCII, 300 characters (two-byte lengths)', ROUTE, { name: 'r', match: { prefix: '' }, request_headers_to_remove: ['a', 'é€😀', long] }],
+    ['bool, uint32, message, zero values written when present', ROUTE, { name: 'r', match: { path: '/p', case_sensitive: { value: false } }, direct_response: { status: 0 } }],
+    ['enum by name and by number', ROUTE, { name: 'r', match: { prefix: '/' }, route: { cluster: 'c', priority: 'HIGH', cluster_not_found_response_code: 2 } }],
+    ['int64 (Duration seconds) as strings and numbers, negative and beyond 32 bits; int32 negative', ROUTE, { name: 'r', match: { prefix: '/' }, route: { cluster: 'c', timeout: { seconds: '30', nanos: 0 }, idle_timeout: { seconds: -5, nanos: -1 }, max_stream_duration: { max_stream_duration: { seconds: '1099511627776', nanos: 7 }, grpc_timeout_header_max: { seconds: -1099511627776 } } } }],
+    ['packed uint32 and oneof name keys', ROUTE, { name: 'r', match: { prefix: '/', path_specifier: 'prefix' }, route: { cluster: 'c', retry_policy: { retry_on: '5xx', retriable_status_codes: [503, 504, 0, 70000] } } }],
+    ['maps of messages (Any values) and of strings, in key order; nested Any', ROUTE, { name: 'r', match: { prefix: '/' }, direct_response: { status: 200 }, typed_per_filter_config: { 'z.filter': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', check_settings: { context_extensions: { model: 'm', a: '' } } }, 'a.filter': { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', disabled: true } } } }],
+    ['Struct values (camelCase), metadata maps, a list and a nested struct', ROUTE, { name: 'r', match: { prefix: '/' }, direct_response: { status: 200 }, metadata: { filter_metadata: { flowgate: { fields: { s: { stringValue: 'v' }, n: { numberValue: 1.5 }, b: { boolValue: false }, z: { nullValue: 'NULL_VALUE' }, l: { listValue: { values: [{ numberValue: -0 }, { stringValue: '' }] } }, o: { structValue: { fields: {} } } } } } } }],
+    ['a sub-message longer than 16 KB (three-byte length)', ROUTE, { name: 'r', match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'y'.repeat(20_000) } } }],
+    ['packed enums, uint64, double, float, bytes, empty and null fields', 'envoy.config.core.v3.HealthStatusSet', { statuses: ['HEALTHY', 'DRAINING', 0] }],
+    ['uint64 wrapper', 'google.protobuf.UInt64Value', { value: '18014398509481' }],
+    ['double', 'envoy.type.v3.Percent', { value: 12.25 }],
+    ['float', 'google.protobuf.FloatValue', { value: 0.1 }],
+    ['bytes', 'google.protobuf.BytesValue', { value: Buffer.from([0, 1, 255]) }],
+    ['an empty message, null and undefined fields, empty lists', ROUTE, { name: 'r', match: { prefix: '/', headers: [] }, route: { cluster: 'c', timeout: null, hash_policy: undefined }, response_headers_to_add: [] }],
+    ['an Any at the top', 'google.protobuf.Any', { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', disabled: true }],
+    ['an Int64Range', 'envoy.type.v3.Int64Range', { start: 0, end: '-7' }],
+  ];
+  test.each(written)('writes %s exactly as protobufjs', (_what, typeUrl, message) => {
+    const bytes = direct(typeUrl, message);
+    expect(bytes, 'handled directly').toBeDefined();
+    expect(bytes?.equals(Buffer.from(plain(typeUrl, message)))).toBe(true);
+  });
+
+  const generic: [string, string, object][] = [
+    ['an unknown field', ROUTE, { name: 'r', match: { prefix: '/', nope: 1 } }],
+    ['a string given as a number (fromObject converts)', ROUTE, { name: 'r', match: { prefix: 5 } }],
+    ['an enum name the enum lacks (fromObject drops it)', ROUTE, { name: 'r', match: { prefix: '/' }, route: { cluster: 'c', priority: 'URGENT' } }],
+    ['a 64-bit integer beyond the safe range', 'google.protobuf.UInt64Value', { value: '18446744073709551615' }],
+    ['a 64-bit integer that is not a decimal string', 'google.protobuf.Duration', { seconds: '0x10' }],
+    ['a lone surrogate', ROUTE, { name: '\ud800' }],
+    ['an Any of an unknown type', ROUTE, { name: 'r', typed_per_filter_config: { f: { '@type': 'type.googleapis.com/no.such.Type' } } }],
+    ['bytes as base64 text', 'google.protobuf.BytesValue', { value: 'AAE=' }],
+    ['a fractional integer', 'envoy.type.v3.FractionalPercent', { numerator: 1.5 }],
+  ];
+  test.each(generic)('leaves %s to the generic path', (_what, typeUrl, message) => {
+    expect(direct(typeUrl, message)).toBeUndefined();
+  });
+
+  test('the generic path still refuses an unknown field by its path, and converts what fromObject converts', () => {
+    expect(() => encodeMessage(ROUTE, { name: 'r', match: { prefix: '/', nope: 1 } })).toThrow(UnknownFieldError);
+    expect(() => encodeMessage(ROUTE, { name: 'r', match: { prefix: '/', nope: 1 } })).toThrow(/match\.nope/);
+    const converted = { name: 'r', match: { prefix: 5 }, route: { cluster: 'c', priority: 'URGENT' } };
+    expect(Buffer.from(encodeMessage(ROUTE, converted)).equals(Buffer.from(plain(ROUTE, converted)))).toBe(true);
+  });
+
+  test('a field that is neither a field nor a oneof beside a spliced list is refused by name', () => {
+    const url = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+    const route = { name: 'r', match: { prefix: '/' }, direct_response: { status: 200 } };
+    expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route] }], nope: true })).toThrow(/^unknown field nope /);
+    expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route], nope: true }] })).toThrow(/virtual_hosts\[0\]\.nope/);
+    expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route] }], validate_clusters: { nope: 1 } })).toThrow(/validate_clusters\.nope/);
+  });
+
+  test('a resource version is the hash of its type URL, a zero byte and its bytes', () => {
+    const url = 'type.googleapis.com/envoy.config.route.v3.Route';
+    const message = { name: 'r', match: { prefix: '/' }, direct_response: { status: 200 } };
+    const r = Snapshot.from([{ typeUrl: url as TypeUrl, name: 'r', message }]).get(url as TypeUrl, 'r');
+    expect(r?.version).toBe(contentHash(url, '\u0000', plain(url, message)));
   });
 });
