@@ -229,15 +229,20 @@ describe('the filter service on the lean transport', () => {
     await expect(unary('/no.Such/Method', Buffer.alloc(0))).rejects.toMatchObject({ code: grpc.status.UNIMPLEMENTED });
   });
 
-  test('ext_proc (streaming) is served by grpc-js on the same port', async () => {
+  /** An ext_proc Process stream for a model, through the same port (and the hand-off to grpc-js). */
+  function openProcess(model: string): grpc.ClientDuplexStream<Uint8Array, unknown> {
     const metadata = new grpc.Metadata();
-    metadata.set(MODEL_METADATA_KEY, 'guarded');
-    const call = client.makeBidiStreamRequest(
+    metadata.set(MODEL_METADATA_KEY, model);
+    return client.makeBidiStreamRequest(
       '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
       (b: Uint8Array) => Buffer.from(b),
       (b: Buffer) => decodeMessage('envoy.service.ext_proc.v3.ProcessingResponse', b),
       metadata,
     );
+  }
+
+  test('ext_proc (streaming) is served by grpc-js on the same port', async () => {
+    const call = openProcess('guarded');
     const first = new Promise<unknown>((resolve, reject) => {
       call.on('data', resolve);
       call.on('error', reject);
@@ -250,14 +255,7 @@ describe('the filter service on the lean transport', () => {
   });
 
   test('a 24 MB ext_proc body message goes through the hand-off to grpc-js whole', async () => {
-    const metadata = new grpc.Metadata();
-    metadata.set(MODEL_METADATA_KEY, 'guarded');
-    const call = client.makeBidiStreamRequest(
-      '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
-      (b: Uint8Array) => Buffer.from(b),
-      (b: Buffer) => decodeMessage('envoy.service.ext_proc.v3.ProcessingResponse', b),
-      metadata,
-    );
+    const call = openProcess('guarded');
     const answers: { response?: string }[] = [];
     const ended = new Promise<number>((resolve) => {
       call.on('data', (a: { response?: string }) => answers.push(a));
