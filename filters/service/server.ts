@@ -43,7 +43,9 @@ export type FilterTransport = (typeof FILTER_TRANSPORTS)[number];
 /** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else h2. */
 export function defaultTransport(): FilterTransport {
   const env = process.env.FLOWGATE_FILTERS_TRANSPORT;
-  return env === 'grpc-js' ? 'grpc-js' : 'h2';
+  if (env === undefined || env === '') return 'h2';
+  if (!(FILTER_TRANSPORTS as readonly string[]).includes(env)) throw new Error(`FLOWGATE_FILTERS_TRANSPORT is one of ${FILTER_TRANSPORTS.join(', ')} (got ${JSON.stringify(env)})`);
+  return env as FilterTransport;
 }
 
 export interface FilterServer {

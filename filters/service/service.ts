@@ -130,11 +130,12 @@ export class FilterService {
   /** Registers the services on a grpc-js server: all of them, or (`streamingOnly`) ext_proc alone. */
   register(server: grpc.Server, streamingOnly = false): void {
     if (!streamingOnly) {
+      const unary = this.unaryMethods();
       for (const [definition, name] of [
         [AUTHORIZATION_SERVICE, 'Check'],
         [RATE_LIMIT_SERVICE, 'ShouldRateLimit'],
       ] as const) {
-        const method = this.unaryMethods().get((definition[name] as grpc.MethodDefinition<unknown, object>).path) as UnaryMethod;
+        const method = unary.get((definition[name] as grpc.MethodDefinition<unknown, object>).path) as UnaryMethod;
         server.addService(definition, {
           [name]: (call: grpc.ServerUnaryCall<unknown, object>, done: grpc.sendUnaryData<object>) => {
             method.handle(call.request).then((res) => done(null, res), (err: grpc.ServiceError) => done(err));

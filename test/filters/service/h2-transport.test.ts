@@ -5,7 +5,7 @@ import * as http2 from 'node:http2';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { percentEncode, startH2Transport, timeoutMs, type H2Transport, type UnaryMethod } from '../../../filters/service/h2-transport.js';
-import { startFilterServer, type FilterServer } from '../../../filters/service/server.js';
+import { defaultTransport, startFilterServer, type FilterServer } from '../../../filters/service/server.js';
 import { decodeMessage, encodeMessage } from '../../../src/proto/codec.js';
 import { runPipeline } from '../../../src/pipeline/index.js';
 import { formatIssues } from '../../../src/policy/format.js';
@@ -380,5 +380,24 @@ describe('TLS and mutual TLS', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('FLOWGATE_FILTERS_TRANSPORT (the embedded filter service of serve reads it)', () => {
+  const saved = process.env.FLOWGATE_FILTERS_TRANSPORT;
+  afterAll(() => {
+    if (saved === undefined) delete process.env.FLOWGATE_FILTERS_TRANSPORT;
+    else process.env.FLOWGATE_FILTERS_TRANSPORT = saved;
+  });
+
+  test('unset or empty is h2, grpc-js is grpc-js, anything else is refused by name', () => {
+    delete process.env.FLOWGATE_FILTERS_TRANSPORT;
+    expect(defaultTransport()).toBe('h2');
+    process.env.FLOWGATE_FILTERS_TRANSPORT = '';
+    expect(defaultTransport()).toBe('h2');
+    process.env.FLOWGATE_FILTERS_TRANSPORT = 'grpc-js';
+    expect(defaultTransport()).toBe('grpc-js');
+    process.env.FLOWGATE_FILTERS_TRANSPORT = 'http3';
+    expect(() => defaultTransport()).toThrow(/FLOWGATE_FILTERS_TRANSPORT is one of h2, grpc-js \(got "http3"\)/);
   });
 });
