@@ -83,7 +83,9 @@ describe('a rollout bounded by cost per request', () => {
         'the rollback tagged in MLflow',
         async () => {
           const t = await versionTags(mlflow.uri, 'bot', '2');
-          return t['flowgate.rollout.phase'] === 'failed' ? t : undefined;
+          // A state is written phase first and weight last (writeOrder): a failed phase with weight 0 is the whole
+          // state, reason and the check's numbers included.
+          return t['flowgate.rollout.phase'] === 'failed' && t['flowgate.rollout.weight'] === '0' ? t : undefined;
         },
         { timeoutMs: 60_000, intervalMs: 500 },
       );
