@@ -1,4 +1,4 @@
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type SocketAddress } from 'node:net';
 
 /**
  * Address patterns for `Gateway.upstreams.allow` / `deny`: which upstream addresses a model version may be
@@ -83,15 +83,23 @@ export function parseAddressPattern(text: string): AddressPattern | { readonly e
   return typeof host === 'string' ? { error: host } : { text, host, ports };
 }
 
-/** An upstream host as the guard compares it: an address (with its family) or a lower-case name. */
-export type UpstreamHost = { readonly ip: string; readonly family: 'ipv4' | 'ipv6' } | { readonly name: string };
+/**
+ * An upstream host as the guard compares it: an address (with its family, and its SocketAddress when the
+ * caller checks it often: BlockList parses a text address again on every check) or a lower-case name.
+ */
+export type UpstreamHost = { readonly ip: string; readonly family: 'ipv4' | 'ipv6'; readonly socket?: SocketAddress } | { readonly name: string };
 
-/** True when the pattern covers this host and port. */
-export function patternMatches(pattern: AddressPattern, host: UpstreamHost, port: number): boolean {
-  if (pattern.ports && (port < pattern.ports[0] || port > pattern.ports[1])) return false;
+/** True when the pattern's port part covers this port. */
+export function portMatches(pattern: AddressPattern, port: number): boolean {
+  return !pattern.ports || (port >= pattern.ports[0] && port <= pattern.ports[1]);
+}
+
+/** True when the pattern covers this host and port (any port when `port` is undefined: the host part alone). */
+export function patternMatches(pattern: AddressPattern, host: UpstreamHost, port: number | undefined): boolean {
+  if (port !== undefined && !portMatches(pattern, port)) return false;
   const h = pattern.host;
   if (h.kind === 'any') return true;
-  if ('ip' in host) return h.kind === 'cidr' && h.list.check(host.ip, host.family);
+  if ('ip' in host) return h.kind === 'cidr' && (host.socket ? h.list.check(host.socket) : h.list.check(host.ip, host.family));
   if (h.kind === 'name') return host.name === h.name;
   if (h.kind === 'domain') return host.name.endsWith(h.suffix);
   return false;

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { buildGatewayIR } from '../../src/ir/build.js';
 import type { ModelIR } from '../../src/ir/types.js';
-import { policy, registry } from './fixtures.js';
+import { policy, registry, type VersionSpec } from './fixtures.js';
 
 const MODEL = (traffic: string, upstream = 'addressTemplate: "127.0.0.1:80{version}"'): Record<string, string> => ({
   'models.yaml': `kind: Model\nname: fraud\nupstream: { ${upstream} }\ntraffic:\n${traffic}\n`,
@@ -67,6 +67,20 @@ describe('buildGatewayIR', () => {
     const { ir } = buildGatewayIR(p, r);
     expect(only(ir.models).live).toEqual([expect.objectContaining({ version: '3', weight: 100, address: { host: 'fraud-v3.models.svc', port: 8080 } })]);
     expect(ir.alerts[0]?.message).toContain("no 'serving.address' tag");
+  });
+
+  test('the upstream guard decides per host and port: one host is refused on the admin port and allowed on another', () => {
+    // The guard matches each distinct host once and then compares ports: a version on the same host as a
+    // refused one is still live, and an IPv4-mapped spelling of loopback is refused on the admin port too.
+    const p = policy(MODEL('  stable: { version: "1" }\n  canary: { version: "2", weight: 10 }\n  mirror: { version: "3", percent: 5 }', 'versionTag: serving.address'));
+    const tags = (address: string): VersionSpec => ({ tags: { 'serving.address': address } });
+    const r = registry({ fraud: { versions: { '1': tags('127.0.0.1:8001'), '2': tags('127.0.0.1:9901'), '3': tags('[::ffff:127.0.0.1]:9901') } } });
+    const { ir } = buildGatewayIR(p, r);
+    const m = only(ir.models);
+    expect(m.live).toEqual([expect.objectContaining({ version: '1', weight: 100, address: { host: '127.0.0.1', port: 8001 } })]);
+    expect(m.mirror).toBeUndefined();
+    const refused = ir.alerts.filter((a) => a.code === 'address_refused').map((a) => a.message);
+    expect(refused).toEqual([expect.stringContaining('version 2: upstream 127.0.0.1:9901 refused: Envoy\'s admin port'), expect.stringContaining('version 3: upstream [::ffff:127.0.0.1]:9901 refused: Envoy\'s admin port')]);
   });
 
   test('a registered model MLflow does not have is a policy issue at the line that names it', () => {
