@@ -57,7 +57,12 @@ interface TypePlan {
   readonly unsupported: boolean;
   readonly fields: ReadonlyMap<string, FieldPlan>;
   readonly oneofs: ReadonlySet<string>;
+  /** The type's generated writer (made the first time an object of the type is written). */
+  write?: BodyWriter;
 }
+
+/** Writes an object's fields in number order (generated per type, see bodyWriter); throws NOT_DIRECT for a key it does not know. */
+type BodyWriter = (v: Record<string, unknown>, anyInner: boolean) => void;
 
 const plans = new WeakMap<protobuf.Type, TypePlan>();
 
@@ -335,38 +340,14 @@ function anyBody(v: Record<string, unknown>): void {
   closeDelimited(at);
 }
 
-/** Per nesting depth, a list reused for the fields an object holds (sorted by number). */
-const present: FieldPlan[][] = [];
+/** How deep the message being written is (a cycle of objects is not direct). */
 let depth = 0;
 
 function messageBody(plan: TypePlan, v: Record<string, unknown>, anyInner: boolean): void {
   if (plan.unsupported || plan.any) throw NOT_DIRECT;
   if (depth > 64) throw NOT_DIRECT;
-  const list = (present[depth] ??= []);
-  list.length = 0;
-  for (const key in v) {
-    if (!Object.prototype.hasOwnProperty.call(v, key)) continue;
-    const f = plan.fields.get(key);
-    if (!f) {
-      if (plan.oneofs.has(key) || (anyInner && key === '@type')) continue;
-      throw NOT_DIRECT; // unknown: the generic path names it
-    }
-    if (v[key] === null || v[key] === undefined) continue;
-    // Insertion by field number (a handful of fields per object).
-    let i = list.length;
-    list.push(f);
-    while (i > 0 && (list[i - 1] as FieldPlan).id > f.id) {
-      list[i] = list[i - 1] as FieldPlan;
-      i--;
-    }
-    list[i] = f;
-  }
-  // Nested messages use the next depth's list, so this one stays as it is while its fields are written.
   depth++;
-  for (let i = 0; i < list.length; i++) {
-    const f = list[i] as FieldPlan;
-    writeField(f, v[f.name]);
-  }
+  (plan.write ??= bodyWriter(plan))(v, anyInner);
   depth--;
 }
 
@@ -420,6 +401,75 @@ function writeField(f: FieldPlan, v: unknown): void {
   varint32(f.key);
   if (f.kind === Kind.Message) delimitedMessage(childPlan(f), v);
   else scalar(f.kind, v, f);
+}
+
+// --- generated writers ---
+
+/** What a generated writer calls (the buffer and the checks stay here, in one place). */
+const writerHelpers = {
+  NOT_DIRECT,
+  key: varint32,
+  str: (x: unknown): void => {
+    if (typeof x !== 'string') throw NOT_DIRECT;
+    string(x);
+  },
+  bool: (x: unknown): void => {
+    if (typeof x !== 'boolean') throw NOT_DIRECT;
+    ensure(1);
+    buf[pos++] = x ? 1 : 0;
+  },
+  scalar,
+  message: delimitedMessage,
+  field: writeField,
+};
+
+/** A string as JavaScript source (a property name, a switch case). */
+const literal = (s: string): string => JSON.stringify(s);
+
+/**
+ * The type's writer, as code generated from its field table (as protobufjs generates its own encoders): one
+ * walk of the object's keys, each matched by a switch on the field names into a variable of its own, then
+ * every field that holds a value written by its kind in number order (no lookup per key, no sort); repeated
+ * and map fields by writeField. A key that is no field, no oneof name and not an Any's `@type` is not
+ * direct (the generic path then refuses it by name): nothing is silently dropped.
+ */
+function bodyWriter(plan: TypePlan): BodyWriter {
+  const fields = [...plan.fields.values()].sort((a, b) => a.id - b.id);
+  const children = fields.map((f) => (f.kind === Kind.Message && !f.map ? childPlan(f) : undefined));
+  const cases = fields.map((f, i) => `case ${literal(f.name)}: x${i} = v[k]; break;`);
+  for (const name of plan.oneofs) if (!plan.fields.has(name)) cases.push(`case ${literal(name)}: break;`);
+  if (!plan.fields.has('@type') && !plan.oneofs.has('@type')) cases.push('case "@type": if (anyInner) break; throw NOT_DIRECT;');
+  const writes = fields.map((f, i) => {
+    const x = `x${i}`;
+    let write: string;
+    if (f.repeated && !f.packed && (f.kind === Kind.Message || f.kind === Kind.String)) {
+      const item = f.kind === Kind.Message ? `message(C[${i}], ${x}[j]);` : `str(${x}[j]);`;
+      write = `if (!Array.isArray(${x})) throw NOT_DIRECT; for (let j = 0; j < ${x}.length; j++) { key(${f.key}); ${item} }`;
+    } else if (f.map || f.repeated) write = `field(F[${i}], ${x});`;
+    else if (f.kind === Kind.Message) write = `key(${f.key}); message(C[${i}], ${x});`;
+    else if (f.kind === Kind.String) write = `key(${f.key}); str(${x});`;
+    else if (f.kind === Kind.Bool) write = `key(${f.key}); bool(${x});`;
+    else if (f.kind === Kind.Other) write = 'throw NOT_DIRECT;';
+    else write = `key(${f.key}); scalar(${f.kind}, ${x}, F[${i}]);`;
+    return `if (${x} !== undefined && ${x} !== null) { ${write} }`;
+  });
+  const declared = fields.length > 0 ? `let ${fields.map((_f, i) => `x${i}`).join(', ')};` : '';
+  const source = [
+    'const { NOT_DIRECT, key, str, bool, scalar, message, field } = h;',
+    'return function write(v, anyInner) {',
+    declared,
+    'for (const k in v) {',
+    'switch (k) {',
+    ...cases,
+    'default: throw NOT_DIRECT;',
+    '}',
+    '}',
+    ...writes,
+    '};',
+  ].join('\n');
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the code is made from the proto's own field table, never from input
+  const factory = new Function('h', 'F', 'C', source) as (h: typeof writerHelpers, f: readonly FieldPlan[], c: readonly (TypePlan | undefined)[]) => BodyWriter;
+  return factory(writerHelpers, fields, children);
 }
 
 /** Runs one encoding from an empty buffer; the bytes written, or undefined when the value is not direct. */

@@ -70,6 +70,11 @@ describe('direct encoder', () => {
     ['an empty message, null and undefined fields, empty lists', ROUTE, { name: 'r', match: { prefix: '/', headers: [] }, route: { cluster: 'c', timeout: null, hash_policy: undefined }, response_headers_to_add: [] }],
     ['an Any at the top', 'google.protobuf.Any', { '@type': 'type.googleapis.com/envoy.config.route.v3.FilterConfig', disabled: true }],
     ['an Int64Range', 'envoy.type.v3.Int64Range', { start: 0, end: '-7' }],
+    // The generated writers read keys in any order and write in field-number order.
+    ['keys in reverse field order, repeated messages and strings', ROUTE, { request_headers_to_remove: ['b', 'a'], request_headers_to_add: [{ header: { key: 'k', value: 'v' } }, { header: { key: 'k2', value: '' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }], route: { cluster: 'c' }, match: { prefix: '/' }, name: 'r' }],
+    ['a key holding undefined beside keys holding values', ROUTE, { name: 'r', match: { prefix: '/', headers: undefined }, decorator: undefined, route: { cluster: 'c', timeout: undefined } }],
+    ['inherited enumerable keys (fromObject reads them too)', ROUTE, Object.assign(Object.create({ name: 'inherited' }) as object, { match: { prefix: '/' } })],
+    ['a cluster with its nested config source, a repeated Any and a packed-free uint32 list', 'envoy.config.cluster.v3.Cluster', { name: 'c', type: 'EDS', eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } }, connect_timeout: { seconds: '5', nanos: 0 }, typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': { '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions', explicit_http_config: { http2_protocol_options: {} } } }, health_checks: [{ timeout: { seconds: '1' }, interval: { seconds: '2' }, http_health_check: { path: '/health', expected_statuses: [{ start: 200, end: 300 }] } }] }],
   ];
   test.each(written)('writes %s exactly as protobufjs', (_what, typeUrl, message) => {
     const bytes = direct(typeUrl, message);
@@ -87,6 +92,11 @@ describe('direct encoder', () => {
     ['an Any of an unknown type', ROUTE, { name: 'r', typed_per_filter_config: { f: { '@type': 'type.googleapis.com/no.such.Type' } } }],
     ['bytes as base64 text', 'google.protobuf.BytesValue', { value: 'AAE=' }],
     ['a fractional integer', 'envoy.type.v3.FractionalPercent', { numerator: 1.5 }],
+    ['an unknown key after every field, deep in a repeated message', ROUTE, { name: 'r', match: { prefix: '/' }, request_headers_to_add: [{ header: { key: 'k', value: 'v' } }, { header: { key: 'k', value: 'v', nope: 1 } }] }],
+    ['an unknown key holding undefined', ROUTE, { name: 'r', match: { prefix: '/' }, nope: undefined }],
+    ['an @type key outside an Any', ROUTE, { '@type': 'type.googleapis.com/envoy.config.route.v3.Route', name: 'r' }],
+    ['a repeated field given one value, not a list', ROUTE, { name: 'r', request_headers_to_remove: 'a' }],
+    ['a message given as a string', ROUTE, { name: 'r', match: '/' }],
   ];
   test.each(generic)('leaves %s to the generic path', (_what, typeUrl, message) => {
     expect(direct(typeUrl, message)).toBeUndefined();
