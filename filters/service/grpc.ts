@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { messageType, protoEnum, TO_OBJECT } from '../../src/proto/root.js';
+import { decodeCheckRequest } from './check-decode.js';
 
 /**
  * gRPC method definitions for the services the filter service implements, built from the same protobufjs
@@ -18,6 +19,8 @@ import { messageType, protoEnum, TO_OBJECT } from '../../src/proto/root.js';
 interface CodecOptions {
   readonly plainRequest?: boolean;
   readonly builtResponse?: boolean;
+  /** Decodes the request instead of the message type's decoder (a partial decoder: check-decode.ts). */
+  readonly decodeRequest?: (buf: Buffer) => unknown;
 }
 
 /** A writer's bytes as a Buffer, without the copy Buffer.from(Uint8Array) makes when it already is one. */
@@ -41,17 +44,19 @@ function method(path: string, req: string, res: string, stream: boolean, options
     requestStream: stream,
     responseStream: stream,
     requestSerialize: (value: unknown) => request.encode(value as object),
-    requestDeserialize: request.decode,
+    requestDeserialize: options.decodeRequest ?? request.decode,
     responseSerialize: response.encode,
     responseDeserialize: response.decode as (buf: Buffer) => object,
   };
 }
 
 export const AUTHORIZATION_SERVICE: grpc.ServiceDefinition = {
-  // The Check handler reads strings and maps only, and builds its answers with numeric enums (the hot path).
+  // The Check handler reads strings and maps only, and builds its answers with numeric enums (the hot path);
+  // its request is decoded only as far as it reads it.
   Check: method('/envoy.service.auth.v3.Authorization/Check', 'envoy.service.auth.v3.CheckRequest', 'envoy.service.auth.v3.CheckResponse', false, {
     plainRequest: false,
     builtResponse: true,
+    decodeRequest: decodeCheckRequest,
   }),
 };
 
