@@ -28,10 +28,19 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** An answer that encodes itself (Check's cached allows: allow-answers.ts) has this method; it is not re-encoded. */
+export const SELF_ENCODED = Symbol('self-encoded');
+
+function selfEncoded(value: object): (() => Buffer) | undefined {
+  return (value as { [SELF_ENCODED]?: () => Buffer })[SELF_ENCODED];
+}
+
 function codec(typeName: string, options: { decodePlain: boolean; encodeBuilt: boolean }): { encode: (value: object) => Buffer; decode: (buf: Buffer) => unknown } {
   const type = messageType(typeName);
   return {
-    encode: options.encodeBuilt ? (value) => asBuffer(type.encode(value).finish()) : (value) => asBuffer(type.encode(type.fromObject(value)).finish()),
+    encode: options.encodeBuilt
+      ? (value) => selfEncoded(value)?.call(value) ?? asBuffer(type.encode(value).finish())
+      : (value) => asBuffer(type.encode(type.fromObject(value)).finish()),
     decode: options.decodePlain ? (buf) => type.toObject(type.decode(buf), TO_OBJECT) : (buf) => type.decode(buf),
   };
 }

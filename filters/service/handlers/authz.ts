@@ -79,18 +79,17 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
   }
   (decision.consumer ? allowedConsumer : allowedAnonymous).inc();
   audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
-  let toSet = decision.headersToSet;
-  let toRemove = decision.headersToRemove;
+  const sticky = engine.model(model)?.sticky;
   // A pipeline route keeps the caller's credential: the pipeline service presents it again on every step,
   // through Envoy, so each step is judged as the caller (filters/pipelines/server.ts).
-  if (engine.pipeline(model) !== undefined) toRemove = toRemove.filter((h) => !(CREDENTIAL_HEADERS as readonly string[]).includes(h));
-  const sticky = engine.model(model)?.sticky;
-  if (sticky) {
-    // Never the client's own value: a caller must not choose its version through the hash.
-    const key = headers[sticky.header];
-    if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
-    else toRemove = [...toRemove, Header.stickyHash];
-  }
+  const removed = (): string[] => (engine.pipeline(model) === undefined ? decision.headersToRemove : decision.headersToRemove.filter((h) => !(CREDENTIAL_HEADERS as readonly string[]).includes(h)));
+  if (!sticky) return engine.allows.answer(model, decision.headersToSet, removed, responseHeaders);
+  let toSet = decision.headersToSet;
+  let toRemove = removed();
+  // Never the client's own value: a caller must not choose its version through the hash.
+  const key = headers[sticky.header];
+  if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
+  else toRemove = [...toRemove, Header.stickyHash];
   return {
     status: { code: grpc.status.OK },
     ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(responseHeaders) },
