@@ -39,6 +39,15 @@ const UNUSUAL = new Error('unusual CheckRequest');
 
 const LEN = 2;
 
+/**
+ * Buffer's own UTF-8 slice, as protobufjs reads strings; `toString('utf8', ...)` is the same decoding behind an
+ * encoding switch (a tenth of this decoder's time), and the fallback should a Node lack the method.
+ */
+const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, start: number, end: number) => string }).utf8Slice;
+const utf8: (buf: Buffer, start: number, end: number) => string = utf8Slice
+  ? (buf, start, end) => utf8Slice.call(buf, start, end)
+  : (buf, start, end) => buf.toString('utf8', start, end);
+
 class Reader {
   pos = 0;
   constructor(readonly buf: Buffer) {}
@@ -76,7 +85,7 @@ class Reader {
 
   string(end: number): string {
     const stop = this.delimited(end);
-    const value = this.buf.toString('utf8', this.pos, stop);
+    const value = utf8(this.buf, this.pos, stop);
     this.pos = stop;
     return value;
   }
