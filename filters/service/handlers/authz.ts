@@ -5,7 +5,7 @@ import type { CheckRequest } from '../../../src/generated/envoy/service/auth/v3/
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { setHeaders } from '../grpc.js';
-import { decisions } from '../metrics.js';
+import { batchedChild, decisions } from '../metrics.js';
 import { denied, jsonBody, unavailable } from '../responses.js';
 
 /**
@@ -15,12 +15,12 @@ import { denied, jsonBody, unavailable } from '../responses.js';
  * Envoy's weighted split reads.
  */
 
-// Metric children bound once: a labelled inc() hashes its labels on every call.
-const rateAllowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
-const rateRefused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
-const rateStoreFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
-const allowedConsumer = decisions.labels({ stage: 'authz', result: 'allow', reason: 'consumer' });
-const allowedAnonymous = decisions.labels({ stage: 'authz', result: 'allow', reason: 'anonymous' });
+// Metric children counted in plain numbers (metrics.ts): a labelled inc() hashes its labels on every call.
+const rateAllowed = batchedChild(decisions, { stage: 'ratelimit', result: 'allow', reason: 'ok' });
+const rateRefused = batchedChild(decisions, { stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
+const rateStoreFailed = batchedChild(decisions, { stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+const allowedConsumer = batchedChild(decisions, { stage: 'authz', result: 'allow', reason: 'consumer' });
+const allowedAnonymous = batchedChild(decisions, { stage: 'authz', result: 'allow', reason: 'anonymous' });
 
 /**
  * The headers of a 429 for a request over its rate limit, as Envoy's rate-limit filter answers one: the
