@@ -26,6 +26,67 @@ const OK_RESPONSE_TAG = 0x1a;
 const OK_STATUS = Object.freeze({ code: 0 });
 const NONE: readonly object[] = Object.freeze([]);
 
+/** A HeaderValueOption as setHeaders builds it. */
+interface SetHeader {
+  readonly header: { readonly key: string; readonly value: string };
+  readonly append_action: number;
+}
+
+/** Bytes of a varint (lengths and the append action here: at most 32 bits). */
+function varintLength(value: number): number {
+  let n = 1;
+  while (value > 0x7f) {
+    value >>>= 7;
+    n += 1;
+  }
+  return n;
+}
+
+function writeVarint(out: Buffer, at: number, value: number): number {
+  while (value > 0x7f) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  out[at++] = value;
+  return at;
+}
+
+/**
+ * OkHttpResponse.response_headers_to_add (field 6), encoded as protobufjs encodes setHeaders' options:
+ * HeaderValueOption { header (1): HeaderValue { key (1), value (2) }, append_action (3) }.
+ */
+function encodeAdded(added: readonly SetHeader[]): Buffer {
+  const sizes: number[] = [];
+  let total = 0;
+  for (const option of added) {
+    const key = Buffer.byteLength(option.header.key);
+    const value = Buffer.byteLength(option.header.value);
+    const header = 1 + varintLength(key) + key + 1 + varintLength(value) + value;
+    const body = 1 + varintLength(header) + header + 1 + varintLength(option.append_action);
+    sizes.push(key, value, header, body);
+    total += 1 + varintLength(body) + body;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < added.length; i++) {
+    const option = added[i] as SetHeader;
+    const [key, value, header, body] = [sizes[4 * i], sizes[4 * i + 1], sizes[4 * i + 2], sizes[4 * i + 3]] as [number, number, number, number];
+    out[at++] = 0x32;
+    at = writeVarint(out, at, body);
+    out[at++] = 0x0a;
+    at = writeVarint(out, at, header);
+    out[at++] = 0x0a;
+    at = writeVarint(out, at, key);
+    at += out.write(option.header.key, at, 'utf8');
+    out[at++] = 0x12;
+    at = writeVarint(out, at, value);
+    at += out.write(option.header.value, at, 'utf8');
+    out[at++] = 0x18;
+    at = writeVarint(out, at, option.append_action);
+  }
+  return out;
+}
+
 function varint(value: number): Buffer {
   const out: number[] = [];
   while (value > 0x7f) {
@@ -70,7 +131,7 @@ export class AllowAnswer {
   /** The encoded CheckResponse (the codec calls it: filters/service/grpc.ts). */
   [SELF_ENCODED](): Buffer {
     const added = this.ok_response.response_headers_to_add;
-    const tail = added.length === 0 ? undefined : okType.encode({ response_headers_to_add: added }).finish();
+    const tail = added.length === 0 ? undefined : encodeAdded(added as readonly SetHeader[]);
     const ok = this.#part.bytes;
     const length = ok.length + (tail?.length ?? 0);
     const prefix = varint(length);

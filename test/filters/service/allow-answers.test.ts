@@ -147,4 +147,13 @@ describe('cached allow answers', () => {
     const two = answers.answer('m', { a: 'bc' }, remove, {});
     expect(one.ok_response.headers).not.toEqual(two.ok_response.headers);
   });
+
+  test('per-request headers of any length and script encode as the whole answer does', () => {
+    const answers = new AllowAnswers();
+    for (const added of [{ 'x-q': 'zoë ☃ 𝄞' }, { 'RateLimit-Limit': '5', 'x-long': 'v'.repeat(300) }, { 'x-empty': '' }, Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`h${i}`, 'x'.repeat(i * 7)]))]) {
+      const answer = answers.answer('m', { 'x-flowgate-consumer': 'acme' }, () => ['authorization', 'x-api-key'], added);
+      const plain = JSON.parse(JSON.stringify(answer)) as object;
+      expect(check.responseSerialize(answer).equals(Buffer.from(response.encode(response.fromObject(plain)).finish()))).toBe(true);
+    }
+  });
 });
