@@ -13,6 +13,7 @@
  * The filter service's transport is --transport (h2 or grpc-js; sections 2 and 3 use it).
  * Run: npx tsx bench/filters.ts [--requests 3000] [--transport h2|grpc-js] [--only inprocess,envoy,ghz] [--rate-limits-via check|envoy]
  *      npx tsx bench/filters.ts --only ghz [--transports h2,grpc-js] [--seconds 6] [--in-flight 64] [--rounds 2]
+ *      npx tsx bench/filters.ts --only ghz --transports h2 --builds .,/tmp/base   (A/B: each build's dist/, alternating)
  * (`--rate-limits-via envoy`: Gateway.rateLimits.via, the limit decided by Envoy's rate-limit filter, a second call;
  * `--envoy-only` is `--only envoy`.)
  */
@@ -48,6 +49,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '6' },
     'in-flight': { type: 'string', default: '64' },
     rounds: { type: 'string', default: '2' },
+    builds: { type: 'string', default: '.' },
     'rate-limits-via': { type: 'string', default: 'check' },
     'envoy-only': { type: 'boolean', default: false },
   },
@@ -209,10 +211,12 @@ async function checkFromGhz(): Promise<void> {
   writeFileSync(join(dir, 'check.json'), JSON.stringify(request));
   const inFlight = Number(values['in-flight']);
   const rows: string[] = [];
+  const builds = values.builds.split(',');
+  const columns = builds.flatMap((build) => values.transports.split(',').map((t) => ({ build, transport: transportOption(t) })));
   for (let round = 0; round < Number(values.rounds); round++) {
-    for (const transport of values.transports.split(',').map(transportOption)) {
+    for (const { build, transport } of columns) {
       const [port, admin] = (await freePorts(2)) as [number, number];
-      const server = spawn(process.execPath, ['dist/src/cli/filters-main.js', 'filters', '--policy', join(dir, 'policy'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--transport', transport], {
+      const server = spawn(process.execPath, [join(build, 'dist/src/cli/filters-main.js'), 'filters', '--policy', join(dir, 'policy'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--transport', transport], {
         stdio: 'ignore',
         env: { ...process.env, FLOWGATE_LOG_LEVEL: 'warn' },
       });
@@ -233,7 +237,7 @@ async function checkFromGhz(): Promise<void> {
         const cpu = cpuSeconds(pid) - cpu0;
         const perCall = (cpu / r.count) * 1e6;
         rows.push(
-          `| ${transport} | ${load.toFixed(2)} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} ms | ${perCall.toFixed(0)} µs | ${Math.round(1e6 / perCall).toLocaleString('en-US')} | ${peakRssMb(pid).toFixed(0)} MB | ${r.errors} |`,
+          `| ${builds.length > 1 ? `${build} ` : ''}${transport} | ${load.toFixed(2)} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} ms | ${perCall.toFixed(0)} µs | ${Math.round(1e6 / perCall).toLocaleString('en-US')} | ${peakRssMb(pid).toFixed(0)} MB | ${r.errors} |`,
         );
         console.log(rows.at(-1));
       } finally {
@@ -243,7 +247,7 @@ async function checkFromGhz(): Promise<void> {
     }
   }
   console.log(`\nCheck from ghz, ${inFlight} in flight over 2 connections, ${values.seconds} s per row, audit on (stdout)\n`);
-  console.log('| transport | load (1 min) | Check calls/s | latency p50 | server CPU per call | calls per core-second | server RSS peak | errors |');
+  console.log(`| ${builds.length > 1 ? 'build ' : ''}transport | load (1 min) | Check calls/s | latency p50 | server CPU per call | calls per core-second | server RSS peak | errors |`);
   console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
   for (const row of rows) console.log(row);
 }

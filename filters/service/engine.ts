@@ -7,6 +7,7 @@ import { TokenQuotas } from '../ratelimit/quotas.js';
 import type { CounterStore } from '../store/counters/store.js';
 import { MemoryBudgets, type BudgetStore } from '../store/budgets.js';
 import type { BudgetRule } from '../../src/contract/filter-policy.js';
+import { AllowAnswers } from './allow-answers.js';
 
 /** A budget that applies to a request, with the scope of its key (`m=<model>` or `c=<consumer>`). */
 export interface ScopedBudget extends BudgetRule {
@@ -29,6 +30,8 @@ export class FilterEngine {
   readonly authorizer: Authorizer;
   readonly limiter: RateLimiter;
   readonly quotas: TokenQuotas;
+  /** Check's allow answers under this policy (allow-answers.ts): a new policy starts with none. */
+  readonly allows = new AllowAnswers();
   private readonly models: ReadonlyMap<string, ModelRules>;
   private readonly masking = new Map<string, ModelMasking>();
   private readonly aliasMaps = new Map<string, Readonly<Record<string, string>>>();

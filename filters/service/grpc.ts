@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { messageType, protoEnum, TO_OBJECT } from '../../src/proto/root.js';
+import { decodeCheckRequest } from './check-decode.js';
 
 /**
  * gRPC method definitions for the services the filter service implements, built from the same protobufjs
@@ -18,6 +19,8 @@ import { messageType, protoEnum, TO_OBJECT } from '../../src/proto/root.js';
 interface CodecOptions {
   readonly plainRequest?: boolean;
   readonly builtResponse?: boolean;
+  /** Decodes the request instead of the message type's decoder (a partial decoder: check-decode.ts). */
+  readonly decodeRequest?: (buf: Buffer) => unknown;
 }
 
 /** A writer's bytes as a Buffer, without the copy Buffer.from(Uint8Array) makes when it already is one. */
@@ -25,10 +28,19 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** An answer that encodes itself (Check's cached allows: allow-answers.ts) has this method; it is not re-encoded. */
+export const SELF_ENCODED = Symbol('self-encoded');
+
+function selfEncoded(value: object): (() => Buffer) | undefined {
+  return (value as { [SELF_ENCODED]?: () => Buffer })[SELF_ENCODED];
+}
+
 function codec(typeName: string, options: { decodePlain: boolean; encodeBuilt: boolean }): { encode: (value: object) => Buffer; decode: (buf: Buffer) => unknown } {
   const type = messageType(typeName);
   return {
-    encode: options.encodeBuilt ? (value) => asBuffer(type.encode(value).finish()) : (value) => asBuffer(type.encode(type.fromObject(value)).finish()),
+    encode: options.encodeBuilt
+      ? (value) => selfEncoded(value)?.call(value) ?? asBuffer(type.encode(value).finish())
+      : (value) => asBuffer(type.encode(type.fromObject(value)).finish()),
     decode: options.decodePlain ? (buf) => type.toObject(type.decode(buf), TO_OBJECT) : (buf) => type.decode(buf),
   };
 }
@@ -41,17 +53,19 @@ function method(path: string, req: string, res: string, stream: boolean, options
     requestStream: stream,
     responseStream: stream,
     requestSerialize: (value: unknown) => request.encode(value as object),
-    requestDeserialize: request.decode,
+    requestDeserialize: options.decodeRequest ?? request.decode,
     responseSerialize: response.encode,
     responseDeserialize: response.decode as (buf: Buffer) => object,
   };
 }
 
 export const AUTHORIZATION_SERVICE: grpc.ServiceDefinition = {
-  // The Check handler reads strings and maps only, and builds its answers with numeric enums (the hot path).
+  // The Check handler reads strings and maps only, and builds its answers with numeric enums (the hot path);
+  // its request is decoded only as far as it reads it.
   Check: method('/envoy.service.auth.v3.Authorization/Check', 'envoy.service.auth.v3.CheckRequest', 'envoy.service.auth.v3.CheckResponse', false, {
     plainRequest: false,
     builtResponse: true,
+    decodeRequest: decodeCheckRequest,
   }),
 };
 

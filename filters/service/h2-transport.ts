@@ -71,6 +71,11 @@ const ACCEPT_ENCODING = 'identity,gzip,deflate';
 const OK_HEADERS = { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc', 'grpc-accept-encoding': ACCEPT_ENCODING };
 const OK_TRAILERS = { 'grpc-status': '0' };
 const WITH_TRAILERS = { waitForTrailers: true };
+// Shared by every stream instead of a closure per call.
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
+function ignore(): void {}
 const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
 
 /**
@@ -137,7 +142,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     stream.resume();
   };
   // A cancelled call (RST_STREAM) or a closed session: nothing more to answer.
-  stream.once('close', () => {
+  stream.on('close', () => {
     settled = true;
     if (timer) clearTimeout(timer);
   });
@@ -218,7 +223,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
         frame[0] = 0;
         frame.writeUInt32BE(out.length, 1);
         out.copy(frame, 5);
-        stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+        stream.once('wantTrailers', sendOkTrailers);
         stream.respond(OK_HEADERS, WITH_TRAILERS);
         stream.end(frame);
       },
@@ -287,7 +292,7 @@ export async function startH2Transport(options: H2TransportOptions): Promise<H2T
       return;
     }
     // A reset or broken stream ends the call; its 'close' is all that matters.
-    stream.on('error', () => undefined);
+    stream.on('error', ignore);
     if (headers[HTTP2_HEADER_METHOD] !== 'POST') return sendHttpStatus(stream, 405);
     const type = headers[HTTP2_HEADER_CONTENT_TYPE];
     if (typeof type !== 'string' || !type.startsWith('application/grpc')) return sendHttpStatus(stream, 415);

@@ -5,7 +5,7 @@ import type { CheckRequest } from '../../../src/generated/envoy/service/auth/v3/
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { setHeaders } from '../grpc.js';
-import { decisions } from '../metrics.js';
+import { batchedChild, decisions } from '../metrics.js';
 import { denied, jsonBody, unavailable } from '../responses.js';
 
 /**
@@ -15,12 +15,12 @@ import { denied, jsonBody, unavailable } from '../responses.js';
  * Envoy's weighted split reads.
  */
 
-// Metric children bound once: a labelled inc() hashes its labels on every call.
-const rateAllowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
-const rateRefused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
-const rateStoreFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
-const allowedConsumer = decisions.labels({ stage: 'authz', result: 'allow', reason: 'consumer' });
-const allowedAnonymous = decisions.labels({ stage: 'authz', result: 'allow', reason: 'anonymous' });
+// Metric children counted in plain numbers (metrics.ts): a labelled inc() hashes its labels on every call.
+const rateAllowed = batchedChild(decisions, { stage: 'ratelimit', result: 'allow', reason: 'ok' });
+const rateRefused = batchedChild(decisions, { stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
+const rateStoreFailed = batchedChild(decisions, { stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+const allowedConsumer = batchedChild(decisions, { stage: 'authz', result: 'allow', reason: 'consumer' });
+const allowedAnonymous = batchedChild(decisions, { stage: 'authz', result: 'allow', reason: 'anonymous' });
 
 /**
  * The headers of a 429 for a request over its rate limit, as Envoy's rate-limit filter answers one: the
@@ -79,18 +79,17 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
   }
   (decision.consumer ? allowedConsumer : allowedAnonymous).inc();
   audit.write({ kind: 'authz', model, consumer: decision.consumer, decision: 'allow', requestId });
-  let toSet = decision.headersToSet;
-  let toRemove = decision.headersToRemove;
+  const sticky = engine.model(model)?.sticky;
   // A pipeline route keeps the caller's credential: the pipeline service presents it again on every step,
   // through Envoy, so each step is judged as the caller (filters/pipelines/server.ts).
-  if (engine.pipeline(model) !== undefined) toRemove = toRemove.filter((h) => !(CREDENTIAL_HEADERS as readonly string[]).includes(h));
-  const sticky = engine.model(model)?.sticky;
-  if (sticky) {
-    // Never the client's own value: a caller must not choose its version through the hash.
-    const key = headers[sticky.header];
-    if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
-    else toRemove = [...toRemove, Header.stickyHash];
-  }
+  const removed = (): string[] => (engine.pipeline(model) === undefined ? decision.headersToRemove : decision.headersToRemove.filter((h) => !(CREDENTIAL_HEADERS as readonly string[]).includes(h)));
+  if (!sticky) return engine.allows.answer(model, decision.headersToSet, removed, responseHeaders);
+  let toSet = decision.headersToSet;
+  let toRemove = removed();
+  // Never the client's own value: a caller must not choose its version through the hash.
+  const key = headers[sticky.header];
+  if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
+  else toRemove = [...toRemove, Header.stickyHash];
   return {
     status: { code: grpc.status.OK },
     ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(responseHeaders) },

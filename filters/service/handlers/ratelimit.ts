@@ -3,14 +3,14 @@ import type { RateLimitRequest } from '../../../src/generated/envoy/service/rate
 import type { RateLimitDescriptor } from '../../ratelimit/limiter.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
-import { decisions } from '../metrics.js';
+import { batchedChild, decisions } from '../metrics.js';
 import { protoEnum } from '../../../src/proto/root.js';
 import { jsonBody, unavailable } from '../responses.js';
 
-// Metric children bound once: a labelled inc() hashes its labels on every call.
-const allowed = decisions.labels({ stage: 'ratelimit', result: 'allow', reason: 'ok' });
-const refused = decisions.labels({ stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
-const storeFailed = decisions.labels({ stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
+// Metric children counted in plain numbers (metrics.ts): a labelled inc() hashes its labels on every call.
+const allowed = batchedChild(decisions, { stage: 'ratelimit', result: 'allow', reason: 'ok' });
+const refused = batchedChild(decisions, { stage: 'ratelimit', result: 'deny', reason: 'over_limit' });
+const storeFailed = batchedChild(decisions, { stage: 'ratelimit', result: 'error', reason: 'store_unavailable' });
 
 // The answer is encoded as built (filters/service/grpc.ts): enums as their numbers.
 const CODE = {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiKeyIndex, MAX_API_KEY_LENGTH } from '../../../filters/authz/keys.js';
+import { Lru } from '../../../filters/authz/lru.js';
 import { sha256Hex } from './fixtures.js';
 
 /** The digest with its last hex digit changed: differs from the real one in 4 bits, at the very end. */
@@ -59,5 +60,56 @@ describe('ApiKeyIndex', () => {
     expect(index.lookup(long)).toBeUndefined();
     const fits = 'k'.repeat(MAX_API_KEY_LENGTH);
     expect(new ApiKeyIndex([{ name: 'acme', apiKeys: [{ id: 'f', sha256: sha256Hex(fits) }] }]).lookup(fits)).toEqual({ consumer: 'acme', keyId: 'f' });
+  });
+
+  it('caches the digest of a matched key only, bounded, and still compares it with the store', () => {
+    const index = new ApiKeyIndex(
+      [
+        { name: 'acme', apiKeys: [{ id: 'a1', sha256: sha256Hex('acme-1') }, { id: 'a2', sha256: sha256Hex('acme-2') }] },
+        { name: 'globex', apiKeys: [{ id: 'g1', sha256: sha256Hex('globex-1') }] },
+      ],
+      2,
+    );
+    expect(index.lookup('nobody')).toBeUndefined();
+    expect(index.cachedDigests).toBe(0);
+    for (let i = 0; i < 3; i++) expect(index.lookup('acme-1')).toEqual({ consumer: 'acme', keyId: 'a1' });
+    expect(index.cachedDigests).toBe(1);
+    expect(index.lookup('acme-2')).toEqual({ consumer: 'acme', keyId: 'a2' });
+    expect(index.lookup('globex-1')).toEqual({ consumer: 'globex', keyId: 'g1' });
+    // Bounded: the third key pushed out the least recently used one; every key still answers the same.
+    expect(index.cachedDigests).toBe(2);
+    expect(index.lookup('acme-1')).toEqual({ consumer: 'acme', keyId: 'a1' });
+    expect(index.lookup('acme-2')).toEqual({ consumer: 'acme', keyId: 'a2' });
+    expect(index.lookup('globex-1')).toEqual({ consumer: 'globex', keyId: 'g1' });
+    // A near miss of a cached key is hashed, not served from the cache.
+    expect(index.lookup('acme-1 ')).toBeUndefined();
+    expect(index.lookup('ACME-1')).toBeUndefined();
+  });
+
+  it('forgets a key with the policy: a new index for a policy without it refuses it at once', () => {
+    const before = new ApiKeyIndex([{ name: 'acme', apiKeys: [{ id: 'a1', sha256: sha256Hex('acme-1') }, { id: 'a2', sha256: sha256Hex('acme-2') }] }]);
+    expect(before.lookup('acme-1')).toEqual({ consumer: 'acme', keyId: 'a1' });
+    const after = new ApiKeyIndex([{ name: 'acme', apiKeys: [{ id: 'a2', sha256: sha256Hex('acme-2') }] }]);
+    expect(after.lookup('acme-1')).toBeUndefined();
+    expect(after.lookup('acme-2')).toEqual({ consumer: 'acme', keyId: 'a2' });
+  });
+});
+
+describe('Lru', () => {
+  it('drops the least recently used entry past its capacity', () => {
+    const lru = new Lru<string, number>(2);
+    lru.set('a', 1);
+    lru.set('b', 2);
+    expect(lru.get('a')).toBe(1); // a is now the most recent
+    lru.set('c', 3);
+    expect(lru.size).toBe(2);
+    expect(lru.get('b')).toBeUndefined();
+    expect(lru.get('a')).toBe(1);
+    expect(lru.get('c')).toBe(3);
+    lru.set('a', 10);
+    lru.set('d', 4);
+    expect(lru.get('c')).toBeUndefined();
+    expect(lru.get('a')).toBe(10);
+    expect(() => new Lru(0)).toThrow(RangeError);
   });
 });
