@@ -16,7 +16,7 @@ import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-
 import type { SnapshotVariant } from '../resources/variants.js';
 import { Snapshot, type XdsResource } from '../xds/snapshot.js';
 import { TypeUrl } from '../resources/types.js';
-import { changeLimit, listChanges, type ListChanges } from '../resources/window.js';
+import { sharedChanges, type ListChanges } from '../resources/window.js';
 
 /**
  * GatewayController: the one place where policy and registry meet. Each time either changes it runs the
@@ -253,7 +253,7 @@ export class GatewayController {
     const before = this.ir;
     this.ir = ir;
     // The models that changed since the last build (memoised models are the same objects): undefined, all of them.
-    const changed = before ? listChanges(before.models, ir.models, changeLimit(ir.models.length)) : undefined;
+    const changed = before ? sharedChanges(before.models, ir.models) : undefined;
     this.trackClusters(ir, changed);
     this.reportAlerts(ir);
     this.reportModels(ir, changed);

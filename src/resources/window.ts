@@ -98,3 +98,20 @@ export function mapChanged<T, U>(before: readonly T[], beforeOut: readonly U[], 
 
 /** The limit callers use: past a quarter of the list (or 64 elements), a full rebuild is as cheap. */
 export const changeLimit = (length: number): number => Math.max(64, length >> 2);
+
+/** The last comparison made for each list (by the list compared against it). */
+const compared = new WeakMap<readonly unknown[], { readonly before: readonly unknown[]; readonly limit: number; readonly changes: ListChanges<unknown> | undefined }>();
+
+/**
+ * listChanges(before, after, changeLimit(after.length)), computed once per pair of lists: the stages of one
+ * build compare the same lists (the last IR's models with this IR's, a mode's resources with the last
+ * ones), and a comparison walks both. Only for lists never changed once made (every memoised stage's output).
+ */
+export function sharedChanges<T>(before: readonly T[], after: readonly T[]): ListChanges<T> | undefined {
+  const limit = changeLimit(after.length);
+  const known = compared.get(after);
+  if (known && known.before === before && known.limit === limit) return known.changes as ListChanges<T> | undefined;
+  const changes = listChanges(before, after, limit);
+  compared.set(after, { before, limit, changes });
+  return changes;
+}

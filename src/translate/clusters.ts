@@ -9,7 +9,7 @@ import { tracingCluster } from './tracing.js';
 import { versionProcessingOptions } from './version-ext-proc.js';
 import { pipelineCluster } from './pipelines.js';
 import { servedBySplit, splitClusters } from './eds-split.js';
-import { changeLimit, listChanges, mapChanged, type ListChanges } from '../resources/window.js';
+import { mapChanged, sharedChanges, type ListChanges } from '../resources/window.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -48,7 +48,7 @@ let lastTargets: { readonly models: readonly ModelIR[]; readonly split: GatewayI
 function buildTargets(ir: GatewayIR): ClusterTarget[] {
   // The split mode decides which models have version clusters: a change of it rebuilds every target.
   const last = lastTargets?.split === ir.trafficSplit ? lastTargets : undefined;
-  const changes = last ? listChanges(last.models, ir.models, changeLimit(ir.models.length)) : undefined;
+  const changes = last ? sharedChanges(last.models, ir.models) : undefined;
   const targets = (last && changes && patchedTargets(ir, last.targets, changes)) || allTargets(ir, ir.models);
   lastTargets = { models: ir.models, split: ir.trafficSplit, targets };
   return targets;

@@ -9,7 +9,7 @@ import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
 import { withSegments } from '../resources/segments.js';
-import { changeLimit, listChanges } from '../resources/window.js';
+import { sharedChanges } from '../resources/window.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -378,7 +378,7 @@ function lowerBound(claims: readonly Claim[], c: Claim): number {
  * virtual host (which claim serves it could change), or two claims sort as equals.
  */
 function patchedClaims(ir: GatewayIR, listener: string, last: ListenerClaims): ListenerClaims | undefined {
-  const changes = listChanges(last.models, ir.models, changeLimit(ir.models.length));
+  const changes = sharedChanges(last.models, ir.models);
   if (!changes) return undefined;
   const removed = changes.removed.flatMap((m) => modelClaims(m, listener));
   const added = changes.added.flatMap((m) => modelClaims(m, listener));

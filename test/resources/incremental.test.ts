@@ -12,6 +12,9 @@ import { ALL_TYPES } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
 import { withSegments } from '../../src/resources/segments.js';
 import { irProblems } from '../../src/ir/validate.js';
+import type { GatewayIR } from '../../src/ir/types.js';
+import { listenerHttpFilters } from '../../src/translate/http-filters/index.js';
+import { listenerOwners } from '../../src/translate/routes.js';
 import { modelPolicy, registryModels } from '../../bench/peers/fixtures.js';
 
 /**
@@ -266,6 +269,59 @@ describe('incremental IR, validation and route configuration', () => {
     // The alerts are there: the kept live versions and the unknown registered model.
     expect(outputs[steps.length - 5]?.ir.alerts.map((a) => `${a.model} ${a.code}`)).toEqual(['model-25 unknown_registered_model', 'model-25 kept_last_live', 'model-26 kept_last_live']);
     expect(messages(outputs[steps.length - 5])).toHaveLength(1);
+  });
+
+  test('listener filters follow the models whose filters change, and are kept through moves', () => {
+    const FILTERED = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', 'filterService: { address: filters.flowgate.svc, port: 18081, timeout: 300ms }', ''].join('\n');
+    const MASKING = 'masking: { request: { patterns: [email] } }\n';
+    // [extra policy text per model, models whose challenger moved]
+    const steps: [Record<number, string>, number[]][] = [
+      [{}, []],
+      [{}, [4]],
+      // ext_proc appears on the listener (fail closed), then fail open instead, then both.
+      [{ 5: MASKING }, [4]],
+      [{ 5: `${MASKING}failOpen: true\n` }, [4, 6]],
+      [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6]],
+      [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6, 7]],
+      // ext_authz (access rules) on another model, while the masked ones go.
+      [{ 8: 'access: { consumers: [acme] }\n' }, [4, 6, 7]],
+      [{}, [4, 6, 7, 8]],
+    ];
+    const CONSUMERS = 'kind: Consumer\nname: acme\napiKeys: [{ id: k, sha256: abababababababababababababababababababababababababababababababab }]\n';
+    const policyAt = (dir: string, k: number): Policy => {
+      const extra = steps[k]?.[0] ?? {};
+      const load = policyFromFiles(dir, [
+        { file: 'gateway.yaml', text: FILTERED },
+        { file: 'consumers.yaml', text: CONSUMERS },
+        ...Array.from({ length: 30 }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, 10) + (extra[i] ?? '') })),
+      ]);
+      if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
+      return load.policy;
+    };
+    const base = registryModels(30, false);
+    const registryAt = (k: number, keep?: RegistrySnapshot): RegistrySnapshot =>
+      registrySnapshotFrom(base.map((m, i) => (keep && !steps[k]?.[1].includes(i) ? keep.models.get(m.name) : undefined) ?? registered(m, steps[k]?.[1].includes(i) ? '3' : undefined)));
+    let registry: RegistrySnapshot | undefined;
+    let previous: PipelineOutput | undefined;
+    // Every incremental build first (each built from the one before), then the fresh ones.
+    const outputs = steps.map((_, k) => {
+      registry = registryAt(k, registry);
+      previous = runPipeline({ policy: policyAt('/filters-patched', k), registry, previous: previous?.ir });
+      return previous;
+    });
+    const filterNames = (out: PipelineOutput | undefined): string[] =>
+      JSON.stringify(out?.groups[0]?.resources.find((r) => r.typeUrl === TypeUrl.Listener)?.message ?? {})
+        .match(/"name":"flowgate\.(authz|extproc)[a-z.]*"/g)
+        ?.sort() ?? [];
+    steps.forEach((_, k) => {
+      const fresh = runPipeline({ policy: policyAt(`/filters-fresh-${k}`, k), registry: registryAt(k) });
+      expect(outputs[k] && encoded(outputs[k]), `step ${k}`).toEqual(encoded(fresh));
+      // And what the filters make of the IR, unmemoised (the fresh run above may reuse a listener too).
+      const ir = outputs[k]?.ir as GatewayIR;
+      expect(filterNames(outputs[k]), `step ${k}`).toEqual(JSON.stringify(listenerHttpFilters(ir, listenerOwners(ir, 'public'), 'public')).match(/"name":"flowgate\.(authz|extproc)[a-z.]*"/g)?.sort() ?? []);
+    });
+    // The filters did change along the way (so the steps test something).
+    expect(new Set(outputs.map((o) => filterNames(o).join(' '))).size).toBe(4);
   });
 
   test('the incremental validation refuses what the whole check refuses', () => {
