@@ -32,14 +32,14 @@ export interface ClusterTarget {
 
 const targetsMemo = new WeakMap<GatewayIR, ClusterTarget[]>();
 
-/** Every (model, version) that needs a cluster, once each, by cluster name. */
-export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
+/** Every (model, version) that needs a cluster, once each, by cluster name (one list per IR object: never to be changed). */
+export function clusterTargets(ir: GatewayIR): readonly ClusterTarget[] {
   let targets = targetsMemo.get(ir);
   if (!targets) {
     targets = buildTargets(ir);
     targetsMemo.set(ir, targets);
   }
-  return [...targets];
+  return targets;
 }
 
 /** The targets of the last IR, kept so that the next one reuses the target objects of models that did not change. */

@@ -445,10 +445,15 @@ export function listenerOwners(ir: GatewayIR, listener: string): RouteOwner[] {
 const routesMemo = new WeakMap<GatewayIR, ResourceInput[]>();
 
 export function translateRoutes(ir: GatewayIR): ResourceInput[] {
+  return [...routeResources(ir)];
+}
+
+/** translateRoutes, as the one list every mode of an IR shares (never to be changed). */
+export function routeResources(ir: GatewayIR): readonly ResourceInput[] {
   let out = routesMemo.get(ir);
   if (!out) {
     out = ir.listeners.map((l) => ({ typeUrl: TypeUrl.RouteConfiguration, name: l.name, message: routeConfiguration(ir, l.name) }));
     routesMemo.set(ir, out);
   }
-  return [...out];
+  return out;
 }

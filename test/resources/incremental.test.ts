@@ -343,6 +343,24 @@ describe('incremental IR, validation and route configuration', () => {
 });
 
 describe('Snapshot built from the one before', () => {
+  test('reads a list recorded per type as the same list grouped, and refuses an input of another type in it', () => {
+    const clusters = Array.from({ length: 30 }, (_, i) => cluster(`c${i}`, true));
+    const eds = clusters.map((c) => endpoints(c.name));
+    const typed = (lists: ResourceInput[][]): ResourceInput[] => withSegments(lists.flat(), lists);
+    const first = Snapshot.from(typed([clusters, eds]));
+    expect(first.version).toBe(Snapshot.from([...eds, ...clusters]).version);
+    expect(first.resources(TypeUrl.ClusterLoadAssignment).size).toBe(30);
+    // The next list: one cluster replaced, one endpoint removed (each type compared with its own last list).
+    const moved = clusters.map((c, i) => (i === 7 ? cluster('c7b', true) : c));
+    const next = Snapshot.from(typed([moved, [...eds.filter((e) => e.name !== 'c3'), endpoints('c7b')]]), first);
+    const alone = Snapshot.from([...moved, ...eds.filter((e) => e.name !== 'c3'), endpoints('c7b')]);
+    expect(next.version).toBe(alone.version);
+    expect((next.removedSince(first) ?? []).map((r) => r.name).sort()).toEqual(['c3', 'c7']);
+    // An endpoint listed with the clusters: refused on a first build and on a change.
+    expect(() => Snapshot.from(typed([[...clusters, endpoints('x')], eds]))).toThrow(/listed with/);
+    expect(() => Snapshot.from(typed([clusters.map((c, i) => (i === 9 ? endpoints('c9') : c)), eds]), first)).toThrow(/listed with/);
+  });
+
   test('reads as a fresh snapshot through hundreds of small changes (its maps layered, then flattened)', () => {
     const clusterOf = (name: string, port: number): ResourceInput => ({ typeUrl: TypeUrl.Cluster, name, message: { name, type: 'STRICT_DNS', load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'h', port_value: port } } } }] }] } } });
     let inputs = Array.from({ length: 100 }, (_, i) => clusterOf(`c${i}`, 1));
