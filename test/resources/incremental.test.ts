@@ -271,7 +271,7 @@ describe('incremental IR, validation and route configuration', () => {
     expect(messages(outputs[steps.length - 5])).toHaveLength(1);
   });
 
-  test('listener filters follow the models whose filters change, and are kept through moves', () => {
+  test('listener filters follow the models whose filters change and are kept through moves; the proxyless variant follows moves', () => {
     const FILTERED = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', 'filterService: { address: filters.flowgate.svc, port: 18081, timeout: 300ms }', ''].join('\n');
     const MASKING = 'masking: { request: { patterns: [email] } }\n';
     // [extra policy text per model, models whose challenger moved]
@@ -282,10 +282,11 @@ describe('incremental IR, validation and route configuration', () => {
       [{ 5: MASKING }, [4]],
       [{ 5: `${MASKING}failOpen: true\n` }, [4, 6]],
       [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6]],
-      [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6, 7]],
+      [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6, 7, 31]],
       // ext_authz (access rules) on another model, while the masked ones go.
-      [{ 8: 'access: { consumers: [acme] }\n' }, [4, 6, 7]],
-      [{}, [4, 6, 7, 8]],
+      [{ 8: 'access: { consumers: [acme] }\n' }, [4, 6, 7, 31]],
+      [{}, [4, 6, 7, 8, 31]],
+      [{}, [4, 6, 7, 8, 30, 31]],
     ];
     const CONSUMERS = 'kind: Consumer\nname: acme\napiKeys: [{ id: k, sha256: abababababababababababababababababababababababababababababababab }]\n';
     const policyAt = (dir: string, k: number): Policy => {
@@ -294,11 +295,13 @@ describe('incremental IR, validation and route configuration', () => {
         { file: 'gateway.yaml', text: FILTERED },
         { file: 'consumers.yaml', text: CONSUMERS },
         ...Array.from({ length: 30 }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, 10) + (extra[i] ?? '') })),
+        // Two proxyless models (the proxyless variant follows the models that changed too).
+        ...[30, 31].map((i) => ({ file: `g${i}.yaml`, text: modelPolicy(i, 10).replace('protocol: mlflow', `protocol: grpc\ngrpc: { service: inference.Svc${i} }\nproxyless: { target: m${i} }`).replace(/routes:\n.*\n.*\n/, '') })),
       ]);
       if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
       return load.policy;
     };
-    const base = registryModels(30, false);
+    const base = registryModels(32, false);
     const registryAt = (k: number, keep?: RegistrySnapshot): RegistrySnapshot =>
       registrySnapshotFrom(base.map((m, i) => (keep && !steps[k]?.[1].includes(i) ? keep.models.get(m.name) : undefined) ?? registered(m, steps[k]?.[1].includes(i) ? '3' : undefined)));
     let registry: RegistrySnapshot | undefined;
@@ -320,6 +323,10 @@ describe('incremental IR, validation and route configuration', () => {
       const ir = outputs[k]?.ir as GatewayIR;
       expect(filterNames(outputs[k]), `step ${k}`).toEqual(JSON.stringify(listenerHttpFilters(ir, listenerOwners(ir, 'public'), 'public')).match(/"name":"flowgate\.(authz|extproc)[a-z.]*"/g)?.sort() ?? []);
     });
+    // The proxyless models are served, and their moves reach the proxyless variant.
+    const proxyless = (out: PipelineOutput | undefined): string[] => encoded(out as PipelineOutput)[3] ?? [];
+    expect(proxyless(outputs[0]).length).toBeGreaterThan(0);
+    expect(new Set(outputs.map((o) => proxyless(o).join('\n'))).size).toBe(3);
     // The filters did change along the way (so the steps test something).
     expect(new Set(outputs.map((o) => filterNames(o).join(' '))).size).toBe(4);
   });
