@@ -6,7 +6,7 @@ import { endpointResources } from './endpoints.js';
 import { filterPolicyOf, filterPolicyResource } from './filter-policy.js';
 import { translateListeners } from './listeners.js';
 import { routeResources } from './routes.js';
-import { withSegments } from '../resources/segments.js';
+import { joined, withSegments } from '../resources/segments.js';
 
 /** The FilterPolicy resource of an IR as a one-element list, once per IR (every mode has the same). */
 const filterPolicyLists = new WeakMap<GatewayIR, readonly ResourceInput[]>();
@@ -29,5 +29,5 @@ function filterPolicyList(ir: GatewayIR): readonly ResourceInput[] {
  */
 export function translateGateway(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   const byType = [translateClusters(ir, mode), endpointResources(ir), translateListeners(ir, mode), routeResources(ir), filterPolicyList(ir)];
-  return withSegments(([] as ResourceInput[]).concat(...byType), byType);
+  return withSegments(joined(byType), byType);
 }

@@ -5,6 +5,7 @@ import { duration, typed } from '../proto/codec.js';
 import { configSource } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { mapChanged } from '../resources/window.js';
+import { joined } from '../resources/segments.js';
 import { HCM_TYPE, ROUTER_TYPE } from './listeners.js';
 
 /**
@@ -94,9 +95,7 @@ export function translateProxyless(ir: GatewayIR): ResourceInput[] {
   // A model that is the same object at the same place as in the last IR has the same resources (no read of it).
   const perModel = lastProxyless ? mapChanged(lastProxyless.models, lastProxyless.perModel, ir.models, modelResources) : ir.models.map(modelResources);
   lastProxyless = { models: ir.models, perModel };
-  const out: ResourceInput[] = [];
-  for (const list of perModel) for (const r of list) out.push(r);
-  return out;
+  return joined(perModel);
 }
 
 let lastProxyless: { readonly models: readonly ModelIR[]; readonly perModel: readonly (readonly ResourceInput[])[] } | undefined;

@@ -8,7 +8,7 @@ import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
-import { withSegments } from '../resources/segments.js';
+import { joined, withSegments } from '../resources/segments.js';
 import { sharedChanges } from '../resources/window.js';
 
 /**
@@ -306,14 +306,10 @@ const claimRoutes = (ir: GatewayIR, c: Claim, listener: string): readonly object
 function virtualHost(host: HostClaims, llm: readonly object[]): object {
   // Each model's routes are one kept segment of the list (src/resources/segments.ts).
   const segments: (readonly object[])[] = [llm];
-  const routes: object[] = [...llm];
-  for (const part of host.parts) {
-    if (part === SHADOWED) continue;
-    segments.push(part);
-    for (const r of part) routes.push(r);
-  }
+  for (const part of host.parts) if (part !== SHADOWED) segments.push(part);
   segments.push(NO_ROUTE);
-  for (const r of NO_ROUTE) routes.push(r);
+  // One copy of the kept lists (a shadowed claim's is empty), not a push per route.
+  const routes = joined(segments);
   return { name: host.domain === '*' ? 'any' : host.domain, domains: [host.domain], routes: withSegments(routes, segments) };
 }
 

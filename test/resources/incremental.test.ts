@@ -10,7 +10,7 @@ import type { RegisteredModel, RegistrySnapshot } from '../../src/registry/types
 import { encodeMessage } from '../../src/proto/codec.js';
 import { ALL_TYPES } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
-import { withSegments } from '../../src/resources/segments.js';
+import { joined, withSegments } from '../../src/resources/segments.js';
 import { irProblems } from '../../src/ir/validate.js';
 import type { GatewayIR } from '../../src/ir/types.js';
 import { listenerHttpFilters } from '../../src/translate/http-filters/index.js';
@@ -56,6 +56,17 @@ describe('listChanges', () => {
     };
     expect(mapChanged(list, ['A', 'B', 'C', 'D', 'E'], [a, x, c, d, e, b], upper)).toEqual(['A', 'X', 'C', 'D', 'E', 'B']);
     expect(calls).toEqual(['x', 'b']);
+    // Replacements at both ends and in the middle, each mapped once, the rest kept.
+    calls.length = 0;
+    expect(mapChanged(list, ['A', 'B', 'C', 'D', 'E'], [x, b, x, d, x], upper)).toEqual(['X', 'B', 'X', 'D', 'X']);
+    expect(calls).toEqual(['x', 'x', 'x']);
+  });
+
+  test('joined is the lists concatenated, past one call\'s chunk of lists', () => {
+    const lists = Array.from({ length: 20_000 }, (_, i) => (i % 3 === 0 ? [] : [i, -i]));
+    const out = joined(lists);
+    expect(out).toEqual(lists.flat());
+    expect(out.length).toBe(2 * lists.filter((l) => l.length > 0).length);
   });
 });
 
