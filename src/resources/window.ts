@@ -84,19 +84,27 @@ export function listChanges<T>(before: readonly T[], after: readonly T[], limit:
  * `after.map(fn)`, where an element that is the same object at the same place as in `before` gets the
  * result it had (`beforeOut`, the map of `before`) without calling `fn`.
  */
-export function mapChanged<T, U>(before: readonly T[], beforeOut: readonly U[], after: readonly T[], fn: (item: T) => U): U[] {
+export function mapChanged<T, U>(before: readonly T[], beforeOut: readonly U[], after: readonly T[], fn: (item: T) => U, changes?: { removed: U[]; added: U[] }): U[] {
   const nb = before.length;
   const na = after.length;
   const { head, tail, headReplaced, tailReplaced } = align(before, after);
   // The aligned ranges copied whole (one copy, no walk), then the replaced places and the middle made.
   const middle: U[] = [];
   const out = beforeOut.slice(0, head);
-  for (const i of headReplaced) out[i] = fn(after[i] as T);
+  for (const i of headReplaced) {
+    changes?.removed.push(beforeOut[i] as U);
+    out[i] = fn(after[i] as T);
+    changes?.added.push(out[i]);
+  }
+  for (let i = head; i < nb - tail; i++) changes?.removed.push(beforeOut[i] as U);
   for (let i = head; i < na - tail; i++) middle.push(fn(after[i] as T));
+  changes?.added.push(...middle);
   const result = out.concat(middle, beforeOut.slice(nb - tail, nb));
   for (let j = tailReplaced.length - 1; j >= 0; j--) {
     const offset = tailReplaced[j] as number;
+    changes?.removed.push(beforeOut[nb - 1 - offset] as U);
     result[na - 1 - offset] = fn(after[na - 1 - offset] as T);
+    changes?.added.push(result[na - 1 - offset] as U);
   }
   return result;
 }
@@ -119,4 +127,13 @@ export function sharedChanges<T>(before: readonly T[], after: readonly T[]): Lis
   const changes = listChanges(before, after, limit);
   compared.set(after, { before, limit, changes });
   return changes;
+}
+
+/**
+ * Records what differs from `before` to `after` (a valid change set: what a stage that made `after` from
+ * `before` knows), so sharedChanges(before, after) does not walk them. Undefined when past the limit.
+ */
+export function recordChanges<T>(before: readonly T[], after: readonly T[], changes: ListChanges<T>): void {
+  const limit = changeLimit(after.length);
+  compared.set(after, { before, limit, changes: changes.removed.length + changes.added.length > limit ? undefined : changes });
 }

@@ -171,11 +171,19 @@ describe('incremental pipeline and snapshots', () => {
       [118, 30, [5]],
       [160, 30, [5]],
     ];
+    // Every incremental build first, each from the one before (as a serving process runs them), then the fresh ones.
     let previous: PipelineOutput | undefined;
+    let built: Snapshot[] = [];
+    const runs = steps.map(([models, canary, moved], k) => {
+      const out = runPipeline({ policy: policyOf('/inc', models, canary, splitAt(k)), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
+      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, built[i]));
+      previous = out;
+      built = chained;
+      return { out, chained };
+    });
     let snapshots: Snapshot[] = [];
     steps.forEach(([models, canary, moved], k) => {
-      const out = runPipeline({ policy: policyOf('/inc', models, canary, splitAt(k)), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
-      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, snapshots[i]));
+      const { out, chained } = runs[k] as (typeof runs)[number];
       const fresh = runPipeline({ policy: policyOf(`/fresh-${k}`, models, canary, splitAt(k)), registry: registryOf(models, moved) }, { proxyless: true });
       expect(out.ir).toEqual(fresh.ir);
       expect(encoded(out)).toEqual(encoded(fresh));
@@ -192,7 +200,6 @@ describe('incremental pipeline and snapshots', () => {
           expect((gone ?? []).map((r) => `${r.typeUrl} ${r.name} ${r.version}`).sort()).toEqual(expected);
         }
       });
-      previous = out;
       snapshots = chained;
     });
   });
