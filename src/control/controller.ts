@@ -16,7 +16,7 @@ import { CONFIG_SOURCE_MODES, type ConfigSourceMode } from '../resources/config-
 import type { SnapshotVariant } from '../resources/variants.js';
 import { Snapshot, type XdsResource } from '../xds/snapshot.js';
 import { TypeUrl } from '../resources/types.js';
-import { changeLimit, listChanges, type ListChanges } from '../resources/window.js';
+import { sharedChanges, type ListChanges } from '../resources/window.js';
 
 /**
  * GatewayController: the one place where policy and registry meet. Each time either changes it runs the
@@ -96,6 +96,7 @@ type ModelChanges = ListChanges<ModelIR>;
 
 const clustersOf = (m: ModelIR): string[] => [...m.live.map((l) => l.cluster), ...(m.mirror ? [m.mirror.cluster] : [])];
 const pending = (v: { readonly processing?: { readonly signature: { readonly status: string } } | undefined }): boolean => v.processing?.signature.status === 'pending';
+const waitsForSignature = (m: ModelIR): boolean => m.live.some(pending) || (m.mirror !== undefined && pending(m.mirror));
 
 /** An alert raised from live traffic rather than from the IR (the anomaly detector). */
 export interface RuntimeAlert {
@@ -127,6 +128,8 @@ export class GatewayController {
    */
   private clusters: { current: Set<string>; removed: ReadonlySet<string> } = { current: new Set(), removed: new Set() };
   /** The pipeline run of the last checked policy, reused when that policy is then applied (no second build). */
+  /** The models of the published IR routing a version whose signature is pending (updated by the models that changed). */
+  private pendingModels = new Set<ModelIR>();
   private checked:
     | { readonly policy: Policy; readonly registry: RegistrySnapshot; readonly previous: GatewayIR | undefined; readonly signatures: SignatureMap | undefined; readonly output: PipelineOutput }
     | undefined;
@@ -207,9 +210,7 @@ export class GatewayController {
   wantedSignatures(): VersionRef[] {
     const out: VersionRef[] = [];
     if (!this.ir || !this.registry) return out;
-    for (const m of this.ir.models) {
-      // Most models process nothing: no allocation for them (this walks every model on every build).
-      if (!m.live.some(pending) && !(m.mirror && pending(m.mirror))) continue;
+    for (const m of this.pendingModels) {
       const versions = this.registry.models.get(m.registeredModel)?.versions ?? [];
       for (const v of [...m.live, ...(m.mirror ? [m.mirror] : [])]) {
         if (!pending(v)) continue;
@@ -253,8 +254,9 @@ export class GatewayController {
     const before = this.ir;
     this.ir = ir;
     // The models that changed since the last build (memoised models are the same objects): undefined, all of them.
-    const changed = before ? listChanges(before.models, ir.models, changeLimit(ir.models.length)) : undefined;
+    const changed = before ? sharedChanges(before.models, ir.models) : undefined;
     this.trackClusters(ir, changed);
+    this.trackPending(ir, changed);
     this.reportAlerts(ir);
     this.reportModels(ir, changed);
     this.options.onIR?.(ir);
@@ -373,6 +375,16 @@ export class GatewayController {
       liveVersionsGauge.set({ model: m.name }, m.live.length);
       for (const l of m.live) liveWeight.set({ model: m.name, version: l.version }, l.weight);
     }
+  }
+
+  /** The models waiting for a signature, of every model or updated by the models that changed (most models process nothing). */
+  private trackPending(ir: GatewayIR, changed: ModelChanges | undefined): void {
+    if (!changed) {
+      this.pendingModels = new Set(ir.models.filter(waitsForSignature));
+      return;
+    }
+    for (const m of changed.removed) this.pendingModels.delete(m);
+    for (const m of changed.added) if (waitsForSignature(m)) this.pendingModels.add(m);
   }
 
   /** The model-version clusters of the published IR, updated by the models that changed. */

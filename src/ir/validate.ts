@@ -1,5 +1,5 @@
 import type { GatewayIR, ModelIR } from './types.js';
-import { changeLimit, listChanges } from '../resources/window.js';
+import { sharedChanges } from '../resources/window.js';
 
 /**
  * The invariants every later stage relies on, checked on each IR before it is translated (and on the IR
@@ -96,7 +96,7 @@ function modelProblems(ir: GatewayIR, listeners: ReadonlySet<string>, context: s
  * others broke none, in the same context); undefined otherwise (the IR is then checked whole).
  */
 function patchedClaims(ir: GatewayIR, claims: Claims, listeners: ReadonlySet<string>, context: string): Claims | undefined {
-  const changes = listChanges(claims.models, ir.models, changeLimit(ir.models.length));
+  const changes = sharedChanges(claims.models, ir.models);
   if (!changes) return undefined;
   // From here on the claims are changed in place: a problem found drops them (the whole check rebuilds them).
   lastClaims = undefined;

@@ -1,5 +1,5 @@
 import { TypeUrl, type ResourceInput } from './types.js';
-import { changeLimit, listChanges, type ListChanges } from './window.js';
+import { changeLimit, listChanges, sharedChanges, type ListChanges } from './window.js';
 import { segments } from './segments.js';
 
 /**
@@ -187,7 +187,7 @@ export class ConsistencyTracker {
     const statics = (options.staticClusters ?? []).join('\u0000');
     const before = this.state;
     this.state = undefined;
-    const changes = before && before.statics === statics ? listChanges(before.inputs, resources, changeLimit(resources.length)) : undefined;
+    const changes = before && before.statics === statics ? changesOf(before.inputs, resources) : undefined;
     const state = before && changes ? before : fullSet(resources, options, statics);
     if (state === before && changes) {
       const ok = applyChanges(state, changes);
@@ -199,6 +199,25 @@ export class ConsistencyTracker {
     this.state = state;
     return resources;
   }
+}
+
+/**
+ * What differs between two resource lists: per recorded list (translateGateway's per-type lists, compared once
+ * per pair of lists for every stage of the build) when both are made of as many, else as one list.
+ */
+function changesOf(before: readonly ResourceInput[], after: readonly ResourceInput[]): ListChanges<ResourceInput> | undefined {
+  const was = segments(before) as readonly (readonly ResourceInput[])[] | undefined;
+  const now = segments(after) as readonly (readonly ResourceInput[])[] | undefined;
+  if (!was || !now || was.length !== now.length) return listChanges(before, after, changeLimit(after.length));
+  const removed: ResourceInput[] = [];
+  const added: ResourceInput[] = [];
+  for (let i = 0; i < now.length; i++) {
+    const changes = sharedChanges(was[i] as readonly ResourceInput[], now[i] as readonly ResourceInput[]);
+    if (!changes) return undefined;
+    for (const r of changes.removed) removed.push(r);
+    for (const r of changes.added) added.push(r);
+  }
+  return { removed, added };
 }
 
 /** What a checked resource set has and what it names, by `kind\0name` key. */

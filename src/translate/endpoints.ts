@@ -6,8 +6,18 @@ import { splitLoadAssignments } from './eds-split.js';
 
 const endpointMemo: VersionMemo = new WeakMap();
 
+/** The endpoints of an IR, made once per IR object (they do not depend on the xDS mode). */
+const endpointsMemo = new WeakMap<GatewayIR, readonly ResourceInput[]>();
+
 /** The ClusterLoadAssignment of every EDS cluster (model versions served at an IP address), named after it. */
 export function translateEndpoints(ir: GatewayIR): ResourceInput[] {
+  return [...endpointResources(ir)];
+}
+
+/** translateEndpoints, as the one list every mode of an IR shares (never to be changed). */
+export function endpointResources(ir: GatewayIR): readonly ResourceInput[] {
+  const known = endpointsMemo.get(ir);
+  if (known) return known;
   const targets = clusterTargets(ir);
   const make = (t: ClusterTarget): ResourceInput | undefined =>
     usesEds(t.address)
@@ -16,7 +26,9 @@ export function translateEndpoints(ir: GatewayIR): ResourceInput[] {
   // A target that is the same object as last time (its model did not change) has the same endpoints.
   const byTarget = last ? mapChanged(last.targets, last.out, targets, make) : targets.map(make);
   last = { targets, out: byTarget };
-  return [...byTarget.filter((r): r is ResourceInput => r !== undefined), ...splitLoadAssignments(ir)];
+  const out = [...byTarget.filter((r): r is ResourceInput => r !== undefined), ...splitLoadAssignments(ir)];
+  endpointsMemo.set(ir, out);
+  return out;
 }
 
 let last: { readonly targets: readonly ClusterTarget[]; readonly out: readonly (ResourceInput | undefined)[] } | undefined;

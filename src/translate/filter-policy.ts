@@ -4,6 +4,7 @@ import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR, ModelLlmIR } from '
 import type { VersionProcessingRules } from '../contract/filter-policy.js';
 import { canonicalJson } from '../policy/policy.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
+import { mapChanged } from '../resources/window.js';
 
 /**
  * The FilterPolicy of an IR (every rule already resolved by the IR), and the xDS resource carrying it. It is
@@ -34,13 +35,22 @@ function memoisedModelRules(m: ModelIR): FilterPolicy['models'][number] {
   return rules;
 }
 
+/** The models' rules of the last IR: a model that is the same object at the same place keeps its rules without a lookup. */
+let lastRules: { readonly models: readonly ModelIR[]; readonly rules: readonly FilterPolicy['models'][number][] } | undefined;
+
+function modelRulesOf(ir: GatewayIR): readonly FilterPolicy['models'][number][] {
+  const rules = lastRules ? mapChanged(lastRules.models, lastRules.rules, ir.models, memoisedModelRules) : ir.models.map(memoisedModelRules);
+  lastRules = { models: ir.models, rules };
+  return rules;
+}
+
 function buildFilterPolicy(ir: GatewayIR): FilterPolicy {
   return {
     schema: FILTER_POLICY_SCHEMA,
     audit: ir.audit,
     jwtIssuers: [...ir.jwtIssuers],
     consumers: [...ir.consumers],
-    models: [...ir.models.map(memoisedModelRules), ...pipelineRouteRules(ir)],
+    models: [...modelRulesOf(ir), ...pipelineRouteRules(ir)],
     ...pipelineRules(ir),
     ...(ir.openai && { llm: { pathPrefix: ir.openai.pathPrefix } }),
   };
@@ -157,19 +167,25 @@ export function filterPolicyResource(fp: FilterPolicy): ResourceInput {
 
 /** Each model's rules as canonical JSON, once per rules object (an unchanged model keeps its object). */
 const ruleTexts = new WeakMap<object, string>();
+/** The texts of the last policy's models, by place (the same rules object at the same place has the same text). */
+let lastTexts: { readonly rules: readonly object[]; readonly texts: readonly string[] } | undefined;
+
+function ruleText(m: object): string {
+  let text = ruleTexts.get(m);
+  if (text === undefined) {
+    text = canonicalJson(m);
+    ruleTexts.set(m, text);
+  }
+  return text;
+}
+
 /** Stands in for the models array while the rest is written; random, so no policy text can contain it. */
 const MODELS_SLOT = `models-${randomUUID()}`;
 
 /** canonicalJson(fp), with each model's text reused: a change costs the models it touches, not the whole text. */
 function policyJson(fp: FilterPolicy): string {
-  const models = fp.models.map((m) => {
-    let text = ruleTexts.get(m);
-    if (text === undefined) {
-      text = canonicalJson(m);
-      ruleTexts.set(m, text);
-    }
-    return text;
-  });
+  const models = lastTexts ? mapChanged(lastTexts.rules, lastTexts.texts, fp.models, ruleText) : fp.models.map(ruleText);
+  lastTexts = { rules: fp.models, texts: models };
   // canonicalJson writes an array as its elements' texts joined by commas, so this is exactly canonicalJson(fp).
   return canonicalJson({ ...fp, models: MODELS_SLOT }).replace(JSON.stringify(MODELS_SLOT), () => `[${models.join(',')}]`);
 }

@@ -5,7 +5,8 @@ import { localReplyConfig } from './local-replies.js';
 import { accessLogConfig } from './access-log.js';
 import { configSource, XDS_CLUSTER, type ConfigSourceMode } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
-import { listenerHttpFilters } from './http-filters/index.js';
+import { listenerFilterInputs, listenerHttpFilters } from './http-filters/index.js';
+import { sharedChanges } from '../resources/window.js';
 import { listenerModels, listenerOwners } from './routes.js';
 import { hcmTracing } from './tracing.js';
 
@@ -73,10 +74,19 @@ export function listenerMessage(listener: ListenerIR, mode: ConfigSourceMode, ed
   };
 }
 
-/** What a listener's HTTP connection manager serves besides its config source, once per IR (every mode has the same). */
-const servedMemo = new WeakMap<GatewayIR, Map<string, { readonly filters: readonly object[]; readonly llmApi: boolean }>>();
+/** What a listener's HTTP connection manager serves besides its config source. */
+interface Served {
+  readonly filters: readonly object[];
+  readonly llmApi: boolean;
+}
 
-function served(ir: GatewayIR, listener: string): { readonly filters: readonly object[]; readonly llmApi: boolean } {
+/** Once per IR (every mode has the same). */
+const servedMemo = new WeakMap<GatewayIR, Map<string, Served>>();
+
+/** What each listener served for the last IR, and the gateway-wide inputs and models it was made from. */
+const lastServed = new Map<string, { readonly ir: GatewayIR; readonly served: Served }>();
+
+function served(ir: GatewayIR, listener: string): Served {
   let byListener = servedMemo.get(ir);
   if (!byListener) {
     byListener = new Map();
@@ -84,10 +94,41 @@ function served(ir: GatewayIR, listener: string): { readonly filters: readonly o
   }
   let s = byListener.get(listener);
   if (!s) {
-    s = { filters: listenerHttpFilters(ir, listenerOwners(ir, listener), listener), llmApi: ir.openai?.listener === listener && listenerModels(ir, listener).some((m) => m.llm) };
+    const last = lastServed.get(listener);
+    s = last && sameFilterInputs(last.ir, ir) ? last.served : { filters: listenerHttpFilters(ir, listenerOwners(ir, listener), listener), llmApi: ir.openai?.listener === listener && listenerModels(ir, listener).some((m) => m.llm) };
     byListener.set(listener, s);
+    lastServed.set(listener, { ir, served: s });
   }
   return s;
+}
+
+const gatewayInputs = new WeakMap<GatewayIR, string>();
+
+/** What the listener filters read of the IR besides its models (a new IR has new objects for the same settings). */
+function gatewayFilterInputs(ir: GatewayIR): string {
+  let text = gatewayInputs.get(ir);
+  if (text === undefined) {
+    text = JSON.stringify([ir.filterService ?? null, ir.openai ?? null, ir.trafficSplit ?? null, ir.listeners]);
+    gatewayInputs.set(ir, text);
+  }
+  return text;
+}
+
+/**
+ * Whether the listeners' filters of `ir` are those of `last`: the same gateway-wide inputs, and the models
+ * that changed read the same by the filters as the ones they replaced (listenerFilterInputs, compared as
+ * multisets, since the filters only ask whether some model needs them). A move changes no model's filters:
+ * the listeners' HTTP filters are not made again (that walks every model of the listener).
+ */
+function sameFilterInputs(last: GatewayIR, ir: GatewayIR): boolean {
+  if ((last.pipelines ?? []).length > 0 || (ir.pipelines ?? []).length > 0 || gatewayFilterInputs(last) !== gatewayFilterInputs(ir)) return false;
+  const changes = sharedChanges(last.models, ir.models);
+  if (!changes) return false;
+  const balance = new Map<string, number>();
+  for (const m of changes.removed) balance.set(listenerFilterInputs(ir, m), (balance.get(listenerFilterInputs(ir, m)) ?? 0) + 1);
+  for (const m of changes.added) balance.set(listenerFilterInputs(ir, m), (balance.get(listenerFilterInputs(ir, m)) ?? 0) - 1);
+  for (const n of balance.values()) if (n !== 0) return false;
+  return true;
 }
 
 export function translateListeners(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {

@@ -4,6 +4,8 @@ import type { GatewayIR, LiveVersion, ModelIR } from '../ir/types.js';
 import { duration, typed } from '../proto/codec.js';
 import { configSource } from '../resources/config-source.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
+import { mapChanged } from '../resources/window.js';
+import { joined } from '../resources/segments.js';
 import { HCM_TYPE, ROUTER_TYPE } from './listeners.js';
 
 /**
@@ -90,13 +92,22 @@ function versionResources(l: LiveVersion): ResourceInput[] {
 
 /** Every resource of the proxyless snapshot: per proxyless model with a live version, its listener, routes, clusters and endpoints. */
 export function translateProxyless(ir: GatewayIR): ResourceInput[] {
-  const out: ResourceInput[] = [];
-  for (const model of ir.models) {
-    // No live version: no listener, so clients fail their calls UNAVAILABLE (the resource does not exist).
-    if (!model.proxyless || model.live.length === 0) continue;
-    out.push(apiListener(model.proxyless.target), routeConfiguration(model, model.proxyless.target));
-    for (const l of model.live) out.push(...versionResources(l));
-  }
+  // A model that is the same object at the same place as in the last IR has the same resources (no read of it).
+  const perModel = lastProxyless ? mapChanged(lastProxyless.models, lastProxyless.perModel, ir.models, modelResources) : ir.models.map(modelResources);
+  lastProxyless = { models: ir.models, perModel };
+  return joined(perModel);
+}
+
+let lastProxyless: { readonly models: readonly ModelIR[]; readonly perModel: readonly (readonly ResourceInput[])[] } | undefined;
+
+const NOTHING: readonly ResourceInput[] = [];
+
+/** One model's proxyless resources. */
+function modelResources(model: ModelIR): readonly ResourceInput[] {
+  // No live version: no listener, so clients fail their calls UNAVAILABLE (the resource does not exist).
+  if (!model.proxyless || model.live.length === 0) return NOTHING;
+  const out = [apiListener(model.proxyless.target), routeConfiguration(model, model.proxyless.target)];
+  for (const l of model.live) out.push(...versionResources(l));
   return out;
 }
 

@@ -8,8 +8,8 @@ import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
-import { withSegments } from '../resources/segments.js';
-import { changeLimit, listChanges } from '../resources/window.js';
+import { joined, withSegments } from '../resources/segments.js';
+import { sharedChanges } from '../resources/window.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -306,14 +306,10 @@ const claimRoutes = (ir: GatewayIR, c: Claim, listener: string): readonly object
 function virtualHost(host: HostClaims, llm: readonly object[]): object {
   // Each model's routes are one kept segment of the list (src/resources/segments.ts).
   const segments: (readonly object[])[] = [llm];
-  const routes: object[] = [...llm];
-  for (const part of host.parts) {
-    if (part === SHADOWED) continue;
-    segments.push(part);
-    for (const r of part) routes.push(r);
-  }
+  for (const part of host.parts) if (part !== SHADOWED) segments.push(part);
   segments.push(NO_ROUTE);
-  for (const r of NO_ROUTE) routes.push(r);
+  // One copy of the kept lists (a shadowed claim's is empty), not a push per route.
+  const routes = joined(segments);
   return { name: host.domain === '*' ? 'any' : host.domain, domains: [host.domain], routes: withSegments(routes, segments) };
 }
 
@@ -378,7 +374,7 @@ function lowerBound(claims: readonly Claim[], c: Claim): number {
  * virtual host (which claim serves it could change), or two claims sort as equals.
  */
 function patchedClaims(ir: GatewayIR, listener: string, last: ListenerClaims): ListenerClaims | undefined {
-  const changes = listChanges(last.models, ir.models, changeLimit(ir.models.length));
+  const changes = sharedChanges(last.models, ir.models);
   if (!changes) return undefined;
   const removed = changes.removed.flatMap((m) => modelClaims(m, listener));
   const added = changes.added.flatMap((m) => modelClaims(m, listener));
@@ -445,10 +441,15 @@ export function listenerOwners(ir: GatewayIR, listener: string): RouteOwner[] {
 const routesMemo = new WeakMap<GatewayIR, ResourceInput[]>();
 
 export function translateRoutes(ir: GatewayIR): ResourceInput[] {
+  return [...routeResources(ir)];
+}
+
+/** translateRoutes, as the one list every mode of an IR shares (never to be changed). */
+export function routeResources(ir: GatewayIR): readonly ResourceInput[] {
   let out = routesMemo.get(ir);
   if (!out) {
     out = ir.listeners.map((l) => ({ typeUrl: TypeUrl.RouteConfiguration, name: l.name, message: routeConfiguration(ir, l.name) }));
     routesMemo.set(ir, out);
   }
-  return [...out];
+  return out;
 }

@@ -1,7 +1,8 @@
 import { createHash, hash } from 'node:crypto';
 import { anyOfParts, encodeMessageParts, partsDigestInput, type Part } from '../proto/codec.js';
 import type { ResourceInput, TypeUrl } from '../resources/types.js';
-import { changeLimit, listChanges } from '../resources/window.js';
+import { segments } from '../resources/segments.js';
+import { sharedChanges } from '../resources/window.js';
 export type { ResourceInput } from '../resources/types.js';
 import { PUSH_ORDER } from './stream/ordering.js';
 
@@ -170,6 +171,7 @@ const duplicate = (typeUrl: TypeUrl, name: string): Error => new Error(`duplicat
 function fullTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], previous: Snapshot | undefined): TypeSet {
   const named = new Map<string, XdsResource>();
   for (const input of inputs) {
+    assertType(typeUrl, input);
     if (named.has(input.name)) throw duplicate(typeUrl, input.name);
     named.set(input.name, resourceOf(input, previous));
   }
@@ -183,7 +185,7 @@ function fullTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], previou
  * list changed (a full build is as cheap).
  */
 function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before: TypeSet, previous: Snapshot): { set: TypeSet; removed: readonly XdsResource[] } | undefined {
-  const changes = listChanges(before.inputs, inputs, changeLimit(inputs.length));
+  const changes = sharedChanges(before.inputs, inputs);
   if (!changes) return undefined;
   if (changes.removed.length === 0 && changes.added.length === 0) return { set: { ...before, inputs }, removed: [] };
   const named = LayeredMap.over(before.named);
@@ -197,6 +199,7 @@ function nextTypeSet(typeUrl: TypeUrl, inputs: readonly ResourceInput[], before:
     removed.push(r);
   }
   for (const input of changes.added) {
+    assertType(typeUrl, input);
     if (named.has(input.name)) throw duplicate(typeUrl, input.name);
     const r = resourceOf(input, previous);
     named.set(input.name, r);
@@ -301,6 +304,44 @@ class LayeredMap implements ReadonlyMap<string, XdsResource> {
   }
 }
 
+/** The inputs of each type, in order. */
+function groupedByType(inputs: Iterable<ResourceInput>): Map<TypeUrl, readonly ResourceInput[]> {
+  const byType = new Map<TypeUrl, ResourceInput[]>();
+  for (const input of inputs) {
+    let list = byType.get(input.typeUrl);
+    if (!list) {
+      list = [];
+      byType.set(input.typeUrl, list);
+    }
+    list.push(input);
+  }
+  return byType;
+}
+
+/**
+ * The inputs of each type when the list is recorded as one list per type (translateGateway): those lists
+ * themselves, so that the ones every mode shares are compared with the last ones once per build (sharedChanges),
+ * and 40,000 inputs are not read to be grouped. Each list's type is its first input's; an input of another
+ * type is refused where it is first read (fullTypeSet, nextTypeSet). Undefined: group them.
+ */
+function typedLists(inputs: Iterable<ResourceInput>): Map<TypeUrl, readonly ResourceInput[]> | undefined {
+  const lists = Array.isArray(inputs) ? segments(inputs as readonly ResourceInput[]) : undefined;
+  if (!lists) return undefined;
+  const byType = new Map<TypeUrl, readonly ResourceInput[]>();
+  for (const list of lists as readonly (readonly ResourceInput[])[]) {
+    const first = list[0];
+    if (!first) continue;
+    if (byType.has(first.typeUrl)) return undefined;
+    byType.set(first.typeUrl, list);
+  }
+  return byType;
+}
+
+/** Refuses an input listed with resources of another type. */
+function assertType(typeUrl: TypeUrl, input: ResourceInput): void {
+  if (input.typeUrl !== typeUrl) throw new Error(`${input.typeUrl} resource "${input.name}" is listed with the ${typeUrl} resources`);
+}
+
 let serials = 0;
 
 export class Snapshot {
@@ -327,15 +368,7 @@ export class Snapshot {
    * Throws on a duplicate (type, name) or a message that does not fit its proto.
    */
   static from(inputs: Iterable<ResourceInput>, previous?: Snapshot): Snapshot {
-    const byType = new Map<TypeUrl, ResourceInput[]>();
-    for (const input of inputs) {
-      let list = byType.get(input.typeUrl);
-      if (!list) {
-        list = [];
-        byType.set(input.typeUrl, list);
-      }
-      list.push(input);
-    }
+    const byType = typedLists(inputs) ?? groupedByType(inputs);
     const sets = new Map<TypeUrl, TypeSet>();
     const removed: XdsResource[] = [];
     for (const [typeUrl, list] of byType) {

@@ -10,8 +10,11 @@ import type { RegisteredModel, RegistrySnapshot } from '../../src/registry/types
 import { encodeMessage } from '../../src/proto/codec.js';
 import { ALL_TYPES } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
-import { withSegments } from '../../src/resources/segments.js';
+import { joined, withSegments } from '../../src/resources/segments.js';
 import { irProblems } from '../../src/ir/validate.js';
+import type { GatewayIR } from '../../src/ir/types.js';
+import { listenerHttpFilters } from '../../src/translate/http-filters/index.js';
+import { listenerOwners } from '../../src/translate/routes.js';
 import { modelPolicy, registryModels } from '../../bench/peers/fixtures.js';
 
 /**
@@ -53,6 +56,17 @@ describe('listChanges', () => {
     };
     expect(mapChanged(list, ['A', 'B', 'C', 'D', 'E'], [a, x, c, d, e, b], upper)).toEqual(['A', 'X', 'C', 'D', 'E', 'B']);
     expect(calls).toEqual(['x', 'b']);
+    // Replacements at both ends and in the middle, each mapped once, the rest kept.
+    calls.length = 0;
+    expect(mapChanged(list, ['A', 'B', 'C', 'D', 'E'], [x, b, x, d, x], upper)).toEqual(['X', 'B', 'X', 'D', 'X']);
+    expect(calls).toEqual(['x', 'x', 'x']);
+  });
+
+  test('joined is the lists concatenated, past one call\'s chunk of lists', () => {
+    const lists = Array.from({ length: 20_000 }, (_, i) => (i % 3 === 0 ? [] : [i, -i]));
+    const out = joined(lists);
+    expect(out).toEqual(lists.flat());
+    expect(out.length).toBe(2 * lists.filter((l) => l.length > 0).length);
   });
 });
 
@@ -157,11 +171,19 @@ describe('incremental pipeline and snapshots', () => {
       [118, 30, [5]],
       [160, 30, [5]],
     ];
+    // Every incremental build first, each from the one before (as a serving process runs them), then the fresh ones.
     let previous: PipelineOutput | undefined;
+    let built: Snapshot[] = [];
+    const runs = steps.map(([models, canary, moved], k) => {
+      const out = runPipeline({ policy: policyOf('/inc', models, canary, splitAt(k)), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
+      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, built[i]));
+      previous = out;
+      built = chained;
+      return { out, chained };
+    });
     let snapshots: Snapshot[] = [];
     steps.forEach(([models, canary, moved], k) => {
-      const out = runPipeline({ policy: policyOf('/inc', models, canary, splitAt(k)), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: true });
-      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, snapshots[i]));
+      const { out, chained } = runs[k] as (typeof runs)[number];
       const fresh = runPipeline({ policy: policyOf(`/fresh-${k}`, models, canary, splitAt(k)), registry: registryOf(models, moved) }, { proxyless: true });
       expect(out.ir).toEqual(fresh.ir);
       expect(encoded(out)).toEqual(encoded(fresh));
@@ -178,7 +200,6 @@ describe('incremental pipeline and snapshots', () => {
           expect((gone ?? []).map((r) => `${r.typeUrl} ${r.name} ${r.version}`).sort()).toEqual(expected);
         }
       });
-      previous = out;
       snapshots = chained;
     });
   });
@@ -268,6 +289,66 @@ describe('incremental IR, validation and route configuration', () => {
     expect(messages(outputs[steps.length - 5])).toHaveLength(1);
   });
 
+  test('listener filters follow the models whose filters change and are kept through moves; the proxyless variant follows moves', () => {
+    const FILTERED = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', 'filterService: { address: filters.flowgate.svc, port: 18081, timeout: 300ms }', ''].join('\n');
+    const MASKING = 'masking: { request: { patterns: [email] } }\n';
+    // [extra policy text per model, models whose challenger moved]
+    const steps: [Record<number, string>, number[]][] = [
+      [{}, []],
+      [{}, [4]],
+      // ext_proc appears on the listener (fail closed), then fail open instead, then both.
+      [{ 5: MASKING }, [4]],
+      [{ 5: `${MASKING}failOpen: true\n` }, [4, 6]],
+      [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6]],
+      [{ 5: `${MASKING}failOpen: true\n`, 9: MASKING }, [4, 6, 7, 31]],
+      // ext_authz (access rules) on another model, while the masked ones go.
+      [{ 8: 'access: { consumers: [acme] }\n' }, [4, 6, 7, 31]],
+      [{}, [4, 6, 7, 8, 31]],
+      [{}, [4, 6, 7, 8, 30, 31]],
+    ];
+    const CONSUMERS = 'kind: Consumer\nname: acme\napiKeys: [{ id: k, sha256: abababababababababababababababababababababababababababababababab }]\n';
+    const policyAt = (dir: string, k: number): Policy => {
+      const extra = steps[k]?.[0] ?? {};
+      const load = policyFromFiles(dir, [
+        { file: 'gateway.yaml', text: FILTERED },
+        { file: 'consumers.yaml', text: CONSUMERS },
+        ...Array.from({ length: 30 }, (_, i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, 10) + (extra[i] ?? '') })),
+        // Two proxyless models (the proxyless variant follows the models that changed too).
+        ...[30, 31].map((i) => ({ file: `g${i}.yaml`, text: modelPolicy(i, 10).replace('protocol: mlflow', `protocol: grpc\ngrpc: { service: inference.Svc${i} }\nproxyless: { target: m${i} }`).replace(/routes:\n.*\n.*\n/, '') })),
+      ]);
+      if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
+      return load.policy;
+    };
+    const base = registryModels(32, false);
+    const registryAt = (k: number, keep?: RegistrySnapshot): RegistrySnapshot =>
+      registrySnapshotFrom(base.map((m, i) => (keep && !steps[k]?.[1].includes(i) ? keep.models.get(m.name) : undefined) ?? registered(m, steps[k]?.[1].includes(i) ? '3' : undefined)));
+    let registry: RegistrySnapshot | undefined;
+    let previous: PipelineOutput | undefined;
+    // Every incremental build first (each built from the one before), then the fresh ones.
+    const outputs = steps.map((_, k) => {
+      registry = registryAt(k, registry);
+      previous = runPipeline({ policy: policyAt('/filters-patched', k), registry, previous: previous?.ir });
+      return previous;
+    });
+    const filterNames = (out: PipelineOutput | undefined): string[] =>
+      JSON.stringify(out?.groups[0]?.resources.find((r) => r.typeUrl === TypeUrl.Listener)?.message ?? {})
+        .match(/"name":"flowgate\.(authz|extproc)[a-z.]*"/g)
+        ?.sort() ?? [];
+    steps.forEach((_, k) => {
+      const fresh = runPipeline({ policy: policyAt(`/filters-fresh-${k}`, k), registry: registryAt(k) });
+      expect(outputs[k] && encoded(outputs[k]), `step ${k}`).toEqual(encoded(fresh));
+      // And what the filters make of the IR, unmemoised (the fresh run above may reuse a listener too).
+      const ir = outputs[k]?.ir as GatewayIR;
+      expect(filterNames(outputs[k]), `step ${k}`).toEqual(JSON.stringify(listenerHttpFilters(ir, listenerOwners(ir, 'public'), 'public')).match(/"name":"flowgate\.(authz|extproc)[a-z.]*"/g)?.sort() ?? []);
+    });
+    // The proxyless models are served, and their moves reach the proxyless variant.
+    const proxyless = (out: PipelineOutput | undefined): string[] => encoded(out as PipelineOutput)[3] ?? [];
+    expect(proxyless(outputs[0]).length).toBeGreaterThan(0);
+    expect(new Set(outputs.map((o) => proxyless(o).join('\n'))).size).toBe(3);
+    // The filters did change along the way (so the steps test something).
+    expect(new Set(outputs.map((o) => filterNames(o).join(' '))).size).toBe(4);
+  });
+
   test('the incremental validation refuses what the whole check refuses', () => {
     const registry = registrySnapshotFrom(registryModels(30, false).map((m) => registered(m)));
     const models = Array.from({ length: 30 }, (_, i) => i);
@@ -287,6 +368,24 @@ describe('incremental IR, validation and route configuration', () => {
 });
 
 describe('Snapshot built from the one before', () => {
+  test('reads a list recorded per type as the same list grouped, and refuses an input of another type in it', () => {
+    const clusters = Array.from({ length: 30 }, (_, i) => cluster(`c${i}`, true));
+    const eds = clusters.map((c) => endpoints(c.name));
+    const typed = (lists: ResourceInput[][]): ResourceInput[] => withSegments(lists.flat(), lists);
+    const first = Snapshot.from(typed([clusters, eds]));
+    expect(first.version).toBe(Snapshot.from([...eds, ...clusters]).version);
+    expect(first.resources(TypeUrl.ClusterLoadAssignment).size).toBe(30);
+    // The next list: one cluster replaced, one endpoint removed (each type compared with its own last list).
+    const moved = clusters.map((c, i) => (i === 7 ? cluster('c7b', true) : c));
+    const next = Snapshot.from(typed([moved, [...eds.filter((e) => e.name !== 'c3'), endpoints('c7b')]]), first);
+    const alone = Snapshot.from([...moved, ...eds.filter((e) => e.name !== 'c3'), endpoints('c7b')]);
+    expect(next.version).toBe(alone.version);
+    expect((next.removedSince(first) ?? []).map((r) => r.name).sort()).toEqual(['c3', 'c7']);
+    // An endpoint listed with the clusters: refused on a first build and on a change.
+    expect(() => Snapshot.from(typed([[...clusters, endpoints('x')], eds]))).toThrow(/listed with/);
+    expect(() => Snapshot.from(typed([clusters.map((c, i) => (i === 9 ? endpoints('c9') : c)), eds]), first)).toThrow(/listed with/);
+  });
+
   test('reads as a fresh snapshot through hundreds of small changes (its maps layered, then flattened)', () => {
     const clusterOf = (name: string, port: number): ResourceInput => ({ typeUrl: TypeUrl.Cluster, name, message: { name, type: 'STRICT_DNS', load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'h', port_value: port } } } }] }] } } });
     let inputs = Array.from({ length: 100 }, (_, i) => clusterOf(`c${i}`, 1));

@@ -1,4 +1,5 @@
-import type { GatewayIR } from '../../ir/types.js';
+import type { GatewayIR, ModelIR } from '../../ir/types.js';
+import { servedBySplit } from '../eds-split.js';
 import { typed } from '../../proto/codec.js';
 import type { ResourceInput } from '../../resources/types.js';
 import { COMPRESSOR, COMPRESSOR_ROUTE, compressor } from './compressor.js';
@@ -17,6 +18,29 @@ import type { HttpFilterTranslator, RouteContext, RouteFilterConfig, RouteOwner 
  * read and rewritten. Last, the pinned version's metadata for split clusters (split-version.ts).
  */
 export const HTTP_FILTERS: readonly HttpFilterTranslator[] = [llmRouter, extAuthz, rateLimit, compressor, extProc, splitVersion];
+
+/** Each model's listenerFilterInputs, once per model object (and split mode). */
+const filterInputs = new WeakMap<ModelIR, { readonly split: GatewayIR['trafficSplit']; readonly text: string }>();
+
+/**
+ * Everything of a model the listener filters (their `listenerFilters`, and the listener's choice of its
+ * models) read, as text: two models with the same text make the same listener filters. A filter that reads
+ * more of a model must add it here (test/resources/incremental.test.ts changes each of these).
+ */
+export function listenerFilterInputs(ir: GatewayIR, model: ModelIR): string {
+  const known = filterInputs.get(model);
+  if (known && known.split === ir.trafficSplit) return known.text;
+  const text = JSON.stringify([
+    model.name,
+    model.routes.map((r) => r.listener),
+    model.filters ?? null,
+    model.llm === undefined ? null : { pricing: model.llm.pricing !== undefined },
+    model.rules.guardrails?.output.length ?? 0,
+    servedBySplit(ir, model),
+  ]);
+  filterInputs.set(model, { split: ir.trafficSplit, text });
+  return text;
+}
 
 /** Every filter listener `listener` serving `models` needs, in order (the router is added by the listener). */
 export function listenerHttpFilters(ir: GatewayIR, models: readonly RouteOwner[], listener: string): object[] {
