@@ -6,7 +6,16 @@
  *
  *   npm run build && node dist/bench/xds-fanout.js [--clients 100,1000,5000] [--models 50]
  *   npx tsx bench/xds-fanout.ts --clients 1000 --models 1000      (the same from the sources)
- *   npx tsx bench/xds-fanout.ts --source policy --clients 5000 --models 1000
+ *   npx tsx bench/xds-fanout.ts --source policy --clients 5000 --models 1000 --client go
+ *
+ * `--client node` (default) runs the clients as grpc-js streams in one Node process that reads only each
+ * response's version and nonce; it holds every response grpc-js has buffered and not delivered, which at
+ * 1,000 models and thousands of streams is GBs (16.7 GB at 5,000 streams). `--client go` runs ads-load
+ * (bench/peers/go, built into the peers cache by bench/peers/build.ts) instead: one connection per stream,
+ * subscribing like Envoy (CDS and LDS wildcard, EDS and RDS by name), reading each response raw (version,
+ * nonce and a key; the resources are decoded once per distinct response, never per stream), ACKing and
+ * dropping it; it also reports what the clients saw of the change (first response and last ACK per
+ * stream, bytes per stream, protocol errors) and its own peak RSS.
  *
  * `--source policy` drives the change from outside, as `serve` sees one: a policy directory of M model files
  * (bench/peers/fixtures.ts) watched by PolicyWatcher, a registry of M models, the GatewayController
@@ -25,7 +34,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -45,6 +54,9 @@ import { PolicyWatcher } from '../src/policy/watch.js';
 import { registrySnapshotFrom } from '../src/registry/snapshot.js';
 import { snapshotVariantOf } from '../src/resources/variants.js';
 import { policyEdit, registeredModels, writePolicyDir } from './peers/fixtures.js';
+import { buildPeers } from './peers/build.js';
+import { nextJson, peakRssMb, resetPeakRss, startProc, type Proc } from './peers/procs.js';
+import { unixNanos } from './peers/xds.js';
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +65,8 @@ const { values } = parseArgs({
     models: { type: 'string', default: '50' },
     port: { type: 'string' },
     source: { type: 'string', default: 'snapshot' },
+    client: { type: 'string', default: 'node' },
+    'ads-load': { type: 'string' },
   },
 });
 const self = fileURLToPath(import.meta.url);
@@ -81,25 +95,25 @@ interface Result {
   loopDelayMaxMs: number;
   loopDelayP99Ms: number;
   load: string;
+  /** `--client go`: ads-load's own report of the change, and its peak RSS over the run. */
+  clientSide: ClientSide | null;
 }
 
-/** Resets the kernel's peak-RSS mark of this process (Linux); false where it cannot. */
-function resetPeakRss(): boolean {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-    return true;
-  } catch {
-    return false;
-  }
+interface ClientSummary {
+  readonly min: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
 }
 
-function peakRssMb(): number | null {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : null;
-  } catch {
-    return null;
-  }
+interface ClientSide {
+  readonly firstResponseMs: ClientSummary;
+  readonly allAckedMs: ClientSummary;
+  readonly bytesPerStream: ClientSummary;
+  readonly responsesByType: Readonly<Record<string, number>>;
+  readonly protocolErrors: number;
+  readonly streamErrors: number;
+  readonly peakRssMb: number;
 }
 
 // ---------------------------------------------------------------- the gateway config the clients hold
@@ -306,7 +320,67 @@ async function controllerSource(cache: SnapshotCache, models: number, kind: 'pol
   };
 }
 
-async function runServer(n: number, models: number, sourceKind: string): Promise<void> {
+/** The client side of a run, whichever process runs it. */
+interface Clients {
+  /** Starts recording what the clients see (before the change). */
+  arm(): Promise<void>;
+  /** The change was made at this wall-clock time (ms). */
+  triggered(atMs: number): void;
+  /** What the clients saw of the change, once they have all settled (null for the Node clients). */
+  report(): Promise<ClientSide | null>;
+  stop(): Promise<void>;
+}
+
+async function startNodeClients(port: number, n: number): Promise<Clients> {
+  const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
+  await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
+  return {
+    arm: () => Promise.resolve(),
+    triggered: () => undefined,
+    report: () => Promise.resolve(null),
+    stop: () => {
+      child.kill('SIGKILL');
+      return Promise.resolve();
+    },
+  };
+}
+
+/** ads-load with `n` streams, its node ids and cluster those of the Node clients (`bench-i`, `bench`). */
+async function startGoClients(adsLoad: string, port: number, n: number): Promise<Clients> {
+  const logDir = mkdtempSync(join(tmpdir(), 'flowgate-fanout-ads-load-'));
+  const proc: Proc = startProc(logDir, 'ads-load', adsLoad, ['--target', `127.0.0.1:${port}`, '--streams', String(n), '--cluster', 'bench', '--node-prefix', 'bench-', '--quiet', '1s'], {
+    pipeStdout: true,
+  });
+  const synced = await nextJson<{ synced: number; streamErrors: number; protocolErrors: number }>(proc, (v) => v.event === 'synced', 60 * 60_000);
+  if (synced.synced < n) throw new Error(`ads-load: ${synced.synced} of ${n} streams synced (${proc.logFile})`);
+  return {
+    arm: async () => {
+      proc.child.stdin?.write('arm\n');
+      await nextJson(proc, (v) => v.event === 'armed', 60_000);
+    },
+    triggered: (atMs) => proc.child.stdin?.write(`trigger ${unixNanos(atMs)}\n`),
+    report: async () => {
+      const r = await nextJson<Omit<ClientSide, 'peakRssMb'>>(proc, (v) => v.event === 'change', 15 * 60_000);
+      const pick = (s: ClientSummary): ClientSummary => ({ min: s.min, p50: s.p50, p99: s.p99, max: s.max });
+      return {
+        firstResponseMs: pick(r.firstResponseMs),
+        allAckedMs: pick(r.allAckedMs),
+        bytesPerStream: pick(r.bytesPerStream),
+        responsesByType: r.responsesByType,
+        protocolErrors: r.protocolErrors,
+        streamErrors: r.streamErrors,
+        peakRssMb: Math.round(peakRssMb(proc.pid)),
+      };
+    },
+    stop: async () => {
+      proc.child.stdin?.write('quit\n');
+      await proc.stop();
+      rmSync(logDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function runServer(n: number, models: number, sourceKind: string, adsLoad: string | undefined): Promise<void> {
   const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
   const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench' });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
@@ -314,19 +388,21 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   const source = sourceKind === 'policy' || sourceKind === 'registry' ? await controllerSource(cache, models, sourceKind) : snapshotSource(cache, models);
   const started = Date.now();
-  const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
-  await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
+  const clients = adsLoad ? await startGoClients(adsLoad, port, n) : await startNodeClients(port, n);
   const connectMs = Date.now() - started;
   await new Promise((r) => setTimeout(r, 1000));
   global.gc?.();
   const rest = process.memoryUsage();
   const rssBefore = rest.rss;
-  const peakReset = resetPeakRss();
+  const peakReset = resetPeakRss(process.pid);
   const loop = monitorEventLoopDelay({ resolution: 1 });
+  await clients.arm();
   loop.enable();
   const { snapshot: after, publishedMs } = await source.change(xds);
+  clients.triggered(xds.changedAt);
   while (xds.doneAt.size < n) await new Promise((r) => setTimeout(r, 5));
   loop.disable();
+  const clientSide = await clients.report();
   const times = [...xds.doneAt.values()].sort((a, b) => a - b);
   const pct = (p: number): number => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? NaN;
   const mem = process.memoryUsage();
@@ -340,7 +416,7 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
     maxMs: times.at(-1) ?? NaN,
     rssBeforeMb: Math.round(rssBefore / 2 ** 20),
     rssAfterMb: Math.round(mem.rss / 2 ** 20),
-    rssPeakMb: peakReset ? peakRssMb() : null,
+    rssPeakMb: peakReset ? Math.round(peakRssMb(process.pid)) : null,
     heapMb: Math.round(mem.heapUsed / 2 ** 20),
     restMb: { heapUsed: mb(rest.heapUsed), heapTotal: mb(rest.heapTotal), external: mb(rest.external), arrayBuffers: mb(rest.arrayBuffers) },
     firstPushMs: xds.firstPushAt - xds.changedAt,
@@ -349,10 +425,11 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
     publishedMs,
     source: sourceKind,
     load: loadavg().map((x) => x.toFixed(2)).join(' '),
+    clientSide,
   };
   await source.stop();
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-  child.kill('SIGKILL');
+  await clients.stop();
   server.forceShutdown();
   process.exit(0);
 }
@@ -362,9 +439,12 @@ const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
 // ---------------------------------------------------------------- orchestrator
 async function orchestrate(): Promise<void> {
   const counts = String(values.clients).split(',').map(Number);
+  if (values.client !== 'node' && values.client !== 'go') throw new Error(`--client ${values.client}: node or go`);
+  // Built (or found in the cache) before any server starts, so no build runs beside a measurement.
+  const adsLoad = values.client === 'go' ? buildPeers((line) => console.error(line)).adsLoad : undefined;
   const results: Result[] = [];
   for (const n of counts) {
-    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source)], {
+    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source), ...(adsLoad ? ['--ads-load', adsLoad] : [])], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
       env: { ...process.env, FLOWGATE_LOG_LEVEL: 'error' },
       execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(self.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
@@ -383,10 +463,17 @@ async function orchestrate(): Promise<void> {
         `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  ` +
         `at rest: heap used/committed ${r.restMb.heapUsed}/${r.restMb.heapTotal}MB, external ${r.restMb.external}MB (array buffers ${r.restMb.arrayBuffers}MB)  load ${r.load}`,
     );
+    const c = r.clientSide;
+    if (c) {
+      console.log(
+        `         ads-load: first response min=${c.firstResponseMs.min}ms p50=${c.firstResponseMs.p50}ms p99=${c.firstResponseMs.p99}ms  last ACK p50=${c.allAckedMs.p50}ms p99=${c.allAckedMs.p99}ms max=${c.allAckedMs.max}ms  ` +
+          `bytes per stream p50=${c.bytesPerStream.p50}  responses ${JSON.stringify(c.responsesByType)}  protocol errors ${c.protocolErrors}  stream errors ${c.streamErrors}  client peak RSS ${c.peakRssMb}MB`,
+      );
+    }
   }
   console.log(JSON.stringify(results));
 }
 
 if (values.role === 'clients') await runClients(Number(values.port), Number(values.clients));
-else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models), String(values.source));
+else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models), String(values.source), values['ads-load']);
 else await orchestrate();
