@@ -86,6 +86,8 @@ interface Result {
   heapMb: number;
   /** process.memoryUsage() at rest before the change, MB. */
   restMb: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
+  /** Streams that held the new snapshot (of `clients`; fewer after a stall). */
+  streamsDone: number;
   /** From the change to the first response queued for a stream. */
   firstPushMs: number;
   /** `--source policy` / `registry`: from the file write (the new registry state) to the new snapshot set in the cache. */
@@ -348,7 +350,7 @@ async function startNodeClients(port: number, n: number): Promise<Clients> {
 /** ads-load with `n` streams, its node ids and cluster those of the Node clients (`bench-i`, `bench`). */
 async function startGoClients(adsLoad: string, port: number, n: number): Promise<Clients> {
   const logDir = mkdtempSync(join(tmpdir(), 'flowgate-fanout-ads-load-'));
-  const proc: Proc = startProc(logDir, 'ads-load', adsLoad, ['--target', `127.0.0.1:${port}`, '--streams', String(n), '--cluster', 'bench', '--node-prefix', 'bench-', '--quiet', '1s'], {
+  const proc: Proc = startProc(logDir, 'ads-load', adsLoad, ['--target', `127.0.0.1:${port}`, '--streams', String(n), '--cluster', 'bench', '--node-prefix', 'bench-', '--quiet', '1s', '--sync-timeout', '40m'], {
     pipeStdout: true,
   });
   const synced = await nextJson<{ synced: number; streamErrors: number; protocolErrors: number }>(proc, (v) => v.event === 'synced', 60 * 60_000);
@@ -400,8 +402,15 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
   loop.enable();
   const { snapshot: after, publishedMs } = await source.change(xds);
   clients.triggered(xds.changedAt);
-  while (xds.doneAt.size < n) await new Promise((r) => setTimeout(r, 5));
+  // Every stream holding the new snapshot ends the change; a stall (no stream done for STALL_MS) ends it too,
+  // with the undone streams described, rather than waiting for ever.
+  let progressAt = Date.now();
+  for (let done = 0; xds.doneAt.size < n && Date.now() - progressAt < STALL_MS; ) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (xds.doneAt.size !== done) [done, progressAt] = [xds.doneAt.size, Date.now()];
+  }
   loop.disable();
+  if (xds.doneAt.size < n) describeUndone(xds, after, n);
   const clientSide = await clients.report();
   const times = [...xds.doneAt.values()].sort((a, b) => a - b);
   const pct = (p: number): number => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? NaN;
@@ -420,6 +429,7 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
     heapMb: Math.round(mem.heapUsed / 2 ** 20),
     restMb: { heapUsed: mb(rest.heapUsed), heapTotal: mb(rest.heapTotal), external: mb(rest.external), arrayBuffers: mb(rest.arrayBuffers) },
     firstPushMs: xds.firstPushAt - xds.changedAt,
+    streamsDone: xds.doneAt.size,
     loopDelayMaxMs: Math.round(loop.max / 1e5) / 10,
     loopDelayP99Ms: Math.round(loop.percentile(99) / 1e5) / 10,
     publishedMs,
@@ -435,6 +445,25 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
 }
 
 const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
+
+const STALL_MS = 120_000;
+
+/** Prints, by type, why the streams that never held `target` did not: pending, or acknowledged another version. */
+function describeUndone(xds: TimedXdsServer, target: Snapshot, n: number): void {
+  const done = new Set([...xds.doneAt.keys()].map((s) => s.identity.id));
+  const reasons = new Map<string, number>();
+  const statuses = xds.streamStatuses();
+  for (const st of statuses) {
+    if (done.has(st.id)) continue;
+    for (const t of st.types) {
+      const want = target.typeVersion(t.typeUrl);
+      const why = t.pending ? `pending ${t.pending.version === want ? 'target' : 'other'} version` : t.lastAck?.version === want ? 'acked' : `acked other version (${t.lastAck?.version ?? 'none'})`;
+      const key = `${t.typeUrl.split('.').pop() ?? ''}: ${why}`;
+      reasons.set(key, (reasons.get(key) ?? 0) + 1);
+    }
+  }
+  console.error(`stalled: ${xds.doneAt.size} of ${n} streams hold the new snapshot, ${statuses.length} open; the others by type: ${JSON.stringify(Object.fromEntries(reasons))}`);
+}
 
 // ---------------------------------------------------------------- orchestrator
 async function orchestrate(): Promise<void> {
@@ -459,7 +488,7 @@ async function orchestrate(): Promise<void> {
     console.log(
       `N=${String(r.clients).padStart(5)}  source=${r.source}  models=${r.models}  resources=${r.resources}  connect+sync=${r.connectMs}ms  ` +
         `${r.publishedMs === null ? '' : `write->published=${r.publishedMs}ms  `}change->first push=${r.firstPushMs}ms  ` +
-        `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
+        `change->all ACKed (${r.streamsDone} streams): p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
         `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  ` +
         `at rest: heap used/committed ${r.restMb.heapUsed}/${r.restMb.heapTotal}MB, external ${r.restMb.external}MB (array buffers ${r.restMb.arrayBuffers}MB)  load ${r.load}`,
     );
