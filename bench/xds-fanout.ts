@@ -67,6 +67,8 @@ const { values } = parseArgs({
     source: { type: 'string', default: 'snapshot' },
     client: { type: 'string', default: 'node' },
     'ads-load': { type: 'string' },
+    /** The server's bound on response bytes handed to gRPC and not yet written, MB (default: XdsServer's). */
+    'push-mb': { type: 'string' },
   },
 });
 const self = fileURLToPath(import.meta.url);
@@ -384,7 +386,8 @@ async function startGoClients(adsLoad: string, port: number, n: number): Promise
 
 async function runServer(n: number, models: number, sourceKind: string, adsLoad: string | undefined): Promise<void> {
   const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
-  const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench' });
+  const pushMb = values['push-mb'];
+  const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench', ...(pushMb ? { pushBytesInFlight: Number(pushMb) * 2 ** 20 } : {}) });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
   xds.register(server);
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
@@ -473,7 +476,7 @@ async function orchestrate(): Promise<void> {
   const adsLoad = values.client === 'go' ? buildPeers((line) => console.error(line)).adsLoad : undefined;
   const results: Result[] = [];
   for (const n of counts) {
-    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source), ...(adsLoad ? ['--ads-load', adsLoad] : [])], {
+    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source), ...(adsLoad ? ['--ads-load', adsLoad] : []), ...(values['push-mb'] ? ['--push-mb', values['push-mb']] : [])], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
       env: { ...process.env, FLOWGATE_LOG_LEVEL: 'error' },
       execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(self.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
