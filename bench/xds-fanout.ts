@@ -352,19 +352,25 @@ async function startNodeClients(port: number, n: number): Promise<Clients> {
 /** ads-load with `n` streams, its node ids and cluster those of the Node clients (`bench-i`, `bench`). */
 async function startGoClients(adsLoad: string, port: number, n: number): Promise<Clients> {
   const logDir = mkdtempSync(join(tmpdir(), 'flowgate-fanout-ads-load-'));
-  const proc: Proc = startProc(logDir, 'ads-load', adsLoad, ['--target', `127.0.0.1:${port}`, '--streams', String(n), '--cluster', 'bench', '--node-prefix', 'bench-', '--quiet', '1s', '--sync-timeout', '40m'], {
+  const proc: Proc = startProc(logDir, 'ads-load', adsLoad, ['--target', `127.0.0.1:${port}`, '--streams', String(n), '--cluster', 'bench', '--node-prefix', 'bench-', '--quiet', '5s', '--sync-timeout', '40m'], {
     pipeStdout: true,
   });
   const synced = await nextJson<{ synced: number; streamErrors: number; protocolErrors: number }>(proc, (v) => v.event === 'synced', 60 * 60_000);
   if (synced.synced < n) throw new Error(`ads-load: ${synced.synced} of ${n} streams synced (${proc.logFile})`);
+  let reported: Promise<Omit<ClientSide, 'peakRssMb'>> | undefined;
   return {
     arm: async () => {
       proc.child.stdin?.write('arm\n');
       await nextJson(proc, (v) => v.event === 'armed', 60_000);
     },
-    triggered: (atMs) => proc.child.stdin?.write(`trigger ${unixNanos(atMs)}\n`),
+    triggered: (atMs) => {
+      // Listened for from the trigger on: ads-load may report before the server has seen every ACK.
+      reported = nextJson<Omit<ClientSide, 'peakRssMb'>>(proc, (v) => v.event === 'change', 15 * 60_000);
+      proc.child.stdin?.write(`trigger ${unixNanos(atMs)}\n`);
+    },
     report: async () => {
-      const r = await nextJson<Omit<ClientSide, 'peakRssMb'>>(proc, (v) => v.event === 'change', 15 * 60_000);
+      if (!reported) throw new Error('ads-load: report before trigger');
+      const r = await reported;
       const pick = (s: ClientSummary): ClientSummary => ({ min: s.min, p50: s.p50, p99: s.p99, max: s.max });
       return {
         firstResponseMs: pick(r.firstResponseMs),
