@@ -6,7 +6,16 @@
  *
  *   npm run build && node dist/bench/xds-fanout.js [--clients 100,1000,5000] [--models 50]
  *   npx tsx bench/xds-fanout.ts --clients 1000 --models 1000      (the same from the sources)
- *   npx tsx bench/xds-fanout.ts --source policy --clients 5000 --models 1000
+ *   npx tsx bench/xds-fanout.ts --source policy --clients 5000 --models 1000 --client go
+ *
+ * `--client node` (default) runs the clients as grpc-js streams in one Node process that reads only each
+ * response's version and nonce; it holds every response grpc-js has buffered and not delivered, which at
+ * 1,000 models and thousands of streams is GBs (16.7 GB at 5,000 streams). `--client go` runs ads-load
+ * (bench/peers/go, built into the peers cache by bench/peers/build.ts) instead: one connection per stream,
+ * subscribing like Envoy (CDS and LDS wildcard, EDS and RDS by name), reading each response raw (version,
+ * nonce and a key; the resources are decoded once per distinct response, never per stream), ACKing and
+ * dropping it; it also reports what the clients saw of the change (first response and last ACK per
+ * stream, bytes per stream, protocol errors) and its own peak RSS.
  *
  * `--source policy` drives the change from outside, as `serve` sees one: a policy directory of M model files
  * (bench/peers/fixtures.ts) watched by PolicyWatcher, a registry of M models, the GatewayController
@@ -25,7 +34,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -45,6 +54,9 @@ import { PolicyWatcher } from '../src/policy/watch.js';
 import { registrySnapshotFrom } from '../src/registry/snapshot.js';
 import { snapshotVariantOf } from '../src/resources/variants.js';
 import { policyEdit, registeredModels, writePolicyDir } from './peers/fixtures.js';
+import { buildPeers } from './peers/build.js';
+import { nextJson, peakRssMb, resetPeakRss, startProc, type Proc } from './peers/procs.js';
+import { unixNanos } from './peers/xds.js';
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +65,10 @@ const { values } = parseArgs({
     models: { type: 'string', default: '50' },
     port: { type: 'string' },
     source: { type: 'string', default: 'snapshot' },
+    client: { type: 'string', default: 'node' },
+    'ads-load': { type: 'string' },
+    /** The server's bound on response bytes handed to gRPC and not yet written, MB (default: XdsServer's). */
+    'push-mb': { type: 'string' },
   },
 });
 const self = fileURLToPath(import.meta.url);
@@ -72,6 +88,8 @@ interface Result {
   heapMb: number;
   /** process.memoryUsage() at rest before the change, MB. */
   restMb: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
+  /** Streams that held the new snapshot (of `clients`; fewer after a stall). */
+  streamsDone: number;
   /** From the change to the first response queued for a stream. */
   firstPushMs: number;
   /** `--source policy` / `registry`: from the file write (the new registry state) to the new snapshot set in the cache. */
@@ -81,25 +99,25 @@ interface Result {
   loopDelayMaxMs: number;
   loopDelayP99Ms: number;
   load: string;
+  /** `--client go`: ads-load's own report of the change, and its peak RSS over the run. */
+  clientSide: ClientSide | null;
 }
 
-/** Resets the kernel's peak-RSS mark of this process (Linux); false where it cannot. */
-function resetPeakRss(): boolean {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-    return true;
-  } catch {
-    return false;
-  }
+interface ClientSummary {
+  readonly min: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
 }
 
-function peakRssMb(): number | null {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : null;
-  } catch {
-    return null;
-  }
+interface ClientSide {
+  readonly firstResponseMs: ClientSummary;
+  readonly allAckedMs: ClientSummary;
+  readonly bytesPerStream: ClientSummary;
+  readonly responsesByType: Readonly<Record<string, number>>;
+  readonly protocolErrors: number;
+  readonly streamErrors: number;
+  readonly peakRssMb: number;
 }
 
 // ---------------------------------------------------------------- the gateway config the clients hold
@@ -306,27 +324,103 @@ async function controllerSource(cache: SnapshotCache, models: number, kind: 'pol
   };
 }
 
-async function runServer(n: number, models: number, sourceKind: string): Promise<void> {
+/** The client side of a run, whichever process runs it. */
+interface Clients {
+  /** Starts recording what the clients see (before the change). */
+  arm(): Promise<void>;
+  /** The change was made at this wall-clock time (ms). */
+  triggered(atMs: number): void;
+  /** What the clients saw of the change, once they have all settled (null for the Node clients). */
+  report(): Promise<ClientSide | null>;
+  stop(): Promise<void>;
+}
+
+async function startNodeClients(port: number, n: number): Promise<Clients> {
+  const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
+  await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
+  return {
+    arm: () => Promise.resolve(),
+    triggered: () => undefined,
+    report: () => Promise.resolve(null),
+    stop: () => {
+      child.kill('SIGKILL');
+      return Promise.resolve();
+    },
+  };
+}
+
+/** ads-load with `n` streams, its node ids and cluster those of the Node clients (`bench-i`, `bench`). */
+async function startGoClients(adsLoad: string, port: number, n: number): Promise<Clients> {
+  const logDir = mkdtempSync(join(tmpdir(), 'flowgate-fanout-ads-load-'));
+  const proc: Proc = startProc(logDir, 'ads-load', adsLoad, ['--target', `127.0.0.1:${port}`, '--streams', String(n), '--cluster', 'bench', '--node-prefix', 'bench-', '--quiet', '5s', '--sync-timeout', '40m'], {
+    pipeStdout: true,
+  });
+  const synced = await nextJson<{ synced: number; streamErrors: number; protocolErrors: number }>(proc, (v) => v.event === 'synced', 60 * 60_000);
+  if (synced.synced < n) throw new Error(`ads-load: ${synced.synced} of ${n} streams synced (${proc.logFile})`);
+  let reported: Promise<Omit<ClientSide, 'peakRssMb'>> | undefined;
+  return {
+    arm: async () => {
+      proc.child.stdin?.write('arm\n');
+      await nextJson(proc, (v) => v.event === 'armed', 60_000);
+    },
+    triggered: (atMs) => {
+      // Listened for from the trigger on: ads-load may report before the server has seen every ACK.
+      reported = nextJson<Omit<ClientSide, 'peakRssMb'>>(proc, (v) => v.event === 'change', 15 * 60_000);
+      proc.child.stdin?.write(`trigger ${unixNanos(atMs)}\n`);
+    },
+    report: async () => {
+      if (!reported) throw new Error('ads-load: report before trigger');
+      const r = await reported;
+      const pick = (s: ClientSummary): ClientSummary => ({ min: s.min, p50: s.p50, p99: s.p99, max: s.max });
+      return {
+        firstResponseMs: pick(r.firstResponseMs),
+        allAckedMs: pick(r.allAckedMs),
+        bytesPerStream: pick(r.bytesPerStream),
+        responsesByType: r.responsesByType,
+        protocolErrors: r.protocolErrors,
+        streamErrors: r.streamErrors,
+        peakRssMb: Math.round(peakRssMb(proc.pid)),
+      };
+    },
+    stop: async () => {
+      proc.child.stdin?.write('quit\n');
+      await proc.stop();
+      rmSync(logDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function runServer(n: number, models: number, sourceKind: string, adsLoad: string | undefined): Promise<void> {
   const cache = new SnapshotCache({ variantOf: snapshotVariantOf });
-  const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench' });
+  const pushMb = values['push-mb'];
+  const xds = new TimedXdsServer(cache, { controlPlaneId: 'bench', ...(pushMb ? { pushBytesInFlight: Number(pushMb) * 2 ** 20 } : {}) });
   const server = new grpc.Server(XDS_GRPC_OPTIONS);
   xds.register(server);
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   const source = sourceKind === 'policy' || sourceKind === 'registry' ? await controllerSource(cache, models, sourceKind) : snapshotSource(cache, models);
   const started = Date.now();
-  const child: ChildProcess = fork(self, ['--role', 'clients', '--clients', String(n), '--port', String(port)], { stdio: 'inherit' });
-  await new Promise<void>((resolve) => child.on('message', (m: { ready?: boolean }) => m.ready && resolve()));
+  const clients = adsLoad ? await startGoClients(adsLoad, port, n) : await startNodeClients(port, n);
   const connectMs = Date.now() - started;
   await new Promise((r) => setTimeout(r, 1000));
   global.gc?.();
   const rest = process.memoryUsage();
   const rssBefore = rest.rss;
-  const peakReset = resetPeakRss();
+  const peakReset = resetPeakRss(process.pid);
   const loop = monitorEventLoopDelay({ resolution: 1 });
+  await clients.arm();
   loop.enable();
   const { snapshot: after, publishedMs } = await source.change(xds);
-  while (xds.doneAt.size < n) await new Promise((r) => setTimeout(r, 5));
+  clients.triggered(xds.changedAt);
+  // Every stream holding the new snapshot ends the change; a stall (no stream done for STALL_MS) ends it too,
+  // with the undone streams described, rather than waiting for ever.
+  let progressAt = Date.now();
+  for (let done = 0; xds.doneAt.size < n && Date.now() - progressAt < STALL_MS; ) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (xds.doneAt.size !== done) [done, progressAt] = [xds.doneAt.size, Date.now()];
+  }
   loop.disable();
+  if (xds.doneAt.size < n) describeUndone(xds, after, n);
+  const clientSide = await clients.report();
   const times = [...xds.doneAt.values()].sort((a, b) => a - b);
   const pct = (p: number): number => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? NaN;
   const mem = process.memoryUsage();
@@ -340,31 +434,55 @@ async function runServer(n: number, models: number, sourceKind: string): Promise
     maxMs: times.at(-1) ?? NaN,
     rssBeforeMb: Math.round(rssBefore / 2 ** 20),
     rssAfterMb: Math.round(mem.rss / 2 ** 20),
-    rssPeakMb: peakReset ? peakRssMb() : null,
+    rssPeakMb: peakReset ? Math.round(peakRssMb(process.pid)) : null,
     heapMb: Math.round(mem.heapUsed / 2 ** 20),
     restMb: { heapUsed: mb(rest.heapUsed), heapTotal: mb(rest.heapTotal), external: mb(rest.external), arrayBuffers: mb(rest.arrayBuffers) },
     firstPushMs: xds.firstPushAt - xds.changedAt,
+    streamsDone: xds.doneAt.size,
     loopDelayMaxMs: Math.round(loop.max / 1e5) / 10,
     loopDelayP99Ms: Math.round(loop.percentile(99) / 1e5) / 10,
     publishedMs,
     source: sourceKind,
     load: loadavg().map((x) => x.toFixed(2)).join(' '),
+    clientSide,
   };
   await source.stop();
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-  child.kill('SIGKILL');
+  await clients.stop();
   server.forceShutdown();
   process.exit(0);
 }
 
 const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
 
+const STALL_MS = 120_000;
+
+/** Prints, by type, why the streams that never held `target` did not: pending, or acknowledged another version. */
+function describeUndone(xds: TimedXdsServer, target: Snapshot, n: number): void {
+  const done = new Set([...xds.doneAt.keys()].map((s) => s.identity.id));
+  const reasons = new Map<string, number>();
+  const statuses = xds.streamStatuses();
+  for (const st of statuses) {
+    if (done.has(st.id)) continue;
+    for (const t of st.types) {
+      const want = target.typeVersion(t.typeUrl);
+      const why = t.pending ? `pending ${t.pending.version === want ? 'target' : 'other'} version` : t.lastAck?.version === want ? 'acked' : `acked other version (${t.lastAck?.version ?? 'none'})`;
+      const key = `${t.typeUrl.split('.').pop() ?? ''}: ${why}`;
+      reasons.set(key, (reasons.get(key) ?? 0) + 1);
+    }
+  }
+  console.error(`stalled: ${xds.doneAt.size} of ${n} streams hold the new snapshot, ${statuses.length} open; the others by type: ${JSON.stringify(Object.fromEntries(reasons))}`);
+}
+
 // ---------------------------------------------------------------- orchestrator
 async function orchestrate(): Promise<void> {
   const counts = String(values.clients).split(',').map(Number);
+  if (values.client !== 'node' && values.client !== 'go') throw new Error(`--client ${values.client}: node or go`);
+  // Built (or found in the cache) before any server starts, so no build runs beside a measurement.
+  const adsLoad = values.client === 'go' ? buildPeers((line) => console.error(line)).adsLoad : undefined;
   const results: Result[] = [];
   for (const n of counts) {
-    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source)], {
+    const child = fork(self, ['--role', 'server', '--clients', String(n), '--models', String(values.models), '--source', String(values.source), ...(adsLoad ? ['--ads-load', adsLoad] : []), ...(values['push-mb'] ? ['--push-mb', values['push-mb']] : [])], {
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
       env: { ...process.env, FLOWGATE_LOG_LEVEL: 'error' },
       execArgv: ['--expose-gc', '--max-old-space-size=8192', ...(self.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
@@ -379,14 +497,21 @@ async function orchestrate(): Promise<void> {
     console.log(
       `N=${String(r.clients).padStart(5)}  source=${r.source}  models=${r.models}  resources=${r.resources}  connect+sync=${r.connectMs}ms  ` +
         `${r.publishedMs === null ? '' : `write->published=${r.publishedMs}ms  `}change->first push=${r.firstPushMs}ms  ` +
-        `change->all ACKed: p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
+        `change->all ACKed (${r.streamsDone} streams): p50=${r.p50Ms}ms p99=${r.p99Ms}ms max=${r.maxMs}ms  event-loop delay during the push: p99=${r.loopDelayP99Ms}ms max=${r.loopDelayMaxMs}ms  ` +
         `server RSS before=${r.rssBeforeMb}MB peak=${r.rssPeakMb ?? '?'}MB after=${r.rssAfterMb}MB (heap ${r.heapMb}MB)  ` +
         `at rest: heap used/committed ${r.restMb.heapUsed}/${r.restMb.heapTotal}MB, external ${r.restMb.external}MB (array buffers ${r.restMb.arrayBuffers}MB)  load ${r.load}`,
     );
+    const c = r.clientSide;
+    if (c) {
+      console.log(
+        `         ads-load: first response min=${c.firstResponseMs.min}ms p50=${c.firstResponseMs.p50}ms p99=${c.firstResponseMs.p99}ms  last ACK p50=${c.allAckedMs.p50}ms p99=${c.allAckedMs.p99}ms max=${c.allAckedMs.max}ms  ` +
+          `bytes per stream p50=${c.bytesPerStream.p50}  responses ${JSON.stringify(c.responsesByType)}  protocol errors ${c.protocolErrors}  stream errors ${c.streamErrors}  client peak RSS ${c.peakRssMb}MB`,
+      );
+    }
   }
   console.log(JSON.stringify(results));
 }
 
 if (values.role === 'clients') await runClients(Number(values.port), Number(values.clients));
-else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models), String(values.source));
+else if (values.role === 'server') await runServer(Number(values.clients), Number(values.models), String(values.source), values['ads-load']);
 else await orchestrate();

@@ -80,4 +80,25 @@ describe('spliced responses', () => {
     expect(decode(second)).toMatchObject({ version_info: 'v22', nonce: 'nonce-2', type_url: TypeUrl.Listener });
     expect(Buffer.compare(Buffer.from(wireBytes(encodeSotwResponse(TypeUrl.Cluster, 'v1', [], 'n1', 'cp'))), first)).toBe(0);
   });
+
+  test('a cached body is handed to gRPC with the nonce written after it, no copy; each stream its own nonce; a long nonce still joins', () => {
+    const def = xdsServiceDefinitions()[0]?.definition.StreamAggregatedResources;
+    if (!def) throw new Error('no ADS definition');
+    const decode = (b: Buffer): { version_info: string; nonce: string } => decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', b);
+    const one = encodeSotwResponse(TypeUrl.RouteConfiguration, 'v7', [], 'a1', 'cp');
+    const two = encodeSotwResponse(TypeUrl.RouteConfiguration, 'v7', [], 'b22', 'cp');
+    expect(two.body).toBe(one.body);
+    const bodyBefore = Buffer.from(one.body);
+    const first = def.responseSerialize(one);
+    // The bytes handed over are a view of the body's own buffer: nothing was copied for this stream.
+    expect(first.buffer).toBe(one.body.buffer);
+    const firstCopy = Buffer.from(first);
+    const second = Buffer.from(def.responseSerialize(two));
+    expect(decode(firstCopy)).toMatchObject({ version_info: 'v7', nonce: 'a1' });
+    expect(decode(second)).toMatchObject({ version_info: 'v7', nonce: 'b22' });
+    expect(Buffer.compare(Buffer.from(one.body), bodyBefore)).toBe(0);
+    const long = 'n'.repeat(300);
+    const third = Buffer.from(def.responseSerialize(encodeSotwResponse(TypeUrl.RouteConfiguration, 'v7', [], long, 'cp')));
+    expect(decode(third)).toMatchObject({ version_info: 'v7', nonce: long });
+  });
 });

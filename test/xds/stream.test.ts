@@ -4,7 +4,7 @@ import { DeltaStream } from '../../src/xds/stream/delta.js';
 import { TypeUrl } from '../../src/resources/types.js';
 import { setVersion, Snapshot } from '../../src/xds/snapshot.js';
 import { SotwStream } from '../../src/xds/stream/sotw.js';
-import type { StreamIdentity, StreamObserver } from '../../src/xds/stream/state.js';
+import { internNames, type StreamIdentity, type StreamObserver } from '../../src/xds/stream/state.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../../src/xds/wire.js';
 import { edsCluster, endpoints, httpListener, routeTo } from './resources.js';
 
@@ -309,5 +309,42 @@ describe('streams with the same subscription share what they are sent', () => {
     expect([...(p2?.keys() ?? [])]).toEqual(['c3']);
     expect(ads[0]?.out[0]?.version_info).toBe(ads[1]?.out[0]?.version_info);
     expect(ads[2]?.out[0]?.version_info).not.toBe(ads[0]?.out[0]?.version_info);
+  });
+
+  test('equal name sets are interned: one set for every stream asking for the same names, in any order', () => {
+    const a = internNames(new Set(['c1', 'c2']));
+    expect(internNames(new Set(['c2', 'c1']))).toBe(a);
+    expect(internNames(new Set(['c1', 'c3']))).not.toBe(a);
+    expect([...internNames(new Set(['c2', 'c1']))].sort()).toEqual(['c1', 'c2']);
+    expect(internNames(new Set()).size).toBe(0);
+  });
+
+  test('a stream that drops a name from a shared subscription changes only its own: the others keep it', () => {
+    const s1 = snap(['c1', 'c2']);
+    const [x, y] = [sotwStream(), sotwStream()];
+    for (const z of [x, y]) {
+      z.stream.setSnapshot(s1);
+      z.stream.handleRequest(z.req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2']));
+    }
+    const names = (z: ReturnType<typeof sotwStream>) => z.stream.status().types.find((t) => t.typeUrl === TypeUrl.ClusterLoadAssignment)?.names;
+    y.stream.handleRequest(y.req(TypeUrl.ClusterLoadAssignment, ['c1'], y.out[0]?.nonce, y.out[0]?.version_info));
+    expect(names(y)).toEqual(['c1']);
+    expect(names(x)).toEqual(['c1', 'c2']);
+    // A delta stream that starts from the same names and edits them leaves the shared set alone too.
+    const d = deltaStream();
+    d.stream.setSnapshot(s1);
+    d.stream.handleRequest(d.req(TypeUrl.ClusterLoadAssignment, { resource_names_subscribe: ['c1', 'c2'] }));
+    d.stream.handleRequest(d.req(TypeUrl.ClusterLoadAssignment, { resource_names_unsubscribe: ['c2'], response_nonce: d.out[0]?.nonce ?? '' }));
+    expect(d.stream.status().types.find((t) => t.typeUrl === TypeUrl.ClusterLoadAssignment)?.names).toEqual(['c1']);
+    expect(names(x)).toEqual(['c1', 'c2']);
+    // c2's endpoints move: x, still subscribed to it, is sent them; y, which dropped it, is sent nothing.
+    x.stream.handleRequest(x.req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2'], x.out[0]?.nonce, x.out[0]?.version_info));
+    y.stream.handleRequest(y.req(TypeUrl.ClusterLoadAssignment, ['c1'], y.out[1]?.nonce, y.out[1]?.version_info));
+    const [xSent, ySent] = [x.out.length, y.out.length];
+    const s2 = Snapshot.from([httpListener('l1', 10000, 'r1', 'ads'), routeTo('r1', 'c1'), edsCluster('c1', 'ads'), endpoints('c1', [9000]), edsCluster('c2', 'ads'), endpoints('c2', [9001])]);
+    for (const z of [x, y]) z.stream.setSnapshot(s2);
+    expect(x.out.length).toBe(xSent + 1);
+    expect(x.out.at(-1)?.resources.length).toBe(1);
+    expect(y.out.length).toBe(ySent);
   });
 });

@@ -31,11 +31,11 @@ export class DeltaStream extends XdsStream {
     }
     for (const name of req.resource_names_subscribe) {
       if (name === '*') st.wildcard = true;
-      else st.names.add(name);
+      else st.editNames().add(name);
     }
     for (const name of req.resource_names_unsubscribe) {
       if (name === '*') st.wildcard = false;
-      else st.names.delete(name);
+      else st.editNames().delete(name);
     }
     if (req.resource_names_subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) st.subscriptionRev++;
     // Names the client dropped are gone from its side: forget them without telling it.

@@ -1,7 +1,7 @@
 import { isKnownType, TypeUrl } from '../../resources/types.js';
 import type { XdsResource } from '../snapshot.js';
 import { isFullStateType } from './ordering.js';
-import { heldId, XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
+import { heldId, sameNames, XdsStream, type PendingPush, type PushOutcome, type TypeState } from './state.js';
 import { encodeSotwResponse, type DiscoveryRequest } from '../wire.js';
 
 /**
@@ -37,12 +37,13 @@ export class SotwStream extends XdsStream {
     const explicitWildcard = names.includes('*');
     st.wildcard = explicitWildcard || (names.length === 0 && isFullStateType(st.typeUrl));
     // Compared as sets, in one pass: a request is bounded in names, but its cost should still be linear in them.
-    const before = new Set(st.names);
-    st.names.clear();
-    for (const n of names) if (n !== '*') st.names.add(n);
-    let changed = st.wildcard !== wasWildcard || before.size !== st.names.size;
-    if (!changed) for (const n of st.names) if (!before.has(n)) changed = true;
-    if (changed) st.subscriptionRev++;
+    // The request's set is garbage at once when the names did not change (every ACK repeats them); a changed
+    // one is interned, shared with every stream that asks for the same names.
+    const asked = new Set<string>();
+    for (const n of names) if (n !== '*') asked.add(n);
+    const namesChanged = !sameNames(st.names, asked);
+    if (namesChanged) st.setNames(asked);
+    if (namesChanged || st.wildcard !== wasWildcard) st.subscriptionRev++;
     // Names the client dropped are gone from its side.
     if ([...st.heldContent.keys()].some((name) => !st.wants(name))) {
       st.heldContent = new Map([...st.heldContent].filter(([name]) => st.wants(name)));

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -48,14 +47,12 @@ type digestEntry struct {
 
 func newDigestCache() *digestCache { return &digestCache{entries: map[string]*digestEntry{}} }
 
-// keyOf identifies a response by type, version, resource count and size: servers version by content or
-// snapshot, so within one version equal counts and sizes are the same resources.
-func keyOf(resp *discovery.DiscoveryResponse) string {
-	size := 0
-	for _, r := range resp.Resources {
-		size += len(r.Value)
-	}
-	return fmt.Sprintf("%s\x00%s\x00%d\x00%d", resp.TypeUrl, resp.VersionInfo, len(resp.Resources), size)
+// known says whether a response with this key (see frame) was recorded, by any stream.
+func (c *digestCache) known(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[key]
+	return ok
 }
 
 // ensure records a response not seen before, to be digested later; one already known (from another

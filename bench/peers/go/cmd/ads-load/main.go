@@ -44,6 +44,7 @@ type options struct {
 	quiet         time.Duration
 	syncTimeout   time.Duration
 	changeTimeout time.Duration
+	window        int
 }
 
 func main() {
@@ -57,6 +58,7 @@ func main() {
 	flag.DurationVar(&o.quiet, "quiet", time.Second, "a change is over when every stream got a response and nothing arrived for this long")
 	flag.DurationVar(&o.syncTimeout, "sync-timeout", 10*time.Minute, "give up on the initial sync after this long")
 	flag.DurationVar(&o.changeTimeout, "change-timeout", 5*time.Minute, "report a change after this long even if some streams got nothing")
+	flag.IntVar(&o.window, "window", envoyWindow, "HTTP/2 initial stream and connection flow-control window, bytes (Envoy's default: 256 MiB); 0: grpc-go's default (64 KiB, grown by its BDP estimate)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("ads-load: ")
@@ -89,7 +91,7 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := grpc.NewClient(o.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(o.target, dialOptions(o)...)
 			if err != nil {
 				log.Fatalf("dial: %v", err)
 			}
@@ -178,6 +180,19 @@ func main() {
 	cancel()
 }
 
+// envoyWindow is Envoy's default HTTP/2 initial_stream_window_size and initial_connection_window_size: the
+// flow-control window a real Envoy gives its xDS connection, so a big response is not sent 64 KiB per round
+// trip.
+const envoyWindow = 256 << 20
+
+func dialOptions(o options) []grpc.DialOption {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if o.window > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(int32(o.window)), grpc.WithInitialConnWindowSize(int32(o.window)))
+	}
+	return opts
+}
+
 func (s *adsStream) isSynced() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -238,6 +253,7 @@ func awaitChange(streams []*adsStream, events *recorder, digests *digestCache, t
 		"streams":            len(streams),
 		"streamsUpdated":     len(first),
 		"streamErrors":       events.streamErrors.Load(),
+		"protocolErrors":     events.protocolErrors.Load(),
 		"firstResponseMs":    summary(first),
 		"completeMs":         summary(complete),
 		"streamsComplete":    len(complete),
@@ -276,6 +292,7 @@ func syncReport(streams []*adsStream, started time.Time, events *recorder) map[s
 		"streams":        len(streams),
 		"synced":         len(perStream),
 		"streamErrors":   events.streamErrors.Load(),
+		"protocolErrors": events.protocolErrors.Load(),
 		"wallMs":         ms(last.Sub(started)),
 		"perStreamMs":    summary(perStream),
 		"bytesPerStream": summary(bytes),

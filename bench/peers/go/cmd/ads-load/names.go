@@ -15,10 +15,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// nameCache maps a (type, version) response to the names it makes a client subscribe to next: the EDS
+// nameCache maps a response (its key, see frame) to the names it makes a client subscribe to next: the EDS
 // service names of a CDS response, the route configuration names of an LDS response. Every stream gets the
-// same resources for a version, so each version is decoded once rather than once per stream; the client
-// stays cheap next to the server it measures.
+// same resources, so each distinct response is decoded once (by the first stream to see it) rather than
+// once per stream; the client stays cheap next to the server it measures.
 type nameCache struct {
 	mu      sync.Mutex
 	entries map[string][]string
@@ -26,21 +26,29 @@ type nameCache struct {
 
 func newNameCache() *nameCache { return &nameCache{entries: map[string][]string{}} }
 
-func (c *nameCache) of(resp *discovery.DiscoveryResponse) ([]string, error) {
-	key := resp.TypeUrl + "\x00" + resp.VersionInfo
-	c.mu.Lock()
-	names, ok := c.entries[key]
-	c.mu.Unlock()
-	if ok {
-		return names, nil
+// learn records the names of a decoded response (CDS and LDS; other types have none to follow).
+func (c *nameCache) learn(key string, resp *discovery.DiscoveryResponse) error {
+	if resp.TypeUrl != resource.ClusterType && resp.TypeUrl != resource.ListenerType {
+		return nil
 	}
 	names, err := decodeNames(resp)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
 	c.entries[key] = names
 	c.mu.Unlock()
+	return nil
+}
+
+// of is the names of a response learnt before (by this stream or another).
+func (c *nameCache) of(key string) ([]string, error) {
+	c.mu.Lock()
+	names, ok := c.entries[key]
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no names learnt for response %q", key)
+	}
 	return names, nil
 }
 
@@ -92,6 +100,7 @@ type recorder struct {
 	firstResponses atomic.Int64
 	completed      atomic.Int64
 	streamErrors   atomic.Int64
+	protocolErrors atomic.Int64
 }
 
 func (r *recorder) touch(t time.Time) { r.lastEvent.Store(t.UnixNano()) }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"slices"
 	"sync"
 	"time"
@@ -11,8 +12,11 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 )
+
+const adsMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+var adsStreamDesc = &grpc.StreamDesc{StreamName: "StreamAggregatedResources", ServerStreams: true, ClientStreams: true}
 
 // change is what one stream saw between "arm" and the report: when the first response arrived, when it sent
 // its last ACK, and how much it received.
@@ -37,7 +41,7 @@ type heldResponse struct {
 type adsStream struct {
 	id      int
 	node    *core.Node
-	call    discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	call    grpc.ClientStream
 	names   *nameCache
 	digests *digestCache
 	events  *recorder
@@ -48,6 +52,7 @@ type adsStream struct {
 	subscribed map[string][]string // type URL -> resource names; nil for wildcard
 	requested  map[string]bool
 	acked      map[string]bool
+	lastNonce  string
 	synced     bool
 	openedAt   time.Time
 
@@ -71,7 +76,8 @@ func (s *adsStream) open(ctx context.Context, conn *grpc.ClientConn) error {
 	s.acked = map[string]bool{}
 	s.held = map[string]heldResponse{}
 	s.openedAt = time.Now()
-	call, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx, grpc.MaxCallRecvMsgSize(1<<30))
+	// Responses are read raw (rawCodec): a stream keeps no decoded copy of what it receives.
+	call, err := conn.NewStream(ctx, adsStreamDesc, adsMethod, grpc.MaxCallRecvMsgSize(1<<30), grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		return err
 	}
@@ -87,48 +93,51 @@ func (s *adsStream) subscribe(typeURL string, names []string) error {
 	}
 	s.requested[typeURL] = true
 	s.subscribed[typeURL] = names
-	return s.call.Send(req)
+	return s.call.SendMsg(req)
 }
 
-// run receives until the stream ends; each response is ACKed, and new cluster or route names change the EDS
-// or RDS subscription, as Envoy's would.
+// run receives until the stream ends; each response is checked (version and a fresh nonce) and ACKed, and
+// new cluster or route names change the EDS or RDS subscription, as Envoy's would.
 func (s *adsStream) run() error {
 	for {
-		resp, err := s.call.Recv()
-		if err != nil {
+		f := frame{known: s.digests.known}
+		if err := s.call.RecvMsg(&f); err != nil {
 			return err
 		}
 		received := time.Now()
-		size := int64(proto.Size(resp))
 		s.events.touch(received)
+		s.check(&f)
+		if f.raw != nil {
+			// The first stream to see these resources decodes them once for every stream.
+			if err := s.learn(&f); err != nil {
+				return err
+			}
+		}
 		s.mu.Lock()
 		if c := s.current; c != nil {
 			if c.firstResponse.IsZero() {
 				c.firstResponse = received
 				s.events.firstResponse()
 			}
-			c.bytes += size
+			c.bytes += f.size
 			c.responses++
-			c.types[shortType(resp.TypeUrl)]++
+			c.types[shortType(f.typeURL)]++
 		}
 		if !s.synced {
-			s.syncBytes += size
+			s.syncBytes += f.size
 		}
 		s.mu.Unlock()
 
-		t := resp.TypeUrl
-		s.versions[t] = resp.VersionInfo
-		s.nonces[t] = resp.Nonce
-		if err := s.call.Send(&discovery.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce, ResourceNames: s.subscribed[t]}); err != nil {
+		t := f.typeURL
+		s.versions[t] = f.version
+		s.nonces[t] = f.nonce
+		if err := s.call.SendMsg(&discovery.DiscoveryRequest{TypeUrl: t, VersionInfo: f.version, ResponseNonce: f.nonce, ResourceNames: s.subscribed[t]}); err != nil {
 			return err
 		}
 		acked := time.Now()
 		s.acked[t] = true
-		// Digested later (digestCache.computePending), so the ACKs and the next reads keep their pace.
-		key := keyOf(resp)
-		s.digests.ensure(key, resp)
 		s.mu.Lock()
-		s.held[shortType(t)] = heldResponse{key: key, at: acked}
+		s.held[shortType(t)] = heldResponse{key: f.key, at: acked}
 		if c := s.current; c != nil {
 			c.lastAck = acked
 			s.checkComplete()
@@ -136,7 +145,7 @@ func (s *adsStream) run() error {
 		s.mu.Unlock()
 		s.events.touch(acked)
 
-		if err := s.follow(resp); err != nil {
+		if err := s.follow(&f); err != nil {
 			return err
 		}
 		if !s.synced && s.acked[resource.ClusterType] && s.acked[resource.ListenerType] &&
@@ -151,12 +160,45 @@ func (s *adsStream) run() error {
 	}
 }
 
+// check counts a response that breaks the protocol: no version, no nonce, or the nonce of the stream's
+// previous response (a client could not tell its ACK from the previous one).
+func (s *adsStream) check(f *frame) {
+	var problem string
+	switch {
+	case f.version == "":
+		problem = "no version_info"
+	case f.nonce == "":
+		problem = "no nonce"
+	case f.nonce == s.lastNonce:
+		problem = fmt.Sprintf("nonce %q repeated", f.nonce)
+	}
+	s.lastNonce = f.nonce
+	if problem != "" && s.events.protocolErrors.Add(1) <= 5 {
+		log.Printf("stream %d: %s response %s", s.id, shortType(f.typeURL), problem)
+	}
+}
+
+// learn decodes a response not seen before: the names it makes streams subscribe to, then its digest
+// entry (after the names, so a key the digest cache knows always has its names).
+func (s *adsStream) learn(f *frame) error {
+	resp, err := f.decode()
+	if err != nil {
+		return err
+	}
+	f.raw = nil
+	if err := s.names.learn(f.key, resp); err != nil {
+		return err
+	}
+	s.digests.ensure(f.key, resp)
+	return nil
+}
+
 // follow updates the dependent subscriptions after a CDS or LDS response: EDS for the clusters' EDS names
 // (then LDS once, as Envoy asks for listeners after its clusters warmed), RDS for the listeners' routes.
-func (s *adsStream) follow(resp *discovery.DiscoveryResponse) error {
-	switch resp.TypeUrl {
+func (s *adsStream) follow(f *frame) error {
+	switch f.typeURL {
 	case resource.ClusterType:
-		names, err := s.names.of(resp)
+		names, err := s.names.of(f.key)
 		if err != nil {
 			return err
 		}
@@ -173,7 +215,7 @@ func (s *adsStream) follow(resp *discovery.DiscoveryResponse) error {
 			return s.subscribe(resource.ListenerType, nil)
 		}
 	case resource.ListenerType:
-		names, err := s.names.of(resp)
+		names, err := s.names.of(f.key)
 		if err != nil {
 			return err
 		}
