@@ -9,9 +9,11 @@ import type { RedisClient } from './client.js';
  * nothing. Each reading is one TIME round trip: the server read its clock somewhere between our send and our
  * receive, so `server - receive` is a lower bound of the true offset, off by at most the round trip. A
  * deadline computed from a lower bound is never later than meant in the server's time (a late script never
- * slips through because of the reading), at worst a round trip early. The best of a few readings (shortest
- * round trip) is kept, re-read every `refreshMs` (drift) and after every (re)connection (a failover may land
- * on a host with another clock).
+ * slips through because of the reading), at worst a round trip early. Every lower bound stays true while the
+ * clocks keep their pace, so the highest of the recent ones is used (the last `kept` readings, one every
+ * `refreshMs`): one reading slowed by a busy event loop does not pull deadlines early. After a
+ * (re)connection the node is read afresh and its older readings dropped (a failover may land on a host with
+ * another clock).
  *
  * Under Redis Cluster each master is read on its own, and a call's deadline uses the clock of the master
  * that holds its key's slot: masters on different hosts need not agree.
@@ -25,26 +27,35 @@ export function monotonicMs(): number {
 export interface RedisClockOptions {
   /** How often the offsets are read again. */
   readonly refreshMs?: number;
-  /** TIME round trips per reading; the shortest wins. */
+  /** TIME round trips per reading. */
   readonly samples?: number;
+  /** Readings per node whose best is used. */
+  readonly kept?: number;
 }
 
 const SINGLE = 'single';
 
 export class RedisClock {
-  /** Node ('host:port', or SINGLE) -> lower bound of (server epoch ms - local monotonic ms). */
+  /** Node ('host:port', or SINGLE) -> the highest recent lower bound of (server epoch ms - local monotonic ms). */
   private readonly offsets = new Map<string, number>();
+  /** Node -> its recent readings' lower bounds, oldest first. */
+  private readonly readings = new Map<string, number[]>();
+  private readonly kept: number;
   private readonly refresher: NodeJS.Timeout;
   private reading: Promise<void> | undefined;
   private readonly samples: number;
   private closed = false;
-  private readonly onReady = (): void => void this.read();
+  private readonly onReady = (): void => {
+    this.readings.clear();
+    void this.read();
+  };
 
   constructor(
     private readonly redis: RedisClient,
     options: RedisClockOptions = {},
   ) {
     this.samples = options.samples ?? 3;
+    this.kept = options.kept ?? 10;
     this.refresher = setInterval(() => void this.read(), options.refreshMs ?? 30_000);
     this.refresher.unref();
     redis.on('ready', this.onReady);
@@ -99,9 +110,8 @@ export class RedisClock {
   }
 
   private async readNode(name: string, node: Redis): Promise<void> {
-    let best: { offset: number; roundTrip: number } | undefined;
+    let best: number | undefined;
     for (let i = 0; i < this.samples; i++) {
-      const sentAt = monotonicMs();
       let reply: unknown[];
       try {
         reply = await node.time();
@@ -111,10 +121,12 @@ export class RedisClock {
       }
       const receivedAt = monotonicMs();
       const serverMs = Number(reply[0]) * 1_000 + Number(reply[1]) / 1_000;
-      const reading = { offset: serverMs - receivedAt, roundTrip: receivedAt - sentAt };
-      if (best === undefined || reading.roundTrip < best.roundTrip) best = reading;
+      best = Math.max(best ?? -Infinity, serverMs - receivedAt);
     }
-    if (best !== undefined) this.offsets.set(name, best.offset);
+    if (best === undefined) return;
+    const recent = [...(this.readings.get(name) ?? []), best].slice(-this.kept);
+    this.readings.set(name, recent);
+    this.offsets.set(name, Math.max(...recent));
   }
 }
 

@@ -93,7 +93,7 @@ describe('a late admission on the cluster', () => {
     const reader = await RedisStore.connect({ url: cluster.url, now: clock.now, keyPrefix, commandTimeoutMs: 5_000 });
     const hits = ['alice', 'bob', 'carol'].map((c) => ({ key: `${c}:chat`, windowMs: 60_000, tag: `c=${c}`, amount: 1, limit: 10 }));
     try {
-      const [port] = cluster.ports;
+      const [port] = await cluster.masters();
       for (const hit of hits) {
         const key = store.keyOf(hit, clock.ms);
         expect(slotOf(key)).toBe(Number(await redisCli(port as number, ['cluster', 'keyslot', key])));
