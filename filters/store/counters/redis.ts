@@ -77,9 +77,9 @@ export class RedisStore implements CounterStore {
     this.now = options.now ?? Date.now;
     this.timeoutMs = options.commandTimeoutMs ?? 100;
     const clientOptions: RedisOptions = {
-      // The calls' own limit is timeoutMs (answerWithin, which still sees late replies); this one only stops
-      // the client waiting forever for a reply that will not come.
-      commandTimeout: this.timeoutMs * 10,
+      // No commandTimeout: each call's limit is timeoutMs (answerWithin, which still sees late replies); a
+      // client-side one would only drop the late reply (the command stays queued until Redis answers or the
+      // connection closes either way) and cost a second timer per call.
       connectTimeout: this.connectTimeoutMs,
       // Fail fast while disconnected: nothing waits in a queue for a Redis that may take minutes to return.
       enableOfflineQueue: false,
