@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildPeers } from './peers/build.js';
 import { registryModels, writePolicyDir, writeRegistryFile } from './peers/fixtures.js';
-import { freePort, nextJson, rssMb, startProc, waitFor, type Proc } from './peers/procs.js';
+import { cpuSeconds, freePort, nextJson, rssMb, startProc, waitFor, type Proc } from './peers/procs.js';
 
 const { values } = parseArgs({
   options: {
@@ -79,14 +79,16 @@ try {
     try {
       await waitFor('flowgate serve to be ready', async () => ((await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => undefined))?.ok ? true : undefined), 120_000, () => server.tail());
       await sleep(settleMs);
+      const cpuBefore = cpuSeconds(server.pid);
       const none = { rss: rssMb(server.pid), ...smaps(server.pid), heap: await heapOf(adminPort), load: loadavg()[0] as number };
       load = startProc(dir, `ads-load-${run}`, bins.adsLoad, ['--target', `127.0.0.1:${xdsPort}`, '--streams', String(streams), '--quiet', '500ms'], { pipeStdout: true });
       const synced = await nextJson<{ synced: number }>(load, (v) => v.event === 'synced', 10 * 60_000);
+      const syncCpu = cpuSeconds(server.pid) - cpuBefore;
       await sleep(settleMs);
       const idle = { rss: rssMb(server.pid), ...smaps(server.pid), heap: await heapOf(adminPort), load: loadavg()[0] as number };
       console.log(
         `run ${run}, ${models} models: no stream: RSS ${mb(none.rss)} MB (anon ${mb(none.anonMb)}, file ${mb(none.fileMb)}; ${none.heap}; load ${none.load.toFixed(2)})\n` +
-          `  ${synced.synced}/${streams} streams synced, idle ${settleMs / 1000} s: RSS ${mb(idle.rss)} MB (anon ${mb(idle.anonMb)}, file ${mb(idle.fileMb)}; ${idle.heap}; load ${idle.load.toFixed(2)})`,
+          `  ${synced.synced}/${streams} streams synced (server CPU ${syncCpu.toFixed(2)} s), idle ${settleMs / 1000} s: RSS ${mb(idle.rss)} MB (anon ${mb(idle.anonMb)}, file ${mb(idle.fileMb)}; ${idle.heap}; load ${idle.load.toFixed(2)})`,
       );
     } finally {
       await load?.stop();

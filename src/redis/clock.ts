@@ -27,7 +27,7 @@ export function monotonicMs(): number {
 export interface RedisClockOptions {
   /** How often the offsets are read again. */
   readonly refreshMs?: number;
-  /** TIME round trips per reading. */
+  /** TIME round trips per reading (default 5). */
   readonly samples?: number;
   /** Readings per node whose best is used. */
   readonly kept?: number;
@@ -54,7 +54,7 @@ export class RedisClock {
     private readonly redis: RedisClient,
     options: RedisClockOptions = {},
   ) {
-    this.samples = options.samples ?? 3;
+    this.samples = options.samples ?? 5;
     this.kept = options.kept ?? 10;
     this.refresher = setInterval(() => void this.read(), options.refreshMs ?? 30_000);
     this.refresher.unref();
@@ -85,15 +85,36 @@ export class RedisClock {
     return offset === undefined ? undefined : Math.floor(issuedAtMs + offset + budgetMs);
   }
 
+  /**
+   * One more reading, passed by a caller that got the server's time (epoch ms, rounded down) in a reply to a
+   * call about `key`, received at `receivedAt` (monotonicMs, read after the reply): the same lower bound as
+   * a TIME round trip, so under load the offset keeps improving from ordinary calls.
+   */
+  observe(key: string, serverMs: number, receivedAt: number): void {
+    const node = this.nodeOf(key);
+    const recent = node === undefined ? undefined : this.readings.get(node);
+    if (node === undefined || recent === undefined || recent.length === 0 || !Number.isFinite(serverMs)) return;
+    const bound = serverMs - receivedAt;
+    const last = recent.length - 1;
+    if (bound <= (recent[last] as number)) return;
+    recent[last] = bound;
+    this.offsets.set(node, Math.max(...recent));
+  }
+
   close(): void {
     this.closed = true;
     clearInterval(this.refresher);
     this.redis.off('ready', this.onReady);
   }
 
+  /** The node holding `key`: SINGLE, or its slot's master under a cluster (undefined before the slots are known). */
+  private nodeOf(key: string): string | undefined {
+    return this.redis instanceof Cluster ? this.redis.slots[slotOf(key)]?.[0] : SINGLE;
+  }
+
   private offsetFor(key: string): number | undefined {
     if (!(this.redis instanceof Cluster)) return this.offsets.get(SINGLE);
-    const node = this.redis.slots[slotOf(key)]?.[0];
+    const node = this.nodeOf(key);
     const own = node === undefined ? undefined : this.offsets.get(node);
     if (own !== undefined) return own;
     // A slot whose master was not read yet: the earliest clock, so its deadline is early, never late.

@@ -138,7 +138,8 @@ describe('a rate-limit admission', () => {
     const clock = new TestClock();
     const keyPrefix = prefix();
     const gate = await replyGate();
-    const store = await RedisStore.connect({ url: gate.url, keyPrefix, now: clock.now, commandTimeoutMs: 150 });
+    // A limit long enough for the request to reach Redis through the proxy under load; only the reply is held.
+    const store = await RedisStore.connect({ url: gate.url, keyPrefix, now: clock.now, commandTimeoutMs: 1_000 });
     try {
       await store.admit(request);
       const refunded = await late('counters', 'refunded');
@@ -185,13 +186,13 @@ describe('a budget reservation', () => {
   it('that Redis ran in time but whose reply came after the answer is settled back', async () => {
     const keyPrefix = prefix();
     const gate = await replyGate();
-    const budgets = new RedisBudgets(gate.url, keyPrefix, 150);
+    const budgets = new RedisBudgets(gate.url, keyPrefix, 1_000);
     const reader = new RedisBudgets(redis.url, keyPrefix, 5_000);
     try {
       expect(await budgets.reserve([spend('{budget}:c=bob:usd:day:0', 100)])).toEqual({ admitted: true });
       const refunded = await late('budgets', 'refunded');
       gate.hold();
-      await expect(budgets.reserve([spend('{budget}:c=bob:usd:day:0', 100)])).rejects.toThrow(/no answer within 150ms/);
+      await expect(budgets.reserve([spend('{budget}:c=bob:usd:day:0', 100)])).rejects.toThrow(/no answer within 1000ms/);
       await waitFor('the held reservation to be made in Redis', async () => ((await reader.spent('{budget}:c=bob:usd:day:0')) === 200 ? true : undefined), { timeoutMs: 10_000 });
       gate.release();
       await waitFor('the late reply to be given back', async () => ((await late('budgets', 'refunded')) > refunded ? true : undefined), { timeoutMs: 10_000 });
@@ -212,11 +213,12 @@ describe('RedisClock', () => {
       expect(clock.deadline(monotonicMs(), 0, 'k')).toBeUndefined();
       await clock.read();
       expect(clock.known).toBe(true);
+      const deadline = clock.deadline(monotonicMs(), 250, 'k') as number;
+      // The server's time read after the deadline was computed: at least the server's time at that moment.
       const [seconds, micros] = await client.time();
       const server = Number(seconds) * 1_000 + Number(micros) / 1_000;
-      const deadline = clock.deadline(monotonicMs(), 250, 'k') as number;
       // Read from a lower bound of the offset: never later than the server's own time plus the budget.
-      expect(deadline).toBeLessThanOrEqual(server + 250 + 1);
+      expect(deadline).toBeLessThanOrEqual(server + 250);
       expect(deadline).toBeGreaterThan(server + 250 - 1_000);
     } finally {
       clock.close();

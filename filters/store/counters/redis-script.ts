@@ -16,8 +16,9 @@
  * bucket leaves.
  *
  * Reply: { admitted (1/0), then per key { count, bucket1, amount1, bucket2, amount2, ... } } where the
- * buckets (sliding only) are those still counted; or { -1 } alone when the script started after its
- * deadline: the caller has already answered without it, so nothing is read or counted.
+ * buckets (sliding only) are those still counted, then (when given a deadline) the server's time in whole ms;
+ * or { -1, time } when the script started after its deadline: the caller has already answered without
+ * it, so nothing is read or counted. The time refines the caller's reading of the server's clock.
  *
  * 'refund' takes back what an 'admit' with the same now and amounts added (the caller lists the counters it
  * counted), never below 0: for a call whose reply came after its caller had answered.
@@ -27,10 +28,12 @@
  */
 export const COUNTER_SCRIPT = `
 local deadline = tonumber(ARGV[5])
+local server_ms = -1
 if deadline > 0 then
   if redis.replicate_commands then redis.replicate_commands() end
   local time = redis.call('TIME')
-  if tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000 > deadline then return { -1 } end
+  server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if server_ms > deadline then return { -1, server_ms } end
 end
 
 local mode = ARGV[1]
@@ -165,5 +168,6 @@ end
 
 local reply = { admitted }
 for i = 1, #KEYS do reply[i + 1] = results[i] end
+if server_ms >= 0 then reply[#KEYS + 2] = server_ms end
 return reply
 `;

@@ -175,12 +175,14 @@ export class RedisStore implements CounterStore {
     } catch (err) {
       throw err instanceof StoreError ? err : storeError(op, err);
     }
-    if (Array.isArray(reply) && reply.length === 1 && Number(reply[0]) === EXPIRED) {
+    const timed = deadline > 0 ? 1 : 0;
+    if (timed === 1 && Array.isArray(reply)) this.clock.observe(keys[0] as string, Number(reply[reply.length - 1]), monotonicMs());
+    if (Array.isArray(reply) && reply.length === 2 && Number(reply[0]) === EXPIRED) {
       lateStoreCallsTotal.inc({ store: 'counters', outcome: 'expired' });
       throw new StoreError('store_timeout', `redis ${op} failed: the counter script started after its deadline (${this.timeoutMs}ms after the call), so nothing was counted`, 'redis', op);
     }
-    if (!Array.isArray(reply) || reply.length !== keys.length + 1) {
-      throw new StoreError('store_reply', `redis answered the counter script with ${describe(reply)}; expected ${keys.length + 1}`, 'redis', op);
+    if (!Array.isArray(reply) || reply.length !== keys.length + 1 + timed) {
+      throw new StoreError('store_reply', `redis answered the counter script with ${describe(reply)}; expected ${keys.length + 1 + timed}`, 'redis', op);
     }
     const states = items.map((item, i): CounterState => {
       const entry = reply[i + 1] as unknown[];
