@@ -4,12 +4,12 @@ import type { ThrottledWarning } from '../ratelimit/telemetry.js';
 
 /**
  * A Redis client for the filter service's side stores (the answer cache, budgets): no offline queue and no
- * retries, so a call fails at once (or after 200 ms) while Redis is away, reconnecting in the background;
- * connection errors go to `warning`, throttled.
+ * retries, so a call fails at once (or after `commandTimeoutMs`) while Redis is away, reconnecting in the
+ * background; connection errors go to `warning`, throttled.
  */
-export function failFastRedis(url: string, warning: ThrottledWarning): RedisClient {
+export function failFastRedis(url: string, warning: ThrottledWarning, commandTimeoutMs = 200): RedisClient {
   const redis = openRedis(url, {
-    commandTimeout: 200,
+    commandTimeout: commandTimeoutMs,
     connectTimeout: 1_000,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
-import { parseRedisUrl } from '../redis/client.js';
+import { parseRedisUrl } from '../redis/url.js';
 import { errorMessage } from '../errors.js';
 
 /**

@@ -3,9 +3,10 @@ import { RedisAnswers } from '../../filters/llm/cache.js';
 import { RateLimiter } from '../../filters/ratelimit/limiter.js';
 import { RedisStore } from '../../filters/store/counters/redis.js';
 import { parseRedisUrl, RedisUrlError } from '../../src/redis/client.js';
+import { slotOf } from '../../src/redis/clock.js';
 import { RedisLease } from '../../src/rollout/lease.js';
 import { RedisTrafficWindows } from '../../src/traffic/redis-windows.js';
-import { TestClock } from '../filters/ratelimit/fixtures.js';
+import { TestClock, counterValue } from '../filters/ratelimit/fixtures.js';
 import { waitFor } from '../harness/process.js';
 import { decisionsUnderLoad, expectEachCountedOnce, expectExactOnTwoReplicas, failoverRules } from './failover-load.js';
 import { redisCli, startRedisCluster, type TestRedisCluster } from '../harness/redis.js';
@@ -82,6 +83,34 @@ describe('rate-limit counters on the cluster', () => {
       await store.close();
     }
   }, 90_000);
+});
+
+describe('a late admission on the cluster', () => {
+  test("counts nothing on the key's master; the slot is found as Redis finds it; in time, it counts once", async () => {
+    const clock = new TestClock();
+    const keyPrefix = 'flowgate:rl:late:';
+    const store = await RedisStore.connect({ url: cluster.url, now: clock.now, keyPrefix, commandTimeoutMs: 150 });
+    const reader = await RedisStore.connect({ url: cluster.url, now: clock.now, keyPrefix, commandTimeoutMs: 5_000 });
+    const hits = ['alice', 'bob', 'carol'].map((c) => ({ key: `${c}:chat`, windowMs: 60_000, tag: `c=${c}`, amount: 1, limit: 10 }));
+    try {
+      const [port] = await cluster.masters();
+      for (const hit of hits) {
+        const key = store.keyOf(hit, clock.ms);
+        expect(slotOf(key)).toBe(Number(await redisCli(port as number, ['cluster', 'keyslot', key])));
+      }
+      const expired = await counterValue('flowgate_filter_store_late_total', { store: 'counters', outcome: 'expired' });
+      await Promise.all((await cluster.masters()).map((p) => redisCli(p, ['client', 'pause', '600', 'ALL'])));
+      const answers = await Promise.allSettled(hits.map((hit) => store.admit([hit])));
+      expect(answers.map((a) => a.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      await waitFor('the late scripts to answer', async () => ((await counterValue('flowgate_filter_store_late_total', { store: 'counters', outcome: 'expired' })) >= expired + 3 ? true : undefined), { timeoutMs: 10_000 });
+      expect((await Promise.all(hits.map((hit) => reader.get([hit])))).map(([s]) => s?.count)).toEqual([0, 0, 0]);
+      await Promise.all(hits.map((hit) => store.admit([hit])));
+      expect((await Promise.all(hits.map((hit) => reader.get([hit])))).map(([s]) => s?.count)).toEqual([1, 1, 1]);
+    } finally {
+      await store.close();
+      await reader.close();
+    }
+  });
 });
 
 describe('the control plane and the answer cache on the cluster', () => {

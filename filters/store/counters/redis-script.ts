@@ -3,10 +3,11 @@
  * arithmetic as the memory store (store.ts) and sliding.ts, written once more in Lua.
  *
  * KEYS[i]  a counter: a fixed window's key (its start already in the name) or a sliding counter's hash.
- * ARGV[1]  'incr' | 'get' | 'admit'
+ * ARGV[1]  'incr' | 'get' | 'admit' | 'refund'
  * ARGV[2]  now (epoch ms, the caller's clock: every replica buckets time alike)
  * ARGV[3]  buckets per sliding window
  * ARGV[4]  expiry slack (ms kept past a counter's last use, for replicas with slightly slow clocks)
+ * ARGV[5]  deadline (epoch ms in this Redis server's clock, see src/redis/clock.ts; 0: none)
  * then per key, 4 values: 'f' | 's', window ms, amount, limit (admit only; else 0)
  *
  * Fixed counters are INCRBY'd strings with a relative PEXPIRE to their window's end (relative, so the TTL is
@@ -15,9 +16,26 @@
  * bucket leaves.
  *
  * Reply: { admitted (1/0), then per key { count, bucket1, amount1, bucket2, amount2, ... } } where the
- * buckets (sliding only) are those still counted.
+ * buckets (sliding only) are those still counted, then (when given a deadline) the server's time in whole ms;
+ * or { -1, time } when the script started after its deadline: the caller has already answered without
+ * it, so nothing is read or counted. The time refines the caller's reading of the server's clock.
+ *
+ * 'refund' takes back what an 'admit' with the same now and amounts added (the caller lists the counters it
+ * counted), never below 0: for a call whose reply came after its caller had answered.
+ *
+ * TIME makes the script non-deterministic; Redis 5 and later replicate a script by its effects (the only way
+ * in Redis 7), so replicas and the AOF get the INCRBYs, not the script. Older ones are asked to.
  */
 export const COUNTER_SCRIPT = `
+local deadline = tonumber(ARGV[5])
+local server_ms = -1
+if deadline > 0 then
+  if redis.replicate_commands then redis.replicate_commands() end
+  local time = redis.call('TIME')
+  server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if server_ms > deadline then return { -1, server_ms } end
+end
+
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
@@ -77,11 +95,32 @@ local function fixed_add(key, window, amount)
   return count
 end
 
+local ARGS = 5
+
+if mode == 'refund' then
+  for i = 1, #KEYS do
+    local base = ARGS + (i - 1) * 4
+    local window = tonumber(ARGV[base + 2])
+    local amount = tonumber(ARGV[base + 3])
+    local key = KEYS[i]
+    if ARGV[base + 1] == 'f' then
+      local count = tonumber(redis.call('GET', key) or '0')
+      if count > 0 then redis.call('DECRBY', key, math.min(amount, count)) end
+    else
+      local bucket = bucket_of(window)
+      local count = tonumber(redis.call('HGET', key, bucket) or '0')
+      if count > amount then redis.call('HINCRBY', key, bucket, -amount)
+      elseif count > 0 then redis.call('HDEL', key, bucket) end
+    end
+  end
+  return { 1 }
+end
+
 local admitted = 1
 local results = {}
 local pending = {}
 for i = 1, #KEYS do
-  local base = 4 + (i - 1) * 4
+  local base = ARGS + (i - 1) * 4
   local kind = ARGV[base + 1]
   local window = tonumber(ARGV[base + 2])
   local amount = tonumber(ARGV[base + 3])
@@ -114,7 +153,7 @@ end
 -- A sliding counter counts a request only once every limit of the request has admitted it.
 if admitted == 1 then
   for _, i in ipairs(pending) do
-    local base = 4 + (i - 1) * 4
+    local base = ARGS + (i - 1) * 4
     local window = tonumber(ARGV[base + 2])
     local amount = tonumber(ARGV[base + 3])
     local entry = results[i]
@@ -129,5 +168,6 @@ end
 
 local reply = { admitted }
 for i = 1, #KEYS do reply[i + 1] = results[i] end
+if server_ms >= 0 then reply[#KEYS + 2] = server_ms end
 return reply
 `;

@@ -1,10 +1,13 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { openRedis, type RedisClient } from '../../../src/redis/client.js';
+import { monotonicMs, RedisClock } from '../../../src/redis/clock.js';
+import { answerWithin } from '../../../src/redis/deadline.js';
 import { errorMessage } from '../../../src/errors.js';
 import { COUNTER_SCRIPT } from './redis-script.js';
 import { leavingOf, SLIDING_BUCKETS } from './sliding.js';
 import { slidingKey, StoreError, windowKey, windowOf, type Admission, type CounterHit, type CounterRef, type CounterState, type CounterStore, type LimitedHit, type StoreErrorCode } from './store.js';
 import { ThrottledWarning } from '../../ratelimit/telemetry.js';
+import { lateStoreCallsTotal, scriptBudgetMs } from '../late-calls.js';
 
 /**
  * Counters in Redis, shared by every filter-service replica. One call is one round trip: one Lua script
@@ -13,6 +16,12 @@ import { ThrottledWarning } from '../../ratelimit/telemetry.js';
  * key of one call carries its decision's hash tag (`{c=consumer}`), so under Redis Cluster they share a slot
  * and the script may touch them all. The client never queues: while Redis is unreachable each call fails at
  * once (or after commandTimeoutMs), so a Redis outage costs a decision, not a stalled request.
+ *
+ * A decision answered without Redis (timed out: refused, or let through by failOpen) must not use up the
+ * caller's limit when Redis gets to it later. Every admit carries a deadline in the Redis server's clock
+ * (RedisClock): a script that starts past it counts nothing. One that started in time but whose reply came
+ * after the answer is taken back at once (a 'refund' of what it counted). Charges of real usage (incr) are
+ * kept however late: those tokens were spent.
  */
 
 export interface RedisStoreOptions {
@@ -41,9 +50,14 @@ interface ScriptedRedis {
   flowgateCounters(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<unknown>;
 }
 
-type Mode = 'incr' | 'get' | 'admit';
+type Mode = 'incr' | 'get' | 'admit' | 'refund';
+type Item = CounterRef & { readonly amount?: number; readonly limit?: number };
 
 const connectionWarning = new ThrottledWarning('redis counter store connection failed');
+const refundWarning = new ThrottledWarning('redis counter store could not give back a late admission');
+
+/** The script's first reply value when it started past its deadline and counted nothing. */
+const EXPIRED = -1;
 
 export class RedisStore implements CounterStore {
   readonly kind = 'redis' as const;
@@ -52,6 +66,8 @@ export class RedisStore implements CounterStore {
   private readonly expirySlackMs: number;
   private readonly connectTimeoutMs: number;
   private readonly now: () => number;
+  private readonly timeoutMs: number;
+  private readonly clock: RedisClock;
 
   constructor(options: RedisStoreOptions) {
     this.keyPrefix = options.keyPrefix ?? 'flowgate:rl:';
@@ -59,8 +75,11 @@ export class RedisStore implements CounterStore {
     this.expirySlackMs = options.expirySlackMs ?? 5_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1_000;
     this.now = options.now ?? Date.now;
+    this.timeoutMs = options.commandTimeoutMs ?? 100;
     const clientOptions: RedisOptions = {
-      commandTimeout: options.commandTimeoutMs ?? 100,
+      // No commandTimeout: each call's limit is timeoutMs (answerWithin, which still sees late replies); a
+      // client-side one would only drop the late reply (the command stays queued until Redis answers or the
+      // connection closes either way) and cost a second timer per call.
       connectTimeout: this.connectTimeoutMs,
       // Fail fast while disconnected: nothing waits in a queue for a Redis that may take minutes to return.
       enableOfflineQueue: false,
@@ -78,6 +97,7 @@ export class RedisStore implements CounterStore {
         ? openRedis(options.url, clientOptions)
         : new Redis({ ...clientOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
     this.redis.defineCommand('flowgateCounters', { lua: COUNTER_SCRIPT });
+    this.clock = new RedisClock(this.redis);
     // Without a listener ioredis prints every reconnection failure; these go to the throttled log instead.
     this.redis.on('error', (err: unknown) => connectionWarning.warn({ err: errorMessage(err) }));
   }
@@ -94,8 +114,13 @@ export class RedisStore implements CounterStore {
     return store;
   }
 
-  /** Resolves once the connection is ready (calls made before then fail: nothing is queued). */
+  /** Resolves once the connection is ready and Redis's clock read (calls made before then fail: nothing is queued). */
   async ready(): Promise<void> {
+    await this.connected();
+    if (!this.clock.known) await this.clock.read();
+  }
+
+  private async connected(): Promise<void> {
     if (this.redis.status === 'ready') return;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -129,24 +154,35 @@ export class RedisStore implements CounterStore {
     return this.keyPrefix + tag + name;
   }
 
-  private async run(mode: Mode, items: readonly (CounterRef & { readonly amount?: number; readonly limit?: number })[]): Promise<Admission> {
+  private async run(mode: Exclude<Mode, 'refund'>, items: readonly Item[]): Promise<Admission> {
     if (items.length === 0) return { admitted: true, states: [] };
+    const issuedAt = monotonicMs();
     const now = this.now();
-    const keys: string[] = [];
-    const args: (string | number)[] = [mode, now, SLIDING_BUCKETS, this.expirySlackMs];
-    for (const item of items) {
-      keys.push(this.keyOf(item, now));
-      args.push(item.algorithm === 'sliding' ? 's' : 'f', item.windowMs, Math.trunc(item.amount ?? 0), Math.trunc(item.limit ?? 0));
-    }
+    const keys = items.map((item) => this.keyOf(item, now));
+    // Only an admission is refused when late: its caller decides on the reply, and has moved on without it.
+    const deadline = mode === 'admit' ? (this.clock.deadline(issuedAt, scriptBudgetMs(this.timeoutMs), keys[0] as string) ?? 0) : 0;
     const op = mode === 'get' ? 'get' : 'incr';
     let reply: unknown;
     try {
-      reply = await (this.redis as unknown as ScriptedRedis).flowgateCounters(keys.length, ...keys, ...args);
+      reply = await answerWithin(
+        this.script(mode, now, deadline, keys, items),
+        this.timeoutMs,
+        () => new StoreError('store_timeout', `redis ${op} failed: no answer within ${this.timeoutMs}ms`, 'redis', op),
+        (late) => {
+          if (mode === 'admit') this.giveBack(late, now, keys, items);
+        },
+      );
     } catch (err) {
-      throw storeError(op, err);
+      throw err instanceof StoreError ? err : storeError(op, err);
     }
-    if (!Array.isArray(reply) || reply.length !== keys.length + 1) {
-      throw new StoreError('store_reply', `redis answered the counter script with ${describe(reply)}; expected ${keys.length + 1}`, 'redis', op);
+    const timed = deadline > 0 ? 1 : 0;
+    if (timed === 1 && Array.isArray(reply)) this.clock.observe(keys[0] as string, Number(reply[reply.length - 1]), monotonicMs());
+    if (Array.isArray(reply) && reply.length === 2 && Number(reply[0]) === EXPIRED) {
+      lateStoreCallsTotal.inc({ store: 'counters', outcome: 'expired' });
+      throw new StoreError('store_timeout', `redis ${op} failed: the counter script started after its deadline (${this.timeoutMs}ms after the call), so nothing was counted`, 'redis', op);
+    }
+    if (!Array.isArray(reply) || reply.length !== keys.length + 1 + timed) {
+      throw new StoreError('store_reply', `redis answered the counter script with ${describe(reply)}; expected ${keys.length + 1 + timed}`, 'redis', op);
     }
     const states = items.map((item, i): CounterState => {
       const entry = reply[i + 1] as unknown[];
@@ -160,7 +196,36 @@ export class RedisStore implements CounterStore {
     return { admitted: Number(reply[0]) === 1, states };
   }
 
+  private script(mode: Mode, now: number, deadline: number, keys: readonly string[], items: readonly Item[]): Promise<unknown> {
+    const args: (string | number)[] = [mode, now, SLIDING_BUCKETS, this.expirySlackMs, deadline];
+    for (const item of items) args.push(item.algorithm === 'sliding' ? 's' : 'f', item.windowMs, Math.trunc(item.amount ?? 0), Math.trunc(item.limit ?? 0));
+    return (this.redis as unknown as ScriptedRedis).flowgateCounters(keys.length, ...keys, ...args);
+  }
+
+  /**
+   * An admission answered (as a timeout) before its reply came: what the script counted goes back. Fixed
+   * counters were counted whatever the outcome, sliding ones only when it admitted.
+   */
+  private giveBack(reply: unknown, now: number, keys: readonly string[], items: readonly Item[]): void {
+    const first = Array.isArray(reply) ? Number(reply[0]) : EXPIRED;
+    if (first === EXPIRED) {
+      lateStoreCallsTotal.inc({ store: 'counters', outcome: 'expired' });
+      return;
+    }
+    const counted = items.map((item, i) => ({ item, key: keys[i] as string })).filter(({ item }) => item.algorithm !== 'sliding' || first === 1);
+    lateStoreCallsTotal.inc({ store: 'counters', outcome: 'refunded' });
+    if (counted.length === 0) return;
+    this.script(
+      'refund',
+      now,
+      0,
+      counted.map((c) => c.key),
+      counted.map((c) => c.item),
+    ).catch((err: unknown) => refundWarning.warn({ err: errorMessage(err) }));
+  }
+
   async close(): Promise<void> {
+    this.clock.close();
     if (this.redis.status === 'end') return;
     if (this.redis.status !== 'ready') {
       this.redis.disconnect();
