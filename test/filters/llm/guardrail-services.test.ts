@@ -23,6 +23,11 @@ beforeEach(() => {
   stub.received.length = 0;
 });
 
+/** A service that answers gets all the time a loaded machine needs; only a hanging one is waited out. */
+const ANSWERS_WITHIN_MS = 10_000;
+const HANG_TIMEOUT_MS = 300;
+const timeoutMs = (): number => (stub.mode === 'hang' ? HANG_TIMEOUT_MS : ANSWERS_WITHIN_MS);
+
 const rule = (over: Partial<GuardrailRule> & Pick<GuardrailRule, 'type'>): CompiledRule =>
   new CompiledRule({
     name: 'svc',
@@ -30,7 +35,7 @@ const rule = (over: Partial<GuardrailRule> & Pick<GuardrailRule, 'type'>): Compi
     patterns: [],
     pii: [],
     failOpen: false,
-    service: { url: over.type === 'presidio' ? stub.url : `${stub.url}/check`, timeoutMs: 300, ...(over.type === 'presidio' && { language: 'en' }) },
+    service: { url: over.type === 'presidio' ? stub.url : `${stub.url}/check`, timeoutMs: timeoutMs(), ...(over.type === 'presidio' && { language: 'en' }) },
     ...over,
   });
 const chat = (...contents: string[]): Record<string, unknown> => ({ model: 'm', messages: [{ role: 'system', content: 'be nice' }, ...contents.map((content) => ({ role: 'user', content }))] });
@@ -66,21 +71,21 @@ describe('external guardrail contract', () => {
   });
 
   test('an unreachable service is a failure too', async () => {
-    const gone = rule({ type: 'external', service: { url: 'http://127.0.0.1:1/check', timeoutMs: 300 } });
+    const gone = rule({ type: 'external', service: { url: 'http://127.0.0.1:1/check', timeoutMs: ANSWERS_WITHIN_MS } });
     expect((await judgeWithServices([gone], chat('x'), 'input', 'm')).unavailable?.name).toBe('svc');
   });
 });
 
 describe('presidio', () => {
   test('entities block; the Analyzer is asked per text with language, entities and threshold', async () => {
-    const r = rule({ type: 'presidio', service: { url: stub.url, timeoutMs: 300, language: 'en', entities: ['PERSON'], scoreThreshold: 0.5 } });
+    const r = rule({ type: 'presidio', service: { url: stub.url, timeoutMs: ANSWERS_WITHIN_MS, language: 'en', entities: ['PERSON'], scoreThreshold: 0.5 } });
     const v = await judgeWithServices([r], chat('I am John Smith'), 'input', 'm');
     expect(v.blocked?.name).toBe('svc');
     expect(stub.received.map((x) => x.json)).toEqual([
       { text: 'be nice', language: 'en', entities: ['PERSON'], score_threshold: 0.5 },
       { text: 'I am John Smith', language: 'en', entities: ['PERSON'], score_threshold: 0.5 },
     ]);
-    const high = rule({ type: 'presidio', service: { url: stub.url, timeoutMs: 300, language: 'en', scoreThreshold: 0.9 } });
+    const high = rule({ type: 'presidio', service: { url: stub.url, timeoutMs: ANSWERS_WITHIN_MS, language: 'en', scoreThreshold: 0.9 } });
     expect((await judgeWithServices([high], chat('I am John Smith'), 'input', 'm')).blocked).toBeUndefined();
   });
 
