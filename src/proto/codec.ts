@@ -193,6 +193,8 @@ const segmentEncodings = new WeakMap<readonly object[], KeptEncoding & { readonl
 function keptSegment(type: protobuf.Type, segment: readonly object[], tag: number, where: string, first: number): Part {
   const hit = segmentEncodings.get(segment);
   if (hit && hit.type === type && hit.tag === tag) return hit;
+  const inner = segments(segment);
+  if (inner) return nestedSegment(type, segment, inner, tag, where, first);
   const bad = segment.findIndex((item) => !isMessageObject(item));
   if (bad >= 0) throw new Error(`${where}[${first + bad}] is not a message (a kept segment holds only messages)`);
   const direct = encodeDirectFramed(type, segment, tag, (item) => {
@@ -213,6 +215,30 @@ function keptSegment(type: protobuf.Type, segment: readonly object[], tag: numbe
     for (const p of element) chunks.push(p.bytes);
   });
   const kept = { type, tag, bytes: Buffer.concat(chunks), kept: true as const };
+  segmentEncodings.set(segment, kept);
+  return kept;
+}
+
+/**
+ * A kept list made of kept lists (a group of models' routes): its segments' encodings joined into one kept
+ * part. Each segment's encoding then becomes a view into the joined bytes, so a group made again after one
+ * model's change copies the others' bytes rather than keeping a second copy of them.
+ */
+function nestedSegment(type: protobuf.Type, segment: readonly object[], inner: readonly (readonly object[])[], tag: number, where: string, first: number): Part {
+  const parts: KeptEncoding[] = [];
+  let j = first;
+  for (const s of inner) {
+    parts.push(keptSegment(type, s, tag, where, j) as KeptEncoding);
+    j += s.length;
+  }
+  const bytes = Buffer.concat(parts.map((p) => p.bytes));
+  let at = 0;
+  inner.forEach((s, i) => {
+    const length = (parts[i] as KeptEncoding).bytes.length;
+    segmentEncodings.set(s, { type, tag, bytes: bytes.subarray(at, at + length), kept: true });
+    at += length;
+  });
+  const kept = { type, tag, bytes, kept: true as const };
   segmentEncodings.set(segment, kept);
   return kept;
 }
