@@ -284,8 +284,42 @@ export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array 
 /** Encodes a plain object as the named message, as parts in order (one part: a message encoded whole). */
 export function encodeMessageParts(typeNameOrUrl: string, value: object): readonly Part[] {
   const parts: Part[] = [];
-  encodeParts(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0, parts);
+  const type = messageType(typeNameOrUrl);
+  const text = textParts.get(value);
+  if (text) textMessageParts(type, value as Record<string, unknown>, text.field, text.parts, parts);
+  else encodeParts(type, value as Record<string, unknown>, '', 0, parts);
   return parts;
+}
+
+/** Messages one of whose string fields is given as the UTF-8 parts of its text (withTextParts). */
+const textParts = new WeakMap<object, { readonly field: string; readonly parts: readonly Part[] }>();
+
+/**
+ * Records that the string field `field` of `message` is the UTF-8 text of `parts` joined (the FilterPolicy's
+ * policy JSON, assembled from kept per-group texts): encodeMessageParts splices those parts as they are, so a
+ * long text made of mostly the same pieces is neither joined nor encoded again, and its kept parts keep their
+ * digests. Returns `message`.
+ */
+export function withTextParts<T extends object>(message: T, field: string, parts: readonly Part[]): T {
+  textParts.set(message, { field, parts });
+  return message;
+}
+
+function textMessageParts(type: protobuf.Type, value: Record<string, unknown>, name: string, text: readonly Part[], out: Part[]): void {
+  const field = type.fields[name];
+  if (!field || field.type !== 'string' || field.repeated) throw new Error(`${name} is not a string field of ${type.fullName.slice(1)}`);
+  // The other fields below and above the text's number, each encoded whole (checked for unknown fields there).
+  const below: Record<string, unknown> = {};
+  const above: Record<string, unknown> = {};
+  for (const k of Object.keys(value)) {
+    if (k === name) continue;
+    const other = type.fields[k];
+    ((other?.id ?? 0) < field.id ? below : above)[k] = value[k];
+  }
+  if (Object.keys(below).length > 0) out.push({ bytes: encodeWhole(type, below, '') });
+  out.push({ bytes: tagAndLength((field.id << 3) | 2, byteLength(text)) });
+  for (const p of text) out.push(p);
+  if (Object.keys(above).length > 0) out.push({ bytes: encodeWhole(type, above, '') });
 }
 
 /** The bytes of a google.protobuf.Any holding the message of `parts`, in one buffer (the message a view into it). */
