@@ -66,8 +66,8 @@ const alignments = new WeakMap<readonly unknown[], { readonly before: readonly u
 
 /**
  * align(before, after), once per pair of lists: every xDS mode maps the same targets (the clusters of three
- * modes, 20,000 targets each at 10,000 models), and several stages map the same models. Only for lists never
- * changed once made.
+ * modes, 20,000 targets each at 10,000 models), and several stages compare or map the same models (IR
+ * validation, the FilterPolicy's rules, proxyless). Only for lists never changed once made.
  */
 function alignedOnce<T>(before: readonly T[], after: readonly T[]): Alignment {
   const known = alignments.get(after);
@@ -77,11 +77,11 @@ function alignedOnce<T>(before: readonly T[], after: readonly T[]): Alignment {
   return alignment;
 }
 
-/** The changes from `before` to `after`, or undefined when more than `limit` elements changed. */
+/** The changes from `before` to `after`, or undefined when more than `limit` elements changed (lists never changed once made). */
 export function listChanges<T>(before: readonly T[], after: readonly T[], limit: number): ListChanges<T> | undefined {
   const nb = before.length;
   const na = after.length;
-  const { head, tail, headReplaced, tailReplaced } = align(before, after);
+  const { head, tail, headReplaced, tailReplaced } = alignedOnce(before, after);
   if (headReplaced.length + tailReplaced.length + (nb - tail - head) + (na - tail - head) > limit) return undefined;
   const removed: T[] = [];
   const added: T[] = [];
