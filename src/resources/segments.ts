@@ -28,7 +28,7 @@ export function joined<T>(lists: readonly (readonly T[])[]): T[] {
 }
 
 /** One element in 2^GROUP_BITS on average starts a group. */
-const GROUP_BITS = 6;
+const GROUP_BITS = 5;
 
 /**
  * Whether the element with this key starts a group of a long list cut into groups of kept segments (a
