@@ -193,6 +193,8 @@ const segmentEncodings = new WeakMap<readonly object[], KeptEncoding & { readonl
 function keptSegment(type: protobuf.Type, segment: readonly object[], tag: number, where: string, first: number): Part {
   const hit = segmentEncodings.get(segment);
   if (hit && hit.type === type && hit.tag === tag) return hit;
+  const inner = segments(segment);
+  if (inner) return nestedSegment(type, segment, inner, tag, where, first);
   const bad = segment.findIndex((item) => !isMessageObject(item));
   if (bad >= 0) throw new Error(`${where}[${first + bad}] is not a message (a kept segment holds only messages)`);
   const direct = encodeDirectFramed(type, segment, tag, (item) => {
@@ -213,6 +215,30 @@ function keptSegment(type: protobuf.Type, segment: readonly object[], tag: numbe
     for (const p of element) chunks.push(p.bytes);
   });
   const kept = { type, tag, bytes: Buffer.concat(chunks), kept: true as const };
+  segmentEncodings.set(segment, kept);
+  return kept;
+}
+
+/**
+ * A kept list made of kept lists (a group of models' routes): its segments' encodings joined into one kept
+ * part. Each segment's encoding then becomes a view into the joined bytes, so a group made again after one
+ * model's change copies the others' bytes rather than keeping a second copy of them.
+ */
+function nestedSegment(type: protobuf.Type, segment: readonly object[], inner: readonly (readonly object[])[], tag: number, where: string, first: number): Part {
+  const parts: KeptEncoding[] = [];
+  let j = first;
+  for (const s of inner) {
+    parts.push(keptSegment(type, s, tag, where, j) as KeptEncoding);
+    j += s.length;
+  }
+  const bytes = Buffer.concat(parts.map((p) => p.bytes));
+  let at = 0;
+  inner.forEach((s, i) => {
+    const length = (parts[i] as KeptEncoding).bytes.length;
+    segmentEncodings.set(s, { type, tag, bytes: bytes.subarray(at, at + length), kept: true });
+    at += length;
+  });
+  const kept = { type, tag, bytes, kept: true as const };
   segmentEncodings.set(segment, kept);
   return kept;
 }
@@ -258,8 +284,42 @@ export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array 
 /** Encodes a plain object as the named message, as parts in order (one part: a message encoded whole). */
 export function encodeMessageParts(typeNameOrUrl: string, value: object): readonly Part[] {
   const parts: Part[] = [];
-  encodeParts(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0, parts);
+  const type = messageType(typeNameOrUrl);
+  const text = textParts.get(value);
+  if (text) textMessageParts(type, value as Record<string, unknown>, text.field, text.parts, parts);
+  else encodeParts(type, value as Record<string, unknown>, '', 0, parts);
   return parts;
+}
+
+/** Messages one of whose string fields is given as the UTF-8 parts of its text (withTextParts). */
+const textParts = new WeakMap<object, { readonly field: string; readonly parts: readonly Part[] }>();
+
+/**
+ * Records that the string field `field` of `message` is the UTF-8 text of `parts` joined (the FilterPolicy's
+ * policy JSON, assembled from kept per-group texts): encodeMessageParts splices those parts as they are, so a
+ * long text made of mostly the same pieces is neither joined nor encoded again, and its kept parts keep their
+ * digests. Returns `message`.
+ */
+export function withTextParts<T extends object>(message: T, field: string, parts: readonly Part[]): T {
+  textParts.set(message, { field, parts });
+  return message;
+}
+
+function textMessageParts(type: protobuf.Type, value: Record<string, unknown>, name: string, text: readonly Part[], out: Part[]): void {
+  const field = type.fields[name];
+  if (!field || field.type !== 'string' || field.repeated) throw new Error(`${name} is not a string field of ${type.fullName.slice(1)}`);
+  // The other fields below and above the text's number, each encoded whole (checked for unknown fields there).
+  const below: Record<string, unknown> = {};
+  const above: Record<string, unknown> = {};
+  for (const k of Object.keys(value)) {
+    if (k === name) continue;
+    const other = type.fields[k];
+    ((other?.id ?? 0) < field.id ? below : above)[k] = value[k];
+  }
+  if (Object.keys(below).length > 0) out.push({ bytes: encodeWhole(type, below, '') });
+  out.push({ bytes: tagAndLength((field.id << 3) | 2, byteLength(text)) });
+  for (const p of text) out.push(p);
+  if (Object.keys(above).length > 0) out.push({ bytes: encodeWhole(type, above, '') });
 }
 
 /** The bytes of a google.protobuf.Any holding the message of `parts`, in one buffer (the message a view into it). */

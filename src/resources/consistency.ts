@@ -263,11 +263,8 @@ function unitsOf(r: ResourceInput): readonly object[] {
       const list: unknown[] = Array.isArray(routes) ? routes : [];
       const kept = segments(list);
       if (kept) {
-        // A list of kept lists (one per model): one unit per kept list.
-        for (const segment of kept) {
-          if (!unitKeys.has(segment)) unitKeys.set(segment, segment.flatMap((route) => (isObject(route) ? oneRouteReferences(route).map((n) => CLUSTER + n) : [])));
-          units.push(segment);
-        }
+        // A list of kept lists (one per group of models): one unit per kept list.
+        for (const segment of kept) units.push(segment);
         continue;
       }
       for (const route of list) {
@@ -294,6 +291,17 @@ function unitsOf(r: ResourceInput): readonly object[] {
   return units;
 }
 
+/** The keys a kept list's routes refer to, once per list; a list made of kept lists (a group of models) joins theirs. */
+function segmentKeys(segment: readonly object[]): readonly string[] {
+  let keys = unitKeys.get(segment);
+  if (!keys) {
+    const inner = segments(segment);
+    keys = inner ? inner.flatMap(segmentKeys) : segment.flatMap((route) => (isObject(route) ? oneRouteReferences(route).map((n) => CLUSTER + n) : []));
+    unitKeys.set(segment, keys);
+  }
+  return keys;
+}
+
 function fullSet(resources: readonly ResourceInput[], options: ConsistencyOptions, statics: string): TrackedSet {
   const state: TrackedSet = { inputs: resources, statics, have: new Set((options.staticClusters ?? []).map((n) => CLUSTER + n)), wanted: new Map() };
   for (const r of resources) {
@@ -304,8 +312,18 @@ function fullSet(resources: readonly ResourceInput[], options: ConsistencyOption
   return state;
 }
 
+/** A unit's keys: a kept list's made when first needed (a group's are needed only by a full count). */
+const keysOf = (unit: object): readonly string[] => unitKeys.get(unit) ?? segmentKeys(unit as readonly object[]);
+
+/** The units that differ between two lists of units, a kept list of kept lists (a group) compared by its kept lists. */
+function unitChanges(before: readonly object[], after: readonly object[]): ListChanges<object> {
+  const outer = listChanges(before, after, Infinity) as ListChanges<object>;
+  const inner = (u: object): readonly object[] => (Array.isArray(u) && segments(u)) || [u];
+  return listChanges(outer.removed.flatMap(inner), outer.added.flatMap(inner), Infinity) as ListChanges<object>;
+}
+
 function count(state: TrackedSet, unit: object, by: 1 | -1, touched: Set<string> | undefined): void {
-  for (const key of unitKeys.get(unit) ?? []) {
+  for (const key of keysOf(unit)) {
     const n = (state.wanted.get(key) ?? 0) + by;
     if (n <= 0) state.wanted.delete(key);
     else state.wanted.set(key, n);
@@ -340,7 +358,7 @@ function applyChanges(state: TrackedSet, changes: ListChanges<ResourceInput>): b
     if (old && r.typeUrl === TypeUrl.RouteConfiguration) {
       // The same resource rebuilt: only its parts that are not the same objects change the counts.
       replaced.delete(`${r.typeUrl}\u0000${r.name}`);
-      const parts = listChanges(unitsOf(old), units, Infinity) as ListChanges<object>;
+      const parts = unitChanges(unitsOf(old), units);
       for (const u of parts.removed) count(state, u, -1, touched);
       for (const u of parts.added) count(state, u, 1, touched);
       continue;

@@ -26,3 +26,22 @@ export function joined<T>(lists: readonly (readonly T[])[]): T[] {
   for (let i = 0; i < lists.length; i += JOIN_CHUNK) out = out.concat(...lists.slice(i, i + JOIN_CHUNK));
   return out;
 }
+
+/** One element in 2^GROUP_BITS on average starts a group. */
+const GROUP_BITS = 5;
+
+/**
+ * Whether the element with this key starts a group of a long list cut into groups of kept segments (a
+ * virtual host's claims, the FilterPolicy's models): a function of the key alone (FNV-1a, mixed), so the groups of
+ * a list are the same however it was reached (built whole, or patched by a change), an insertion or removal
+ * changes the group it falls in only, and a list's groups are 2^GROUP_BITS elements on average.
+ */
+export function startsGroup(key: string): boolean {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  // Mixed (murmur3's finaliser): keys that differ in one digit would otherwise share their top bits.
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> (32 - GROUP_BITS) === 0;
+}

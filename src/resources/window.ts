@@ -59,11 +59,29 @@ function align<T>(before: readonly T[], after: readonly T[]): { head: number; ta
   return { head, tail, headReplaced, tailReplaced };
 }
 
-/** The changes from `before` to `after`, or undefined when more than `limit` elements changed. */
+type Alignment = ReturnType<typeof align>;
+
+/** The last alignment made for each list (by the list aligned against it). */
+const alignments = new WeakMap<readonly unknown[], { readonly before: readonly unknown[]; readonly alignment: Alignment }>();
+
+/**
+ * align(before, after), once per pair of lists: every xDS mode maps the same targets (the clusters of three
+ * modes, 20,000 targets each at 10,000 models), and several stages compare or map the same models (IR
+ * validation, the FilterPolicy's rules, proxyless). Only for lists never changed once made.
+ */
+function alignedOnce<T>(before: readonly T[], after: readonly T[]): Alignment {
+  const known = alignments.get(after);
+  if (known && known.before === before) return known.alignment;
+  const alignment = align(before, after);
+  alignments.set(after, { before, alignment });
+  return alignment;
+}
+
+/** The changes from `before` to `after`, or undefined when more than `limit` elements changed (lists never changed once made). */
 export function listChanges<T>(before: readonly T[], after: readonly T[], limit: number): ListChanges<T> | undefined {
   const nb = before.length;
   const na = after.length;
-  const { head, tail, headReplaced, tailReplaced } = align(before, after);
+  const { head, tail, headReplaced, tailReplaced } = alignedOnce(before, after);
   if (headReplaced.length + tailReplaced.length + (nb - tail - head) + (na - tail - head) > limit) return undefined;
   const removed: T[] = [];
   const added: T[] = [];
@@ -82,12 +100,13 @@ export function listChanges<T>(before: readonly T[], after: readonly T[], limit:
 
 /**
  * `after.map(fn)`, where an element that is the same object at the same place as in `before` gets the
- * result it had (`beforeOut`, the map of `before`) without calling `fn`.
+ * result it had (`beforeOut`, the map of `before`) without calling `fn`. `before` and `after` are lists never
+ * changed once made (their alignment is kept for the next call with the same pair).
  */
 export function mapChanged<T, U>(before: readonly T[], beforeOut: readonly U[], after: readonly T[], fn: (item: T) => U, changes?: { removed: U[]; added: U[] }): U[] {
   const nb = before.length;
   const na = after.length;
-  const { head, tail, headReplaced, tailReplaced } = align(before, after);
+  const { head, tail, headReplaced, tailReplaced } = alignedOnce(before, after);
   // The aligned ranges copied whole (one copy, no walk), then the replaced places and the middle made.
   const middle: U[] = [];
   const out = beforeOut.slice(0, head);

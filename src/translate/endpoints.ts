@@ -1,7 +1,7 @@
 import type { GatewayIR } from '../ir/types.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { clusterTargets, lbEndpoints, memoised, usesEds, type ClusterTarget, type VersionMemo } from './clusters.js';
-import { mapChanged } from '../resources/window.js';
+import { listChanges, mapChanged, recordChanges } from '../resources/window.js';
 import { splitLoadAssignments } from './eds-split.js';
 
 const endpointMemo: VersionMemo = new WeakMap();
@@ -24,11 +24,21 @@ export function endpointResources(ir: GatewayIR): readonly ResourceInput[] {
       ? memoised(endpointMemo, t, '', () => ({ typeUrl: TypeUrl.ClusterLoadAssignment, name: t.cluster, message: { cluster_name: t.cluster, endpoints: [{ lb_endpoints: lbEndpoints(t) }] } }))
       : undefined;
   // A target that is the same object as last time (its model did not change) has the same endpoints.
-  const byTarget = last ? mapChanged(last.targets, last.out, targets, make) : targets.map(make);
-  last = { targets, out: byTarget };
-  const out = [...byTarget.filter((r): r is ResourceInput => r !== undefined), ...splitLoadAssignments(ir)];
+  const changes = { removed: [] as (ResourceInput | undefined)[], added: [] as (ResourceInput | undefined)[] };
+  const byTarget = last ? mapChanged(last.targets, last.byTarget, targets, make, changes) : targets.map(make);
+  const split = splitLoadAssignments(ir);
+  const out = [...byTarget.filter((r): r is ResourceInput => r !== undefined), ...split];
+  // What changed from the last list is known here: handed to the snapshot and the consistency check (sharedChanges).
+  const splitChanges = last ? listChanges(last.split, split, Infinity) : undefined;
+  if (last && splitChanges) {
+    const present = (r: ResourceInput | undefined): r is ResourceInput => r !== undefined;
+    recordChanges(last.out, out, { removed: [...changes.removed.filter(present), ...splitChanges.removed], added: [...changes.added.filter(present), ...splitChanges.added] });
+  }
+  last = { targets, byTarget, split, out };
   endpointsMemo.set(ir, out);
   return out;
 }
 
-let last: { readonly targets: readonly ClusterTarget[]; readonly out: readonly (ResourceInput | undefined)[] } | undefined;
+let last:
+  | { readonly targets: readonly ClusterTarget[]; readonly byTarget: readonly (ResourceInput | undefined)[]; readonly split: readonly ResourceInput[]; readonly out: readonly ResourceInput[] }
+  | undefined;

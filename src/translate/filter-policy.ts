@@ -4,7 +4,9 @@ import type { GatewayIR, LiveVersion, MirrorTarget, ModelIR, ModelLlmIR } from '
 import type { VersionProcessingRules } from '../contract/filter-policy.js';
 import { canonicalJson } from '../policy/policy.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
-import { mapChanged } from '../resources/window.js';
+import { mapChanged, recordChanges, sharedChanges } from '../resources/window.js';
+import { withTextParts, type Part } from '../proto/codec.js';
+import { startsGroup } from '../resources/segments.js';
 
 /**
  * The FilterPolicy of an IR (every rule already resolved by the IR), and the xDS resource carrying it. It is
@@ -39,7 +41,10 @@ function memoisedModelRules(m: ModelIR): FilterPolicy['models'][number] {
 let lastRules: { readonly models: readonly ModelIR[]; readonly rules: readonly FilterPolicy['models'][number][] } | undefined;
 
 function modelRulesOf(ir: GatewayIR): readonly FilterPolicy['models'][number][] {
-  const rules = lastRules ? mapChanged(lastRules.models, lastRules.rules, ir.models, memoisedModelRules) : ir.models.map(memoisedModelRules);
+  const changes = { removed: [] as FilterPolicy['models'][number][], added: [] as FilterPolicy['models'][number][] };
+  const rules = lastRules ? mapChanged(lastRules.models, lastRules.rules, ir.models, memoisedModelRules, changes) : ir.models.map(memoisedModelRules);
+  // What changed is known here: the policy's text groups read it (sharedChanges) without comparing the lists again.
+  if (lastRules) recordChanges(lastRules.rules, rules, changes);
   lastRules = { models: ir.models, rules };
   return rules;
 }
@@ -50,7 +55,8 @@ function buildFilterPolicy(ir: GatewayIR): FilterPolicy {
     audit: ir.audit,
     jwtIssuers: [...ir.jwtIssuers],
     consumers: [...ir.consumers],
-    models: [...modelRulesOf(ir), ...pipelineRouteRules(ir)],
+    // The rules list itself when there is no pipeline (never changed once made: policyParts compares it with the last).
+    models: (ir.pipelines ?? []).length > 0 ? [...modelRulesOf(ir), ...pipelineRouteRules(ir)] : (modelRulesOf(ir) as FilterPolicy['models']),
     ...pipelineRules(ir),
     ...(ir.openai && { llm: { pathPrefix: ir.openai.pathPrefix } }),
   };
@@ -155,11 +161,19 @@ function versionRules(m: ModelIR): { protocol?: 'mlflow' | 'oip'; registeredMode
   return { protocol: m.protocol, registeredModel: m.registeredModel, versions, maxBodyBytes: m.versionBodyLimitBytes };
 }
 
-/** The xDS resource carrying a filter policy (its JSON in canonical form, so equal policies have equal bytes). */
+/**
+ * The xDS resource carrying a filter policy: its JSON in canonical form (so equal policies have equal bytes),
+ * given to the encoder as parts (policyParts), and readable as the text itself.
+ */
 export function filterPolicyResource(fp: FilterPolicy): ResourceInput {
   let r = resourceMemo.get(fp);
   if (!r) {
-    r = { typeUrl: TypeUrl.FilterPolicy, name: FILTER_POLICY_NAME, message: { schema_version: fp.schema, policy_json: policyJson(fp) } };
+    const parts = policyParts(fp);
+    let text: string | undefined;
+    const message = { schema_version: fp.schema };
+    // Joined only when read (the encoder splices the parts): a 2 MB text at 10,000 models.
+    Object.defineProperty(message, 'policy_json', { enumerable: true, get: () => (text ??= Buffer.concat(parts.map((p) => p.bytes)).toString('utf8')) });
+    r = { typeUrl: TypeUrl.FilterPolicy, name: FILTER_POLICY_NAME, message: withTextParts(message, 'policy_json', parts) };
     resourceMemo.set(fp, r);
   }
   return r;
@@ -167,8 +181,6 @@ export function filterPolicyResource(fp: FilterPolicy): ResourceInput {
 
 /** Each model's rules as canonical JSON, once per rules object (an unchanged model keeps its object). */
 const ruleTexts = new WeakMap<object, string>();
-/** The texts of the last policy's models, by place (the same rules object at the same place has the same text). */
-let lastTexts: { readonly rules: readonly object[]; readonly texts: readonly string[] } | undefined;
 
 function ruleText(m: object): string {
   let text = ruleTexts.get(m);
@@ -179,15 +191,85 @@ function ruleText(m: object): string {
   return text;
 }
 
+type Rules = FilterPolicy['models'][number];
+
+/**
+ * A run of the policy's models, from one whose name starts a group (startsGroup) to the next such: one kept
+ * part of the policy's text (its models' texts joined by commas, UTF-8), with its digest made once.
+ */
+interface RulesGroup {
+  readonly rules: readonly Rules[];
+  readonly part: Part;
+}
+
+const rulesGroup = (rules: readonly Rules[]): RulesGroup => ({ rules, part: { bytes: Buffer.from(rules.map(ruleText).join(','), 'utf8'), kept: true } });
+
+/** The groups of the last policy's models, and the group of each model name. */
+let lastGroups: { readonly models: readonly Rules[]; readonly groups: readonly RulesGroup[]; readonly groupOf: ReadonlyMap<string, number> } | undefined;
+
+/** The models cut into groups before each model whose name starts one. */
+function allGroups(models: readonly Rules[]): { groups: RulesGroup[]; groupOf: Map<string, number> } {
+  const runs: Rules[][] = [];
+  const groupOf = new Map<string, number>();
+  for (const m of models) {
+    if (runs.length === 0 || startsGroup(m.name)) runs.push([]);
+    (runs[runs.length - 1] as Rules[]).push(m);
+    groupOf.set(m.name, runs.length - 1);
+  }
+  return { groups: runs.map(rulesGroup), groupOf };
+}
+
+/**
+ * The groups of the last policy with the models that changed replaced in theirs. Only when every change is a
+ * model replaced at its place by one of the same name (the lists are as long, so the i-th removed and added
+ * are at one place): the cuts, which follow from the names, are then the same. Undefined otherwise.
+ */
+function patchedGroups(models: readonly Rules[]): { groups: RulesGroup[]; groupOf: ReadonlyMap<string, number> } | undefined {
+  const last = lastGroups;
+  if (!last || last.models.length !== models.length) return undefined;
+  const changes = sharedChanges(last.models, models);
+  if (!changes || changes.removed.length !== changes.added.length) return undefined;
+  const groups = [...last.groups];
+  const replaced = new Map<number, Rules[]>();
+  for (let i = 0; i < changes.added.length; i++) {
+    const was = changes.removed[i] as Rules;
+    const now = changes.added[i] as Rules;
+    const g = last.groupOf.get(was.name);
+    if (was.name !== now.name || g === undefined) return undefined;
+    let rules = replaced.get(g);
+    if (!rules) {
+      rules = [...(groups[g] as RulesGroup).rules];
+      replaced.set(g, rules);
+    }
+    const k = rules.indexOf(was);
+    if (k < 0) return undefined;
+    rules[k] = now;
+  }
+  for (const [g, rules] of replaced) groups[g] = rulesGroup(rules);
+  return { groups, groupOf: last.groupOf };
+}
+
 /** Stands in for the models array while the rest is written; random, so no policy text can contain it. */
 const MODELS_SLOT = `models-${randomUUID()}`;
 
-/** canonicalJson(fp), with each model's text reused: a change costs the models it touches, not the whole text. */
-function policyJson(fp: FilterPolicy): string {
-  const models = lastTexts ? mapChanged(lastTexts.rules, lastTexts.texts, fp.models, ruleText) : fp.models.map(ruleText);
-  lastTexts = { rules: fp.models, texts: models };
-  // canonicalJson writes an array as its elements' texts joined by commas, so this is exactly canonicalJson(fp).
-  return canonicalJson({ ...fp, models: MODELS_SLOT }).replace(JSON.stringify(MODELS_SLOT), () => `[${models.join(',')}]`);
+const COMMA: Part = { bytes: Buffer.from(',') };
+
+/**
+ * canonicalJson(fp) as UTF-8 parts: the text around the models array, and the models' groups (kept parts)
+ * between commas. A change costs the groups it touches, not the whole text. canonicalJson writes an array
+ * as its elements' texts joined by commas, so the parts joined are exactly canonicalJson(fp).
+ */
+function policyParts(fp: FilterPolicy): readonly Part[] {
+  const { groups, groupOf } = patchedGroups(fp.models) ?? allGroups(fp.models);
+  lastGroups = { models: fp.models, groups, groupOf };
+  const [before, after] = canonicalJson({ ...fp, models: MODELS_SLOT }).split(JSON.stringify(MODELS_SLOT)) as [string, string];
+  const parts: Part[] = [{ bytes: Buffer.from(`${before}[`, 'utf8') }];
+  groups.forEach((g, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(g.part);
+  });
+  parts.push({ bytes: Buffer.from(`]${after}`, 'utf8') });
+  return parts;
 }
 
 /** host, host:port, or [v6]:port, as an HTTP :authority. */

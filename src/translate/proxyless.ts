@@ -93,12 +93,16 @@ function versionResources(l: LiveVersion): ResourceInput[] {
 /** Every resource of the proxyless snapshot: per proxyless model with a live version, its listener, routes, clusters and endpoints. */
 export function translateProxyless(ir: GatewayIR): ResourceInput[] {
   // A model that is the same object at the same place as in the last IR has the same resources (no read of it).
-  const perModel = lastProxyless ? mapChanged(lastProxyless.models, lastProxyless.perModel, ir.models, modelResources) : ir.models.map(modelResources);
-  lastProxyless = { models: ir.models, perModel };
-  return joined(perModel);
+  const changes = { removed: [] as (readonly ResourceInput[])[], added: [] as (readonly ResourceInput[])[] };
+  const perModel = lastProxyless ? mapChanged(lastProxyless.models, lastProxyless.perModel, ir.models, modelResources, changes) : ir.models.map(modelResources);
+  // Only models without proxyless resources changed (before and after): the last list (no join of every model's).
+  const same = lastProxyless !== undefined && changes.removed.every((r) => r === NOTHING) && changes.added.every((r) => r === NOTHING);
+  const out = same && lastProxyless ? lastProxyless.out : joined(perModel);
+  lastProxyless = { models: ir.models, perModel, out };
+  return out;
 }
 
-let lastProxyless: { readonly models: readonly ModelIR[]; readonly perModel: readonly (readonly ResourceInput[])[] } | undefined;
+let lastProxyless: { readonly models: readonly ModelIR[]; readonly perModel: readonly (readonly ResourceInput[])[]; readonly out: ResourceInput[] } | undefined;
 
 const NOTHING: readonly ResourceInput[] = [];
 

@@ -8,7 +8,7 @@ import { TypeUrl, type ResourceInput } from '../resources/types.js';
 import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
-import { joined, withSegments } from '../resources/segments.js';
+import { joined, startsGroup, withSegments } from '../resources/segments.js';
 import { sharedChanges } from '../resources/window.js';
 
 /**
@@ -257,6 +257,14 @@ interface Claim {
   readonly pipeline?: PipelineIR;
   readonly route: PublicRoute;
   readonly host: string;
+  /** Whether the claim starts a group of its virtual host's claims (startsGroup of its owner, prefix and host). */
+  readonly starts: boolean;
+}
+
+function claimOf(owner: { readonly model: ModelIR } | { readonly pipeline: PipelineIR }, route: PublicRoute): Claim {
+  const host = hostOnly(route.host);
+  const name = 'model' in owner ? owner.model.name : owner.pipeline.name;
+  return { ...owner, route, host, starts: startsGroup(`${name}\u0000${route.pathPrefix}\u0000${host}`) };
 }
 
 /** The last route of every virtual host (one object, so the encoder and the consistency check keep it). */
@@ -270,11 +278,24 @@ function claimOrder(a: Claim, b: Claim): number {
   return b.route.pathPrefix.length - a.route.pathPrefix.length || specificity(b.host) - specificity(a.host) || owners;
 }
 
-/** One virtual host's sorted claims, each claim's routes (SHADOWED: its prefix is served by an earlier claim), its prefixes counted. */
+/**
+ * A run of a virtual host's sorted claims: from a claim that starts a group (or the first claim) to the next
+ * one that does. Its routes are one kept segment of the virtual host's list (itself made of its claims'
+ * segments), so the encoder, the version's digest input and the consistency check work per group: a change
+ * makes one group's routes again, not a step per model of the listener.
+ */
+interface ClaimGroup {
+  readonly claims: Claim[];
+  /** Each claim's routes (SHADOWED: its prefix is served by an earlier claim). */
+  readonly parts: (readonly object[])[];
+  /** The group's routes (its claims' joined, recorded as their segments); undefined: to be made again. */
+  routes: readonly object[] | undefined;
+}
+
+/** One virtual host's sorted claims in groups, its prefixes counted. */
 interface HostClaims {
   readonly domain: string;
-  readonly claims: Claim[];
-  readonly parts: (readonly object[])[];
+  readonly groups: ClaimGroup[];
   readonly prefixes: Map<string, number>;
   virtualHost: object;
 }
@@ -294,7 +315,7 @@ const NO_LLM_ROUTES: readonly object[] = [];
 
 const lastClaims = new Map<string, ListenerClaims>();
 
-const modelClaims = (model: ModelIR, listener: string): Claim[] => model.routes.filter((r) => r.listener === listener).map((route) => ({ model, route, host: hostOnly(route.host) }));
+const modelClaims = (model: ModelIR, listener: string): Claim[] => model.routes.filter((r) => r.listener === listener).map((route) => claimOf({ model }, route));
 
 const claimRoutes = (ir: GatewayIR, c: Claim, listener: string): readonly object[] => {
   const prefix = c.route.pathPrefix === '/' ? '' : c.route.pathPrefix;
@@ -303,12 +324,39 @@ const claimRoutes = (ir: GatewayIR, c: Claim, listener: string): readonly object
   return classicRoutes(c.model, prefix, servedBySplit(ir, c.model) ? splitClusterName(c.model.name) : undefined);
 };
 
+/** A sorted claim list cut before each claim that starts a group. */
+function grouped(claims: readonly Claim[], parts: readonly (readonly object[])[]): ClaimGroup[] {
+  const groups: ClaimGroup[] = [];
+  let group: ClaimGroup | undefined;
+  claims.forEach((c, k) => {
+    if (!group || c.starts) {
+      group = { claims: [], parts: [], routes: undefined };
+      groups.push(group);
+    }
+    group.claims.push(c);
+    group.parts.push(parts[k] as readonly object[]);
+  });
+  return groups;
+}
+
+/** A group's routes: each claim's routes one kept segment of the list (src/resources/segments.ts); a shadowed claim's are none. */
+function groupRoutes(group: ClaimGroup): readonly object[] {
+  if (!group.routes) {
+    const segments = group.parts.filter((p) => p !== SHADOWED);
+    group.routes = withSegments(joined(segments), segments);
+  }
+  return group.routes;
+}
+
 function virtualHost(host: HostClaims, llm: readonly object[]): object {
-  // Each model's routes are one kept segment of the list (src/resources/segments.ts).
+  // Each group's routes are one kept segment of the list, made of its claims' segments.
   const segments: (readonly object[])[] = [llm];
-  for (const part of host.parts) if (part !== SHADOWED) segments.push(part);
+  for (const group of host.groups) {
+    const routes = groupRoutes(group);
+    if (routes.length > 0) segments.push(routes);
+  }
   segments.push(NO_ROUTE);
-  // One copy of the kept lists (a shadowed claim's is empty), not a push per route.
+  // One copy of the kept lists, not a push per route.
   const routes = joined(segments);
   return { name: host.domain === '*' ? 'any' : host.domain, domains: [host.domain], routes: withSegments(routes, segments) };
 }
@@ -325,10 +373,10 @@ function allClaims(ir: GatewayIR, listener: string): readonly HostClaims[] {
   lastClaims.delete(listener);
   const claims: Claim[] = [];
   for (const model of ir.models) {
-    for (const route of model.routes) if (route.listener === listener) claims.push({ model, route, host: hostOnly(route.host) });
+    for (const route of model.routes) if (route.listener === listener) claims.push(claimOf({ model }, route));
   }
   for (const pipeline of ir.pipelines ?? []) {
-    for (const route of pipeline.routes) if (route.listener === listener) claims.push({ pipeline, route, host: hostOnly(route.host) });
+    for (const route of pipeline.routes) if (route.listener === listener) claims.push(claimOf({ pipeline }, route));
   }
   const hostCounts = new Map<string, number>();
   for (const c of claims) hostCounts.set(c.host, (hostCounts.get(c.host) ?? 0) + 1);
@@ -347,13 +395,57 @@ function allClaims(ir: GatewayIR, listener: string): readonly HostClaims[] {
       // A prefix is served once per virtual host: by the claim of the most specific host.
       return n > 0 ? SHADOWED : claimRoutes(ir, c, listener);
     });
-    const host = { domain, claims: mine, parts, prefixes, virtualHost: {} };
+    const host = { domain, groups: grouped(mine, parts), prefixes, virtualHost: {} };
     host.virtualHost = virtualHost(host, llm);
     return host;
   });
   // One owner's claims that sort as equals keep the order the sort gave them: such a list is not patched.
   if (!ties && llm === NO_LLM_ROUTES && (ir.pipelines ?? []).length === 0) lastClaims.set(listener, { models: ir.models, split: ir.trafficSplit, hosts, hostCounts });
   return hosts;
+}
+
+/** The index of the last group whose first claim sorts before `c` (or as `c`, when `orSame`); 0 when none does. */
+function groupIndex(groups: readonly ClaimGroup[], c: Claim, orSame: boolean): number {
+  let lo = 0;
+  let hi = groups.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const order = claimOrder((groups[mid] as ClaimGroup).claims[0] as Claim, c);
+    if (order < 0 || (orSame && order === 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  return Math.max(0, lo - 1);
+}
+
+/** Removes the claim at `k` of group `g`; a group left empty goes, one left without its starting claim joins the group before. */
+function removeClaim(groups: ClaimGroup[], g: number, k: number): void {
+  const group = groups[g] as ClaimGroup;
+  group.claims.splice(k, 1);
+  group.parts.splice(k, 1);
+  group.routes = undefined;
+  if (group.claims.length === 0) groups.splice(g, 1);
+  else if (k === 0 && g > 0) {
+    const before = groups[g - 1] as ClaimGroup;
+    before.claims.push(...group.claims);
+    before.parts.push(...group.parts);
+    before.routes = undefined;
+    groups.splice(g, 1);
+  }
+}
+
+/** Inserts claim `c` (with its routes) at `k` of group `g`; a claim that starts a group after it is cut off into its own. */
+function insertClaim(groups: ClaimGroup[], g: number, k: number, c: Claim, routes: readonly object[]): void {
+  let group = groups[g];
+  if (!group) {
+    group = { claims: [], parts: [], routes: undefined };
+    groups.push(group);
+  }
+  group.claims.splice(k, 0, c);
+  group.parts.splice(k, 0, routes);
+  group.routes = undefined;
+  // Only the new claim, or the one it displaced from the front, can start a group inside this one.
+  const cut = k > 0 ? (c.starts ? k : -1) : group.claims[1]?.starts ? 1 : -1;
+  if (cut > 0) groups.splice(g + 1, 0, { claims: group.claims.splice(cut), parts: group.parts.splice(cut), routes: undefined });
 }
 
 /** The index of the first claim of `claims` (sorted) that does not sort before `c`. */
@@ -391,12 +483,13 @@ function patchedClaims(ir: GatewayIR, listener: string, last: ListenerClaims): L
     last.hostCounts.set(c.host, n);
     for (const host of last.hosts) {
       if (!covers(c.host, host.domain)) continue;
-      let k = lowerBound(host.claims, c);
-      while (k < host.claims.length && claimOrder(host.claims[k] as Claim, c) === 0 && (host.claims[k] as Claim).model !== c.model) k++;
-      const found = host.claims[k];
+      const g = groupIndex(host.groups, c, true);
+      const claims = host.groups[g]?.claims ?? [];
+      let k = lowerBound(claims, c);
+      while (k < claims.length && claimOrder(claims[k] as Claim, c) === 0 && (claims[k] as Claim).model !== c.model) k++;
+      const found = claims[k];
       if (!found || found.model !== c.model || found.route.pathPrefix !== c.route.pathPrefix || host.prefixes.get(c.route.pathPrefix) !== 1) return undefined;
-      host.claims.splice(k, 1);
-      host.parts.splice(k, 1);
+      removeClaim(host.groups, g, k);
       host.prefixes.delete(c.route.pathPrefix);
       touched.add(host);
     }
@@ -410,11 +503,12 @@ function patchedClaims(ir: GatewayIR, listener: string, last: ListenerClaims): L
     for (const host of last.hosts) {
       if (!covers(c.host, host.domain)) continue;
       if (host.prefixes.has(c.route.pathPrefix)) return undefined;
-      const k = lowerBound(host.claims, c);
-      const next = host.claims[k];
+      const g = groupIndex(host.groups, c, false);
+      const claims = host.groups[g]?.claims ?? [];
+      const k = lowerBound(claims, c);
+      const next = claims[k] ?? host.groups[g + 1]?.claims[0];
       if (next && claimOrder(next, c) === 0) return undefined;
-      host.claims.splice(k, 0, c);
-      host.parts.splice(k, 0, claimRoutes(ir, c, listener));
+      insertClaim(host.groups, g, k, c, claimRoutes(ir, c, listener));
       host.prefixes.set(c.route.pathPrefix, 1);
       touched.add(host);
     }

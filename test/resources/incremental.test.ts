@@ -7,10 +7,10 @@ import { policyFromFiles } from '../../src/policy/load.js';
 import type { Policy } from '../../src/policy/policy.js';
 import { registrySnapshotFrom } from '../../src/registry/snapshot.js';
 import type { RegisteredModel, RegistrySnapshot } from '../../src/registry/types.js';
-import { encodeMessage } from '../../src/proto/codec.js';
+import { encodeMessage, encodeMessageParts, withTextParts } from '../../src/proto/codec.js';
 import { ALL_TYPES } from '../../src/resources/types.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
-import { joined, withSegments } from '../../src/resources/segments.js';
+import { joined, segments, startsGroup, withSegments } from '../../src/resources/segments.js';
 import { irProblems } from '../../src/ir/validate.js';
 import type { GatewayIR } from '../../src/ir/types.js';
 import { listenerHttpFilters } from '../../src/translate/http-filters/index.js';
@@ -128,6 +128,37 @@ describe('segmented route lists', () => {
       else expect(() => tracker.check(set)).not.toThrow();
       const plain = routeConfig('rc', segs.flat());
       expect(Buffer.from(encodeMessage(plain.typeUrl, config(segs).message)).equals(Buffer.from(encodeMessage(plain.typeUrl, plain.message)))).toBe(true);
+    }
+  });
+});
+
+describe('grouped route lists (kept lists of kept lists)', () => {
+  test('are checked per group and per kept list, and encoded as the same list without segments', () => {
+    const tracker = new ConsistencyTracker();
+    const modelRoutes = (i: number, missing = false): object[] => [route(`a${i}`, [`c${i}`]), route(`b${i}`, missing ? ['gone'] : [`c${i}`])];
+    const models = Array.from({ length: 60 }, (_, i) => modelRoutes(i));
+    // Groups of 8 models, each a list recorded as its models' lists; the virtual host's list recorded as its groups.
+    const config = (lists: object[][]): ResourceInput => {
+      const groups = Array.from({ length: Math.ceil(lists.length / 8) }, (_, g) => lists.slice(g * 8, g * 8 + 8)).map((inner) => withSegments(joined(inner), inner));
+      return routeConfig('rc', withSegments(joined(groups), groups));
+    };
+    const clusters = Array.from({ length: 60 }, (_, i) => cluster(`c${i}`));
+    const withMissing = models.map((m, i) => (i === 21 ? modelRoutes(21, true) : m));
+    for (const [lists, refused] of [
+      [models, false],
+      [withMissing, true],
+      [models.map((m, i) => (i === 21 ? modelRoutes(21) : i === 40 ? modelRoutes(40) : m)), false],
+      [models.slice(0, 50), false],
+      [[...models.slice(0, 30), modelRoutes(3, true), ...models.slice(30)], true],
+      [models, false],
+    ] as const) {
+      const set = [...clusters, listener('l', 'rc'), config(lists as object[][])];
+      expect(danglingReferences(set).length > 0).toBe(refused);
+      if (refused) expect(() => tracker.check(set)).toThrow(InconsistentSnapshotError);
+      else expect(() => tracker.check(set)).not.toThrow();
+      const plain = routeConfig('rc', (lists as object[][]).flat());
+      const grouped = config(lists as object[][]);
+      expect(Buffer.from(encodeMessage(plain.typeUrl, grouped.message)).equals(Buffer.from(encodeMessage(plain.typeUrl, plain.message)))).toBe(true);
     }
   });
 });
@@ -406,5 +437,135 @@ describe('Snapshot built from the one before', () => {
       snapshot = next;
     }
     expect(() => Snapshot.from([...inputs, clusterOf((inputs[0] as ResourceInput).name, 9)], snapshot)).toThrow(/duplicate/);
+  });
+});
+
+describe('content-defined groups: the route configuration and the FilterPolicy', () => {
+  // Model i published at /models/model-i on '*'; `renamed` models are called zz-renamed-i (same prefix and
+  // registered model): their claim sorts elsewhere among the prefixes of the same length.
+  const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
+  const nameOf = (i: number, renamed: readonly number[]): string => (renamed.includes(i) ? `zz-renamed-${i}` : `model-${i}`);
+  const policyOf = (dir: string, models: readonly number[], renamed: readonly number[]): Policy => {
+    const files = models.map((i) => ({ file: `m${i}.yaml`, text: modelPolicy(i, 10).replace(`\nname: model-${i}\n`, `\nname: ${nameOf(i, renamed)}\n`) }));
+    const load = policyFromFiles(dir, [{ file: 'gateway.yaml', text: GATEWAY }, ...files]);
+    if (!load.ok) throw new Error(load.issues.map((i) => i.message).join('; '));
+    return load.policy;
+  };
+  const base = registryModels(2000, false);
+  const registryOf = (models: readonly number[], moved: readonly number[]): RegistrySnapshot =>
+    registrySnapshotFrom(
+      models.map((i): RegisteredModel => {
+        const m = base[i] as (typeof base)[number];
+        return {
+          name: m.name,
+          description: '',
+          tags: {},
+          aliases: moved.includes(i) ? { ...m.aliases, challenger: '3' } : m.aliases,
+          versions: m.versions.map((v) => ({ name: m.name, version: v.version, status: v.status, stage: 'None', aliases: [], tags: v.tags, source: '', runId: '', createdAt: 0, updatedAt: 0 })),
+        };
+      }),
+    );
+  // The claims in the virtual host's order (longer prefixes first, then by owner name) and the groups they make.
+  const claimStarts = (i: number, renamed: readonly number[] = []): boolean => startsGroup(`${nameOf(i, renamed)}\u0000/models/model-${i}\u0000*`);
+  const sorted = (models: readonly number[], renamed: readonly number[] = []): number[] =>
+    [...models].sort((a, b) => `/models/model-${b}`.length - `/models/model-${a}`.length || (nameOf(a, renamed) < nameOf(b, renamed) ? -1 : 1));
+  const groupsOf = (models: readonly number[], renamed: readonly number[] = []): number[][] => {
+    const out: number[][] = [];
+    for (const i of sorted(models, renamed)) {
+      if (out.length === 0 || claimStarts(i, renamed)) out.push([]);
+      (out[out.length - 1] as number[]).push(i);
+    }
+    return out;
+  };
+  const all = Array.from({ length: 300 }, (_, i) => i);
+  const groups = groupsOf(all);
+  // Chosen from the groups themselves: a group's starting claim, a model inside a group, a whole group, new models.
+  const inner = groups.find((g, k) => k > 0 && g.length > 3) as number[];
+  const start = inner[0] as number;
+  const middle = inner[2] as number;
+  const emptied = groups.find((g, k) => k > 0 && g.length >= 2 && !g.includes(start) && !g.includes(middle)) as number[];
+  const newStart = Array.from({ length: 1700 }, (_, k) => 300 + k).find((i) => claimStarts(i)) as number;
+  const newInner = Array.from({ length: 1700 }, (_, k) => 300 + k).find((i) => !claimStarts(i)) as number;
+  const first = groups[0]?.[0] as number;
+  // A model renamed so that its claim sorts into another group (zz- sorts after every model-: the last group of its length).
+  const renamedModel = inner[1] as number;
+  const without = (xs: readonly number[], gone: readonly number[]): number[] => xs.filter((i) => !gone.includes(i));
+  // [models, renamed, moved challengers (a new registry object each step they are listed)]
+  const steps: [number[], number[], number[]][] = [
+    [all, [], []],
+    [all, [], [middle, start]],
+    [all, [], [middle, start, inner[3] as number]],
+    [without(all, [start]), [], [middle]],
+    [all, [], [middle]],
+    [[...all, newStart], [], [start]],
+    [[...all, newStart, newInner], [], [start]],
+    [without([...all, newStart, newInner], emptied), [], [middle]],
+    [[...all, newStart, newInner], [], [middle, emptied[0] as number, emptied[1] as number]],
+    [[...all, newStart, newInner], [renamedModel], [middle]],
+    [without([...all, newStart, newInner], [first]), [], [middle]],
+    [without([...all, newStart, newInner], groups[0] as number[]), [], [start]],
+  ];
+  const routeSegments = (out: PipelineOutput): readonly object[] => {
+    const rc = out.groups[0]?.resources.find((r) => r.typeUrl === TypeUrl.RouteConfiguration)?.message as { virtual_hosts: { routes: object[] }[] };
+    return segments(rc.virtual_hosts[0]?.routes ?? []) ?? [];
+  };
+  const policyParts = (out: PipelineOutput): readonly object[] => {
+    const fp = out.groups[0]?.resources.find((r) => r.typeUrl === TypeUrl.FilterPolicy);
+    return fp ? encodeMessageParts(fp.typeUrl, fp.message).filter((p) => p.kept) : [];
+  };
+  const summary = (s: Snapshot): string[] => ALL_TYPES.flatMap((t) => [...s.resources(t).values()].map((r) => `${t} ${r.name} ${r.version}`)).sort();
+  const encoded = (out: PipelineOutput): string[][] => out.groups.map((g) => g.resources.map((r) => `${r.typeUrl} ${r.name} ${Buffer.from(encodeMessage(r.typeUrl, r.message)).toString('base64')}`));
+
+  test('the fixture crosses group edges', () => {
+    expect(groups.length).toBeGreaterThan(2);
+    expect(claimStarts(start) && !claimStarts(middle) && claimStarts(newStart) && !claimStarts(newInner)).toBe(true);
+    // The renamed model's claim lands in another group.
+    const after = groupsOf(all, [renamedModel]);
+    expect(after.findIndex((g) => g.includes(renamedModel))).not.toBe(groups.findIndex((g) => g.includes(renamedModel)));
+  });
+
+  test('groups patched through moves, additions and removals at group edges, an emptied group and a rename give the bytes and versions of fresh builds', () => {
+    let previous: PipelineOutput | undefined;
+    let built: Snapshot[] = [];
+    const runs = steps.map(([models, renamed, moved]) => {
+      const out = runPipeline({ policy: policyOf('/groups', models, renamed), registry: registryOf(models, moved), previous: previous?.ir }, { proxyless: false });
+      const chained = out.groups.map((g, i) => Snapshot.from(g.resources, built[i]));
+      const kept = { routes: routeSegments(out), policy: policyParts(out) };
+      const was = previous ? { routes: routeSegments(previous), policy: policyParts(previous) } : undefined;
+      previous = out;
+      built = chained;
+      return { out, chained, kept, was };
+    });
+    steps.forEach(([models, renamed, moved], k) => {
+      const { out, chained, kept, was } = runs[k] as (typeof runs)[number];
+      const fresh = runPipeline({ policy: policyOf(`/groups-fresh-${k}`, models, renamed), registry: registryOf(models, moved) }, { proxyless: false });
+      expect(encoded(out), `step ${k}`).toEqual(encoded(fresh));
+      fresh.groups.forEach((g, i) => {
+        const alone = Snapshot.from(g.resources);
+        expect(chained[i]?.version, `step ${k} ${g.variant}`).toBe(alone.version);
+        expect(summary(chained[i] as Snapshot), `step ${k}`).toEqual(summary(alone));
+      });
+      // The groups are what the claims make: the LLM routes' segment, one per group, the no-route segment.
+      expect(kept.routes.length, `step ${k}`).toBe(groupsOf(models, renamed).length + 2);
+      // A move, or a lone addition or removal (with the moves of the step), makes a few groups again; the others are the same lists.
+      if (was && k <= 6) {
+        expect(kept.routes.filter((s) => !was.routes.includes(s)).length, `step ${k}`).toBeLessThanOrEqual(4);
+      }
+      // The FilterPolicy's groups follow a move in place: the others keep their parts (and digests).
+      if (was && (k === 1 || k === 2)) {
+        expect(kept.policy.filter((p) => !was.policy.includes(p)).length, `step ${k}`).toBeLessThanOrEqual(k);
+        expect(kept.policy.length, `step ${k}`).toBe(was.policy.length);
+      }
+    });
+  });
+
+  test('a string field given as text parts encodes as the whole text, and its version follows the parts', () => {
+    const url = 'type.googleapis.com/flowgate.v1.FilterPolicy';
+    const text = '{"models":[{"name":"ä"},{"name":"b"}]}';
+    const pieces = ['{"models":[', '{"name":"ä"}', ',', '{"name":"b"}', ']}'].map((t, i) => ({ bytes: Buffer.from(t), ...(i % 2 === 1 && { kept: true as const }) }));
+    const message = withTextParts({ schema_version: 2 }, 'policy_json', pieces);
+    expect(Buffer.from(encodeMessage(url, message)).equals(Buffer.from(encodeMessage(url, { schema_version: 2, policy_json: text })))).toBe(true);
+    expect(() => encodeMessage(url, withTextParts({ schema_version: 2, nope: 1 }, 'policy_json', pieces))).toThrow(/nope/);
+    expect(() => encodeMessage(url, withTextParts({ policy_json: '' }, 'schema_version', pieces))).toThrow(/not a string field/);
   });
 });

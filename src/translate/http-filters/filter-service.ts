@@ -28,16 +28,27 @@ export function filterServiceGrpc(fs: FilterServiceIR): object {
   return { envoy_grpc: { cluster_name: FILTERS_CLUSTER }, timeout: duration(fs.timeoutMs) };
 }
 
-/** The cluster reaching the filter service, when any model needs it. */
+/** The last filter-service cluster, by its inputs (the IR's filterService as JSON). */
+let lastFilterCluster: { readonly key: string; readonly resources: readonly ResourceInput[] } | undefined;
+
+/**
+ * The cluster reaching the filter service, when any model needs it. The same resource object while its
+ * inputs are equal (every IR has its own filterService object): encoded and compared once, not per mode
+ * and per change.
+ */
 export function filterServiceCluster(ir: GatewayIR): ResourceInput[] {
   const fs = ir.filterService;
   if (!fs) return [];
+  const key = JSON.stringify(fs);
+  if (lastFilterCluster?.key === key) return [...lastFilterCluster.resources];
   const keepalive = { connection_keepalive: { interval: duration(30_000), timeout: duration(5_000) } };
-  return [
+  const resources = [
     grpcServiceCluster(FILTERS_CLUSTER, fs.address, fs.port, keepalive, fs.tls && upstreamTls(fs.tls, fs.address), {
       max_requests_per_connection: { value: FILTER_STREAMS_PER_CONNECTION },
     }),
   ];
+  lastFilterCluster = { key, resources };
+  return [...resources];
 }
 
 /** The failure mode of a model's filter calls. */
