@@ -16,7 +16,7 @@ import { shouldRateLimit } from './handlers/ratelimit.js';
 import { handleLlmStream, type LlmState } from './handlers/llm-stream.js';
 import { callLatency } from './metrics.js';
 import { failure } from './responses.js';
-import type { UnaryMethod } from './h2-transport.js';
+import type { UnaryMethod } from './grpc-unary.js';
 import { reshapeCheck, reshapeProcessing } from './api-format.js';
 import { API_CONTEXT_KEY, API_METADATA_KEY, apiKindOf, ExtprocRole, EXTPROC_ROLE_METADATA_KEY } from '../../src/contract/filter-wire.js';
 import { Cooldowns } from '../llm/cooldown.js';
