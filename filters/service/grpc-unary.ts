@@ -19,11 +19,13 @@ export interface UnaryMethod {
 export const ACCEPT_ENCODING = 'identity,gzip,deflate';
 
 /** A call's failure: the gRPC status it answers with. */
-export class CallFailure {
+export class CallFailure extends Error {
   constructor(
     readonly code: number,
-    readonly message: string,
-  ) {}
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };

@@ -8,6 +8,7 @@ import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { FilterService } from './service.js';
 import { startPipelineServer, type PipelineServer } from '../pipelines/server.js';
 import { startH2Transport } from './h2-transport.js';
+import { startRawTransport } from './raw-transport.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
@@ -35,9 +36,10 @@ export interface FilterServerOptions {
 
 /**
  * `h2`: Check and ShouldRateLimit on node:http2 directly (h2-transport.ts), ext_proc handed to grpc-js on
- * the same port; `grpc-js`: every method on grpc-js's server.
+ * the same port; `grpc-js`: every method on grpc-js's server; `raw`: Check and ShouldRateLimit on HTTP/2
+ * parsed from the socket (raw-transport.ts), no ext_proc (its path is UNIMPLEMENTED).
  */
-export const FILTER_TRANSPORTS = ['h2', 'grpc-js'] as const;
+export const FILTER_TRANSPORTS = ['h2', 'grpc-js', 'raw'] as const;
 export type FilterTransport = (typeof FILTER_TRANSPORTS)[number];
 
 /** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else h2. */
@@ -104,6 +106,19 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
       tls: options.tls,
       unary: service.unaryMethods(),
       fallback: server,
+      maxMessageBytes: MAX_MESSAGE_BYTES,
+      maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+      keepaliveMs: KEEPALIVE_MS,
+      keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+    });
+    port = lean.port;
+    closeLean = (graceMs) => lean.close(graceMs);
+  } else if (transport === 'raw') {
+    const lean = await startRawTransport({
+      host: options.host,
+      port: options.port,
+      tls: options.tls,
+      unary: service.unaryMethods(),
       maxMessageBytes: MAX_MESSAGE_BYTES,
       maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
       keepaliveMs: KEEPALIVE_MS,

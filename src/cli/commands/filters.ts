@@ -59,10 +59,11 @@ export const filtersCommand: Command = {
     },
     transport: {
       type: 'string',
-      description: 'how gRPC is served: h2 (Check and ShouldRateLimit on node:http2, ext_proc on grpc-js, one port) or grpc-js (all on grpc-js)',
+      description:
+        'how gRPC is served: h2 (Check and ShouldRateLimit on node:http2, ext_proc on grpc-js, one port), grpc-js (all on grpc-js) or raw (Check and ShouldRateLimit on HTTP/2 parsed from the socket; no ext_proc)',
       env: 'FLOWGATE_FILTERS_TRANSPORT',
       default: 'h2',
-      placeholder: 'h2|grpc-js',
+      placeholder: 'h2|grpc-js|raw',
     },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
@@ -150,7 +151,7 @@ export function auditOptions(decisions: string | boolean | undefined, sample: st
   return { decisions: mode as AuditDecisions, sampleAllows: fraction };
 }
 
-/** --transport: h2 or grpc-js. */
+/** --transport: h2, grpc-js or raw. */
 export function transportOption(value: string | boolean | undefined): FilterTransport {
   const text = String(value ?? 'h2');
   if (!(FILTER_TRANSPORTS as readonly string[]).includes(text)) throw new UsageError(`--transport is one of ${FILTER_TRANSPORTS.join(', ')} (got ${text})`);
