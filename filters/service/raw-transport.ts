@@ -103,6 +103,8 @@ const DEFAULT_WINDOW = 65_535;
 const MAX_WINDOW = 2 ** 31 - 1;
 /** Reading stops while this much output waits for the peer to read it. */
 const OUTPUT_HIGH_WATER = 8 << 20;
+/** Streams a connection may hold before it acknowledged our SETTINGS. */
+const UNACKED_STREAM_LIMIT = 1000;
 /** grpc-message is cut to this many characters (an answer's header block stays one small frame). */
 const MAX_STATUS_MESSAGE = 1024;
 
@@ -224,6 +226,7 @@ class Connection {
   private outputBytes = 0;
   private flushScheduled = false;
   private goawaySent = false;
+  private settingsAcked = false;
   private dead = false;
   private pingTimeout: NodeJS.Timeout | undefined;
   private readonly keepalive: NodeJS.Timeout;
@@ -450,7 +453,10 @@ class Connection {
     }
     if ((id & 1) === 0) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'a stream id the client may not open');
     this.lastStreamId = id;
-    if (this.goawaySent || this.streams.size >= this.options.maxConcurrentStreams) return this.reset(id, H2_ERROR.REFUSED_STREAM);
+    // Our SETTINGS_MAX_CONCURRENT_STREAMS binds once acknowledged (RFC 9113 §6.5.3); a client's first burst before
+    // that (node's client sends its requests at once) is held to the grpc-js limit instead.
+    const limit = this.settingsAcked ? this.options.maxConcurrentStreams : Math.max(this.options.maxConcurrentStreams, UNACKED_STREAM_LIMIT);
+    if (this.goawaySent || this.streams.size >= limit) return this.reset(id, H2_ERROR.REFUSED_STREAM);
     if (f.method === undefined || f.path === undefined) return this.reset(id, H2_ERROR.PROTOCOL_ERROR);
     if (listSize > MAX_HEADER_LIST_SIZE) return this.answerEarly(id, endStream, HTTP_STATUS.get(431) as Buffer);
     const method = this.options.unary.get(f.path);
@@ -610,6 +616,7 @@ class Connection {
     if (id !== 0) throw new ConnectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & ACK) {
       if (end !== start) throw new ConnectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      this.settingsAcked = true;
       return;
     }
     if ((end - start) % 6 !== 0) throw new ConnectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS of a wrong size');
