@@ -379,7 +379,7 @@ describe('the raw HTTP/2 connection', () => {
           const chunks: Buffer[] = [];
           req.on('data', (c: Buffer) => chunks.push(c));
           req.on('error', reject);
-          req.on('trailers', (t) => {
+          req.on('trailers', (t: http2.IncomingHttpHeaders) => {
             if (t['grpc-status'] !== '0') reject(new Error(`grpc-status ${String(t['grpc-status'])}`));
           });
           req.on('close', () => resolve(Buffer.concat(chunks).subarray(5).toString()));
