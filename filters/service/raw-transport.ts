@@ -6,6 +6,7 @@ import type { ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
 import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod } from './grpc-unary.js';
 import { encodeBlock, HpackDecoder, HpackError, STATIC } from './raw-hpack.js';
+import { DuplexCall, type StreamingMethod } from './raw-duplex.js';
 
 /**
  * `--transport raw`: gRPC's unary calls (Check, ShouldRateLimit) on HTTP/2 (RFC 9113) parsed from the socket
@@ -23,9 +24,9 @@ import { encodeBlock, HpackDecoder, HpackError, STATIC } from './raw-hpack.js';
  * closed; input is parsed frame by frame with at most one partial frame held, output is bounded (reading
  * stops while the peer does not read).
  *
- * gRPC as the h2 transport serves it (grpc-unary.ts). Paths that are not unary methods, the streaming
- * ext_proc `Process` among them, are answered UNIMPLEMENTED: this transport is for deployments without
- * ext_proc models (docs/filters-transport.md).
+ * gRPC as the h2 transport serves it (grpc-unary.ts). Streaming methods (ext_proc's `Process`) are served
+ * through a stand-in for grpc-js's duplex call (raw-duplex.ts): request messages parsed from DATA as they
+ * arrive, answers written under flow control; any other path is UNIMPLEMENTED.
  */
 
 const log = logger('filters');
@@ -34,8 +35,10 @@ export interface RawTransportOptions {
   readonly host: string;
   readonly port: number;
   readonly tls?: ServerTls | undefined;
-  /** Unary methods by path (`/package.Service/Method`); every other path is UNIMPLEMENTED. */
+  /** Unary methods by path (`/package.Service/Method`). */
   readonly unary: ReadonlyMap<string, UnaryMethod>;
+  /** Bidirectional-streaming methods by path; a path in neither map is UNIMPLEMENTED. */
+  readonly streaming?: ReadonlyMap<string, StreamingMethod> | undefined;
   /** The largest request message, in bytes, after decompression. */
   readonly maxMessageBytes: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
@@ -157,11 +160,19 @@ class Stream {
   received = 0;
   recvWindow = STREAM_WINDOW;
   recvOwed = 0;
-  /** An answer's DATA payload waiting for send window (its trailers follow it). */
+  /** An answer's DATA payload waiting for send window. */
   pending: Buffer | undefined;
+  /** The trailers go once `pending` is sent (a unary answer; a streaming call that ended). */
+  trailersDue = false;
+  /** A streaming call: the handler's side, the bytes of a message not whole yet, inflations in order. */
+  duplex: DuplexCall | undefined;
+  decode: ((bytes: Buffer) => unknown) | undefined;
+  headersSent = false;
+  partial: Buffer | undefined;
+  inflating: Promise<void> | undefined;
   constructor(
     readonly id: number,
-    readonly method: UnaryMethod,
+    readonly method: UnaryMethod | undefined,
     readonly encoding: string | undefined,
     public sendWindow: number,
   ) {}
@@ -193,14 +204,22 @@ class Connection {
   private lastStreamId = 0;
   private block: PendingBlock | undefined;
   private fields: RequestFields = { method: undefined, path: undefined, contentType: undefined, encoding: undefined, timeout: undefined };
+  /** A streaming call's request headers (its metadata), gathered once its :path (pseudo-headers come first) names one. */
+  private all: Map<string, string[]> | undefined;
   private readonly sink = (name: string, value: string): void => {
     const f = this.fields;
+    if (this.all !== undefined && name[0] !== ':') {
+      const values = this.all.get(name);
+      if (values) values.push(value);
+      else this.all.set(name, [value]);
+    }
     switch (name) {
       case ':method':
         f.method = value;
         break;
       case ':path':
         f.path = value;
+        if (this.options.streaming?.has(value)) this.all = new Map();
         break;
       case 'content-type':
         f.contentType = value;
@@ -389,7 +408,9 @@ class Connection {
       return;
     }
     const [from, to] = this.unpadded(flags, buf, start, end, false);
-    if (to > from) {
+    if (stream.duplex !== undefined) {
+      if (to > from) this.feed(stream, buf.subarray(from, to));
+    } else if (to > from) {
       stream.received += to - from;
       if (stream.received > this.options.maxMessageBytes + 5) {
         this.creditConnection();
@@ -403,6 +424,10 @@ class Connection {
       this.bufferedBytes += piece.length;
     }
     stream.recvOwed += length;
+    if (stream.settled) {
+      this.creditConnection();
+      return;
+    }
     if (flags & END_STREAM) this.remoteEnd(stream);
     else if (stream.recvOwed >= STREAM_WINDOW / 2) {
       stream.recvWindow += stream.recvOwed;
@@ -437,8 +462,11 @@ class Connection {
 
   private onHeaderBlock(id: number, endStream: boolean, block: Buffer): void {
     const f = this.clearFields();
+    this.all = undefined;
     // Decoded whatever becomes of the stream: the peer's encoder expects its table entries to exist.
     const listSize = this.decoder.decode(block, 0, block.length, this.sink);
+    const metadata = this.all;
+    this.all = undefined;
     const existing = this.streams.get(id);
     if (existing !== undefined) {
       // Trailers: they must end the stream.
@@ -460,8 +488,9 @@ class Connection {
     if (f.method === undefined || f.path === undefined) return this.reset(id, H2_ERROR.PROTOCOL_ERROR);
     if (listSize > MAX_HEADER_LIST_SIZE) return this.answerEarly(id, endStream, HTTP_STATUS.get(431) as Buffer);
     const method = this.options.unary.get(f.path);
-    if (method === undefined) {
-      return this.answerEarly(id, endStream, statusBlock(grpc.status.UNIMPLEMENTED, `the filter service (--transport raw) does not serve ${f.path}`));
+    const streaming = method === undefined ? this.options.streaming?.get(f.path) : undefined;
+    if (method === undefined && streaming === undefined) {
+      return this.answerEarly(id, endStream, statusBlock(grpc.status.UNIMPLEMENTED, `the filter service does not serve ${f.path}`));
     }
     if (f.method !== 'POST') return this.answerEarly(id, endStream, HTTP_STATUS.get(405) as Buffer);
     if (f.contentType === undefined || !f.contentType.startsWith('application/grpc')) return this.answerEarly(id, endStream, HTTP_STATUS.get(415) as Buffer);
@@ -473,7 +502,78 @@ class Connection {
     if (deadline !== undefined) {
       stream.timer = setTimeout(() => this.failStream(stream, new CallFailure(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded')), deadline);
     }
+    if (streaming !== undefined) {
+      const call = new DuplexCall(metadata ?? new Map(), streaming.encode, {
+        message: (bytes) => this.streamMessage(stream, bytes),
+        end: () => this.streamEnd(stream),
+        fail: (code, message) => this.failStream(stream, new CallFailure(code, message)),
+      });
+      stream.duplex = call;
+      stream.decode = streaming.decode;
+      streaming.handle(call as unknown as grpc.ServerDuplexStream<unknown, object>);
+    }
     if (endStream) this.remoteEnd(stream);
+  }
+
+  /** A streaming call's request bytes: each whole length-prefixed message is decoded and handed over in order. */
+  private feed(stream: Stream, bytes: Buffer): void {
+    let buf = stream.partial ? Buffer.concat([stream.partial, bytes]) : bytes;
+    stream.partial = undefined;
+    const max = this.options.maxMessageBytes;
+    while (buf.length >= 5) {
+      const length = buf.readUInt32BE(1);
+      if (length > max) return this.failStream(stream, tooLarge(max));
+      if (buf.length < 5 + length) break;
+      const message = requestMessage(buf.subarray(0, 5 + length), stream.encoding, max);
+      buf = buf.subarray(5 + length);
+      if (message instanceof CallFailure) return this.failStream(stream, message);
+      if (Buffer.isBuffer(message) && stream.inflating === undefined) this.deliver(stream, message);
+      else {
+        const previous = stream.inflating ?? Promise.resolve();
+        stream.inflating = previous.then(() => message).then(
+          (bytes) => this.deliver(stream, bytes),
+          (err: unknown) => this.failStream(stream, handlerFailure(err)),
+        );
+      }
+      if (stream.settled) return;
+    }
+    // A copy: the socket's chunk is not held by a message that is not whole yet.
+    if (buf.length > 0) stream.partial = Buffer.from(buf);
+  }
+
+  private deliver(stream: Stream, bytes: Buffer): void {
+    const call = stream.duplex;
+    if (call === undefined || stream.decode === undefined || stream.settled) return;
+    let request: unknown;
+    try {
+      request = stream.decode(bytes);
+    } catch {
+      return this.failStream(stream, new CallFailure(grpc.status.INTERNAL, 'request message does not decode'));
+    }
+    call.emit('data', request);
+  }
+
+  /** A message the streaming handler wrote: HEADERS first, then DATA as the windows allow. */
+  private streamMessage(stream: Stream, bytes: Buffer): void {
+    if (stream.settled || this.dead) return;
+    if (!stream.headersSent) {
+      stream.headersSent = true;
+      this.send(frame(HEADERS, END_HEADERS, stream.id, OK_HEADERS));
+    }
+    stream.pending = stream.pending && stream.pending.length > 0 ? Buffer.concat([stream.pending, bytes]) : bytes;
+    this.blocked.add(stream);
+    this.sendPending(stream);
+  }
+
+  private streamEnd(stream: Stream): void {
+    if (stream.settled || this.dead) return;
+    if (!stream.headersSent) {
+      stream.headersSent = true;
+      this.send(frame(HEADERS, END_HEADERS, stream.id, OK_HEADERS));
+    }
+    stream.trailersDue = true;
+    this.blocked.add(stream);
+    this.sendPending(stream);
   }
 
   private clearFields(): RequestFields {
@@ -489,6 +589,13 @@ class Connection {
       this.release(stream);
       return;
     }
+    const call = stream.duplex;
+    if (call !== undefined) {
+      if (stream.partial !== undefined) return this.failStream(stream, new CallFailure(grpc.status.INTERNAL, 'truncated message'));
+      if (stream.inflating) void stream.inflating.then(() => stream.settled || call.emit('end'));
+      else call.emit('end');
+      return;
+    }
     const body = stream.chunks ? Buffer.concat(stream.chunks, stream.received) : stream.first;
     this.releaseBody(stream);
     const message = requestMessage(body, stream.encoding, this.options.maxMessageBytes);
@@ -498,7 +605,7 @@ class Connection {
   }
 
   private run(stream: Stream, bytes: Buffer): void {
-    if (stream.settled) return;
+    if (stream.settled || stream.method === undefined) return;
     runUnary(
       stream.method,
       bytes,
@@ -520,6 +627,7 @@ class Connection {
       out.copy(data, 5);
       this.send(frame(HEADERS, END_HEADERS, stream.id, OK_HEADERS));
       stream.pending = data;
+      stream.trailersDue = true;
       this.blocked.add(stream);
       this.sendPending(stream);
       return;
@@ -558,6 +666,9 @@ class Connection {
     if (data !== undefined && data.length > 0) return;
     stream.pending = undefined;
     this.blocked.delete(stream);
+    if (!stream.trailersDue) return;
+    stream.settled = true;
+    if (stream.timer) clearTimeout(stream.timer);
     this.send(frame(HEADERS, END_HEADERS | END_STREAM, stream.id, OK_TRAILERS));
     this.finish(stream);
   }
@@ -567,7 +678,11 @@ class Connection {
     stream.settled = true;
     if (stream.timer) clearTimeout(stream.timer);
     this.releaseBody(stream);
-    this.send(frame(HEADERS, END_HEADERS | END_STREAM, stream.id, statusBlock(failure.code, failure.message)));
+    stream.pending = undefined;
+    stream.partial = undefined;
+    // After a streaming call's HEADERS the status goes in trailers, else trailers-only.
+    this.send(frame(HEADERS, END_HEADERS | END_STREAM, stream.id, stream.headersSent ? trailerStatus(failure.code, failure.message) : statusBlock(failure.code, failure.message)));
+    stream.duplex?.cancel();
     this.finish(stream);
   }
 
@@ -594,6 +709,7 @@ class Connection {
     stream.settled = true;
     if (stream.timer) clearTimeout(stream.timer);
     this.release(stream);
+    stream.duplex?.cancel();
   }
 
   private releaseBody(stream: Stream): void {
@@ -741,11 +857,13 @@ class Connection {
     this.dead = true;
     clearInterval(this.keepalive);
     if (this.pingTimeout) clearTimeout(this.pingTimeout);
-    for (const stream of this.streams.values()) {
+    const open = [...this.streams.values()];
+    this.streams.clear();
+    for (const stream of open) {
       stream.settled = true;
       if (stream.timer) clearTimeout(stream.timer);
+      stream.duplex?.cancel();
     }
-    this.streams.clear();
     this.blocked.clear();
     this.onClose(this);
   }
@@ -753,10 +871,15 @@ class Connection {
 
 const EMPTY = Buffer.alloc(0);
 
-/** A trailers-only answer's header block: gRPC status and percent-encoded message. */
-function statusBlock(code: number, message: string): Buffer {
+/** Trailers with a gRPC status and its percent-encoded message. */
+function trailerStatus(code: number, message: string): Buffer {
   const text = percentEncode(message.length > MAX_STATUS_MESSAGE ? message.slice(0, MAX_STATUS_MESSAGE) : message);
-  return Buffer.concat([ERROR_PREFIX, encodeBlock([['grpc-status', String(code)], ['grpc-message', text]])]);
+  return encodeBlock([['grpc-status', String(code)], ['grpc-message', text]]);
+}
+
+/** A trailers-only answer's header block: HTTP status, content type, gRPC status and message. */
+function statusBlock(code: number, message: string): Buffer {
+  return Buffer.concat([ERROR_PREFIX, trailerStatus(code, message)]);
 }
 
 /** Starts the raw transport on host:port (port 0: any free one). */

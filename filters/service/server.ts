@@ -9,6 +9,7 @@ import { FilterService } from './service.js';
 import { startPipelineServer, type PipelineServer } from '../pipelines/server.js';
 import { startH2Transport } from './h2-transport.js';
 import { startRawTransport } from './raw-transport.js';
+import { EXTERNAL_PROCESSOR_SERVICE } from './grpc.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
@@ -36,8 +37,8 @@ export interface FilterServerOptions {
 
 /**
  * `h2`: Check and ShouldRateLimit on node:http2 directly (h2-transport.ts), ext_proc handed to grpc-js on
- * the same port; `grpc-js`: every method on grpc-js's server; `raw`: Check and ShouldRateLimit on HTTP/2
- * parsed from the socket (raw-transport.ts), no ext_proc (its path is UNIMPLEMENTED).
+ * the same port; `grpc-js`: every method on grpc-js's server; `raw`: every method on HTTP/2 parsed from the
+ * socket (raw-transport.ts; ext_proc through a stand-in for grpc-js's duplex call).
  */
 export const FILTER_TRANSPORTS = ['h2', 'grpc-js', 'raw'] as const;
 export type FilterTransport = (typeof FILTER_TRANSPORTS)[number];
@@ -114,11 +115,14 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     port = lean.port;
     closeLean = (graceMs) => lean.close(graceMs);
   } else if (transport === 'raw') {
+    const process = EXTERNAL_PROCESSOR_SERVICE.Process as grpc.MethodDefinition<unknown, object>;
     const lean = await startRawTransport({
       host: options.host,
       port: options.port,
       tls: options.tls,
       unary: service.unaryMethods(),
+      // ext_proc through raw-duplex.ts's stand-in for grpc-js's duplex call, to the same handler.
+      streaming: new Map([[process.path, { decode: process.requestDeserialize, encode: process.responseSerialize, handle: (call) => service.process(call) }]]),
       maxMessageBytes: MAX_MESSAGE_BYTES,
       maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
       keepaliveMs: KEEPALIVE_MS,
