@@ -43,10 +43,10 @@ export interface FilterServerOptions {
 export const FILTER_TRANSPORTS = ['h2', 'grpc-js', 'raw'] as const;
 export type FilterTransport = (typeof FILTER_TRANSPORTS)[number];
 
-/** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else h2. */
+/** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else raw. */
 export function defaultTransport(): FilterTransport {
   const env = process.env.FLOWGATE_FILTERS_TRANSPORT;
-  if (env === undefined || env === '') return 'h2';
+  if (env === undefined || env === '') return 'raw';
   if (!(FILTER_TRANSPORTS as readonly string[]).includes(env)) throw new Error(`FLOWGATE_FILTERS_TRANSPORT is one of ${FILTER_TRANSPORTS.join(', ')} (got ${JSON.stringify(env)})`);
   return env as FilterTransport;
 }

@@ -100,8 +100,8 @@ function trailersOnlyStatus(answer: RawAnswer): { code: number; message: string 
 }
 
 describe('--transport', () => {
-  test('takes h2, grpc-js or raw, h2 when absent, and refuses anything else', () => {
-    expect(transportOption(undefined)).toBe('h2');
+  test('takes h2, grpc-js or raw, raw when absent, and refuses anything else', () => {
+    expect(transportOption(undefined)).toBe('raw');
     expect(transportOption('h2')).toBe('h2');
     expect(transportOption('grpc-js')).toBe('grpc-js');
     expect(transportOption('raw')).toBe('raw');
@@ -395,10 +395,12 @@ describe('FLOWGATE_FILTERS_TRANSPORT (the embedded filter service of serve reads
     else process.env.FLOWGATE_FILTERS_TRANSPORT = saved;
   });
 
-  test('unset or empty is h2, grpc-js and raw are themselves, anything else is refused by name', () => {
+  test('unset or empty is raw, h2, grpc-js and raw are themselves, anything else is refused by name', () => {
     delete process.env.FLOWGATE_FILTERS_TRANSPORT;
-    expect(defaultTransport()).toBe('h2');
+    expect(defaultTransport()).toBe('raw');
     process.env.FLOWGATE_FILTERS_TRANSPORT = '';
+    expect(defaultTransport()).toBe('raw');
+    process.env.FLOWGATE_FILTERS_TRANSPORT = 'h2';
     expect(defaultTransport()).toBe('h2');
     process.env.FLOWGATE_FILTERS_TRANSPORT = 'grpc-js';
     expect(defaultTransport()).toBe('grpc-js');
