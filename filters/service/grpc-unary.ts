@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { gunzip, inflate } from 'node:zlib';
+import type { ServerTls } from '../../src/tls/credentials.js';
 
 /**
  * The gRPC rules of one unary call, shared by the transports that serve Check and ShouldRateLimit themselves
@@ -13,6 +14,22 @@ export interface UnaryMethod {
   readonly decode: (bytes: Buffer) => unknown;
   readonly encode: (answer: object) => Buffer;
   readonly handle: (request: unknown) => Promise<object>;
+}
+
+/** What a transport that serves the unary methods itself is started with. */
+export interface UnaryTransportOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: ServerTls | undefined;
+  /** Unary methods by path (`/package.Service/Method`). */
+  readonly unary: ReadonlyMap<string, UnaryMethod>;
+  /** The largest request message, in bytes, after decompression. */
+  readonly maxMessageBytes: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
+  readonly maxConcurrentStreams: number;
+  /** Ping a connection this often (ms); close it when a ping is not answered within keepaliveTimeoutMs. */
+  readonly keepaliveMs: number;
+  readonly keepaliveTimeoutMs: number;
 }
 
 /** The encodings a request message may come in (`grpc-accept-encoding` of every answer). */

@@ -2,9 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import type { ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
-import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, messageFrame, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod } from './grpc-unary.js';
+import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, messageFrame, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod, type UnaryTransportOptions } from './grpc-unary.js';
 
 export { percentEncode, timeoutMs, type UnaryMethod } from './grpc-unary.js';
 
@@ -31,21 +30,9 @@ export { percentEncode, timeoutMs, type UnaryMethod } from './grpc-unary.js';
 
 const log = logger('filters');
 
-export interface H2TransportOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly tls?: ServerTls | undefined;
-  /** Unary methods by path (`/package.Service/Method`). */
-  readonly unary: ReadonlyMap<string, UnaryMethod>;
+export interface H2TransportOptions extends UnaryTransportOptions {
   /** Serves every other path (streaming methods) on the same session; its own handlers answer unknown ones. */
   readonly fallback: grpc.Server;
-  /** The largest request message, in bytes, after decompression. */
-  readonly maxMessageBytes: number;
-  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
-  readonly maxConcurrentStreams: number;
-  /** Ping a session this often (ms); close it when a ping is not answered within keepaliveTimeoutMs. */
-  readonly keepaliveMs: number;
-  readonly keepaliveTimeoutMs: number;
 }
 
 export interface H2Transport {

@@ -2,9 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
-import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod } from './grpc-unary.js';
+import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod, type UnaryTransportOptions } from './grpc-unary.js';
 import { encodeBlock, HpackDecoder, HpackError, STATIC } from './raw-hpack.js';
 import { DuplexCall, type StreamingMethod } from './raw-duplex.js';
 
@@ -31,21 +30,9 @@ import { DuplexCall, type StreamingMethod } from './raw-duplex.js';
 
 const log = logger('filters');
 
-export interface RawTransportOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly tls?: ServerTls | undefined;
-  /** Unary methods by path (`/package.Service/Method`). */
-  readonly unary: ReadonlyMap<string, UnaryMethod>;
+export interface RawTransportOptions extends UnaryTransportOptions {
   /** Bidirectional-streaming methods by path; a path in neither map is UNIMPLEMENTED. */
   readonly streaming?: ReadonlyMap<string, StreamingMethod> | undefined;
-  /** The largest request message, in bytes, after decompression. */
-  readonly maxMessageBytes: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
-  readonly maxConcurrentStreams: number;
-  /** Ping a connection this often (ms); close it when a ping is not answered within keepaliveTimeoutMs. */
-  readonly keepaliveMs: number;
-  readonly keepaliveTimeoutMs: number;
 }
 
 export interface RawTransport {

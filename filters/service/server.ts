@@ -98,36 +98,28 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   let closeLean: ((graceMs: number) => Promise<void>) | undefined;
   let port: number;
-  if (transport === 'h2') {
-    // grpc-js serves only the streams the lean transport hands it (ext_proc); it binds no port itself.
-    service.register(server, true);
-    const lean = await startH2Transport({
+  if (transport === 'h2' || transport === 'raw') {
+    const common = {
       host: options.host,
       port: options.port,
       tls: options.tls,
       unary: service.unaryMethods(),
-      fallback: server,
       maxMessageBytes: MAX_MESSAGE_BYTES,
       maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
       keepaliveMs: KEEPALIVE_MS,
       keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-    });
-    port = lean.port;
-    closeLean = (graceMs) => lean.close(graceMs);
-  } else if (transport === 'raw') {
+    };
     const process = EXTERNAL_PROCESSOR_SERVICE.Process as grpc.MethodDefinition<unknown, object>;
-    const lean = await startRawTransport({
-      host: options.host,
-      port: options.port,
-      tls: options.tls,
-      unary: service.unaryMethods(),
-      // ext_proc through raw-duplex.ts's stand-in for grpc-js's duplex call, to the same handler.
-      streaming: new Map([[process.path, { decode: process.requestDeserialize, encode: process.responseSerialize, handle: (call) => service.process(call) }]]),
-      maxMessageBytes: MAX_MESSAGE_BYTES,
-      maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
-      keepaliveMs: KEEPALIVE_MS,
-      keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-    });
+    // h2: grpc-js serves only the streams the lean transport hands it (ext_proc), binding no port itself;
+    // raw: ext_proc through raw-duplex.ts's stand-in for grpc-js's duplex call, to the same handler.
+    if (transport === 'h2') service.register(server, true);
+    const lean =
+      transport === 'h2'
+        ? await startH2Transport({ ...common, fallback: server })
+        : await startRawTransport({
+            ...common,
+            streaming: new Map([[process.path, { decode: process.requestDeserialize, encode: process.responseSerialize, handle: (call) => service.process(call) }]]),
+          });
     port = lean.port;
     closeLean = (graceMs) => lean.close(graceMs);
   } else {
