@@ -10,9 +10,9 @@
  *   4. With --ghz: Check from ghz (a separate Go process) against `flowgate filters --policy` in its own
  *      process, once per --transports value, alternating --rounds times: calls/s, server CPU per call, calls
  *      per core-second, RSS peak (needs `npm run build` and the peers' Go tools, built by bench:peers).
- * The filter service's transport is --transport (h2 or grpc-js; sections 2 and 3 use it).
- * Run: npx tsx bench/filters.ts [--requests 3000] [--transport h2|grpc-js] [--only inprocess,envoy,ghz] [--rate-limits-via check|envoy]
- *      npx tsx bench/filters.ts --only ghz [--transports h2,grpc-js] [--seconds 6] [--in-flight 64] [--rounds 2]
+ * The filter service's transport is --transport (raw, h2 or grpc-js; default raw; sections 2 and 3 use it).
+ * Run: npx tsx bench/filters.ts [--requests 3000] [--transport raw|h2|grpc-js] [--only inprocess,envoy,ghz] [--rate-limits-via check|envoy]
+ *      npx tsx bench/filters.ts --only ghz [--transports h2,raw,grpc-js] [--seconds 6] [--in-flight 64] [--rounds 2]
  *      npx tsx bench/filters.ts --only ghz --transports h2 --builds .,/tmp/base   (A/B: each build's dist/, alternating)
  * (`--rate-limits-via envoy`: Gateway.rateLimits.via, the limit decided by Envoy's rate-limit filter, a second call;
  * `--envoy-only` is `--only envoy`.)
@@ -43,9 +43,9 @@ import { startEchoUpstream } from '../test/harness/upstreams.js';
 const { values } = parseArgs({
   options: {
     requests: { type: 'string', default: '3000' },
-    transport: { type: 'string', default: 'h2' },
+    transport: { type: 'string', default: 'raw' },
     only: { type: 'string', default: 'inprocess,envoy' },
-    transports: { type: 'string', default: 'h2,grpc-js' },
+    transports: { type: 'string', default: 'h2,raw' },
     seconds: { type: 'string', default: '6' },
     'in-flight': { type: 'string', default: '64' },
     rounds: { type: 'string', default: '2' },

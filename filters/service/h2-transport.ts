@@ -2,9 +2,10 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { gunzip, inflate } from 'node:zlib';
-import type { ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
+import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, messageFrame, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod, type UnaryTransportOptions } from './grpc-unary.js';
+
+export { percentEncode, timeoutMs, type UnaryMethod } from './grpc-unary.js';
 
 /**
  * The lean transport (`--transport h2`): gRPC's unary calls (Check, ShouldRateLimit) served straight on
@@ -29,28 +30,9 @@ import { logger } from '../../src/observability/log.js';
 
 const log = logger('filters');
 
-/** A unary method: its request decoder, answer encoder and the handler between them. */
-export interface UnaryMethod {
-  readonly decode: (bytes: Buffer) => unknown;
-  readonly encode: (answer: object) => Buffer;
-  readonly handle: (request: unknown) => Promise<object>;
-}
-
-export interface H2TransportOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly tls?: ServerTls | undefined;
-  /** Unary methods by path (`/package.Service/Method`). */
-  readonly unary: ReadonlyMap<string, UnaryMethod>;
+export interface H2TransportOptions extends UnaryTransportOptions {
   /** Serves every other path (streaming methods) on the same session; its own handlers answer unknown ones. */
   readonly fallback: grpc.Server;
-  /** The largest request message, in bytes, after decompression. */
-  readonly maxMessageBytes: number;
-  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
-  readonly maxConcurrentStreams: number;
-  /** Ping a session this often (ms); close it when a ping is not answered within keepaliveTimeoutMs. */
-  readonly keepaliveMs: number;
-  readonly keepaliveTimeoutMs: number;
 }
 
 export interface H2Transport {
@@ -59,15 +41,7 @@ export interface H2Transport {
   close(graceMs: number): Promise<void>;
 }
 
-/** A gRPC failure a handler (or this transport) answers with: a status code and its message. */
-interface StatusError {
-  readonly code: number;
-  readonly details?: string;
-  readonly message?: string;
-}
-
 const { HTTP2_HEADER_PATH, HTTP2_HEADER_METHOD, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_STATUS } = http2.constants;
-const ACCEPT_ENCODING = 'identity,gzip,deflate';
 const OK_HEADERS = { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc', 'grpc-accept-encoding': ACCEPT_ENCODING };
 const OK_TRAILERS = { 'grpc-status': '0' };
 const WITH_TRAILERS = { waitForTrailers: true };
@@ -76,8 +50,6 @@ function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
 }
 function ignore(): void {}
-const TIMEOUT_UNITS_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
-
 /**
  * grpc-js's per-stream entry point. grpc-js has no public way to serve one stream of a session it did not
  * accept (createConnectionInjector takes whole connections, and Envoy sends ext_authz and ext_proc calls
@@ -89,22 +61,6 @@ function grpcStreamHandler(server: grpc.Server): (stream: http2.ServerHttp2Strea
   if (typeof handler !== 'function') throw new Error('this @grpc/grpc-js has no Server._streamHandler: run the filter service with --transport grpc-js');
   const bound = (handler as (extra: unknown[], stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void).bind(server, []);
   return (stream, headers) => bound(stream, headers);
-}
-
-/** `grpc-timeout` in ms; undefined when absent, NaN when malformed. */
-export function timeoutMs(value: string | string[] | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const match = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
-  if (!match) return Number.NaN;
-  return Number(match[1]) * (TIMEOUT_UNITS_MS[match[2] as string] as number);
-}
-
-/** `grpc-message`'s percent-encoding: bytes outside printable ASCII, and `%`. */
-export function percentEncode(message: string): string {
-  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
-  let out = '';
-  for (const byte of Buffer.from(message, 'utf8')) out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  return out;
 }
 
 /** Answers a stream with a trailers-only gRPC status (no message), if it can still answer. */
@@ -121,23 +77,15 @@ function sendHttpStatus(stream: http2.ServerHttp2Stream, status: number): void {
   if (!stream.headersSent && !stream.destroyed) stream.respond({ [HTTP2_HEADER_STATUS]: status }, { endStream: true });
 }
 
-function inflateMessage(encoding: string, bytes: Buffer, maxBytes: number): Promise<Buffer> {
-  const unpack = encoding === 'gzip' ? gunzip : inflate;
-  return new Promise((resolve, reject) => unpack(bytes, { maxOutputLength: maxBytes }, (err, out) => (err ? reject(err) : resolve(out))));
-}
-
-function isStatusError(err: unknown): err is StatusError {
-  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number';
-}
-
 /** One unary call on one stream: reads the request, runs the method, answers once (or not at all if cancelled). */
 function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: UnaryMethod, options: H2TransportOptions): void {
   let settled = false;
   let timer: NodeJS.Timeout | undefined;
-  const fail = (code: number, message: string): void => {
+  const fail = (failure: CallFailure): void => {
+    if (settled) return;
     settled = true;
     if (timer) clearTimeout(timer);
-    sendStatus(stream, code, message);
+    sendStatus(stream, failure.code, failure.message);
     // Whatever the client still sends is read and dropped.
     stream.resume();
   };
@@ -147,97 +95,39 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (timer) clearTimeout(timer);
   });
   const encoding = headers['grpc-encoding'];
-  if (encoding !== undefined && encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
-    fail(grpc.status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (${ACCEPT_ENCODING})`);
-    return;
-  }
   const deadline = timeoutMs(headers['grpc-timeout']);
-  if (deadline !== undefined) {
-    if (Number.isNaN(deadline)) {
-      fail(grpc.status.INTERNAL, `malformed grpc-timeout ${String(headers['grpc-timeout'])}`);
-      return;
-    }
-    timer = setTimeout(() => {
-      if (!settled) fail(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded');
-    }, deadline);
-  }
+  const refused = headerFailure(encoding, deadline, headers['grpc-timeout']);
+  if (refused) return fail(refused);
+  if (deadline !== undefined) timer = setTimeout(() => fail(new CallFailure(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded')), deadline);
   let first: Buffer | undefined;
   let chunks: Buffer[] | undefined;
   let received = 0;
   stream.on('data', (chunk: Buffer) => {
     if (settled) return;
     received += chunk.length;
-    if (received > options.maxMessageBytes + 5) {
-      fail(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
-      return;
-    }
+    if (received > options.maxMessageBytes + 5) return fail(tooLarge(options.maxMessageBytes));
     if (first === undefined) first = chunk;
     else (chunks ??= [first]).push(chunk);
   });
+  const answer = (out: Buffer): void => {
+    if (settled) return;
+    settled = true;
+    if (timer) clearTimeout(timer);
+    if (stream.destroyed || stream.closed) return;
+    stream.once('wantTrailers', sendOkTrailers);
+    stream.respond(OK_HEADERS, WITH_TRAILERS);
+    stream.end(messageFrame(out));
+  };
+  const run = (bytes: Buffer): void => {
+    if (!settled) runUnary(method, bytes, answer, fail);
+  };
   stream.on('end', () => {
     if (settled) return;
-    const body = chunks ? Buffer.concat(chunks, received) : first;
-    if (body === undefined || body.length < 5) {
-      fail(grpc.status.INTERNAL, body === undefined ? 'no request message' : 'truncated message prefix');
-      return;
-    }
-    const compressed = body[0] as number;
-    const length = body.readUInt32BE(1);
-    if (compressed > 1) return fail(grpc.status.INTERNAL, `invalid message flag ${compressed}`);
-    if (length > options.maxMessageBytes) return fail(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
-    if (body.length !== 5 + length) return fail(grpc.status.INTERNAL, body.length < 5 + length ? 'truncated message' : 'more than one request message in a unary call');
-    const payload = body.subarray(5);
-    if (compressed === 1) {
-      if (encoding === undefined || encoding === 'identity') return fail(grpc.status.INTERNAL, 'compressed message without a grpc-encoding');
-      inflateMessage(encoding as string, payload, options.maxMessageBytes).then(
-        (bytes) => run(bytes),
-        (err: unknown) => fail(isRangeError(err) ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INTERNAL, isRangeError(err) ? `request larger than the limit (${options.maxMessageBytes} bytes)` : 'request does not decompress'),
-      );
-      return;
-    }
-    run(payload);
+    const message = requestMessage(chunks ? Buffer.concat(chunks, received) : first, encoding, options.maxMessageBytes);
+    if (message instanceof CallFailure) fail(message);
+    else if (Buffer.isBuffer(message)) run(message);
+    else message.then(run, (err: unknown) => fail(handlerFailure(err)));
   });
-  const run = (bytes: Buffer): void => {
-    if (settled) return;
-    let request: unknown;
-    try {
-      request = method.decode(bytes);
-    } catch {
-      fail(grpc.status.INTERNAL, 'request message does not decode');
-      return;
-    }
-    method.handle(request).then(
-      (answer) => {
-        if (settled) return;
-        let out: Buffer;
-        try {
-          out = method.encode(answer);
-        } catch {
-          fail(grpc.status.INTERNAL, 'answer does not encode');
-          return;
-        }
-        settled = true;
-        if (timer) clearTimeout(timer);
-        if (stream.destroyed || stream.closed) return;
-        const frame = Buffer.allocUnsafe(5 + out.length);
-        frame[0] = 0;
-        frame.writeUInt32BE(out.length, 1);
-        out.copy(frame, 5);
-        stream.once('wantTrailers', sendOkTrailers);
-        stream.respond(OK_HEADERS, WITH_TRAILERS);
-        stream.end(frame);
-      },
-      (err: unknown) => {
-        if (settled) return;
-        if (isStatusError(err)) fail(err.code, err.details ?? err.message ?? '');
-        else fail(grpc.status.UNKNOWN, 'handler failed');
-      },
-    );
-  };
-}
-
-function isRangeError(err: unknown): boolean {
-  return err instanceof RangeError || (err as { code?: unknown } | null)?.code === 'ERR_BUFFER_TOO_LARGE';
 }
 
 /** Keepalive for one session: a ping every keepaliveMs; no answer within keepaliveTimeoutMs closes it. */

@@ -8,6 +8,8 @@ import type { FilterPolicy } from '../../src/contract/filter-policy.js';
 import { FilterService } from './service.js';
 import { startPipelineServer, type PipelineServer } from '../pipelines/server.js';
 import { startH2Transport } from './h2-transport.js';
+import { startRawTransport } from './raw-transport.js';
+import { EXTERNAL_PROCESSOR_SERVICE } from './grpc.js';
 
 /**
  * The filter service's gRPC server: one port for ext_authz, rate limit and ext_proc, a counter store (memory,
@@ -35,15 +37,16 @@ export interface FilterServerOptions {
 
 /**
  * `h2`: Check and ShouldRateLimit on node:http2 directly (h2-transport.ts), ext_proc handed to grpc-js on
- * the same port; `grpc-js`: every method on grpc-js's server.
+ * the same port; `grpc-js`: every method on grpc-js's server; `raw`: every method on HTTP/2 parsed from the
+ * socket (raw-transport.ts; ext_proc through a stand-in for grpc-js's duplex call).
  */
-export const FILTER_TRANSPORTS = ['h2', 'grpc-js'] as const;
+export const FILTER_TRANSPORTS = ['h2', 'grpc-js', 'raw'] as const;
 export type FilterTransport = (typeof FILTER_TRANSPORTS)[number];
 
-/** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else h2. */
+/** The transport when none is given: FLOWGATE_FILTERS_TRANSPORT (so the embedded filter service of `flowgate serve` follows it too), else raw. */
 export function defaultTransport(): FilterTransport {
   const env = process.env.FLOWGATE_FILTERS_TRANSPORT;
-  if (env === undefined || env === '') return 'h2';
+  if (env === undefined || env === '') return 'raw';
   if (!(FILTER_TRANSPORTS as readonly string[]).includes(env)) throw new Error(`FLOWGATE_FILTERS_TRANSPORT is one of ${FILTER_TRANSPORTS.join(', ')} (got ${JSON.stringify(env)})`);
   return env as FilterTransport;
 }
@@ -95,20 +98,28 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   let closeLean: ((graceMs: number) => Promise<void>) | undefined;
   let port: number;
-  if (transport === 'h2') {
-    // grpc-js serves only the streams the lean transport hands it (ext_proc); it binds no port itself.
-    service.register(server, true);
-    const lean = await startH2Transport({
+  if (transport === 'h2' || transport === 'raw') {
+    const common = {
       host: options.host,
       port: options.port,
       tls: options.tls,
       unary: service.unaryMethods(),
-      fallback: server,
       maxMessageBytes: MAX_MESSAGE_BYTES,
       maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
       keepaliveMs: KEEPALIVE_MS,
       keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-    });
+    };
+    const process = EXTERNAL_PROCESSOR_SERVICE.Process as grpc.MethodDefinition<unknown, object>;
+    // h2: grpc-js serves only the streams the lean transport hands it (ext_proc), binding no port itself;
+    // raw: ext_proc through raw-duplex.ts's stand-in for grpc-js's duplex call, to the same handler.
+    if (transport === 'h2') service.register(server, true);
+    const lean =
+      transport === 'h2'
+        ? await startH2Transport({ ...common, fallback: server })
+        : await startRawTransport({
+            ...common,
+            streaming: new Map([[process.path, { decode: process.requestDeserialize, encode: process.responseSerialize, handle: (call) => service.process(call) }]]),
+          });
     port = lean.port;
     closeLean = (graceMs) => lean.close(graceMs);
   } else {

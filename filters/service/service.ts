@@ -16,7 +16,7 @@ import { shouldRateLimit } from './handlers/ratelimit.js';
 import { handleLlmStream, type LlmState } from './handlers/llm-stream.js';
 import { callLatency } from './metrics.js';
 import { failure } from './responses.js';
-import type { UnaryMethod } from './h2-transport.js';
+import type { UnaryMethod } from './grpc-unary.js';
 import { reshapeCheck, reshapeProcessing } from './api-format.js';
 import { API_CONTEXT_KEY, API_METADATA_KEY, apiKindOf, ExtprocRole, EXTPROC_ROLE_METADATA_KEY } from '../../src/contract/filter-wire.js';
 import { Cooldowns } from '../llm/cooldown.js';
@@ -143,21 +143,22 @@ export class FilterService {
         });
       }
     }
-    server.addService(EXTERNAL_PROCESSOR_SERVICE, {
-      Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => {
-        const role = call.metadata.get(EXTPROC_ROLE_METADATA_KEY)[0];
-        if (role === ExtprocRole.llmRouter || role === ExtprocRole.llmUpstream) {
-          handleLlmStream(call, this.engine, role, this.llm);
-          return;
-        }
-        const api = apiKindOf(call.metadata.get(API_METADATA_KEY)[0]);
-        if (api !== 'flowgate') {
-          // The body processors answer in Flowgate's shape; on an LLM API their refusals take that API's.
-          const write = call.write.bind(call);
-          call.write = ((msg: object, ...rest: unknown[]) => write(reshapeProcessing(api, msg), ...(rest as []))) as typeof call.write;
-        }
-        handleProcessStream(call, this.engine, this.options.audit, this.buffers);
-      },
-    });
+    server.addService(EXTERNAL_PROCESSOR_SERVICE, { Process: (call: grpc.ServerDuplexStream<ProcessingRequest, object>) => this.process(call) });
+  }
+
+  /** One ext_proc Process stream (grpc-js's, or a transport's stand-in with the same events and methods). */
+  process(call: grpc.ServerDuplexStream<ProcessingRequest, object>): void {
+    const role = call.metadata.get(EXTPROC_ROLE_METADATA_KEY)[0];
+    if (role === ExtprocRole.llmRouter || role === ExtprocRole.llmUpstream) {
+      handleLlmStream(call, this.engine, role, this.llm);
+      return;
+    }
+    const api = apiKindOf(call.metadata.get(API_METADATA_KEY)[0]);
+    if (api !== 'flowgate') {
+      // The body processors answer in Flowgate's shape; on an LLM API their refusals take that API's.
+      const write = call.write.bind(call);
+      call.write = ((msg: object, ...rest: unknown[]) => write(reshapeProcessing(api, msg), ...(rest as []))) as typeof call.write;
+    }
+    handleProcessStream(call, this.engine, this.options.audit, this.buffers);
   }
 }

@@ -59,10 +59,11 @@ export const filtersCommand: Command = {
     },
     transport: {
       type: 'string',
-      description: 'how gRPC is served: h2 (Check and ShouldRateLimit on node:http2, ext_proc on grpc-js, one port) or grpc-js (all on grpc-js)',
+      description:
+        'how gRPC is served: raw (HTTP/2 parsed from the socket, every method), h2 (Check and ShouldRateLimit on node:http2, ext_proc on grpc-js, one port) or grpc-js (all on grpc-js)',
       env: 'FLOWGATE_FILTERS_TRANSPORT',
-      default: 'h2',
-      placeholder: 'h2|grpc-js',
+      default: 'raw',
+      placeholder: 'raw|h2|grpc-js',
     },
     'node-id': { type: 'string', description: 'the name this replica gives the control plane', env: 'FLOWGATE_NODE_ID', default: `filters-${hostname()}-${process.pid}`, placeholder: 'ID' },
   },
@@ -150,9 +151,9 @@ export function auditOptions(decisions: string | boolean | undefined, sample: st
   return { decisions: mode as AuditDecisions, sampleAllows: fraction };
 }
 
-/** --transport: h2 or grpc-js. */
+/** --transport: h2, grpc-js or raw. */
 export function transportOption(value: string | boolean | undefined): FilterTransport {
-  const text = String(value ?? 'h2');
+  const text = String(value ?? 'raw');
   if (!(FILTER_TRANSPORTS as readonly string[]).includes(text)) throw new UsageError(`--transport is one of ${FILTER_TRANSPORTS.join(', ')} (got ${text})`);
   return text as FilterTransport;
 }

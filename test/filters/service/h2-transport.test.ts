@@ -5,7 +5,8 @@ import * as http2 from 'node:http2';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { percentEncode, startH2Transport, timeoutMs, type H2Transport, type UnaryMethod } from '../../../filters/service/h2-transport.js';
-import { defaultTransport, startFilterServer, type FilterServer } from '../../../filters/service/server.js';
+import { startRawTransport } from '../../../filters/service/raw-transport.js';
+import { defaultTransport, startFilterServer, type FilterServer, type FilterTransport } from '../../../filters/service/server.js';
 import { decodeMessage, encodeMessage } from '../../../src/proto/codec.js';
 import { runPipeline } from '../../../src/pipeline/index.js';
 import { formatIssues } from '../../../src/policy/format.js';
@@ -16,10 +17,13 @@ import { UsageError } from '../../../src/cli/command.js';
 import { makeCertificates } from '../../harness/certs.js';
 
 /**
- * The lean unary transport (`--transport h2`) against clients nobody here wrote (grpc-js's client) and raw
- * HTTP/2 requests for the protocol's edges: content type, method, frame prefix, size limit, deadline,
- * compression, unknown methods, TLS and mutual TLS.
+ * The lean unary transports (`--transport h2` on node:http2, `--transport raw` on the socket) against clients
+ * nobody here wrote (grpc-js's client, node:http2's client) for the protocol's edges: content type, method,
+ * frame prefix, size limit, deadline, compression, unknown methods, ext_proc on the same port, TLS and
+ * mutual TLS. Every test runs on both.
  */
+
+const LEAN: readonly FilterTransport[] = ['h2', 'raw'];
 
 const KEY = 'h2-key-0123456789';
 const CHECK = '/envoy.service.auth.v3.Authorization/Check';
@@ -96,11 +100,12 @@ function trailersOnlyStatus(answer: RawAnswer): { code: number; message: string 
 }
 
 describe('--transport', () => {
-  test('takes h2 or grpc-js, h2 when absent, and refuses anything else', () => {
-    expect(transportOption(undefined)).toBe('h2');
+  test('takes h2, grpc-js or raw, raw when absent, and refuses anything else', () => {
+    expect(transportOption(undefined)).toBe('raw');
     expect(transportOption('h2')).toBe('h2');
     expect(transportOption('grpc-js')).toBe('grpc-js');
-    for (const bad of ['grpc', 'H2', '', true]) expect(() => transportOption(bad)).toThrow(UsageError);
+    expect(transportOption('raw')).toBe('raw');
+    for (const bad of ['grpc', 'H2', '', 'RAW', true]) expect(() => transportOption(bad)).toThrow(UsageError);
   });
 });
 
@@ -124,7 +129,7 @@ describe('grpc-timeout and grpc-message', () => {
   });
 });
 
-describe('the filter service on the lean transport', () => {
+describe.each(LEAN)('the filter service on the lean transport %s', (transport) => {
   let server: FilterServer;
   let client: grpc.Client;
   const unary = (path: string, bytes: Uint8Array, c: grpc.Client = client): Promise<Buffer> =>
@@ -133,7 +138,7 @@ describe('the filter service on the lean transport', () => {
     );
 
   beforeAll(async () => {
-    server = await startFilterServer({ host: '127.0.0.1', port: 0, transport: 'h2' });
+    server = await startFilterServer({ host: '127.0.0.1', port: 0, transport });
     server.setPolicy(filterPolicy(), 'v1');
     client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   });
@@ -241,7 +246,7 @@ describe('the filter service on the lean transport', () => {
     );
   }
 
-  test('ext_proc (streaming) is served by grpc-js on the same port', async () => {
+  test('ext_proc (streaming) is served on the same port (h2: grpc-js; raw: its duplex stand-in)', async () => {
     const call = openProcess('guarded');
     const first = new Promise<unknown>((resolve, reject) => {
       call.on('data', resolve);
@@ -254,7 +259,7 @@ describe('the filter service on the lean transport', () => {
     call.end();
   });
 
-  test('a 24 MB ext_proc body message goes through the hand-off to grpc-js whole', async () => {
+  test('a 24 MB ext_proc body message goes through whole', async () => {
     const call = openProcess('guarded');
     const answers: { response?: string }[] = [];
     const ended = new Promise<number>((resolve) => {
@@ -270,7 +275,7 @@ describe('the filter service on the lean transport', () => {
   });
 });
 
-describe('the lean transport itself', () => {
+describe.each(LEAN)('the lean transport %s itself', (kind) => {
   let transport: H2Transport;
   let release: (() => void) | undefined;
   const echo: UnaryMethod = { decode: (b) => b, encode: (a) => a as Buffer, handle: (req) => Promise.resolve(req as Buffer) };
@@ -286,7 +291,7 @@ describe('the lean transport itself', () => {
   };
 
   beforeAll(async () => {
-    transport = await startH2Transport({
+    const options = {
       host: '127.0.0.1',
       port: 0,
       unary: new Map([
@@ -294,12 +299,12 @@ describe('the lean transport itself', () => {
         ['/t.T/Slow', slow],
         ['/t.T/Fail', failing],
       ]),
-      fallback: new grpc.Server(),
       maxMessageBytes: 1024,
       maxConcurrentStreams: 10,
       keepaliveMs: 30_000,
       keepaliveTimeoutMs: 10_000,
-    });
+    };
+    transport = kind === 'h2' ? await startH2Transport({ ...options, fallback: new grpc.Server() }) : await startRawTransport(options);
   });
   afterAll(() => transport.close(100));
 
@@ -344,7 +349,7 @@ describe('the lean transport itself', () => {
   });
 });
 
-describe('TLS and mutual TLS', () => {
+describe.each(LEAN)('TLS and mutual TLS on %s', (transport) => {
   const certs = makeCertificates({ server: 'DNS:filters.test,IP:127.0.0.1', envoy: 'DNS:envoy.test' });
   const call = async (port: number, credentials: grpc.ChannelCredentials): Promise<number> => {
     const c = new grpc.Client(`127.0.0.1:${port}`, credentials, { 'grpc.ssl_target_name_override': 'filters.test' });
@@ -361,7 +366,7 @@ describe('TLS and mutual TLS', () => {
   const read = (file: string): Buffer => readFileSync(file);
 
   test('server TLS: a client trusting the CA is served', async () => {
-    const server = await startFilterServer({ host: '127.0.0.1', port: 0, transport: 'h2', tls: certs.leaf('server') });
+    const server = await startFilterServer({ host: '127.0.0.1', port: 0, transport, tls: certs.leaf('server') });
     server.setPolicy(filterPolicy(), 'v1');
     try {
       expect(await call(server.port, grpc.credentials.createSsl(read(certs.ca)))).toBe(grpc.status.OK);
@@ -371,7 +376,7 @@ describe('TLS and mutual TLS', () => {
   });
 
   test('mutual TLS: a client without a certificate is refused, one the CA signed is served', async () => {
-    const server = await startFilterServer({ host: '127.0.0.1', port: 0, transport: 'h2', tls: { ...certs.leaf('server'), clientCa: certs.ca } });
+    const server = await startFilterServer({ host: '127.0.0.1', port: 0, transport, tls: { ...certs.leaf('server'), clientCa: certs.ca } });
     server.setPolicy(filterPolicy(), 'v1');
     try {
       expect(await call(server.port, grpc.credentials.createSsl(read(certs.ca)))).toBe(grpc.status.UNAVAILABLE);
@@ -390,14 +395,18 @@ describe('FLOWGATE_FILTERS_TRANSPORT (the embedded filter service of serve reads
     else process.env.FLOWGATE_FILTERS_TRANSPORT = saved;
   });
 
-  test('unset or empty is h2, grpc-js is grpc-js, anything else is refused by name', () => {
+  test('unset or empty is raw, h2, grpc-js and raw are themselves, anything else is refused by name', () => {
     delete process.env.FLOWGATE_FILTERS_TRANSPORT;
-    expect(defaultTransport()).toBe('h2');
+    expect(defaultTransport()).toBe('raw');
     process.env.FLOWGATE_FILTERS_TRANSPORT = '';
+    expect(defaultTransport()).toBe('raw');
+    process.env.FLOWGATE_FILTERS_TRANSPORT = 'h2';
     expect(defaultTransport()).toBe('h2');
     process.env.FLOWGATE_FILTERS_TRANSPORT = 'grpc-js';
     expect(defaultTransport()).toBe('grpc-js');
+    process.env.FLOWGATE_FILTERS_TRANSPORT = 'raw';
+    expect(defaultTransport()).toBe('raw');
     process.env.FLOWGATE_FILTERS_TRANSPORT = 'http3';
-    expect(() => defaultTransport()).toThrow(/FLOWGATE_FILTERS_TRANSPORT is one of h2, grpc-js \(got "http3"\)/);
+    expect(() => defaultTransport()).toThrow(/FLOWGATE_FILTERS_TRANSPORT is one of h2, grpc-js, raw \(got "http3"\)/);
   });
 });
