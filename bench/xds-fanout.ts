@@ -46,6 +46,7 @@ import { SnapshotCache } from '../src/xds/cache.js';
 import { configSource } from '../src/resources/config-source.js';
 import { TypeUrl } from '../src/resources/types.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../src/xds/server.js';
+import { sotwBodyCacheStats } from '../src/xds/wire.js';
 import { Snapshot, type ResourceInput } from '../src/xds/snapshot.js';
 import type { XdsStream } from '../src/xds/stream/state.js';
 import { messageType } from '../src/proto/root.js';
@@ -491,7 +492,13 @@ interface MemoryReport {
   /** /proc/self/smaps_rollup: anonymous and file-backed resident MB. */
   readonly anonymous: number;
   readonly file: number;
-  /** `BENCH_MALLOC_TRIM=1`: RSS after glibc's malloc_trim(0), called from gdb (freed malloc memory glibc kept). */
+  /** After a full GC: external and array buffer MB (garbage not collected yet, against memory still held). */
+  readonly externalAfterGc: number;
+  readonly arrayBuffersAfterGc: number;
+  readonly rssAfterGc: number;
+  /** The cached state-of-the-world bodies (src/xds/wire.ts): count and MB. */
+  readonly bodyCache: { readonly bodies: number; readonly mb: number };
+  /** `BENCH_MALLOC_TRIM=1`: RSS after the GC and glibc's malloc_trim(0), called from gdb (freed malloc memory glibc kept). */
   readonly rssAfterTrim: number | null;
 }
 
@@ -501,6 +508,9 @@ function smapsMb(field: string): number {
 }
 
 function memoryReport(mem: NodeJS.MemoryUsage): MemoryReport {
+  global.gc?.();
+  const collected = process.memoryUsage();
+  const bodies = sotwBodyCacheStats();
   let rssAfterTrim: number | null = null;
   if (process.env.BENCH_MALLOC_TRIM) {
     execFileSync('gdb', ['-p', String(process.pid), '-batch', '-ex', 'call (int)malloc_trim(0)'], { stdio: 'ignore' });
@@ -514,6 +524,10 @@ function memoryReport(mem: NodeJS.MemoryUsage): MemoryReport {
     arrayBuffers: mb(mem.arrayBuffers),
     anonymous: smapsMb('Anonymous'),
     file: smapsMb('Rss') - smapsMb('Anonymous'),
+    externalAfterGc: mb(collected.external),
+    arrayBuffersAfterGc: mb(collected.arrayBuffers),
+    rssAfterGc: mb(collected.rss),
+    bodyCache: { bodies: bodies.bodies, mb: mb(bodies.bytes) },
     rssAfterTrim,
   };
 }
@@ -574,6 +588,7 @@ async function orchestrate(): Promise<void> {
     const a = r.memoryAfter;
     console.log(
       `         memory after the change: RSS ${a.rss}MB (anonymous ${a.anonymous}MB, file ${a.file}MB)  heap used/committed ${a.heapUsed}/${a.heapTotal}MB  external ${a.external}MB (array buffers ${a.arrayBuffers}MB)` +
+        `  after a full GC: RSS ${a.rssAfterGc}MB, external ${a.externalAfterGc}MB (array buffers ${a.arrayBuffersAfterGc}MB)  cached bodies ${a.bodyCache.bodies} (${a.bodyCache.mb}MB)` +
         (a.rssAfterTrim === null ? '' : `  RSS after malloc_trim ${a.rssAfterTrim}MB`),
     );
   }
