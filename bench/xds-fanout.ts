@@ -30,6 +30,10 @@
  * (VmHWM reset at the change) and after, with the split of the memory at rest before the change
  * (process.memoryUsage: V8 heap used and committed, external, of which array buffers).
  *
+ * `BENCH_CHANGE_PROF=FILE` writes a CPU profile of the server process (100 µs samples) from just before the
+ * trigger to 3 s after it; `BENCH_MALLOC_TRIM=1` also prints the RSS after glibc's malloc_trim (through gdb).
+ * The memory after the change is printed with and without a full GC, with the cached response bodies.
+ *
  * Roles: the orchestrator (default) runs one server process per N; the server spawns the client process.
  */
 import * as grpc from '@grpc/grpc-js';
