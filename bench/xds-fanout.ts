@@ -30,11 +30,16 @@
  * (VmHWM reset at the change) and after, with the split of the memory at rest before the change
  * (process.memoryUsage: V8 heap used and committed, external, of which array buffers).
  *
+ * `BENCH_CHANGE_PROF=FILE` writes a CPU profile of the server process (100 µs samples) from just before the
+ * trigger to 3 s after it; `BENCH_MALLOC_TRIM=1` also prints the RSS after glibc's malloc_trim (through gdb).
+ * The memory after the change is printed with and without a full GC, with the cached response bodies.
+ *
  * Roles: the orchestrator (default) runs one server process per N; the server spawns the client process.
  */
 import * as grpc from '@grpc/grpc-js';
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -45,6 +50,7 @@ import { SnapshotCache } from '../src/xds/cache.js';
 import { configSource } from '../src/resources/config-source.js';
 import { TypeUrl } from '../src/resources/types.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../src/xds/server.js';
+import { sotwBodyCacheStats } from '../src/xds/wire.js';
 import { Snapshot, type ResourceInput } from '../src/xds/snapshot.js';
 import type { XdsStream } from '../src/xds/stream/state.js';
 import { messageType } from '../src/proto/root.js';
@@ -101,6 +107,8 @@ interface Result {
   load: string;
   /** `--client go`: ads-load's own report of the change, and its peak RSS over the run. */
   clientSide: ClientSide | null;
+  /** Where the memory is after the change (see memoryReport). */
+  memoryAfter: MemoryReport;
 }
 
 interface ClientSummary {
@@ -409,8 +417,10 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
   const loop = monitorEventLoopDelay({ resolution: 1 });
   await clients.arm();
   loop.enable();
+  const profile = process.env.BENCH_CHANGE_PROF ? await startChangeProfile() : undefined;
   const { snapshot: after, publishedMs } = await source.change(xds);
   clients.triggered(xds.changedAt);
+  if (profile) setTimeout(() => void profile.stop(String(process.env.BENCH_CHANGE_PROF)), CHANGE_PROFILE_MS);
   // Every stream holding the new snapshot ends the change; a stall (no stream done for STALL_MS) ends it too,
   // with the undone streams described, rather than waiting for ever.
   let progressAt = Date.now();
@@ -424,6 +434,7 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
   const times = [...xds.doneAt.values()].sort((a, b) => a - b);
   const pct = (p: number): number => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? NaN;
   const mem = process.memoryUsage();
+  const memoryAfter = memoryReport(mem);
   const result: Result = {
     clients: n,
     models,
@@ -445,6 +456,7 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
     source: sourceKind,
     load: loadavg().map((x) => x.toFixed(2)).join(' '),
     clientSide,
+    memoryAfter,
   };
   await source.stop();
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
@@ -454,6 +466,75 @@ async function runServer(n: number, models: number, sourceKind: string, adsLoad:
 }
 
 const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
+
+/** Milliseconds of the change the in-process CPU profile (`BENCH_CHANGE_PROF=FILE`) covers, from just before the trigger. */
+const CHANGE_PROFILE_MS = 3_000;
+
+/** A CPU profile of this process from now (sampled every 100 µs), written as a .cpuprofile by stop(). */
+async function startChangeProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  return {
+    stop: async (file) => {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
+interface MemoryReport {
+  /** process.memoryUsage(), MB. */
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  /** /proc/self/smaps_rollup: anonymous and file-backed resident MB. */
+  readonly anonymous: number;
+  readonly file: number;
+  /** After a full GC: external and array buffer MB (garbage not collected yet, against memory still held). */
+  readonly externalAfterGc: number;
+  readonly arrayBuffersAfterGc: number;
+  readonly rssAfterGc: number;
+  /** The cached state-of-the-world bodies (src/xds/wire.ts): count and MB. */
+  readonly bodyCache: { readonly bodies: number; readonly mb: number };
+  /** `BENCH_MALLOC_TRIM=1`: RSS after the GC and glibc's malloc_trim(0), called from gdb (freed malloc memory glibc kept). */
+  readonly rssAfterTrim: number | null;
+}
+
+function smapsMb(field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+function memoryReport(mem: NodeJS.MemoryUsage): MemoryReport {
+  global.gc?.();
+  const collected = process.memoryUsage();
+  const bodies = sotwBodyCacheStats();
+  let rssAfterTrim: number | null = null;
+  if (process.env.BENCH_MALLOC_TRIM) {
+    execFileSync('gdb', ['-p', String(process.pid), '-batch', '-ex', 'call (int)malloc_trim(0)'], { stdio: 'ignore' });
+    rssAfterTrim = smapsMb('Rss');
+  }
+  return {
+    rss: mb(mem.rss),
+    heapUsed: mb(mem.heapUsed),
+    heapTotal: mb(mem.heapTotal),
+    external: mb(mem.external),
+    arrayBuffers: mb(mem.arrayBuffers),
+    anonymous: smapsMb('Anonymous'),
+    file: smapsMb('Rss') - smapsMb('Anonymous'),
+    externalAfterGc: mb(collected.external),
+    arrayBuffersAfterGc: mb(collected.arrayBuffers),
+    rssAfterGc: mb(collected.rss),
+    bodyCache: { bodies: bodies.bodies, mb: mb(bodies.bytes) },
+    rssAfterTrim,
+  };
+}
 
 const STALL_MS = 120_000;
 
@@ -508,6 +589,12 @@ async function orchestrate(): Promise<void> {
           `bytes per stream p50=${c.bytesPerStream.p50}  responses ${JSON.stringify(c.responsesByType)}  protocol errors ${c.protocolErrors}  stream errors ${c.streamErrors}  client peak RSS ${c.peakRssMb}MB`,
       );
     }
+    const a = r.memoryAfter;
+    console.log(
+      `         memory after the change: RSS ${a.rss}MB (anonymous ${a.anonymous}MB, file ${a.file}MB)  heap used/committed ${a.heapUsed}/${a.heapTotal}MB  external ${a.external}MB (array buffers ${a.arrayBuffers}MB)` +
+        `  after a full GC: RSS ${a.rssAfterGc}MB, external ${a.externalAfterGc}MB (array buffers ${a.arrayBuffersAfterGc}MB)  cached bodies ${a.bodyCache.bodies} (${a.bodyCache.mb}MB)` +
+        (a.rssAfterTrim === null ? '' : `  RSS after malloc_trim ${a.rssAfterTrim}MB`),
+    );
   }
   console.log(JSON.stringify(results));
 }

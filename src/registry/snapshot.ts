@@ -101,8 +101,11 @@ export function registrySnapshotFrom(models: readonly RegisteredModel[], fetched
 
 /** The JSON text of each canonical model (what the registry hash covers). */
 const canonicalTexts = new WeakMap<RegisteredModel, string>();
-/** The canonical object last made for each model name: an unchanged model keeps it from snapshot to snapshot. */
-const lastCanonical = new Map<string, RegisteredModel>();
+/**
+ * The canonical object last made for each model name (an unchanged model keeps it from snapshot to snapshot),
+ * with the model as it was given the last time it was made or found again.
+ */
+const lastCanonical = new Map<string, { readonly given: RegisteredModel; readonly canonical: RegisteredModel }>();
 const MAX_REMEMBERED = 100_000;
 
 function canonicalText(model: RegisteredModel): string {
@@ -121,13 +124,40 @@ function canonicalText(model: RegisteredModel): string {
  */
 function canonicalModel(model: RegisteredModel): RegisteredModel {
   if (canonicalTexts.has(model)) return model;
+  // A poll hands in new objects for every model, nearly all equal to the last poll's: compared as data first,
+  // without normalizing, sorting or printing them (at 1,000 models that was most of a registry change's
+  // time to publish).
+  const seen = lastCanonical.get(model.name);
+  if (seen && sameData(seen.given, model)) return seen.canonical;
   const normalized = normalizeModel(model);
   const text = canonicalText(normalized);
-  const last = lastCanonical.get(normalized.name);
-  if (last && canonicalTexts.get(last) === text) return last;
+  const last = lastCanonical.get(normalized.name)?.canonical;
+  const canonical = last && canonicalTexts.get(last) === text ? last : normalized;
   if (lastCanonical.size >= MAX_REMEMBERED) lastCanonical.clear();
-  lastCanonical.set(normalized.name, normalized);
-  return normalized;
+  lastCanonical.set(normalized.name, { given: model, canonical });
+  return canonical;
+}
+
+/** Deep equality of JSON-like data (strings, numbers, booleans, null, arrays, plain records), key order aside. */
+function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let keys = 0;
+  for (const k in x) {
+    if (!Object.hasOwn(x, k)) continue;
+    keys++;
+    if (!Object.hasOwn(y, k) || !sameData(x[k], y[k])) return false;
+  }
+  for (const k in y) if (Object.hasOwn(y, k)) keys--;
+  return keys === 0;
 }
 
 function hashOfTexts(models: readonly string[]): string {

@@ -23,8 +23,9 @@ interface Queued {
 /**
  * Bytes in flight at most (one response bigger than this is still sent, alone). 16 MB: at 1,000 models (3.2 MB
  * route configurations) five responses at a time keep the sockets busy; 64 MB (twenty) gave the same or a
- * slower fan-out with a higher RSS peak and event-loop stalls of a second (each in-flight response is also
- * one framed copy in gRPC, garbage once written): docs/performance-fleet.md.
+ * slower fan-out with a higher RSS peak and event-loop stalls of a second (each in-flight response was then
+ * also one framed copy in gRPC, garbage once written; state-of-the-world responses now share their frames,
+ * framing.ts, so the bound is no longer re-measured): docs/performance-fleet.md.
  */
 export const DEFAULT_PUSH_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 

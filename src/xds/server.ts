@@ -6,6 +6,7 @@ import { logger } from '../observability/log.js';
 import { untrusted } from '../observability/untrusted.js';
 import type { NodeInfo, SnapshotCache } from './cache.js';
 import { DeltaStream } from './stream/delta.js';
+import { leanCalls } from './framing.js';
 import { xdsMetrics } from './metrics.js';
 import { PushQueue, type PushTarget } from './push-queue.js';
 import { shortTypeName, type TypeUrl } from '../resources/types.js';
@@ -50,6 +51,8 @@ export function xdsGrpcOptions(limits: RequestLimits = DEFAULT_REQUEST_LIMITS): 
     // Also bounds the access-log batches and CSDS requests sharing the port; Envoy's are a few KB.
     'grpc.max_receive_message_length': limits.maxRequestBytes,
     'grpc.max_send_message_length': 256 * 1024 * 1024,
+    // First: it must see grpc-js's own call object (framing.ts).
+    interceptors: [leanCalls],
   };
 }
 
