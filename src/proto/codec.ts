@@ -258,7 +258,9 @@ export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array 
 /** Encodes a plain object as the named message, as parts in order (one part: a message encoded whole). */
 export function encodeMessageParts(typeNameOrUrl: string, value: object): readonly Part[] {
   const parts: Part[] = [];
-  encodeParts(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0, parts);
+  // The message itself is not kept by object (its caller keeps what it made of it: a snapshot keeps the
+  // resource by message); the messages inside it are.
+  encodeParts(messageType(typeNameOrUrl), value as Record<string, unknown>, '', 0, parts, false);
   return parts;
 }
 
