@@ -284,10 +284,12 @@ export function encodeMessage(typeNameOrUrl: string, value: object): Uint8Array 
 /** Encodes a plain object as the named message, as parts in order (one part: a message encoded whole). */
 export function encodeMessageParts(typeNameOrUrl: string, value: object): readonly Part[] {
   const parts: Part[] = [];
+  // The message itself is not kept by object (its caller keeps what it made of it: a snapshot keeps the
+  // resource by message); the messages inside it are.
   const type = messageType(typeNameOrUrl);
   const text = textParts.get(value);
   if (text) textMessageParts(type, value as Record<string, unknown>, text.field, text.parts, parts);
-  else encodeParts(type, value as Record<string, unknown>, '', 0, parts);
+  else encodeParts(type, value as Record<string, unknown>, '', 0, parts, false);
   return parts;
 }
 

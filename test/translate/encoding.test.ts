@@ -117,10 +117,25 @@ describe('direct encoder', () => {
     expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route] }], validate_clusters: { nope: 1 } })).toThrow(/validate_clusters\.nope/);
   });
 
+  test('results kept together stay their own bytes (cut from shared slabs, or their own buffer when large)', () => {
+    // Sizes from a few bytes to past the slab's own-buffer limit, enough of them to fill several slabs.
+    const messages = Array.from({ length: 3000 }, (_, i) => ({ name: `r${i}`, match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'z'.repeat((i * 37) % (i % 500 === 0 ? 40_000 : 900)) } } }));
+    const results = messages.map((m) => direct(ROUTE, m));
+    messages.forEach((m, i) => expect(results[i]?.equals(Buffer.from(plain(ROUTE, m))), m.name).toBe(true));
+  });
+
   test('a resource version is the hash of its type URL, a zero byte and its bytes', () => {
     const url = 'type.googleapis.com/envoy.config.route.v3.Route';
     const message = { name: 'r', match: { prefix: '/' }, direct_response: { status: 200 } };
     const r = Snapshot.from([{ typeUrl: url as TypeUrl, name: 'r', message }]).get(url as TypeUrl, 'r');
     expect(r?.version).toBe(contentHash(url, '\u0000', plain(url, message)));
+    // A message longer than the hash input buffer (it grows), then a short one (only its own bytes hashed).
+    const big = { name: 'big', match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'b'.repeat(100_000) } } };
+    const both = Snapshot.from([
+      { typeUrl: url as TypeUrl, name: 'big', message: big },
+      { typeUrl: url as TypeUrl, name: 's', message: { name: 's', match: { prefix: '/' } } },
+    ]);
+    expect(both.get(url as TypeUrl, 'big')?.version).toBe(contentHash(url, '\u0000', plain(url, big)));
+    expect(both.get(url as TypeUrl, 's')?.version).toBe(contentHash(url, '\u0000', plain(url, { name: 's', match: { prefix: '/' } })));
   });
 });
