@@ -1,10 +1,11 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { gunzip, inflate } from 'node:zlib';
 import type { ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
+import { GrpcStatus } from './grpc-status.js';
 
 /**
  * The lean transport (`--transport h2`): gRPC's unary calls (Check, ShouldRateLimit) served straight on
@@ -42,8 +43,11 @@ export interface H2TransportOptions {
   readonly tls?: ServerTls | undefined;
   /** Unary methods by path (`/package.Service/Method`). */
   readonly unary: ReadonlyMap<string, UnaryMethod>;
-  /** Serves every other path (streaming methods) on the same session; its own handlers answer unknown ones. */
-  readonly fallback: grpc.Server;
+  /**
+   * Serves every other path (streaming methods) on the same session; its own handlers answer unknown ones.
+   * A function: called for the first such stream (grpc-js is loaded only when needed: src/proto/grpc-js.ts).
+   */
+  readonly fallback: grpc.Server | (() => grpc.Server);
   /** The largest request message, in bytes, after decompression. */
   readonly maxMessageBytes: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
@@ -148,17 +152,17 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   });
   const encoding = headers['grpc-encoding'];
   if (encoding !== undefined && encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
-    fail(grpc.status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (${ACCEPT_ENCODING})`);
+    fail(GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (${ACCEPT_ENCODING})`);
     return;
   }
   const deadline = timeoutMs(headers['grpc-timeout']);
   if (deadline !== undefined) {
     if (Number.isNaN(deadline)) {
-      fail(grpc.status.INTERNAL, `malformed grpc-timeout ${String(headers['grpc-timeout'])}`);
+      fail(GrpcStatus.INTERNAL, `malformed grpc-timeout ${String(headers['grpc-timeout'])}`);
       return;
     }
     timer = setTimeout(() => {
-      if (!settled) fail(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded');
+      if (!settled) fail(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded');
     }, deadline);
   }
   let first: Buffer | undefined;
@@ -168,7 +172,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (settled) return;
     received += chunk.length;
     if (received > options.maxMessageBytes + 5) {
-      fail(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
+      fail(GrpcStatus.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
       return;
     }
     if (first === undefined) first = chunk;
@@ -178,20 +182,20 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (settled) return;
     const body = chunks ? Buffer.concat(chunks, received) : first;
     if (body === undefined || body.length < 5) {
-      fail(grpc.status.INTERNAL, body === undefined ? 'no request message' : 'truncated message prefix');
+      fail(GrpcStatus.INTERNAL, body === undefined ? 'no request message' : 'truncated message prefix');
       return;
     }
     const compressed = body[0] as number;
     const length = body.readUInt32BE(1);
-    if (compressed > 1) return fail(grpc.status.INTERNAL, `invalid message flag ${compressed}`);
-    if (length > options.maxMessageBytes) return fail(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
-    if (body.length !== 5 + length) return fail(grpc.status.INTERNAL, body.length < 5 + length ? 'truncated message' : 'more than one request message in a unary call');
+    if (compressed > 1) return fail(GrpcStatus.INTERNAL, `invalid message flag ${compressed}`);
+    if (length > options.maxMessageBytes) return fail(GrpcStatus.RESOURCE_EXHAUSTED, `request larger than the limit (${options.maxMessageBytes} bytes)`);
+    if (body.length !== 5 + length) return fail(GrpcStatus.INTERNAL, body.length < 5 + length ? 'truncated message' : 'more than one request message in a unary call');
     const payload = body.subarray(5);
     if (compressed === 1) {
-      if (encoding === undefined || encoding === 'identity') return fail(grpc.status.INTERNAL, 'compressed message without a grpc-encoding');
+      if (encoding === undefined || encoding === 'identity') return fail(GrpcStatus.INTERNAL, 'compressed message without a grpc-encoding');
       inflateMessage(encoding as string, payload, options.maxMessageBytes).then(
         (bytes) => run(bytes),
-        (err: unknown) => fail(isRangeError(err) ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INTERNAL, isRangeError(err) ? `request larger than the limit (${options.maxMessageBytes} bytes)` : 'request does not decompress'),
+        (err: unknown) => fail(isRangeError(err) ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.INTERNAL, isRangeError(err) ? `request larger than the limit (${options.maxMessageBytes} bytes)` : 'request does not decompress'),
       );
       return;
     }
@@ -203,7 +207,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     try {
       request = method.decode(bytes);
     } catch {
-      fail(grpc.status.INTERNAL, 'request message does not decode');
+      fail(GrpcStatus.INTERNAL, 'request message does not decode');
       return;
     }
     method.handle(request).then(
@@ -213,7 +217,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
         try {
           out = method.encode(answer);
         } catch {
-          fail(grpc.status.INTERNAL, 'answer does not encode');
+          fail(GrpcStatus.INTERNAL, 'answer does not encode');
           return;
         }
         settled = true;
@@ -230,7 +234,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
       (err: unknown) => {
         if (settled) return;
         if (isStatusError(err)) fail(err.code, err.details ?? err.message ?? '');
-        else fail(grpc.status.UNKNOWN, 'handler failed');
+        else fail(GrpcStatus.UNKNOWN, 'handler failed');
       },
     );
   };
@@ -261,7 +265,8 @@ function keepSessionAlive(session: http2.ServerHttp2Session, options: H2Transpor
 
 /** Starts the lean transport on host:port (port 0: any free one). */
 export async function startH2Transport(options: H2TransportOptions): Promise<H2Transport> {
-  const toGrpcJs = grpcStreamHandler(options.fallback);
+  const fallback = options.fallback;
+  let toGrpcJs = typeof fallback === 'function' ? undefined : grpcStreamHandler(fallback);
   // As grpc-js sets up its own server (the ext_proc streams it is handed keep the limits they had): no
   // session memory limit (node:http2 degrades badly when its 10 MB default is reached, grpc-js notes), no
   // header block limit on answers, no idle socket timeout.
@@ -288,6 +293,12 @@ export async function startH2Transport(options: H2TransportOptions): Promise<H2T
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const method = options.unary.get(headers[HTTP2_HEADER_PATH] as string);
     if (method === undefined) {
+      try {
+        toGrpcJs ??= grpcStreamHandler((fallback as () => grpc.Server)());
+      } catch (err) {
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'the streaming methods cannot be served');
+        return sendStatus(stream, GrpcStatus.INTERNAL, 'streaming methods are unavailable');
+      }
       toGrpcJs(stream, headers);
       return;
     }
