@@ -191,9 +191,9 @@ export class RateLimiter {
    */
   async shouldRateLimit(domain: string, descriptors: readonly RateLimitDescriptor[], hitsAddend: number): Promise<RateLimitAnswer> {
     const hits = Number.isInteger(hitsAddend) && hitsAddend > 0 ? hitsAddend : 1;
-    const decide = (descriptor: RateLimitDescriptor): Promise<RateDecision> | RateDecision => {
+    const decide = (descriptor: RateLimitDescriptor): Promise<RateDecision> => {
       const { consumer, model } = descriptorTarget(descriptor);
-      if (model === undefined || (this.domain !== undefined && domain !== this.domain)) return NO_LIMITS;
+      if (model === undefined || (this.domain !== undefined && domain !== this.domain)) return Promise.resolve(NO_LIMITS);
       return this.check({ consumer, model, hits });
     };
     // Envoy sends one descriptor per limited route: no Promise.all (and its promises) for it.
