@@ -191,13 +191,13 @@ export class RateLimiter {
    */
   async shouldRateLimit(domain: string, descriptors: readonly RateLimitDescriptor[], hitsAddend: number): Promise<RateLimitAnswer> {
     const hits = Number.isInteger(hitsAddend) && hitsAddend > 0 ? hitsAddend : 1;
-    const decisions = await Promise.all(
-      descriptors.map((descriptor) => {
-        const { consumer, model } = descriptorTarget(descriptor);
-        if (model === undefined || (this.domain !== undefined && domain !== this.domain)) return Promise.resolve(NO_LIMITS);
-        return this.check({ consumer, model, hits });
-      }),
-    );
+    const decide = (descriptor: RateLimitDescriptor): Promise<RateDecision> => {
+      const { consumer, model } = descriptorTarget(descriptor);
+      if (model === undefined || (this.domain !== undefined && domain !== this.domain)) return Promise.resolve(NO_LIMITS);
+      return this.check({ consumer, model, hits });
+    };
+    // Envoy sends one descriptor per limited route: no Promise.all (and its promises) for it.
+    const decisions = descriptors.length === 1 ? [await decide(descriptors[0] as RateLimitDescriptor)] : await Promise.all(descriptors.map(decide));
     const refused = decisions.filter((d) => !d.allowed);
     let headers: Readonly<Record<string, string>> = {};
     if (refused.length > 0) {

@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import { GrpcStatus } from './grpc-status.js';
 import { gunzip, inflate } from 'node:zlib';
 import type { ServerTls } from '../../src/tls/credentials.js';
 
@@ -66,14 +66,14 @@ export function percentEncode(message: string): string {
 /** The failure a request's `grpc-encoding` and `grpc-timeout` headers earn before any byte is read, if any. */
 export function headerFailure(encoding: string | string[] | undefined, timeout: number | undefined, rawTimeout: unknown): CallFailure | undefined {
   if (encoding !== undefined && encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
-    return new CallFailure(grpc.status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (${ACCEPT_ENCODING})`);
+    return new CallFailure(GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (${ACCEPT_ENCODING})`);
   }
-  if (timeout !== undefined && Number.isNaN(timeout)) return new CallFailure(grpc.status.INTERNAL, `malformed grpc-timeout ${String(rawTimeout)}`);
+  if (timeout !== undefined && Number.isNaN(timeout)) return new CallFailure(GrpcStatus.INTERNAL, `malformed grpc-timeout ${String(rawTimeout)}`);
   return undefined;
 }
 
 export function tooLarge(maxBytes: number): CallFailure {
-  return new CallFailure(grpc.status.RESOURCE_EXHAUSTED, `request larger than the limit (${maxBytes} bytes)`);
+  return new CallFailure(GrpcStatus.RESOURCE_EXHAUSTED, `request larger than the limit (${maxBytes} bytes)`);
 }
 
 function isRangeError(err: unknown): boolean {
@@ -84,7 +84,7 @@ function inflateMessage(encoding: string, bytes: Buffer, maxBytes: number): Prom
   const unpack = encoding === 'gzip' ? gunzip : inflate;
   return new Promise((resolve, reject) =>
     unpack(bytes, { maxOutputLength: maxBytes }, (err, out) =>
-      err ? reject(isRangeError(err) ? tooLarge(maxBytes) : new CallFailure(grpc.status.INTERNAL, 'request does not decompress')) : resolve(out),
+      err ? reject(isRangeError(err) ? tooLarge(maxBytes) : new CallFailure(GrpcStatus.INTERNAL, 'request does not decompress')) : resolve(out),
     ),
   );
 }
@@ -94,15 +94,15 @@ function inflateMessage(encoding: string, bytes: Buffer, maxBytes: number): Prom
  * says so (a promise then, rejected with a CallFailure), or the failure the body earns.
  */
 export function requestMessage(body: Buffer | undefined, encoding: string | string[] | undefined, maxBytes: number): Buffer | Promise<Buffer> | CallFailure {
-  if (body === undefined || body.length < 5) return new CallFailure(grpc.status.INTERNAL, body === undefined ? 'no request message' : 'truncated message prefix');
+  if (body === undefined || body.length < 5) return new CallFailure(GrpcStatus.INTERNAL, body === undefined ? 'no request message' : 'truncated message prefix');
   const compressed = body[0] as number;
   const length = body.readUInt32BE(1);
-  if (compressed > 1) return new CallFailure(grpc.status.INTERNAL, `invalid message flag ${compressed}`);
+  if (compressed > 1) return new CallFailure(GrpcStatus.INTERNAL, `invalid message flag ${compressed}`);
   if (length > maxBytes) return tooLarge(maxBytes);
-  if (body.length !== 5 + length) return new CallFailure(grpc.status.INTERNAL, body.length < 5 + length ? 'truncated message' : 'more than one request message in a unary call');
+  if (body.length !== 5 + length) return new CallFailure(GrpcStatus.INTERNAL, body.length < 5 + length ? 'truncated message' : 'more than one request message in a unary call');
   const payload = body.subarray(5);
   if (compressed === 0) return payload;
-  if (encoding === undefined || encoding === 'identity') return new CallFailure(grpc.status.INTERNAL, 'compressed message without a grpc-encoding');
+  if (encoding === undefined || encoding === 'identity') return new CallFailure(GrpcStatus.INTERNAL, 'compressed message without a grpc-encoding');
   return inflateMessage(encoding as string, payload, maxBytes);
 }
 
@@ -113,7 +113,7 @@ export function handlerFailure(err: unknown): CallFailure {
     const e = err as { code: number; details?: string; message?: string };
     return new CallFailure(e.code, e.details ?? e.message ?? '');
   }
-  return new CallFailure(grpc.status.UNKNOWN, 'handler failed');
+  return new CallFailure(GrpcStatus.UNKNOWN, 'handler failed');
 }
 
 /**
@@ -125,7 +125,7 @@ export function runUnary(method: UnaryMethod, bytes: Buffer, answer: (out: Buffe
   try {
     request = method.decode(bytes);
   } catch {
-    fail(new CallFailure(grpc.status.INTERNAL, 'request message does not decode'));
+    fail(new CallFailure(GrpcStatus.INTERNAL, 'request message does not decode'));
     return;
   }
   method.handle(request).then(
@@ -134,7 +134,7 @@ export function runUnary(method: UnaryMethod, bytes: Buffer, answer: (out: Buffe
       try {
         out = method.encode(result);
       } catch {
-        fail(new CallFailure(grpc.status.INTERNAL, 'answer does not encode'));
+        fail(new CallFailure(GrpcStatus.INTERNAL, 'answer does not encode'));
         return;
       }
       answer(out);

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { messageType, protoEnum, TO_OBJECT } from '../../src/proto/root.js';
 import { decodeCheckRequest } from './check-decode.js';
+import { decodeRateLimitRequest } from './ratelimit-decode.js';
 
 /**
  * gRPC method definitions for the services the filter service implements, built from the same protobufjs
@@ -70,13 +71,14 @@ export const AUTHORIZATION_SERVICE: grpc.ServiceDefinition = {
 };
 
 export const RATE_LIMIT_SERVICE: grpc.ServiceDefinition = {
-  // As Check: the handler reads strings and numbers only, and answers with numeric enums.
+  // As Check: the handler reads strings and numbers only, answers with numeric enums, and its request is
+  // decoded only as far as it reads it.
   ShouldRateLimit: method(
     '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
     'envoy.service.ratelimit.v3.RateLimitRequest',
     'envoy.service.ratelimit.v3.RateLimitResponse',
     false,
-    { plainRequest: false, builtResponse: true },
+    { plainRequest: false, builtResponse: true, decodeRequest: decodeRateLimitRequest },
   ),
 };
 

@@ -1,8 +1,9 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { logger } from '../../src/observability/log.js';
+import { GrpcStatus } from './grpc-status.js';
 import { ACCEPT_ENCODING, CallFailure, handlerFailure, headerFailure, percentEncode, messageFrame, requestMessage, runUnary, timeoutMs, tooLarge, type UnaryMethod, type UnaryTransportOptions } from './grpc-unary.js';
 
 export { percentEncode, timeoutMs, type UnaryMethod } from './grpc-unary.js';
@@ -32,7 +33,8 @@ const log = logger('filters');
 
 export interface H2TransportOptions extends UnaryTransportOptions {
   /** Serves every other path (streaming methods) on the same session; its own handlers answer unknown ones. */
-  readonly fallback: grpc.Server;
+  /** The grpc-js server for every other path, or a function creating it for the first such stream. */
+  readonly fallback: grpc.Server | (() => grpc.Server);
 }
 
 export interface H2Transport {
@@ -98,7 +100,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   const deadline = timeoutMs(headers['grpc-timeout']);
   const refused = headerFailure(encoding, deadline, headers['grpc-timeout']);
   if (refused) return fail(refused);
-  if (deadline !== undefined) timer = setTimeout(() => fail(new CallFailure(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded')), deadline);
+  if (deadline !== undefined) timer = setTimeout(() => fail(new CallFailure(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded')), deadline);
   let first: Buffer | undefined;
   let chunks: Buffer[] | undefined;
   let received = 0;
@@ -151,7 +153,8 @@ function keepSessionAlive(session: http2.ServerHttp2Session, options: H2Transpor
 
 /** Starts the lean transport on host:port (port 0: any free one). */
 export async function startH2Transport(options: H2TransportOptions): Promise<H2Transport> {
-  const toGrpcJs = grpcStreamHandler(options.fallback);
+  const fallback = options.fallback;
+  let toGrpcJs = typeof fallback === 'function' ? undefined : grpcStreamHandler(fallback);
   // As grpc-js sets up its own server (the ext_proc streams it is handed keep the limits they had): no
   // session memory limit (node:http2 degrades badly when its 10 MB default is reached, grpc-js notes), no
   // header block limit on answers, no idle socket timeout.
@@ -178,6 +181,12 @@ export async function startH2Transport(options: H2TransportOptions): Promise<H2T
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const method = options.unary.get(headers[HTTP2_HEADER_PATH] as string);
     if (method === undefined) {
+      try {
+        toGrpcJs ??= grpcStreamHandler((fallback as () => grpc.Server)());
+      } catch (err) {
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'the streaming methods cannot be served');
+        return sendStatus(stream, GrpcStatus.INTERNAL, 'streaming methods are unavailable');
+      }
       toGrpcJs(stream, headers);
       return;
     }

@@ -1,4 +1,5 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { GrpcStatus } from './grpc-status.js';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -477,7 +478,7 @@ class Connection {
     const method = this.options.unary.get(f.path);
     const streaming = method === undefined ? this.options.streaming?.get(f.path) : undefined;
     if (method === undefined && streaming === undefined) {
-      return this.answerEarly(id, endStream, statusBlock(grpc.status.UNIMPLEMENTED, `the filter service does not serve ${f.path}`));
+      return this.answerEarly(id, endStream, statusBlock(GrpcStatus.UNIMPLEMENTED, `the filter service does not serve ${f.path}`));
     }
     if (f.method !== 'POST') return this.answerEarly(id, endStream, HTTP_STATUS.get(405) as Buffer);
     if (f.contentType === undefined || !f.contentType.startsWith('application/grpc')) return this.answerEarly(id, endStream, HTTP_STATUS.get(415) as Buffer);
@@ -487,7 +488,7 @@ class Connection {
     const stream = new Stream(id, method, f.encoding, this.peerInitialWindow);
     this.streams.set(id, stream);
     if (deadline !== undefined) {
-      stream.timer = setTimeout(() => this.failStream(stream, new CallFailure(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded')), deadline);
+      stream.timer = setTimeout(() => this.failStream(stream, new CallFailure(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded')), deadline);
     }
     if (streaming !== undefined) {
       const call = new DuplexCall(metadata ?? new Map(), streaming.encode, {
@@ -535,7 +536,7 @@ class Connection {
     try {
       request = stream.decode(bytes);
     } catch {
-      return this.failStream(stream, new CallFailure(grpc.status.INTERNAL, 'request message does not decode'));
+      return this.failStream(stream, new CallFailure(GrpcStatus.INTERNAL, 'request message does not decode'));
     }
     call.emit('data', request);
   }
@@ -578,7 +579,7 @@ class Connection {
     }
     const call = stream.duplex;
     if (call !== undefined) {
-      if (stream.partial !== undefined) return this.failStream(stream, new CallFailure(grpc.status.INTERNAL, 'truncated message'));
+      if (stream.partial !== undefined) return this.failStream(stream, new CallFailure(GrpcStatus.INTERNAL, 'truncated message'));
       if (stream.inflating) void stream.inflating.then(() => stream.settled || call.emit('end'));
       else call.emit('end');
       return;

@@ -1,8 +1,9 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../src/errors.js';
 import { logger } from '../../src/observability/log.js';
 import { untrusted } from '../../src/observability/untrusted.js';
 import { setHeaders, setRawHeaders } from './grpc.js';
+import { GrpcStatus } from './grpc-status.js';
 
 /**
  * The answers the filter service gives Envoy when it refuses or fails: JSON error bodies, ext_authz denials,
@@ -30,7 +31,8 @@ export function jsonBody(error: string, message: string, extra: Record<string, u
 
 /** A gRPC UNAVAILABLE error: Envoy then applies the route's fail-closed (or fail-open) setting. */
 export function unavailable(message: string): grpc.ServiceError {
-  return Object.assign(new Error(message), { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
+  // No trailing metadata: grpc-js sends none for an error without it, and the lean transport reads code and details only.
+  return Object.assign(new Error(message), { code: GrpcStatus.UNAVAILABLE, details: message }) as grpc.ServiceError;
 }
 
 /** A failed call as the gRPC error Envoy sees (its route's failure mode then decides); unexpected ones are logged. */
@@ -44,7 +46,7 @@ export function failure(method: string, err: unknown): grpc.ServiceError {
 
 /** An ext_authz CheckResponse refusing the request with this status, body and headers. */
 export function denied(status: number, body: string, headers: Readonly<Record<string, string>>): object {
-  const code = status === 401 ? grpc.status.UNAUTHENTICATED : status === 429 || status === 503 ? grpc.status.UNAVAILABLE : grpc.status.PERMISSION_DENIED;
+  const code = status === 401 ? GrpcStatus.UNAUTHENTICATED : status === 429 || status === 503 ? GrpcStatus.UNAVAILABLE : GrpcStatus.PERMISSION_DENIED;
   return {
     status: { code, message: STATUS_NAMES[status] ?? 'denied' },
     denied_response: { status: { code: status }, headers: setHeaders({ 'content-type': 'application/json', ...headers }), body },

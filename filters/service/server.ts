@@ -1,4 +1,5 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../../src/proto/grpc-js.js';
 import { grpcServerCredentials, type ServerTls } from '../../src/tls/credentials.js';
 import { logger } from '../../src/observability/log.js';
 import { RedisStore } from '../store/counters/redis.js';
@@ -90,12 +91,35 @@ class LazyAudit implements AuditLog {
   }
 }
 
+/**
+ * Whether the policy's models may open ext_proc streams (bodies read or rewritten: masking, token quotas,
+ * usage, guardrails, LLM routing). Only a hint to create the grpc-js server ahead of the first stream; a
+ * stream it misses creates it on arrival.
+ */
+function hasStreams(policy: FilterPolicy): boolean {
+  return (
+    policy.llm !== undefined ||
+    policy.consumers.some((c) => c.tokenQuotas.length > 0) ||
+    policy.models.some((m) => m.masking !== undefined || m.guardrails !== undefined || m.llm !== undefined || m.tokenQuotas.length > 0 || m.bodies !== undefined)
+  );
+}
+
 export async function startFilterServer(options: FilterServerOptions): Promise<FilterServer> {
   const store: CounterStore = options.redisUrl ? new RedisStore({ url: options.redisUrl }) : new MemoryStore();
   const audit = new LazyAudit(options.audit ?? {});
   const service = new FilterService({ store, audit, maxBufferedBytes: options.maxBufferedBytes, redisUrl: options.redisUrl });
   const transport = options.transport ?? defaultTransport();
-  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  // With h2, grpc-js serves only the streams the lean transport hands it (ext_proc), and is loaded and
+  // created for the first of them, or for a policy whose models have ext_proc streams (grpcServer below);
+  // raw serves ext_proc itself, so grpc-js's server is never created.
+  let server: grpc.Server | undefined;
+  const grpcServer = (): grpc.Server => {
+    if (server === undefined) {
+      server = new (grpcJs().Server)(GRPC_SERVER_OPTIONS);
+      service.register(server, transport === 'h2');
+    }
+    return server;
+  };
   let closeLean: ((graceMs: number) => Promise<void>) | undefined;
   let port: number;
   if (transport === 'h2' || transport === 'raw') {
@@ -112,10 +136,9 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     const process = EXTERNAL_PROCESSOR_SERVICE.Process as grpc.MethodDefinition<unknown, object>;
     // h2: grpc-js serves only the streams the lean transport hands it (ext_proc), binding no port itself;
     // raw: ext_proc through raw-duplex.ts's stand-in for grpc-js's duplex call, to the same handler.
-    if (transport === 'h2') service.register(server, true);
     const lean =
       transport === 'h2'
-        ? await startH2Transport({ ...common, fallback: server })
+        ? await startH2Transport({ ...common, fallback: grpcServer })
         : await startRawTransport({
             ...common,
             streaming: new Map([[process.path, { decode: process.requestDeserialize, encode: process.responseSerialize, handle: (call) => service.process(call) }]]),
@@ -123,9 +146,9 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     port = lean.port;
     closeLean = (graceMs) => lean.close(graceMs);
   } else {
-    service.register(server);
+    const all = grpcServer();
     port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+      all.bindAsync(`${options.host}:${options.port}`, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
     );
   }
   log.info({ host: options.host, port, transport, store: store.kind, maxBufferedBytes: service.buffers.capBytes, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' }, 'filter service listening');
@@ -141,6 +164,7 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     setPolicy: (policy, version) => {
       audit.open(policy);
       service.setPolicy(policy, version);
+      if (transport === 'h2' && hasStreams(policy)) grpcServer();
       if (!pipelines && (policy.pipelines ?? []).length > 0 && !warned) {
         warned = true;
         log.warn({ pipelines: policy.pipelines?.map((p) => p.name) }, 'the policy has pipelines but this filter service runs no pipeline service (--pipelines-listen); another replica must');
@@ -149,16 +173,19 @@ export async function startFilterServer(options: FilterServerOptions): Promise<F
     stop: async () => {
       await pipelines?.close();
       const lean = closeLean?.(3000);
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 3000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
+      const grpcOnly = server;
+      if (grpcOnly !== undefined) {
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            grpcOnly.forceShutdown();
+            resolve();
+          }, 3000);
+          grpcOnly.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
         });
-      });
+      }
       await lean;
       await store.close();
       await service.close();

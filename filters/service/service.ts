@@ -14,7 +14,7 @@ import { check } from './handlers/authz.js';
 import { handleProcessStream } from './handlers/extproc-stream.js';
 import { shouldRateLimit } from './handlers/ratelimit.js';
 import { handleLlmStream, type LlmState } from './handlers/llm-stream.js';
-import { callLatency } from './metrics.js';
+import { batchedHistogramChild, callLatency, type BatchedHistogramChild } from './metrics.js';
 import { failure } from './responses.js';
 import type { UnaryMethod } from './grpc-unary.js';
 import { reshapeCheck, reshapeProcessing } from './api-format.js';
@@ -33,9 +33,9 @@ import { MemoryBudgets, RedisBudgets, type BudgetStore } from '../store/budgets.
 
 const log = logger('filters');
 
-// Bound once: a labelled startTimer() hashes its labels on every call.
-const checkLatency = callLatency.labels({ method: 'Check' });
-const rateLimitLatency = callLatency.labels({ method: 'ShouldRateLimit' });
+// Observed in plain numbers (metrics.ts): prom-client's observe() validates and hashes its labels on every call.
+const checkLatency = batchedHistogramChild(callLatency, { method: 'Check' });
+const rateLimitLatency = batchedHistogramChild(callLatency, { method: 'ShouldRateLimit' });
 
 export interface FilterServiceOptions {
   readonly store: CounterStore;
@@ -103,19 +103,19 @@ export class FilterService {
    */
   unaryMethods(): Map<string, UnaryMethod> {
     const methods = new Map<string, UnaryMethod>();
-    const add = (definition: grpc.MethodDefinition<unknown, object>, name: string, latency: typeof checkLatency, call: (req: never) => Promise<object>): void => {
+    const add = (definition: grpc.MethodDefinition<unknown, object>, name: string, latency: BatchedHistogramChild, call: (req: never) => Promise<object>): void => {
       methods.set(definition.path, {
         decode: definition.requestDeserialize,
         encode: definition.responseSerialize,
         handle: (req) => {
-          const end = latency.startTimer();
+          const start = performance.now();
           return call(req as never).then(
             (res) => {
-              end();
+              latency.observe((performance.now() - start) / 1000);
               return res;
             },
             (err: unknown) => {
-              end();
+              latency.observe((performance.now() - start) / 1000);
               throw failure(name, err);
             },
           );

@@ -1,5 +1,6 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
+import { grpcJs } from '../proto/grpc-js.js';
 
 /** TLS for a gRPC port Flowgate serves (PEM file paths); with `clientCa`, clients must present a certificate it signed. */
 export interface ServerTls {
@@ -10,9 +11,10 @@ export interface ServerTls {
 
 /** Plaintext, TLS, or mutual TLS credentials for a gRPC server. */
 export function grpcServerCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
-  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const { ServerCredentials } = grpcJs();
+  if (!tls) return ServerCredentials.createInsecure();
   const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
-  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
+  return ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
 }
 
 /** ServerTls from three optional CLI values named PREFIX-cert, PREFIX-key and PREFIX-client-ca. */
@@ -38,8 +40,9 @@ export interface ClientTls {
 
 /** Plaintext or (mutual) TLS credentials for a gRPC client. */
 export function grpcClientCredentials(tls: ClientTls | undefined): grpc.ChannelCredentials {
-  if (!tls) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(readFileSync(tls.ca), tls.key ? readFileSync(tls.key) : null, tls.cert ? readFileSync(tls.cert) : null);
+  const { credentials } = grpcJs();
+  if (!tls) return credentials.createInsecure();
+  return credentials.createSsl(readFileSync(tls.ca), tls.key ? readFileSync(tls.key) : null, tls.cert ? readFileSync(tls.cert) : null);
 }
 
 /** A TLS option combination that cannot work. */

@@ -1,10 +1,10 @@
-import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import { CREDENTIAL_HEADERS, Header, MODEL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY, RATE_LIMIT_IN_CHECK } from '../../../src/contract/filter-wire.js';
 import type { CheckRequest } from '../../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { setHeaders } from '../grpc.js';
+import { GrpcStatus } from '../grpc-status.js';
 import { batchedChild, decisions } from '../metrics.js';
 import { denied, jsonBody, unavailable } from '../responses.js';
 
@@ -91,7 +91,7 @@ export async function check(engine: FilterEngine | undefined, audit: AuditLog, r
   if (key) toSet = { ...toSet, [Header.stickyHash]: stickyHash(model, key) };
   else toRemove = [...toRemove, Header.stickyHash];
   return {
-    status: { code: grpc.status.OK },
+    status: { code: GrpcStatus.OK },
     ok_response: { headers: setHeaders(toSet), headers_to_remove: toRemove, response_headers_to_add: setHeaders(responseHeaders) },
   };
 }

@@ -42,7 +42,7 @@ export async function shouldRateLimit(engine: FilterEngine | undefined, audit: A
   }
   const over = answer.overallCode === 'OVER_LIMIT';
   (over ? refused : allowed).inc();
-  audit.write({ kind: 'ratelimit', model: model ?? '-', consumer, decision: over ? 'deny' : 'allow', ...(over && { status: 429, code: 'rate_limited' }) });
+  audit.write(over ? { kind: 'ratelimit', model: model ?? '-', consumer, decision: 'deny', status: 429, code: 'rate_limited' } : { kind: 'ratelimit', model: model ?? '-', consumer, decision: 'allow' });
   const headersToAdd: { key: string; value: string }[] = [];
   for (const key in answer.headers) headersToAdd.push({ key, value: answer.headers[key] as string });
   if (over) headersToAdd.push({ key: 'content-type', value: 'application/json' });

@@ -2,7 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { auditSelector, openAuditLog, type AuditEvent } from '../../../filters/service/audit.js';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { auditLine, auditSelector, openAuditLog, type AuditEvent } from '../../../filters/service/audit.js';
 import { auditOptions } from '../../../src/cli/commands/filters.js';
 import { UsageError } from '../../../src/cli/command.js';
 import { waitFor } from '../../harness/process.js';
@@ -52,6 +54,38 @@ describe('CLI options', () => {
     expect(() => auditOptions('all', '2')).toThrow(UsageError);
     expect(() => auditOptions('all', 'x')).toThrow(UsageError);
     expect(() => auditOptions('all', '')).toThrow(UsageError);
+  });
+});
+
+describe('auditLine', () => {
+  test('writes the line pino wrote, byte for byte, for every kind of field', () => {
+    const now = Date.UTC(2026, 11, 2, 23, 59, 58, 7);
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    // The logger the audit log used before auditLine, with the clock fixed.
+    const before = pino(
+      { base: { log: 'flowgate.audit' }, timestamp: () => `,"time":"${new Date(now).toISOString()}"`, formatters: { level: (label) => ({ level: label }) } },
+      sink,
+    );
+    const events: AuditEvent[] = [
+      allow,
+      deny,
+      masked,
+      charged,
+      { kind: 'ratelimit', model: 'chat', consumer: undefined, decision: 'allow' },
+      { kind: 'authz', model: 'm"o\\d\n\u0001\u007f', consumer: 'ünïcødé ✓ 😀', decision: 'deny', status: 401, code: 'unauthorized', requestId: 'r'.repeat(300) },
+      { kind: 'usage', model: 'chat', decision: 'charged', tokens: { input: 1, output: 2, total: 3, estimated: true }, cost: 0.000123, currency: 'USD', outcome: 'aborted' },
+      { kind: 'guardrail', model: 'chat', decision: 'masked', rule: 'pii', direction: 'output', action: 'mask', step: 's', version: '3', budget: undefined, prompt: 'p/1' },
+    ];
+    for (const event of events) before.info(event);
+    expect(events.map((e) => auditLine(e, now))).toEqual(lines);
+    // A later millisecond gets its own time.
+    expect(auditLine(allow, now + 1)).toContain('"time":"2026-12-02T23:59:58.008Z"');
   });
 });
 
