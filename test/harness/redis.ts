@@ -93,10 +93,13 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-redis-cluster-'));
   const ports: number[] = [];
   for (let i = 0; i < masters * 2; i++) ports.push(await freePort());
+  // The cluster bus defaults to port + 10000, which lands in the kernel's ephemeral range: give it a port of ours.
+  const busPorts = new Map<number, number>();
+  for (const port of ports) busPorts.set(port, await freePort());
   const procs = new Map<number, ManagedProcess>();
   for (const port of ports) {
     const proc = startProcess(`redis-cluster-${port}`, 'redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+      '--port', String(port), '--cluster-port', String(busPorts.get(port)), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '1000',
       // A replica with no recent write from its master must still take over (the cluster is idle between tests).
       '--cluster-replica-validity-factor', '0',

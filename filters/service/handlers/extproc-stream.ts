@@ -73,11 +73,11 @@ export function handleProcessStream(call: grpc.ServerDuplexStream<ProcessingRequ
       const end = callLatency.startTimer({ method: 'Process' });
       const started = performance.now();
       try {
-        let res: object;
+        let res: object | undefined;
         if (state) res = await state.process(msg);
         else if (engine && rules) res = immediate(503, jsonBody('filter_overloaded', 'the filter service holds as many body bytes as it may; try again shortly'), { 'retry-after': '1' });
         else res = immediate(503, jsonBody('unavailable', 'the filter service has no policy for this model yet'));
-        if (!call.writableEnded) call.write(res);
+        if (res && !call.writableEnded) call.write(res);
       } catch (err) {
         log.error({ model, requestId: untrusted(exchange?.requestId), err: untrusted(errorMessage(err)) }, 'ext_proc message failed');
         state?.refused(msg.request === 'request_headers' || msg.request === 'request_body' ? 'request' : 'response');
@@ -106,6 +106,7 @@ class StreamState {
   private localReply = false;
   private outcome: ExchangeOutcome | undefined;
   private finished = false;
+  private answeredImmediately = false;
   private requestWire: WireBody | undefined;
   private responseWire: WireBody | undefined;
 
@@ -115,8 +116,12 @@ class StreamState {
     private readonly runs: readonly ProcessorRun[],
   ) {}
 
-  /** The answer to one message. */
-  async process(msg: ProcessingRequest): Promise<object> {
+  /**
+   * The answer to one message, or nothing once the exchange was answered with an immediate response: Envoy
+   * ends the exchange on it, and body chunks it had already sent are neither read nor counted again.
+   */
+  async process(msg: ProcessingRequest): Promise<object | undefined> {
+    if (this.answeredImmediately) return undefined;
     const answer = await this.answer(msg);
     if ('immediate_response' in answer) this.refused(msg.request === 'request_headers' || msg.request === 'request_body' ? 'request' : 'response');
     return answer;
@@ -124,6 +129,7 @@ class StreamState {
 
   /** The exchange was answered with a refusal: on the request nobody did any work; on the answer the upstream did. */
   refused(direction: Direction): void {
+    this.answeredImmediately = true;
     this.outcome ??= direction === 'request' ? 'refused' : 'aborted';
   }
 

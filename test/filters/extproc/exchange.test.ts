@@ -27,12 +27,16 @@ let client: grpc.Client;
 type Answer = Record<string, Record<string, unknown>>;
 
 /** One exchange: write() sends a message and resolves with its answer; end() closes the stream as Envoy would. */
-function exchange(model: string): { send(msg: object): Promise<Answer>; end(): void } {
+function exchange(model: string): { send(msg: object): Promise<Answer>; post(msg: object): void; answers(): number; end(): void } {
   const md = new grpc.Metadata();
   md.set(MODEL_METADATA_KEY, model);
   const call = client.makeBidiStreamRequest('/envoy.service.ext_proc.v3.ExternalProcessor/Process', (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, md);
   const waiting: ((a: Answer) => void)[] = [];
-  call.on('data', (b: Buffer) => waiting.shift()?.(decodeMessage<Answer>('envoy.service.ext_proc.v3.ProcessingResponse', b)));
+  let answers = 0;
+  call.on('data', (b: Buffer) => {
+    answers += 1;
+    waiting.shift()?.(decodeMessage<Answer>('envoy.service.ext_proc.v3.ProcessingResponse', b));
+  });
   call.on('error', () => undefined);
   return {
     send: (msg) =>
@@ -40,6 +44,8 @@ function exchange(model: string): { send(msg: object): Promise<Answer>; end(): v
         waiting.push(resolve);
         call.write(encodeMessage('envoy.service.ext_proc.v3.ProcessingRequest', msg));
       }),
+    post: (msg) => call.write(encodeMessage('envoy.service.ext_proc.v3.ProcessingRequest', msg)),
+    answers: () => answers,
     end: () => call.end(),
   };
 }
@@ -179,6 +185,27 @@ describe('the buffer budget', () => {
     expect(JSON.parse(Buffer.from(answer.immediate_response?.body as Buffer).toString('utf8'))).toMatchObject({ error: 'filter_overloaded' });
     ex.end();
     await waitFor('the exchange to give its bytes back', () => (server.service.buffers.usedBytes === 0 ? true : undefined));
+  });
+
+  test('an answer cut at the cap is refused once: the chunks Envoy had already sent get no answer and no count', async () => {
+    const before = await counterValue('flowgate_filter_buffer_refusals_total', { phase: 'response_body' });
+    const ex = exchange('chat');
+    await ex.send({ request_headers: headers({ ':method': 'POST', 'x-flowgate-consumer': 'payer' }) });
+    await ex.send({ response_headers: headers({ ':status': '200', 'content-type': 'application/json' }), attributes: codeDetails('via_upstream') });
+    // Envoy streams the answer's chunks without waiting: all of them are on the wire before the refusal is read.
+    const chunk = (): object => ({ response_body: { body: Buffer.alloc(CAP / 2, 0x63), end_of_stream: false } });
+    const first = ex.send(chunk());
+    for (let i = 0; i < 4; i += 1) ex.post(chunk());
+    expect((await first).response_body).toBeDefined();
+    await waitFor('the refusal', async () => ((await counterValue('flowgate_filter_buffer_refusals_total', { phase: 'response_body' })) > before ? true : undefined));
+    // One more round trip on another exchange: by then every chunk of the cut one has been handled.
+    const probe = exchange('chat');
+    await probe.send({ request_headers: headers({ ':method': 'POST', 'x-flowgate-consumer': 'payer' }) });
+    probe.end();
+    expect(await counterValue('flowgate_filter_buffer_refusals_total', { phase: 'response_body' })).toBe(before + 1);
+    expect(ex.answers()).toBe(2 + 2);
+    ex.end();
+    await waitFor('the cut exchange to give its bytes back', () => (server.service.buffers.usedBytes === 0 ? true : undefined));
   });
 
   test('while held bodies fill it, a new exchange is refused at its first message', async () => {
