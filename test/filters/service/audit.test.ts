@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -8,6 +10,7 @@ import { auditLine, auditSelector, openAuditLog, type AuditEvent } from '../../.
 import { auditOptions } from '../../../src/cli/commands/filters.js';
 import { UsageError } from '../../../src/cli/command.js';
 import { waitFor } from '../../harness/process.js';
+import { repoRoot } from '../../harness/venv.js';
 
 const allow: AuditEvent = { kind: 'ratelimit', model: 'chat', consumer: 'acme', decision: 'allow' };
 const deny: AuditEvent = { kind: 'ratelimit', model: 'chat', consumer: 'acme', decision: 'deny', status: 429, code: 'rate_limited' };
@@ -106,6 +109,38 @@ describe('openAuditLog to a file', () => {
     const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.map((e) => e.decision)).toEqual(['deny', 'masked']);
     expect(events[0]).toMatchObject({ log: 'flowgate.audit', kind: 'ratelimit', requestId: 'req-1', status: 429 });
+  });
+
+  test('thousands of lines, long ones and non-ASCII ones, reach the file whole and in order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'audit-'));
+    const path = join(dir, 'audit.jsonl');
+    const log = openAuditLog('file', path);
+    const ids = Array.from({ length: 6_000 }, (_, i) => (i % 7 === 0 ? `zürich-€-${i}` : i === 4_321 ? `long-${'x'.repeat(40_000)}` : `req-${i}`));
+    for (const requestId of ids) log.write({ ...allow, requestId });
+    const lines = await waitFor('every audit line', () => {
+      const got = (existsSync(path) ? readFileSync(path, 'utf8') : '').split('\n').filter((l) => l !== '');
+      return got.length === ids.length ? got : undefined;
+    });
+    // Ids are cut like any text a client chose: the long one arrives as its start.
+    const got = lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId);
+    expect(got[4_321]).toMatch(/^long-x+/);
+    expect(got.filter((_, i) => i !== 4_321)).toEqual(ids.filter((_, i) => i !== 4_321));
+  });
+
+  test('lines still buffered when the process exits are written', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'audit-'));
+    const path = join(dir, 'audit.jsonl');
+    const script = `const { openAuditLog } = await import(${JSON.stringify(pathToFileURL(join(repoRoot, 'filters/service/audit.ts')).href)});
+const { existsSync } = await import('node:fs');
+const log = openAuditLog('file', ${JSON.stringify(path)});
+// Once the file is open (it opens asynchronously): less than one batch, so all of it is still buffered.
+while (!existsSync(${JSON.stringify(path)})) await new Promise((r) => setTimeout(r, 5));
+for (let i = 0; i < 25; i++) log.write({ kind: 'ratelimit', model: 'chat', decision: 'allow', requestId: 'exit-' + i });
+process.exit(0);`;
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 });
+    expect(run.status, run.stderr).toBe(0);
+    const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(Array.from({ length: 25 }, (_, i) => `exit-${i}`));
   });
 
   test('none opens no file', () => {
