@@ -216,7 +216,8 @@ async function checkFromGhz(): Promise<void> {
   for (let round = 0; round < Number(values.rounds); round++) {
     for (const { build, transport } of columns) {
       const [port, admin] = (await freePorts(2)) as [number, number];
-      const server = spawn(process.execPath, [join(build, 'dist/src/cli/filters-main.js'), 'filters', '--policy', join(dir, 'policy'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--transport', transport], {
+      // Through bin/flowgate, as users start it: its heap flags (FLOWGATE_FILTERS_NODE_FLAGS) apply.
+      const server = spawn(join(build, 'bin/flowgate'), ['filters', '--policy', join(dir, 'policy'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--transport', transport], {
         stdio: 'ignore',
         env: { ...process.env, FLOWGATE_LOG_LEVEL: 'warn' },
       });
