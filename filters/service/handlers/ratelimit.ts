@@ -5,6 +5,7 @@ import type { AuditLog } from '../audit.js';
 import type { FilterEngine } from '../engine.js';
 import { batchedChild, decisions } from '../metrics.js';
 import { protoEnum } from '../../../src/proto/root.js';
+import { RateLimitAnswer, type AnswerStatus } from '../ratelimit-encode.js';
 import { jsonBody, unavailable } from '../responses.js';
 
 // Metric children counted in plain numbers (metrics.ts): a labelled inc() hashes its labels on every call.
@@ -46,15 +47,12 @@ export async function shouldRateLimit(engine: FilterEngine | undefined, audit: A
   const headersToAdd: { key: string; value: string }[] = [];
   for (const key in answer.headers) headersToAdd.push({ key, value: answer.headers[key] as string });
   if (over) headersToAdd.push({ key: 'content-type', value: 'application/json' });
-  return {
-    overall_code: CODE[answer.overallCode],
-    statuses: answer.statuses.map((s) => ({
-      code: CODE[s.code],
-      ...(s.currentLimit && { current_limit: { requests_per_unit: s.currentLimit.requestsPerUnit, unit: UNIT[s.currentLimit.unit] } }),
-      limit_remaining: s.limitRemaining,
-      duration_until_reset: { seconds: String(Math.ceil(s.durationUntilResetMs / 1000)), nanos: 0 },
-    })),
-    response_headers_to_add: headersToAdd,
-    ...(over && { raw_body: Buffer.from(jsonBody('rate_limited', 'rate limit exceeded', { retry_after_seconds: Number(answer.headers['retry-after'] ?? answer.headers['Retry-After'] ?? 0) })) }),
-  };
+  const statuses: AnswerStatus[] = answer.statuses.map((s) => ({
+    code: CODE[s.code],
+    ...(s.currentLimit && { current_limit: { requests_per_unit: s.currentLimit.requestsPerUnit, unit: UNIT[s.currentLimit.unit] } }),
+    limit_remaining: s.limitRemaining,
+    duration_until_reset: { seconds: String(Math.ceil(s.durationUntilResetMs / 1000)), nanos: 0 },
+  }));
+  const body = over ? Buffer.from(jsonBody('rate_limited', 'rate limit exceeded', { retry_after_seconds: Number(answer.headers['retry-after'] ?? answer.headers['Retry-After'] ?? 0) })) : undefined;
+  return new RateLimitAnswer(CODE[answer.overallCode], statuses, headersToAdd, body);
 }
