@@ -70,7 +70,6 @@ const FILTER_SERVICE_FILES = [
 
 let root: protobuf.Root | undefined;
 let complete = false;
-let filterFilesLoaded = false;
 
 function loadInto(files: readonly string[]): protobuf.Root {
   if (!root) {
@@ -111,11 +110,7 @@ export function loadedProtoFiles(): readonly string[] {
 
 /** A type or enum by name: from what is loaded (the filter service's protos at least), else from every proto. */
 function lookup<T extends protobuf.ReflectionObject>(name: string, kind: typeof protobuf.Type | typeof protobuf.Enum): T {
-  if (!complete && !filterFilesLoaded) {
-    loadInto(FILTER_SERVICE_FILES);
-    filterFilesLoaded = true;
-  }
-  const partial = root as protobuf.Root;
+  const partial = complete ? (root as protobuf.Root) : loadInto(FILTER_SERVICE_FILES);
   const found = partial.lookup(name, [kind]);
   if (found) return found as T;
   const full = protoRoot();
