@@ -113,6 +113,13 @@ export interface PolicyDirRead {
   readonly files: readonly PolicyFileText[];
   /** I/O issues (unreadable directory or file, a file too big, a link leading outside), sorted. */
   readonly issues: readonly PolicyIssue[];
+  /**
+   * Files that had content and were found empty less than the settle time ago: most likely a writer between
+   * its truncate and its write. Their previous text stands in `files` until they have content again or have
+   * stayed empty for the settle time; read them again at `settleAt` (epoch ms).
+   */
+  readonly settling: readonly string[];
+  readonly settleAt: number | undefined;
 }
 
 /** What the reader knows of one policy file. */
@@ -122,7 +129,15 @@ interface KnownFile {
   readonly signature: string;
   readonly text: string | undefined;
   readonly issue: PolicyIssue | undefined;
+  /** When a file that had content was first found empty, while it is settling (its old text kept). */
+  readonly emptySince?: number;
 }
+
+/** The signature of a settling file: never a real one, so the next look reads the file again. */
+const SETTLING = 'settling';
+
+/** How long a file that had content may read as empty before the emptiness is taken for an edit. */
+export const EMPTY_SETTLE_MS = 1_000;
 
 const signatureOf = (s: Stats): string => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
 
@@ -140,7 +155,10 @@ const ioIssue = (file: string, message: string): PolicyIssue => ({ file, line: 0
  * directory added or removed); readChanged() looks only at the paths a file-system event named, and says
  * when it cannot (symlinks in the tree, a directory among the paths): then the caller does a full pass.
  * A signature is taken before the file is read, so a write during the read changes the next signature and
- * is read then (the event it raises names the file).
+ * is read then (the event it raises names the file). A file with content that is found empty is, for
+ * `settleMs`, taken for a write in progress (`writeFile` truncates, then writes; a busy machine can run a
+ * read in between): its previous text is kept and the read says when to look again. One that stays empty
+ * that long is read as empty.
  */
 export class PolicyDirReader {
   private readonly known = new Map<string, KnownFile>();
@@ -153,7 +171,11 @@ export class PolicyDirReader {
   private sorted: PolicyFileText[] | undefined;
 
   /** `dir` as the user typed it: issues name files relative to it. */
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly settleMs: number = EMPTY_SETTLE_MS,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** Walks the whole tree, stats every policy file and reads those whose signature changed. */
   async readAll(): Promise<PolicyDirRead> {
@@ -165,7 +187,7 @@ export class PolicyDirReader {
       const changed = this.dirIssue?.message !== issue.message;
       this.forget();
       this.dirIssue = issue;
-      return { changed, files: [], issues: [issue] };
+      return { changed, files: [], issues: [issue], settling: [], settleAt: undefined };
     }
     let changed = this.dirIssue !== undefined || scan.outside.join('\n') !== this.outside.join('\n');
     this.dirIssue = undefined;
@@ -247,7 +269,12 @@ export class PolicyDirReader {
     }
     try {
       // The path the walk resolved and checked, not the link: re-pointing the link after the check changes nothing.
-      return this.store(file, { real, signature, text: await readFile(real, 'utf8'), issue: undefined }, before);
+      const text = await readFile(real, 'utf8');
+      if (text === '' && before?.text) {
+        const since = before.emptySince ?? this.now();
+        if (this.now() - since < this.settleMs) return this.store(file, { ...before, real, signature: SETTLING, emptySince: since }, before);
+      }
+      return this.store(file, { real, signature, text, issue: undefined }, before);
     } catch (err) {
       return this.store(file, { real, signature, text: undefined, issue: ioIssue(file, `cannot read: ${ioReason(err)}`) }, before);
     }
@@ -264,13 +291,20 @@ export class PolicyDirReader {
     const issues: PolicyIssue[] = this.outside.map((file) =>
       ioIssue(file, "is a symbolic link that leads outside the policy directory; it is not read (only links that stay inside it, like a ConfigMap's ..data, are followed)"),
     );
-    for (const k of this.known.values()) if (k.issue) issues.push(k.issue);
+    const settling: string[] = [];
+    let settleAt: number | undefined;
+    for (const [file, k] of this.known) {
+      if (k.issue) issues.push(k.issue);
+      if (k.emptySince === undefined) continue;
+      settling.push(file);
+      settleAt = Math.min(settleAt ?? Infinity, k.emptySince + this.settleMs);
+    }
     if (!this.sorted) {
       this.sorted = [];
       for (const [file, k] of this.known) if (k.text !== undefined) this.sorted.push({ file, text: k.text });
       this.sorted.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
     }
-    return { changed, files: this.sorted, issues: issues.sort(compareIssues) };
+    return { changed, files: this.sorted, issues: issues.sort(compareIssues), settling: settling.sort(), settleAt };
   }
 }
 

@@ -8,7 +8,7 @@ import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
 import { displayFile, formatIssue } from './format.js';
 import type { PolicyIssue } from './issues.js';
-import { policyDirectories, PolicyDirReader, policyPath } from './dir-reader.js';
+import { policyDirectories, PolicyDirReader, policyPath, type PolicyDirRead } from './dir-reader.js';
 import { policyFromRead } from './load.js';
 import type { Policy } from './policy.js';
 
@@ -59,6 +59,11 @@ export interface PolicyWatcherOptions {
   readonly maxDelayMs?: number;
   /** Fingerprint rescan period, the safety net for missed events. Default 5s. */
   readonly rescanMs?: number;
+  /**
+   * A file that had content and is found empty is taken for a write in progress (truncated, not yet written)
+   * for this long: its previous content keeps serving, and it is read again then. Default 1s.
+   */
+  readonly emptySettleMs?: number;
   /** Use fs.watch events; false relies on rescans alone (NFS and other mounts where inotify sees nothing). Default true. */
   readonly fsEvents?: boolean;
   /**
@@ -139,6 +144,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   private watchedDirs = '';
   private rescanTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
   private burstStartedAt: number | undefined;
   private queued: Promise<ReloadOutcome | undefined> | undefined;
   private forceQueued = false;
@@ -161,7 +167,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     this.fsEvents = options.fsEvents ?? true;
     this.check = options.check;
     this.prepare = options.prepare;
-    this.reader = new PolicyDirReader(dir);
+    this.reader = new PolicyDirReader(dir, options.emptySettleMs);
   }
 
   /** The policy serving now; undefined until a first load succeeds. */
@@ -208,6 +214,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.debounceTimer);
+    clearTimeout(this.settleTimer);
     clearInterval(this.rescanTimer);
     this.closeWatchers();
     await this.tail;
@@ -331,6 +338,7 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
       await this.arm();
       read = await this.reader.readAll();
     }
+    this.lookAgainAt(read);
     if (!force && !read.changed) return undefined;
     let load = policyFromRead(this.dir, read);
     if (load.ok && this.prepare) {
@@ -372,6 +380,19 @@ export class PolicyWatcher extends EventEmitter<PolicyWatcherEvents> {
     if (outcome.result === 'rejected') this.emitSafely('rejected', outcome.issues);
     this.emitSafely('reload', outcome);
     return outcome;
+  }
+
+  /** Files found empty mid-write keep their old text for a while: read them again when that time is up. */
+  private lookAgainAt(read: PolicyDirRead): void {
+    clearTimeout(this.settleTimer);
+    if (read.settleAt === undefined || this.stopped) return;
+    this.log.debug({ files: read.settling }, 'policy files found empty; taken for a write in progress for now');
+    const files = read.settling;
+    this.settleTimer = setTimeout(() => {
+      for (const f of files) this.changedPaths.add(f);
+      void this.schedule(false);
+    }, Math.max(0, read.settleAt - Date.now()) + 1);
+    this.settleTimer.unref();
   }
 
   private logRejection(issues: readonly PolicyIssue[]): void {

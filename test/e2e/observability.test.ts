@@ -140,7 +140,8 @@ describe('metrics after real traffic', () => {
     writeFileSync(join(policyDir, 'scorer.yaml'), MODEL.replace('weight: 50', 'weight: 40'));
     await waitFor('the application', async () => ((await applied()) > a0 ? true : undefined), { timeoutMs: 15_000 });
     expect(await applied()).toBe(a0 + 1);
-    expect(await flowgate.metric('flowgate_model_live_weight{model="scorer",version="2"}')).toBe(40);
+    // The live weight is the published snapshot's, a moment after the policy is counted as applied.
+    await waitFor('the new live weight', async () => ((await flowgate.metric('flowgate_model_live_weight{model="scorer",version="2"}')) === 40 ? true : undefined), { timeoutMs: 15_000 });
     expect(await flowgate.metric('flowgate_policy_issues')).toBe(0);
   }, 60_000);
 

@@ -72,4 +72,46 @@ describe('PolicyDirReader', () => {
     expect(back.issues).toEqual([]);
     expect(texts(back)).toEqual({ 'a.yaml': 'a: 1\n' });
   });
+
+  test('a file with content found empty keeps its text for the settle time, on either read; one empty from the start is empty', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-reader-'));
+    writeFileSync(join(dir, 'a.yaml'), 'a: 1\n');
+    writeFileSync(join(dir, 'blank.yaml'), '');
+    let now = 1_000_000;
+    const reader = new PolicyDirReader(dir, 500, () => now);
+    const first = await reader.readAll();
+    expect(texts(first)).toEqual({ 'a.yaml': 'a: 1\n', 'blank.yaml': '' });
+    expect(first.settling).toEqual([]);
+
+    writeFileSync(join(dir, 'a.yaml'), '');
+    const caught = await reader.readChanged(['a.yaml']);
+    expect(caught?.changed).toBe(false);
+    expect(texts(caught)).toEqual({ 'a.yaml': 'a: 1\n', 'blank.yaml': '' });
+    expect(caught?.settling).toEqual(['a.yaml']);
+    expect(caught?.settleAt).toBe(now + 500);
+
+    // The write lands: read at once, nothing settling.
+    now += 100;
+    writeFileSync(join(dir, 'a.yaml'), 'a: 2\n');
+    const written = await reader.readChanged(['a.yaml']);
+    expect(texts(written)['a.yaml']).toBe('a: 2\n');
+    expect(written?.settling).toEqual([]);
+    expect(written?.settleAt).toBeUndefined();
+
+    // Emptied and left so: the walk keeps the old text until the settle time has passed since it was first seen empty.
+    writeFileSync(join(dir, 'a.yaml'), '');
+    const start = now;
+    expect(texts(await reader.readAll())['a.yaml']).toBe('a: 2\n');
+    now = start + 499;
+    const still = await reader.readAll();
+    expect(texts(still)['a.yaml']).toBe('a: 2\n');
+    expect(still.settleAt).toBe(start + 500);
+    now = start + 500;
+    const settled = await reader.readAll();
+    expect(settled.changed).toBe(true);
+    expect(texts(settled)['a.yaml']).toBe('');
+    expect(settled.settling).toEqual([]);
+    // Empty already: a later look at it is no change.
+    expect((await reader.readChanged(['a.yaml']))?.changed).toBe(false);
+  });
 });

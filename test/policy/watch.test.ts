@@ -192,4 +192,42 @@ describe('PolicyWatcher reads only the files the events name, and keeps every gu
       await new Promise((r) => setTimeout(r, 10));
     }
   });
+
+  test('a writer caught between its truncate and its write: the empty file never serves; one left empty does, after the settle time', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowgate-watch-'));
+    writeFileSync(join(dir, 'm.yaml'), model(1));
+    writeFileSync(join(dir, 'n.yaml'), other('n', 1));
+    const settleMs = 600;
+    watcher = new PolicyWatcher(dir, { rescanMs: RESCAN_MS, debounceMs: 50, emptySettleMs: settleMs });
+    const seen: { models: string[]; at: number }[] = [];
+    watcher.on('policy', (p: Policy) => seen.push({ models: [...p.models.keys()].sort(), at: Date.now() }));
+    expect((await watcher.start()).result).toBe('applied');
+
+    // The truncate, then the write 150 ms later: far past the 10 ms grace of the leading read.
+    writeFileSync(join(dir, 'm.yaml'), '');
+    await new Promise((r) => setTimeout(r, 150));
+    writeFileSync(join(dir, 'm.yaml'), model(2));
+    const deadline = Date.now() + APPLY_WITHIN_MS;
+    while (watcher.current()?.models.get('m')?.traffic?.canary?.weight !== 2) {
+      if (Date.now() > deadline) throw new Error(`the write after the truncate was not applied (applied: ${JSON.stringify(seen)})`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // Wait out a settle time: nothing without m was ever applied (the first load, then the write).
+    await new Promise((r) => setTimeout(r, settleMs + 100));
+    expect(seen.map((s) => s.models)).toEqual([
+      ['m', 'n'],
+      ['m', 'n'],
+    ]);
+
+    // Emptied for good: after the settle time the file declares nothing, and m is gone.
+    const emptied = Date.now();
+    writeFileSync(join(dir, 'm.yaml'), '');
+    const until = Date.now() + settleMs + APPLY_WITHIN_MS;
+    while (watcher.current()?.models.has('m')) {
+      if (Date.now() > until) throw new Error('the emptied file was never applied');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(seen.at(-1)?.models).toEqual(['n']);
+    expect((seen.at(-1)?.at ?? 0) - emptied).toBeGreaterThanOrEqual(settleMs - 5);
+  }, 20_000);
 });
