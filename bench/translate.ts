@@ -1,7 +1,8 @@
 /**
  * Translate benchmark: M models (the side-by-side's fixtures: two live versions each) through the pipeline
- * the way `flowgate serve` runs it (IR, every xDS mode plus proxyless, consistency check, encoding into
- * snapshots), then one change through the GatewayController until the cache publishes the new snapshot:
+ * the way `flowgate serve` runs it (IR, ADS plus proxyless, consistency check, encoding into snapshots;
+ * serve builds the gRPC and delta gRPC modes once an Envoy of that mode connects: `--modes ads,grpc,delta-grpc`
+ * builds all three, as before that), then one change through the GatewayController until the cache publishes the new snapshot:
  *   - cold: policy + registry -> every snapshot encoded (the first build);
  *   - alias move: one model's `challenger` alias moved -> published snapshot (right after the cold build, and
  *     then another model's: the first change after a cold build also collects that build's garbage);
@@ -14,7 +15,7 @@
  * process spent (user + system; on a loaded machine wall time also counts the wait for a core). Measures,
  * never asserts.
  *
- *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5]
+ *   npx tsx bench/translate.ts [--models 1000,10000] [--rounds 5] [--modes ads]
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -27,12 +28,20 @@ import { policyFromFiles, type PolicyFileText } from '../src/policy/load.js';
 import type { Policy } from '../src/policy/policy.js';
 import { registrySnapshotFrom } from '../src/registry/snapshot.js';
 import type { RegisteredModel, RegistrySnapshot } from '../src/registry/types.js';
+import type { ConfigSourceMode } from '../src/resources/config-source.js';
 import { SnapshotCache } from '../src/xds/cache.js';
 import { modelPolicy, registeredModels } from './peers/fixtures.js';
 
 const { values } = parseArgs({
-  options: { models: { type: 'string', default: '1000,10000' }, rounds: { type: 'string', default: '5' }, 'watch-max': { type: 'string', default: '2000' } },
+  options: {
+    models: { type: 'string', default: '1000,10000' },
+    rounds: { type: 'string', default: '5' },
+    'watch-max': { type: 'string', default: '2000' },
+    // The xDS modes built (comma-separated); default ADS, as `flowgate serve` starts.
+    modes: { type: 'string', default: 'ads' },
+  },
 });
+const modes = values.modes.split(',') as ConfigSourceMode[];
 const rounds = Number(values.rounds);
 
 const GATEWAY = ['kind: Gateway', 'listeners:', '  - { name: public, address: 0.0.0.0, port: 10000 }', ''].join('\n');
@@ -76,7 +85,7 @@ async function watchedEdits(models: number, registry: RegistrySnapshot): Promise
   const cache = new SnapshotCache();
   let published: (() => void) | undefined;
   cache.watch({ group: '*', variant: 'ads' }, () => published?.());
-  const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+  const controller = new GatewayController({ cache, clusterLingerMs: 0, modes });
   controller.setRegistry(registry);
   const watcher = new PolicyWatcher(dir, { check: controller.checkPolicy, rescanMs: 60_000 });
   watcher.on('policy', (p) => controller.setPolicy(p));
@@ -106,7 +115,7 @@ async function watchedEdits(models: number, registry: RegistrySnapshot): Promise
 // models, enough to take the incremental paths): the first run of a process is not what a change costs.
 {
   const warm = 300;
-  const controller = new GatewayController({ cache: new SnapshotCache(), clusterLingerMs: 0 });
+  const controller = new GatewayController({ cache: new SnapshotCache(), clusterLingerMs: 0, modes });
   controller.setPolicy(loadPolicy(policyFiles(warm), '/warm'));
   let registry = registrySnapshotFrom(registeredModels(warm, false));
   controller.setRegistry(registry);
@@ -139,7 +148,7 @@ for (const models of String(values.models).split(',').map(Number)) {
       publishedAt = performance.now();
       resources = Object.values(s.counts()).reduce((a, b) => a + b, 0);
     });
-    const controller = new GatewayController({ cache, clusterLingerMs: 0 });
+    const controller = new GatewayController({ cache, clusterLingerMs: 0, modes });
     /** Runs one change and records the time to the publish, wall and CPU. */
     const timed = (what: string, wall: number[], cpuTimes: number[], change: () => void): void => {
       publishedAt = 0;
@@ -168,7 +177,7 @@ for (const models of String(values.models).split(',').map(Number)) {
   const watched: number[] = [];
   if (models <= Number(values['watch-max'])) watched.push(...(await watchedEdits(models, registry)));
   const la = loadavg().map((x) => x.toFixed(2)).join(' ');
-  console.log(`models=${models} resources(ads)=${resources} load average ${la}`);
+  console.log(`models=${models} resources(ads)=${resources} modes=${modes.join(",")} load average ${la}`);
   console.log(`  cold build -> published        ${stats(cold, cpu.cold)}`);
   console.log(`  alias move -> published        ${stats(move, cpu.move)} (the first change after the cold build)`);
   console.log(`  next alias move -> published   ${stats(again, cpu.again)}`);

@@ -69,7 +69,11 @@ export interface ControllerOptions {
    * protocol conversion reads it); the control plane reads them from MLflow and calls setSignatures.
    */
   readonly onSignaturesWanted?: (versions: readonly VersionRef[]) => void;
-  /** The xDS modes to build snapshots for (group names in the cache); default all three. */
+  /**
+   * The xDS modes to build snapshots for from the start (variants in the cache); default all three. The others
+   * are built from the first `demand` for them on (`flowgate serve` starts with ADS and builds a mode when an
+   * Envoy of that mode connects).
+   */
   readonly modes?: readonly ConfigSourceMode[];
   /** This process's listen addresses, refused as model upstreams. */
   readonly reserved?: readonly ReservedAddress[];
@@ -107,7 +111,8 @@ export interface RuntimeAlert {
 
 export class GatewayController {
   private readonly log: Logger;
-  private readonly modes: readonly ConfigSourceMode[];
+  private modes: readonly ConfigSourceMode[];
+  private demandTimer: NodeJS.Immediate | undefined;
   private policy: Policy | undefined;
   private registry: RegistrySnapshot | undefined;
   private signatures: SignatureMap | undefined;
@@ -179,6 +184,23 @@ export class GatewayController {
     return output?.issues ?? [];
   };
 
+  /**
+   * An xDS client needs `variant`: a mode not built yet is built from now on, by the next turn of the event loop
+   * (with the policy and registry known by then); other variants are ignored (proxyless is always built).
+   */
+  demand(variant: string): void {
+    const mode = CONFIG_SOURCE_MODES.find((m) => m === variant);
+    if (!mode || this.modes.includes(mode)) return;
+    this.modes = CONFIG_SOURCE_MODES.filter((m) => m === mode || this.modes.includes(m));
+    // A policy checked for the modes built before is not the build that now includes this one.
+    this.checked = undefined;
+    this.log.info({ mode }, 'an xDS client of this mode connected: its snapshots are built from now on');
+    this.demandTimer ??= setImmediate(() => {
+      this.demandTimer = undefined;
+      this.rebuild('demand');
+    });
+  }
+
   setPolicy(policy: Policy): void {
     this.policy = policy;
     this.rebuild('policy');
@@ -237,7 +259,7 @@ export class GatewayController {
   }
 
   /** Builds and publishes once both a policy and a registry snapshot are known. */
-  private rebuild(cause: 'policy' | 'registry' | 'signatures'): void {
+  private rebuild(cause: 'policy' | 'registry' | 'signatures' | 'demand'): void {
     if (!this.policy || !this.registry) return;
     const output = this.run(this.policy, this.registry);
     this.checked = undefined;

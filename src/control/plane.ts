@@ -127,12 +127,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const late: { rollouts?: RolloutRuntime } = {};
   const controller = new GatewayController({
     cache,
+    // ADS from the start (what `flowgate bootstrap` declares by default); the gRPC and delta gRPC modes from
+    // the first Envoy that declares one: a fleet of one mode never pays for the others' builds.
+    modes: ['ads'],
     reserved,
     ...(filters && { onFilterPolicy: (fp: FilterPolicy, version: string) => filters.setPolicy(fp, version) }),
     ...(signatures && { onSignaturesWanted: (versions) => signatures.want(versions) }),
     onIR: (ir) => late.rollouts?.onIR(ir),
     ...(options.clusterLingerMs !== undefined && { clusterLingerMs: options.clusterLingerMs }),
   });
+  cache.whenMissing((key) => controller.demand(key.variant));
   signatures?.on('signatures', (map) => controller.setSignatures(map));
   let poller: RegistryPoller | undefined;
   const scope = options.registryScope ?? 'policy';

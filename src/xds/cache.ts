@@ -53,6 +53,7 @@ export class SnapshotCache {
   private readonly variantRule: (node: NodeInfo) => string;
   private readonly snapshots = new Map<string, Snapshot>();
   private readonly watchers = new Map<string, { readonly key: SnapshotKey; readonly listeners: Set<SnapshotListener> }>();
+  private missing: ((key: SnapshotKey) => void) | undefined;
 
   constructor(options: SnapshotCacheOptions = {}) {
     this.groupRule = options.groupOf ?? nodeGroup;
@@ -109,6 +110,14 @@ export class SnapshotCache {
     return this.snapshots.get(keyText(group, variant)) ?? this.snapshots.get(keyText(this.fallbackGroup, variant));
   }
 
+  /**
+   * `hook` is called when a watch starts on a (group, variant) that resolves to no snapshot: the control plane
+   * then builds a variant it builds only on demand. It must not publish synchronously (schedule the build).
+   */
+  whenMissing(hook: (key: SnapshotKey) => void): void {
+    this.missing = hook;
+  }
+
   /** Calls `listener` with each new snapshot for the key until the returned function is called. */
   watch(key: SnapshotKey, listener: SnapshotListener): () => void {
     const text = keyText(key.group, key.variant);
@@ -118,6 +127,7 @@ export class SnapshotCache {
       this.watchers.set(text, entry);
     }
     entry.listeners.add(listener);
+    if (!this.getSnapshot(key.group, key.variant)) this.missing?.(key);
     return () => {
       const current = this.watchers.get(text);
       current?.listeners.delete(listener);
