@@ -73,7 +73,9 @@ function oneRouteReferences(route: unknown): readonly string[] {
       if (isObject(m) && typeof m.cluster === 'string') out.push(m.cluster);
     }
   }
-  out.push(...grpcClusterReferences(route));
+  // A route names a gRPC service only in its filters' per-route configuration (an ext_proc override): the walk
+  // goes there, not through the match, the headers and the action already read above.
+  if (isObject(route.typed_per_filter_config)) out.push(...grpcClusterReferences(route.typed_per_filter_config));
   routeRefs.set(route, out);
   return out;
 }
