@@ -2,26 +2,13 @@ import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { GatewayController } from '../../src/control/controller.js';
 import { TypeUrl } from '../../src/resources/types.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { policy, registry } from '../ir/fixtures.js';
+import { FRAUD_POLICY as POLICY, registryWithChampion } from './fixtures.js';
 
 /**
  * A cluster that leaves the configuration (its version stopped being live) is still sent to Envoys for
  * clusterLingerMs, so a request whose route was chosen just before the change, and is still in the gateway's
  * filters, finds its cluster; then it is removed with a push of its own.
  */
-
-const POLICY = policy({
-  'gateway.yaml': 'kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: 10000 }]\n',
-  'model.yaml': 'kind: Model\nname: fraud\nupstream: { versionTag: flowgate.address }\ntraffic: { stable: { alias: champion } }\n',
-});
-
-const registryWithChampion = (version: string) =>
-  registry({
-    fraud: {
-      versions: { '1': { tags: { 'flowgate.address': '10.0.0.1:8080' } }, '2': { tags: { 'flowgate.address': '10.0.0.2:8080' } } },
-      aliases: { champion: version },
-    },
-  });
 
 const versionClusters = (controller: GatewayController): string[] =>
   [...(controller.snapshot('ads')?.resources(TypeUrl.Cluster).keys() ?? [])].filter((name) => name.startsWith('model_fraud_')).sort();

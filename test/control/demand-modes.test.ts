@@ -3,25 +3,12 @@ import { GatewayController } from '../../src/control/controller.js';
 import { TypeUrl } from '../../src/resources/types.js';
 import type { Snapshot } from '../../src/xds/snapshot.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { policy, registry } from '../ir/fixtures.js';
+import { FRAUD_POLICY as POLICY, registryWithChampion } from './fixtures.js';
 
 /**
  * `flowgate serve` builds ADS snapshots from the start and an xDS mode's only once a client of that mode
  * watches it: the demanded mode's snapshot is the one an eager build makes, and it follows every change after.
  */
-
-const POLICY = policy({
-  'gateway.yaml': 'kind: Gateway\nlisteners: [{ name: public, address: 127.0.0.1, port: 10000 }]\n',
-  'model.yaml': 'kind: Model\nname: fraud\nupstream: { versionTag: flowgate.address }\ntraffic: { stable: { alias: champion } }\n',
-});
-
-const registryWithChampion = (version: string) =>
-  registry({
-    fraud: {
-      versions: { '1': { tags: { 'flowgate.address': '10.0.0.1:8080' } }, '2': { tags: { 'flowgate.address': '10.0.0.2:8080' } } },
-      aliases: { champion: version },
-    },
-  });
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
