@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { SplicedResponse } from './wire.js';
+import { FRAME_HEAD, frameInPlace, type SplicedResponse } from './wire.js';
 
 /**
  * Shared gRPC frames for state-of-the-world responses. grpc-js serializes each message into a frame of its
@@ -13,8 +13,21 @@ import type { SplicedResponse } from './wire.js';
  * streams that connected alike count their nonces alike, so here the frame is made once per (body, nonce)
  * and every stream sending that pair writes the one frame. A frame is held weakly: while any write still
  * needs it, or until it is collected. The bytes of a frame never change once made (HTTP/2 writes read them
- * after the call returns). Other messages (delta responses, plain bytes) take grpc-js's path unchanged.
+ * after the call returns). The first frame of a cached body is written around it, in its own buffer (wire.ts,
+ * frameInPlace): no copy at all for the nonce most streams send. Other messages (delta responses, plain
+ * bytes) take grpc-js's path unchanged.
  */
+
+/** A frame of its own: flag 0 (uncompressed), length, body, tail. */
+function copiedFrame({ body, tail }: SplicedResponse): Buffer {
+  const length = body.byteLength + tail.byteLength;
+  const frame = Buffer.allocUnsafeSlow(FRAME_HEAD + length);
+  frame[0] = 0;
+  frame.writeUInt32BE(length, 1);
+  frame.set(body, FRAME_HEAD);
+  frame.set(tail, FRAME_HEAD + body.byteLength);
+  return frame;
+}
 
 /** Per body: the frames made for it, by tail (the nonce field, as text), held weakly. */
 const frames = new WeakMap<Uint8Array, Map<string, WeakRef<Buffer>>>();
@@ -42,12 +55,7 @@ export function framedResponse(message: SplicedResponse): Buffer {
     counts.shared++;
     return known;
   }
-  const length = body.byteLength + tail.byteLength;
-  const frame = Buffer.allocUnsafeSlow(5 + length);
-  frame[0] = 0;
-  frame.writeUInt32BE(length, 1);
-  frame.set(body, 5);
-  frame.set(tail, 5 + body.byteLength);
+  const frame = frameInPlace(message) ?? copiedFrame(message);
   counts.made++;
   if (!byTail) {
     byTail = new Map();

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodeMessage, encodeMessage } from '../../src/proto/codec.js';
 import { TypeUrl } from '../../src/resources/types.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { framingStats, releaseReadSlices } from '../../src/xds/framing.js';
+import { framedResponse, framingStats, releaseReadSlices } from '../../src/xds/framing.js';
+import { encodeSotwResponse, wireBytes, xdsServiceDefinitions } from '../../src/xds/wire.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../../src/xds/server.js';
 import { Snapshot } from '../../src/xds/snapshot.js';
 import { edsCluster } from './resources.js';
@@ -94,6 +95,44 @@ describe('shared gRPC frames for state-of-the-world responses', () => {
     expect(names(fresh[0])).toEqual(['a', 'c']);
     // The new body with nonce 2, and with nonce 1, are two new frames (the old body's may have been collected).
     expect(framingStats().made - before.made).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('the first frame of a cached body is written around it', () => {
+  const frameOf = (message: { body: Uint8Array; tail: Uint8Array }): Buffer => {
+    const bytes = wireBytes(message);
+    const out = Buffer.alloc(5 + bytes.byteLength);
+    out.writeUInt32BE(bytes.byteLength, 1);
+    out.set(bytes, 5);
+    return out;
+  };
+
+  test("in the body's own buffer; another nonce is a copy; the in-place frame never changes after", () => {
+    const any = (n: number): Uint8Array => encodeMessage('google.protobuf.Any', { type_url: 'type.googleapis.com/x', value: Buffer.alloc(n, 4) });
+    const resources = [{ any: any(300) }, { any: any(20_000) }] as unknown as Parameters<typeof encodeSotwResponse>[2];
+    const one = encodeSotwResponse(TypeUrl.RouteConfiguration, 'in-place-v1', resources, 'a1', 'cp');
+    const first = framedResponse(one);
+    // No copy: the frame is a view of the buffer the cached body lives in, with the body at offset 5.
+    expect(first.buffer).toBe(one.body.buffer);
+    expect(Buffer.compare(first, frameOf(one))).toBe(0);
+    const decoded = decodeMessage<Response>('envoy.service.discovery.v3.DiscoveryResponse', first.subarray(5));
+    expect(decoded).toMatchObject({ version_info: 'in-place-v1', nonce: 'a1', type_url: TypeUrl.RouteConfiguration });
+    expect(decoded.resources.map((r) => r.value.length)).toEqual([300, 20_000]);
+    const kept = Buffer.from(first);
+
+    // The same body with another nonce: a frame of its own, and the first one's bytes stay as they were.
+    const two = encodeSotwResponse(TypeUrl.RouteConfiguration, 'in-place-v1', resources, 'b22', 'cp');
+    expect(two.body).toBe(one.body);
+    const second = framedResponse(two);
+    expect(second.buffer).not.toBe(one.body.buffer);
+    expect(Buffer.compare(second, frameOf(two))).toBe(0);
+    // gRPC's own serializer (used where the frame hook is missing) no longer writes into the claimed room.
+    const def = xdsServiceDefinitions()[0]?.definition.StreamAggregatedResources;
+    if (!def) throw new Error('no ADS definition');
+    const serialized = def.responseSerialize(encodeSotwResponse(TypeUrl.RouteConfiguration, 'in-place-v1', resources, 'c333', 'cp'));
+    expect(decodeMessage<Response>('envoy.service.discovery.v3.DiscoveryResponse', Buffer.from(serialized)).nonce).toBe('c333');
+    expect(Buffer.compare(first, kept)).toBe(0);
+    expect(framedResponse(one)).toBe(first);
   });
 });
 
