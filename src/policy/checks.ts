@@ -84,7 +84,8 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
   if (gatewaySource) issues.push(...checkGateway(gateway, gatewaySource));
   const listeners = gateway.listeners.map((l) => l.name);
   const issuers = gateway.auth.jwt.map((j) => j.name);
-  const claims = new Map<string, { model: string; kind: 'Model' | 'Pipeline'; at: Place }>();
+  // One entry per claimed route (the place of the first claim is made only when a second one is reported).
+  const claims = new Map<string, { readonly owner: string; readonly kind: 'Model' | 'Pipeline'; readonly src: SourceDocument; readonly routeIndex: number | undefined }>();
   const keyIds = new Map<string, Place>();
   const keyDigests = new Map<string, { consumer: string; at: Place }>();
   const subjects = new Map<string, { consumer: string; at: Place }>();
@@ -95,18 +96,19 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
     issues.push(src.issue(path, `reference to an unknown ${what} '${name}'${didYouMean(name, names)}`, 'reference'));
   };
 
+  const claimPath = (routeIndex: number | undefined): PolicyPath => (routeIndex === undefined ? ['name'] : ['routes', routeIndex]);
   const claim = (src: SourceDocument, owner: string, kind: 'Model' | 'Pipeline', routes: readonly ModelRoute[]): void => {
     for (const r of routes) {
       if (!listeners.includes(r.listener)) continue;
-      const claimPath: PolicyPath = r.routeIndex === undefined ? ['name'] : ['routes', r.routeIndex];
       const key = `${r.listener}\u0000${r.host}\u0000${r.pathPrefix}`;
       const first = claims.get(key);
       if (first) {
         const what = `listener '${r.listener}', host '${r.host}', path prefix '${r.pathPrefix}'${r.routeIndex === undefined ? ' (the default route)' : ''}`;
-        const by = first.model === owner ? `this ${kind.toLowerCase()}` : `${first.kind} '${first.model}'`;
-        issues.push(src.issue(claimPath, `${what} is already claimed by ${by} (${whereAt(first.at)})`, 'conflict'));
+        const by = first.owner === owner ? `this ${kind.toLowerCase()}` : `${first.kind} '${first.owner}'`;
+        const at = whereAt({ src: first.src, path: claimPath(first.routeIndex) });
+        issues.push(src.issue(claimPath(r.routeIndex), `${what} is already claimed by ${by} (${at})`, 'conflict'));
       } else {
-        claims.set(key, { model: owner, kind, at: { src, path: claimPath } });
+        claims.set(key, { owner, kind, src, routeIndex: r.routeIndex });
       }
     }
   };
@@ -209,6 +211,8 @@ export function checkReferences(docs: readonly ValidDocument[], gateway: Gateway
  */
 export function checkRollouts(docs: readonly ValidDocument[], known: KnownNames): PolicyIssue[] {
   const issues: PolicyIssue[] = [];
+  // Most policies have no Rollout: then nothing to index.
+  if (!docs.some((d) => d.kind === 'Rollout')) return issues;
   const models = new Map<string, Extract<ValidDocument, { kind: 'Model' }>>();
   for (const d of docs) if (d.kind === 'Model') models.set(d.policy.name, d);
   for (const d of docs) {

@@ -1,8 +1,8 @@
 import { checkDeclarations, checkReferences, checkRollouts, type DeclaredDocument, type ValidDocument } from './checks.js';
 import { checkSplit } from './split-checks.js';
 import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, shown, type PolicyIssue } from './issues.js';
-import { assemblePolicy, defaultGateway, type Policy } from './policy.js';
-import { KIND_SCHEMAS, POLICY_KINDS, type PolicyKind } from './schema/index.js';
+import { assemblePolicy, defaultGateway, type Policy, type PolicyParts } from './policy.js';
+import { KIND_SCHEMAS, POLICY_KINDS, type ConsumerPolicy, type ModelPolicy, type PipelinePolicy, type PolicyKind, type RolloutPolicy } from './schema/index.js';
 import { PolicyDirReader, type PolicyDirRead, type PolicyFileText } from './dir-reader.js';
 import { parsePolicyFile, type SourceDocument } from './source.js';
 
@@ -32,7 +32,9 @@ export function policyFromRead(dir: string, read: PolicyDirRead): PolicyLoad {
 
 /** Validates policy file texts as one policy; pure, so the CLI's `validate` and tests need no directory. */
 export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): PolicyLoad {
-  const sorted = [...files].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  const byFile = (a: PolicyFileText, b: PolicyFileText): number => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0);
+  // The directory reader lists files in order already: one look instead of a sort of every file on every edit.
+  const sorted = files.every((f, i) => i === 0 || byFile(files[i - 1] as PolicyFileText, f) < 0) ? files : [...files].sort(byFile);
   const issues: PolicyIssue[] = [];
   const declared: DeclaredDocument[] = [];
   let valid: ValidDocument[] = [];
@@ -40,39 +42,60 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
 
   for (const { file, text } of sorted) {
     const checked = checkedFile(dir, file, text);
-    issues.push(...checked.issues);
-    declared.push(...checked.declared);
-    valid.push(...checked.valid);
+    for (const issue of checked.issues) issues.push(issue);
+    for (const d of checked.declared) declared.push(d);
+    for (const d of checked.valid) valid.push(d);
     if (checked.brokenGateway) brokenGateway = true;
   }
 
-  issues.push(...checkDeclarations(declared));
-  // Only the first of two same-named documents is judged further: its twin is already an issue, not a second model.
-  const firstOfName = new Set<string>();
-  valid = valid.filter((d) => {
-    const key = d.kind === 'Gateway' ? 'Gateway' : `${d.kind}/${d.kind === 'Rollout' ? d.policy.model : d.policy.name}`;
-    if (firstOfName.has(key)) return false;
-    firstOfName.add(key);
-    return true;
-  });
-  const gatewayDoc = valid.find((d): d is Extract<ValidDocument, { kind: 'Gateway' }> => d.kind === 'Gateway');
-  const names = (kind: PolicyKind): Set<string> =>
-    new Set(declared.filter((d) => d.kind === kind && d.name !== undefined).map((d) => d.name as string));
-  const parts = {
-    dir,
-    files: sorted.map((f) => f.file),
-    gateway: gatewayDoc ? { policy: gatewayDoc.policy, source: gatewayDoc.source } : undefined,
-    models: valid.flatMap((d) => (d.kind === 'Model' ? [{ policy: d.policy, source: d.source }] : [])),
-    consumers: valid.flatMap((d) => (d.kind === 'Consumer' ? [{ policy: d.policy, source: d.source }] : [])),
-    rollouts: valid.flatMap((d) => (d.kind === 'Rollout' ? [{ policy: d.policy, source: d.source }] : [])),
-    pipelines: valid.flatMap((d) => (d.kind === 'Pipeline' ? [{ policy: d.policy, source: d.source }] : [])),
-  };
+  const declarationIssues = checkDeclarations(declared);
+  if (declarationIssues.length > 0) {
+    issues.push(...declarationIssues);
+    // Only the first of two same-named documents is judged further: its twin is already an issue, not a second model.
+    const firstOfName = new Set<string>();
+    valid = valid.filter((d) => {
+      const key = d.kind === 'Gateway' ? 'Gateway' : `${d.kind}/${d.kind === 'Rollout' ? d.policy.model : d.policy.name}`;
+      if (firstOfName.has(key)) return false;
+      firstOfName.add(key);
+      return true;
+    });
+  }
+  const parts = partsOf(dir, sorted, valid);
   const gateway = parts.gateway?.policy ?? defaultGateway();
-  const known = { models: names('Model'), consumers: names('Consumer'), pipelines: names('Pipeline'), gatewayValid: !brokenGateway };
+  const known = { ...declaredNames(declared), gatewayValid: !brokenGateway };
   issues.push(...checkReferences(valid, gateway, parts.gateway?.source, known), ...checkRollouts(valid, known), ...checkSplit(valid, gateway));
 
   if (issues.length > 0) return { ok: false, issues: dedupe(issues).sort(compareIssues) };
   return { ok: true, policy: assemblePolicy(parts) };
+}
+
+/** The valid documents by kind, in file order (the first Gateway), for assemblePolicy. */
+function partsOf(dir: string, sorted: readonly PolicyFileText[], valid: readonly ValidDocument[]): PolicyParts & Required<Pick<PolicyParts, 'rollouts' | 'pipelines'>> {
+  let gateway: PolicyParts['gateway'];
+  const models: { policy: ModelPolicy; source: SourceDocument }[] = [];
+  const consumers: { policy: ConsumerPolicy; source: SourceDocument }[] = [];
+  const rollouts: { policy: RolloutPolicy; source: SourceDocument }[] = [];
+  const pipelines: { policy: PipelinePolicy; source: SourceDocument }[] = [];
+  for (const d of valid) {
+    if (d.kind === 'Model') models.push({ policy: d.policy, source: d.source });
+    else if (d.kind === 'Consumer') consumers.push({ policy: d.policy, source: d.source });
+    else if (d.kind === 'Rollout') rollouts.push({ policy: d.policy, source: d.source });
+    else if (d.kind === 'Pipeline') pipelines.push({ policy: d.policy, source: d.source });
+    else gateway ??= { policy: d.policy, source: d.source };
+  }
+  return { dir, files: sorted.map((f) => f.file), gateway, models, consumers, rollouts, pipelines };
+}
+
+/** The names declared per kind that references may use (valid documents or not). */
+function declaredNames(declared: readonly DeclaredDocument[]): { models: Set<string>; consumers: Set<string>; pipelines: Set<string> } {
+  const names = { models: new Set<string>(), consumers: new Set<string>(), pipelines: new Set<string>() };
+  for (const d of declared) {
+    if (d.name === undefined) continue;
+    if (d.kind === 'Model') names.models.add(d.name);
+    else if (d.kind === 'Consumer') names.consumers.add(d.name);
+    else if (d.kind === 'Pipeline') names.pipelines.add(d.name);
+  }
+  return names;
 }
 
 /** One file parsed and each of its documents validated on its own (what does not depend on the other files). */

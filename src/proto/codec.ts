@@ -324,10 +324,15 @@ function textMessageParts(type: protobuf.Type, value: Record<string, unknown>, n
   if (Object.keys(above).length > 0) out.push({ bytes: encodeWhole(type, above, '') });
 }
 
+/** The bytes before the message in a google.protobuf.Any holding a message of `length` bytes: the type URL, the value's key and length. */
+export function anyHead(typeUrl: string, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32((1 << 3) | 2).string(typeUrl).uint32((2 << 3) | 2).uint32(length).finish();
+}
+
 /** The bytes of a google.protobuf.Any holding the message of `parts`, in one buffer (the message a view into it). */
 export function anyOfParts(typeUrl: string, parts: readonly Part[]): { body: Uint8Array; any: Uint8Array } {
   const length = byteLength(parts);
-  const head = protobuf.Writer.create().uint32((1 << 3) | 2).string(typeUrl).uint32((2 << 3) | 2).uint32(length).finish();
+  const head = anyHead(typeUrl, length);
   const any = Buffer.allocUnsafe(head.length + length);
   any.set(head, 0);
   let at = head.length;

@@ -1,5 +1,5 @@
 import { createHash, hash } from 'node:crypto';
-import { anyOfParts, encodeMessageParts, partsDigestInput, type Part } from '../proto/codec.js';
+import { anyHead, anyOfParts, byteLength, encodeMessageParts, partsDigestInput, type Part } from '../proto/codec.js';
 import type { ResourceInput, TypeUrl } from '../resources/types.js';
 import { segments } from '../resources/segments.js';
 import { sharedChanges } from '../resources/window.js';
@@ -22,6 +22,11 @@ export interface XdsResource {
   readonly body: Uint8Array;
   /** The encoded google.protobuf.Any wrapping `body`, ready to splice into responses. */
   readonly any: Uint8Array;
+  /**
+   * The bytes of `any` as the pieces they are made of, in order, without joining them (for a writer that
+   * copies them into a buffer of its own anyway). Absent: read `any`.
+   */
+  anyChunks?(): readonly Uint8Array[];
 }
 
 
@@ -166,6 +171,18 @@ class EncodedResource implements XdsResource {
 
   get any(): Uint8Array {
     return this.assembled().any;
+  }
+
+  /**
+   * Its Any in pieces: the joined bytes once something read them, else the Any's head and the parts, so a
+   * state-of-the-world body (wire.ts) copies a large route configuration once, from its parts, and the
+   * resource never holds a joined copy of it.
+   */
+  anyChunks(): readonly Uint8Array[] {
+    if (this.bytes || !this.parts) return [this.any];
+    const chunks: Uint8Array[] = [anyHead(this.typeUrl, byteLength(this.parts))];
+    for (const p of this.parts) chunks.push(p.bytes);
+    return chunks;
   }
 
   private assembled(): { readonly body: Uint8Array; readonly any: Uint8Array } {

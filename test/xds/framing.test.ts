@@ -6,7 +6,7 @@ import { SnapshotCache } from '../../src/xds/cache.js';
 import { framedResponse, framingStats, releaseReadSlices } from '../../src/xds/framing.js';
 import { encodeSotwResponse, wireBytes, xdsServiceDefinitions } from '../../src/xds/wire.js';
 import { XdsServer, XDS_GRPC_OPTIONS } from '../../src/xds/server.js';
-import { Snapshot } from '../../src/xds/snapshot.js';
+import { Snapshot, type XdsResource } from '../../src/xds/snapshot.js';
 import { edsCluster } from './resources.js';
 
 /**
@@ -134,6 +134,35 @@ describe('the first frame of a cached body is written around it', () => {
     expect(Buffer.compare(first, kept)).toBe(0);
     expect(framedResponse(one)).toBe(first);
   });
+});
+
+describe('a state-of-the-world body written from the parts of its resources', () => {
+  test('a route configuration encoded in parts goes out as the bytes of its joined Any, which the resource never joins', () => {
+    const routes = Array.from({ length: 40 }, (_, i) => ({ name: `r${i}`, match: { prefix: `/m${i}` }, direct_response: { status: 200 + (i % 3) } }));
+    const message = { name: 'rc', virtual_hosts: [{ name: 'a', domains: ['a.example'], routes }, { name: 'b', domains: ['*'], routes: routes.slice(5) }] };
+    const resource = Snapshot.from([{ typeUrl: TypeUrl.RouteConfiguration, name: 'rc', message }]).get(TypeUrl.RouteConfiguration, 'rc');
+    if (!resource?.anyChunks) throw new Error('no route configuration resource with chunks');
+    // Encoded element by element: several pieces, not joined yet.
+    expect(resource.anyChunks().length).toBeGreaterThan(2);
+    const response = encodeSotwResponse(TypeUrl.RouteConfiguration, 'parts-v1', [resource, edsResource()], 'n1', 'cp');
+    const decoded = decodeMessage<Response>('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(response));
+    expect(decoded).toMatchObject({ version_info: 'parts-v1', nonce: 'n1', type_url: TypeUrl.RouteConfiguration });
+    expect(resource.anyChunks().length).toBeGreaterThan(2);
+    const whole = encodeMessage('envoy.config.route.v3.RouteConfiguration', message);
+    expect(Buffer.compare(Buffer.from(decoded.resources[0]?.value ?? []), Buffer.from(whole))).toBe(0);
+    expect(decoded.resources[1]?.type_url).toBe(TypeUrl.Cluster);
+    // Once joined (read as a whole), the same bytes again, now from the one buffer.
+    expect(Buffer.compare(Buffer.from(resource.body), Buffer.from(whole))).toBe(0);
+    expect(resource.anyChunks()).toEqual([resource.any]);
+    const again = encodeSotwResponse(TypeUrl.RouteConfiguration, 'parts-v2', [resource, edsResource()], 'n1', 'cp');
+    expect(Buffer.compare(Buffer.from(again.body).subarray(12), Buffer.from(response.body).subarray(12))).toBe(0);
+  });
+
+  function edsResource(): XdsResource {
+    const r = Snapshot.from([edsCluster('x', 'ads')]).get(TypeUrl.Cluster, 'x');
+    if (!r) throw new Error('no cluster');
+    return r;
+  }
 });
 
 describe("grpc-js's stream decoder lets go of the chunks it decoded", () => {
