@@ -261,18 +261,23 @@ function encodeWhole(type: protobuf.Type, value: Record<string, unknown>, path: 
   return type.encode(type.fromObject(value)).finish();
 }
 
+/** The bytes of an unsigned 32-bit varint. */
+export const varintSize = (v: number): number => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
+
+/** Writes the unsigned 32-bit varint `v` into `out` at `at`; returns the offset after it. */
+export function writeVarint(out: Uint8Array, at: number, v: number): number {
+  while (v > 127) {
+    out[at++] = (v & 127) | 128;
+    v >>>= 7;
+  }
+  out[at++] = v;
+  return at;
+}
+
 /** A length-delimited field's key and length (varints), as bytes. */
 function tagAndLength(tag: number, length: number): Uint8Array {
   const out = Buffer.allocUnsafe(10);
-  let at = 0;
-  for (let v of [tag, length]) {
-    while (v > 127) {
-      out[at++] = (v & 127) | 128;
-      v >>>= 7;
-    }
-    out[at++] = v;
-  }
-  return out.subarray(0, at);
+  return out.subarray(0, writeVarint(out, writeVarint(out, 0, tag), length));
 }
 
 /** Encodes a plain object as the named message, refusing unknown fields. */

@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { varintSize, writeVarint } from '../proto/codec.js';
 import { messageType, TO_OBJECT } from '../proto/root.js';
 import type { XdsResource } from './snapshot.js';
 
@@ -152,17 +153,6 @@ export const FRAME_HEAD = 5;
 const TAIL_ROOM = 2 + 127;
 /** The buffers roomyBody made whose bytes after the body belong to nothing else (no frame claimed them). */
 const roomyBuffers = new WeakSet<ArrayBufferLike>();
-
-const varintSize = (v: number): number => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
-
-function writeVarint(out: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    out[at++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  out[at++] = v;
-  return at;
-}
 
 /**
  * A body made of `head`, each item (the pieces of one resource's Any) as a length-delimited field `tag`, and
