@@ -1,5 +1,6 @@
 import { checkDeclarations, checkReferences, checkRollouts, type DeclaredDocument, type ValidDocument } from './checks.js';
 import { checkSplit } from './split-checks.js';
+import { CleanPolicyIndex } from './clean-edits.js';
 import { closest, compareIssues, KEY_MESSAGE_SEPARATOR, policyErrorMap, shown, type PolicyIssue } from './issues.js';
 import { assemblePolicy, defaultGateway, type Policy, type PolicyParts } from './policy.js';
 import { KIND_SCHEMAS, POLICY_KINDS, type ConsumerPolicy, type ModelPolicy, type PipelinePolicy, type PolicyKind, type RolloutPolicy } from './schema/index.js';
@@ -48,6 +49,15 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
     if (checked.brokenGateway) brokenGateway = true;
   }
 
+  // An edit of a clean policy that touched only plain Models and Consumers: proven clean by the index alone.
+  const gatewayDoc = valid.find((d) => d.kind === 'Gateway');
+  if (issues.length === 0 && cleanIndexes.get(dir)?.accepts(valid, gatewayDoc)) {
+    cleanLoads.quick++;
+    return { ok: true, policy: assemblePolicy(partsOf(dir, sorted, valid)) };
+  }
+  cleanIndexes.delete(dir);
+  cleanLoads.checked++;
+
   const declarationIssues = checkDeclarations(declared);
   if (declarationIssues.length > 0) {
     issues.push(...declarationIssues);
@@ -66,7 +76,28 @@ export function policyFromFiles(dir: string, files: readonly PolicyFileText[]): 
   issues.push(...checkReferences(valid, gateway, parts.gateway?.source, known), ...checkRollouts(valid, known), ...checkSplit(valid, gateway));
 
   if (issues.length > 0) return { ok: false, issues: dedupe(issues).sort(compareIssues) };
+  rememberClean(dir, new CleanPolicyIndex(valid, gatewayDoc, gateway));
   return { ok: true, policy: assemblePolicy(parts) };
+}
+
+/**
+ * The index of the last clean load of each directory, for the next edit of it (clean-edits.ts). Bounded as
+ * checkedFiles is: `validate` of many directories in one process must not grow it without end.
+ */
+const cleanIndexes = new Map<string, CleanPolicyIndex>();
+const MAX_CLEAN_INDEXES = 64;
+
+function rememberClean(dir: string, index: CleanPolicyIndex): void {
+  if (cleanIndexes.size >= MAX_CLEAN_INDEXES) cleanIndexes.clear();
+  cleanIndexes.set(dir, index);
+}
+
+/** Loads since the process started that reached the cross-file checks, and clean ones the clean-edit index judged alone. */
+const cleanLoads = { checked: 0, quick: 0 };
+
+/** How loads were judged (for tests and benchmarks: an edit of one plain document should be `quick`). */
+export function policyLoadCounts(): { readonly checked: number; readonly quick: number } {
+  return { ...cleanLoads };
 }
 
 /** The valid documents by kind, in file order (the first Gateway), for assemblePolicy. */
