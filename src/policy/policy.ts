@@ -84,6 +84,16 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** `items` sorted by `keyOf` (code-unit order), sorted in place only when they are not in order already (the loader's usually are). */
+function inOrder<T>(items: T[], keyOf: (item: T) => string): T[] {
+  for (let i = 1; i < items.length; i++) {
+    if (keyOf(items[i - 1] as T) > keyOf(items[i] as T)) {
+      return items.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
+    }
+  }
+  return items;
+}
+
 export interface PolicyParts {
   readonly dir: string;
   readonly files: readonly string[];
@@ -96,12 +106,11 @@ export interface PolicyParts {
 
 /** Assembles the immutable Policy from validated documents; names must already be unique. */
 export function assemblePolicy(parts: PolicyParts): Policy {
-  const byName = <T extends { name: string }>(docs: readonly { policy: T }[]): T[] =>
-    docs.map((d) => d.policy).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const byName = <T extends { name: string }>(docs: readonly { policy: T }[]): T[] => inOrder(docs.map((d) => d.policy), (d) => d.name);
   const gateway = deepFreeze(parts.gateway?.policy ?? defaultGateway());
   const models = deepFreeze(byName(parts.models));
   const consumers = deepFreeze(byName(parts.consumers));
-  const rollouts = deepFreeze([...(parts.rollouts ?? [])].map((d) => d.policy).sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0)));
+  const rollouts = deepFreeze(inOrder((parts.rollouts ?? []).map((d) => d.policy), (r) => r.model));
   const pipelines = deepFreeze(byName(parts.pipelines ?? []));
   // Versioned, so a change in what the hash covers is a change of every hash rather than a silent collision.
   // Pipelines are hashed only when there are some, so a policy without any keeps the hash it always had.
@@ -118,16 +127,23 @@ export function assemblePolicy(parts: PolicyParts): Policy {
     )
     .digest('hex');
 
-  const sources = new Map<string, SourceDocument>();
-  if (parts.gateway) sources.set('Gateway/', parts.gateway.source);
-  for (const m of parts.models) sources.set(`Model/${m.policy.name}`, m.source);
-  for (const c of parts.consumers) sources.set(`Consumer/${c.policy.name}`, c.source);
-  for (const r of parts.rollouts ?? []) sources.set(`Rollout/${r.policy.model}`, r.source);
-  for (const p of parts.pipelines ?? []) sources.set(`Pipeline/${p.policy.name}`, p.source);
+  // Made on the first locate: only an issue found after the loader asks, and an edit should not pay for it.
+  let sources: Map<string, SourceDocument> | undefined;
+  const sourceOf = (kind: PolicyKind, name: string): SourceDocument | undefined => {
+    if (!sources) {
+      sources = new Map();
+      if (parts.gateway) sources.set('Gateway/', parts.gateway.source);
+      for (const m of parts.models) sources.set(`Model/${m.policy.name}`, m.source);
+      for (const c of parts.consumers) sources.set(`Consumer/${c.policy.name}`, c.source);
+      for (const r of parts.rollouts ?? []) sources.set(`Rollout/${r.policy.model}`, r.source);
+      for (const p of parts.pipelines ?? []) sources.set(`Pipeline/${p.policy.name}`, p.source);
+    }
+    return sources.get(kind === 'Gateway' ? 'Gateway/' : `${kind}/${name}`);
+  };
 
   const policy: Policy = {
     dir: parts.dir,
-    files: Object.freeze([...parts.files].sort()),
+    files: Object.freeze(inOrder([...parts.files], (f) => f)),
     hash,
     gateway,
     models: new Map(models.map((m) => [m.name, m])),
@@ -135,7 +151,7 @@ export function assemblePolicy(parts: PolicyParts): Policy {
     rollouts: new Map(rollouts.map((r) => [r.model, r])),
     pipelines: new Map(pipelines.map((p) => [p.name, p])),
     locate(kind, name, path = []) {
-      return sources.get(kind === 'Gateway' ? 'Gateway/' : `${kind}/${name}`)?.locate(path);
+      return sourceOf(kind, name)?.locate(path);
     },
   };
   return Object.freeze(policy);
