@@ -311,6 +311,35 @@ describe('streams with the same subscription share what they are sent', () => {
     expect(ads[2]?.out[0]?.version_info).not.toBe(ads[0]?.out[0]?.version_info);
   });
 
+  test('a change that leaves a type alone leaves its shared set alone: a stream after it is sent the same set object', () => {
+    // The same input objects for what does not change, as the translators' memos hand them over.
+    const [listener, c1, c2, e2] = [httpListener('l1', 10000, 'r1', 'ads'), edsCluster('c1', 'ads'), edsCluster('c2', 'ads'), endpoints('c2', [9001])];
+    const e1 = endpoints('c1', [9000]);
+    const inputs = (route: string, port: number) => [listener, routeTo('r1', route), c1, port === 9000 ? e1 : endpoints('c1', [port]), c2, e2];
+    const s1 = Snapshot.from(inputs('c1', 9000));
+    const sent = (x: ReturnType<typeof sotwStream>) => x.stream.status().types.find((t) => t.typeUrl === TypeUrl.ClusterLoadAssignment)?.pending?.sent;
+    const first = sotwStream();
+    first.stream.setSnapshot(s1);
+    first.stream.handleRequest(first.req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2']));
+    // The route moves, the endpoints do not: the snapshot keeps the endpoints' map, and the streams' set with it.
+    const s2 = Snapshot.from(inputs('c2', 9000), s1);
+    expect(s2.resources(TypeUrl.ClusterLoadAssignment)).toBe(s1.resources(TypeUrl.ClusterLoadAssignment));
+    const second = sotwStream();
+    second.stream.setSnapshot(s2);
+    second.stream.handleRequest(second.req(TypeUrl.ClusterLoadAssignment, ['c2', 'c1']));
+    expect(sent(second)).toBe(sent(first));
+    expect(second.out[0]?.version_info).toBe(first.out[0]?.version_info);
+    // The endpoints move: a new set, with the new endpoints and another version.
+    const s3 = Snapshot.from(inputs('c2', 9100), s2);
+    const third = sotwStream();
+    third.stream.setSnapshot(s3);
+    third.stream.handleRequest(third.req(TypeUrl.ClusterLoadAssignment, ['c1', 'c2']));
+    expect(sent(third)).not.toBe(sent(first));
+    expect(sent(third)?.get('c1')).toBe(s3.get(TypeUrl.ClusterLoadAssignment, 'c1'));
+    expect(sent(third)?.get('c1')).not.toBe(s1.get(TypeUrl.ClusterLoadAssignment, 'c1'));
+    expect(third.out[0]?.version_info).not.toBe(first.out[0]?.version_info);
+  });
+
   test('equal name sets are interned: one set for every stream asking for the same names, in any order', () => {
     const a = internNames(new Set(['c1', 'c2']));
     expect(internNames(new Set(['c2', 'c1']))).toBe(a);

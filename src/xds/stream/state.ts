@@ -178,10 +178,13 @@ export function heldId(held: object): number {
 }
 
 /**
- * Desired sets shared by the streams of a snapshot, keyed by type, subscription, retain and held set: at 5,000
- * streams subscribed to the same EDS names, one map and one set version per change instead of 5,000.
+ * Desired sets shared by the streams, keyed by type, subscription, retain and held set: at 5,000 streams
+ * subscribed to the same EDS names, one map and one set version per change instead of 5,000. A table belongs
+ * to one type's resources (the snapshot's map of them), not to the snapshot: a snapshot keeps the map of a type
+ * the change did not touch (Snapshot.from), so after a route edit the endpoints every stream wants are not
+ * gathered and summed again before the first push.
  */
-const sharedDesired = new WeakMap<Snapshot, Map<string, Desired>>();
+const sharedDesired = new WeakMap<ReadonlyMap<string, XdsResource>, Map<string, Desired>>();
 /**
  * Held sets that other streams can hold too: the sets of the shared table and the initial empty one. A held set
  * a stream made for itself (names it dropped filtered out) keys nothing shared, or the table would keep one
@@ -343,10 +346,12 @@ export abstract class XdsStream {
     const retaining = retain && isRetainedOnRemoval(st.typeUrl);
     if (retaining && !shareableHeld.has(st.heldContent)) return this.computeDesired(snapshot, st, retain);
     const key = `${st.typeUrl}\u0000${st.subscriptionKey()}\u0000${retaining ? heldId(st.heldContent) : 0}`;
-    let table = sharedDesired.get(snapshot);
+    // The type in the key too: a snapshot without resources of a type has the one shared empty map.
+    const all = snapshot.resources(st.typeUrl);
+    let table = sharedDesired.get(all);
     if (!table) {
       table = new Map();
-      sharedDesired.set(snapshot, table);
+      sharedDesired.set(all, table);
     }
     let value = table.get(key);
     if (!value) {
