@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { formatIssues } from '../../src/policy/format.js';
 import { policyFromFiles, policyLoadCounts, type PolicyFileText, type PolicyLoad } from '../../src/policy/load.js';
+import { seededRandom } from '../harness/prng.js';
 
 /**
  * The clean-edit index (src/policy/clean-edits.ts) lets an edit of a clean policy skip the cross-file checks.
@@ -22,18 +23,6 @@ function loadBoth(dir: string, files: readonly PolicyFileText[]): { viaIndex: st
   const viaIndex = answer(policyFromFiles(dir, files));
   const checked = answer(policyFromFiles(`fresh-${++fresh}`, files));
   return { viaIndex, checked };
-}
-
-/** A small seeded generator (mulberry32), so a failure names the seed that shows it again. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const GATEWAY = (split: boolean): string =>
@@ -139,7 +128,7 @@ const present = (files: Map<string, string | undefined>): PolicyFileText[] =>
 
 describe('an edit judged by the clean-edit index gets the answer the checks give', () => {
   test.each([1, 2, 3])('random edits, seed %i', (seed) => {
-    const fuzz = new PolicyFuzz(random(seed));
+    const fuzz = new PolicyFuzz(seededRandom(seed));
     const files = fuzz.initial();
     const before = policyLoadCounts();
     let accepted = 0;
