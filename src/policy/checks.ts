@@ -8,6 +8,9 @@ import type { SourceDocument, SourcePosition } from './source.js';
 /**
  * Checks that span documents: unique names, at most one Gateway, references that resolve, routes and ports
  * that are claimed once. Each issue points at the second of two clashing things and says where the first is.
+ * An edit of plain Models and Consumers in a clean policy is judged by clean-edits.ts instead: a rule added
+ * here (or in llm-checks.ts, split-checks.ts) is taught there too, or makes it say "not sure" for what it
+ * concerns (its fuzz test compares the two on random edits).
  */
 
 /** A document whose kind is known, with the name it declares (read before the schema, so a broken doc still counts). */
