@@ -405,9 +405,46 @@ function writeField(f: FieldPlan, v: unknown): void {
 
 // --- generated writers ---
 
+/**
+ * The largest field encoding a writer keeps to copy when the same object comes again in the same field (the
+ * header lists every route sets, a route action three routes share): small, so what the writers hold on to
+ * stays a few hundred small objects.
+ */
+const REPEAT_MAX = 512;
+
+/** Copies bytes kept by a writer into the output. */
+function put(bytes: Uint8Array): void {
+  ensure(bytes.length);
+  buf.set(bytes, pos);
+  pos += bytes.length;
+}
+
+/**
+ * After a field of `x` was written from `start`: the first time `x` is seen in this field slot it is only
+ * noted; the second time (in a row) its bytes are copied out to be put again on the next ones. A larger
+ * encoding is not kept and the slot forgets its object.
+ */
+function seen(last: unknown[], bytes: (Uint8Array | undefined)[], i: number, x: unknown, start: number): void {
+  const n = pos - start;
+  if (n > REPEAT_MAX) {
+    last[i] = undefined;
+    bytes[i] = undefined;
+  } else if (last[i] === x) {
+    const out = new Uint8Array(n);
+    out.set(buf.subarray(start, pos));
+    bytes[i] = out;
+  } else {
+    last[i] = x;
+    bytes[i] = undefined;
+  }
+}
+
 /** What a generated writer calls (the buffer and the checks stay here, in one place). */
 const writerHelpers = {
   NOT_DIRECT,
+  at: (): number => pos,
+  put,
+  seen,
   key: varint32,
   str: (x: unknown): void => {
     if (typeof x !== 'string') throw NOT_DIRECT;
@@ -451,11 +488,17 @@ function bodyWriter(plan: TypePlan): BodyWriter {
     else if (f.kind === Kind.Bool) write = `key(${f.key}); bool(${x});`;
     else if (f.kind === Kind.Other) write = 'throw NOT_DIRECT;';
     else write = `key(${f.key}); scalar(${f.kind}, ${x}, F[${i}]);`;
+    // A message, list or map field: the same object as the last time in this slot is its bytes again (the
+    // objects given to the encoder are never mutated after; see REPEAT_MAX).
+    if (f.repeated || f.map) {
+      write = `if (${x} === L[${i}] && B[${i}] !== undefined) put(B[${i}]); else { const s = at(); ${write} seen(L, B, ${i}, ${x}, s); }`;
+    }
     return `if (${x} !== undefined && ${x} !== null) { ${write} }`;
   });
   const declared = fields.length > 0 ? `let ${fields.map((_f, i) => `x${i}`).join(', ')};` : '';
   const source = [
-    'const { NOT_DIRECT, key, str, bool, scalar, message, field } = h;',
+    'const { NOT_DIRECT, at, put, seen, key, str, bool, scalar, message, field } = h;',
+    `const L = new Array(${fields.length}).fill(undefined), B = new Array(${fields.length}).fill(undefined);`,
     'return function write(v, anyInner) {',
     declared,
     'for (const k in v) {',

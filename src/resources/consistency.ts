@@ -293,12 +293,21 @@ function unitsOf(r: ResourceInput): readonly object[] {
   return units;
 }
 
-/** The keys a kept list's routes refer to, once per list; a list made of kept lists (a group of models) joins theirs. */
+/**
+ * The keys a kept list's routes refer to, once per list, each once (a model's routes name its clusters many
+ * times over); a list made of kept lists (a group of models) joins theirs as they are, since a change is
+ * counted by the kept lists it adds and removes (unitChanges), so a group's counts must be their sum.
+ */
 function segmentKeys(segment: readonly object[]): readonly string[] {
   let keys = unitKeys.get(segment);
   if (!keys) {
     const inner = segments(segment);
-    keys = inner ? inner.flatMap(segmentKeys) : segment.flatMap((route) => (isObject(route) ? oneRouteReferences(route).map((n) => CLUSTER + n) : []));
+    if (inner) keys = inner.flatMap(segmentKeys);
+    else {
+      const named = new Set<string>();
+      for (const route of segment) if (isObject(route)) for (const n of oneRouteReferences(route)) named.add(n);
+      keys = [...named].map((n) => CLUSTER + n);
+    }
     unitKeys.set(segment, keys);
   }
   return keys;

@@ -5,7 +5,7 @@ import { apiErrorBody } from '../contract/api-errors.js';
 import { CREDENTIAL_HEADERS, Header, type ApiKind } from '../contract/filter-wire.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../ir/filter-rules.js';
 import { TypeUrl, type ResourceInput } from '../resources/types.js';
-import { listenerHttpFilters, routeFilterConfig, type RouteOwner } from './http-filters/index.js';
+import { listenerHttpFilters, routeFilterConfig, type RouteFilterConfig, type RouteOwner } from './http-filters/index.js';
 import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
 import { joined, startsGroup, withSegments } from '../resources/segments.js';
@@ -89,7 +89,7 @@ function classicShape(model: ModelIR, prefixRewrite: string | undefined, splitCl
   return { name: (suffix) => `${model.name}:${suffix}`, prefixRewrite, api: 'flowgate', target: (l) => l.cluster, ...(splitCluster !== undefined && { splitCluster }) };
 }
 
-function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: string; hash_policy?: object[] } | { weighted_clusters: object }): Record<string, unknown> {
+function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: string; hash_policy?: object[] } | { weighted_clusters: object }, rateLimits: readonly object[] | undefined): Record<string, unknown> {
   const s = model.settings;
   const action: Record<string, unknown> = { ...target, ...(shape.prefixRewrite !== undefined && { prefix_rewrite: shape.prefixRewrite }), timeout: duration(s.timeoutMs) };
   if (shape.retryPolicy) action.retry_policy = shape.retryPolicy;
@@ -100,7 +100,6 @@ function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: strin
       ...(s.retries.perTryTimeoutMs !== undefined && { per_try_timeout: duration(s.retries.perTryTimeoutMs) }),
     };
   }
-  const { rateLimits } = routeFilterConfig(model, { pinRequested: false, api: shape.api });
   if (rateLimits) action.rate_limits = rateLimits;
   if (model.mirror) {
     action.request_mirror_policies = [
@@ -115,6 +114,9 @@ function routeAction(model: ModelIR, shape: RouteShape, target: { cluster: strin
  * metadata, so a local reply (401, 429, 503 from a filter) that no version produced carries none.
  */
 const SERVED_VERSION = header(SERVED_VERSION_HEADER, '%UPSTREAM_METADATA(flowgate:version)%');
+const SERVED_ONLY: readonly object[] = [SERVED_VERSION];
+/** The caller's credentials are the gateway's to read, never the model server's, and the routing headers are only Envoy's business. */
+const ROUTE_HEADERS_REMOVED: readonly string[] = [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash];
 
 /** The request body a model's routes must hold whole: for ext_proc on the route, or on a version's cluster. */
 function bodyLimit(model: ModelIR): number | undefined {
@@ -130,16 +132,30 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
   if (model.live.length === 0) {
     return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }, shape.api) }];
   }
-  const common = (pinRequested: boolean): Record<string, unknown> => {
-    const { perFilter } = routeFilterConfig(model, { pinRequested, api: shape.api });
-    return {
-      response_headers_to_add: [SERVED_VERSION, ...(shape.responseHeaders ?? [])],
-      // The caller's credentials are the gateway's to read, never the model server's,
-      // and the routing headers are only Envoy's business.
-      request_headers_to_remove: [...CREDENTIAL_HEADERS, Header.routeVersion, Header.stickyHash, ...(shape.removeHeaders ?? [])],
-      ...(perFilter && { typed_per_filter_config: perFilter }),
-      ...(bodyLimit(model) !== undefined && { per_request_buffer_limit_bytes: { value: bodyLimit(model) } }),
-    };
+  // What the filters add to a route, the headers every route sets or removes, and the action per target are
+  // made once per call and shared by the routes that need the same (one object each, so the encoder and the
+  // collector see one thing, not one per route).
+  const filterConfig: (RouteFilterConfig | undefined)[] = [undefined, undefined];
+  const configFor = (pinRequested: boolean): RouteFilterConfig => (filterConfig[pinRequested ? 1 : 0] ??= routeFilterConfig(model, { pinRequested, api: shape.api }));
+  const commons: (Record<string, unknown> | undefined)[] = [undefined, undefined];
+  const responseHeaders = shape.responseHeaders ? [SERVED_VERSION, ...shape.responseHeaders] : SERVED_ONLY;
+  const removedHeaders = shape.removeHeaders ? [...ROUTE_HEADERS_REMOVED, ...shape.removeHeaders] : ROUTE_HEADERS_REMOVED;
+  const limit = bodyLimit(model);
+  const common = (pinRequested: boolean): Record<string, unknown> =>
+    (commons[pinRequested ? 1 : 0] ??= {
+      response_headers_to_add: responseHeaders,
+      request_headers_to_remove: removedHeaders,
+      ...(configFor(pinRequested).perFilter && { typed_per_filter_config: configFor(pinRequested).perFilter }),
+      ...(limit !== undefined && { per_request_buffer_limit_bytes: { value: limit } }),
+    });
+  const actions = new Map<object, Record<string, unknown>>();
+  const action = (target: { cluster: string; hash_policy?: object[] } | { weighted_clusters: object }): Record<string, unknown> => {
+    let made = actions.get(target);
+    if (!made) {
+      made = routeAction(model, shape, target, configFor(false).rateLimits);
+      actions.set(target, made);
+    }
+    return made;
   };
   const finish = (route: Record<string, unknown>): object => (shape.finish ? shape.finish(route) : route);
   const out: object[] = [];
@@ -153,7 +169,7 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
       finish({
         name: name('version'),
         match: { ...match, headers: [...matchHeaders(match), { name: ROUTE_VERSION_HEADER, present_match: true }] },
-        route: routeAction(model, shape, splitTarget),
+        route: action(splitTarget),
         ...common(false),
       }),
     );
@@ -165,7 +181,7 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
         finish({
           name: name(`version-v${l.version}`),
           match: { ...match, headers: [...matchHeaders(match), { name: ROUTE_VERSION_HEADER, string_match: { exact: l.version } }] },
-          route: routeAction(model, shape, { cluster: shape.target(l) }),
+          route: action({ cluster: shape.target(l) }),
           ...common(false),
         }),
       );
@@ -190,7 +206,7 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
       [VERSION_HEADER, 'version'],
       [ALIAS_HEADER, 'alias'],
     ] as const) {
-      out.push(finish({ name: name(`pin-${what}`), match: { ...match, headers: [...matchHeaders(match), { name: h, present_match: true }] }, route: routeAction(model, shape, target), ...common(true) }));
+      out.push(finish({ name: name(`pin-${what}`), match: { ...match, headers: [...matchHeaders(match), { name: h, present_match: true }] }, route: action(target), ...common(true) }));
     }
   }
   if (shape.cooldown) {
@@ -198,12 +214,12 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
       finish({
         name: name('cooldown'),
         match: { ...match, headers: [...matchHeaders(match), { name: shape.cooldown.header, present_match: true }] },
-        route: routeAction(model, shape, { cluster: shape.cooldown.cluster }),
+        route: action({ cluster: shape.cooldown.cluster }),
         ...common(false),
       }),
     );
   }
-  out.push(finish({ name: name('split'), match, route: routeAction(model, shape, target), ...common(false) }));
+  out.push(finish({ name: name('split'), match, route: action(target), ...common(false) }));
   return out;
 }
 

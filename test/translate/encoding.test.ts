@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { encodeMessage, UnknownFieldError } from '../../src/proto/codec.js';
-import { encodeDirect } from '../../src/proto/direct.js';
+import { encodeDirect, encodeDirectFramed } from '../../src/proto/direct.js';
 import { messageType } from '../../src/proto/root.js';
 import { CONFIG_SOURCE_MODES } from '../../src/resources/config-source.js';
 import type { TypeUrl } from '../../src/resources/types.js';
@@ -13,6 +13,17 @@ import { CASES, caseIR } from './cases.js';
  * its output must be exactly protobufjs's encoding of the whole object, or every resource version would
  * change with the encoder (and replicas on two releases would disagree).
  */
+
+/** The bytes of an unsigned varint. */
+const varint = (v: number): number[] => {
+  const out: number[] = [];
+  while (v > 127) {
+    out.push((v & 127) | 128);
+    v >>>= 7;
+  }
+  out.push(v);
+  return out;
+};
 
 const plain = (typeUrl: string, message: object): Uint8Array => {
   const type = messageType(typeUrl);
@@ -115,6 +126,45 @@ describe('direct encoder', () => {
     expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route] }], nope: true })).toThrow(/^unknown field nope /);
     expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route], nope: true }] })).toThrow(/virtual_hosts\[0\]\.nope/);
     expect(() => encodeMessage(url, { name: 'x', virtual_hosts: [{ name: 'a', domains: ['*'], routes: [route] }], validate_clusters: { nope: 1 } })).toThrow(/validate_clusters\.nope/);
+  });
+
+  test('a list or map given again in the same field is written as before; in another field, type or size, afresh', () => {
+    // The writers keep the bytes of a list or map seen twice in a row in one field and put them again.
+    const removed = ['authorization', 'x-api-key'];
+    const added = [{ header: { key: 'x-v', value: '%UPSTREAM_METADATA(flowgate:version)%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
+    const perFilter = { 'flowgate.authz': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', check_settings: { context_extensions: { model: 'm' } } } };
+    const large = Array.from({ length: 40 }, (_, i) => `x-header-${i}-${'h'.repeat(20)}`);
+    const bad = ['ok', '\ud800'];
+    const other = ['x-other', 'x-more'];
+    const route = (i: number, extra: object = {}) => ({ name: `r${i}`, match: { prefix: `/m${i}` }, route: { cluster: `c${i}` }, request_headers_to_remove: removed, response_headers_to_add: added, typed_per_filter_config: perFilter, ...extra });
+    const messages: [string, object][] = [
+      ...Array.from({ length: 4 }, (_, i): [string, object] => [ROUTE, route(i)]),
+      // The same list in the other field of its type (another key), and in a field of another type.
+      [ROUTE, route(4, { response_headers_to_remove: removed })],
+      [ROUTE, { name: 'swap', match: { prefix: '/' }, route: { cluster: 'c' }, response_headers_to_remove: removed, request_headers_to_add: added }],
+      ['envoy.config.route.v3.VirtualHost', { name: 'vh', domains: removed, request_headers_to_remove: removed }],
+      ['envoy.config.route.v3.VirtualHost', { name: 'vh2', domains: removed, request_headers_to_remove: removed, routes: [route(5), route(6)] }],
+      ...Array.from({ length: 3 }, (_, i): [string, object] => [ROUTE, route(7 + i, { request_headers_to_remove: large })]),
+      ...Array.from({ length: 3 }, (_, i): [string, object] => [ROUTE, route(10 + i)]),
+      // Another small list after one kept: its own bytes, not the kept ones.
+      ...Array.from({ length: 3 }, (_, i): [string, object] => [ROUTE, route(13 + i, { request_headers_to_remove: ['x-other'] })]),
+      ...Array.from({ length: 3 }, (_, i): [string, object] => [ROUTE, route(16 + i, { request_headers_to_remove: other })]),
+    ];
+    for (const [typeUrl, message] of messages) {
+      const name = (message as { name: string }).name;
+      expect(direct(typeUrl, message)?.equals(Buffer.from(plain(typeUrl, message))), name).toBe(true);
+    }
+    // A list it cannot write is never kept: given again, it is left to the generic path each time.
+    for (let i = 0; i < 3; i++) expect(direct(ROUTE, { name: 'b', request_headers_to_remove: bad })).toBeUndefined();
+    // In one buffer of framed elements (a model's routes): the shared lists of each element.
+    const type = messageType(ROUTE);
+    const routes = Array.from({ length: 6 }, (_, i) => route(20 + i));
+    const framed = encodeDirectFramed(type, routes, 26, () => undefined);
+    const expected = Buffer.concat(routes.map((r) => {
+      const bytes = Buffer.from(plain(ROUTE, r));
+      return Buffer.concat([Buffer.from([26]), Buffer.from(varint(bytes.length)), bytes]);
+    }));
+    expect(framed && Buffer.from(framed).equals(expected)).toBe(true);
   });
 
   test('results kept together stay their own bytes (cut from shared slabs, or their own buffer when large)', () => {
