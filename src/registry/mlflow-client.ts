@@ -24,7 +24,7 @@ export type RegisteredModelInfo = Omit<RegisteredModel, 'versions'>;
 
 // A server that keeps answering with a next_page_token is broken; stop rather than loop forever.
 const MAX_PAGES = 10_000;
-// Per-name fetches in flight at once when a snapshot is limited to named models.
+// Batches (or per-name fetches) in flight at once when a snapshot is limited to named models.
 const NAME_CONCURRENCY = 4;
 // Names per `name IN (...)` search: the filter travels in the query string, so a batch stays a few KiB long.
 const NAMES_PER_BATCH = 50;
@@ -131,12 +131,14 @@ export class MlflowClient {
     const listable = unique.filter((n) => !n.includes("'"));
     const single = unique.filter((n) => n.includes("'"));
     const out: RegisteredModel[] = [];
-    for (let i = 0; i < listable.length; i += NAMES_PER_BATCH) {
-      const batch = listable.slice(i, i + NAMES_PER_BATCH);
-      const models = this.inFilterRefused ? undefined : await this.fetchBatch(batch);
+    const batches: string[][] = [];
+    for (let i = 0; i < listable.length; i += NAMES_PER_BATCH) batches.push(listable.slice(i, i + NAMES_PER_BATCH));
+    // A few batches in flight at once, as the per-name reads: a poll of 1,000 models is 40 searches.
+    const found = await mapLimit(batches, NAME_CONCURRENCY, (batch) => (this.inFilterRefused ? Promise.resolve(undefined) : this.fetchBatch(batch)));
+    found.forEach((models, i) => {
       if (models) out.push(...models);
-      else single.push(...batch);
-    }
+      else single.push(...(batches[i] as string[]));
+    });
     const fetched = await mapLimit(single, NAME_CONCURRENCY, (name) => this.fetchModel(name));
     out.push(...fetched.filter((m): m is RegisteredModel => m !== undefined));
     return out;

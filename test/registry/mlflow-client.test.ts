@@ -236,6 +236,62 @@ describe('MlflowClient credentials and failures', () => {
     }
   });
 
+  it('reads named models in batches a few at a time, and one by one from a server that refuses IN', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const searched: string[] = [];
+    const server: Server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://mlflow');
+      const filter = url.searchParams.get('filter') ?? '';
+      inFlight++;
+      most = Math.max(most, inFlight);
+      const answer = (status: number, body: object): void => {
+        // Answered a little later, so that requests sent together are in flight together.
+        setTimeout(() => {
+          inFlight--;
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(body));
+        }, 5);
+      };
+      const listed = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string).filter((n) => n.startsWith('n-'));
+      if (url.pathname.endsWith('/registered-models/search')) {
+        searched.push(filter);
+        if (url.pathname.startsWith('/refuse') && filter.includes(' IN (')) return answer(400, { error_code: 'INVALID_PARAMETER_VALUE', message: 'IN is not supported' });
+        return answer(200, { registered_models: filter.startsWith('tags.') ? [] : listed.map((name) => ({ name, aliases: [{ alias: 'champion', version: '1' }] })) });
+      }
+      if (url.pathname.endsWith('/registered-models/get')) {
+        const name = url.searchParams.get('name') ?? '';
+        return answer(200, { registered_model: { name, aliases: [{ alias: 'champion', version: '1' }] } });
+      }
+      if (url.pathname.endsWith('/model-versions/search')) {
+        const names = listed.length > 0 ? listed : [/name='([^']+)'/.exec(filter)?.[1] ?? ''];
+        return answer(200, { model_versions: names.map((name) => ({ name, version: '1', status: 'READY', aliases: ['champion'] })) });
+      }
+      answer(404, { error_code: 'ENDPOINT_NOT_FOUND', message: url.pathname });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const names = Array.from({ length: 420 }, (_, i) => `n-${String(i).padStart(3, '0')}`);
+      const batched = await new MlflowClient({ trackingUri: base }).fetchSnapshot(names);
+      expect([...batched.models.keys()]).toEqual(names);
+      expect(batched.models.get('n-419')?.aliases).toEqual({ champion: '1' });
+      // 9 batches of at most 50 names, 4 at a time.
+      expect(searched.filter((f) => f.startsWith('name IN ('))).toHaveLength(9);
+      expect(most).toBe(4);
+
+      most = 0;
+      searched.length = 0;
+      const single = await new MlflowClient({ trackingUri: `${base}/refuse` }).fetchSnapshot(names.slice(0, 120));
+      expect([...single.models.keys()]).toEqual(names.slice(0, 120));
+      expect(single.models.get('n-007')?.versions.map((v) => v.version)).toEqual(['1']);
+      expect(most).toBeLessThanOrEqual(4);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it('names a timeout, a refusal and a body that is not JSON, without leaking credentials', async () => {
     const rec = await headerRecorder();
     try {
