@@ -148,13 +148,13 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
       ...(configFor(pinRequested).perFilter && { typed_per_filter_config: configFor(pinRequested).perFilter }),
       ...(limit !== undefined && { per_request_buffer_limit_bytes: { value: limit } }),
     });
-  const actions = new Map<object, Record<string, unknown>>();
-  const action = (target: { cluster: string; hash_policy?: object[] } | { weighted_clusters: object }): Record<string, unknown> => {
-    let made = actions.get(target);
-    if (!made) {
-      made = routeAction(model, shape, target, configFor(false).rateLimits);
-      actions.set(target, made);
-    }
+  type Target = { cluster: string; hash_policy?: object[] } | { weighted_clusters: object };
+  // The last target's action is kept: the pin and split routes, made in a row for the same target, share it.
+  let shared: { readonly target: Target; readonly action: Record<string, unknown> } | undefined;
+  const action = (target: Target): Record<string, unknown> => {
+    if (shared?.target === target) return shared.action;
+    const made = routeAction(model, shape, target, configFor(false).rateLimits);
+    shared = { target, action: made };
     return made;
   };
   const finish = (route: Record<string, unknown>): object => (shape.finish ? shape.finish(route) : route);
