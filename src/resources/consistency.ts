@@ -55,6 +55,16 @@ function grpcClusterReferences(message: object): string[] {
   return out;
 }
 
+/** The clusters a route action sends to: its target, weighted clusters and mirrors. */
+function actionReferences(action: Json, into: Set<string>): void {
+  if (typeof action.cluster === 'string') into.add(action.cluster);
+  const weighted = isObject(action.weighted_clusters) && Array.isArray(action.weighted_clusters.clusters) ? action.weighted_clusters.clusters : [];
+  for (const c of weighted) if (isObject(c) && typeof c.name === 'string') into.add(c.name);
+  for (const m of Array.isArray(action.request_mirror_policies) ? action.request_mirror_policies : []) {
+    if (isObject(m) && typeof m.cluster === 'string') into.add(m.cluster);
+  }
+}
+
 /** The clusters each route object names, once per object (translators reuse an unchanged model's routes). */
 const routeRefs = new WeakMap<object, readonly string[]>();
 
@@ -64,14 +74,10 @@ function oneRouteReferences(route: unknown): readonly string[] {
   const known = routeRefs.get(route);
   if (known) return known;
   const out: string[] = [];
-  const action = isObject(route.route) ? route.route : undefined;
-  if (action) {
-    if (typeof action.cluster === 'string') out.push(action.cluster);
-    const weighted = isObject(action.weighted_clusters) && Array.isArray(action.weighted_clusters.clusters) ? action.weighted_clusters.clusters : [];
-    for (const c of weighted) if (isObject(c) && typeof c.name === 'string') out.push(c.name);
-    for (const m of Array.isArray(action.request_mirror_policies) ? action.request_mirror_policies : []) {
-      if (isObject(m) && typeof m.cluster === 'string') out.push(m.cluster);
-    }
+  if (isObject(route.route)) {
+    const named = new Set<string>();
+    actionReferences(route.route, named);
+    out.push(...named);
   }
   // A route names a gRPC service only in its filters' per-route configuration (an ext_proc override): the walk
   // goes there, not through the match, the headers and the action already read above.
@@ -305,7 +311,21 @@ function segmentKeys(segment: readonly object[]): readonly string[] {
     if (inner) keys = inner.flatMap(segmentKeys);
     else {
       const named = new Set<string>();
-      for (const route of segment) if (isObject(route)) for (const n of oneRouteReferences(route)) named.add(n);
+      // What oneRouteReferences reads, without a record per route: a model's routes share their action and
+      // per-filter objects (routes.ts), so one that is the previous route's adds nothing new.
+      let lastAction: unknown;
+      let lastPerFilter: unknown;
+      for (const route of segment) {
+        if (!isObject(route)) continue;
+        if (route.route !== lastAction) {
+          lastAction = route.route;
+          if (isObject(route.route)) actionReferences(route.route, named);
+        }
+        if (route.typed_per_filter_config !== lastPerFilter) {
+          lastPerFilter = route.typed_per_filter_config;
+          if (isObject(lastPerFilter)) for (const n of grpcClusterReferences(lastPerFilter)) named.add(n);
+        }
+      }
       keys = [...named].map((n) => CLUSTER + n);
     }
     unitKeys.set(segment, keys);

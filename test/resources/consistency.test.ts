@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { ConsistencyTracker, danglingReferences, InconsistentSnapshotError } from '../../src/resources/consistency.js';
+import { joined, withSegments } from '../../src/resources/segments.js';
 import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
 
 /** Every place a route configuration names a cluster, each found missing by the full and the incremental check. */
@@ -41,5 +42,24 @@ describe('the consistency check finds a missing cluster wherever a route names i
     const tracker = new ConsistencyTracker();
     tracker.check([cluster('here'), routes({ route: { cluster: 'here' }, typed_per_filter_config: extProcOverride('here') })]);
     expect(() => tracker.check([cluster('here'), routes({ route: { cluster: 'here' }, typed_per_filter_config: extProcOverride('gone') })])).toThrow(/Cluster gone/);
+  });
+
+  test.each(CASES)('$what, in a model\'s kept routes that share their action and per-filter objects', ({ route }) => {
+    // As routes.ts makes them: several routes of one model hold the same action and per-filter objects, the
+    // odd one (the case's) after them, the model's routes one kept segment of the virtual host's list.
+    const shared = { route: { cluster: 'here' }, typed_per_filter_config: extProcOverride('here') };
+    const model = [0, 1, 2].map((i) => ({ name: `m:${i}`, match: { prefix: `/m${i}` }, ...shared }));
+    const odd = { ...model[2], ...route, name: 'm:odd' };
+    const other = [{ name: 'o:0', match: { prefix: '/o' }, route: { cluster: 'here' } }];
+    const segmented = (list: readonly object[]): ResourceInput => {
+      const lists = [list, other];
+      return { typeUrl: TypeUrl.RouteConfiguration, name: 'public', message: { name: 'public', virtual_hosts: [{ name: 'any', domains: ['*'], routes: withSegments(joined(lists), lists) }] } };
+    };
+    const broken = [cluster('here'), segmented([...model, odd])];
+    expect(danglingReferences(broken)).toEqual([{ from: 'RouteConfiguration public', missing: 'Cluster gone' }]);
+    expect(() => new ConsistencyTracker().check(broken)).toThrow(/Cluster gone/);
+    const tracker = new ConsistencyTracker();
+    tracker.check([cluster('here'), segmented(model)]);
+    expect(() => tracker.check(broken)).toThrow(/Cluster gone/);
   });
 });
