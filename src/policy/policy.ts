@@ -46,28 +46,11 @@ export function defaultGateway(): GatewayPolicy {
 /** JSON with object keys sorted at every level, so the text depends only on content. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  // Written out rather than with entries/sort/map/join: a cold build at 10,000 models writes the rules of
-  // every model this way, and the intermediate arrays were most of its cost.
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (let i = 0; i < value.length; i++) {
-      if (i > 0) out += ',';
-      // A hole stays empty, as Array.prototype.map and join leave it.
-      if (i in value) out += canonicalJson((value[i] as unknown) ?? null);
-    }
-    return out + ']';
-  }
-  const obj = value as Record<string, unknown>;
-  // Default sort: UTF-16 code unit order, the order of `<` on strings.
-  const keys = Object.keys(obj).sort();
-  let out = '{';
-  for (const k of keys) {
-    const v = obj[k];
-    if (v === undefined) continue;
-    if (out.length > 1) out += ',';
-    out += JSON.stringify(k) + ':' + canonicalJson(v);
-  }
-  return out + '}';
+  if (Array.isArray(value)) return `[${value.map((v: unknown) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
 /**
