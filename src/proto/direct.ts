@@ -406,9 +406,9 @@ function writeField(f: FieldPlan, v: unknown): void {
 // --- generated writers ---
 
 /**
- * The largest field encoding a writer keeps to copy when the same object comes again in the same field (the
- * header lists every route sets, a route action three routes share): small, so what the writers hold on to
- * stays a few hundred small objects.
+ * The largest list or map encoding a writer keeps to copy when the same object comes again in the same field
+ * (the header lists every route sets, the per-filter config a model's pin routes share): small, so what the
+ * writers hold on to stays a few hundred small objects.
  */
 const REPEAT_MAX = 512;
 
@@ -488,8 +488,9 @@ function bodyWriter(plan: TypePlan): BodyWriter {
     else if (f.kind === Kind.Bool) write = `key(${f.key}); bool(${x});`;
     else if (f.kind === Kind.Other) write = 'throw NOT_DIRECT;';
     else write = `key(${f.key}); scalar(${f.kind}, ${x}, F[${i}]);`;
-    // A message, list or map field: the same object as the last time in this slot is its bytes again (the
-    // objects given to the encoder are never mutated after; see REPEAT_MAX).
+    // A list or map field: the same object as the last time in this slot is its bytes again (the objects
+    // given to the encoder are never mutated after; see REPEAT_MAX). Not single message fields: most hold an
+    // object of their own, and the bookkeeping cost more than the hits saved (docs/performance-cold.md).
     if (f.repeated || f.map) {
       write = `if (${x} === L[${i}] && B[${i}] !== undefined) put(B[${i}]); else { const s = at(); ${write} seen(L, B, ${i}, ${x}, s); }`;
     }

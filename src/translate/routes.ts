@@ -132,9 +132,9 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
   if (model.live.length === 0) {
     return [{ name: name('no-live-version'), match, ...jsonError(503, 'no_live_version', `model '${model.name}' has no live version`, { model: model.name }, shape.api) }];
   }
-  // What the filters add to a route, the headers every route sets or removes, and the action per target are
-  // made once per call and shared by the routes that need the same (one object each, so the encoder and the
-  // collector see one thing, not one per route).
+  // What the filters add to a route and the headers every route sets or removes are made once per call and
+  // shared by the routes that need the same, as is the pin and split routes' action (one object each, so the
+  // encoder and the collector see one thing, not one per route).
   const filterConfig: (RouteFilterConfig | undefined)[] = [undefined, undefined];
   const configFor = (pinRequested: boolean): RouteFilterConfig => (filterConfig[pinRequested ? 1 : 0] ??= routeFilterConfig(model, { pinRequested, api: shape.api }));
   const commons: (Record<string, unknown> | undefined)[] = [undefined, undefined];
