@@ -6,6 +6,7 @@ import type { GatewayAlert, GatewayIR, ModelIR } from '../ir/types.js';
 import type { ReservedAddress } from '../ir/upstream-guard.js';
 import { logger, type Logger } from '../observability/log.js';
 import { metricsRegistry } from '../observability/metrics.js';
+import { reportAllModels, reportChangedModels } from './live-gauges.js';
 import type { PolicyIssue } from '../policy/issues.js';
 import type { Policy } from '../policy/policy.js';
 import { runPipeline, type PipelineOutput } from '../pipeline/index.js';
@@ -43,20 +44,6 @@ const alertsGauge = new Gauge({
   name: 'flowgate_model_alerts',
   help: 'Active alerts per model and code (no_live_version, kept_last_live, canary_unresolved, mirror_unresolved, unknown_registered_model, address_refused, no_signature; anomaly_error_rate, anomaly_latency from live traffic).',
   labelNames: ['model', 'code'] as const,
-  registers: [metricsRegistry],
-});
-
-const liveWeight = new Gauge({
-  name: 'flowgate_model_live_weight',
-  help: 'Percent of unpinned traffic each live model version receives.',
-  labelNames: ['model', 'version'] as const,
-  registers: [metricsRegistry],
-});
-
-const liveVersionsGauge = new Gauge({
-  name: 'flowgate_model_live_versions',
-  help: 'Live versions per exposed model; 0 means its routes answer 503.',
-  labelNames: ['model'] as const,
   registers: [metricsRegistry],
 });
 
@@ -382,21 +369,10 @@ export class GatewayController {
     this.log[level]({ model: a.model, code: a.code, alert: true }, a.message);
   }
 
-  /** The live-version gauges: of the models that changed, or of every model. */
+  /** The live-version gauges: of the models that changed, or of every model (applied when the metrics are read). */
   private reportModels(ir: GatewayIR, changed: ModelChanges | undefined): void {
-    if (!changed) {
-      liveWeight.reset();
-      liveVersionsGauge.reset();
-    } else {
-      for (const m of changed.removed) {
-        liveVersionsGauge.remove({ model: m.name });
-        for (const l of m.live) liveWeight.remove({ model: m.name, version: l.version });
-      }
-    }
-    for (const m of changed?.added ?? ir.models) {
-      liveVersionsGauge.set({ model: m.name }, m.live.length);
-      for (const l of m.live) liveWeight.set({ model: m.name, version: l.version }, l.weight);
-    }
+    if (changed) reportChangedModels(changed.removed, changed.added);
+    else reportAllModels(ir.models);
   }
 
   /** The models waiting for a signature, of every model or updated by the models that changed (most models process nothing). */
