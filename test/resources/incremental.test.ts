@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import { createHash } from 'node:crypto';
 import { ConsistencyTracker, danglingReferences, InconsistentSnapshotError } from '../../src/resources/consistency.js';
 import { TypeUrl, type ResourceInput } from '../../src/resources/types.js';
 import { changeLimit, listChanges, mapChanged } from '../../src/resources/window.js';
@@ -567,5 +568,36 @@ describe('content-defined groups: the route configuration and the FilterPolicy',
     expect(Buffer.from(encodeMessage(url, message)).equals(Buffer.from(encodeMessage(url, { schema_version: 2, policy_json: text })))).toBe(true);
     expect(() => encodeMessage(url, withTextParts({ schema_version: 2, nope: 1 }, 'policy_json', pieces))).toThrow(/nope/);
     expect(() => encodeMessage(url, withTextParts({ policy_json: '' }, 'schema_version', pieces))).toThrow(/not a string field/);
+  });
+});
+
+describe('resource versions', () => {
+  // Replicas of different builds (a rolling upgrade) must give equal content equal versions, or every Envoy
+  // that moves between them reloads: the version's formula is fixed here.
+  const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+
+  test('a message encoded whole: sha256 of its type URL, a zero byte and its bytes', () => {
+    const input = cluster('m:v1');
+    const bytes = encodeMessage(input.typeUrl, input.message);
+    const version = Snapshot.from([input]).get(TypeUrl.Cluster, 'm:v1')?.version;
+    expect(version).toBe(sha(Buffer.concat([Buffer.from(`${input.typeUrl}\u0000`), bytes])));
+  });
+
+  test('a spliced message: sha256 of its type URL, a one byte and its parts (kept ones by their digest)', () => {
+    const url = TypeUrl.FilterPolicy;
+    const pieces = ['{"models":[', '{"name":"ä"}', ',', '{"name":"b"}', ']}'].map((t, i) => ({ bytes: Buffer.from(t), ...(i % 2 === 1 && { kept: true as const }) }));
+    const input: ResourceInput = { typeUrl: url, name: 'fp', message: withTextParts({ schema_version: 2 }, 'policy_json', pieces) };
+    const parts = encodeMessageParts(url, input.message);
+    expect(parts.length).toBeGreaterThan(1);
+    const digestInput = Buffer.concat(
+      parts.map((p) => {
+        if (p.kept) return Buffer.concat([Buffer.from([1]), createHash('sha256').update(p.bytes).digest().subarray(0, 16)]);
+        const length = Buffer.alloc(4);
+        length.writeUInt32BE(p.bytes.length);
+        return Buffer.concat([Buffer.from([0]), length, p.bytes]);
+      }),
+    );
+    const version = Snapshot.from([input]).get(url, 'fp')?.version;
+    expect(version).toBe(sha(Buffer.concat([Buffer.from(`${url}\u0001`), digestInput])));
   });
 });
