@@ -34,11 +34,17 @@ const GROUP_BITS = 5;
  * Whether the element with this key starts a group of a long list cut into groups of kept segments (a
  * virtual host's claims, the FilterPolicy's models): a function of the key alone (FNV-1a, mixed), so the groups of
  * a list are the same however it was reached (built whole, or patched by a change), an insertion or removal
- * changes the group it falls in only, and a list's groups are 2^GROUP_BITS elements on average.
+ * changes the group it falls in only, and a list's groups are 2^GROUP_BITS elements on average. A key given
+ * in parts is the parts joined by zero characters, hashed without joining them.
  */
-export function startsGroup(key: string): boolean {
+export function startsGroup(...key: readonly string[]): boolean {
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  for (let k = 0; k < key.length; k++) {
+    // The zero character between parts: FNV-1a of a zero is the multiply alone.
+    if (k > 0) h = Math.imul(h, 0x01000193);
+    const part = key[k] as string;
+    for (let i = 0; i < part.length; i++) h = Math.imul(h ^ part.charCodeAt(i), 0x01000193);
+  }
   // Mixed (murmur3's finaliser): keys that differ in one digit would otherwise share their top bits.
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);

@@ -601,3 +601,22 @@ describe('resource versions', () => {
     expect(version).toBe(sha(Buffer.concat([Buffer.from(`${url}\u0001`), digestInput])));
   });
 });
+
+describe('startsGroup', () => {
+  test('a key given in parts is the parts joined by zero characters', () => {
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0), seed % n);
+    const chars = ['a', 'z', '0', '9', '/', '-', '.', '*', 'é', '\u0000', '𝔸'];
+    const word = (): string => Array.from({ length: rand(12) }, () => chars[rand(chars.length)]).join('');
+    let starts = 0;
+    for (let i = 0; i < 5000; i++) {
+      const parts = Array.from({ length: 1 + rand(4) }, word);
+      const whole = startsGroup(parts.join('\u0000'));
+      expect(startsGroup(...parts)).toBe(whole);
+      if (whole) starts++;
+    }
+    // One key in 32 on average starts a group.
+    expect(starts).toBeGreaterThan(5000 / 32 / 2);
+    expect(starts).toBeLessThan((5000 / 32) * 2);
+  });
+});
