@@ -2,6 +2,7 @@ import protobuf from 'protobufjs';
 import { encodeDirect, encodeDirectFramed } from './direct.js';
 import { messageType, TO_OBJECT } from './root.js';
 import { segments } from '../resources/segments.js';
+import { copyInto } from '../objects.js';
 
 /**
  * Encoding and decoding of Envoy messages given as plain objects (snake_case fields, nested Any values in the
@@ -392,7 +393,8 @@ export function encodeAny(typeUrl: string, value: Uint8Array): Uint8Array {
 
 /** A plain object packed as an Any in the `@type` form, for nesting typed_config in translator output. */
 export function typed<T extends object>(typeUrl: string, value: T): T & { '@type': string } {
-  return { '@type': typeUrl, ...value };
+  // Not a spread: one per per-filter config and cluster extension at every build (src/objects.ts).
+  return copyInto({ '@type': typeUrl }, value) as T & { '@type': string };
 }
 
 /** A google.protobuf.Duration in plain-object form from milliseconds. */

@@ -10,6 +10,7 @@ import { llmRoutes } from './llm-routes.js';
 import { servedBySplit, splitClusterName, splitHashPolicy } from './eds-split.js';
 import { joined, startsGroup, withSegments } from '../resources/segments.js';
 import { sharedChanges } from '../resources/window.js';
+import { shallowCopy } from '../objects.js';
 
 /**
  * One RouteConfiguration per listener (named after it). Per model and public route:
@@ -186,7 +187,7 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
     // The version is chosen by the split cluster's subset balancer from the header (header_to_metadata):
     // one route, whatever the live versions.
     out.push(
-      finish(modelRoute(name('version'), { ...match, headers: [...matchHeaders(match), { name: ROUTE_VERSION_HEADER, present_match: true }] }, action(splitTarget), common(false))),
+      finish(modelRoute(name('version'), withHeader(match, ROUTE_VERSION_PRESENT), action(splitTarget), common(false))),
     );
   } else if (model.filters?.routesByVersion) {
     // The one version ext_authz decided (a valid pin, or the only versions the caller may use): Envoy never
@@ -196,7 +197,7 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
         finish(
           modelRoute(
             name(`version-v${l.version}`),
-            { ...match, headers: [...matchHeaders(match), { name: ROUTE_VERSION_HEADER, string_match: { exact: l.version } }] },
+            withHeader(match, { name: ROUTE_VERSION_HEADER, string_match: { exact: l.version } }),
             action({ cluster: shape.target(l) }),
             common(false),
           ),
@@ -219,16 +220,11 @@ export function modelRoutes(model: ModelIR, match: Record<string, unknown>, shap
   if (model.pinning) {
     // A request that pins is first matched here: ext_authz reads the pins, answers 400 or 404 itself, or sets
     // the route-version header and clears the route cache, so the request is matched again above.
-    for (const [h, what] of [
-      [VERSION_HEADER, 'version'],
-      [ALIAS_HEADER, 'alias'],
-    ] as const) {
-      out.push(finish(modelRoute(name(`pin-${what}`), { ...match, headers: [...matchHeaders(match), { name: h, present_match: true }] }, action(target), common(true))));
-    }
+    for (const [present, suffix] of PIN_MATCHES) out.push(finish(modelRoute(name(suffix), withHeader(match, present), action(target), common(true))));
   }
   if (shape.cooldown) {
     out.push(
-      finish(modelRoute(name('cooldown'), { ...match, headers: [...matchHeaders(match), { name: shape.cooldown.header, present_match: true }] }, action({ cluster: shape.cooldown.cluster }), common(false))),
+      finish(modelRoute(name('cooldown'), withHeader(match, { name: shape.cooldown.header, present_match: true }), action({ cluster: shape.cooldown.cluster }), common(false))),
     );
   }
   out.push(finish(modelRoute(name('split'), match, action(target), common(false))));
@@ -260,6 +256,21 @@ function classicRoutes(model: ModelIR, prefix: string, split: string | undefined
 function matchHeaders(match: Record<string, unknown>): object[] {
   return Array.isArray(match.headers) ? (match.headers as object[]) : [];
 }
+
+/** `match` that also requires `header` (after the headers it already requires). */
+function withHeader(match: Record<string, unknown>, header: object): Record<string, unknown> {
+  const before = matchHeaders(match);
+  const out = shallowCopy(match);
+  out.headers = before.length === 0 ? [header] : [...before, header];
+  return out;
+}
+
+/** The header matchers every model's routes use, one object each (the encoder keeps the bytes of a repeated one). */
+const ROUTE_VERSION_PRESENT = { name: ROUTE_VERSION_HEADER, present_match: true };
+const PIN_MATCHES: readonly (readonly [object, string])[] = [
+  [{ name: VERSION_HEADER, present_match: true }, 'pin-version'],
+  [{ name: ALIAS_HEADER, present_match: true }, 'pin-alias'],
+];
 
 /** A host pattern without its port: listeners already separate ports, and the route table ignores them. */
 function hostOnly(pattern: string): string {

@@ -35,11 +35,10 @@ export const extAuthz: HttpFilterTranslator = {
   routeConfig(model, route) {
     const f = model.filters;
     if (!f?.authz && !(route.pinRequested && f?.pinAuthz)) return {};
-    const context = {
-      [MODEL_CONTEXT_KEY]: model.name,
-      ...(route.api !== 'flowgate' && { [API_CONTEXT_KEY]: route.api }),
-      ...(f?.authz && rateLimitPath(model) === 'check' && { [RATE_LIMIT_CONTEXT_KEY]: RATE_LIMIT_IN_CHECK }),
-    };
+    // Set key by key rather than spread (twice per model and match at every build: src/objects.ts).
+    const context: Record<string, string> = { [MODEL_CONTEXT_KEY]: model.name };
+    if (route.api !== 'flowgate') context[API_CONTEXT_KEY] = route.api;
+    if (f?.authz && rateLimitPath(model) === 'check') context[RATE_LIMIT_CONTEXT_KEY] = RATE_LIMIT_IN_CHECK;
     return { perFilter: { [FilterName.authz(failureMode(model))]: typed(EXT_AUTHZ_ROUTE, { check_settings: { context_extensions: context } }) } };
   },
   resources: filterServiceCluster,

@@ -70,14 +70,18 @@ export function perRouteDisables(filters: readonly object[]): Record<string, obj
 
 /** What every filter adds to each route of a model, merged. */
 export function routeFilterConfig(model: RouteOwner, route: RouteContext): RouteFilterConfig {
-  const perFilter: Record<string, object> = {};
-  const rateLimits: object[] = [];
+  // Made only when a filter gives something, and without spreads (twice per model and match at 10,000 models).
+  let perFilter: Record<string, object> | undefined;
+  let rateLimits: object[] | undefined;
   for (const f of HTTP_FILTERS) {
     const c = f.routeConfig(model, route);
-    Object.assign(perFilter, c.perFilter ?? {});
-    rateLimits.push(...(c.rateLimits ?? []));
+    if (c.perFilter) for (const name in c.perFilter) if (Object.hasOwn(c.perFilter, name)) (perFilter ??= {})[name] = c.perFilter[name] as object;
+    if (c.rateLimits) for (const limit of c.rateLimits) (rateLimits ??= []).push(limit);
   }
-  return { ...(Object.keys(perFilter).length > 0 && { perFilter }), ...(rateLimits.length > 0 && { rateLimits }) };
+  const out: { perFilter?: Record<string, object>; rateLimits?: object[] } = {};
+  if (perFilter) out.perFilter = perFilter;
+  if (rateLimits) out.rateLimits = rateLimits;
+  return out;
 }
 
 /** The resources the filters need, once each by (type, name). */
