@@ -415,7 +415,12 @@ type StructValue =
 /** A google.protobuf.Struct in plain-object form from a JSON-like value. */
 export function struct(value: Record<string, unknown>): { fields: Record<string, StructValue> } {
   const fields: Record<string, StructValue> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) fields[k] = structValue(v);
+  // A key loop, not Object.entries (an array per entry): a struct per cluster and endpoint at every build.
+  for (const k in value) {
+    if (!Object.hasOwn(value, k)) continue;
+    const v = value[k];
+    if (v !== undefined) fields[k] = structValue(v);
+  }
   return { fields };
 }
 

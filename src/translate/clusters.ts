@@ -10,6 +10,7 @@ import { versionProcessingOptions } from './version-ext-proc.js';
 import { pipelineCluster } from './pipelines.js';
 import { servedBySplit, splitClusters } from './eds-split.js';
 import { listChanges, mapChanged, recordChanges, sharedChanges, type ListChanges } from '../resources/window.js';
+import { copyInto } from '../objects.js';
 
 /**
  * One Envoy cluster per routed model version (live and mirror). Versions served at an IP address get an EDS
@@ -122,7 +123,7 @@ export function lbEndpoints(t: ClusterTarget): object[] {
 }
 
 /** A version's cluster (without the edge buffer limit and the LLM fields translateClusters adds). */
-export function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: GatewayIR): object {
+export function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: GatewayIR): Record<string, unknown> {
   const s = t.model.settings;
   const eds = usesEds(t.address);
   const message: Record<string, unknown> = {
@@ -131,8 +132,9 @@ export function clusterMessage(t: ClusterTarget, mode: ConfigSourceMode, ir: Gat
     lb_policy: LB_POLICY[s.loadBalancer],
     metadata: { filter_metadata: { flowgate: struct({ model: t.model.name, registered_model: t.model.registeredModel, version: t.version }) } },
     common_lb_config: { healthy_panic_threshold: { value: 50 } },
-    ...versionProcessingOptions(ir, t.model, t.version, t.processing),
   };
+  // Copied in, not spread: one per version cluster at every build (src/objects.ts).
+  copyInto(message, versionProcessingOptions(ir, t.model, t.version, t.processing));
   if (eds) {
     message.type = 'EDS';
     message.eds_cluster_config = { eds_config: configSource(mode), service_name: t.cluster };
@@ -223,6 +225,13 @@ export function usesEds(address: UpstreamAddress): boolean {
   return isIP(address.host) !== 0;
 }
 
+/** A version's cluster (a new object, completed in place) with the LLM fields and the edge buffer limit. */
+function withEdgeFields(ir: GatewayIR, t: ClusterTarget, message: Record<string, unknown>): Record<string, unknown> {
+  copyInto(message, llmClusterFields(ir, t));
+  message.per_connection_buffer_limit_bytes = { value: ir.edge.bufferLimitBytes };
+  return message;
+}
+
 /** The clusters of the IR: one per model version, plus what the HTTP filters and tracing need. */
 export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): ResourceInput[] {
   // Besides its model, a version's cluster reads only these of the IR: the key of its memo with the mode.
@@ -235,7 +244,7 @@ export function translateClusters(ir: GatewayIR, mode: ConfigSourceMode): Resour
       name: t.cluster,
       // Edge guidance: bounded buffers per upstream connection (bodies still stream; a route that must read a
       // whole body raises its own request limit).
-      message: { ...clusterMessage(t, mode, ir), ...llmClusterFields(ir, t), per_connection_buffer_limit_bytes: { value: ir.edge.bufferLimitBytes } },
+      message: withEdgeFields(ir, t, clusterMessage(t, mode, ir)),
     }));
   // A target that is the same object as last time (its model did not change) has the same cluster.
   const changes = { removed: [] as ResourceInput[], added: [] as ResourceInput[] };

@@ -62,23 +62,32 @@ function buildFilterPolicy(ir: GatewayIR): FilterPolicy {
   };
 }
 
-function modelRules(m: ModelIR): FilterPolicy['models'][number] {
-  return {
+type ModelRules = FilterPolicy['models'][number];
+
+function modelRules(m: ModelIR): ModelRules {
+  // Set field by field rather than spread: one per model at every build (src/objects.ts).
+  const rules: { -readonly [K in keyof ModelRules]: ModelRules[K] } = {
     name: m.name,
     failOpen: m.rules.failOpen,
     pinning: m.pinning,
-    ...(m.rules.access && { access: m.rules.access }),
-    ...(m.sticky && { sticky: { header: m.sticky.header } }),
-    live: m.live.map((l) => ({ version: l.version, aliases: [...l.aliases], weight: l.weight })),
+    live: [],
     requestLimits: [...m.rules.requestLimits],
     tokenQuotas: [...m.rules.tokenQuotas],
-    ...(m.rules.masking && { masking: m.rules.masking }),
-    // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
-    ...(m.filters?.extProc && { bodies: { request: m.filters.extProc.requestBody ? ('buffered' as const) : ('none' as const), response: m.filters.extProc.responseBody } }),
-    ...versionRules(m),
-    ...(m.llm && { llm: llmRules(m.llm, m.rules.llmUsage === true) }),
-    ...(m.rules.guardrails && { guardrails: m.rules.guardrails }),
   };
+  if (m.rules.access) rules.access = m.rules.access;
+  if (m.sticky) rules.sticky = { header: m.sticky.header };
+  rules.live = m.live.map((l) => ({ version: l.version, aliases: [...l.aliases], weight: l.weight }));
+  if (m.rules.masking) rules.masking = m.rules.masking;
+  // The processing modes the routes' ext_proc filter uses, so the filter service knows what it will see.
+  if (m.filters?.extProc) rules.bodies = { request: m.filters.extProc.requestBody ? 'buffered' : 'none', response: m.filters.extProc.responseBody };
+  const processed = versionRules(m);
+  if (processed.protocol !== undefined) rules.protocol = processed.protocol;
+  if (processed.registeredModel !== undefined) rules.registeredModel = processed.registeredModel;
+  if (processed.versions !== undefined) rules.versions = processed.versions;
+  if (processed.maxBodyBytes !== undefined) rules.maxBodyBytes = processed.maxBodyBytes;
+  if (m.llm) rules.llm = llmRules(m.llm, m.rules.llmUsage === true);
+  if (m.rules.guardrails) rules.guardrails = m.rules.guardrails;
+  return rules;
 }
 
 /** The pipelines' steps, for the pipeline service. */
