@@ -109,6 +109,24 @@ describe('ConsistencyTracker', () => {
     });
     expect(verdicts).toEqual([false, true, false, true, true, false, true, false, false]);
   });
+
+  test('a cluster whose name looks like another kind of resource stands for no other resource', () => {
+    // Keys are a cluster's name and a prefixed name for the other kinds: the prefix starts with a zero
+    // character, so a cluster named with one must not stand in for missing endpoints or route configurations.
+    for (const set of [
+      [cluster('a', true), cluster('\u0000Ea')],
+      [listener('l', 'rc'), cluster('\u0000Rrc')],
+      [cluster('\u0000Cx', true), cluster('x'), endpoints('x')],
+    ]) {
+      const full = danglingReferences(set);
+      expect(full.length).toBeGreaterThan(0);
+      expect(() => new ConsistencyTracker().check(set)).toThrow(InconsistentSnapshotError);
+    }
+    // Named so, a cluster is still itself.
+    const named = [cluster('\u0000Rrc', true), endpoints('\u0000Rrc'), routeConfig('rc', [route('r', ['\u0000Rrc'])]), listener('l', 'rc')];
+    expect(danglingReferences(named)).toEqual([]);
+    expect(new ConsistencyTracker().check(named)).toBe(named);
+  });
 });
 
 describe('segmented route lists', () => {
