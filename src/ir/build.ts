@@ -510,14 +510,15 @@ function memoisedModel(inputs: ModelInputs, reservedKey: string): ModelIR {
     return memo.output;
   }
   const own: GatewayAlert[] = [];
-  const { ir, usedPrior } = resolveModel({ ...inputs, alerts: own });
+  // The model's own alerts are collected apart (kept with its memo); its inputs are passed as they are, not copied.
+  const { ir, usedPrior } = resolveModel(inputs, own);
   alerts.push(...own);
   const usedSignatures = [...ir.live, ...(ir.mirror ? [ir.mirror] : [])].some((v) => v.processing !== undefined);
   modelMemo.set(model.name, { model, registered, gateway: policy.gateway, rollout, consumers, reservedKey, prior, usedPrior, signatures, usedSignatures, output: ir, alerts: own });
   return ir;
 }
 
-function resolveModel({ policy, model, registered, prior, alerts, consumers, guard, signatures }: ModelInputs): { ir: ModelIR; usedPrior: boolean } {
+function resolveModel({ policy, model, registered, prior, consumers, guard, signatures }: ModelInputs, alerts: GatewayAlert[]): { ir: ModelIR; usedPrior: boolean } {
   const alert = (code: GatewayAlert['code'], message: string): void => {
     // One refused address named by several selectors (stable and mirror) is one alert.
     if (!alerts.some((a) => a.model === model.name && a.code === code && a.message === message)) alerts.push({ code, model: model.name, message });
@@ -641,7 +642,9 @@ function resolveRollout(plan: RolloutPlan, resolve: (selector: VersionSelector) 
 }
 
 function liveVersion(model: ModelPolicy, version: ModelVersion, address: UpstreamAddress, role: LiveVersion['role'], weight: number, processing: VersionProcessing | undefined): LiveVersion {
-  return { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address, ...(processing && { processing }) };
+  const live: { -readonly [K in keyof LiveVersion]: LiveVersion[K] } = { version: version.version, aliases: [...version.aliases].sort(), weight, role, cluster: clusterName(model.name, version.version), address };
+  if (processing) live.processing = processing;
+  return live;
 }
 
 /** A Model's own setting replaces the Gateway default's whole block. */
