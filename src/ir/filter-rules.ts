@@ -108,24 +108,22 @@ function validation(model: ModelPolicy): InputValidation | undefined {
   return { input: 'signature', maxBodyBytes: v.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES };
 }
 
-function guardrailsOf(model: ModelPolicy, gateway: GatewayPolicy): { guardrails?: NonNullable<ModelFilterRules['guardrails']> } {
-  const g = guardrailRules(model, gateway.filterService.timeout);
-  return g ? { guardrails: g } : {};
-}
-
 /** A model's filter rules with every default applied. */
 export function modelFilterRules(model: ModelPolicy, gateway: GatewayPolicy): ModelFilterRules {
   const checked = validation(model);
-  return {
+  const rules: { -readonly [K in keyof ModelFilterRules]: ModelFilterRules[K] } = {
     failOpen: model.failOpen ?? gateway.filterService.failOpen ?? DEFAULT_FAIL_OPEN,
     access: access(model),
     requestLimits: model.rateLimits.map((l) => requestLimit(l, `Model ${model.name}: ${l.requests} per ${l.per} per consumer`)),
     tokenQuotas: model.tokenQuotas.map((q) => tokenQuota(q, (count) => `Model ${model.name}: ${q.tokens} ${count} tokens per ${q.per} per consumer`)),
     masking: masking(model),
-    ...(llmReadsUsage(model, gateway) && { llmUsage: true }),
-    ...(checked && { validation: checked }),
-    ...guardrailsOf(model, gateway),
   };
+  // The optional fields set after, in this order, not spread in: one per model at every build (src/objects.ts).
+  if (llmReadsUsage(model, gateway)) rules.llmUsage = true;
+  if (checked) rules.validation = checked;
+  const guardrails = guardrailRules(model, gateway.filterService.timeout);
+  if (guardrails) rules.guardrails = guardrails;
+  return rules;
 }
 
 /** The largest body a version's cluster reads (validation and protocol conversion buffer it whole). */
